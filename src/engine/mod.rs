@@ -1,0 +1,317 @@
+//! Inference engines: how each one is started, checked and reset.
+//!
+//! The command line for a cell is built here once, from the runner's flags, and used both by the
+//! rendered runner script and (later) by `run-cell`, so the two can never disagree.
+
+use std::fmt;
+
+use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::runner::{PLACEHOLDERS, Runner};
+use crate::spec::{Cell, Offload, OffloadBackend};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum EngineKind {
+    Vllm,
+    Sglang,
+    LlamaServer,
+    /// `kvsweep sim-server`, the simulated server.
+    Sim,
+}
+
+impl EngineKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineKind::Vllm => "vllm",
+            EngineKind::Sglang => "sglang",
+            EngineKind::LlamaServer => "llama-server",
+            EngineKind::Sim => "sim",
+        }
+    }
+
+    /// How long to wait for `/health` by default: real engines load weights and compile graphs.
+    pub fn default_health_timeout_s(self) -> u64 {
+        match self {
+            EngineKind::Vllm | EngineKind::Sglang => 1800,
+            EngineKind::LlamaServer => 300,
+            EngineKind::Sim => 60,
+        }
+    }
+
+    /// The endpoint that empties the prefix cache between runs, where the engine has one.
+    pub fn reset_path(self) -> Option<&'static str> {
+        match self {
+            EngineKind::Vllm | EngineKind::Sim => Some("/reset_prefix_cache"),
+            EngineKind::Sglang => Some("/flush_cache"),
+            EngineKind::LlamaServer => None,
+        }
+    }
+
+    /// The `--api` the replay should use: token ids where the engine accepts them (exact prompt
+    /// lengths, no tokenizer mismatch), chat otherwise.
+    pub fn replay_api(self) -> &'static str {
+        match self {
+            EngineKind::Vllm | EngineKind::Sim => "completions",
+            EngineKind::Sglang | EngineKind::LlamaServer => "chat",
+        }
+    }
+}
+
+impl fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The program an engine command runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Program {
+    External(String),
+    /// This kvsweep binary (the simulator); the script finds it through `$KVSWEEP`.
+    Kvsweep,
+}
+
+/// A fully resolved engine command line.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Launch {
+    pub program: Program,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+/// What [`launch`] needs to know about one cell.
+pub struct LaunchRequest<'a> {
+    pub engine: EngineKind,
+    /// What the engine loads: a model id, a path, or (for the simulator) a preset name.
+    pub model: &'a str,
+    pub runner: &'a Runner,
+    pub cell: &'a Cell,
+    pub backend: OffloadBackend,
+    /// Host memory for the offload tier, GiB across the TP group; needed when offload is on.
+    pub offload_gib: Option<f64>,
+    pub port: u16,
+}
+
+/// Builds the engine command for a cell: the engine's own flags, then the runner's flags for the
+/// engine, then the runner's flags for the cell's offload mode.
+pub fn launch(req: &LaunchRequest<'_>) -> Result<Launch> {
+    let cell = req.cell;
+    let runner = req.runner;
+    let Some(engine_flags) = runner.engines.get(&req.engine) else {
+        bail!(
+            "runner `{}` cannot start engine `{}`",
+            runner.name,
+            req.engine
+        );
+    };
+    let Some(mode) = runner.mode_flags(req.engine, cell.offload, req.backend) else {
+        bail!(
+            "runner `{}` defines no {} flags for offload `{}`{}",
+            runner.name,
+            req.engine,
+            cell.offload,
+            if cell.offload == Offload::On {
+                format!(" with backend `{}`", req.backend)
+            } else {
+                String::new()
+            }
+        );
+    };
+    let port = req.port.to_string();
+    let tp = cell.tp.to_string();
+    let (program, mut args) = match req.engine {
+        EngineKind::Vllm => {
+            let mut a = strings(&["serve", req.model, "--host", "0.0.0.0", "--port", &port]);
+            a.extend(strings(&["--tensor-parallel-size", &tp]));
+            if cell.ep > 0 {
+                // vLLM sizes expert parallelism as TP × DP; the flag turns it on.
+                a.push("--enable-expert-parallel".into());
+            }
+            (Program::External("vllm".into()), a)
+        }
+        EngineKind::Sglang => {
+            let mut a = strings(&["-m", "sglang.launch_server", "--model-path", req.model]);
+            a.extend(strings(&[
+                "--host", "0.0.0.0", "--port", &port, "--tp", &tp,
+            ]));
+            if cell.ep > 0 {
+                a.extend(["--ep-size".into(), cell.ep.to_string()]);
+            }
+            (Program::External("python3".into()), a)
+        }
+        EngineKind::LlamaServer => {
+            let a = strings(&[
+                "-m",
+                req.model,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port,
+                "--metrics",
+            ]);
+            (Program::External("llama-server".into()), a)
+        }
+        EngineKind::Sim => {
+            let a = strings(&["sim-server", "--host", "127.0.0.1", "--port", &port]);
+            let mut a = a;
+            a.extend(strings(&["--model", req.model, "--tp", &tp]));
+            (Program::Kvsweep, a)
+        }
+    };
+    let fill = |s: &str| fill_placeholders(s, req);
+    for arg in engine_flags.args.iter().chain(&mode.args) {
+        args.push(fill(arg)?);
+    }
+    let env = engine_flags
+        .env
+        .iter()
+        .chain(&mode.env)
+        .map(|(k, v)| Ok((k.clone(), fill(v)?)))
+        .collect::<Result<_>>()?;
+    Ok(Launch { program, args, env })
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// Fills the runner-flag placeholders listed in [`PLACEHOLDERS`].
+fn fill_placeholders(value: &str, req: &LaunchRequest<'_>) -> Result<String> {
+    if !value.contains("{{") {
+        return Ok(value.to_owned());
+    }
+    let tp = f64::from(req.cell.tp);
+    let budget = || {
+        req.offload_gib.ok_or_else(|| {
+            anyhow::anyhow!(
+                "cell `{}` needs a host-memory budget for its offload tier (offload_gb or offload_dram_fraction in the spec, or --offload-gb)",
+                req.cell.name
+            )
+        })
+    };
+    let mut out = value.to_owned();
+    for placeholder in PLACEHOLDERS {
+        if !out.contains(placeholder) {
+            continue;
+        }
+        // Engines take whole GiB; rounding down keeps the tier inside the budget.
+        let filled = match *placeholder {
+            "{{offload_gib}}" => format!("{}", budget()?.floor().max(1.0) as u64),
+            "{{offload_gib_per_gpu}}" => format!("{}", (budget()? / tp).floor().max(1.0) as u64),
+            "{{offload_bytes_per_rank}}" => {
+                format!("{}", (budget()? / tp * 1024f64.powi(3)) as u64)
+            }
+            "{{tp}}" => req.cell.tp.to_string(),
+            other => bail!("placeholder {other} has no value"),
+        };
+        out = out.replace(placeholder, &filled);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::RunnerSet;
+
+    fn cell(tp: u32, ep: u32, offload: Offload) -> Cell {
+        Cell {
+            name: "c".into(),
+            runner: None,
+            tp,
+            ep,
+            users: 4,
+            offload,
+        }
+    }
+
+    fn launch_on(
+        runner: &str,
+        engine: EngineKind,
+        cell: &Cell,
+        gib: Option<f64>,
+    ) -> Result<Launch> {
+        let runners = RunnerSet::builtin().expect("runners");
+        let runner = runners.get(runner).expect("runner");
+        launch(&LaunchRequest {
+            engine,
+            model: "m",
+            runner,
+            cell,
+            backend: OffloadBackend::Native,
+            offload_gib: gib,
+            port: 8000,
+        })
+    }
+
+    #[test]
+    fn nvidia_offload_sets_the_simple_offload_env_and_keeps_hybrid_kv() {
+        let l = launch_on(
+            "h200",
+            EngineKind::Vllm,
+            &cell(4, 0, Offload::On),
+            Some(800.0),
+        )
+        .expect("launch");
+        assert!(
+            l.env
+                .contains(&("VLLM_USE_SIMPLE_KV_OFFLOAD".into(), "1".into()))
+        );
+        let joined = l.args.join(" ");
+        assert!(
+            joined.contains("--kv_offloading_size 800 --no-disable-hybrid-kv-cache-manager"),
+            "{joined}"
+        );
+        assert!(joined.contains("--tensor-parallel-size 4"), "{joined}");
+    }
+
+    #[test]
+    fn amd_offload_has_no_env_var_and_disables_hybrid_kv() {
+        let l = launch_on(
+            "mi355x",
+            EngineKind::Vllm,
+            &cell(8, 8, Offload::On),
+            Some(1000.5),
+        )
+        .expect("launch");
+        assert!(l.env.iter().all(|(k, _)| k != "VLLM_USE_SIMPLE_KV_OFFLOAD"));
+        let joined = l.args.join(" ");
+        assert!(
+            joined.contains("--kv_offloading_size 1000 --disable-hybrid-kv-cache-manager"),
+            "{joined}"
+        );
+        assert!(joined.contains("--enable-expert-parallel"), "{joined}");
+    }
+
+    #[test]
+    fn offload_on_without_a_budget_is_an_error() {
+        let err = launch_on("h100", EngineKind::Vllm, &cell(2, 0, Offload::On), None)
+            .expect_err("must fail");
+        assert!(err.to_string().contains("host-memory budget"), "{err}");
+    }
+
+    #[test]
+    fn sglang_hicache_size_is_per_gpu() {
+        let l = launch_on(
+            "b200",
+            EngineKind::Sglang,
+            &cell(4, 4, Offload::On),
+            Some(1000.0),
+        )
+        .expect("launch");
+        let joined = l.args.join(" ");
+        assert!(joined.contains("--hicache-size 250"), "{joined}");
+        assert!(joined.contains("--ep-size 4"), "{joined}");
+    }
+
+    #[test]
+    fn simulator_runs_through_kvsweep() {
+        let l = launch_on("cpu", EngineKind::Sim, &cell(2, 0, Offload::Noprefix), None)
+            .expect("launch");
+        assert_eq!(l.program, Program::Kvsweep);
+        assert_eq!(l.args[0], "sim-server");
+        assert!(l.args.ends_with(&["--prefix-caching".into(), "off".into()]));
+    }
+}

@@ -1,0 +1,22 @@
+//! kvsweep: benchmark LLM inference servers on agentic multi-turn workloads, with and without
+//! KV-cache offload, across a sweep of configurations.
+//!
+//! The data flows spec → matrix → render → engine → replay → metrics → collect → pareto/plot →
+//! report; each stage is a module and they exchange plain types. The one file format between
+//! stages is the cell artifact directory ([`artifact`]).
+
+pub mod artifact;
+pub mod engine;
+pub mod model;
+pub mod render;
+pub mod runner;
+pub mod spec;
+pub mod yaml;
+
+/// Version and the git commit the binary was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("KVSWEEP_GIT_COMMIT"),
+    ")"
+);

@@ -1,0 +1,100 @@
+//! The `kvsweep` command line: parses arguments and hands each subcommand to its module.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use clap::{Parser, Subcommand};
+
+use kvsweep::render::RenderArgs;
+use kvsweep::runner::RunnerSet;
+use kvsweep::spec::matrix::MatrixArgs;
+
+/// Benchmark LLM inference servers on agentic multi-turn workloads, with and without KV-cache
+/// offload, across a sweep of configurations, and turn the results into Pareto frontiers.
+#[derive(Debug, Parser)]
+#[command(name = "kvsweep", version = kvsweep::VERSION, propagate_version = true)]
+struct Cli {
+    /// Read runner definitions from DIR/*.yaml instead of the built-in ones.
+    #[arg(long, global = true, env = "KVSWEEP_RUNNERS_DIR", value_name = "DIR")]
+    runners_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Expand a sweep spec into a GitHub Actions job matrix.
+    Matrix(MatrixArgs),
+    /// Render the runner script of one sweep cell.
+    Render(RenderArgs),
+    /// Run the simulated OpenAI-compatible inference server.
+    SimServer(Pending),
+    /// Replay agentic traces against a server and measure it.
+    Replay(Pending),
+    /// Scrape a server's Prometheus metrics while a cell runs.
+    Metrics(Pending),
+    /// Run one sweep cell end to end on this machine.
+    RunCell(Pending),
+    /// Run a whole sweep locally, then collect and report.
+    Sweep(Pending),
+    /// Submit, watch and cancel a sweep on a Slurm cluster.
+    Slurm(Pending),
+    /// Aggregate cell artifacts into tables, Pareto frontiers and plots.
+    Collect(Pending),
+    /// Compare two collected sweeps side by side.
+    Compare(Pending),
+    /// Download a workflow run's cell artifacts from GitHub Actions.
+    Artifacts(Pending),
+    /// Analyze, convert, synthesize and generate traces.
+    Trace(Pending),
+    /// Bound the best cache hit rate any cache could reach on a trace.
+    Oracle(Pending),
+    /// KV-cache bytes per token and tokens per GPU for a model.
+    KvSize(Pending),
+    /// Synthetic cache testers: single-prompt, cache-rate, working-set.
+    Test(Pending),
+}
+
+/// A subcommand whose issue is still open: it takes any arguments and fails clearly.
+#[derive(Debug, clap::Args)]
+struct Pending {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    args: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<()> {
+    let runners = || RunnerSet::load(cli.runners_dir.as_deref());
+    match &cli.command {
+        Command::Matrix(args) => kvsweep::spec::matrix::run(args, &runners()?),
+        Command::Render(args) => kvsweep::render::run(args, &runners()?),
+        Command::SimServer(_) => pending("sim-server", 4),
+        Command::Replay(_) => pending("replay", 5),
+        Command::Metrics(_) => pending("metrics", 6),
+        Command::RunCell(_) => pending("run-cell", 7),
+        Command::Sweep(_) => pending("sweep", 7),
+        Command::Slurm(_) => pending("slurm", 7),
+        Command::Collect(_) => pending("collect", 8),
+        Command::Compare(_) => pending("compare", 8),
+        Command::Artifacts(_) => pending("artifacts", 8),
+        Command::Trace(_) => pending("trace", 10),
+        Command::Oracle(_) => pending("oracle", 11),
+        Command::KvSize(_) => pending("kv-size", 11),
+        Command::Test(_) => pending("test", 12),
+    }
+}
+
+fn pending(name: &str, issue: u32) -> Result<()> {
+    bail!("`kvsweep {name}` is not implemented yet (issue #{issue})")
+}

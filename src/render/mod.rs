@@ -1,0 +1,377 @@
+//! `kvsweep render`: one sweep cell → a self-contained runner script (`run.sh`).
+//!
+//! The script is a minijinja template (`templates/run-cell.sh.j2`, built in, overridable with
+//! `--templates DIR`). Every value that reaches it is shell-quoted by the `sh` filter, so a model
+//! name with a space or a `$` cannot break or inject into the script.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use minijinja::{Environment, UndefinedBehavior};
+use serde::Serialize;
+
+use crate::artifact::{CELL_FILES, SERVER_LOG_CAP_BYTES};
+use crate::engine::{self, EngineKind, LaunchRequest, Program};
+use crate::runner::{ContainerRuntime, Runner, RunnerSet};
+use crate::spec::{self, Cell, LoadOptions, Offload, Shape, Sweep};
+
+const TEMPLATE_NAME: &str = "run-cell.sh.j2";
+const BUILTIN_TEMPLATE: &str = include_str!("../../templates/run-cell.sh.j2");
+
+/// Render the runner script of one sweep cell.
+#[derive(Debug, clap::Args)]
+pub struct RenderArgs {
+    /// The sweep spec (InferenceX or native shape).
+    pub spec: PathBuf,
+    /// The cell to render, by its matrix `name`.
+    #[arg(long)]
+    pub cell: String,
+    /// The entry of an InferenceX-shape spec.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// The runner to render for (required for InferenceX-shape specs).
+    #[arg(long)]
+    pub runner: Option<String>,
+    /// Directory to write run.sh into (created if missing).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Directory holding a replacement run-cell.sh.j2.
+    #[arg(long)]
+    pub templates: Option<PathBuf>,
+    #[command(flatten)]
+    pub overrides: CellOverrides,
+}
+
+/// Values the command line gives or overrides; an InferenceX-shape spec has none of them itself.
+#[derive(Debug, Default, clap::Args)]
+pub struct CellOverrides {
+    /// The model the engine serves (for the simulator: a preset name).
+    #[arg(long)]
+    pub model: Option<String>,
+    #[arg(long, value_enum)]
+    pub engine: Option<EngineKind>,
+    /// Container image (default: the spec's, else the runner's for the engine).
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Replay duration in seconds.
+    #[arg(long)]
+    pub duration: Option<u64>,
+    /// Trace file or directory to replay.
+    #[arg(long)]
+    pub traces: Option<PathBuf>,
+    /// Host memory for the offload tier, GiB across the TP group.
+    #[arg(long)]
+    pub offload_gb: Option<f64>,
+    /// Port the engine listens on.
+    #[arg(long, default_value_t = 8000)]
+    pub port: u16,
+    /// Seconds to wait for /health (default: per engine, 1800 for vLLM and SGLang).
+    #[arg(long)]
+    pub health_timeout: Option<u64>,
+}
+
+/// Everything about one cell that the script and `cell.json` record.
+#[derive(Debug, Clone, Serialize)]
+pub struct CellPlan {
+    pub cell: Cell,
+    pub spec: PathBuf,
+    pub runner: String,
+    pub engine: EngineKind,
+    pub model: String,
+    pub image: Option<String>,
+    pub precision: Option<String>,
+    pub offload_backend: spec::OffloadBackend,
+    /// GiB of host memory for the offload tier, when offload is on.
+    pub offload_gib: Option<f64>,
+    pub duration_s: u64,
+    pub traces: PathBuf,
+    pub trace_format: spec::TraceFormat,
+    /// The `kvsweep replay` command line, without `--url` and `--out`.
+    pub replay_args: Vec<String>,
+    pub port: u16,
+    pub health_timeout_s: u64,
+}
+
+/// Resolves one cell of a loaded sweep into a plan, applying command-line overrides.
+pub fn plan(sweep: &Sweep, cell: &Cell, runner: &Runner, o: &CellOverrides) -> Result<CellPlan> {
+    let s = &sweep.settings;
+    let engine = o.engine.unwrap_or(s.engine);
+    let model = match (&o.model, &s.model) {
+        (Some(m), _) => m.clone(),
+        (None, Some(m)) if engine == EngineKind::Sim => m.preset.clone().with_context(|| {
+            "the simulator serves a model preset: give model.preset in the spec or --model PRESET"
+        })?,
+        (None, Some(m)) => m.name.clone(),
+        (None, None) => bail!("the spec names no model: give --model"),
+    };
+    let traces = match (&o.traces, &s.traces) {
+        (Some(t), _) => t.clone(),
+        (None, Some(t)) => t.path.clone(),
+        (None, None) => bail!("the spec names no traces: give --traces PATH"),
+    };
+    // The script may run from another directory (a CI job, a Slurm node): no relative paths.
+    let traces = std::path::absolute(&traces)
+        .with_context(|| format!("cannot make {} absolute", traces.display()))?;
+    let image = o
+        .image
+        .clone()
+        .or_else(|| s.image.clone())
+        .or_else(|| runner.images.get(&engine).cloned());
+    if runner.container != ContainerRuntime::None && image.is_none() {
+        bail!(
+            "runner `{}` starts engines in {:?} containers but has no image for {engine}: give --image",
+            runner.name,
+            runner.container
+        );
+    }
+    let offload_gib = match (cell.offload, o.offload_gb, s.offload_budget) {
+        (Offload::On, Some(gb), _) => Some(gb),
+        (Offload::On, None, Some(budget)) => Some(budget.gib(runner)),
+        (Offload::On, None, None) => bail!(
+            "cell `{}` has offload on but no host-memory budget: give --offload-gb (or offload_gb in a native spec)",
+            cell.name
+        ),
+        _ => None,
+    };
+    let duration_s = o.duration.unwrap_or(s.duration_s);
+    let trace_format = s.traces.as_ref().map(|t| t.format).unwrap_or_default();
+    let mut replay_args: Vec<String> = ["replay", "--model", &model, "--api", engine.replay_api()]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    replay_args.extend([
+        "--users".into(),
+        cell.users.to_string(),
+        "--duration".into(),
+        duration_s.to_string(),
+        "--traces".into(),
+        traces.display().to_string(),
+        "--format".into(),
+        trace_format.to_string(),
+        "--engine-label".into(),
+        engine.to_string(),
+    ]);
+    replay_args.extend(s.replay_args.iter().cloned());
+    Ok(CellPlan {
+        cell: cell.clone(),
+        spec: sweep.path.clone(),
+        runner: runner.name.clone(),
+        engine,
+        model,
+        image,
+        precision: s.precision.clone(),
+        offload_backend: s.offload_backend,
+        offload_gib,
+        duration_s,
+        traces,
+        trace_format,
+        replay_args,
+        port: o.port,
+        health_timeout_s: o
+            .health_timeout
+            .unwrap_or_else(|| engine.default_health_timeout_s()),
+    })
+}
+
+/// The template's view of a runner.
+#[derive(Serialize)]
+struct RunnerView<'a> {
+    name: &'a str,
+    vendor: crate::runner::Vendor,
+    container: ContainerRuntime,
+}
+
+#[derive(Serialize)]
+struct ScriptContext<'a> {
+    kvsweep_version: &'a str,
+    spec_path: String,
+    cell: &'a Cell,
+    runner: RunnerView<'a>,
+    engine: EngineKind,
+    image: &'a str,
+    /// `image` made safe as a file name, for the enroot squash file.
+    image_file: String,
+    port: u16,
+    health_timeout_s: u64,
+    server_log_cap_bytes: u64,
+    whitelist: &'a [&'a str],
+    /// `None` when the engine is this kvsweep binary.
+    engine_program: Option<String>,
+    /// Engine arguments grouped as `--flag value` pairs, one group per script line.
+    engine_args: Vec<Vec<String>>,
+    engine_env: Vec<(String, String)>,
+    replay_args: &'a [String],
+    cell_json: String,
+}
+
+/// Renders the script for a plan, with the built-in template or the one in `templates`.
+pub fn render_script(plan: &CellPlan, runner: &Runner, templates: Option<&Path>) -> Result<String> {
+    let launch = engine::launch(&LaunchRequest {
+        engine: plan.engine,
+        model: &plan.model,
+        runner,
+        cell: &plan.cell,
+        backend: plan.offload_backend,
+        offload_gib: plan.offload_gib,
+        port: plan.port,
+    })?;
+    let engine_program = match launch.program {
+        Program::External(p) => Some(p),
+        Program::Kvsweep if runner.container == ContainerRuntime::None => None,
+        Program::Kvsweep => bail!(
+            "the simulator runs on the host, but runner `{}` starts engines in containers",
+            runner.name
+        ),
+    };
+    let image = plan.image.clone().unwrap_or_default();
+    let ctx = ScriptContext {
+        kvsweep_version: crate::VERSION,
+        spec_path: plan.spec.display().to_string(),
+        cell: &plan.cell,
+        runner: RunnerView {
+            name: &runner.name,
+            vendor: runner.vendor,
+            container: runner.container,
+        },
+        engine: plan.engine,
+        image_file: image
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                    c
+                } else {
+                    '+'
+                }
+            })
+            .collect(),
+        image: &image,
+        port: plan.port,
+        health_timeout_s: plan.health_timeout_s,
+        server_log_cap_bytes: SERVER_LOG_CAP_BYTES,
+        whitelist: CELL_FILES,
+        engine_program,
+        engine_args: group_flags(&launch.args),
+        engine_env: launch.env,
+        replay_args: &plan.replay_args,
+        cell_json: serde_json::to_string(plan)?,
+    };
+    let source = match templates {
+        Some(dir) => {
+            let path = dir.join(TEMPLATE_NAME);
+            std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read template {}", path.display()))?
+        }
+        None => BUILTIN_TEMPLATE.to_owned(),
+    };
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.add_filter("sh", shell_quote);
+    env.add_filter("sh_words", shell_join);
+    env.add_template_owned(TEMPLATE_NAME, source)
+        .context("the runner-script template does not parse")?;
+    let script = env
+        .get_template(TEMPLATE_NAME)?
+        .render(minijinja::value::Serde(&ctx))
+        .context("cannot render the runner-script template")?;
+    Ok(script + "\n")
+}
+
+/// The `sh` template filter: quotes a value for a POSIX shell.
+fn shell_quote(value: minijinja::Value) -> Result<String, minijinja::Error> {
+    let text = value.to_string();
+    shlex::try_quote(&text)
+        .map(|q| q.into_owned())
+        .map_err(|e| {
+            minijinja::Error::new(
+                minijinja::ErrorKind::InvalidOperation,
+                format!("cannot shell-quote {text:?}: {e}"),
+            )
+        })
+}
+
+/// The `sh_words` template filter: quotes each word of a list and joins them with spaces.
+fn shell_join(words: Vec<String>) -> Result<String, minijinja::Error> {
+    let quoted: Vec<String> = words
+        .into_iter()
+        .map(|w| shell_quote(minijinja::Value::from(w)))
+        .collect::<Result<_, _>>()?;
+    Ok(quoted.join(" "))
+}
+
+/// Groups an argument list into lines for people: a flag with its value, or a lone word.
+fn group_flags(args: &[String]) -> Vec<Vec<String>> {
+    let mut groups: Vec<Vec<String>> = Vec::new();
+    for arg in args {
+        match groups.last_mut() {
+            Some(last) if last.len() == 1 && last[0].starts_with('-') && !arg.starts_with('-') => {
+                last.push(arg.clone());
+            }
+            _ => groups.push(vec![arg.clone()]),
+        }
+    }
+    groups
+}
+
+pub fn run(args: &RenderArgs, runners: &RunnerSet) -> Result<()> {
+    let sweep = spec::load(
+        &args.spec,
+        LoadOptions {
+            key: args.key.as_deref(),
+            runner: args.runner.as_deref(),
+            runners,
+        },
+    )?;
+    let Some(cell) = sweep.cell(&args.cell) else {
+        let names: Vec<&str> = sweep
+            .cells
+            .iter()
+            .take(8)
+            .map(|c| c.name.as_str())
+            .collect();
+        let more = sweep.cells.len().saturating_sub(names.len());
+        bail!(
+            "{}: no cell named `{}`; cells include: {}{}",
+            args.spec.display(),
+            args.cell,
+            names.join(", "),
+            if more > 0 {
+                format!(" and {more} more (see `kvsweep matrix --format table`)")
+            } else {
+                String::new()
+            }
+        );
+    };
+    let runner_name = match (&cell.runner, &sweep.shape) {
+        (Some(r), _) => r.clone(),
+        (None, Shape::InferenceX { .. }) => {
+            bail!("an InferenceX-shape spec needs --runner to render a cell")
+        }
+        (None, Shape::Native) => bail!("cell `{}` has no runner", cell.name),
+    };
+    let runner = runners
+        .get(&runner_name)
+        .with_context(|| format!("unknown runner `{runner_name}`"))?;
+    let plan = plan(&sweep, cell, runner, &args.overrides)?;
+    let script = render_script(&plan, runner, args.templates.as_deref())?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let path = args.out.join("run.sh");
+    std::fs::write(&path, script).with_context(|| format!("cannot write {}", path.display()))?;
+    set_executable(&path)?;
+    println!("{}", path.display());
+    Ok(())
+}
+
+#[cfg(unix)]
+fn set_executable(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut perms = std::fs::metadata(path)?.permissions();
+    perms.set_mode(0o755);
+    std::fs::set_permissions(path, perms)
+        .with_context(|| format!("cannot chmod {}", path.display()))
+}
+
+#[cfg(not(unix))]
+fn set_executable(_: &Path) -> Result<()> {
+    Ok(())
+}

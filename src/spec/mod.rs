@@ -1,0 +1,358 @@
+//! Sweep specs: the YAML a user writes, checked and expanded into the cells of a job matrix.
+//!
+//! Two shapes are read, told apart by their top-level keys:
+//! - the **InferenceX shape** (`inferencex`), the agentic-trace config of the InferenceX workflow,
+//!   read as-is so existing configs keep working;
+//! - the **native shape** (`native`), which also says what to run (model, engine, runners, traces,
+//!   offload budget). `sweeps/README.md` documents it field by field.
+//!
+//! Both produce the same [`Sweep`]: settings plus an ordered list of [`Cell`]s. Every error names
+//! the file, line, column and field.
+
+mod inferencex;
+pub mod matrix;
+mod native;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::EngineKind;
+use crate::model::Geometry;
+use crate::runner::{Runner, RunnerSet};
+use crate::yaml::{SpecError, YamlDoc};
+
+pub use matrix::{MAX_MATRIX_JOBS, Shard};
+
+/// How a cell uses the KV cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Offload {
+    /// Prefix caching in HBM plus a host-memory offload tier.
+    On,
+    /// Prefix caching in HBM only (the engine's default).
+    Off,
+    /// No prefix reuse at all: the floor every cache is measured against.
+    Noprefix,
+}
+
+impl Offload {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Offload::On => "on",
+            Offload::Off => "off",
+            Offload::Noprefix => "noprefix",
+        }
+    }
+}
+
+impl fmt::Display for Offload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which connector provides the offload tier when offload is `on`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OffloadBackend {
+    /// The engine's built-in offloading (vLLM `--kv_offloading_backend native`, SGLang HiCache).
+    #[default]
+    Native,
+    Lmcache,
+    /// vLLM's SimpleCPUOffloadConnector through `--kv-transfer-config`.
+    SimpleCpu,
+}
+
+impl fmt::Display for OffloadBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OffloadBackend::Native => "native",
+            OffloadBackend::Lmcache => "lmcache",
+            OffloadBackend::SimpleCpu => "simple-cpu",
+        })
+    }
+}
+
+/// One point of the sweep: what one matrix job runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Cell {
+    /// Unique within the sweep and safe as a file, directory and artifact name.
+    pub name: String,
+    pub runner: Option<String>,
+    pub tp: u32,
+    /// Expert-parallel size; 0 when the cell does not use expert parallelism.
+    pub ep: u32,
+    pub users: u32,
+    pub offload: Offload,
+}
+
+/// Which shape the spec file had.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Shape {
+    /// The InferenceX config shape; `entry` is the selected top-level key, if the file had entries.
+    InferenceX {
+        entry: Option<String>,
+    },
+    Native,
+}
+
+/// The model a sweep serves.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Model {
+    /// The name the engine loads (a Hugging Face id or a path).
+    pub name: String,
+    pub preset: Option<String>,
+    /// KV geometry, when known (from a preset or given by hand).
+    pub geometry: Option<Geometry>,
+}
+
+/// Trace file formats the replay reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TraceFormat {
+    /// Detect from the file contents.
+    #[default]
+    Auto,
+    /// kv-cache-tester trace JSON.
+    Kvct,
+    /// Mooncake / AIPerf JSONL.
+    Mooncake,
+}
+
+impl fmt::Display for TraceFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TraceFormat::Auto => "auto",
+            TraceFormat::Kvct => "kvct",
+            TraceFormat::Mooncake => "mooncake",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Traces {
+    /// Resolved against the spec file's directory.
+    pub path: PathBuf,
+    pub format: TraceFormat,
+}
+
+/// Host memory for the offload tier of one cell.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OffloadBudget {
+    /// GiB in total across the cell's TP group.
+    Gib(f64),
+    /// A fraction of the runner's host DRAM per node.
+    DramFraction(f64),
+}
+
+impl OffloadBudget {
+    /// The budget in GiB on `runner`.
+    pub fn gib(self, runner: &Runner) -> f64 {
+        match self {
+            OffloadBudget::Gib(gib) => gib,
+            OffloadBudget::DramFraction(f) => runner.host_dram_gb * f,
+        }
+    }
+}
+
+/// Everything a sweep says besides its cells. The InferenceX shape says none of it; there the
+/// values come from the command line at render time.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Settings {
+    pub name: String,
+    pub model: Option<Model>,
+    pub engine: EngineKind,
+    pub image: Option<String>,
+    pub precision: Option<String>,
+    pub duration_s: u64,
+    pub traces: Option<Traces>,
+    /// Extra `kvsweep replay` arguments, already in command-line form.
+    pub replay_args: Vec<String>,
+    pub offload_budget: Option<OffloadBudget>,
+    pub offload_backend: OffloadBackend,
+}
+
+/// Default cell duration, as in the InferenceX workflow.
+pub const DEFAULT_DURATION_S: u64 = 1800;
+
+/// A loaded, checked sweep.
+#[derive(Debug, Clone)]
+pub struct Sweep {
+    pub path: PathBuf,
+    pub shape: Shape,
+    pub settings: Settings,
+    pub cells: Vec<Cell>,
+    /// Where to point an error about the matrix as a whole (too many cells).
+    matrix_field: String,
+    matrix_location: (usize, usize),
+}
+
+impl Sweep {
+    pub fn cell(&self, name: &str) -> Option<&Cell> {
+        self.cells.iter().find(|c| c.name == name)
+    }
+
+    /// An error about the whole matrix, located at the spec's selected entry.
+    pub fn matrix_error(&self, message: impl Into<String>) -> SpecError {
+        SpecError {
+            file: self.path.clone(),
+            line: self.matrix_location.0,
+            column: self.matrix_location.1,
+            field: self.matrix_field.clone(),
+            message: message.into(),
+        }
+    }
+}
+
+/// What the command line adds to a spec when loading it.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadOptions<'a> {
+    /// The InferenceX entry to use (`--key`).
+    pub key: Option<&'a str>,
+    /// Keep only this runner's cells (native) or attach this runner to every cell (InferenceX).
+    pub runner: Option<&'a str>,
+    pub runners: &'a RunnerSet,
+}
+
+/// Top-level keys that only the native shape has; any of them marks a file as native.
+const NATIVE_KEYS: &[&str] = &[
+    "name",
+    "model",
+    "engine",
+    "image",
+    "precision",
+    "runners",
+    "duration_s",
+    "traces",
+    "replay",
+    "offload_gb",
+    "offload_dram_fraction",
+    "offload_backend",
+    "tp",
+    "ep",
+    "users",
+    "offload",
+    "per_tp",
+    "exclude",
+    "include",
+];
+
+/// Reads, checks and expands a sweep spec.
+pub fn load(path: &Path, opts: LoadOptions<'_>) -> Result<Sweep, SpecError> {
+    let doc = YamlDoc::read(path)?;
+    let top: IndexMap<String, serde_norway::Value> = doc.parse().map_err(|mut e| {
+        e.message = format!("a sweep spec must be a YAML mapping: {}", e.message);
+        e
+    })?;
+    let keys: Vec<String> = top.into_keys().collect();
+    if keys.is_empty() {
+        return Err(doc.error("", "the spec is empty"));
+    }
+    let sweep = if keys.iter().any(|k| NATIVE_KEYS.contains(&k.as_str())) {
+        native::load(&doc, opts)?
+    } else {
+        inferencex::load(&doc, &keys, opts)?
+    };
+    Ok(sweep)
+}
+
+/// Checks what every cell must satisfy on its runner, pointing errors at the fields it came from.
+pub(crate) struct CellFields<'a> {
+    pub tp: &'a str,
+    pub ep: &'a str,
+}
+
+pub(crate) fn check_parallelism(
+    doc: &YamlDoc,
+    cell: &Cell,
+    runner: Option<&Runner>,
+    fields: &CellFields<'_>,
+) -> Result<(), SpecError> {
+    if cell.tp == 0 {
+        return Err(doc.error(fields.tp, "tp must be at least 1"));
+    }
+    if let Some(runner) = runner
+        && runner.gpus_per_node % cell.tp != 0
+    {
+        return Err(doc.error(
+            fields.tp,
+            format!(
+                "tp {} does not divide the {} GPUs per node of runner `{}`",
+                cell.tp, runner.gpus_per_node, runner.name
+            ),
+        ));
+    }
+    if cell.ep > cell.tp {
+        return Err(doc.error(
+            fields.ep,
+            format!(
+                "ep {} is larger than the {} GPUs of the cell (tp {})",
+                cell.ep, cell.tp, cell.tp
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Looks a runner up, with an error that lists the known ones.
+pub(crate) fn find_runner<'a>(
+    doc: &YamlDoc,
+    runners: &'a RunnerSet,
+    name: &str,
+    field: &str,
+) -> Result<&'a Runner, SpecError> {
+    runners.get(name).ok_or_else(|| {
+        doc.error(
+            field,
+            format!(
+                "unknown runner `{name}`; known runners: {}",
+                runners.names().join(", ")
+            ),
+        )
+    })
+}
+
+/// Errors on the first repeated value of an axis, since it would make duplicate cells.
+pub(crate) fn check_unique<T: PartialEq + fmt::Display>(
+    doc: &YamlDoc,
+    field: &str,
+    values: &[T],
+) -> Result<(), SpecError> {
+    for (i, v) in values.iter().enumerate() {
+        if values[..i].contains(v) {
+            return Err(doc.error(
+                &format!("{field}[{i}]"),
+                format!("duplicate value `{v}` would make duplicate cells"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn check_not_empty<T>(
+    doc: &YamlDoc,
+    field: &str,
+    values: &[T],
+) -> Result<(), SpecError> {
+    if values.is_empty() {
+        return Err(doc.error(field, "empty axis: give at least one value"));
+    }
+    Ok(())
+}
+
+/// Parses a `tpN` key (`tp4` → 4).
+pub(crate) fn parse_tp_key(doc: &YamlDoc, field: &str, key: &str) -> Result<u32, SpecError> {
+    key.strip_prefix("tp")
+        .and_then(|n| n.parse::<u32>().ok())
+        .filter(|n| *n > 0)
+        .ok_or_else(|| {
+            doc.error(
+                field,
+                format!("`{key}` is not a tensor-parallel key: expected tp followed by a positive number, e.g. tp4"),
+            )
+        })
+}

@@ -131,10 +131,17 @@ impl YamlDoc {
             _ => &text,
         };
         // serde_norway prefixes the message with the field path ("h200.tp4: unknown field ...").
-        let (field, message) = match text.split_once(": ") {
+        let (mut field, message) = match text.split_once(": ") {
             Some((path, rest)) if !path.contains(' ') => (path.to_owned(), rest.to_owned()),
             _ => (String::new(), text.to_owned()),
         };
+        // For an unknown field, the field to point at is the unknown one, not its parent.
+        if let Some(name) = message
+            .strip_prefix("unknown field `")
+            .and_then(|rest| rest.split('`').next())
+        {
+            field = join_key(&field, name);
+        }
         SpecError {
             file: self.path.clone(),
             line,
@@ -194,7 +201,7 @@ impl PositionIndex {
 }
 
 fn join_key(parent: &str, key: &str) -> String {
-    if parent.is_empty() {
+    if parent.is_empty() || parent == "." {
         key.to_owned()
     } else {
         format!("{parent}.{key}")

@@ -49,10 +49,7 @@ impl Shard {
 }
 
 /// The cells a matrix job list holds, after sharding and the GitHub size limit.
-pub fn select<'a>(
-    sweep: &'a Sweep,
-    shard: Option<Shard>,
-) -> Result<&'a [Cell], crate::yaml::SpecError> {
+pub fn select(sweep: &Sweep, shard: Option<Shard>) -> Result<&[Cell], crate::yaml::SpecError> {
     let total = sweep.cells.len();
     let cells = match shard {
         Some(shard) => shard.select(&sweep.cells),

@@ -1,0 +1,67 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)] // Each test binary uses a different subset.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The kvsweep binary built for this test run.
+pub fn kvsweep() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_kvsweep"))
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("the command starts")
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Runs kvsweep with `args`, expecting success, and returns stdout.
+pub fn kvsweep_ok(args: &[&str]) -> String {
+    let out = run(kvsweep().args(args));
+    assert!(
+        out.status.success(),
+        "kvsweep {args:?} failed:\n{}",
+        stderr(&out)
+    );
+    stdout(&out)
+}
+
+/// Runs kvsweep with `args`, expecting failure, and returns stderr.
+pub fn kvsweep_err(args: &[&str]) -> String {
+    let out = run(kvsweep().args(args));
+    assert!(
+        !out.status.success(),
+        "kvsweep {args:?} should have failed; stdout:\n{}",
+        stdout(&out)
+    );
+    stderr(&out)
+}
+
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write test file");
+    path
+}
+
+/// Fails with a pointer to the install script when a tool the suite relies on is missing: a test
+/// that silently skips would pass without checking anything.
+pub fn require_tool(name: &str) -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    });
+    found.unwrap_or_else(|| {
+        panic!("`{name}` is not on PATH: run scripts/install-test-deps.sh (scripts/test.sh does)")
+    })
+}

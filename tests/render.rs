@@ -1,0 +1,322 @@
+//! `kvsweep render`: the runner script for every runner, engine and offload mode passes `bash -n`
+//! and shellcheck and carries the vendor-correct flags.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{kvsweep_err, kvsweep_ok, require_tool, run, write};
+use kvsweep::engine::EngineKind;
+use kvsweep::runner::RunnerSet;
+use kvsweep::spec::{Offload, OffloadBackend};
+
+/// A native spec for one runner, engine and backend, sweeping every offload mode the runner
+/// defines, with a 500 GiB offload budget.
+fn spec_for(
+    runner: &str,
+    engine: EngineKind,
+    backend: OffloadBackend,
+    modes: &[Offload],
+) -> String {
+    let modes: Vec<String> = modes.iter().map(|m| format!("\"{m}\"")).collect();
+    let tp = if engine == EngineKind::LlamaServer {
+        "[1]"
+    } else {
+        "[1, 4]"
+    };
+    format!(
+        "name: all-modes
+model: {{name: /models/my model.gguf, preset: llama-3.1-8b}}
+engine: {engine}
+runners: [{runner}]
+traces: {{path: traces}}
+offload_gb: 500
+offload_backend: {backend}
+tp: {tp}
+users: [8]
+offload: [{}]
+",
+        modes.join(", ")
+    )
+}
+
+struct Rendered {
+    runner: String,
+    engine: EngineKind,
+    backend: OffloadBackend,
+    offload: Offload,
+    tp: u32,
+    script: PathBuf,
+    text: String,
+}
+
+fn render_all(dir: &Path) -> Vec<Rendered> {
+    let runners = RunnerSet::builtin().expect("runners");
+    let mut out = Vec::new();
+    for runner_name in runners.names() {
+        let runner = runners.get(runner_name).expect("runner");
+        for (&engine, flags) in &runner.engines {
+            let mut combos: Vec<(OffloadBackend, Vec<Offload>)> = Vec::new();
+            let plain: Vec<Offload> = [
+                (Offload::Off, flags.offload.off.is_some()),
+                (Offload::Noprefix, flags.offload.noprefix.is_some()),
+            ]
+            .into_iter()
+            .filter_map(|(m, has)| has.then_some(m))
+            .collect();
+            combos.push((OffloadBackend::Native, plain));
+            for &backend in flags.offload.on.keys() {
+                combos.push((backend, vec![Offload::On]));
+            }
+            for (backend, modes) in combos {
+                if modes.is_empty() {
+                    continue;
+                }
+                let name = format!("{runner_name}-{engine}-{backend}");
+                let spec = write(
+                    dir,
+                    &format!("{name}.yaml"),
+                    &spec_for(runner_name, engine, backend, &modes),
+                );
+                let spec = spec.to_str().expect("utf-8");
+                let matrix: serde_json::Value =
+                    serde_json::from_str(&kvsweep_ok(&["matrix", spec])).expect("json");
+                for entry in matrix["include"].as_array().expect("array") {
+                    let cell = entry["name"].as_str().expect("name");
+                    let out_dir = dir.join(format!("{name}-{cell}"));
+                    kvsweep_ok(&[
+                        "render",
+                        spec,
+                        "--cell",
+                        cell,
+                        "--out",
+                        out_dir.to_str().expect("utf-8"),
+                    ]);
+                    let script = out_dir.join("run.sh");
+                    let text = std::fs::read_to_string(&script).expect("script");
+                    let offload = match entry["offload"].as_str().expect("offload") {
+                        "on" => Offload::On,
+                        "off" => Offload::Off,
+                        _ => Offload::Noprefix,
+                    };
+                    out.push(Rendered {
+                        runner: runner_name.to_owned(),
+                        engine,
+                        backend,
+                        offload,
+                        tp: u32::try_from(entry["tp"].as_u64().expect("tp")).expect("small"),
+                        script,
+                        text,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_runner_engine_and_offload_mode_renders_a_clean_script() {
+    require_tool("shellcheck");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rendered = render_all(dir.path());
+    // 3 NVIDIA runners × (vllm: off, noprefix, 3 backends; sglang: off, noprefix, native) × 2 tp,
+    // mi355x × (vllm: 4; sglang: 3) × 2 tp, cpu × (sim: 3 × 2 tp; llama-server: 1).
+    assert_eq!(rendered.len(), 3 * 8 * 2 + 7 * 2 + 3 * 2 + 1);
+
+    for r in &rendered {
+        let status = Command::new("bash")
+            .arg("-n")
+            .arg(&r.script)
+            .status()
+            .expect("bash");
+        assert!(status.success(), "bash -n failed on {}", r.script.display());
+    }
+    let out = run(Command::new("shellcheck")
+        .args(["--shell=bash", "--severity=style"])
+        .args(rendered.iter().map(|r| &r.script)));
+    assert!(
+        out.status.success(),
+        "shellcheck findings:\n{}",
+        common::stdout(&out)
+    );
+
+    for r in &rendered {
+        check_flags(r);
+    }
+}
+
+fn check_flags(r: &Rendered) {
+    let t = &r.text;
+    let what = format!("{} {} {} {}", r.runner, r.engine, r.offload, r.backend);
+    let has = |needle: &str| t.contains(needle);
+    match (r.engine, r.offload) {
+        (EngineKind::Vllm, Offload::On) if r.backend == OffloadBackend::Native => {
+            assert!(has(" --kv_offloading_backend native"), "{what}");
+            assert!(has(" --kv_offloading_size 500"), "{what}");
+            if r.runner == "mi355x" {
+                assert!(
+                    !has("VLLM_USE_SIMPLE_KV_OFFLOAD"),
+                    "{what}: NVIDIA-only env on AMD"
+                );
+                assert!(has(" --disable-hybrid-kv-cache-manager"), "{what}");
+                assert!(!has("--no-disable-hybrid-kv-cache-manager"), "{what}");
+            } else {
+                assert!(has("'VLLM_USE_SIMPLE_KV_OFFLOAD=1'"), "{what}");
+                assert!(has(" --no-disable-hybrid-kv-cache-manager"), "{what}");
+            }
+        }
+        (EngineKind::Vllm, Offload::On) if r.backend == OffloadBackend::SimpleCpu => {
+            let per_rank = 500u64 * (1 << 30) / u64::from(r.tp);
+            assert!(
+                has(&format!("\"cpu_bytes_to_use_per_rank\":{per_rank}")),
+                "{what}"
+            );
+        }
+        (EngineKind::Vllm, Offload::On) => {
+            assert!(has("LMCacheConnectorV1"), "{what}");
+            assert!(
+                has(&format!("'LMCACHE_MAX_LOCAL_CPU_SIZE={}'", 500 / r.tp)),
+                "{what}"
+            );
+        }
+        (EngineKind::Sglang, Offload::On) => {
+            assert!(has(" --enable-hierarchical-cache"), "{what}");
+            assert!(has(&format!(" --hicache-size {}", 500 / r.tp)), "{what}");
+        }
+        (EngineKind::Sim, Offload::On) => assert!(has(" --offload-gb 500"), "{what}"),
+        (EngineKind::Vllm, Offload::Noprefix) => {
+            assert!(has(" --no-enable-prefix-caching"), "{what}")
+        }
+        (EngineKind::Sglang, Offload::Noprefix) => assert!(has(" --disable-radix-cache"), "{what}"),
+        (EngineKind::Sim, Offload::Noprefix) => assert!(has(" --prefix-caching off"), "{what}"),
+        (_, Offload::Off) => {
+            for flag in [
+                "--kv_offloading",
+                "--no-enable-prefix-caching",
+                "hierarchical",
+                "--offload-gb",
+                "VLLM_USE_SIMPLE_KV_OFFLOAD",
+            ] {
+                assert!(!has(flag), "{what}: `{flag}` with offload off");
+            }
+        }
+        _ => panic!("unexpected combination {what}"),
+    }
+    if r.offload != Offload::On {
+        assert!(!has("kv-transfer-config") && !has("LMCACHE"), "{what}");
+    }
+    match r.runner.as_str() {
+        "h100" | "h200" => {
+            assert!(has("srun --overlap") && has("enroot import"), "{what}");
+            assert!(has("flock 9"), "{what}: image import must be locked");
+        }
+        "b200" => assert!(has("docker run") && has("--gpus all"), "{what}"),
+        "mi355x" => assert!(
+            has("docker run") && has("--device /dev/kfd") && !has("--gpus all"),
+            "{what}"
+        ),
+        "cpu" => assert!(
+            has("start_bg \"$SERVER_LOG\" env") && !has("docker run"),
+            "{what}"
+        ),
+        other => panic!("unexpected runner {other}"),
+    }
+    if r.engine == EngineKind::Vllm {
+        assert!(has(&format!(" --tensor-parallel-size {}", r.tp)), "{what}");
+    }
+    assert!(
+        has("--model '/models/my model.gguf'") || r.engine == EngineKind::Sim,
+        "{what}"
+    );
+}
+
+#[test]
+fn inferencex_spec_renders_with_command_line_settings() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = common::repo_root().join("sweeps/inferencex-agentic.yaml");
+    let spec = spec.to_str().expect("utf-8");
+    let out = dir.path().join("cell");
+    let out = out.to_str().expect("utf-8");
+    let base = [
+        "render",
+        spec,
+        "--key",
+        "b200-fp4-dsr1",
+        "--cell",
+        "multiturn_tp4_users8_offloadon",
+        "--out",
+        out,
+    ];
+
+    let err = kvsweep_err(&base);
+    assert!(err.contains("needs --runner"), "{err}");
+
+    let mut args = base.to_vec();
+    args.extend([
+        "--runner",
+        "b200",
+        "--model",
+        "deepseek-ai/DeepSeek-R1",
+        "--traces",
+        "/data/traces",
+    ]);
+    let err = kvsweep_err(&args);
+    assert!(
+        err.contains("no host-memory budget: give --offload-gb"),
+        "{err}"
+    );
+
+    args.extend(["--offload-gb", "1200", "--duration", "600"]);
+    kvsweep_ok(&args);
+    let text = std::fs::read_to_string(dir.path().join("cell/run.sh")).expect("script");
+    assert!(text.contains(" --kv_offloading_size 1200"));
+    assert!(text.contains("--enable-expert-parallel"));
+    assert!(text.contains("--users 8 --duration 600 --traces /data/traces"));
+}
+
+#[test]
+fn unknown_cell_lists_some_names() {
+    let spec = common::repo_root().join("sweeps/local-sim.yaml");
+    let err = kvsweep_err(&[
+        "render",
+        spec.to_str().expect("utf-8"),
+        "--cell",
+        "nope",
+        "--out",
+        "/tmp/unused",
+    ]);
+    assert!(
+        err.contains("no cell named `nope`; cells include: local-sim_cpu_tp4_users2_offloadon"),
+        "{err}"
+    );
+    assert!(err.contains("and 4 more"), "{err}");
+}
+
+#[test]
+fn a_template_directory_overrides_the_built_in_template() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "run-cell.sh.j2",
+        "#!/bin/sh\necho {{ cell.name | sh }} {{ engine_args | length }}",
+    );
+    let spec = common::repo_root().join("sweeps/local-sim.yaml");
+    let out = dir.path().join("out");
+    kvsweep_ok(&[
+        "render",
+        spec.to_str().expect("utf-8"),
+        "--cell",
+        "local-sim_cpu_tp8_users32_offloadoff",
+        "--out",
+        out.to_str().expect("utf-8"),
+        "--templates",
+        dir.path().to_str().expect("utf-8"),
+    ]);
+    let text = std::fs::read_to_string(out.join("run.sh")).expect("script");
+    assert_eq!(
+        text,
+        "#!/bin/sh\necho local-sim_cpu_tp8_users32_offloadoff 6\n"
+    );
+}

@@ -10,7 +10,9 @@ pub mod engine;
 pub mod model;
 pub mod render;
 pub mod runner;
+pub mod sim;
 pub mod spec;
+pub mod tokenizer;
 pub mod yaml;
 
 /// Version and the git commit the binary was built from.

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 use kvsweep::render::RenderArgs;
 use kvsweep::runner::RunnerSet;
+use kvsweep::sim::SimArgs;
 use kvsweep::spec::matrix::MatrixArgs;
 
 /// Benchmark LLM inference servers on agentic multi-turn workloads, with and without KV-cache
@@ -29,7 +30,7 @@ enum Command {
     /// Render the runner script of one sweep cell.
     Render(RenderArgs),
     /// Run the simulated OpenAI-compatible inference server.
-    SimServer(Pending),
+    SimServer(SimArgs),
     /// Replay agentic traces against a server and measure it.
     Replay(Pending),
     /// Scrape a server's Prometheus metrics while a cell runs.
@@ -79,7 +80,7 @@ fn dispatch(cli: Cli) -> Result<()> {
     match &cli.command {
         Command::Matrix(args) => kvsweep::spec::matrix::run(args, &runners()?),
         Command::Render(args) => kvsweep::render::run(args, &runners()?),
-        Command::SimServer(_) => pending("sim-server", 4),
+        Command::SimServer(args) => kvsweep::sim::run(args, &runners()?),
         Command::Replay(_) => pending("replay", 5),
         Command::Metrics(_) => pending("metrics", 6),
         Command::RunCell(_) => pending("run-cell", 7),

@@ -44,6 +44,10 @@ pub struct Geometry {
     pub dtype: KvDtype,
     /// Parameters in billions; 0 when unknown (hand-given geometry).
     pub params_b: u32,
+    /// Parameters used per token, in billions (less than `params_b` for mixture-of-experts).
+    pub active_params_b: u32,
+    /// Model (residual) width, for attention FLOPs.
+    pub hidden: u32,
 }
 
 impl Geometry {
@@ -66,12 +70,21 @@ pub struct Preset {
     pub geometry: Geometry,
 }
 
-const fn gqa(layers: u32, kv_heads: u32, head_dim: u32, params_b: u32) -> Geometry {
+const fn gqa(
+    layers: u32,
+    kv_heads: u32,
+    head_dim: u32,
+    hidden: u32,
+    params_b: u32,
+    active_params_b: u32,
+) -> Geometry {
     Geometry {
         layers,
         attention: Attention::Gqa { kv_heads, head_dim },
         dtype: KvDtype::Bf16,
         params_b,
+        active_params_b,
+        hidden,
     }
 }
 
@@ -80,23 +93,23 @@ const fn gqa(layers: u32, kv_heads: u32, head_dim: u32, params_b: u32) -> Geomet
 pub const PRESETS: &[Preset] = &[
     Preset {
         name: "llama-3.1-8b",
-        geometry: gqa(32, 8, 128, 8),
+        geometry: gqa(32, 8, 128, 4096, 8, 8),
     },
     Preset {
         name: "llama-3.1-70b",
-        geometry: gqa(80, 8, 128, 71),
+        geometry: gqa(80, 8, 128, 8192, 71, 71),
     },
     Preset {
         name: "qwen3-32b",
-        geometry: gqa(64, 8, 128, 33),
+        geometry: gqa(64, 8, 128, 5120, 33, 33),
     },
     Preset {
         name: "qwen3-235b-a22b",
-        geometry: gqa(94, 4, 128, 235),
+        geometry: gqa(94, 4, 128, 4096, 235, 22),
     },
     Preset {
         name: "gpt-oss-120b",
-        geometry: gqa(36, 8, 64, 117),
+        geometry: gqa(36, 8, 64, 2880, 117, 5),
     },
     Preset {
         name: "deepseek-r1",
@@ -108,6 +121,8 @@ pub const PRESETS: &[Preset] = &[
             },
             dtype: KvDtype::Bf16,
             params_b: 671,
+            active_params_b: 37,
+            hidden: 7168,
         },
     },
 ];

@@ -61,6 +61,8 @@ pub struct Runner {
     pub gpus_per_node: u32,
     pub hbm_gb_per_gpu: f64,
     pub hbm_bandwidth_tb_s: f64,
+    /// Dense BF16 peak per GPU, for the simulator's roofline.
+    pub bf16_tflops: f64,
     pub host_dram_gb: f64,
     /// Host↔GPU copy bandwidth per GPU in practice (GB/s), for the offload-tier model.
     pub host_link_gb_s: f64,

@@ -259,6 +259,8 @@ fn hand_geometry(doc: &YamlDoc, m: &ModelSpec) -> Result<Geometry, SpecError> {
         attention,
         dtype: m.dtype.unwrap_or(KvDtype::Bf16),
         params_b: 0,
+        active_params_b: 0,
+        hidden: 0,
     })
 }
 

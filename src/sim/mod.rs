@@ -1,0 +1,328 @@
+//! `kvsweep sim-server`: a simulated inference server, the default engine where there is no GPU.
+//!
+//! A real HTTP server speaking the OpenAI API whose behaviour under cache pressure follows vLLM:
+//! a block prefix cache sized from the model's KV bytes per token and the runner's HBM, an optional
+//! host-memory offload tier, continuous batching with chunked prefill and preemption, and step times
+//! from a roofline of the runner's GPUs. Its numbers are simulated, and every artifact says so
+//! (engine `sim`).
+
+mod cache;
+mod cost;
+mod engine;
+mod http;
+pub mod metrics;
+pub mod rng;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use axum::http::StatusCode;
+use tokio::sync::mpsc;
+
+pub use cache::{Allocation, CacheConfig, PrefixCache, block_hashes};
+pub use cost::{CostModel, StepWork};
+
+use crate::model::{self, KvDtype};
+use crate::runner::RunnerSet;
+use crate::tokenizer::Tokenizer;
+use engine::{Engine, EngineConfig};
+use http::{AppState, Faults, OutputVocab};
+use metrics::Flavor;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+/// Run the simulated OpenAI-compatible inference server.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SimArgs {
+    /// Port to listen on (0 picks a free one; the ready line says which).
+    #[arg(long, default_value_t = 8000)]
+    pub port: u16,
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// The runner whose GPUs are simulated (runners/*.yaml).
+    #[arg(long, default_value = "h100")]
+    pub runner: String,
+    /// Model preset (see `model.preset` in sweeps/README.md).
+    #[arg(long, default_value = "llama-3.1-8b")]
+    pub model: String,
+    /// Name the API serves the model as (default: the preset name).
+    #[arg(long)]
+    pub served_model_name: Option<String>,
+    /// KV cache and weight dtype.
+    #[arg(long, value_enum, default_value = "bf16")]
+    pub dtype: KvDtypeArg,
+    /// Tensor-parallel size: HBM, FLOP/s and bandwidth are those of this many GPUs.
+    #[arg(long, default_value_t = 1)]
+    pub tp: u32,
+    /// Share of HBM the engine may use (weights + KV cache).
+    #[arg(long, default_value_t = 0.9)]
+    pub gpu_memory_utilization: f64,
+    /// KV-cache size in GB, instead of what is left of HBM after the weights.
+    #[arg(long)]
+    pub kv_cache_gb: Option<f64>,
+    /// Host memory for the offload tier, GiB across the TP group (0: no tier).
+    #[arg(long, default_value_t = 0.0)]
+    pub offload_gb: f64,
+    #[arg(long, value_enum, default_value = "on")]
+    pub prefix_caching: OnOff,
+    #[arg(long, default_value_t = 16)]
+    pub block_size: usize,
+    #[arg(long, default_value_t = 131_072)]
+    pub max_model_len: usize,
+    #[arg(long, default_value_t = 256)]
+    pub max_num_seqs: usize,
+    #[arg(long, default_value_t = 8192)]
+    pub max_num_batched_tokens: usize,
+    /// Run this many times faster than modelled time.
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// Every engine step takes no time (for benchmarking clients).
+    #[arg(long)]
+    pub instant: bool,
+    /// Seed for generated text, output lengths and fault choices.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// A Hugging Face tokenizer.json (default: tiktoken o200k_base).
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Metric names to expose on /metrics.
+    #[arg(long, value_enum, default_value = "vllm")]
+    pub metrics_flavor: Flavor,
+    /// Largest request body accepted, in MiB (413 above).
+    #[arg(long, default_value_t = 64)]
+    pub max_body_mb: usize,
+    /// Share of requests answered with --fail-status instead of being served.
+    #[arg(long, default_value_t = 0.0)]
+    pub fail_rate: f64,
+    /// Status of injected failures (429 and 503 carry Retry-After: 1).
+    #[arg(long, default_value_t = 500)]
+    pub fail_status: u16,
+    /// Pause this long after a stream's first token (or before a non-streamed answer).
+    #[arg(long, default_value_t = 0)]
+    pub stall_ms: u64,
+    /// Share of requests that stall (with --stall-ms).
+    #[arg(long, default_value_t = 1.0)]
+    pub stall_rate: f64,
+    /// Share of streams cut off half-way, without [DONE].
+    #[arg(long, default_value_t = 0.0)]
+    pub drop_stream_rate: f64,
+    /// /health answers 503 (and completions are refused) for this long after start.
+    #[arg(long, default_value_t = 0.0)]
+    pub startup_delay_s: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KvDtypeArg {
+    Fp8,
+    Bf16,
+}
+
+/// The simulated hardware and model, resolved from the arguments.
+#[derive(Debug, Clone)]
+pub struct SimSetup {
+    pub cache: CacheConfig,
+    pub cost: CostModel,
+    pub model_name: String,
+    pub kv_bytes_per_token: u64,
+}
+
+/// Sizes the cache and the cost model. Errors when the model does not fit the simulated GPUs.
+pub fn setup(args: &SimArgs, runners: &RunnerSet) -> Result<SimSetup> {
+    let runner = runners.get(&args.runner).with_context(|| {
+        format!(
+            "unknown runner `{}`; known: {}",
+            args.runner,
+            runners.names().join(", ")
+        )
+    })?;
+    let preset = model::preset(&args.model).with_context(|| {
+        format!(
+            "unknown model preset `{}`; known: {}",
+            args.model,
+            model::preset_names().join(", ")
+        )
+    })?;
+    if args.tp == 0 || runner.gpus_per_node % args.tp != 0 {
+        bail!(
+            "--tp {} does not divide the {} GPUs of runner `{}`",
+            args.tp,
+            runner.gpus_per_node,
+            runner.name
+        );
+    }
+    if args.block_size == 0 || args.speed.is_nan() || args.speed <= 0.0 {
+        bail!("--block-size and --speed must be positive");
+    }
+    let mut geometry = preset.geometry;
+    geometry.dtype = match args.dtype {
+        KvDtypeArg::Fp8 => KvDtype::Fp8,
+        KvDtypeArg::Bf16 => KvDtype::Bf16,
+    };
+    let weight_bytes = f64::from(geometry.params_b) * 1e9 * geometry.dtype.bytes() as f64;
+    let kv_bytes = match args.kv_cache_gb {
+        Some(gb) => gb * 1e9,
+        None => {
+            runner.hbm_gb_per_gpu * 1e9 * f64::from(args.tp) * args.gpu_memory_utilization
+                - weight_bytes
+        }
+    };
+    let per_token = geometry.kv_bytes_per_token();
+    let block_bytes = (per_token * args.block_size as u64) as f64;
+    let hbm_blocks = (kv_bytes / block_bytes).floor();
+    if hbm_blocks < 1.0 {
+        bail!(
+            "{} ({:.0} GB of weights) leaves no room for a KV cache on {} × {} with --gpu-memory-utilization {}",
+            args.model,
+            weight_bytes / 1e9,
+            args.tp,
+            runner.name,
+            args.gpu_memory_utilization
+        );
+    }
+    let offload_blocks = (args.offload_gb * 1024f64.powi(3) / block_bytes)
+        .floor()
+        .max(0.0) as usize;
+    Ok(SimSetup {
+        cache: CacheConfig {
+            hbm_blocks: hbm_blocks as usize,
+            offload_blocks,
+            block_size: args.block_size,
+            prefix_caching: args.prefix_caching == OnOff::On,
+        },
+        cost: CostModel::new(runner, &geometry, args.tp, weight_bytes),
+        model_name: args
+            .served_model_name
+            .clone()
+            .unwrap_or_else(|| args.model.clone()),
+        kv_bytes_per_token: per_token,
+    })
+}
+
+pub fn run(args: &SimArgs, runners: &RunnerSet) -> Result<()> {
+    let sim = setup(args, runners)?;
+    let tokenizer = Tokenizer::load(args.tokenizer.as_deref())?;
+    let fail_status = StatusCode::from_u16(args.fail_status)
+        .ok()
+        .filter(|s| s.is_client_error() || s.is_server_error())
+        .with_context(|| {
+            format!(
+                "--fail-status {} is not an HTTP error status",
+                args.fail_status
+            )
+        })?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(args.clone(), sim, tokenizer, fail_status))
+}
+
+async fn serve(
+    args: SimArgs,
+    sim: SimSetup,
+    tokenizer: Tokenizer,
+    fail_status: StatusCode,
+) -> Result<()> {
+    let addr: SocketAddr = format!("{}:{}", args.host, args.port)
+        .parse()
+        .with_context(|| format!("`{}:{}` is not a socket address", args.host, args.port))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+
+    let (tx, rx) = mpsc::unbounded_channel();
+    let engine = Engine::new(
+        EngineConfig {
+            max_num_seqs: args.max_num_seqs.max(1),
+            max_batched_tokens: args.max_num_batched_tokens.max(1),
+            speed: args.speed,
+            instant: args.instant,
+            flavor: args.metrics_flavor,
+        },
+        sim.model_name.clone(),
+        PrefixCache::new(sim.cache),
+        sim.cost,
+    );
+    tokio::spawn(engine.run(rx));
+
+    let vocab = OutputVocab::new(&tokenizer);
+    let state = Arc::new(AppState {
+        engine: tx,
+        tokenizer,
+        vocab,
+        model_name: sim.model_name.clone(),
+        max_model_len: args.max_model_len,
+        kv_capacity_tokens: sim.cache.hbm_blocks * sim.cache.block_size,
+        block_size: sim.cache.block_size,
+        seed: args.seed,
+        faults: Faults {
+            fail_rate: args.fail_rate,
+            fail_status,
+            stall: Duration::from_millis(args.stall_ms),
+            stall_rate: args.stall_rate,
+            drop_stream_rate: args.drop_stream_rate,
+        },
+        ready_at: Instant::now() + Duration::from_secs_f64(args.startup_delay_s.max(0.0)),
+        created: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        requests: AtomicU64::new(0),
+    });
+    let app = http::router(state, args.max_body_mb.saturating_mul(1024 * 1024));
+    println!(
+        "kvsweep sim-server (simulated) listening on http://{local} — model {} on {} × {}, KV cache {} tokens{}, prefix caching {}",
+        sim.model_name,
+        args.tp,
+        args.runner,
+        sim.cache.hbm_blocks * sim.cache.block_size,
+        if sim.cache.offload_blocks > 0 {
+            format!(
+                " + offload tier {} tokens",
+                sim.cache.offload_blocks * sim.cache.block_size
+            )
+        } else {
+            String::new()
+        },
+        if sim.cache.prefix_caching {
+            "on"
+        } else {
+            "off"
+        },
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("the HTTP server failed")
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -737,6 +737,8 @@ struct StreamState {
     chunks: Chunks,
     stall: Option<Duration>,
     drop_after: Option<u32>,
+    /// A stall to serve before the next write.
+    stall_next: Option<Duration>,
     opened: bool,
     done: bool,
 }
@@ -754,12 +756,16 @@ fn stream_response(
         chunks,
         stall,
         drop_after,
+        stall_next: None,
         opened: false,
         done: false,
     };
     let stream = futures_util::stream::unfold(state, |mut st| async move {
         if st.done {
             return None;
+        }
+        if let Some(stall) = st.stall_next.take() {
+            tokio::time::sleep(stall).await;
         }
         let mut buf = BytesMut::with_capacity(512);
         if !st.opened {
@@ -778,10 +784,9 @@ fn stream_response(
                     if position == 0
                         && let Some(stall) = st.stall.take()
                     {
-                        // Send the first token now, then stall before the rest.
-                        let first = buf.split().freeze();
-                        tokio::time::sleep(stall).await;
-                        return Some((Ok(first), st));
+                        // Send the first token now; the next poll sleeps before the rest.
+                        st.stall_next = Some(stall);
+                        break;
                     }
                 }
                 Some(Event::Done {

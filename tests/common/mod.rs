@@ -65,3 +65,5 @@ pub fn require_tool(name: &str) -> PathBuf {
         panic!("`{name}` is not on PATH: run scripts/install-test-deps.sh (scripts/test.sh does)")
     })
 }
+
+pub mod sim;

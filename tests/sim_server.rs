@@ -12,7 +12,10 @@ use serde_json::{Value, json};
 const EIGHT_BLOCKS_GB: &str = "0.0168";
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("client")
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client")
 }
 
 fn ids(start: u32, len: u32) -> Vec<u32> {
@@ -20,7 +23,12 @@ fn ids(start: u32, len: u32) -> Vec<u32> {
 }
 
 async fn complete(sim: &SimServer, body: Value) -> (u16, Value) {
-    let resp = client().post(sim.url("/v1/completions")).json(&body).send().await.expect("send");
+    let resp = client()
+        .post(sim.url("/v1/completions"))
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
     let status = resp.status().as_u16();
     (status, resp.json().await.expect("json body"))
 }
@@ -30,11 +38,20 @@ async fn cached(sim: &SimServer, prompt: &[u32]) -> u64 {
     let (status, body) = complete(sim, json!({"prompt": prompt, "max_tokens": 1})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["usage"]["prompt_tokens"], prompt.len());
-    body["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64().expect("cached_tokens")
+    body["usage"]["prompt_tokens_details"]["cached_tokens"]
+        .as_u64()
+        .expect("cached_tokens")
 }
 
 async fn scrape(sim: &SimServer) -> String {
-    client().get(sim.url("/metrics")).send().await.expect("scrape").text().await.expect("text")
+    client()
+        .get(sim.url("/metrics"))
+        .send()
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("text")
 }
 
 /// The value of an unlabelled-by-us sample, matched by name and an optional label fragment.
@@ -74,7 +91,11 @@ async fn eviction_takes_least_recently_used_blocks_tail_first() {
     let (a, b, c) = (ids(1000, 33), ids(2000, 33), ids(3000, 65));
     cached(&sim, &a).await;
     cached(&sim, &b).await;
-    assert_eq!(cached(&sim, &a).await, 32, "a is cached and now most recent");
+    assert_eq!(
+        cached(&sim, &a).await,
+        32,
+        "a is cached and now most recent"
+    );
     // c needs 5 of the 8 blocks: the 4 free ones, then the least recently used cached block,
     // which is b's tail (a request's blocks are released tail first).
     cached(&sim, &c).await;
@@ -86,7 +107,14 @@ async fn eviction_takes_least_recently_used_blocks_tail_first() {
 async fn offload_hits_are_counted_and_cost_transfer_time() {
     // Llama 3.1 70B on 8 × H100, KV cache cut to ~2300 blocks (36k tokens), 64 GiB host tier.
     let sim = SimServer::start(&[
-        "--model", "llama-3.1-70b", "--tp", "8", "--kv-cache-gb", "12", "--offload-gb", "64",
+        "--model",
+        "llama-3.1-70b",
+        "--tp",
+        "8",
+        "--kv-cache-gb",
+        "12",
+        "--offload-gb",
+        "64",
     ]);
     let p = ids(1000, 32_000);
     let q = ids(60_000, 32_000);
@@ -96,7 +124,12 @@ async fn offload_hits_are_counted_and_cost_transfer_time() {
             let start = Instant::now();
             let (status, body) = complete(sim, json!({"prompt": prompt, "max_tokens": 1})).await;
             assert_eq!(status, 200, "{body}");
-            (start.elapsed(), body["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64().expect("cached"))
+            (
+                start.elapsed(),
+                body["usage"]["prompt_tokens_details"]["cached_tokens"]
+                    .as_u64()
+                    .expect("cached"),
+            )
         }
     };
     let (miss, c0) = latency(p.clone()).await;
@@ -107,7 +140,10 @@ async fn offload_hits_are_counted_and_cost_transfer_time() {
     assert_eq!(c1, 31_984, "offload hits count as cached tokens");
     assert_eq!(c2, 31_984);
     // 32k tokens × 320 KiB over 8 × 50 GB/s is 26 ms of copying; recomputing them takes seconds.
-    assert!(from_host > from_hbm + Duration::from_millis(15), "host {from_host:?} vs HBM {from_hbm:?}");
+    assert!(
+        from_host > from_hbm + Duration::from_millis(15),
+        "host {from_host:?} vs HBM {from_hbm:?}"
+    );
     assert!(from_host * 4 < miss, "host {from_host:?} vs miss {miss:?}");
 
     // q pushed out p's blocks tail first, so p's head stayed in HBM and the rest came from host.
@@ -115,9 +151,16 @@ async fn offload_hits_are_counted_and_cost_transfer_time() {
     let from_tier = sample(&m, "vllm:external_prefix_cache_hits_total", "");
     let in_hbm = sample(&m, "vllm:prefix_cache_hits_total", "");
     assert!(from_tier >= 1600.0 * 16.0, "{from_tier}");
-    assert_eq!(from_tier + in_hbm, 2.0 * 31_984.0, "hits of the last two requests");
+    assert_eq!(
+        from_tier + in_hbm,
+        2.0 * 31_984.0,
+        "hits of the last two requests"
+    );
     assert!(sample(&m, "vllm:kv_offload_bytes_total", "gpu_to_cpu") >= from_tier * 327_680.0);
-    assert_eq!(sample(&m, "vllm:kv_offload_bytes_total", "cpu_to_gpu"), from_tier * 327_680.0);
+    assert_eq!(
+        sample(&m, "vllm:kv_offload_bytes_total", "cpu_to_gpu"),
+        from_tier * 327_680.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -135,27 +178,49 @@ async fn prefix_caching_off_never_hits() {
 async fn metrics_agree_with_the_usage_of_the_requests_served() {
     let sim = SimServer::start(&["--instant"]);
     let (mut prompt, mut completion, mut cached_sum) = (0u64, 0u64, 0u64);
-    let prompts = [ids(1, 300), ids(1, 300), ids(1, 500), ids(7000, 64), ids(1, 300)];
+    let prompts = [
+        ids(1, 300),
+        ids(1, 300),
+        ids(1, 500),
+        ids(7000, 64),
+        ids(1, 300),
+    ];
     for (i, p) in prompts.iter().enumerate() {
         let (status, body) = complete(&sim, json!({"prompt": p, "max_tokens": 5 + i})).await;
         assert_eq!(status, 200);
         prompt += body["usage"]["prompt_tokens"].as_u64().expect("u64");
         completion += body["usage"]["completion_tokens"].as_u64().expect("u64");
-        cached_sum += body["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64().expect("u64");
+        cached_sum += body["usage"]["prompt_tokens_details"]["cached_tokens"]
+            .as_u64()
+            .expect("u64");
     }
     let m = scrape(&sim).await;
     assert_eq!(sample(&m, "vllm:prompt_tokens_total", "") as u64, prompt);
-    assert_eq!(sample(&m, "vllm:generation_tokens_total", "") as u64, completion);
-    let hits = sample(&m, "vllm:prefix_cache_hits_total", "") + sample(&m, "vllm:external_prefix_cache_hits_total", "");
+    assert_eq!(
+        sample(&m, "vllm:generation_tokens_total", "") as u64,
+        completion
+    );
+    let hits = sample(&m, "vllm:prefix_cache_hits_total", "")
+        + sample(&m, "vllm:external_prefix_cache_hits_total", "");
     assert_eq!(hits as u64, cached_sum);
     assert!(cached_sum > 0);
     assert_eq!(sample(&m, "vllm:request_success_total", "length") as u64, 5);
-    assert_eq!(sample(&m, "vllm:time_to_first_token_seconds_count", "") as u64, 5);
-    assert_eq!(sample(&m, "vllm:e2e_request_latency_seconds_count", "") as u64, 5);
+    assert_eq!(
+        sample(&m, "vllm:time_to_first_token_seconds_count", "") as u64,
+        5
+    );
+    assert_eq!(
+        sample(&m, "vllm:e2e_request_latency_seconds_count", "") as u64,
+        5
+    );
     assert_eq!(sample(&m, "vllm:num_requests_running", ""), 0.0);
     let by_source = sample(&m, "vllm:prompt_tokens_by_source_total", "local_compute")
         + sample(&m, "vllm:prompt_tokens_by_source_total", "local_cache_hit")
-        + sample(&m, "vllm:prompt_tokens_by_source_total", "external_kv_transfer");
+        + sample(
+            &m,
+            "vllm:prompt_tokens_by_source_total",
+            "external_kv_transfer",
+        );
     assert_eq!(by_source as u64, prompt);
 }
 
@@ -192,7 +257,11 @@ async fn output_length_honours_max_min_tokens_and_ignore_eos() {
     assert_eq!(body["usage"]["completion_tokens"], 3);
     assert_eq!(body["choices"][0]["finish_reason"], "length");
 
-    let (_, body) = complete(&sim, json!({"prompt": p, "max_tokens": 2000, "ignore_eos": true})).await;
+    let (_, body) = complete(
+        &sim,
+        json!({"prompt": p, "max_tokens": 2000, "ignore_eos": true}),
+    )
+    .await;
     assert_eq!(body["usage"]["completion_tokens"], 2000);
     assert_eq!(body["choices"][0]["finish_reason"], "length");
 
@@ -201,14 +270,27 @@ async fn output_length_honours_max_min_tokens_and_ignore_eos() {
     assert!((16..=512).contains(&natural), "{natural}");
     assert_eq!(body["choices"][0]["finish_reason"], "stop");
 
-    let (_, body) = complete(&sim, json!({"prompt": p, "max_tokens": 2000, "min_tokens": 900})).await;
+    let (_, body) = complete(
+        &sim,
+        json!({"prompt": p, "max_tokens": 2000, "min_tokens": 900}),
+    )
+    .await;
     assert_eq!(body["usage"]["completion_tokens"], 900);
     assert_eq!(body["choices"][0]["finish_reason"], "length");
 
     let (_, again) = complete(&sim, json!({"prompt": p, "max_tokens": 2000})).await;
-    assert_eq!(again["choices"][0]["text"], complete(&sim, json!({"prompt": p, "max_tokens": 2000})).await.1["choices"][0]["text"]);
+    assert_eq!(
+        again["choices"][0]["text"],
+        complete(&sim, json!({"prompt": p, "max_tokens": 2000}))
+            .await
+            .1["choices"][0]["text"]
+    );
     let text = again["choices"][0]["text"].as_str().expect("text");
-    assert_eq!(text.split(' ').filter(|w| !w.is_empty()).count() as u64, natural, "one word per token");
+    assert_eq!(
+        text.split(' ').filter(|w| !w.is_empty()).count() as u64,
+        natural,
+        "one word per token"
+    );
 }
 
 /// Reads an SSE body into its `data:` payloads; `None` when the stream broke off.
@@ -226,7 +308,9 @@ async fn sse(resp: reqwest::Response) -> Option<Vec<String>> {
 async fn streams_follow_the_openai_shape() {
     let sim = SimServer::start(&["--instant"]);
     let p = ids(1, 40);
-    let plain = complete(&sim, json!({"prompt": p, "max_tokens": 7})).await.1;
+    let plain = complete(&sim, json!({"prompt": p, "max_tokens": 7}))
+        .await
+        .1;
     let resp = client()
         .post(sim.url("/v1/completions"))
         .json(&json!({"prompt": p, "max_tokens": 7, "stream": true, "stream_options": {"include_usage": true}}))
@@ -236,14 +320,35 @@ async fn streams_follow_the_openai_shape() {
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
     let events = sse(resp).await.expect("complete stream");
     assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
-    let chunks: Vec<Value> = events[..events.len() - 1].iter().map(|e| serde_json::from_str(e).expect("json chunk")).collect();
-    let text: String = chunks.iter().filter_map(|c| c["choices"][0]["text"].as_str()).collect();
-    assert_eq!(text, plain["choices"][0]["text"].as_str().expect("text"), "same tokens streamed or not");
-    assert_eq!(chunks.iter().filter(|c| c["choices"][0]["text"].as_str().is_some_and(|t| !t.is_empty())).count(), 7);
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).expect("json chunk"))
+        .collect();
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["text"].as_str())
+        .collect();
+    assert_eq!(
+        text,
+        plain["choices"][0]["text"].as_str().expect("text"),
+        "same tokens streamed or not"
+    );
+    assert_eq!(
+        chunks
+            .iter()
+            .filter(|c| c["choices"][0]["text"]
+                .as_str()
+                .is_some_and(|t| !t.is_empty()))
+            .count(),
+        7
+    );
     let usage = &chunks.last().expect("usage chunk")["usage"];
     assert_eq!(usage["completion_tokens"], 7);
     assert_eq!(usage["prompt_tokens"], 40);
-    assert_eq!(chunks[chunks.len() - 2]["choices"][0]["finish_reason"], "length");
+    assert_eq!(
+        chunks[chunks.len() - 2]["choices"][0]["finish_reason"],
+        "length"
+    );
 
     let resp = client()
         .post(sim.url("/v1/chat/completions"))
@@ -255,7 +360,10 @@ async fn streams_follow_the_openai_shape() {
     let first: Value = serde_json::from_str(&events[0]).expect("json");
     assert_eq!(first["object"], "chat.completion.chunk");
     assert_eq!(first["choices"][0]["delta"]["role"], "assistant");
-    assert!(events.iter().all(|e| !e.contains("\"usage\"")), "no usage chunk unless asked");
+    assert!(
+        events.iter().all(|e| !e.contains("\"usage\"")),
+        "no usage chunk unless asked"
+    );
     assert_eq!(events.len(), 1 + 3 + 1 + 1);
 
     let (status, body) = {
@@ -265,14 +373,22 @@ async fn streams_follow_the_openai_shape() {
             .send()
             .await
             .expect("send");
-        (resp.status().as_u16(), resp.json::<Value>().await.expect("json"))
+        (
+            resp.status().as_u16(),
+            resp.json::<Value>().await.expect("json"),
+        )
     };
     assert_eq!(status, 200, "explicit nulls are accepted: {body}");
     assert_eq!(body["object"], "chat.completion");
     // "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n" under o200k_base.
     let tok = kvsweep::tokenizer::Tokenizer::load(None).expect("o200k");
     let expected = tok
-        .encode(&kvsweep::tokenizer::render_chat(&[kvsweep::tokenizer::ChatMessage { role: "user".into(), content: "hi".into() }]))
+        .encode(&kvsweep::tokenizer::render_chat(&[
+            kvsweep::tokenizer::ChatMessage {
+                role: "user".into(),
+                content: "hi".into(),
+            },
+        ]))
         .expect("encode")
         .len();
     assert_eq!(body["usage"]["prompt_tokens"], expected);
@@ -283,25 +399,112 @@ async fn bad_requests_get_openai_style_errors() {
     let sim = SimServer::start(&["--instant", "--max-model-len", "1000", "--max-body-mb", "1"]);
     let c = client();
     let cases: Vec<(&str, reqwest::RequestBuilder, u16, &str)> = vec![
-        ("bad JSON", c.post(sim.url("/v1/completions")).body("{\"prompt\": [1,"), 400, "invalid request body"),
-        ("wrong type", c.post(sim.url("/v1/completions")).body(r#"{"prompt": 5}"#), 422, "invalid request body"),
-        ("missing prompt", c.post(sim.url("/v1/completions")).body(r#"{"max_tokens": 5}"#), 422, "missing field `prompt`"),
-        ("unknown model", c.post(sim.url("/v1/completions")).body(r#"{"model": "gpt-9", "prompt": "hi"}"#), 404, "The model `gpt-9` does not exist."),
-        ("unknown path", c.post(sim.url("/v1/embeddings")).body("{}"), 404, "no such endpoint"),
-        ("empty prompt", c.post(sim.url("/v1/completions")).body(r#"{"prompt": ""}"#), 400, "the prompt is empty"),
-        ("max_tokens 0", c.post(sim.url("/v1/completions")).body(r#"{"prompt": "hi", "max_tokens": 0}"#), 400, "max_tokens must be at least 1"),
-        ("min > max", c.post(sim.url("/v1/completions")).body(r#"{"prompt": "hi", "max_tokens": 2, "min_tokens": 3}"#), 400, "must not exceed max_tokens"),
-        ("too long", c.post(sim.url("/v1/completions")).json(&json!({"prompt": ids(1, 990), "max_tokens": 20})), 400, "maximum context length is 1000 tokens"),
-        ("out of vocabulary", c.post(sim.url("/v1/completions")).body(r#"{"prompt": [1, 4000000000]}"#), 400, "out of vocabulary"),
-        ("batch", c.post(sim.url("/v1/completions")).body(r#"{"prompt": ["a", "b"]}"#), 400, "a batch of 2 prompts"),
-        ("empty messages", c.post(sim.url("/v1/chat/completions")).body(r#"{"messages": []}"#), 400, "messages must not be empty"),
-        ("image part", c.post(sim.url("/v1/chat/completions")).body(r#"{"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}"#), 400, "not supported"),
-        ("too large", c.post(sim.url("/v1/completions")).body(vec![b' '; 2 * 1024 * 1024]), 413, ""),
+        (
+            "bad JSON",
+            c.post(sim.url("/v1/completions")).body("{\"prompt\": [1,"),
+            400,
+            "invalid request body",
+        ),
+        (
+            "wrong type",
+            c.post(sim.url("/v1/completions")).body(r#"{"prompt": 5}"#),
+            422,
+            "invalid request body",
+        ),
+        (
+            "missing prompt",
+            c.post(sim.url("/v1/completions"))
+                .body(r#"{"max_tokens": 5}"#),
+            422,
+            "missing field `prompt`",
+        ),
+        (
+            "unknown model",
+            c.post(sim.url("/v1/completions"))
+                .body(r#"{"model": "gpt-9", "prompt": "hi"}"#),
+            404,
+            "The model `gpt-9` does not exist.",
+        ),
+        (
+            "unknown path",
+            c.post(sim.url("/v1/embeddings")).body("{}"),
+            404,
+            "no such endpoint",
+        ),
+        (
+            "empty prompt",
+            c.post(sim.url("/v1/completions")).body(r#"{"prompt": ""}"#),
+            400,
+            "the prompt is empty",
+        ),
+        (
+            "max_tokens 0",
+            c.post(sim.url("/v1/completions"))
+                .body(r#"{"prompt": "hi", "max_tokens": 0}"#),
+            400,
+            "max_tokens must be at least 1",
+        ),
+        (
+            "min > max",
+            c.post(sim.url("/v1/completions"))
+                .body(r#"{"prompt": "hi", "max_tokens": 2, "min_tokens": 3}"#),
+            400,
+            "must not exceed max_tokens",
+        ),
+        (
+            "too long",
+            c.post(sim.url("/v1/completions"))
+                .json(&json!({"prompt": ids(1, 990), "max_tokens": 20})),
+            400,
+            "maximum context length is 1000 tokens",
+        ),
+        (
+            "out of vocabulary",
+            c.post(sim.url("/v1/completions"))
+                .body(r#"{"prompt": [1, 4000000000]}"#),
+            400,
+            "out of vocabulary",
+        ),
+        (
+            "batch",
+            c.post(sim.url("/v1/completions"))
+                .body(r#"{"prompt": ["a", "b"]}"#),
+            400,
+            "a batch of 2 prompts",
+        ),
+        (
+            "empty messages",
+            c.post(sim.url("/v1/chat/completions"))
+                .body(r#"{"messages": []}"#),
+            400,
+            "messages must not be empty",
+        ),
+        (
+            "image part",
+            c.post(sim.url("/v1/chat/completions"))
+                .body(r#"{"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}"#),
+            400,
+            "not supported",
+        ),
+        (
+            "too large",
+            c.post(sim.url("/v1/completions"))
+                .body(vec![b' '; 2 * 1024 * 1024]),
+            413,
+            "",
+        ),
     ];
     for (what, req, status, message) in cases {
-        let resp = req.header("content-type", "application/json").send().await.expect("send");
+        let resp = req
+            .header("content-type", "application/json")
+            .send()
+            .await
+            .expect("send");
         assert_eq!(resp.status().as_u16(), status, "{what}");
-        let body: Value = resp.json().await.unwrap_or_else(|e| panic!("{what}: error body is not JSON: {e}"));
+        let body: Value = resp
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("{what}: error body is not JSON: {e}"));
         assert_eq!(body["error"]["code"], status, "{what}: {body}");
         let text = body["error"]["message"].as_str().unwrap_or_default();
         assert!(text.contains(message), "{what}: `{text}` lacks `{message}`");
@@ -312,19 +515,35 @@ async fn bad_requests_get_openai_style_errors() {
 #[tokio::test(flavor = "multi_thread")]
 async fn injected_failures_with_retry_after() {
     let sim = SimServer::start(&["--instant", "--fail-rate", "1", "--fail-status", "429"]);
-    let resp = client().post(sim.url("/v1/completions")).json(&json!({"prompt": "hi", "max_tokens": 2})).send().await.expect("send");
+    let resp = client()
+        .post(sim.url("/v1/completions"))
+        .json(&json!({"prompt": "hi", "max_tokens": 2}))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(resp.status(), 429);
     assert_eq!(resp.headers()["retry-after"], "1");
     drop(sim);
 
-    let sim = SimServer::start(&["--instant", "--fail-rate", "0.5", "--fail-status", "503", "--seed", "9"]);
+    let sim = SimServer::start(&[
+        "--instant",
+        "--fail-rate",
+        "0.5",
+        "--fail-status",
+        "503",
+        "--seed",
+        "9",
+    ]);
     let mut failed = 0;
     for i in 0..200u32 {
         let (status, _) = complete(&sim, json!({"prompt": [i + 1], "max_tokens": 1})).await;
         assert!(status == 200 || status == 503, "{status}");
         failed += u32::from(status == 503);
     }
-    assert!((70..130).contains(&failed), "{failed} of 200 failed at rate 0.5");
+    assert!(
+        (70..130).contains(&failed),
+        "{failed} of 200 failed at rate 0.5"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -365,22 +584,46 @@ async fn dropped_streams_end_without_done() {
         .expect("send");
     match sse(resp).await {
         None => {}
-        Some(events) => panic!("the stream should break off, got {} events ending {:?}", events.len(), events.last()),
+        Some(events) => panic!(
+            "the stream should break off, got {} events ending {:?}",
+            events.len(),
+            events.last()
+        ),
     }
     // Non-streamed requests are unaffected.
-    assert_eq!(complete(&sim, json!({"prompt": "hi", "max_tokens": 4})).await.0, 200);
+    assert_eq!(
+        complete(&sim, json!({"prompt": "hi", "max_tokens": 4}))
+            .await
+            .0,
+        200
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn startup_delay_answers_503_until_ready() {
     let sim = SimServer::start(&["--instant", "--startup-delay-s", "1.5"]);
-    let health = client().get(sim.url("/health")).send().await.expect("health");
+    let health = client()
+        .get(sim.url("/health"))
+        .send()
+        .await
+        .expect("health");
     assert_eq!(health.status(), 503);
     assert_eq!(complete(&sim, json!({"prompt": "hi"})).await.0, 503);
     tokio::time::sleep(Duration::from_millis(1700)).await;
-    let health = client().get(sim.url("/health")).send().await.expect("health");
+    let health = client()
+        .get(sim.url("/health"))
+        .send()
+        .await
+        .expect("health");
     assert_eq!(health.status(), 200);
-    let models: Value = client().get(sim.url("/v1/models")).send().await.expect("models").json().await.expect("json");
+    let models: Value = client()
+        .get(sim.url("/v1/models"))
+        .send()
+        .await
+        .expect("models")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(models["data"][0]["id"], "llama-3.1-8b");
 }
 
@@ -395,7 +638,19 @@ fn sigterm_stops_the_server_cleanly() {
 
 #[test]
 fn a_model_that_does_not_fit_is_refused_at_start() {
-    let out = common::run(common::kvsweep().args(["sim-server", "--port", "0", "--model", "deepseek-r1", "--tp", "1"]));
+    let out = common::run(common::kvsweep().args([
+        "sim-server",
+        "--port",
+        "0",
+        "--model",
+        "deepseek-r1",
+        "--tp",
+        "1",
+    ]));
     assert!(!out.status.success());
-    assert!(common::stderr(&out).contains("leaves no room for a KV cache"), "{}", common::stderr(&out));
+    assert!(
+        common::stderr(&out).contains("leaves no room for a KV cache"),
+        "{}",
+        common::stderr(&out)
+    );
 }

@@ -75,14 +75,25 @@ async fn replay(mode: &[&str], sessions: &[Vec<Vec<u32>>]) -> (Duration, f64) {
     const SPEED: f64 = 25.0;
     let speed = SPEED.to_string();
     let mut args = vec![
-        "--model", "llama-3.1-70b", "--runner", "h100", "--tp", "8", "--kv-cache-gb", "10", "--speed", &speed,
+        "--model",
+        "llama-3.1-70b",
+        "--runner",
+        "h100",
+        "--tp",
+        "8",
+        "--kv-cache-gb",
+        "10",
+        "--speed",
+        &speed,
     ];
     args.extend_from_slice(mode);
     let sim = SimServer::start(&args);
     let client = reqwest::Client::new();
     let (mut total, mut n, mut cached, mut prompt_tokens) = (Duration::ZERO, 0u32, 0u64, 0u64);
     let order = (0..TURNS.div_ceil(2)).flat_map(|round| {
-        sessions.iter().flat_map(move |s| s.iter().skip(2 * round).take(2))
+        sessions
+            .iter()
+            .flat_map(move |s| s.iter().skip(2 * round).take(2))
     });
     for p in order {
         let start = Instant::now();
@@ -97,26 +108,39 @@ async fn replay(mode: &[&str], sessions: &[Vec<Vec<u32>>]) -> (Duration, f64) {
             .expect("json");
         total += start.elapsed();
         n += 1;
-        cached += body["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64().expect("cached");
+        cached += body["usage"]["prompt_tokens_details"]["cached_tokens"]
+            .as_u64()
+            .expect("cached");
         prompt_tokens += body["usage"]["prompt_tokens"].as_u64().expect("prompt");
     }
-    (total.mul_f64(SPEED) / n, cached as f64 / prompt_tokens as f64)
+    (
+        total.mul_f64(SPEED) / n,
+        cached as f64 / prompt_tokens as f64,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn offload_beats_hbm_only_once_the_working_set_outgrows_hbm_and_noprefix_is_worst() {
     let sessions = sessions();
-    let largest: usize = sessions.iter().map(|s| s.iter().map(Vec::len).max().unwrap_or(0)).sum();
+    let largest: usize = sessions
+        .iter()
+        .map(|s| s.iter().map(Vec::len).max().unwrap_or(0))
+        .sum();
     // 10 GB of KV cache holds ~30k tokens of Llama 3.1 70B: far less than the sessions' contexts.
     assert!(largest > 60_000, "working set {largest} tokens");
 
     let (on, on_hits) = replay(&["--offload-gb", "200"], &sessions).await;
     let (off, off_hits) = replay(&[], &sessions).await;
     let (noprefix, noprefix_hits) = replay(&["--prefix-caching", "off"], &sessions).await;
-    eprintln!("mean TTFT: on {on:?} ({on_hits:.2} hit), off {off:?} ({off_hits:.2}), noprefix {noprefix:?} ({noprefix_hits:.2})");
+    eprintln!(
+        "mean TTFT: on {on:?} ({on_hits:.2} hit), off {off:?} ({off_hits:.2}), noprefix {noprefix:?} ({noprefix_hits:.2})"
+    );
     assert!(on_hits > off_hits, "the offload tier keeps what HBM evicts");
     assert_eq!(noprefix_hits, 0.0);
     assert!(on < off.mul_f64(0.9), "on {on:?} vs off {off:?}");
-    assert!(off < noprefix.mul_f64(0.9), "off {off:?} vs noprefix {noprefix:?}");
+    assert!(
+        off < noprefix.mul_f64(0.9),
+        "off {off:?} vs noprefix {noprefix:?}"
+    );
     assert!(on_hits > 0.7 && off_hits > 0.3, "{on_hits} {off_hits}");
 }

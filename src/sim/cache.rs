@@ -8,10 +8,35 @@
 //! of a host→GPU copy. Memory is bounded by the two capacities, never by the number of requests.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use lru::LruCache;
 
 pub type BlockId = u32;
+
+/// The keys are already xxh3 hashes: hashing them again (SipHash by default) only costs time.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+type HashIndex<V> = HashMap<u64, V, BuildHasherDefault<PassThrough>>;
+
+const NIL: BlockId = BlockId::MAX;
 
 /// Hashes of a token sequence's full blocks, chained (block i depends on blocks 0..i).
 pub fn block_hashes(tokens: &[u32], block_size: usize) -> Vec<u64> {
@@ -60,6 +85,71 @@ pub struct Transfers {
 struct Block {
     hash: Option<u64>,
     refs: u32,
+    /// Neighbours in the evictable queue, while the block is in it.
+    prev: BlockId,
+    next: BlockId,
+}
+
+const EMPTY: Block = Block {
+    hash: None,
+    refs: 0,
+    prev: NIL,
+    next: NIL,
+};
+
+/// Unreferenced cached blocks, least recently used at the head: a doubly-linked list threaded
+/// through the blocks themselves (as vLLM's free-block queue is), so that touching, evicting and
+/// releasing a block are O(1) without allocating. Hand-written because a general LRU map
+/// allocates a node and hashes a key for every block a request releases.
+#[derive(Debug, Default)]
+struct EvictQueue {
+    head: BlockId,
+    tail: BlockId,
+    len: usize,
+}
+
+impl EvictQueue {
+    fn new() -> Self {
+        Self {
+            head: NIL,
+            tail: NIL,
+            len: 0,
+        }
+    }
+
+    fn push_back(&mut self, blocks: &mut [Block], b: BlockId) {
+        blocks[b as usize].prev = self.tail;
+        blocks[b as usize].next = NIL;
+        match self.tail {
+            NIL => self.head = b,
+            t => blocks[t as usize].next = b,
+        }
+        self.tail = b;
+        self.len += 1;
+    }
+
+    fn remove(&mut self, blocks: &mut [Block], b: BlockId) {
+        let Block { prev, next, .. } = blocks[b as usize];
+        match prev {
+            NIL => self.head = next,
+            p => blocks[p as usize].next = next,
+        }
+        match next {
+            NIL => self.tail = prev,
+            n => blocks[n as usize].prev = prev,
+        }
+        blocks[b as usize].prev = NIL;
+        blocks[b as usize].next = NIL;
+        self.len -= 1;
+    }
+
+    fn pop_front(&mut self, blocks: &mut [Block]) -> Option<BlockId> {
+        let b = self.head;
+        (b != NIL).then(|| {
+            self.remove(blocks, b);
+            b
+        })
+    }
 }
 
 pub struct PrefixCache {
@@ -67,10 +157,10 @@ pub struct PrefixCache {
     blocks: Vec<Block>,
     /// Blocks holding nothing.
     free: Vec<BlockId>,
-    /// Unreferenced blocks that still hold a cached hash, least recently used first.
-    evictable: LruCache<BlockId, ()>,
-    by_hash: HashMap<u64, BlockId>,
-    offload: Option<LruCache<u64, ()>>,
+    /// Unreferenced blocks that still hold a cached hash.
+    evictable: EvictQueue,
+    by_hash: HashIndex<BlockId>,
+    offload: Option<LruCache<u64, (), BuildHasherDefault<PassThrough>>>,
     transfers: Transfers,
 }
 
@@ -79,19 +169,12 @@ impl PrefixCache {
         let n = config.hbm_blocks;
         Self {
             config,
-            blocks: vec![
-                Block {
-                    hash: None,
-                    refs: 0
-                };
-                n
-            ],
+            blocks: vec![EMPTY; n],
             free: (0..n as BlockId).rev().collect(),
-            evictable: LruCache::unbounded(),
-            by_hash: HashMap::new(),
-            offload: (config.offload_blocks > 0).then(|| {
-                LruCache::new(std::num::NonZeroUsize::new(config.offload_blocks).expect("non-zero"))
-            }),
+            evictable: EvictQueue::new(),
+            by_hash: HashIndex::default(),
+            offload: std::num::NonZeroUsize::new(config.offload_blocks)
+                .map(|cap| LruCache::with_hasher(cap, BuildHasherDefault::default())),
             transfers: Transfers::default(),
         }
     }
@@ -102,7 +185,7 @@ impl PrefixCache {
 
     /// Blocks a new allocation could take now: free ones and evictable ones.
     pub fn available(&self) -> usize {
-        self.free.len() + self.evictable.len()
+        self.free.len() + self.evictable.len
     }
 
     /// Share of HBM blocks referenced by running requests (vLLM's `kv_cache_usage_perc`).
@@ -198,7 +281,7 @@ impl PrefixCache {
             block.refs -= 1;
             if block.refs == 0 {
                 if block.hash.is_some() {
-                    self.evictable.put(b, ());
+                    self.evictable.push_back(&mut self.blocks, b);
                 } else {
                     self.free.push(b);
                 }
@@ -208,7 +291,7 @@ impl PrefixCache {
 
     /// Forgets every cached block that no request uses, in HBM and in the offload tier.
     pub fn reset(&mut self) {
-        while let Some((b, ())) = self.evictable.pop_lru() {
+        while let Some(b) = self.evictable.pop_front(&mut self.blocks) {
             if let Some(h) = self.blocks[b as usize].hash.take() {
                 self.by_hash.remove(&h);
             }
@@ -224,11 +307,10 @@ impl PrefixCache {
     }
 
     fn take_ref(&mut self, b: BlockId) {
-        let block = &mut self.blocks[b as usize];
-        if block.refs == 0 {
-            self.evictable.pop(&b);
+        if self.blocks[b as usize].refs == 0 {
+            self.evictable.remove(&mut self.blocks, b);
         }
-        block.refs += 1;
+        self.blocks[b as usize].refs += 1;
     }
 
     /// A block with no content and one reference: a free one, else the LRU evictable one, whose
@@ -237,9 +319,9 @@ impl PrefixCache {
         let b = match self.free.pop() {
             Some(b) => b,
             None => {
-                let (b, ()) = self
+                let b = self
                     .evictable
-                    .pop_lru()
+                    .pop_front(&mut self.blocks)
                     .expect("caller checked availability");
                 if let Some(h) = self.blocks[b as usize].hash.take() {
                     self.by_hash.remove(&h);
@@ -252,10 +334,7 @@ impl PrefixCache {
                 b
             }
         };
-        self.blocks[b as usize] = Block {
-            hash: None,
-            refs: 1,
-        };
+        self.blocks[b as usize] = Block { refs: 1, ..EMPTY };
         b
     }
 }

@@ -249,12 +249,92 @@ struct StreamOptions {
     include_usage: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+/// A completion prompt: text, token ids, or a batch (which is refused).
+#[derive(Debug)]
 enum PromptInput {
     Text(String),
     Ids(Vec<u32>),
-    Batch(Vec<serde_json::Value>),
+    /// A list of prompts, with its length.
+    Batch(usize),
+}
+
+/// Hand-written because serde's untagged enums buffer the whole value first: a 32k-token prompt
+/// then costs several times its parse. This reads the ids straight into their vector.
+impl<'de> Deserialize<'de> for PromptInput {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct PromptVisitor;
+
+        /// The first element of a list decides its kind.
+        enum First {
+            Id(u32),
+            Other,
+        }
+
+        impl<'de> Deserialize<'de> for First {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct FirstVisitor;
+                impl<'de> serde::de::Visitor<'de> for FirstVisitor {
+                    type Value = First;
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        f.write_str("a token id or a prompt")
+                    }
+                    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<First, E> {
+                        u32::try_from(v)
+                            .map(First::Id)
+                            .map_err(|_| E::custom(format!("token id {v} is out of range")))
+                    }
+                    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<First, E> {
+                        Ok(First::Other)
+                    }
+                    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                        self,
+                        mut seq: A,
+                    ) -> Result<First, A::Error> {
+                        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                        Ok(First::Other)
+                    }
+                }
+                d.deserialize_any(FirstVisitor)
+            }
+        }
+
+        impl<'de> serde::de::Visitor<'de> for PromptVisitor {
+            type Value = PromptInput;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string or a list of token ids")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<PromptInput, E> {
+                Ok(PromptInput::Text(v.to_owned()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<PromptInput, E> {
+                Ok(PromptInput::Text(v))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<PromptInput, A::Error> {
+                match seq.next_element::<First>()? {
+                    None => Ok(PromptInput::Ids(Vec::new())),
+                    Some(First::Id(first)) => {
+                        let mut ids = Vec::with_capacity(seq.size_hint().unwrap_or(1024) + 1);
+                        ids.push(first);
+                        while let Some(id) = seq.next_element::<u32>()? {
+                            ids.push(id);
+                        }
+                        Ok(PromptInput::Ids(ids))
+                    }
+                    Some(First::Other) => {
+                        let mut n = 1;
+                        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                            n += 1;
+                        }
+                        Ok(PromptInput::Batch(n))
+                    }
+                }
+            }
+        }
+        d.deserialize_any(PromptVisitor)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -366,13 +446,10 @@ async fn completions(
             }
             ids
         }
-        PromptInput::Batch(prompts) => {
+        PromptInput::Batch(n) => {
             return error(
                 StatusCode::BAD_REQUEST,
-                format!(
-                    "a batch of {} prompts is not supported: send one prompt per request",
-                    prompts.len()
-                ),
+                format!("a batch of {n} prompts is not supported: send one prompt per request"),
             );
         }
     };

@@ -84,7 +84,7 @@ pub struct SimArgs {
     /// Run this many times faster than modelled time.
     #[arg(long, default_value_t = 1.0)]
     pub speed: f64,
-    /// Every engine step takes no time (for benchmarking clients).
+    /// Every engine step takes no time and prefills are not chunked (for benchmarking clients).
     #[arg(long)]
     pub instant: bool,
     /// Seed for generated text, output lengths and fault choices.

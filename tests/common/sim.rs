@@ -21,7 +21,9 @@ impl SimServer {
             .expect("sim-server starts");
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("ready line");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("ready line");
         let base = line
             .split_whitespace()
             .find(|w| w.starts_with("http://"))
@@ -37,7 +39,10 @@ impl SimServer {
     /// Sends SIGTERM and returns the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
         self.child.wait().expect("wait")
     }
 }

@@ -175,7 +175,7 @@ impl Engine {
                 // Steps are free, so run several before letting the HTTP side write: each stream
                 // then sends its tokens in one write instead of one write per token.
                 instant_steps += 1;
-                if instant_steps % INSTANT_STEPS_PER_YIELD == 0 {
+                if instant_steps.is_multiple_of(INSTANT_STEPS_PER_YIELD) {
                     tokio::task::yield_now().await;
                 }
             } else {

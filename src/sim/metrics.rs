@@ -149,6 +149,28 @@ fn metric(out: &mut String, kind: &str, name: &str, help: &str, samples: &[(&str
     }
 }
 
+/// A metric with one sample per value of the label `key`, on top of the common labels `l`.
+fn metric_by(
+    out: &mut String,
+    kind: &str,
+    name: &str,
+    help: &str,
+    l: &str,
+    key: &str,
+    values: &[(&str, String)],
+) {
+    let labels: Vec<String> = values
+        .iter()
+        .map(|(v, _)| format!("{l},{key}=\"{v}\""))
+        .collect();
+    let samples: Vec<(&str, String)> = labels
+        .iter()
+        .zip(values)
+        .map(|(k, (_, v))| (k.as_str(), v.clone()))
+        .collect();
+    metric(out, kind, name, help, &samples);
+}
+
 fn render_vllm(out: &mut String, l: &str, c: &Counters, g: Gauges) {
     let one = |v: String| vec![(l, v)];
     metric(
@@ -222,76 +244,55 @@ fn render_vllm(out: &mut String, l: &str, c: &Counters, g: Gauges) {
         &one(c.generation_tokens.to_string()),
     );
     let computed = c.prompt_tokens - c.cache_hits - c.offload_hits;
-    let by_source = [
-        (format!("{l},source=\"local_compute\""), computed),
-        (format!("{l},source=\"local_cache_hit\""), c.cache_hits),
-        (
-            format!("{l},source=\"external_kv_transfer\""),
-            c.offload_hits,
-        ),
-    ];
-    let samples: Vec<(&str, String)> = by_source
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.to_string()))
-        .collect();
-    metric(
+    metric_by(
         out,
         "counter",
         "vllm:prompt_tokens_by_source_total",
         "Number of prompt tokens by source.",
-        &samples,
+        l,
+        "source",
+        &[
+            ("local_compute", computed.to_string()),
+            ("local_cache_hit", c.cache_hits.to_string()),
+            ("external_kv_transfer", c.offload_hits.to_string()),
+        ],
     );
-    let finished = [
-        (format!("{l},finished_reason=\"stop\""), c.finished_stop),
-        (format!("{l},finished_reason=\"length\""), c.finished_length),
-        (format!("{l},finished_reason=\"abort\""), c.finished_abort),
-    ];
-    let samples: Vec<(&str, String)> = finished
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.to_string()))
-        .collect();
-    metric(
+    metric_by(
         out,
         "counter",
         "vllm:request_success_total",
         "Count of finished requests by reason.",
-        &samples,
+        l,
+        "finished_reason",
+        &[
+            ("stop", c.finished_stop.to_string()),
+            ("length", c.finished_length.to_string()),
+            ("abort", c.finished_abort.to_string()),
+        ],
     );
-    let bytes = [
-        (
-            format!("{l},direction=\"gpu_to_cpu\""),
-            c.offload_bytes_to_cpu.to_string(),
-        ),
-        (
-            format!("{l},direction=\"cpu_to_gpu\""),
-            c.offload_bytes_to_gpu.to_string(),
-        ),
-    ];
-    let samples: Vec<(&str, String)> = bytes.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-    metric(
+    metric_by(
         out,
         "counter",
         "vllm:kv_offload_bytes_total",
         "KV-cache bytes moved by the offload connector, per direction.",
-        &samples,
+        l,
+        "direction",
+        &[
+            ("gpu_to_cpu", c.offload_bytes_to_cpu.to_string()),
+            ("cpu_to_gpu", c.offload_bytes_to_gpu.to_string()),
+        ],
     );
-    let secs = [
-        (
-            format!("{l},direction=\"gpu_to_cpu\""),
-            c.offload_seconds_to_cpu.to_string(),
-        ),
-        (
-            format!("{l},direction=\"cpu_to_gpu\""),
-            c.offload_seconds_to_gpu.to_string(),
-        ),
-    ];
-    let samples: Vec<(&str, String)> = secs.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-    metric(
+    metric_by(
         out,
         "counter",
         "vllm:kv_offload_time_seconds_total",
         "Time spent moving KV-cache blocks, per direction.",
-        &samples,
+        l,
+        "direction",
+        &[
+            ("gpu_to_cpu", c.offload_seconds_to_cpu.to_string()),
+            ("cpu_to_gpu", c.offload_seconds_to_gpu.to_string()),
+        ],
     );
     c.ttft.write(
         out,
@@ -376,20 +377,17 @@ fn render_sglang(out: &mut String, l: &str, c: &Counters, g: Gauges) {
         "Number of generation tokens processed.",
         &one(c.generation_tokens.to_string()),
     );
-    let cached = [
-        (format!("{l},cache_source=\"device\""), c.cache_hits),
-        (format!("{l},cache_source=\"host\""), c.offload_hits),
-    ];
-    let samples: Vec<(&str, String)> = cached
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.to_string()))
-        .collect();
-    metric(
+    metric_by(
         out,
         "counter",
         "sglang:cached_tokens_total",
         "Number of cached prompt tokens.",
-        &samples,
+        l,
+        "cache_source",
+        &[
+            ("device", c.cache_hits.to_string()),
+            ("host", c.offload_hits.to_string()),
+        ],
     );
     metric(
         out,

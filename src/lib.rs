@@ -13,6 +13,7 @@ pub mod runner;
 pub mod sim;
 pub mod spec;
 pub mod tokenizer;
+pub mod trace;
 pub mod yaml;
 
 /// Version and the git commit the binary was built from.

@@ -1,0 +1,333 @@
+//! Agentic traces: the two formats the field uses, read into one shape, and the prompts built
+//! from them.
+//!
+//! A trace set is a list of [`Session`]s (one conversation each, with subagents as child sessions
+//! that start part-way into their parent), each a list of [`TraceRequest`]s. Hash ids name blocks
+//! of prompt content: equal ids in the same scope are equal content.
+
+mod kvct;
+mod mooncake;
+pub mod prompt;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use crate::spec::TraceFormat;
+
+/// One request of a session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceRequest {
+    /// Seconds since the session started (its own `t`, or the Mooncake timestamp).
+    pub offset_s: f64,
+    pub input_tokens: u32,
+    pub output_tokens: u32,
+    /// One id per `block_size` tokens of the prompt, from its start.
+    pub hash_ids: Vec<u64>,
+    /// The user's or tool's pause before this request (kv-cache-tester `think_time`, Mooncake `delay`).
+    pub think_time_s: f64,
+    /// How long the original API call took (kv-cache-tester `api_time`; 0 when unknown).
+    pub api_time_s: f64,
+}
+
+/// One conversation: what one simulated user replays.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Session {
+    /// `file` for a kv-cache-tester trace, `file/agent` for its subagents, `file#session` for Mooncake.
+    pub id: String,
+    /// Hash ids are equal content only within one scope (a kv-cache-tester file; a Mooncake file).
+    pub scope: u64,
+    /// Tokens per hash id.
+    pub block_size: u32,
+    /// Seconds after its parent's start (subagents) or after the file's start (Mooncake).
+    pub start_s: f64,
+    pub requests: Vec<TraceRequest>,
+    /// Subagents: sessions that run alongside this one from their `start_s`.
+    pub children: Vec<Session>,
+}
+
+impl Session {
+    /// Requests in this session and its subagents.
+    pub fn total_requests(&self) -> usize {
+        self.requests.len()
+            + self
+                .children
+                .iter()
+                .map(Session::total_requests)
+                .sum::<usize>()
+    }
+}
+
+/// A record that was left out, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub file: PathBuf,
+    /// 1-based; 0 when the problem is the whole file.
+    pub line: usize,
+    pub field: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Skipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if self.line > 0 {
+            write!(f, ":{}", self.line)?;
+        }
+        if !self.field.is_empty() {
+            write!(f, ": field `{}`", self.field)?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
+/// Everything read from a list of trace paths.
+#[derive(Debug, Clone, Default)]
+pub struct TraceSet {
+    pub sessions: Vec<Session>,
+    pub skipped: Vec<Skipped>,
+    pub files: Vec<PathBuf>,
+    /// xxh3 of every file's name and bytes, in order: which traces a result came from.
+    pub digest: String,
+}
+
+/// Options for reading traces.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadOptions {
+    pub format: TraceFormat,
+    /// Tokens per hash id in Mooncake files (their files do not say).
+    pub mooncake_block_size: u32,
+    /// A malformed record is an error instead of a warning.
+    pub strict: bool,
+}
+
+/// Reads trace files and directories (recursively, `*.json` and `*.jsonl`, in name order).
+pub fn load(paths: &[PathBuf], opts: LoadOptions) -> Result<TraceSet> {
+    let mut files = Vec::new();
+    for path in paths {
+        collect_files(path, &mut files)?;
+    }
+    if files.is_empty() {
+        bail!(
+            "no trace files (*.json, *.jsonl) under {}",
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let mut set = TraceSet::default();
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    for (index, file) in files.iter().enumerate() {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        hasher.update(
+            file.file_name()
+                .map(|n| n.as_encoded_bytes())
+                .unwrap_or_default(),
+        );
+        hasher.update(text.as_bytes());
+        let scope = crate::sim::rng::mix(index as u64 + 1);
+        let format = match opts.format {
+            TraceFormat::Auto => detect(file, &text),
+            other => other,
+        };
+        let before = set.skipped.len();
+        match format {
+            TraceFormat::Mooncake => {
+                mooncake::parse(file, &text, scope, opts.mooncake_block_size, &mut set)
+            }
+            _ => kvct::parse(file, &text, scope, &mut set),
+        }
+        if opts.strict && set.skipped.len() > before {
+            bail!("{} (--strict)", set.skipped[before]);
+        }
+    }
+    for skip in &set.skipped {
+        eprintln!("warning: skipped {skip}");
+    }
+    set.digest = format!("{:016x}", hasher.digest());
+    set.files = files;
+    Ok(set)
+}
+
+fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("cannot read trace path {}", path.display()))?;
+    if meta.is_file() {
+        out.push(path.to_path_buf());
+        return Ok(());
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+        .with_context(|| format!("cannot list {}", path.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for entry in entries {
+        if entry.is_dir() {
+            collect_files(&entry, out)?;
+        } else if entry
+            .extension()
+            .is_some_and(|e| e == "json" || e == "jsonl")
+        {
+            out.push(entry);
+        }
+    }
+    Ok(())
+}
+
+/// Mooncake files are JSON Lines: `.jsonl`, or a first line that is a complete object.
+fn detect(file: &Path, text: &str) -> TraceFormat {
+    if file.extension().is_some_and(|e| e == "jsonl") {
+        return TraceFormat::Mooncake;
+    }
+    let first = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default();
+    if serde_json::from_str::<serde_json::Value>(first)
+        .is_ok_and(|v| v.get("input_length").is_some())
+    {
+        TraceFormat::Mooncake
+    } else {
+        TraceFormat::Kvct
+    }
+}
+
+/// The 1-based line of byte offset `offset` in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// The field a serde_json error complains about, when its message names one.
+fn field_of(err: &serde_json::Error) -> String {
+    let msg = err.to_string();
+    msg.split('`')
+        .nth(1)
+        .filter(|_| msg.contains("field `"))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> LoadOptions {
+        LoadOptions {
+            format: TraceFormat::Auto,
+            mooncake_block_size: 512,
+            strict: false,
+        }
+    }
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).expect("write");
+        p
+    }
+
+    #[test]
+    fn kvct_subagents_become_child_sessions() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = write(
+            dir.path(),
+            "t.json",
+            r#"{"id": "t1", "block_size": 64, "requests": [
+            {"t": 0, "type": "s", "in": 130, "out": 5, "hash_ids": [1, 2], "think_time": 0, "api_time": 1.5},
+            {"t": 9, "type": "subagent", "agent_id": "a1", "requests": [
+                {"t": 0, "type": "s", "in": 70, "out": 3, "hash_ids": [7]}]},
+            {"t": 20, "type": "s", "in": 200, "out": 5, "hash_ids": [1, 2, 3], "think_time": 4.5}]}"#,
+        );
+        let set = load(&[f], opts()).expect("load");
+        assert_eq!(set.sessions.len(), 1);
+        let s = &set.sessions[0];
+        assert_eq!(s.requests.len(), 2);
+        assert_eq!(s.requests[1].think_time_s, 4.5);
+        assert_eq!(s.children.len(), 1);
+        assert_eq!(s.children[0].id, "t1/a1");
+        assert_eq!(s.children[0].start_s, 9.0);
+        assert_eq!(
+            s.children[0].scope, s.scope,
+            "subagents share their file's hash scope"
+        );
+        assert_eq!(s.total_requests(), 3);
+    }
+
+    #[test]
+    fn malformed_records_are_skipped_with_file_line_and_field() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = write(
+            dir.path(),
+            "t.json",
+            "{\"requests\": [\n{\"t\": 0, \"in\": 10, \"out\": 1, \"hash_ids\": []},\n{\"t\": 1, \"out\": 1, \"hash_ids\": []},\n{\"t\": \"x\", \"in\": 1}\n]}",
+        );
+        let set = load(&[f.clone()], opts()).expect("load");
+        assert_eq!(set.sessions[0].requests.len(), 1);
+        assert_eq!(set.skipped.len(), 2);
+        assert_eq!(
+            (set.skipped[0].line, set.skipped[0].field.as_str()),
+            (3, "in")
+        );
+        assert_eq!(set.skipped[1].line, 4);
+        let err = load(
+            &[f],
+            LoadOptions {
+                strict: true,
+                ..opts()
+            },
+        )
+        .expect_err("strict");
+        assert!(
+            err.to_string()
+                .contains("t.json:3: field `in`: missing field"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn mooncake_lines_group_by_session() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = write(
+            dir.path(),
+            "m.jsonl",
+            concat!(
+                "{\"timestamp\": 1000, \"input_length\": 600, \"output_length\": 10, \"hash_ids\": [1, 2], \"session_id\": \"a\"}\n",
+                "{\"timestamp\": 1500, \"input_length\": 100, \"output_length\": 10, \"hash_ids\": [9]}\n",
+                "not json\n",
+                "{\"timestamp\": 4000, \"input_length\": 1100, \"output_length\": 10, \"hash_ids\": [1, 2, 3], \"session_id\": \"a\", \"delay\": 2500}\n",
+            ),
+        );
+        let set = load(&[f], opts()).expect("load");
+        assert_eq!(set.sessions.len(), 2);
+        let a = &set.sessions[0];
+        assert_eq!((a.id.as_str(), a.start_s, a.block_size), ("m#a", 1.0, 512));
+        assert_eq!(a.requests[1].offset_s, 3.0);
+        assert_eq!(a.requests[1].think_time_s, 2.5);
+        assert_eq!(set.sessions[1].start_s, 1.5);
+        assert_eq!(set.skipped.len(), 1);
+        assert_eq!(set.skipped[0].line, 3);
+    }
+
+    #[test]
+    fn the_sample_traces_load_completely() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/traces/kv-cache-tester");
+        let set = load(&[dir], opts()).expect("sample traces");
+        assert_eq!(set.files.len(), 60);
+        assert_eq!(set.sessions.len(), 60);
+        assert!(set.skipped.is_empty(), "{:?}", set.skipped.first());
+        assert!(
+            set.sessions
+                .iter()
+                .filter(|s| !s.children.is_empty())
+                .count()
+                >= 4
+        );
+        assert_eq!(set.digest.len(), 16);
+    }
+}

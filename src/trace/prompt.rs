@@ -1,0 +1,157 @@
+//! Prompts that make the server see exactly the sharing a trace describes.
+//!
+//! Each (scope, hash id) becomes one fixed block of `block_size` token ids, so equal ids give
+//! identical blocks and different ids different ones; the prompt is the blocks in order, then
+//! request-unique filler up to exactly the trace's input length. A session's next prompt reuses the
+//! previous one's tokens up to the first hash id that differs, so extending a long context costs
+//! only its new blocks.
+
+use crate::sim::rng::mix;
+
+/// Token ids are drawn from `[lo, lo + span)`: well inside any modern vocabulary (even 32k ones),
+/// and clear of the low ids where tokenizers keep their special tokens.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenRange {
+    pub lo: u32,
+    pub span: u32,
+}
+
+impl Default for TokenRange {
+    fn default() -> Self {
+        Self {
+            lo: 1000,
+            span: 29_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct PromptBuilder {
+    pub seed: u64,
+    pub range: TokenRange,
+}
+
+/// A session's last prompt, kept to build the next one incrementally.
+#[derive(Debug, Clone, Default)]
+pub struct PromptState {
+    tokens: Vec<u32>,
+    /// Hash ids whose blocks start `tokens`.
+    hashes: Vec<u64>,
+}
+
+impl PromptState {
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+}
+
+impl PromptBuilder {
+    fn token(&self, key: u64, j: u64) -> u32 {
+        self.range.lo
+            + (mix(key ^ j.wrapping_mul(0x9E37_79B9_7F4A_7C15)) % u64::from(self.range.span)) as u32
+    }
+
+    fn block_key(&self, scope: u64, hash_id: u64) -> u64 {
+        mix(self.seed ^ scope.rotate_left(29) ^ mix(hash_id))
+    }
+
+    /// Builds the prompt for `input_tokens` tokens whose leading blocks are `hash_ids`, reusing
+    /// `state` (the session's previous prompt). `unique_key` makes the filler request-unique.
+    pub fn build(
+        &self,
+        state: &mut PromptState,
+        scope: u64,
+        block_size: u32,
+        hash_ids: &[u64],
+        input_tokens: u32,
+        unique_key: u64,
+    ) {
+        let bs = block_size as usize;
+        let full = hash_ids.len().min(input_tokens as usize / bs);
+        let ids = &hash_ids[..full];
+        let shared = state
+            .hashes
+            .iter()
+            .zip(ids)
+            .take_while(|(a, b)| a == b)
+            .count();
+        state.tokens.truncate(shared * bs);
+        state.hashes.truncate(shared);
+        state
+            .tokens
+            .reserve(input_tokens as usize - state.tokens.len());
+        for &h in &ids[shared..] {
+            let key = self.block_key(scope, h);
+            state
+                .tokens
+                .extend((0..bs as u64).map(|j| self.token(key, j)));
+            state.hashes.push(h);
+        }
+        let fill_key = mix(self.seed ^ 0xF111_F111 ^ mix(unique_key));
+        let start = state.tokens.len() as u64;
+        state
+            .tokens
+            .extend((start..u64::from(input_tokens)).map(|j| self.token(fill_key, j)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn builder() -> PromptBuilder {
+        PromptBuilder {
+            seed: 1,
+            range: TokenRange::default(),
+        }
+    }
+
+    #[test]
+    fn equal_ids_give_equal_blocks_and_exact_lengths() {
+        let b = builder();
+        let (mut s1, mut s2) = (PromptState::default(), PromptState::default());
+        b.build(&mut s1, 7, 4, &[10, 11, 12], 14, 1);
+        b.build(&mut s2, 7, 4, &[10, 11, 99], 14, 2);
+        assert_eq!(s1.tokens().len(), 14);
+        assert_eq!(s1.tokens()[..8], s2.tokens()[..8]);
+        assert_ne!(s1.tokens()[8..12], s2.tokens()[8..12]);
+        assert_ne!(
+            s1.tokens()[12..],
+            s2.tokens()[12..],
+            "filler is request-unique"
+        );
+        assert!(s1.tokens().iter().all(|t| (1000..30_000).contains(t)));
+    }
+
+    #[test]
+    fn scopes_keep_equal_ids_apart() {
+        let b = builder();
+        let (mut s1, mut s2) = (PromptState::default(), PromptState::default());
+        b.build(&mut s1, 1, 4, &[10], 4, 1);
+        b.build(&mut s2, 2, 4, &[10], 4, 1);
+        assert_ne!(s1.tokens(), s2.tokens());
+    }
+
+    #[test]
+    fn incremental_build_equals_a_fresh_build() {
+        let b = builder();
+        let mut state = PromptState::default();
+        b.build(&mut state, 3, 64, &[1, 2, 3], 200, 1);
+        b.build(&mut state, 3, 64, &[1, 2, 3, 4, 5], 330, 2); // extends
+        let mut fresh = PromptState::default();
+        b.build(&mut fresh, 3, 64, &[1, 2, 3, 4, 5], 330, 2);
+        assert_eq!(state.tokens(), fresh.tokens());
+        b.build(&mut state, 3, 64, &[1, 9], 140, 3); // drops back, then diverges
+        let mut fresh = PromptState::default();
+        b.build(&mut fresh, 3, 64, &[1, 9], 140, 3);
+        assert_eq!(state.tokens(), fresh.tokens());
+    }
+
+    #[test]
+    fn more_hash_ids_than_the_input_holds_are_ignored() {
+        let b = builder();
+        let mut s = PromptState::default();
+        b.build(&mut s, 1, 64, &[1, 2, 3], 100, 1);
+        assert_eq!(s.tokens().len(), 100);
+    }
+}

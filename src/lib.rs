@@ -9,6 +9,7 @@ pub mod artifact;
 pub mod engine;
 pub mod model;
 pub mod render;
+pub mod replay;
 pub mod runner;
 pub mod sim;
 pub mod spec;

@@ -7,6 +7,7 @@ use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
 
 use kvsweep::render::RenderArgs;
+use kvsweep::replay::ReplayArgs;
 use kvsweep::runner::RunnerSet;
 use kvsweep::sim::SimArgs;
 use kvsweep::spec::matrix::MatrixArgs;
@@ -32,7 +33,7 @@ enum Command {
     /// Run the simulated OpenAI-compatible inference server.
     SimServer(SimArgs),
     /// Replay agentic traces against a server and measure it.
-    Replay(Pending),
+    Replay(ReplayArgs),
     /// Scrape a server's Prometheus metrics while a cell runs.
     Metrics(Pending),
     /// Run one sweep cell end to end on this machine.
@@ -81,7 +82,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Matrix(args) => kvsweep::spec::matrix::run(args, &runners()?),
         Command::Render(args) => kvsweep::render::run(args, &runners()?),
         Command::SimServer(args) => kvsweep::sim::run(args, &runners()?),
-        Command::Replay(_) => pending("replay", 5),
+        Command::Replay(args) => kvsweep::replay::run(args),
         Command::Metrics(_) => pending("metrics", 6),
         Command::RunCell(_) => pending("run-cell", 7),
         Command::Sweep(_) => pending("sweep", 7),

@@ -1,0 +1,308 @@
+//! One streamed request and what it measured.
+//!
+//! Bodies are written by hand (token ids with `itoa`) and streams are scanned in place: a content
+//! chunk is recognised by its `"text":"` / `"content":"` key without parsing its JSON, so the
+//! common path allocates nothing per chunk; only the final usage chunk is parsed.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde::Deserialize;
+
+/// How a request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    /// An HTTP error, a broken stream or an error event.
+    Error,
+    Timeout,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Error => "error",
+            Outcome::Timeout => "timeout",
+        }
+    }
+}
+
+/// The server's token counts from the usage chunk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    pub cached_tokens: u32,
+}
+
+/// What one request measured, relative to its send time.
+#[derive(Debug, Clone, Default)]
+pub struct Measured {
+    pub ttft: Option<Duration>,
+    /// Gaps between consecutive content chunks.
+    pub gaps: Vec<Duration>,
+    pub e2e: Duration,
+    pub usage: Option<Usage>,
+    pub content_chunks: u32,
+    pub http_status: u16,
+    pub error: Option<String>,
+    pub timed_out: bool,
+}
+
+impl Measured {
+    pub fn outcome(&self) -> Outcome {
+        if self.timed_out {
+            Outcome::Timeout
+        } else if self.error.is_some() || self.http_status != 200 {
+            Outcome::Error
+        } else {
+            Outcome::Ok
+        }
+    }
+}
+
+/// A JSON request body for `/v1/completions` with a token-id prompt.
+pub fn completions_body(model: &str, prompt: &[u32], max_tokens: u32, ignore_eos: bool) -> Vec<u8> {
+    let mut body = Vec::with_capacity(prompt.len() * 6 + 160);
+    body.extend_from_slice(b"{\"model\":");
+    body.extend_from_slice(serde_json::to_string(model).unwrap_or_default().as_bytes());
+    body.extend_from_slice(b",\"prompt\":[");
+    let mut buf = itoa::Buffer::new();
+    for (i, id) in prompt.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(buf.format(*id).as_bytes());
+    }
+    body.extend_from_slice(b"],\"max_tokens\":");
+    body.extend_from_slice(buf.format(max_tokens.max(1)).as_bytes());
+    if ignore_eos {
+        body.extend_from_slice(b",\"ignore_eos\":true");
+    }
+    body.extend_from_slice(b",\"stream\":true,\"stream_options\":{\"include_usage\":true}}");
+    body
+}
+
+#[derive(Deserialize)]
+struct UsageChunk {
+    usage: Option<UsageBody>,
+}
+
+#[derive(Deserialize)]
+struct UsageBody {
+    prompt_tokens: u32,
+    completion_tokens: u32,
+    prompt_tokens_details: Option<Details>,
+}
+
+#[derive(Deserialize)]
+struct Details {
+    cached_tokens: Option<u32>,
+}
+
+/// Splits a byte stream into server-sent events, reusing one buffer.
+#[derive(Default)]
+pub struct SseScanner {
+    buf: Vec<u8>,
+}
+
+impl SseScanner {
+    /// Feeds bytes; calls `on_data` with each complete event's `data:` payload.
+    pub fn feed(&mut self, bytes: &[u8], mut on_data: impl FnMut(&[u8])) {
+        self.buf.extend_from_slice(bytes);
+        let mut start = 0;
+        while let Some(end) = find(&self.buf[start..], b"\n\n") {
+            let event = &self.buf[start..start + end];
+            for line in event.split(|&b| b == b'\n') {
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                if let Some(data) = line.strip_prefix(b"data:") {
+                    on_data(data.strip_prefix(b" ").unwrap_or(data));
+                }
+            }
+            start += end + 2;
+        }
+        self.buf.drain(..start);
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Whether a chunk carries generated text: a non-empty `"text"` or `"content"` string.
+fn has_content(data: &[u8]) -> bool {
+    [&b"\"text\":\""[..], &b"\"content\":\""[..]]
+        .iter()
+        .any(|key| {
+            find(data, key).is_some_and(|at| data.get(at + key.len()).is_some_and(|&b| b != b'"'))
+        })
+}
+
+/// What happened to one `data:` payload.
+enum Event {
+    Content,
+    Usage(Usage),
+    Error(String),
+    Done,
+    Other,
+}
+
+fn classify(data: &[u8]) -> Event {
+    if data == b"[DONE]" {
+        return Event::Done;
+    }
+    if data.starts_with(b"{\"error\"") || data.starts_with(b"{\"object\":\"error\"") {
+        return Event::Error(String::from_utf8_lossy(data).into_owned());
+    }
+    if has_content(data) {
+        return Event::Content;
+    }
+    if find(data, b"\"usage\":{").is_some()
+        && let Ok(UsageChunk { usage: Some(u) }) = serde_json::from_slice(data)
+    {
+        return Event::Usage(Usage {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+            cached_tokens: u
+                .prompt_tokens_details
+                .and_then(|d| d.cached_tokens)
+                .unwrap_or(0),
+        });
+    }
+    Event::Other
+}
+
+/// Sends one streamed request and measures it; never fails, errors are part of the result.
+pub async fn send(
+    client: &reqwest::Client,
+    url: &str,
+    session_id: &str,
+    body: Vec<u8>,
+    timeout: Duration,
+) -> Measured {
+    let sent = Instant::now();
+    let mut m = Measured::default();
+    let exchange = async {
+        let resp = client
+            .post(url)
+            .header("content-type", "application/json")
+            .header("x-session-id", session_id)
+            .body(body)
+            .send()
+            .await;
+        let resp = match resp {
+            Ok(r) => r,
+            Err(e) => {
+                m.error = Some(format!("request failed: {e}"));
+                return;
+            }
+        };
+        m.http_status = resp.status().as_u16();
+        if !resp.status().is_success() {
+            let text = resp.text().await.unwrap_or_default();
+            m.error = Some(format!(
+                "HTTP {}: {}",
+                m.http_status,
+                text.chars().take(300).collect::<String>()
+            ));
+            return;
+        }
+        let mut scanner = SseScanner::default();
+        let mut stream = resp.bytes_stream();
+        let mut last: Option<Instant> = None;
+        let mut done = false;
+        while let Some(chunk) = stream.next().await {
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    m.error = Some(format!("stream broke off: {e}"));
+                    return;
+                }
+            };
+            let now = Instant::now();
+            scanner.feed(&chunk, |data| match classify(data) {
+                Event::Content => {
+                    m.content_chunks += 1;
+                    match last {
+                        None => m.ttft = Some(now - sent),
+                        Some(prev) => m.gaps.push(now - prev),
+                    }
+                    last = Some(now);
+                }
+                Event::Usage(u) => m.usage = Some(u),
+                Event::Error(e) => m.error = Some(e),
+                Event::Done => done = true,
+                Event::Other => {}
+            });
+        }
+        if !done && m.error.is_none() {
+            m.error = Some("the stream ended without [DONE]".into());
+        }
+    };
+    if tokio::time::timeout(timeout, exchange).await.is_err() {
+        m.timed_out = true;
+        m.error = Some(format!("no complete answer within {}s", timeout.as_secs()));
+    }
+    m.e2e = sent.elapsed();
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scanner_handles_events_split_across_reads() {
+        let mut s = SseScanner::default();
+        let mut seen = Vec::new();
+        s.feed(b"data: {\"a\":1}\n\nda", |d| seen.push(d.to_vec()));
+        s.feed(b"ta: [DONE]\r\n\r\n", |d| seen.push(d.to_vec()));
+        s.feed(b"\n\n", |d| seen.push(d.to_vec()));
+        assert_eq!(seen, [b"{\"a\":1}".to_vec()]);
+        let mut s = SseScanner::default();
+        let mut seen = Vec::new();
+        s.feed(b"data: x\n\ndata: [DONE]\n\n", |d| seen.push(d.to_vec()));
+        assert_eq!(seen, [b"x".to_vec(), b"[DONE]".to_vec()]);
+    }
+
+    #[test]
+    fn chunks_are_classified_without_parsing_content() {
+        assert!(matches!(
+            classify(br#"{"choices":[{"index":0,"text":" hi","finish_reason":null}]}"#),
+            Event::Content
+        ));
+        assert!(matches!(
+            classify(br#"{"choices":[{"delta":{"content":"x"}}]}"#),
+            Event::Content
+        ));
+        assert!(matches!(
+            classify(br#"{"choices":[{"delta":{"role":"assistant","content":""}}]}"#),
+            Event::Other
+        ));
+        assert!(matches!(
+            classify(br#"{"choices":[{"text":"","finish_reason":"stop"}]}"#),
+            Event::Other
+        ));
+        match classify(br#"{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7,"prompt_tokens_details":{"cached_tokens":3}}}"#) {
+            Event::Usage(u) => assert_eq!(u, Usage { prompt_tokens: 5, completion_tokens: 2, cached_tokens: 3 }),
+            _ => panic!("usage chunk not recognised"),
+        }
+        assert!(matches!(classify(b"[DONE]"), Event::Done));
+        assert!(matches!(
+            classify(br#"{"error":{"message":"x"}}"#),
+            Event::Error(_)
+        ));
+    }
+
+    #[test]
+    fn body_is_valid_json() {
+        let body = completions_body("m\"x", &[1, 20, 300], 7, true);
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(v["prompt"], serde_json::json!([1, 20, 300]));
+        assert_eq!(v["model"], "m\"x");
+        assert_eq!(v["max_tokens"], 7);
+        assert_eq!(v["ignore_eos"], true);
+        assert_eq!(v["stream_options"]["include_usage"], true);
+    }
+}

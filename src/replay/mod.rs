@@ -1,0 +1,701 @@
+//! `kvsweep replay`: replays agentic traces against an OpenAI-compatible server and measures it.
+//!
+//! Each user takes a session and replays its requests in order: send, wait for the whole answer,
+//! wait the think time, send the next. Subagents run beside their parent from their start time.
+//! Prompts are token ids built so that the server sees exactly the prefix sharing the trace's hash
+//! ids describe (`trace::prompt`). Results go to `--out` as the run goes (`output`).
+
+mod client;
+mod output;
+
+use std::collections::VecDeque;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+use tokio::sync::{Mutex, mpsc};
+
+use crate::sim::rng::mix;
+use crate::spec::TraceFormat;
+use crate::trace::prompt::{PromptBuilder, PromptState, TokenRange};
+use crate::trace::{self, Session, TraceRequest};
+use client::{Outcome, completions_body};
+use output::{Collector, FLUSH_EVERY, RequestRecord, write_json_atomic};
+
+pub use client::SseScanner;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Api {
+    /// `/v1/completions` with token-id prompts: exact lengths, no tokenizer involved.
+    Completions,
+    /// `/v1/chat/completions` with text.
+    Chat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Timing {
+    /// Wait only the trace's think time between a response and the next request.
+    ThinkOnly,
+    /// Think time plus the original API time × --api-time-scale.
+    ApiScaled,
+    /// Keep the trace's own request spacing (`t`), never sending before the previous answer.
+    Original,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnLong {
+    Skip,
+    Truncate,
+}
+
+/// Replay agentic traces against a server and measure TTFT, inter-token latency, throughput and
+/// cache hits.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReplayArgs {
+    /// The server's base URL (http://host:port).
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    pub url: String,
+    /// Model name to request (default: the first model /v1/models lists).
+    #[arg(long)]
+    pub model: Option<String>,
+    #[arg(long, value_enum, default_value = "completions")]
+    pub api: Api,
+    /// Trace files or directories (repeatable).
+    #[arg(long, required = true)]
+    pub traces: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub format: TraceFormatArg,
+    /// Tokens per hash id in Mooncake files.
+    #[arg(long, default_value_t = 512)]
+    pub block_size: u32,
+    /// A malformed trace record stops the run instead of being skipped.
+    #[arg(long)]
+    pub strict: bool,
+    /// Concurrent users, each replaying one session at a time.
+    #[arg(long, default_value_t = 1)]
+    pub users: u32,
+    /// Stop sending after this many seconds (0: when the sessions run out).
+    #[arg(long, default_value_t = 0.0)]
+    pub duration: f64,
+    /// Start sessions again (as new users, with fresh content) when they run out.
+    #[arg(long)]
+    pub recycle: bool,
+    #[arg(long, value_enum, default_value = "think-only")]
+    pub timing: Timing,
+    /// Multiplies every wait.
+    #[arg(long, default_value_t = 1.0)]
+    pub time_scale: f64,
+    #[arg(long, default_value_t = 1.0)]
+    pub api_time_scale: f64,
+    /// Longest single wait, seconds (before --time-scale).
+    #[arg(long, default_value_t = 600.0)]
+    pub max_delay: f64,
+    /// Longest prompt, tokens (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    pub max_context: u32,
+    #[arg(long, value_enum, default_value = "skip")]
+    pub on_long: OnLong,
+    /// Leave out sessions with fewer requests.
+    #[arg(long, default_value_t = 1)]
+    pub min_requests: usize,
+    /// Fixes session order and prompt content.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Ask the server to generate exactly the trace's output length.
+    #[arg(long)]
+    pub ignore_eos: bool,
+    /// Send every request at its trace timestamp, without waiting for earlier answers (Mooncake style).
+    #[arg(long)]
+    pub fixed_schedule: bool,
+    /// Seconds before an unanswered request counts as a timeout.
+    #[arg(long, default_value_t = 600.0)]
+    pub request_timeout: f64,
+    /// Seconds per row of periods.csv.
+    #[arg(long, default_value_t = 30.0)]
+    pub assessment_period: f64,
+    /// Results directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Names the engine in the results (`sim` marks them simulated).
+    #[arg(long, default_value = "unknown")]
+    pub engine_label: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TraceFormatArg {
+    Auto,
+    Kvct,
+    Mooncake,
+}
+
+impl From<TraceFormatArg> for TraceFormat {
+    fn from(f: TraceFormatArg) -> Self {
+        match f {
+            TraceFormatArg::Auto => TraceFormat::Auto,
+            TraceFormatArg::Kvct => TraceFormat::Kvct,
+            TraceFormatArg::Mooncake => TraceFormat::Mooncake,
+        }
+    }
+}
+
+/// Shared state of a run.
+struct Run {
+    args: ReplayArgs,
+    client: reqwest::Client,
+    completions_url: String,
+    model: String,
+    builder: PromptBuilder,
+    start: Instant,
+    deadline: Option<Instant>,
+    /// Sessions not yet taken, with the pass they belong to.
+    queue: Mutex<VecDeque<(usize, u64)>>,
+    sessions: Vec<Session>,
+    next_id: AtomicU64,
+    active_users: AtomicUsize,
+    records: mpsc::UnboundedSender<RequestRecord>,
+}
+
+impl Run {
+    fn expired(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    fn since_start(&self, t: Instant) -> f64 {
+        t.saturating_duration_since(self.start).as_secs_f64()
+    }
+
+    async fn next_session(&self) -> Option<(usize, u64)> {
+        let mut q = self.queue.lock().await;
+        let next = q.pop_front()?;
+        if self.args.recycle {
+            q.push_back((next.0, next.1 + 1));
+        }
+        Some(next)
+    }
+}
+
+pub fn run(args: &ReplayArgs) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(replay(args.clone()))
+}
+
+/// `GET /v1/models`, then one tiny request: a wrong URL or a refusing server is one clear error.
+async fn preflight(
+    client: &reqwest::Client,
+    args: &ReplayArgs,
+    range: TokenRange,
+) -> Result<(String, Value)> {
+    let base = args.url.trim_end_matches('/');
+    let models_url = format!("{base}/v1/models");
+    let resp = client
+        .get(&models_url)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the server at {base}"))?;
+    let status = resp.status();
+    let models: Value = resp.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        bail!("{models_url} answered HTTP {status}: {models}");
+    }
+    let model = match &args.model {
+        Some(m) => m.clone(),
+        None => models["data"][0]["id"]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("{models_url} lists no model; give --model"))?,
+    };
+    let body = completions_body(&model, &[range.lo, range.lo + 1], 1, false);
+    let m = client::send(
+        client,
+        &format!("{base}/v1/completions"),
+        "kvsweep-preflight",
+        body,
+        Duration::from_secs(60),
+    )
+    .await;
+    if m.outcome() != Outcome::Ok {
+        bail!(
+            "the server refused a one-token test request: {}",
+            m.error.unwrap_or_default()
+        );
+    }
+    Ok((model, models))
+}
+
+async fn replay(args: ReplayArgs) -> Result<()> {
+    if args.api == Api::Chat {
+        bail!("--api chat is not implemented yet (issue #5): use --api completions");
+    }
+    if args.users == 0 {
+        bail!("--users must be at least 1");
+    }
+    let set = trace::load(
+        &args.traces,
+        trace::LoadOptions {
+            format: args.format.into(),
+            mooncake_block_size: args.block_size,
+            strict: args.strict,
+        },
+    )?;
+    let mut sessions: Vec<Session> = set
+        .sessions
+        .iter()
+        .filter(|s| s.total_requests() >= args.min_requests)
+        .cloned()
+        .collect();
+    if sessions.is_empty() {
+        bail!("no session has at least {} requests", args.min_requests);
+    }
+    // The same seed gives the same order.
+    for i in (1..sessions.len()).rev() {
+        let j = (mix(args.seed ^ i as u64) % (i as u64 + 1)) as usize;
+        sessions.swap(i, j);
+    }
+
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.users as usize * 2 + 8)
+        .tcp_nodelay(true)
+        .build()
+        .context("cannot build the HTTP client")?;
+    let range = TokenRange::default();
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let started_at = SystemTime::now();
+    let mut metadata = json!({
+        "command": std::env::args().collect::<Vec<_>>(),
+        "kvsweep_version": crate::VERSION,
+        "engine": args.engine_label,
+        "simulated": args.engine_label == "sim",
+        "url": args.url,
+        "api": format!("{:?}", args.api).to_lowercase(),
+        "users": args.users,
+        "duration_s": args.duration,
+        "timing": format!("{:?}", args.timing),
+        "time_scale": args.time_scale,
+        "seed": args.seed,
+        "traces": {
+            "files": set.files.len(),
+            "sessions": sessions.len(),
+            "digest": set.digest,
+            "skipped_records": set.skipped.len(),
+            "skipped": set.skipped.iter().take(100).map(ToString::to_string).collect::<Vec<_>>(),
+        },
+        "started_at": unix(started_at),
+        "finished_at": null,
+        "completed": false,
+    });
+    write_json_atomic(&args.out.join("metadata.json"), &metadata)?;
+    write_json_atomic(
+        &args.out.join("status.json"),
+        &json!({"status": "running", "reason": "the replay has not finished"}),
+    )?;
+
+    let (model, models) = match preflight(&client, &args, range).await {
+        Ok(v) => v,
+        Err(e) => {
+            write_json_atomic(
+                &args.out.join("status.json"),
+                &json!({"status": "failed", "reason": format!("{e:#}")}),
+            )?;
+            return Err(e);
+        }
+    };
+    metadata["model"] = json!(model);
+    metadata["models"] = models;
+    write_json_atomic(&args.out.join("metadata.json"), &metadata)?;
+
+    let mut collector = Collector::create(
+        &args.out,
+        args.assessment_period.max(0.1),
+        &args.engine_label,
+    )?;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let start = Instant::now();
+    let run = Arc::new(Run {
+        completions_url: format!("{}/v1/completions", args.url.trim_end_matches('/')),
+        model,
+        builder: PromptBuilder {
+            seed: args.seed,
+            range,
+        },
+        start,
+        deadline: (args.duration > 0.0).then(|| start + Duration::from_secs_f64(args.duration)),
+        queue: Mutex::new((0..sessions.len()).map(|i| (i, 0)).collect()),
+        sessions,
+        next_id: AtomicU64::new(0),
+        active_users: AtomicUsize::new(0),
+        records: tx,
+        client,
+        args: args.clone(),
+    });
+
+    let mut workers = tokio::spawn(drive(run.clone()));
+    let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = interrupted.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            flag.store(true, Ordering::SeqCst);
+        }
+    });
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot watch SIGTERM")?;
+    let progress = Progress::new();
+    let mut flush = tokio::time::interval(FLUSH_EVERY);
+    let reason = loop {
+        tokio::select! {
+            Some(r) = rx.recv() => collector.add(&r)?,
+            _ = &mut workers => break None,
+            _ = flush.tick() => {
+                collector.flush()?;
+                let now = run.since_start(Instant::now());
+                collector.close_period(now, run.active_users.load(Ordering::Relaxed), false)?;
+                progress.show(now, run.active_users.load(Ordering::Relaxed), collector.progress());
+                if interrupted.load(Ordering::SeqCst) {
+                    break Some("interrupted (SIGINT)");
+                }
+            }
+            _ = term.recv() => break Some("terminated (SIGTERM)"),
+        }
+    };
+    if reason.is_some() {
+        workers.abort();
+    }
+    while let Ok(r) = rx.try_recv() {
+        collector.add(&r)?;
+    }
+    let duration = run.since_start(Instant::now());
+    collector.close_period(duration, 0, true)?;
+    collector.flush()?;
+    progress.finish();
+    let completed = reason.is_none();
+    collector.write_summary(duration, completed)?;
+    metadata["finished_at"] = json!(unix(SystemTime::now()));
+    metadata["completed"] = json!(completed);
+    write_json_atomic(&args.out.join("metadata.json"), &metadata)?;
+
+    let p = collector.progress();
+    let error_rate = collector.error_rate();
+    let status = match reason {
+        Some(r) => json!({"status": "failed", "reason": r}),
+        None if p.requests == 0 => json!({"status": "failed", "reason": "no request was sent"}),
+        None if error_rate > 0.10 => {
+            json!({"status": "failed", "reason": format!("{:.1}% of requests failed (more than 10%)", error_rate * 100.0)})
+        }
+        None => json!({"status": "ok", "reason": "completed"}),
+    };
+    write_json_atomic(&args.out.join("status.json"), &status)?;
+    eprintln!(
+        "replay: {} requests, {} failed, TTFT p50 {:.1} ms, cache hit rate {:.1}%, results in {}",
+        p.requests,
+        p.errors,
+        p.ttft_p50_ms,
+        p.hit_rate * 100.0,
+        args.out.display()
+    );
+    if status["status"] != "ok" {
+        bail!(
+            "the replay failed: {}",
+            status["reason"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+fn unix(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Starts the users (or, with --fixed-schedule, every session at its time) and waits for them.
+async fn drive(run: Arc<Run>) {
+    let mut tasks = tokio::task::JoinSet::new();
+    if run.args.fixed_schedule {
+        for index in 0..run.sessions.len() {
+            let run = run.clone();
+            tasks.spawn(async move {
+                let session = &run.sessions[index];
+                let at = run.start + Duration::from_secs_f64(session.start_s * run.args.time_scale);
+                tokio::time::sleep_until(at.into()).await;
+                replay_session(run.clone(), 0, index, 0, at).await;
+            });
+        }
+    } else {
+        for user in 0..run.args.users {
+            let run = run.clone();
+            tasks.spawn(async move {
+                run.active_users.fetch_add(1, Ordering::Relaxed);
+                while !run.expired() {
+                    let Some((index, pass)) = run.next_session().await else {
+                        break;
+                    };
+                    replay_session(run.clone(), user, index, pass, Instant::now()).await;
+                }
+                run.active_users.fetch_sub(1, Ordering::Relaxed);
+            });
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Replays one session (and its subagents) as `user`, starting at `started`.
+async fn replay_session(run: Arc<Run>, user: u32, index: usize, pass: u64, started: Instant) {
+    let session = &run.sessions[index];
+    // A recycled session is a new user with new content: its scope changes with the pass.
+    let scope = mix(session.scope ^ pass.wrapping_mul(0xA5A5_A5A5));
+    let children = session_children(&run, user, index, pass, started);
+    play(
+        &run,
+        user,
+        &session.id,
+        scope,
+        session.block_size,
+        &session.requests,
+        started,
+    )
+    .await;
+    for child in children {
+        let _ = child.await;
+    }
+}
+
+fn session_children(
+    run: &Arc<Run>,
+    user: u32,
+    index: usize,
+    pass: u64,
+    started: Instant,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let session = &run.sessions[index];
+    let scope = mix(session.scope ^ pass.wrapping_mul(0xA5A5_A5A5));
+    session
+        .children
+        .iter()
+        .enumerate()
+        .map(|(ci, child)| {
+            let run = run.clone();
+            let at = started + Duration::from_secs_f64(child.start_s * run.args.time_scale);
+            tokio::spawn(async move {
+                tokio::time::sleep_until(at.into()).await;
+                let child = &run.sessions[index].children[ci];
+                play(
+                    &run,
+                    user,
+                    &child.id,
+                    scope,
+                    child.block_size,
+                    &child.requests,
+                    at,
+                )
+                .await;
+            })
+        })
+        .collect()
+}
+
+/// Sends a list of requests in order, with the run's timing strategy.
+async fn play(
+    run: &Arc<Run>,
+    user: u32,
+    session_id: &str,
+    scope: u64,
+    block_size: u32,
+    requests: &[TraceRequest],
+    started: Instant,
+) {
+    let args = &run.args;
+    let mut state = PromptState::default();
+    let mut prev_done: Option<Instant> = None;
+    let first_offset = requests.first().map_or(0.0, |r| r.offset_s);
+    let mut pending = tokio::task::JoinSet::new();
+    for (i, req) in requests.iter().enumerate() {
+        let wait = |secs: f64| {
+            Duration::from_secs_f64((secs.min(args.max_delay) * args.time_scale).max(0.0))
+        };
+        let scheduled = if args.fixed_schedule {
+            started
+                + Duration::from_secs_f64(
+                    ((req.offset_s - first_offset) * args.time_scale).max(0.0),
+                )
+        } else {
+            match (args.timing, prev_done) {
+                (_, None) => Instant::now(),
+                (Timing::ThinkOnly, Some(done)) => done + wait(req.think_time_s),
+                (Timing::ApiScaled, Some(done)) => {
+                    done + wait(req.think_time_s + req.api_time_s * args.api_time_scale)
+                }
+                (Timing::Original, Some(done)) => done.max(
+                    started
+                        + Duration::from_secs_f64(
+                            ((req.offset_s - first_offset) * args.time_scale).max(0.0),
+                        ),
+                ),
+            }
+        };
+        if run.deadline.is_some_and(|d| scheduled >= d) {
+            break;
+        }
+        tokio::time::sleep_until(scheduled.into()).await;
+
+        let (mut input, mut hash_ids) = (req.input_tokens, &req.hash_ids[..]);
+        if args.max_context > 0 && input > args.max_context {
+            match args.on_long {
+                OnLong::Skip => continue,
+                OnLong::Truncate => {
+                    input = args.max_context;
+                    hash_ids = &hash_ids[..hash_ids.len().min((input / block_size) as usize)];
+                }
+            }
+        }
+        let id = run.next_id.fetch_add(1, Ordering::Relaxed);
+        run.builder.build(
+            &mut state,
+            scope,
+            block_size,
+            hash_ids,
+            input,
+            mix(scope ^ id),
+        );
+        let body = completions_body(
+            &run.model,
+            state.tokens(),
+            req.output_tokens,
+            args.ignore_eos,
+        );
+        let sent = Instant::now();
+        let record = RecordBase {
+            id,
+            user,
+            session: session_id.to_owned(),
+            index: i as u32,
+            scheduled_s: run.since_start(scheduled),
+            sent_s: run.since_start(sent),
+            trace_input: input,
+            trace_output: req.output_tokens,
+        };
+        let timeout = Duration::from_secs_f64(args.request_timeout.max(1.0));
+        if args.fixed_schedule {
+            let run = run.clone();
+            pending.spawn(async move {
+                let m = client::send(
+                    &run.client,
+                    &run.completions_url,
+                    &record.session,
+                    body,
+                    timeout,
+                )
+                .await;
+                let _ = run.records.send(record.finish(&run, m));
+            });
+        } else {
+            let m = client::send(
+                &run.client,
+                &run.completions_url,
+                &record.session,
+                body,
+                timeout,
+            )
+            .await;
+            prev_done = Some(Instant::now());
+            let _ = run.records.send(record.finish(run, m));
+        }
+    }
+    while pending.join_next().await.is_some() {}
+}
+
+/// The part of a record known when the request is sent.
+struct RecordBase {
+    id: u64,
+    user: u32,
+    session: String,
+    index: u32,
+    scheduled_s: f64,
+    sent_s: f64,
+    trace_input: u32,
+    trace_output: u32,
+}
+
+impl RecordBase {
+    fn finish(self, run: &Run, m: client::Measured) -> RequestRecord {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        RequestRecord {
+            id: self.id,
+            user: self.user,
+            session: self.session,
+            index: self.index,
+            scheduled_s: self.scheduled_s,
+            sent_s: self.sent_s,
+            done_s: run.since_start(Instant::now()),
+            ttft_ms: m.ttft.map(ms),
+            e2e_ms: ms(m.e2e),
+            gaps_ms: m.gaps.iter().map(|g| ms(*g)).collect(),
+            trace_input_tokens: self.trace_input,
+            trace_output_tokens: self.trace_output,
+            prompt_tokens: m.usage.map(|u| u.prompt_tokens),
+            completion_tokens: m.usage.map(|u| u.completion_tokens),
+            cached_tokens: m.usage.map(|u| u.cached_tokens),
+            outcome: m.outcome(),
+            http_status: m.http_status,
+            error: m.error.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// A live progress line on a terminal; a log line every ten seconds otherwise.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    last_log: std::sync::Mutex<f64>,
+}
+
+impl Progress {
+    fn new() -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg}")
+                    .expect("valid template"),
+            );
+            bar
+        });
+        Self {
+            bar,
+            last_log: std::sync::Mutex::new(0.0),
+        }
+    }
+
+    fn show(&self, now_s: f64, users: usize, p: output::Progress) {
+        let msg = format!(
+            "users {users}  requests {}  {:.1} req/s  TTFT p50 {:.0} ms  hit rate {:.1}%  errors {}",
+            p.requests,
+            p.requests as f64 / now_s.max(1e-9),
+            p.ttft_p50_ms,
+            p.hit_rate * 100.0,
+            p.errors
+        );
+        match &self.bar {
+            Some(bar) => {
+                bar.set_message(msg);
+                bar.tick();
+            }
+            None => {
+                let mut last = self.last_log.lock().unwrap_or_else(|e| e.into_inner());
+                if now_s - *last >= 10.0 {
+                    *last = now_s;
+                    eprintln!("replay: {now_s:.0}s {msg}");
+                }
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,415 @@
+//! The replay's result files, written as the run goes.
+//!
+//! One collector task receives every finished request. It appends a row to `requests.csv`, feeds
+//! the run's and the current period's histograms, and every second flushes the CSV; at the end of
+//! each assessment period it appends a `periods.csv` row and rewrites `summary.json` (through a
+//! temporary file, so a reader never sees half of one). A run killed at any moment therefore leaves
+//! parseable files; `metadata.json` says `completed: false` until the end.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+
+use super::client::Outcome;
+
+/// One finished request, as the collector sees it.
+#[derive(Debug, Clone)]
+pub struct RequestRecord {
+    pub id: u64,
+    pub user: u32,
+    pub session: String,
+    pub index: u32,
+    /// Seconds from the run's start.
+    pub scheduled_s: f64,
+    pub sent_s: f64,
+    pub done_s: f64,
+    pub ttft_ms: Option<f64>,
+    pub e2e_ms: f64,
+    pub gaps_ms: Vec<f64>,
+    pub trace_input_tokens: u32,
+    pub trace_output_tokens: u32,
+    pub prompt_tokens: Option<u32>,
+    pub completion_tokens: Option<u32>,
+    pub cached_tokens: Option<u32>,
+    pub outcome: Outcome,
+    pub http_status: u16,
+    pub error: String,
+}
+
+impl RequestRecord {
+    /// Time per output token after the first, when the request produced at least two.
+    pub fn tpot_ms(&self) -> Option<f64> {
+        let out = self
+            .completion_tokens
+            .unwrap_or(self.gaps_ms.len() as u32 + 1);
+        match (self.ttft_ms, out) {
+            (Some(ttft), n) if n >= 2 => Some((self.e2e_ms - ttft) / f64::from(n - 1)),
+            _ => None,
+        }
+    }
+}
+
+pub const REQUEST_COLUMNS: &[&str] = &[
+    "request_id",
+    "user",
+    "session",
+    "request_index",
+    "scheduled_s",
+    "sent_s",
+    "done_s",
+    "schedule_delay_ms",
+    "ttft_ms",
+    "e2e_ms",
+    "tpot_ms",
+    "itl_mean_ms",
+    "itl_max_ms",
+    "trace_input_tokens",
+    "trace_output_tokens",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "status",
+    "http_status",
+    "error",
+];
+
+/// Microsecond histograms up to an hour, three significant digits.
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds")
+}
+
+fn record_ms(h: &mut Histogram<u64>, ms: f64) {
+    let _ = h.record(((ms * 1000.0).round() as u64).clamp(1, 3_600_000_000));
+}
+
+fn quantiles(h: &Histogram<u64>) -> Value {
+    let ms = |us: u64| us as f64 / 1000.0;
+    if h.is_empty() {
+        return json!({"count": 0});
+    }
+    json!({
+        "count": h.len(),
+        "mean": h.mean() / 1000.0,
+        "p50": ms(h.value_at_quantile(0.5)),
+        "p90": ms(h.value_at_quantile(0.9)),
+        "p95": ms(h.value_at_quantile(0.95)),
+        "p99": ms(h.value_at_quantile(0.99)),
+        "max": ms(h.max()),
+    })
+}
+
+/// Sums and histograms over a span of the run.
+struct Window {
+    requests: u64,
+    errors: u64,
+    prompt_tokens: u64,
+    cached_tokens: u64,
+    output_tokens: u64,
+    ttft: Histogram<u64>,
+    itl: Histogram<u64>,
+    tpot: Histogram<u64>,
+    e2e: Histogram<u64>,
+    interactivity: Histogram<u64>,
+    schedule_delay: Histogram<u64>,
+}
+
+impl Window {
+    fn new() -> Self {
+        Self {
+            requests: 0,
+            errors: 0,
+            prompt_tokens: 0,
+            cached_tokens: 0,
+            output_tokens: 0,
+            ttft: histogram(),
+            itl: histogram(),
+            tpot: histogram(),
+            e2e: histogram(),
+            interactivity: histogram(),
+            schedule_delay: histogram(),
+        }
+    }
+
+    fn add(&mut self, r: &RequestRecord) {
+        self.requests += 1;
+        record_ms(
+            &mut self.schedule_delay,
+            (r.sent_s - r.scheduled_s).max(0.0) * 1000.0,
+        );
+        if r.outcome != Outcome::Ok {
+            self.errors += 1;
+            return;
+        }
+        self.prompt_tokens += u64::from(r.prompt_tokens.unwrap_or(r.trace_input_tokens));
+        self.cached_tokens += u64::from(r.cached_tokens.unwrap_or(0));
+        self.output_tokens += u64::from(
+            r.completion_tokens
+                .unwrap_or(r.gaps_ms.len() as u32 + u32::from(r.ttft_ms.is_some())),
+        );
+        if let Some(t) = r.ttft_ms {
+            record_ms(&mut self.ttft, t);
+        }
+        for g in &r.gaps_ms {
+            record_ms(&mut self.itl, *g);
+        }
+        if let Some(tpot) = r.tpot_ms().filter(|t| *t > 0.0) {
+            record_ms(&mut self.tpot, tpot);
+            // Interactivity is 1000 / TPOT: tokens per second one user sees. Stored ×1000 so the
+            // histogram keeps its precision (it records integers).
+            let _ = self
+                .interactivity
+                .record(((1000.0 / tpot) * 1000.0).round().max(1.0) as u64);
+        }
+        record_ms(&mut self.e2e, r.e2e_ms);
+    }
+
+    fn hit_rate(&self) -> Option<f64> {
+        (self.prompt_tokens > 0).then(|| self.cached_tokens as f64 / self.prompt_tokens as f64)
+    }
+}
+
+/// Writes `requests.csv`, `periods.csv` and `summary.json` into the output directory.
+pub struct Collector {
+    dir: PathBuf,
+    requests: csv::Writer<File>,
+    periods: csv::Writer<File>,
+    run: Window,
+    period: Window,
+    period_index: u32,
+    period_start_s: f64,
+    pub period_s: f64,
+    engine: String,
+}
+
+/// What the progress line shows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Progress {
+    pub requests: u64,
+    pub errors: u64,
+    pub ttft_p50_ms: f64,
+    pub hit_rate: f64,
+}
+
+impl Collector {
+    pub fn create(dir: &Path, period_s: f64, engine: &str) -> Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let open = |name: &str| -> Result<csv::Writer<File>> {
+            let path = dir.join(name);
+            let file =
+                File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+            Ok(csv::Writer::from_writer(file))
+        };
+        let mut requests = open("requests.csv")?;
+        requests.write_record(REQUEST_COLUMNS)?;
+        requests.flush()?;
+        let mut periods = open("periods.csv")?;
+        periods.write_record([
+            "period",
+            "start_s",
+            "end_s",
+            "users",
+            "requests",
+            "errors",
+            "requests_per_s",
+            "input_tokens_per_s",
+            "output_tokens_per_s",
+            "ttft_p50_ms",
+            "ttft_p90_ms",
+            "ttft_p99_ms",
+            "itl_p50_ms",
+            "itl_p99_ms",
+            "tpot_mean_ms",
+            "cache_hit_rate",
+            "schedule_delay_p99_ms",
+        ])?;
+        periods.flush()?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            requests,
+            periods,
+            run: Window::new(),
+            period: Window::new(),
+            period_index: 0,
+            period_start_s: 0.0,
+            period_s,
+            engine: engine.to_owned(),
+        })
+    }
+
+    pub fn add(&mut self, r: &RequestRecord) -> Result<()> {
+        let opt = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_default();
+        let itl_mean =
+            (!r.gaps_ms.is_empty()).then(|| r.gaps_ms.iter().sum::<f64>() / r.gaps_ms.len() as f64);
+        let itl_max = r.gaps_ms.iter().copied().reduce(f64::max);
+        let opt_u = |v: Option<u32>| v.map(|v| v.to_string()).unwrap_or_default();
+        self.requests.write_record([
+            r.id.to_string(),
+            r.user.to_string(),
+            r.session.clone(),
+            r.index.to_string(),
+            format!("{:.6}", r.scheduled_s),
+            format!("{:.6}", r.sent_s),
+            format!("{:.6}", r.done_s),
+            format!("{:.3}", (r.sent_s - r.scheduled_s).max(0.0) * 1000.0),
+            opt(r.ttft_ms),
+            format!("{:.3}", r.e2e_ms),
+            opt(r.tpot_ms()),
+            opt(itl_mean),
+            opt(itl_max),
+            r.trace_input_tokens.to_string(),
+            r.trace_output_tokens.to_string(),
+            opt_u(r.prompt_tokens),
+            opt_u(r.completion_tokens),
+            opt_u(r.cached_tokens),
+            r.outcome.as_str().to_owned(),
+            r.http_status.to_string(),
+            r.error.replace(['\n', '\r'], " "),
+        ])?;
+        self.run.add(r);
+        self.period.add(r);
+        Ok(())
+    }
+
+    /// Flushes buffered rows to disk.
+    pub fn flush(&mut self) -> Result<()> {
+        self.requests.flush()?;
+        self.periods.flush()?;
+        Ok(())
+    }
+
+    /// Closes the current period at `now_s` with `users` active, if it is over (or `force`).
+    pub fn close_period(&mut self, now_s: f64, users: usize, force: bool) -> Result<()> {
+        if !force && now_s < self.period_start_s + self.period_s {
+            return Ok(());
+        }
+        let span = (now_s - self.period_start_s).max(1e-9);
+        let w = &self.period;
+        let q = |h: &Histogram<u64>, p: f64| {
+            if h.is_empty() {
+                String::new()
+            } else {
+                format!("{:.3}", h.value_at_quantile(p) as f64 / 1000.0)
+            }
+        };
+        self.periods.write_record([
+            self.period_index.to_string(),
+            format!("{:.3}", self.period_start_s),
+            format!("{now_s:.3}"),
+            users.to_string(),
+            w.requests.to_string(),
+            w.errors.to_string(),
+            format!("{:.3}", w.requests as f64 / span),
+            format!("{:.1}", w.prompt_tokens as f64 / span),
+            format!("{:.1}", w.output_tokens as f64 / span),
+            q(&w.ttft, 0.5),
+            q(&w.ttft, 0.9),
+            q(&w.ttft, 0.99),
+            q(&w.itl, 0.5),
+            q(&w.itl, 0.99),
+            if w.tpot.is_empty() {
+                String::new()
+            } else {
+                format!("{:.3}", w.tpot.mean() / 1000.0)
+            },
+            w.hit_rate().map(|h| format!("{h:.4}")).unwrap_or_default(),
+            q(&w.schedule_delay, 0.99),
+        ])?;
+        self.periods.flush()?;
+        self.period = Window::new();
+        self.period_index += 1;
+        self.period_start_s = now_s;
+        self.write_summary(now_s, false)
+    }
+
+    pub fn progress(&self) -> Progress {
+        Progress {
+            requests: self.run.requests,
+            errors: self.run.errors,
+            ttft_p50_ms: if self.run.ttft.is_empty() {
+                0.0
+            } else {
+                self.run.ttft.value_at_quantile(0.5) as f64 / 1000.0
+            },
+            hit_rate: self.run.hit_rate().unwrap_or(0.0),
+        }
+    }
+
+    /// Share of requests that failed.
+    pub fn error_rate(&self) -> f64 {
+        if self.run.requests == 0 {
+            0.0
+        } else {
+            self.run.errors as f64 / self.run.requests as f64
+        }
+    }
+
+    pub fn write_summary(&self, duration_s: f64, completed: bool) -> Result<()> {
+        let w = &self.run;
+        let d = duration_s.max(1e-9);
+        let interactivity = if w.interactivity.is_empty() {
+            json!({"count": 0})
+        } else {
+            let q = |p: f64| w.interactivity.value_at_quantile(p) as f64 / 1000.0;
+            json!({"count": w.interactivity.len(), "mean": w.interactivity.mean() / 1000.0, "p50": q(0.5), "p90": q(0.9), "p99": q(0.99)})
+        };
+        let summary = json!({
+            "engine": self.engine,
+            "simulated": self.engine == "sim",
+            "completed": completed,
+            "duration_s": duration_s,
+            "requests": {
+                "total": w.requests,
+                "ok": w.requests - w.errors,
+                "failed": w.errors,
+                "error_rate": self.error_rate(),
+            },
+            "throughput": {
+                "requests_per_s": (w.requests - w.errors) as f64 / d,
+                "input_tokens_per_s": w.prompt_tokens as f64 / d,
+                "output_tokens_per_s": w.output_tokens as f64 / d,
+                "total_tokens_per_s": (w.prompt_tokens + w.output_tokens) as f64 / d,
+            },
+            "ttft_ms": quantiles(&w.ttft),
+            "itl_ms": quantiles(&w.itl),
+            "tpot_ms": quantiles(&w.tpot),
+            "e2e_ms": quantiles(&w.e2e),
+            "interactivity_tokens_per_s": interactivity,
+            "schedule_delay_ms": quantiles(&w.schedule_delay),
+            "cache": {
+                "prompt_tokens": w.prompt_tokens,
+                "cached_tokens": w.cached_tokens,
+                "hit_rate": w.hit_rate(),
+            },
+            "definitions": {
+                "ttft": "request sent to first content chunk, ms; time the client held the request before sending is not included (see schedule_delay)",
+                "itl": "gap between consecutive content chunks of a request, ms, every gap of every request",
+                "tpot": "(e2e - ttft) / (completion_tokens - 1) per request with at least 2 output tokens, ms",
+                "e2e": "request sent to the end of its stream, ms",
+                "interactivity": "1000 / tpot_ms: output tokens per second one user sees",
+                "schedule_delay": "actual send time minus the time the schedule called for, ms",
+                "throughput": "server-reported prompt and completion tokens of successful requests per second of the run",
+                "cache_hit_rate": "sum of usage.prompt_tokens_details.cached_tokens / sum of usage.prompt_tokens (server-reported)",
+            },
+        });
+        write_json_atomic(&self.dir.join("summary.json"), &summary)
+    }
+}
+
+/// Writes JSON through a temporary file and a rename, so readers see the old or the new file.
+pub fn write_json_atomic(path: &Path, value: &Value) -> Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    let mut f = File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    serde_json::to_writer_pretty(&mut f, value)?;
+    f.write_all(b"\n")?;
+    f.sync_data().ok();
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// How often the collector flushes `requests.csv`.
+pub const FLUSH_EVERY: Duration = Duration::from_secs(1);

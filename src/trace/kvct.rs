@@ -5,7 +5,7 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{Session, Skipped, TraceRequest, TraceSet, field_of, line_of};
+use super::{Session, Skipped, TraceRequest, TraceSet, line_of, parse_json};
 
 #[derive(Deserialize)]
 struct File<'a> {
@@ -32,13 +32,13 @@ struct Request<'a> {
 }
 
 pub(super) fn parse(file: &Path, text: &str, scope: u64, set: &mut TraceSet) {
-    let parsed: File = match serde_json::from_str(text) {
+    let parsed: File = match parse_json(text) {
         Ok(f) => f,
-        Err(e) => {
+        Err((field, e)) => {
             set.skipped.push(Skipped {
                 file: file.to_path_buf(),
                 line: e.line(),
-                field: field_of(&e),
+                field,
                 reason: format!("not a kv-cache-tester trace: {e}"),
             });
             return;
@@ -86,11 +86,11 @@ fn read_requests(
             field: field.to_owned(),
             reason,
         };
-        let r: Request = match serde_json::from_str(raw.get()) {
+        let r: Request = match parse_json(raw.get()) {
             Ok(r) => r,
-            Err(e) => {
+            Err((field, e)) => {
                 set.skipped
-                    .push(skip(&field_of(&e), format!("malformed request: {e}")));
+                    .push(skip(&field, format!("malformed request: {e}")));
                 continue;
             }
         };

@@ -204,14 +204,28 @@ fn line_of(text: &str, offset: usize) -> usize {
         + 1
 }
 
-/// The field a serde_json error complains about, when its message names one.
-fn field_of(err: &serde_json::Error) -> String {
-    let msg = err.to_string();
-    msg.split('`')
-        .nth(1)
-        .filter(|_| msg.contains("field `"))
-        .unwrap_or_default()
-        .to_owned()
+/// Deserializes JSON text, naming the field (its path) that failed.
+fn parse_json<'a, T: serde::Deserialize<'a>>(
+    text: &'a str,
+) -> Result<T, (String, serde_json::Error)> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { String::new() } else { path };
+        let inner = e.into_inner();
+        let field = if field.is_empty() {
+            // A missing field is reported at its parent; its name is in the message.
+            let msg = inner.to_string();
+            msg.split('`')
+                .nth(1)
+                .filter(|_| msg.starts_with("missing field"))
+                .unwrap_or_default()
+                .to_owned()
+        } else {
+            field
+        };
+        (field, inner)
+    })
 }
 
 #[cfg(test)]
@@ -267,7 +281,7 @@ mod tests {
             "t.json",
             "{\"requests\": [\n{\"t\": 0, \"in\": 10, \"out\": 1, \"hash_ids\": []},\n{\"t\": 1, \"out\": 1, \"hash_ids\": []},\n{\"t\": \"x\", \"in\": 1}\n]}",
         );
-        let set = load(&[f.clone()], opts()).expect("load");
+        let set = load(std::slice::from_ref(&f), opts()).expect("load");
         assert_eq!(set.sessions[0].requests.len(), 1);
         assert_eq!(set.skipped.len(), 2);
         assert_eq!(

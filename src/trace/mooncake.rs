@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{Session, Skipped, TraceRequest, TraceSet, field_of};
+use super::{Session, Skipped, TraceRequest, TraceSet, parse_json};
 
 #[derive(Deserialize)]
 struct Line {
@@ -36,11 +36,11 @@ pub(super) fn parse(file: &Path, text: &str, scope: u64, block_size: u32, set: &
             field,
             reason,
         };
-        let l: Line = match serde_json::from_str(line) {
+        let l: Line = match parse_json(line) {
             Ok(l) => l,
-            Err(e) => {
+            Err((field, e)) => {
                 set.skipped
-                    .push(skip(field_of(&e), format!("malformed record: {e}")));
+                    .push(skip(field, format!("malformed record: {e}")));
                 continue;
             }
         };

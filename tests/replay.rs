@@ -1,0 +1,448 @@
+//! `kvsweep replay` against `kvsweep sim-server`: prompt fidelity on the sample traces, timing,
+//! reproducibility, bad input, failing servers and killed runs.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::sim::SimServer;
+use common::{kvsweep, run, write};
+use serde_json::Value;
+
+fn sample(name: &str) -> PathBuf {
+    common::repo_root()
+        .join("../shared/traces/kv-cache-tester")
+        .join(name)
+}
+
+fn replay(sim: &SimServer, out: &Path, extra: &[&str]) -> std::process::Output {
+    run(kvsweep()
+        .args([
+            "replay",
+            "--url",
+            &sim.base,
+            "--out",
+            out.to_str().expect("utf-8"),
+            "--engine-label",
+            "sim",
+        ])
+        .args(extra))
+}
+
+fn rows(out: &Path) -> Vec<HashMap<String, String>> {
+    let mut reader = csv::Reader::from_path(out.join("requests.csv")).expect("requests.csv");
+    let headers = reader.headers().expect("headers").clone();
+    reader
+        .records()
+        .map(|r| {
+            let r = r.expect("a complete row");
+            headers
+                .iter()
+                .zip(r.iter())
+                .map(|(h, v)| (h.to_owned(), v.to_owned()))
+                .collect()
+        })
+        .collect()
+}
+
+fn json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("read")).expect("valid JSON")
+}
+
+/// Cached tokens an unbounded vLLM-style cache gives request `i` of a session: the longest run of
+/// leading hash ids it shares with an earlier request, in 16-token blocks, never the last token.
+fn predicted_hits(requests: &[kvsweep::trace::TraceRequest], i: usize, block_size: u32) -> u64 {
+    let full = |r: &kvsweep::trace::TraceRequest| {
+        r.hash_ids.len().min((r.input_tokens / block_size) as usize)
+    };
+    let mine = &requests[i].hash_ids[..full(&requests[i])];
+    let shared = requests[..i]
+        .iter()
+        .map(|p| {
+            p.hash_ids[..full(p)]
+                .iter()
+                .zip(mine)
+                .take_while(|(a, b)| a == b)
+                .count()
+        })
+        .max()
+        .unwrap_or(0) as u64;
+    let cap = u64::from(requests[i].input_tokens - 1) / 16 * 16;
+    (shared * u64::from(block_size)).min(cap)
+}
+
+#[test]
+fn every_prompt_has_the_trace_length_and_exactly_the_predicted_cache_hits() {
+    // Sessions without subagents run strictly in order, so "earlier" is well defined; three
+    // users replay different files (different hash scopes) at the same time.
+    let files = [
+        "trace_0538.json",
+        "trace_0057.json",
+        "trace_0460.json",
+        "trace_0165.json",
+        "trace_0174.json",
+        "trace_0167.json",
+        "trace_0615.json",
+    ];
+    let sim = SimServer::start(&[
+        "--instant",
+        "--kv-cache-gb",
+        "100000",
+        "--model",
+        "llama-3.1-8b",
+    ]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut args = vec!["--users", "3", "--time-scale", "0"];
+    let paths: Vec<String> = files
+        .iter()
+        .map(|f| sample(f).to_string_lossy().into_owned())
+        .collect();
+    for p in &paths {
+        args.extend(["--traces", p.as_str()]);
+    }
+    let out = replay(&sim, dir.path(), &args);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+
+    let set = kvsweep::trace::load(
+        &files.iter().map(|f| sample(f)).collect::<Vec<_>>(),
+        kvsweep::trace::LoadOptions {
+            format: kvsweep::spec::TraceFormat::Auto,
+            mooncake_block_size: 512,
+            strict: true,
+        },
+    )
+    .expect("traces");
+    let sessions: HashMap<&str, &kvsweep::trace::Session> =
+        set.sessions.iter().map(|s| (s.id.as_str(), s)).collect();
+    let rows = rows(dir.path());
+    assert_eq!(
+        rows.len(),
+        set.sessions.iter().map(|s| s.requests.len()).sum::<usize>()
+    );
+    let mut hits_seen = 0;
+    for row in &rows {
+        assert_eq!(row["status"], "ok", "{row:?}");
+        let session = sessions[row["session"].as_str()];
+        let i: usize = row["request_index"].parse().expect("index");
+        let req = &session.requests[i];
+        assert_eq!(
+            row["prompt_tokens"],
+            req.input_tokens.to_string(),
+            "{} #{i}: prompt length",
+            session.id
+        );
+        let expected = predicted_hits(&session.requests, i, session.block_size);
+        assert_eq!(
+            row["cached_tokens"],
+            expected.to_string(),
+            "{} #{i}: cached tokens",
+            session.id
+        );
+        hits_seen += usize::from(expected > 0);
+    }
+    assert!(
+        hits_seen > rows.len() / 2,
+        "the sample sessions reuse their context"
+    );
+    let summary = json(&dir.path().join("summary.json"));
+    assert_eq!(summary["completed"], true);
+    assert_eq!(summary["simulated"], true);
+    assert_eq!(json(&dir.path().join("status.json"))["status"], "ok");
+    let meta = json(&dir.path().join("metadata.json"));
+    assert_eq!(meta["completed"], true);
+    assert_eq!(meta["traces"]["files"], 7);
+    assert_eq!(meta["models"]["data"][0]["id"], "llama-3.1-8b");
+}
+
+const TIMED: &str = r#"{"id": "timed", "block_size": 64, "requests": [
+  {"t": 0, "in": 100, "out": 3, "hash_ids": [1], "think_time": 0, "api_time": 0.2},
+  {"t": 5, "in": 150, "out": 3, "hash_ids": [1, 2], "think_time": 0.3, "api_time": 0.2},
+  {"t": 6, "in": 200, "out": 3, "hash_ids": [1, 2, 3], "think_time": 0.5, "api_time": 0.2}]}"#;
+
+fn gaps(rows: &[HashMap<String, String>]) -> Vec<f64> {
+    let mut rows: Vec<_> = rows.iter().collect();
+    rows.sort_by_key(|r| r["request_index"].parse::<u32>().expect("index"));
+    rows.windows(2)
+        .map(|w| {
+            w[1]["sent_s"].parse::<f64>().expect("f64")
+                - w[0]["done_s"].parse::<f64>().expect("f64")
+        })
+        .collect()
+}
+
+#[test]
+fn think_times_are_honoured_within_5_ms() {
+    let sim = SimServer::start(&["--instant"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trace = write(dir.path(), "timed.json", TIMED);
+    let out_dir = dir.path().join("think");
+    let out = replay(
+        &sim,
+        &out_dir,
+        &["--traces", trace.to_str().expect("utf-8")],
+    );
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let g = gaps(&rows(&out_dir));
+    for (gap, want) in g.iter().zip([0.3, 0.5]) {
+        assert!((gap - want).abs() < 0.005, "gap {gap} vs think time {want}");
+    }
+
+    let out_dir = dir.path().join("api");
+    let out = replay(
+        &sim,
+        &out_dir,
+        &[
+            "--traces",
+            trace.to_str().expect("utf-8"),
+            "--timing",
+            "api-scaled",
+            "--api-time-scale",
+            "0.5",
+        ],
+    );
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    for (gap, want) in gaps(&rows(&out_dir)).iter().zip([0.4, 0.6]) {
+        assert!((gap - want).abs() < 0.005, "gap {gap} vs {want}");
+    }
+
+    // The trace's own spacing, scaled: sends at 0, 0.5 and 0.6 s.
+    let out_dir = dir.path().join("original");
+    let out = replay(
+        &sim,
+        &out_dir,
+        &[
+            "--traces",
+            trace.to_str().expect("utf-8"),
+            "--timing",
+            "original",
+            "--time-scale",
+            "0.1",
+        ],
+    );
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let mut sent: Vec<f64> = rows(&out_dir)
+        .iter()
+        .map(|r| r["sent_s"].parse().expect("f64"))
+        .collect();
+    sent.sort_by(f64::total_cmp);
+    for (s, want) in sent.iter().zip([0.0, 0.5, 0.6]) {
+        assert!((s - sent[0] - want).abs() < 0.005, "sent {s} vs {want}");
+    }
+}
+
+#[test]
+fn the_same_seed_replays_the_same_sessions_in_the_same_order() {
+    let sim = SimServer::start(&["--instant"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let traces = common::repo_root().join("../shared/traces/kv-cache-tester");
+    let order = |name: &str, seed: &str| {
+        let out_dir = dir.path().join(name);
+        let out = replay(
+            &sim,
+            &out_dir,
+            &[
+                "--traces",
+                traces.to_str().expect("utf-8"),
+                "--time-scale",
+                "0",
+                "--seed",
+                seed,
+                "--duration",
+                "2",
+                "--max-context",
+                "20000",
+            ],
+        );
+        assert!(out.status.success(), "{}", common::stderr(&out));
+        let mut r = rows(&out_dir);
+        r.sort_by_key(|r| r["request_id"].parse::<u64>().expect("id"));
+        // Top-level sessions in the order they started (subagents start together and may race).
+        let mut sessions: Vec<String> = Vec::new();
+        for row in &r {
+            let top = row["session"]
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            if !sessions.contains(&top) {
+                sessions.push(top);
+            }
+        }
+        sessions
+    };
+    let a = order("a", "7");
+    assert_eq!(a, order("b", "7"));
+    assert_ne!(a, order("c", "8"));
+}
+
+#[test]
+fn malformed_records_are_counted_or_fatal_with_strict() {
+    let sim = SimServer::start(&["--instant"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trace = write(
+        dir.path(),
+        "bad.json",
+        "{\"requests\": [\n{\"t\": 0, \"in\": 100, \"out\": 2, \"hash_ids\": [1]},\n{\"t\": 1, \"in\": \"many\", \"out\": 2, \"hash_ids\": [1]}\n]}",
+    );
+    let out_dir = dir.path().join("lenient");
+    let out = replay(
+        &sim,
+        &out_dir,
+        &["--traces", trace.to_str().expect("utf-8")],
+    );
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert!(
+        common::stderr(&out).contains("bad.json:3: field `in`"),
+        "{}",
+        common::stderr(&out)
+    );
+    assert_eq!(
+        json(&out_dir.join("metadata.json"))["traces"]["skipped_records"],
+        1
+    );
+    assert_eq!(rows(&out_dir).len(), 1);
+
+    let out = replay(
+        &sim,
+        &dir.path().join("strict"),
+        &["--traces", trace.to_str().expect("utf-8"), "--strict"],
+    );
+    assert!(!out.status.success());
+    assert!(
+        common::stderr(&out).contains("bad.json:3: field `in`"),
+        "{}",
+        common::stderr(&out)
+    );
+}
+
+#[test]
+fn an_unreachable_server_is_one_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let out = run(kvsweep().args([
+        "replay",
+        "--url",
+        &format!("http://127.0.0.1:{port}"),
+        "--traces",
+        sample("trace_0538.json").to_str().expect("utf-8"),
+        "--out",
+        dir.path().to_str().expect("utf-8"),
+    ]));
+    assert!(!out.status.success());
+    let err = common::stderr(&out);
+    assert!(err.contains("cannot reach the server"), "{err}");
+    assert_eq!(
+        err.lines().filter(|l| l.contains("error")).count(),
+        1,
+        "{err}"
+    );
+    assert_eq!(json(&dir.path().join("status.json"))["status"], "failed");
+}
+
+#[test]
+fn more_than_ten_percent_failures_fail_the_run() {
+    let sim = SimServer::start(&[
+        "--instant",
+        "--fail-rate",
+        "0.4",
+        "--fail-status",
+        "500",
+        "--seed",
+        "3",
+    ]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The preflight request may itself fail; try a few seeds' worth of runs until one starts.
+    let traces = common::repo_root().join("../shared/traces/kv-cache-tester");
+    let mut started = false;
+    for attempt in 0..5 {
+        let out_dir = dir.path().join(attempt.to_string());
+        let out = replay(
+            &sim,
+            &out_dir,
+            &[
+                "--traces",
+                traces.to_str().expect("utf-8"),
+                "--time-scale",
+                "0",
+                "--users",
+                "4",
+                "--duration",
+                "3",
+                "--max-context",
+                "20000",
+            ],
+        );
+        let status = json(&out_dir.join("status.json"));
+        if common::stderr(&out).contains("one-token test request") {
+            continue;
+        }
+        started = true;
+        assert!(!out.status.success());
+        assert_eq!(status["status"], "failed");
+        assert!(
+            status["reason"]
+                .as_str()
+                .expect("reason")
+                .contains("more than 10%"),
+            "{status}"
+        );
+        let summary = json(&out_dir.join("summary.json"));
+        assert!(summary["requests"]["error_rate"].as_f64().expect("rate") > 0.2);
+        break;
+    }
+    assert!(started, "the preflight failed every time");
+}
+
+#[test]
+fn a_killed_run_leaves_parseable_files_marked_incomplete() {
+    let sim = SimServer::start(&["--model", "llama-3.1-8b", "--speed", "10"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let traces = common::repo_root().join("../shared/traces/kv-cache-tester");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kvsweep"))
+        .args([
+            "replay",
+            "--url",
+            &sim.base,
+            "--traces",
+            traces.to_str().expect("utf-8"),
+            "--users",
+            "8",
+            "--time-scale",
+            "0.01",
+            "--assessment-period",
+            "1",
+        ])
+        .args(["--out", dir.path().to_str().expect("utf-8")])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("replay starts");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while rows_if_any(dir.path()) < 10 {
+        assert!(Instant::now() < deadline, "no rows after 30 s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    child.kill().expect("SIGKILL");
+    child.wait().expect("wait");
+    let rows = rows(dir.path());
+    assert!(rows.len() >= 10);
+    assert_eq!(json(&dir.path().join("metadata.json"))["completed"], false);
+    assert_eq!(json(&dir.path().join("summary.json"))["completed"], false);
+    assert_eq!(json(&dir.path().join("status.json"))["status"], "running");
+    let periods = csv::Reader::from_path(dir.path().join("periods.csv"))
+        .expect("periods")
+        .records()
+        .count();
+    assert!(periods >= 1);
+}
+
+fn rows_if_any(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("requests.csv"))
+        .map_or(0, |t| t.lines().count().saturating_sub(1))
+}

@@ -298,6 +298,11 @@ async fn serve(
             "off"
         },
     );
+    // Streams are many small writes: without TCP_NODELAY, Nagle's algorithm and delayed ACKs
+    // hold tokens back by up to 40 ms.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await

@@ -4,6 +4,7 @@
 //! chunk is recognised by its `"text":"` / `"content":"` key without parsing its JSON, so the
 //! common path allocates nothing per chunk; only the final usage chunk is parsed.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -62,26 +63,68 @@ impl Measured {
     }
 }
 
-/// A JSON request body for `/v1/completions` with a token-id prompt.
-pub fn completions_body(model: &str, prompt: &[u32], max_tokens: u32, ignore_eos: bool) -> Vec<u8> {
-    let mut body = Vec::with_capacity(prompt.len() * 6 + 160);
-    body.extend_from_slice(b"{\"model\":");
-    body.extend_from_slice(serde_json::to_string(model).unwrap_or_default().as_bytes());
-    body.extend_from_slice(b",\"prompt\":[");
-    let mut buf = itoa::Buffer::new();
-    for (i, id) in prompt.iter().enumerate() {
-        if i > 0 {
-            body.push(b',');
+/// A `/v1/completions` request with a token-id prompt, encoded into JSON while it is sent: a
+/// 128k-token prompt then never exists twice in memory (as ids and as text), which is what lets
+/// 1,000 users at 130k-token contexts fit in a small client.
+pub struct CompletionsBody {
+    head: Vec<u8>,
+    tokens: Arc<Vec<u32>>,
+    tail: Vec<u8>,
+}
+
+/// Token ids per chunk of the streamed body (about 50 KB of JSON).
+const IDS_PER_CHUNK: usize = 8192;
+
+impl CompletionsBody {
+    pub fn new(model: &str, tokens: Arc<Vec<u32>>, max_tokens: u32, ignore_eos: bool) -> Self {
+        let mut head = b"{\"model\":".to_vec();
+        head.extend_from_slice(serde_json::to_string(model).unwrap_or_default().as_bytes());
+        head.extend_from_slice(b",\"prompt\":[");
+        let mut tail = b"],\"max_tokens\":".to_vec();
+        tail.extend_from_slice(itoa::Buffer::new().format(max_tokens.max(1)).as_bytes());
+        if ignore_eos {
+            tail.extend_from_slice(b",\"ignore_eos\":true");
         }
-        body.extend_from_slice(buf.format(*id).as_bytes());
+        tail.extend_from_slice(b",\"stream\":true,\"stream_options\":{\"include_usage\":true}}");
+        Self { head, tokens, tail }
     }
-    body.extend_from_slice(b"],\"max_tokens\":");
-    body.extend_from_slice(buf.format(max_tokens.max(1)).as_bytes());
-    if ignore_eos {
-        body.extend_from_slice(b",\"ignore_eos\":true");
+
+    /// Bytes of the whole body, for `Content-Length`.
+    pub fn len(&self) -> u64 {
+        let digits: u64 = self
+            .tokens
+            .iter()
+            .map(|&t| u64::from(t.checked_ilog10().unwrap_or(0) + 1))
+            .sum();
+        let commas = self.tokens.len().saturating_sub(1) as u64;
+        (self.head.len() + self.tail.len()) as u64 + digits + commas
     }
-    body.extend_from_slice(b",\"stream\":true,\"stream_options\":{\"include_usage\":true}}");
-    body
+
+    /// The body as a stream of chunks, encoded as they are pulled.
+    pub fn stream(
+        self,
+    ) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static
+    {
+        let Self { head, tokens, tail } = self;
+        let chunks = tokens.len().div_ceil(IDS_PER_CHUNK);
+        let ids = futures_util::stream::iter(0..chunks).map(move |c| {
+            let slice = &tokens[c * IDS_PER_CHUNK..((c + 1) * IDS_PER_CHUNK).min(tokens.len())];
+            let mut out = Vec::with_capacity(slice.len() * 6);
+            let mut buf = itoa::Buffer::new();
+            for (i, id) in slice.iter().enumerate() {
+                if c > 0 || i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(buf.format(*id).as_bytes());
+            }
+            Ok(bytes::Bytes::from(out))
+        });
+        futures_util::stream::once(async move { Ok(bytes::Bytes::from(head)) })
+            .chain(ids)
+            .chain(futures_util::stream::once(async move {
+                Ok(bytes::Bytes::from(tail))
+            }))
+    }
 }
 
 #[derive(Deserialize)]
@@ -112,7 +155,12 @@ impl SseScanner {
     pub fn feed(&mut self, bytes: &[u8], mut on_data: impl FnMut(&[u8])) {
         self.buf.extend_from_slice(bytes);
         let mut start = 0;
-        while let Some(end) = find(&self.buf[start..], b"\n\n") {
+        // Events end at a blank line: "\n\n", or "\r\n\r\n" from servers that use CRLF.
+        while let Some((end, sep)) = [&b"\n\n"[..], &b"\r\n\r\n"[..]]
+            .iter()
+            .filter_map(|sep| find(&self.buf[start..], sep).map(|at| (at, sep.len())))
+            .min()
+        {
             let event = &self.buf[start..start + end];
             for line in event.split(|&b| b == b'\n') {
                 let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -120,7 +168,7 @@ impl SseScanner {
                     on_data(data.strip_prefix(b" ").unwrap_or(data));
                 }
             }
-            start += end + 2;
+            start += end + sep;
         }
         self.buf.drain(..start);
     }
@@ -178,7 +226,7 @@ pub async fn send(
     client: &reqwest::Client,
     url: &str,
     session_id: &str,
-    body: Vec<u8>,
+    body: CompletionsBody,
     timeout: Duration,
 ) -> Measured {
     let sent = Instant::now();
@@ -188,7 +236,8 @@ pub async fn send(
             .post(url)
             .header("content-type", "application/json")
             .header("x-session-id", session_id)
-            .body(body)
+            .header("content-length", body.len())
+            .body(reqwest::Body::wrap_stream(body.stream()))
             .send()
             .await;
         let resp = match resp {
@@ -259,7 +308,7 @@ mod tests {
         s.feed(b"data: {\"a\":1}\n\nda", |d| seen.push(d.to_vec()));
         s.feed(b"ta: [DONE]\r\n\r\n", |d| seen.push(d.to_vec()));
         s.feed(b"\n\n", |d| seen.push(d.to_vec()));
-        assert_eq!(seen, [b"{\"a\":1}".to_vec()]);
+        assert_eq!(seen, [b"{\"a\":1}".to_vec(), b"[DONE]".to_vec()]);
         let mut s = SseScanner::default();
         let mut seen = Vec::new();
         s.feed(b"data: x\n\ndata: [DONE]\n\n", |d| seen.push(d.to_vec()));
@@ -295,14 +344,32 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn body_is_valid_json() {
-        let body = completions_body("m\"x", &[1, 20, 300], 7, true);
-        let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
-        assert_eq!(v["prompt"], serde_json::json!([1, 20, 300]));
+    #[tokio::test]
+    async fn body_is_valid_json_of_the_announced_length() {
+        let tokens: Vec<u32> = (0..20_000).map(|i| i * 7 % 30_000).collect();
+        let body = CompletionsBody::new("m\"x", Arc::new(tokens.clone()), 7, true);
+        let len = body.len();
+        let chunks: Vec<bytes::Bytes> = body.stream().map(|c| c.expect("chunk")).collect().await;
+        let bytes: Vec<u8> = chunks.concat();
+        assert_eq!(bytes.len() as u64, len);
+        let v: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+        assert_eq!(v["prompt"], serde_json::json!(tokens));
         assert_eq!(v["model"], "m\"x");
         assert_eq!(v["max_tokens"], 7);
         assert_eq!(v["ignore_eos"], true);
         assert_eq!(v["stream_options"]["include_usage"], true);
+        let empty = CompletionsBody::new("m", Arc::new(Vec::new()), 1, false);
+        let n = empty.len();
+        let bytes: Vec<u8> = empty
+            .stream()
+            .map(|c| c.expect("chunk"))
+            .collect::<Vec<_>>()
+            .await
+            .concat();
+        assert_eq!(bytes.len() as u64, n);
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&bytes).expect("json")["prompt"],
+            serde_json::json!([])
+        );
     }
 }

@@ -23,7 +23,7 @@ use crate::sim::rng::mix;
 use crate::spec::TraceFormat;
 use crate::trace::prompt::{PromptBuilder, PromptState, TokenRange};
 use crate::trace::{self, Session, TraceRequest};
-use client::{Outcome, completions_body};
+use client::{CompletionsBody, Outcome};
 use output::{Collector, FLUSH_EVERY, RequestRecord, write_json_atomic};
 
 pub use client::SseScanner;
@@ -211,7 +211,7 @@ async fn preflight(
             .map(str::to_owned)
             .with_context(|| format!("{models_url} lists no model; give --model"))?,
     };
-    let body = completions_body(&model, &[range.lo, range.lo + 1], 1, false);
+    let body = CompletionsBody::new(&model, Arc::new(vec![range.lo, range.lo + 1]), 1, false);
     let m = client::send(
         client,
         &format!("{base}/v1/completions"),
@@ -562,9 +562,16 @@ async fn play(
             input,
             mix(scope ^ id),
         );
-        let body = completions_body(
+        // Open-loop sends overlap the next prompt's build, so they get a copy; a closed-loop
+        // send borrows the session's tokens until its answer is in.
+        let tokens = if args.fixed_schedule {
+            Arc::new(state.tokens().to_vec())
+        } else {
+            state.lend()
+        };
+        let body = CompletionsBody::new(
             &run.model,
-            state.tokens(),
+            tokens.clone(),
             req.output_tokens,
             args.ignore_eos,
         );
@@ -603,6 +610,7 @@ async fn play(
             )
             .await;
             prev_done = Some(Instant::now());
+            state.restore(tokens);
             let _ = run.records.send(record.finish(run, m));
         }
     }

@@ -43,6 +43,17 @@ impl PromptState {
     pub fn tokens(&self) -> &[u32] {
         &self.tokens
     }
+
+    /// Hands the tokens out for a request without copying them; [`PromptState::restore`] takes
+    /// them back once the request is done.
+    pub fn lend(&mut self) -> std::sync::Arc<Vec<u32>> {
+        std::sync::Arc::new(std::mem::take(&mut self.tokens))
+    }
+
+    pub fn restore(&mut self, tokens: std::sync::Arc<Vec<u32>>) {
+        self.tokens =
+            std::sync::Arc::try_unwrap(tokens).unwrap_or_else(|shared| shared.as_ref().clone());
+    }
 }
 
 impl PromptBuilder {

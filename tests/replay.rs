@@ -447,3 +447,28 @@ fn rows_if_any(dir: &Path) -> usize {
     std::fs::read_to_string(dir.join("requests.csv"))
         .map_or(0, |t| t.lines().count().saturating_sub(1))
 }
+
+#[test]
+fn duration_ends_the_run_even_with_subagents_due_later() {
+    // trace_0274's subagents start minutes into the session; the run must not wait for them.
+    let sim = SimServer::start(&["--instant"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let start = Instant::now();
+    let out = replay(
+        &sim,
+        dir.path(),
+        &[
+            "--traces",
+            sample("trace_0274.json").to_str().expect("utf-8"),
+            "--duration",
+            "2",
+        ],
+    );
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert_eq!(json(&dir.path().join("summary.json"))["completed"], true);
+}

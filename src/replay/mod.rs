@@ -482,6 +482,9 @@ fn session_children(
             let run = run.clone();
             let at = started + Duration::from_secs_f64(child.start_s * run.args.time_scale);
             tokio::spawn(async move {
+                if run.deadline.is_some_and(|d| at >= d) {
+                    return;
+                }
                 tokio::time::sleep_until(at.into()).await;
                 let child = &run.sessions[index].children[ci];
                 play(

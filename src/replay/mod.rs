@@ -589,35 +589,30 @@ async fn play(
             trace_input: input,
             trace_output: req.output_tokens,
         };
-        let timeout = Duration::from_secs_f64(args.request_timeout.max(1.0));
         if args.fixed_schedule {
             let run = run.clone();
-            pending.spawn(async move {
-                let m = client::send(
-                    &run.client,
-                    &run.completions_url,
-                    &record.session,
-                    body,
-                    timeout,
-                )
-                .await;
-                let _ = run.records.send(record.finish(&run, m));
-            });
+            pending.spawn(async move { exchange(&run, record, body).await });
         } else {
-            let m = client::send(
-                &run.client,
-                &run.completions_url,
-                &record.session,
-                body,
-                timeout,
-            )
-            .await;
+            exchange(run, record, body).await;
             prev_done = Some(Instant::now());
             state.restore(tokens);
-            let _ = run.records.send(record.finish(run, m));
         }
     }
     while pending.join_next().await.is_some() {}
+}
+
+/// Sends one request and hands its record to the collector.
+async fn exchange(run: &Run, record: RecordBase, body: CompletionsBody) {
+    let timeout = Duration::from_secs_f64(run.args.request_timeout.max(1.0));
+    let m = client::send(
+        &run.client,
+        &run.completions_url,
+        &record.session,
+        body,
+        timeout,
+    )
+    .await;
+    let _ = run.records.send(record.finish(run, m));
 }
 
 /// The part of a record known when the request is sent.

@@ -28,10 +28,10 @@ fn prompt_build() -> (Duration, Duration) {
     let ids: Vec<u64> = (0..2000).collect();
     // Turn 1: 127,000 tokens from scratch; turn 2: the same plus 1,000 new tokens.
     let start = Instant::now();
-    b.build(&mut state, 1, 64, &ids[..1984], 127_000, 1);
+    b.build(&mut state, 1, 64, &ids[..1984], 127_000, 0, 1);
     let fresh = start.elapsed();
     let start = Instant::now();
-    b.build(&mut state, 1, 64, &ids[..2000], 128_000, 2);
+    b.build(&mut state, 1, 64, &ids[..2000], 128_000, 0, 2);
     let extend = start.elapsed();
     assert_eq!(state.tokens().len(), 128_000);
     (fresh, extend)

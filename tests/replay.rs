@@ -472,3 +472,93 @@ fn duration_ends_the_run_even_with_subagents_due_later() {
     );
     assert_eq!(json(&dir.path().join("summary.json"))["completed"], true);
 }
+
+#[test]
+fn chat_prompts_are_exact_too() {
+    // The same fidelity through /v1/chat/completions: text made of single-token words, sized so
+    // that the chat template's own tokens plus the message make exactly the trace's input.
+    let files = ["trace_0538.json", "trace_0057.json", "trace_0460.json"];
+    let sim = SimServer::start(&["--instant", "--kv-cache-gb", "100000"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let paths: Vec<String> = files
+        .iter()
+        .map(|f| sample(f).to_string_lossy().into_owned())
+        .collect();
+    let mut args = vec!["--api", "chat", "--users", "3", "--time-scale", "0"];
+    for p in &paths {
+        args.extend(["--traces", p.as_str()]);
+    }
+    let out = replay(&sim, dir.path(), &args);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+
+    let set = kvsweep::trace::load(
+        &files.iter().map(|f| sample(f)).collect::<Vec<_>>(),
+        kvsweep::trace::LoadOptions {
+            format: kvsweep::spec::TraceFormat::Auto,
+            mooncake_block_size: 512,
+            strict: true,
+        },
+    )
+    .expect("traces");
+    let sessions: HashMap<&str, &kvsweep::trace::Session> =
+        set.sessions.iter().map(|s| (s.id.as_str(), s)).collect();
+    // The simulator's template starts "<|im_start|>user\n": its tokens come before the message.
+    let tok = kvsweep::tokenizer::Tokenizer::load(None).expect("o200k");
+    let head = tok.encode("<|im_start|>user\n").expect("encode").len() as u64;
+    let meta = json(&dir.path().join("metadata.json"));
+    let template = meta["chat_template_tokens"]
+        .as_u64()
+        .expect("template tokens");
+    assert!(template > head);
+    let rows = rows(dir.path());
+    assert_eq!(
+        rows.len(),
+        set.sessions.iter().map(|s| s.requests.len()).sum::<usize>()
+    );
+    for row in &rows {
+        let session = sessions[row["session"].as_str()];
+        let i: usize = row["request_index"].parse().expect("index");
+        let req = &session.requests[i];
+        assert_eq!(
+            row["prompt_tokens"],
+            req.input_tokens.to_string(),
+            "{} #{i}",
+            session.id
+        );
+        // Shared message tokens: the common hash blocks, cut by the message's own length (the
+        // template's tokens come out of the message). The template's head is shared by all.
+        let message = u64::from(req.input_tokens) - template;
+        let full = |r: &kvsweep::trace::TraceRequest| {
+            r.hash_ids
+                .len()
+                .min((r.input_tokens / session.block_size) as usize)
+        };
+        let blocks = session.requests[..i]
+            .iter()
+            .map(|p| {
+                p.hash_ids[..full(p)]
+                    .iter()
+                    .zip(&req.hash_ids[..full(req)])
+                    .take_while(|(a, b)| a == b)
+                    .count()
+            })
+            .max()
+            .unwrap_or(0) as u64;
+        let earlier_message =
+            |p: &kvsweep::trace::TraceRequest| u64::from(p.input_tokens) - template;
+        let shared = (blocks * u64::from(session.block_size)).min(message).min(
+            session.requests[..i]
+                .iter()
+                .map(earlier_message)
+                .max()
+                .unwrap_or(0),
+        );
+        let expected = ((head + shared) / 16 * 16).min(u64::from(req.input_tokens - 1) / 16 * 16);
+        assert_eq!(
+            row["cached_tokens"],
+            expected.to_string(),
+            "{} #{i}: cached tokens",
+            session.id
+        );
+    }
+}

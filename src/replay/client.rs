@@ -7,6 +7,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::trace::prompt::ChatWords;
+
 use futures_util::StreamExt;
 use serde::Deserialize;
 
@@ -63,41 +65,80 @@ impl Measured {
     }
 }
 
-/// A `/v1/completions` request with a token-id prompt, encoded into JSON while it is sent: a
-/// 128k-token prompt then never exists twice in memory (as ids and as text), which is what lets
-/// 1,000 users at 130k-token contexts fit in a small client.
-pub struct CompletionsBody {
+/// How a prompt's token ids go into a request.
+#[derive(Clone)]
+pub enum PromptEncoding {
+    /// `/v1/completions` with `"prompt": [ids]`.
+    Ids,
+    /// `/v1/chat/completions` with one user message: one word per id, from words the server's
+    /// tokenizer reads back as exactly those tokens.
+    Words(Arc<ChatWords>),
+}
+
+/// A streamed request body: a prompt encoded into JSON while it is sent, so a 128k-token prompt
+/// never exists twice in memory (as ids and as text); that is what lets 1,000 users at
+/// 130k-token contexts fit in a small client.
+pub struct PromptBody {
     head: Vec<u8>,
     tokens: Arc<Vec<u32>>,
+    encoding: PromptEncoding,
     tail: Vec<u8>,
 }
 
 /// Token ids per chunk of the streamed body (about 50 KB of JSON).
 const IDS_PER_CHUNK: usize = 8192;
 
-impl CompletionsBody {
-    pub fn new(model: &str, tokens: Arc<Vec<u32>>, max_tokens: u32, ignore_eos: bool) -> Self {
+impl PromptBody {
+    pub fn new(
+        model: &str,
+        tokens: Arc<Vec<u32>>,
+        encoding: PromptEncoding,
+        max_tokens: u32,
+        ignore_eos: bool,
+    ) -> Self {
         let mut head = b"{\"model\":".to_vec();
         head.extend_from_slice(serde_json::to_string(model).unwrap_or_default().as_bytes());
-        head.extend_from_slice(b",\"prompt\":[");
-        let mut tail = b"],\"max_tokens\":".to_vec();
+        let mut tail = match encoding {
+            PromptEncoding::Ids => {
+                head.extend_from_slice(b",\"prompt\":[");
+                b"],\"max_tokens\":".to_vec()
+            }
+            PromptEncoding::Words(_) => {
+                head.extend_from_slice(b",\"messages\":[{\"role\":\"user\",\"content\":\"");
+                b"\"}],\"max_tokens\":".to_vec()
+            }
+        };
         tail.extend_from_slice(itoa::Buffer::new().format(max_tokens.max(1)).as_bytes());
         if ignore_eos {
             tail.extend_from_slice(b",\"ignore_eos\":true");
         }
         tail.extend_from_slice(b",\"stream\":true,\"stream_options\":{\"include_usage\":true}}");
-        Self { head, tokens, tail }
+        Self {
+            head,
+            tokens,
+            encoding,
+            tail,
+        }
     }
 
     /// Bytes of the whole body, for `Content-Length`.
     pub fn len(&self) -> u64 {
-        let digits: u64 = self
-            .tokens
-            .iter()
-            .map(|&t| u64::from(t.checked_ilog10().unwrap_or(0) + 1))
-            .sum();
-        let commas = self.tokens.len().saturating_sub(1) as u64;
-        (self.head.len() + self.tail.len()) as u64 + digits + commas
+        let prompt: u64 = match &self.encoding {
+            PromptEncoding::Ids => {
+                let digits: u64 = self
+                    .tokens
+                    .iter()
+                    .map(|&t| u64::from(t.checked_ilog10().unwrap_or(0) + 1))
+                    .sum();
+                digits + self.tokens.len().saturating_sub(1) as u64
+            }
+            PromptEncoding::Words(words) => self
+                .tokens
+                .iter()
+                .map(|&t| words.word(t).len() as u64)
+                .sum(),
+        };
+        (self.head.len() + self.tail.len()) as u64 + prompt
     }
 
     /// The body as a stream of chunks, encoded as they are pulled.
@@ -105,17 +146,31 @@ impl CompletionsBody {
         self,
     ) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static
     {
-        let Self { head, tokens, tail } = self;
+        let Self {
+            head,
+            tokens,
+            encoding,
+            tail,
+        } = self;
         let chunks = tokens.len().div_ceil(IDS_PER_CHUNK);
         let ids = futures_util::stream::iter(0..chunks).map(move |c| {
             let slice = &tokens[c * IDS_PER_CHUNK..((c + 1) * IDS_PER_CHUNK).min(tokens.len())];
             let mut out = Vec::with_capacity(slice.len() * 6);
-            let mut buf = itoa::Buffer::new();
-            for (i, id) in slice.iter().enumerate() {
-                if c > 0 || i > 0 {
-                    out.push(b',');
+            match &encoding {
+                PromptEncoding::Ids => {
+                    let mut buf = itoa::Buffer::new();
+                    for (i, id) in slice.iter().enumerate() {
+                        if c > 0 || i > 0 {
+                            out.push(b',');
+                        }
+                        out.extend_from_slice(buf.format(*id).as_bytes());
+                    }
                 }
-                out.extend_from_slice(buf.format(*id).as_bytes());
+                PromptEncoding::Words(words) => {
+                    for &id in slice {
+                        out.extend_from_slice(words.word(id).as_bytes());
+                    }
+                }
             }
             Ok(bytes::Bytes::from(out))
         });
@@ -226,7 +281,7 @@ pub async fn send(
     client: &reqwest::Client,
     url: &str,
     session_id: &str,
-    body: CompletionsBody,
+    body: PromptBody,
     timeout: Duration,
 ) -> Measured {
     let sent = Instant::now();
@@ -347,7 +402,13 @@ mod tests {
     #[tokio::test]
     async fn body_is_valid_json_of_the_announced_length() {
         let tokens: Vec<u32> = (0..20_000).map(|i| i * 7 % 30_000).collect();
-        let body = CompletionsBody::new("m\"x", Arc::new(tokens.clone()), 7, true);
+        let body = PromptBody::new(
+            "m\"x",
+            Arc::new(tokens.clone()),
+            PromptEncoding::Ids,
+            7,
+            true,
+        );
         let len = body.len();
         let chunks: Vec<bytes::Bytes> = body.stream().map(|c| c.expect("chunk")).collect().await;
         let bytes: Vec<u8> = chunks.concat();
@@ -358,7 +419,7 @@ mod tests {
         assert_eq!(v["max_tokens"], 7);
         assert_eq!(v["ignore_eos"], true);
         assert_eq!(v["stream_options"]["include_usage"], true);
-        let empty = CompletionsBody::new("m", Arc::new(Vec::new()), 1, false);
+        let empty = PromptBody::new("m", Arc::new(Vec::new()), PromptEncoding::Ids, 1, false);
         let n = empty.len();
         let bytes: Vec<u8> = empty
             .stream()

@@ -21,9 +21,10 @@ use tokio::sync::{Mutex, mpsc};
 
 use crate::sim::rng::mix;
 use crate::spec::TraceFormat;
-use crate::trace::prompt::{PromptBuilder, PromptState, TokenRange};
+use crate::tokenizer::Tokenizer;
+use crate::trace::prompt::{ChatWords, PromptBuilder, PromptState, TokenRange};
 use crate::trace::{self, Session, TraceRequest};
-use client::{CompletionsBody, Outcome};
+use client::{Outcome, PromptBody, PromptEncoding};
 use output::{Collector, FLUSH_EVERY, RequestRecord, write_json_atomic};
 
 pub use client::SseScanner;
@@ -64,6 +65,9 @@ pub struct ReplayArgs {
     pub model: Option<String>,
     #[arg(long, value_enum, default_value = "completions")]
     pub api: Api,
+    /// The server's Hugging Face tokenizer.json, for --api chat (default: tiktoken o200k_base).
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
     /// Trace files or directories (repeatable).
     #[arg(long, required = true)]
     pub traces: Vec<PathBuf>,
@@ -146,7 +150,11 @@ impl From<TraceFormatArg> for TraceFormat {
 struct Run {
     args: ReplayArgs,
     client: reqwest::Client,
-    completions_url: String,
+    /// `/v1/completions` or `/v1/chat/completions`.
+    endpoint_url: String,
+    encoding: PromptEncoding,
+    /// Prompt tokens the chat template adds around the message (0 for completions).
+    template_tokens: u32,
     model: String,
     builder: PromptBuilder,
     start: Instant,
@@ -186,12 +194,24 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
     runtime.block_on(replay(args.clone()))
 }
 
+/// What the preflight learned about the server.
+struct Preflight {
+    model: String,
+    models: Value,
+    /// Prompt tokens the chat template adds (0 for completions).
+    template_tokens: u32,
+}
+
 /// `GET /v1/models`, then one tiny request: a wrong URL or a refusing server is one clear error.
+/// For chat, the tiny request is one word, so its `prompt_tokens` minus one is what the chat
+/// template adds to every prompt.
 async fn preflight(
     client: &reqwest::Client,
     args: &ReplayArgs,
+    endpoint: &str,
+    encoding: &PromptEncoding,
     range: TokenRange,
-) -> Result<(String, Value)> {
+) -> Result<Preflight> {
     let base = args.url.trim_end_matches('/');
     let models_url = format!("{base}/v1/models");
     let resp = client
@@ -211,10 +231,10 @@ async fn preflight(
             .map(str::to_owned)
             .with_context(|| format!("{models_url} lists no model; give --model"))?,
     };
-    let body = CompletionsBody::new(&model, Arc::new(vec![range.lo, range.lo + 1]), 1, false);
+    let body = PromptBody::new(&model, Arc::new(vec![range.lo]), encoding.clone(), 1, false);
     let m = client::send(
         client,
-        &format!("{base}/v1/completions"),
+        endpoint,
         "kvsweep-preflight",
         body,
         Duration::from_secs(60),
@@ -226,13 +246,21 @@ async fn preflight(
             m.error.unwrap_or_default()
         );
     }
-    Ok((model, models))
+    let template_tokens = match encoding {
+        PromptEncoding::Ids => 0,
+        PromptEncoding::Words(_) => m
+            .usage
+            .map(|u| u.prompt_tokens.saturating_sub(1))
+            .context("the server's answer to the test request has no usage: its chat prompts cannot be sized")?,
+    };
+    Ok(Preflight {
+        model,
+        models,
+        template_tokens,
+    })
 }
 
 async fn replay(args: ReplayArgs) -> Result<()> {
-    if args.api == Api::Chat {
-        bail!("--api chat is not implemented yet (issue #5): use --api completions");
-    }
     if args.users == 0 {
         bail!("--users must be at least 1");
     }
@@ -265,6 +293,17 @@ async fn replay(args: ReplayArgs) -> Result<()> {
         .build()
         .context("cannot build the HTTP client")?;
     let range = TokenRange::default();
+    let base = args.url.trim_end_matches('/');
+    let (endpoint_url, encoding) = match args.api {
+        Api::Completions => (format!("{base}/v1/completions"), PromptEncoding::Ids),
+        Api::Chat => {
+            let tok = Tokenizer::load(args.tokenizer.as_deref())?;
+            (
+                format!("{base}/v1/chat/completions"),
+                PromptEncoding::Words(Arc::new(ChatWords::from_tokenizer(&tok, range)?)),
+            )
+        }
+    };
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     let started_at = SystemTime::now();
@@ -297,7 +336,7 @@ async fn replay(args: ReplayArgs) -> Result<()> {
         &json!({"status": "running", "reason": "the replay has not finished"}),
     )?;
 
-    let (model, models) = match preflight(&client, &args, range).await {
+    let pre = match preflight(&client, &args, &endpoint_url, &encoding, range).await {
         Ok(v) => v,
         Err(e) => {
             write_json_atomic(
@@ -307,8 +346,9 @@ async fn replay(args: ReplayArgs) -> Result<()> {
             return Err(e);
         }
     };
-    metadata["model"] = json!(model);
-    metadata["models"] = models;
+    metadata["model"] = json!(pre.model);
+    metadata["models"] = pre.models;
+    metadata["chat_template_tokens"] = json!(pre.template_tokens);
     write_json_atomic(&args.out.join("metadata.json"), &metadata)?;
 
     let mut collector = Collector::create(
@@ -319,8 +359,10 @@ async fn replay(args: ReplayArgs) -> Result<()> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let start = Instant::now();
     let run = Arc::new(Run {
-        completions_url: format!("{}/v1/completions", args.url.trim_end_matches('/')),
-        model,
+        endpoint_url,
+        encoding,
+        template_tokens: pre.template_tokens,
+        model: pre.model,
         builder: PromptBuilder {
             seed: args.seed,
             range,
@@ -557,12 +599,14 @@ async fn play(
             }
         }
         let id = run.next_id.fetch_add(1, Ordering::Relaxed);
+        // A chat template adds its own tokens around the message; the message makes up the rest.
         run.builder.build(
             &mut state,
             scope,
             block_size,
             hash_ids,
             input,
+            run.template_tokens,
             mix(scope ^ id),
         );
         // Open-loop sends overlap the next prompt's build, so they get a copy; a closed-loop
@@ -572,9 +616,10 @@ async fn play(
         } else {
             state.lend()
         };
-        let body = CompletionsBody::new(
+        let body = PromptBody::new(
             &run.model,
             tokens.clone(),
+            run.encoding.clone(),
             req.output_tokens,
             args.ignore_eos,
         );
@@ -602,11 +647,11 @@ async fn play(
 }
 
 /// Sends one request and hands its record to the collector.
-async fn exchange(run: &Run, record: RecordBase, body: CompletionsBody) {
+async fn exchange(run: &Run, record: RecordBase, body: PromptBody) {
     let timeout = Duration::from_secs_f64(run.args.request_timeout.max(1.0));
     let m = client::send(
         &run.client,
-        &run.completions_url,
+        &run.endpoint_url,
         &record.session,
         body,
         timeout,

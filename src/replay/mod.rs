@@ -85,6 +85,10 @@ pub struct ReplayArgs {
     /// Stop sending after this many seconds (0: when the sessions run out).
     #[arg(long, default_value_t = 0.0)]
     pub duration: f64,
+    /// Spread the users' first requests evenly over this many seconds instead of sending them all
+    /// at once.
+    #[arg(long, default_value_t = 0.0)]
+    pub ramp_up: f64,
     /// Start sessions again (as new users, with fresh content) when they run out.
     #[arg(long)]
     pub recycle: bool,
@@ -471,7 +475,9 @@ async fn drive(run: Arc<Run>) {
     } else {
         for user in 0..run.args.users {
             let run = run.clone();
+            let delay = run.args.ramp_up.max(0.0) * f64::from(user) / f64::from(run.args.users);
             tasks.spawn(async move {
+                tokio::time::sleep(Duration::from_secs_f64(delay)).await;
                 run.active_users.fetch_add(1, Ordering::Relaxed);
                 while !run.expired() {
                     let Some((index, pass)) = run.next_session().await else {
@@ -586,7 +592,7 @@ async fn play(
         if run.deadline.is_some_and(|d| scheduled >= d) {
             break;
         }
-        tokio::time::sleep_until(scheduled.into()).await;
+        sleep_until_precise(scheduled).await;
 
         let (mut input, mut hash_ids) = (req.input_tokens, &req.hash_ids[..]);
         if args.max_context > 0 && input > args.max_context {
@@ -644,6 +650,21 @@ async fn play(
         }
     }
     while pending.join_next().await.is_some() {}
+}
+
+/// Waits until `deadline` to within tens of microseconds. tokio's timer wakes on whole
+/// milliseconds, which alone would make the schedule delay ~1 ms; the last millisecond is spent
+/// yielding to other tasks instead, so the wait costs CPU only while nothing else is ready.
+async fn sleep_until_precise(deadline: Instant) {
+    let coarse = deadline
+        .checked_sub(Duration::from_millis(2))
+        .unwrap_or(deadline);
+    if coarse > Instant::now() {
+        tokio::time::sleep_until(coarse.into()).await;
+    }
+    while Instant::now() < deadline {
+        tokio::task::yield_now().await;
+    }
 }
 
 /// Sends one request and hands its record to the collector.

@@ -562,3 +562,113 @@ fn chat_prompts_are_exact_too() {
         );
     }
 }
+
+#[test]
+fn fixed_schedule_sends_at_the_timestamps_without_waiting_for_answers() {
+    // Answers take 300 ms (a stall on every request); the schedule sends every 100 ms anyway.
+    let sim = SimServer::start(&["--instant", "--stall-ms", "300"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lines: String = (0..5)
+        .map(|i| format!("{{\"session_id\": \"a\", \"timestamp\": {}, \"input_length\": 600, \"output_length\": 2, \"hash_ids\": [1, 2]}}\n", i * 100))
+        .collect();
+    let trace = write(dir.path(), "sched.jsonl", &lines);
+    let out_dir = dir.path().join("out");
+    let out = replay(
+        &sim,
+        &out_dir,
+        &[
+            "--traces",
+            trace.to_str().expect("utf-8"),
+            "--fixed-schedule",
+        ],
+    );
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let mut sent: Vec<f64> = rows(&out_dir)
+        .iter()
+        .map(|r| r["sent_s"].parse().expect("f64"))
+        .collect();
+    sent.sort_by(f64::total_cmp);
+    assert_eq!(sent.len(), 5);
+    for (i, s) in sent.iter().enumerate() {
+        assert!(
+            (s - sent[0] - 0.1 * i as f64).abs() < 0.01,
+            "request {i} sent at {s}"
+        );
+    }
+}
+
+#[test]
+fn recycle_max_context_and_timeouts() {
+    let sim = SimServer::start(&["--instant"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trace = write(dir.path(), "t.json", TIMED);
+    let t = trace.to_str().expect("utf-8");
+
+    // One 3-request session, recycled for 1.5 s with 0.3-0.5 s think times: at least two passes.
+    let out_dir = dir.path().join("recycle");
+    let out = replay(
+        &sim,
+        &out_dir,
+        &["--traces", t, "--recycle", "--duration", "1.5"],
+    );
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert!(
+        rows(&out_dir).len() >= 4,
+        "{} requests",
+        rows(&out_dir).len()
+    );
+
+    // --max-context 160: the 200-token request is skipped, or truncated to 160 tokens.
+    let out_dir = dir.path().join("skip");
+    assert!(
+        replay(
+            &sim,
+            &out_dir,
+            &["--traces", t, "--time-scale", "0", "--max-context", "160"]
+        )
+        .status
+        .success()
+    );
+    assert_eq!(rows(&out_dir).len(), 2);
+    let out_dir = dir.path().join("truncate");
+    assert!(
+        replay(
+            &sim,
+            &out_dir,
+            &[
+                "--traces",
+                t,
+                "--time-scale",
+                "0",
+                "--max-context",
+                "160",
+                "--on-long",
+                "truncate"
+            ]
+        )
+        .status
+        .success()
+    );
+    let r = rows(&out_dir);
+    assert_eq!(r.len(), 3);
+    assert!(r.iter().any(|r| r["prompt_tokens"] == "160"));
+
+    // A server slower than --request-timeout: every request times out and the run fails.
+    let slow = SimServer::start(&["--instant", "--stall-ms", "3000"]);
+    let out_dir = dir.path().join("timeout");
+    let out = replay(
+        &slow,
+        &out_dir,
+        &["--traces", t, "--time-scale", "0", "--request-timeout", "1"],
+    );
+    assert!(!out.status.success());
+    let r = rows(&out_dir);
+    assert_eq!(r.len(), 3);
+    assert!(
+        r.iter().all(
+            |r| r["status"] == "timeout" && r["error"].contains("no complete answer within 1s")
+        ),
+        "{r:?}"
+    );
+    assert_eq!(json(&out_dir.join("status.json"))["status"], "failed");
+}

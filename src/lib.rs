@@ -7,6 +7,7 @@
 
 pub mod artifact;
 pub mod engine;
+pub mod metrics;
 pub mod model;
 pub mod render;
 pub mod replay;

@@ -19,13 +19,14 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, mpsc};
 
+use crate::artifact::write_json_atomic;
 use crate::sim::rng::mix;
 use crate::spec::TraceFormat;
 use crate::tokenizer::Tokenizer;
 use crate::trace::prompt::{ChatWords, PromptBuilder, PromptState, TokenRange};
 use crate::trace::{self, Session, TraceRequest};
 use client::{Outcome, PromptBody, PromptEncoding};
-use output::{Collector, FLUSH_EVERY, RequestRecord, write_json_atomic};
+use output::{Collector, FLUSH_EVERY, RequestRecord};
 
 pub use client::SseScanner;
 

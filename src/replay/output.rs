@@ -7,13 +7,14 @@
 //! parseable files; `metadata.json` says `completed: false` until the end.
 
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
+
+use crate::artifact::write_json_atomic;
 
 use super::client::Outcome;
 
@@ -398,17 +399,6 @@ impl Collector {
         });
         write_json_atomic(&self.dir.join("summary.json"), &summary)
     }
-}
-
-/// Writes JSON through a temporary file and a rename, so readers see the old or the new file.
-pub fn write_json_atomic(path: &Path, value: &Value) -> Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    let mut f = File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-    serde_json::to_writer_pretty(&mut f, value)?;
-    f.write_all(b"\n")?;
-    f.sync_data().ok();
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
 }
 
 /// How often the collector flushes `requests.csv`.

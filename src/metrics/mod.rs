@@ -1,0 +1,420 @@
+//! `kvsweep metrics`: records a server's Prometheus metrics beside the replay.
+//!
+//! Every `--interval` it scrapes `/metrics`, maps the engine's names onto one schema
+//! ([`schema`]) and appends a row of cumulative values to `metrics_raw.csv` and a row of interval
+//! values (rates, the interval's hit rate, mean latencies from histogram deltas) to `metrics.csv`.
+//! Rows before the server's first activity are kept out of `metrics.csv`, whose relative time
+//! starts at the first active sample. An unreachable endpoint is retried with backoff and shows as
+//! a gap; the scraper never fails the cell.
+
+pub mod parse;
+pub mod schema;
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+
+use schema::{Engine, Snapshot};
+
+/// Record a server's Prometheus metrics while a cell runs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MetricsArgs {
+    /// The metrics endpoint (http://host:port/metrics).
+    #[arg(long)]
+    pub url: String,
+    /// Results directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Time between scrapes: `1s`, `500ms`, or seconds.
+    #[arg(long, default_value = "1s", value_parser = parse_interval)]
+    pub interval: Duration,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Stop when this process has exited.
+    #[arg(long)]
+    pub until_pid: Option<u32>,
+}
+
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let (num, scale) = if let Some(ms) = s.strip_suffix("ms") {
+        (ms, 0.001)
+    } else if let Some(sec) = s.strip_suffix('s') {
+        (sec, 1.0)
+    } else {
+        (s, 1.0)
+    };
+    num.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| *v > 0.0 && v.is_finite())
+        .map(|v| Duration::from_secs_f64(v * scale))
+        .ok_or_else(|| format!("`{s}` is not an interval: use e.g. 1s, 500ms or 2"))
+}
+
+const RAW_COLUMNS: &[&str] = &[
+    "time",
+    "ok",
+    "error",
+    "running",
+    "waiting",
+    "kv_cache_usage",
+    "preemptions",
+    "prefix_queries",
+    "prefix_hits",
+    "prompt_tokens",
+    "generation_tokens",
+    "prompt_compute",
+    "prompt_cache_hit",
+    "prompt_external",
+    "offload_bytes_to_cpu",
+    "offload_bytes_to_gpu",
+    "offload_seconds_to_cpu",
+    "offload_seconds_to_gpu",
+    "ttft_sum",
+    "ttft_count",
+    "itl_sum",
+    "itl_count",
+    "queue_sum",
+    "queue_count",
+];
+
+/// Columns of `metrics.csv`; documented in README.md ("Server metrics").
+pub const COLUMNS: &[&str] = &[
+    "time",
+    "rel_s",
+    "running",
+    "waiting",
+    "kv_cache_usage",
+    "preemptions",
+    "prefix_queries",
+    "prefix_hits",
+    "interval_hit_rate",
+    "prompt_tokens",
+    "generation_tokens",
+    "prompt_tokens_per_s",
+    "generation_tokens_per_s",
+    "prompt_compute",
+    "prompt_cache_hit",
+    "prompt_external",
+    "offload_bytes_to_cpu",
+    "offload_bytes_to_gpu",
+    "offload_to_cpu_gb_s",
+    "offload_to_gpu_gb_s",
+    "offload_seconds_to_cpu",
+    "offload_seconds_to_gpu",
+    "ttft_mean_ms",
+    "itl_mean_ms",
+    "queue_mean_ms",
+];
+
+fn cell(v: Option<f64>) -> String {
+    v.map(|v| format!("{v}")).unwrap_or_default()
+}
+
+/// The increase of a counter, treating a drop as a restart from zero.
+fn delta(cur: Option<f64>, prev: Option<f64>) -> Option<f64> {
+    match (cur, prev) {
+        (Some(c), Some(p)) if c >= p => Some(c - p),
+        (Some(c), Some(_)) => Some(c),
+        _ => None,
+    }
+}
+
+fn ratio(num: Option<f64>, den: Option<f64>) -> Option<f64> {
+    match (num, den) {
+        (Some(n), Some(d)) if d > 0.0 => Some(n / d),
+        _ => None,
+    }
+}
+
+/// The `metrics.csv` row for the interval from `prev` to `cur`, `dt` seconds long.
+pub fn derive(cur: &Snapshot, prev: &Snapshot, dt: f64) -> Vec<Option<f64>> {
+    let per_s = |c, p| delta(c, p).map(|d| d / dt.max(1e-9));
+    let gb_s = |c, p| per_s(c, p).map(|v| v / 1e9);
+    let mean_ms =
+        |sum_c, sum_p, n_c, n_p| ratio(delta(sum_c, sum_p), delta(n_c, n_p)).map(|v| v * 1000.0);
+    vec![
+        cur.running,
+        cur.waiting,
+        cur.kv_usage,
+        cur.preemptions,
+        cur.prefix_queries,
+        cur.prefix_hits,
+        ratio(
+            delta(cur.prefix_hits, prev.prefix_hits),
+            delta(cur.prefix_queries, prev.prefix_queries),
+        ),
+        cur.prompt_tokens,
+        cur.generation_tokens,
+        per_s(cur.prompt_tokens, prev.prompt_tokens),
+        per_s(cur.generation_tokens, prev.generation_tokens),
+        cur.prompt_compute,
+        cur.prompt_cache_hit,
+        cur.prompt_external,
+        cur.offload_bytes_to_cpu,
+        cur.offload_bytes_to_gpu,
+        gb_s(cur.offload_bytes_to_cpu, prev.offload_bytes_to_cpu),
+        gb_s(cur.offload_bytes_to_gpu, prev.offload_bytes_to_gpu),
+        cur.offload_seconds_to_cpu,
+        cur.offload_seconds_to_gpu,
+        mean_ms(cur.ttft_sum, prev.ttft_sum, cur.ttft_count, prev.ttft_count),
+        mean_ms(cur.itl_sum, prev.itl_sum, cur.itl_count, prev.itl_count),
+        mean_ms(
+            cur.queue_sum,
+            prev.queue_sum,
+            cur.queue_count,
+            prev.queue_count,
+        ),
+    ]
+}
+
+fn raw_values(s: &Snapshot) -> [Option<f64>; 21] {
+    [
+        s.running,
+        s.waiting,
+        s.kv_usage,
+        s.preemptions,
+        s.prefix_queries,
+        s.prefix_hits,
+        s.prompt_tokens,
+        s.generation_tokens,
+        s.prompt_compute,
+        s.prompt_cache_hit,
+        s.prompt_external,
+        s.offload_bytes_to_cpu,
+        s.offload_bytes_to_gpu,
+        s.offload_seconds_to_cpu,
+        s.offload_seconds_to_gpu,
+        s.ttft_sum,
+        s.ttft_count,
+        s.itl_sum,
+        s.itl_count,
+        s.queue_sum,
+        s.queue_count,
+    ]
+}
+
+/// Whether the server did anything in the interval: the end of the idle prefix.
+fn active(cur: &Snapshot, prev: &Snapshot) -> bool {
+    cur.running.unwrap_or(0.0) > 0.0
+        || cur.waiting.unwrap_or(0.0) > 0.0
+        || delta(cur.prompt_tokens, prev.prompt_tokens).unwrap_or(0.0) > 0.0
+        || delta(cur.generation_tokens, prev.generation_tokens).unwrap_or(0.0) > 0.0
+}
+
+/// Writes the three files as scrapes come in.
+pub struct Recorder {
+    raw: csv::Writer<File>,
+    rows: csv::Writer<File>,
+    engine: Option<Engine>,
+    prev: Option<(f64, Snapshot)>,
+    /// Time of the first active sample; `None` while the server is still idle.
+    first_active: Option<f64>,
+    names: BTreeSet<String>,
+    scrapes_ok: u64,
+    scrapes_failed: u64,
+    malformed_lines: u64,
+}
+
+impl Recorder {
+    pub fn create(dir: &std::path::Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let open = |name: &str, cols: &[&str]| -> Result<csv::Writer<File>> {
+            let path = dir.join(name);
+            let mut w = csv::Writer::from_writer(
+                File::create(&path).with_context(|| format!("cannot create {}", path.display()))?,
+            );
+            w.write_record(cols)?;
+            w.flush()?;
+            Ok(w)
+        };
+        Ok(Self {
+            raw: open("metrics_raw.csv", RAW_COLUMNS)?,
+            rows: open("metrics.csv", COLUMNS)?,
+            engine: None,
+            prev: None,
+            first_active: None,
+            names: BTreeSet::new(),
+            scrapes_ok: 0,
+            scrapes_failed: 0,
+            malformed_lines: 0,
+        })
+    }
+
+    /// Records one scrape's text taken at unix time `t`.
+    pub fn scrape(&mut self, t: f64, text: &str) -> Result<()> {
+        let e = parse::parse(text);
+        self.malformed_lines += e.malformed as u64;
+        if self.engine.is_none() {
+            self.engine = schema::detect(&e);
+        }
+        let Some(engine) = self.engine else {
+            return self.failure(t, "no vllm:, sglang: or llamacpp: metric in the scrape");
+        };
+        self.scrapes_ok += 1;
+        self.names.extend(
+            e.samples
+                .iter()
+                .filter(|s| s.name.starts_with(engine.prefix()))
+                .map(|s| s.name.to_owned()),
+        );
+        let cur = schema::snapshot(engine, &e);
+        let mut raw = vec![format!("{t:.3}"), "1".into(), String::new()];
+        raw.extend(raw_values(&cur).iter().map(|v| cell(*v)));
+        self.raw.write_record(&raw)?;
+        if let Some((pt, prev)) = self.prev {
+            if self.first_active.is_none() && active(&cur, &prev) {
+                self.first_active = Some(t);
+            }
+            if let Some(t0) = self.first_active {
+                let mut row = vec![format!("{t:.3}"), format!("{:.3}", t - t0)];
+                row.extend(derive(&cur, &prev, t - pt).iter().map(|v| cell(*v)));
+                self.rows.write_record(&row)?;
+            }
+        }
+        self.prev = Some((t, cur));
+        self.raw.flush()?;
+        self.rows.flush()?;
+        Ok(())
+    }
+
+    /// Records a failed scrape as a gap.
+    pub fn failure(&mut self, t: f64, error: &str) -> Result<()> {
+        self.scrapes_failed += 1;
+        let mut raw = vec![
+            format!("{t:.3}"),
+            "0".into(),
+            error.replace(['\n', '\r'], " "),
+        ];
+        raw.extend(std::iter::repeat_n(String::new(), RAW_COLUMNS.len() - 3));
+        self.raw.write_record(&raw)?;
+        self.raw.flush()?;
+        Ok(())
+    }
+
+    /// `metrics_meta.json`: the engine, the names found and the expected ones that were absent.
+    pub fn meta(&self, gpu: serde_json::Value) -> serde_json::Value {
+        let absent: Vec<&str> = self
+            .engine
+            .map(|e| {
+                e.expected()
+                    .iter()
+                    .copied()
+                    .filter(|n| !self.names.contains(*n))
+                    .collect()
+            })
+            .unwrap_or_default();
+        json!({
+            "engine": self.engine,
+            "names_found": self.names,
+            "expected_absent": absent,
+            "scrapes_ok": self.scrapes_ok,
+            "scrapes_failed": self.scrapes_failed,
+            "malformed_lines": self.malformed_lines,
+            "idle_rows_trimmed": true,
+            "gpu_telemetry": gpu,
+        })
+    }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn pid_alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// GPU telemetry tools found on this machine.
+fn gpu_telemetry() -> serde_json::Value {
+    let tools = ["nvidia-smi", "amd-smi", "rocm-smi"];
+    let found: Vec<&str> = tools
+        .iter()
+        .copied()
+        .filter(|t| {
+            std::process::Command::new("sh")
+                .args(["-c", &format!("command -v {t}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .collect();
+    if found.is_empty() {
+        json!({"available": false, "reason": "no nvidia-smi, amd-smi or rocm-smi on PATH: no gpu.csv"})
+    } else {
+        json!({"available": true, "tools": found, "note": "gpu.csv sampling is not implemented yet"})
+    }
+}
+
+pub fn run(args: &MetricsArgs) -> Result<()> {
+    if !args.url.starts_with("http") {
+        bail!(
+            "--url must be an http(s) URL of a /metrics endpoint, got `{}`",
+            args.url
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(scrape_loop(args.clone()))
+}
+
+async fn scrape_loop(args: MetricsArgs) -> Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(args.interval.max(Duration::from_secs(2)))
+        .build()?;
+    let mut rec = Recorder::create(&args.out)?;
+    let gpu = gpu_telemetry();
+    let meta_path = args.out.join("metrics_meta.json");
+    crate::artifact::write_json_atomic(&meta_path, &rec.meta(gpu.clone()))?;
+    let start = Instant::now();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot watch SIGTERM")?;
+    let mut failures = 0u32;
+    loop {
+        let t = unix_now();
+        let result = async {
+            client
+                .get(&args.url)
+                .send()
+                .await?
+                .error_for_status()?
+                .text()
+                .await
+        }
+        .await;
+        let wait = match result {
+            Ok(text) => {
+                failures = 0;
+                rec.scrape(t, &text)?;
+                args.interval
+            }
+            Err(e) => {
+                failures += 1;
+                rec.failure(t, &e.to_string())?;
+                // Back off up to ten intervals while the endpoint is away.
+                args.interval * 2u32.pow(failures.min(4)).min(10)
+            }
+        };
+        crate::artifact::write_json_atomic(&meta_path, &rec.meta(gpu.clone()))?;
+        if args
+            .duration
+            .is_some_and(|d| start.elapsed().as_secs_f64() >= d)
+            || args.until_pid.is_some_and(|p| !pid_alive(p))
+        {
+            return Ok(());
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = term.recv() => return Ok(()),
+        }
+    }
+}

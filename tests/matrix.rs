@@ -326,9 +326,9 @@ fn table_format_lists_every_cell() {
     assert_eq!(
         first,
         [
-            "local-sim_cpu_tp4_users2_offloadon",
+            "local-sim_cpu_tp1_users2_offloadon",
             "cpu",
-            "4",
+            "1",
             "-",
             "2",
             "on"

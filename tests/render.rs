@@ -288,7 +288,7 @@ fn unknown_cell_lists_some_names() {
         "/tmp/unused",
     ]);
     assert!(
-        err.contains("no cell named `nope`; cells include: local-sim_cpu_tp4_users2_offloadon"),
+        err.contains("no cell named `nope`; cells include: local-sim_cpu_tp1_users2_offloadon"),
         "{err}"
     );
     assert!(err.contains("and 4 more"), "{err}");
@@ -308,7 +308,7 @@ fn a_template_directory_overrides_the_built_in_template() {
         "render",
         spec.to_str().expect("utf-8"),
         "--cell",
-        "local-sim_cpu_tp8_users32_offloadoff",
+        "local-sim_cpu_tp2_users32_offloadoff",
         "--out",
         out.to_str().expect("utf-8"),
         "--templates",
@@ -317,6 +317,6 @@ fn a_template_directory_overrides_the_built_in_template() {
     let text = std::fs::read_to_string(out.join("run.sh")).expect("script");
     assert_eq!(
         text,
-        "#!/bin/sh\necho local-sim_cpu_tp8_users32_offloadoff 6\n"
+        "#!/bin/sh\necho local-sim_cpu_tp2_users32_offloadoff 6\n"
     );
 }

@@ -672,3 +672,32 @@ fn recycle_max_context_and_timeouts() {
     );
     assert_eq!(json(&out_dir.join("status.json"))["status"], "failed");
 }
+
+#[test]
+fn answers_still_streaming_after_the_drain_are_abandoned_and_counted() {
+    let sim = SimServer::start(&["--instant", "--stall-ms", "8000"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trace = write(dir.path(), "t.json", TIMED);
+    let start = Instant::now();
+    let _ = replay(
+        &sim,
+        &dir.path().join("out"),
+        &[
+            "--traces",
+            trace.to_str().expect("utf-8"),
+            "--duration",
+            "1",
+            "--drain",
+            "1",
+        ],
+    );
+    // The preflight waits out one stall; the run itself then ends 1 s + 1 s after it starts.
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        start.elapsed()
+    );
+    let meta = json(&dir.path().join("out/metadata.json"));
+    assert_eq!(meta["abandoned_requests"], 1);
+    assert!(rows(&dir.path().join("out")).is_empty());
+}

@@ -79,7 +79,7 @@ impl Cell {
             "render",
             spec.to_str().expect("utf-8"),
             "--cell",
-            "local-sim_cpu_tp4_users8_offloadon",
+            "local-sim_cpu_tp1_users8_offloadon",
             "--out",
             out.to_str().expect("utf-8"),
             "--port",
@@ -150,7 +150,7 @@ fn a_good_run_leaves_only_the_whitelisted_files_and_status_ok() {
     let status = cell.status();
     assert_eq!(status["status"], "ok");
     assert_eq!(status["reason"], "completed");
-    assert_eq!(status["cell"], "local-sim_cpu_tp4_users8_offloadon");
+    assert_eq!(status["cell"], "local-sim_cpu_tp1_users8_offloadon");
     assert_eq!(
         cell.files(),
         [
@@ -175,8 +175,7 @@ fn a_good_run_leaves_only_the_whitelisted_files_and_status_ok() {
         "{commands}"
     );
     assert!(
-        lines[2]
-            .contains(" replay --model llama-3.1-70b --api completions --users 8 --duration 20"),
+        lines[2].contains(" replay --model llama-3.1-8b --api completions --users 8 --duration 20"),
         "{commands}"
     );
 

@@ -179,3 +179,24 @@ fn the_sweep_workflow_has_the_documented_shape() {
             .is_some_and(|r| r.contains("matrix \"$SPEC\"") && r.contains("--github-output"))
     }));
 }
+
+#[test]
+fn the_project_scripts_pass_shellcheck() {
+    require_tool("shellcheck");
+    let root = repo_root();
+    let mut scripts: Vec<PathBuf> = std::fs::read_dir(root.join("scripts"))
+        .expect("scripts dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sh"))
+        .collect();
+    scripts.push(root.join(".ci/run"));
+    assert!(scripts.len() >= 3);
+    let out = run(std::process::Command::new("shellcheck")
+        .arg("--shell=bash")
+        .args(&scripts));
+    assert!(
+        out.status.success(),
+        "shellcheck findings:\n{}",
+        common::stdout(&out)
+    );
+}

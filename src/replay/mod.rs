@@ -90,6 +90,10 @@ pub struct ReplayArgs {
     /// at once.
     #[arg(long, default_value_t = 0.0)]
     pub ramp_up: f64,
+    /// Seconds after --duration to wait for answers still streaming; requests still running then
+    /// are abandoned (counted in metadata.json, not in requests.csv).
+    #[arg(long, default_value_t = 30.0)]
+    pub drain: f64,
     /// Start sessions again (as new users, with fresh content) when they run out.
     #[arg(long)]
     pub recycle: bool,
@@ -169,6 +173,8 @@ struct Run {
     sessions: Vec<Session>,
     next_id: AtomicU64,
     active_users: AtomicUsize,
+    /// Requests sent and not yet recorded.
+    in_flight: AtomicUsize,
     records: mpsc::UnboundedSender<RequestRecord>,
 }
 
@@ -378,6 +384,7 @@ async fn replay(args: ReplayArgs) -> Result<()> {
         sessions,
         next_id: AtomicU64::new(0),
         active_users: AtomicUsize::new(0),
+        in_flight: AtomicUsize::new(0),
         records: tx,
         client,
         args: args.clone(),
@@ -407,13 +414,15 @@ async fn replay(args: ReplayArgs) -> Result<()> {
                 if interrupted.load(Ordering::SeqCst) {
                     break Some("interrupted (SIGINT)");
                 }
+                if run.deadline.is_some_and(|d| Instant::now() >= d + Duration::from_secs_f64(args.drain.max(0.0))) {
+                    break None;
+                }
             }
             _ = term.recv() => break Some("terminated (SIGTERM)"),
         }
     };
-    if reason.is_some() {
-        workers.abort();
-    }
+    workers.abort();
+    let abandoned = run.in_flight.load(Ordering::SeqCst);
     while let Ok(r) = rx.try_recv() {
         collector.add(&r)?;
     }
@@ -425,6 +434,7 @@ async fn replay(args: ReplayArgs) -> Result<()> {
     collector.write_summary(duration, completed)?;
     metadata["finished_at"] = json!(unix(SystemTime::now()));
     metadata["completed"] = json!(completed);
+    metadata["abandoned_requests"] = json!(abandoned);
     write_json_atomic(&args.out.join("metadata.json"), &metadata)?;
 
     let p = collector.progress();
@@ -671,6 +681,7 @@ async fn sleep_until_precise(deadline: Instant) {
 /// Sends one request and hands its record to the collector.
 async fn exchange(run: &Run, record: RecordBase, body: PromptBody) {
     let timeout = Duration::from_secs_f64(run.args.request_timeout.max(1.0));
+    run.in_flight.fetch_add(1, Ordering::SeqCst);
     let m = client::send(
         &run.client,
         &run.endpoint_url,
@@ -680,6 +691,7 @@ async fn exchange(run: &Run, record: RecordBase, body: PromptBody) {
     )
     .await;
     let _ = run.records.send(record.finish(run, m));
+    run.in_flight.fetch_sub(1, Ordering::SeqCst);
 }
 
 /// The part of a record known when the request is sent.

@@ -36,10 +36,12 @@ while IFS= read -r cell; do
 done <<<"$cells"
 
 echo "== results (simulated server)"
-python3 - "$OUT" <<'PY'
+# shellcheck disable=SC2086 # one argument per cell name
+python3 - "$OUT" $cells <<'PY'
 import json, pathlib, sys
 rows = []
-for cell in sorted(pathlib.Path(sys.argv[1]).iterdir()):
+for name in sys.argv[2:]:
+    cell = pathlib.Path(sys.argv[1]) / name
     res = cell / "results"
     try:
         status = json.loads((res / "status.json").read_text())["status"]

@@ -52,6 +52,30 @@ fn json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("read")).expect("valid JSON")
 }
 
+/// Replays sample trace files with three users and no waits; returns the results directory and
+/// the traces as kvsweep reads them.
+fn replay_samples(
+    sim: &SimServer,
+    files: &[&str],
+    extra: &[&str],
+) -> (tempfile::TempDir, kvsweep::trace::TraceSet) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let paths: Vec<PathBuf> = files.iter().map(|f| sample(f)).collect();
+    let mut args: Vec<&str> = vec!["--users", "3", "--time-scale", "0"];
+    args.extend_from_slice(extra);
+    for p in &paths {
+        args.extend(["--traces", p.to_str().expect("utf-8")]);
+    }
+    let out = replay(sim, dir.path(), &args);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let opts = kvsweep::trace::LoadOptions {
+        format: kvsweep::spec::TraceFormat::Auto,
+        mooncake_block_size: 512,
+        strict: true,
+    };
+    (dir, kvsweep::trace::load(&paths, opts).expect("traces"))
+}
+
 /// Cached tokens an unbounded vLLM-style cache gives request `i` of a session: the longest run of
 /// leading hash ids it shares with an earlier request, in 16-token blocks, never the last token.
 fn predicted_hits(requests: &[kvsweep::trace::TraceRequest], i: usize, block_size: u32) -> u64 {
@@ -94,27 +118,7 @@ fn every_prompt_has_the_trace_length_and_exactly_the_predicted_cache_hits() {
         "--model",
         "llama-3.1-8b",
     ]);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut args = vec!["--users", "3", "--time-scale", "0"];
-    let paths: Vec<String> = files
-        .iter()
-        .map(|f| sample(f).to_string_lossy().into_owned())
-        .collect();
-    for p in &paths {
-        args.extend(["--traces", p.as_str()]);
-    }
-    let out = replay(&sim, dir.path(), &args);
-    assert!(out.status.success(), "{}", common::stderr(&out));
-
-    let set = kvsweep::trace::load(
-        &files.iter().map(|f| sample(f)).collect::<Vec<_>>(),
-        kvsweep::trace::LoadOptions {
-            format: kvsweep::spec::TraceFormat::Auto,
-            mooncake_block_size: 512,
-            strict: true,
-        },
-    )
-    .expect("traces");
+    let (dir, set) = replay_samples(&sim, &files, &[]);
     let sessions: HashMap<&str, &kvsweep::trace::Session> =
         set.sessions.iter().map(|s| (s.id.as_str(), s)).collect();
     let rows = rows(dir.path());
@@ -479,27 +483,7 @@ fn chat_prompts_are_exact_too() {
     // that the chat template's own tokens plus the message make exactly the trace's input.
     let files = ["trace_0538.json", "trace_0057.json", "trace_0460.json"];
     let sim = SimServer::start(&["--instant", "--kv-cache-gb", "100000"]);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let paths: Vec<String> = files
-        .iter()
-        .map(|f| sample(f).to_string_lossy().into_owned())
-        .collect();
-    let mut args = vec!["--api", "chat", "--users", "3", "--time-scale", "0"];
-    for p in &paths {
-        args.extend(["--traces", p.as_str()]);
-    }
-    let out = replay(&sim, dir.path(), &args);
-    assert!(out.status.success(), "{}", common::stderr(&out));
-
-    let set = kvsweep::trace::load(
-        &files.iter().map(|f| sample(f)).collect::<Vec<_>>(),
-        kvsweep::trace::LoadOptions {
-            format: kvsweep::spec::TraceFormat::Auto,
-            mooncake_block_size: 512,
-            strict: true,
-        },
-    )
-    .expect("traces");
+    let (dir, set) = replay_samples(&sim, &files, &["--api", "chat"]);
     let sessions: HashMap<&str, &kvsweep::trace::Session> =
         set.sessions.iter().map(|s| (s.id.as_str(), s)).collect();
     // The simulator's template starts "<|im_start|>user\n": its tokens come before the message.

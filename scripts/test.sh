@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 scripts/install-test-deps.sh
+# Where a user-site install put actionlint (see install-test-deps.sh).
+export PATH="$PATH:$HOME/.local/bin"
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings

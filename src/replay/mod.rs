@@ -28,8 +28,6 @@ use crate::trace::{self, Session, TraceRequest};
 use client::{Outcome, PromptBody, PromptEncoding};
 use output::{Collector, FLUSH_EVERY, RequestRecord};
 
-pub use client::SseScanner;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Api {
     /// `/v1/completions` with token-id prompts: exact lengths, no tokenizer involved.
@@ -508,7 +506,7 @@ async fn replay_session(run: Arc<Run>, user: u32, index: usize, pass: u64, start
     let session = &run.sessions[index];
     // A recycled session is a new user with new content: its scope changes with the pass.
     let scope = mix(session.scope ^ pass.wrapping_mul(0xA5A5_A5A5));
-    let children = session_children(&run, user, index, pass, started);
+    let children = session_children(&run, user, index, scope, started);
     play(
         &run,
         user,
@@ -524,16 +522,15 @@ async fn replay_session(run: Arc<Run>, user: u32, index: usize, pass: u64, start
     }
 }
 
+/// Starts a session's subagents at their start times, in the parent's hash `scope`.
 fn session_children(
     run: &Arc<Run>,
     user: u32,
     index: usize,
-    pass: u64,
+    scope: u64,
     started: Instant,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let session = &run.sessions[index];
-    let scope = mix(session.scope ^ pass.wrapping_mul(0xA5A5_A5A5));
-    session
+    run.sessions[index]
         .children
         .iter()
         .enumerate()

@@ -9,6 +9,7 @@ pub mod artifact;
 pub mod engine;
 pub mod metrics;
 pub mod model;
+pub mod plot;
 pub mod render;
 pub mod replay;
 pub mod runner;

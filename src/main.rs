@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
 
-use kvsweep::metrics::MetricsArgs;
+use kvsweep::metrics::MetricsCommand;
 use kvsweep::render::RenderArgs;
 use kvsweep::replay::ReplayArgs;
 use kvsweep::runner::RunnerSet;
@@ -36,7 +36,7 @@ enum Command {
     /// Replay agentic traces against a server and measure it.
     Replay(ReplayArgs),
     /// Scrape a server's Prometheus metrics while a cell runs.
-    Metrics(MetricsArgs),
+    Metrics(MetricsCommand),
     /// Run one sweep cell end to end on this machine.
     RunCell(Pending),
     /// Run a whole sweep locally, then collect and report.
@@ -84,7 +84,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Render(args) => kvsweep::render::run(args, &runners()?),
         Command::SimServer(args) => kvsweep::sim::run(args, &runners()?),
         Command::Replay(args) => kvsweep::replay::run(args),
-        Command::Metrics(args) => kvsweep::metrics::run(args),
+        Command::Metrics(args) => kvsweep::metrics::command(args),
         Command::RunCell(_) => pending("run-cell", 7),
         Command::Sweep(_) => pending("sweep", 7),
         Command::Slurm(_) => pending("slurm", 7),

@@ -192,7 +192,14 @@ fn leading_idle_rows_are_trimmed_and_missing_metrics_listed() {
 fn a_live_scrape_of_the_simulator_records_its_activity() {
     let sim = SimServer::start(&["--instant"]);
     let dir = tempfile::tempdir().expect("tempdir");
+    let fake_bin = tempfile::tempdir().expect("tempdir");
+    fake_tool(
+        fake_bin.path(),
+        "nvidia-smi",
+        "echo '0, 37, 1000, 81559, 300.5'; echo '1, [N/A], 900, 81559, 280'",
+    );
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kvsweep"))
+        .env("PATH", path_with(fake_bin.path()))
         .args([
             "metrics",
             "--url",
@@ -236,5 +243,142 @@ fn a_live_scrape_of_the_simulator_records_its_activity() {
     .expect("json");
     assert_eq!(meta["engine"], "vllm");
     assert_eq!(meta["expected_absent"], serde_json::json!([]));
+    assert_eq!(meta["gpu_telemetry"]["tool"], "nvidia-smi");
+    assert_eq!(meta["gpu_telemetry"]["samples_failed"], 0);
+    let gpu = csv_rows(&dir.path().join("gpu.csv"));
+    assert!(gpu.len() >= 10, "two GPUs each interval: {}", gpu.len());
+    assert_eq!(
+        (gpu[0]["gpu"].as_str(), gpu[0]["util_pct"].as_str()),
+        ("0", "37")
+    );
+    assert_eq!(
+        (gpu[1]["gpu"].as_str(), gpu[1]["util_pct"].as_str()),
+        ("1", "")
+    );
+    assert_eq!(gpu[0]["power_w"], "300.5");
+
+    let plots = common::kvsweep_ok(&["metrics", "plot", dir.path().to_str().expect("utf-8")]);
+    let names: Vec<&str> = plots
+        .lines()
+        .filter_map(|l| Path::new(l).file_name()?.to_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "kv_usage.png",
+            "hit_rate.png",
+            "requests.png",
+            "throughput.png",
+            "offload_bandwidth.png",
+            "gpu_util.png"
+        ]
+    );
+    let (size, series_pixels) = png_stats(&dir.path().join("plots/throughput.png"));
+    assert_eq!(size, (1600, 1000));
+    assert!(
+        series_pixels > 500,
+        "the throughput line is drawn: {series_pixels} pixels"
+    );
+}
+
+/// A telemetry tool stand-in: a shell script printing what the real one would.
+fn fake_tool(dir: &Path, name: &str, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+fn path_with(dir: &Path) -> std::ffi::OsString {
+    let mut paths = vec![dir.to_path_buf()];
+    paths.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    std::env::join_paths(paths).expect("PATH")
+}
+
+/// A PNG's size and how many of its pixels have the first series colour.
+fn png_stats(path: &Path) -> ((u32, u32), usize) {
+    let decoder = png::Decoder::new(std::fs::File::open(path).expect("png"));
+    let mut reader = decoder.read_info().expect("png header");
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).expect("png frame");
+    let px = info.color_type.samples();
+    let first_series = [31u8, 119, 180];
+    let count = buf[..info.buffer_size()]
+        .chunks(px)
+        .filter(|p| p[..3] == first_series)
+        .count();
+    ((info.width, info.height), count)
+}
+
+#[test]
+fn an_unreachable_endpoint_without_gpu_tools_is_recorded_not_fatal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let empty_bin = tempfile::tempdir().expect("tempdir");
+    let out = common::run(common::kvsweep().env("PATH", empty_bin.path()).args([
+        "metrics",
+        "--url",
+        "http://127.0.0.1:9/metrics",
+        "--out",
+        dir.path().to_str().expect("utf-8"),
+        "--interval",
+        "100ms",
+        "--duration",
+        "0.5",
+    ]));
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let meta: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("metrics_meta.json")).expect("meta"),
+    )
+    .expect("json");
     assert_eq!(meta["gpu_telemetry"]["available"], false);
+    assert!(meta["scrapes_failed"].as_u64().expect("count") >= 1);
+    assert!(!dir.path().join("gpu.csv").exists());
+    let raw = csv_rows(&dir.path().join("metrics_raw.csv"));
+    assert!(raw.iter().all(|r| r["ok"] == "0" && !r["error"].is_empty()));
+}
+
+#[test]
+fn a_failing_gpu_tool_is_counted_and_the_scrape_goes_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fake_bin = tempfile::tempdir().expect("tempdir");
+    fake_tool(
+        fake_bin.path(),
+        "rocm-smi",
+        "echo 'driver not loaded' >&2; exit 3",
+    );
+    let out = common::run(common::kvsweep().env("PATH", fake_bin.path()).args([
+        "metrics",
+        "--url",
+        "http://127.0.0.1:9/metrics",
+        "--out",
+        dir.path().to_str().expect("utf-8"),
+        "--interval",
+        "100ms",
+        "--duration",
+        "0.3",
+    ]));
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let meta: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("metrics_meta.json")).expect("meta"),
+    )
+    .expect("json");
+    let gpu = &meta["gpu_telemetry"];
+    assert_eq!(gpu["tool"], "rocm-smi");
+    assert_eq!(gpu["samples_ok"], 0);
+    assert!(
+        gpu["last_error"]
+            .as_str()
+            .expect("error")
+            .contains("driver not loaded"),
+        "{gpu}"
+    );
+}
+
+#[test]
+fn plotting_a_directory_without_metrics_names_the_missing_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let err = common::kvsweep_err(&["metrics", "plot", dir.path().to_str().expect("utf-8")]);
+    assert!(err.contains("metrics.csv does not exist"), "{err}");
 }

@@ -2,12 +2,15 @@
 //!
 //! Every `--interval` it scrapes `/metrics`, maps the engine's names onto one schema
 //! ([`schema`]) and appends a row of cumulative values to `metrics_raw.csv` and a row of interval
-//! values (rates, the interval's hit rate, mean latencies from histogram deltas) to `metrics.csv`.
+//! values (rates, the interval's hit rate, mean latencies from histogram deltas) to `metrics.csv`;
+//! where a GPU telemetry tool exists, [`gpu`] samples the GPUs into `gpu.csv` on the same beat.
 //! Rows before the server's first activity are kept out of `metrics.csv`, whose relative time
 //! starts at the first active sample. An unreachable endpoint is retried with backoff and shows as
 //! a gap; the scraper never fails the cell.
 
+pub mod gpu;
 pub mod parse;
+pub mod plot;
 pub mod schema;
 
 use std::collections::BTreeSet;
@@ -19,6 +22,22 @@ use anyhow::{Context, Result, bail};
 use serde_json::json;
 
 use schema::{Engine, Snapshot};
+
+/// `kvsweep metrics`: scrape (the default) or `plot` what a scrape recorded.
+#[derive(Debug, Clone, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct MetricsCommand {
+    #[command(subcommand)]
+    pub action: Option<MetricsAction>,
+    #[command(flatten)]
+    pub scrape: Option<MetricsArgs>,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum MetricsAction {
+    /// Draw a cell's server metrics over time as PNGs.
+    Plot(plot::PlotArgs),
+}
 
 /// Record a server's Prometheus metrics while a cell runs.
 #[derive(Debug, Clone, clap::Args)]
@@ -332,23 +351,17 @@ fn pid_alive(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
-/// GPU telemetry tools found on this machine.
-fn gpu_telemetry() -> serde_json::Value {
-    let tools = ["nvidia-smi", "amd-smi", "rocm-smi"];
-    let found: Vec<&str> = tools
-        .iter()
-        .copied()
-        .filter(|t| {
-            std::process::Command::new("sh")
-                .args(["-c", &format!("command -v {t}")])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-        .collect();
-    if found.is_empty() {
-        json!({"available": false, "reason": "no nvidia-smi, amd-smi or rocm-smi on PATH: no gpu.csv"})
-    } else {
-        json!({"available": true, "tools": found, "note": "gpu.csv sampling is not implemented yet"})
+/// Runs `kvsweep metrics` or `kvsweep metrics plot`.
+pub fn command(cmd: &MetricsCommand) -> Result<()> {
+    match (&cmd.action, &cmd.scrape) {
+        (Some(MetricsAction::Plot(args)), _) => {
+            for path in plot::run(args)? {
+                println!("{}", path.display());
+            }
+            Ok(())
+        }
+        (None, Some(args)) => run(args),
+        (None, None) => bail!("give --url and --out to scrape, or `plot DIR` to draw"),
     }
 }
 
@@ -371,9 +384,11 @@ async fn scrape_loop(args: MetricsArgs) -> Result<()> {
         .timeout(args.interval.max(Duration::from_secs(2)))
         .build()?;
     let mut rec = Recorder::create(&args.out)?;
-    let gpu = gpu_telemetry();
+    let mut gpu = gpu::GpuRecorder::create(&args.out)?;
+    let gpu_meta =
+        |g: &Option<gpu::GpuRecorder>| g.as_ref().map_or_else(gpu::unavailable_meta, |g| g.meta());
     let meta_path = args.out.join("metrics_meta.json");
-    crate::artifact::write_json_atomic(&meta_path, &rec.meta(gpu.clone()))?;
+    crate::artifact::write_json_atomic(&meta_path, &rec.meta(gpu_meta(&gpu)))?;
     let start = Instant::now();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot watch SIGTERM")?;
@@ -403,7 +418,11 @@ async fn scrape_loop(args: MetricsArgs) -> Result<()> {
                 args.interval * 2u32.pow(failures.min(4)).min(10)
             }
         };
-        crate::artifact::write_json_atomic(&meta_path, &rec.meta(gpu.clone()))?;
+        if let Some(g) = gpu.as_mut() {
+            g.sample(t, args.interval.max(Duration::from_secs(2)))
+                .await?;
+        }
+        crate::artifact::write_json_atomic(&meta_path, &rec.meta(gpu_meta(&gpu)))?;
         if args
             .duration
             .is_some_and(|d| start.elapsed().as_secs_f64() >= d)

@@ -1,0 +1,195 @@
+//! `kvsweep metrics plot DIR`: a cell's server metrics over time as PNGs.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use crate::plot::{Chart, PALETTE, Series};
+
+/// Draw a cell's server metrics (from `metrics.csv`, and `gpu.csv` where present) as PNGs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PlotArgs {
+    /// The cell's results directory (holds metrics.csv).
+    pub dir: PathBuf,
+    /// Where the PNGs go [default: DIR/plots].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// A CSV file's columns by name, values parsed as numbers (empty cells are `None`).
+struct Table {
+    columns: HashMap<String, usize>,
+    rows: Vec<Vec<Option<f64>>>,
+}
+
+impl Table {
+    fn read(path: &Path) -> Result<Self> {
+        let mut r = csv::Reader::from_path(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let columns = r
+            .headers()
+            .with_context(|| format!("{}: no header row", path.display()))?
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (h.to_owned(), i))
+            .collect();
+        let mut rows = Vec::new();
+        for (i, rec) in r.records().enumerate() {
+            let rec = rec.with_context(|| format!("{}: row {}", path.display(), i + 2))?;
+            rows.push(rec.iter().map(|v| v.parse::<f64>().ok()).collect());
+        }
+        Ok(Self { columns, rows })
+    }
+
+    /// (x, y) for every row where both columns have a value.
+    fn xy(&self, x: &str, y: &str) -> Vec<(f64, f64)> {
+        let (Some(&xi), Some(&yi)) = (self.columns.get(x), self.columns.get(y)) else {
+            return Vec::new();
+        };
+        self.rows
+            .iter()
+            .filter_map(|r| Some((*r.get(xi)?.as_ref()?, *r.get(yi)?.as_ref()?)))
+            .collect()
+    }
+}
+
+/// The engine label from the replay's metadata, to title plots (and mark simulated ones).
+fn engine_title(dir: &Path) -> String {
+    let meta = std::fs::read_to_string(dir.join("metadata.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+    match meta {
+        Some(m) if m["simulated"] == true => "simulated server".into(),
+        Some(m) => m["engine"].as_str().unwrap_or("server").to_owned(),
+        None => "server".into(),
+    }
+}
+
+/// The charts of one cell, each with the file name it is saved under.
+fn charts(metrics: &Table, gpu: Option<&Table>, engine: &str) -> Vec<(&'static str, Chart)> {
+    let chart = |title: &str, y_label: &str, series: Vec<(&str, &str)>| Chart {
+        title: format!("{title} ({engine})"),
+        x_label: "time since first request (s)".into(),
+        y_label: y_label.into(),
+        series: series
+            .into_iter()
+            .enumerate()
+            .map(|(i, (label, col))| {
+                Series::line(label, metrics.xy("rel_s", col), PALETTE[i % PALETTE.len()])
+            })
+            .collect(),
+    };
+    let mut out = vec![
+        (
+            "kv_usage.png",
+            chart(
+                "KV cache usage",
+                "fraction of GPU KV cache in use",
+                vec![("KV cache usage", "kv_cache_usage")],
+            ),
+        ),
+        (
+            "hit_rate.png",
+            chart(
+                "Prefix-cache hit rate per interval",
+                "hits / queried tokens",
+                vec![("interval hit rate", "interval_hit_rate")],
+            ),
+        ),
+        (
+            "requests.png",
+            chart(
+                "Requests in the engine",
+                "requests",
+                vec![("running", "running"), ("waiting", "waiting")],
+            ),
+        ),
+        (
+            "throughput.png",
+            chart(
+                "Token throughput",
+                "tokens/s",
+                vec![
+                    ("prompt tokens/s", "prompt_tokens_per_s"),
+                    ("generation tokens/s", "generation_tokens_per_s"),
+                ],
+            ),
+        ),
+        (
+            "offload_bandwidth.png",
+            chart(
+                "KV offload bandwidth",
+                "GB/s",
+                vec![
+                    ("GPU → CPU", "offload_to_cpu_gb_s"),
+                    ("CPU → GPU", "offload_to_gpu_gb_s"),
+                ],
+            ),
+        ),
+    ];
+    if let Some(gpu) = gpu {
+        let t0 = metrics.xy("time", "rel_s").first().map(|(t, r)| t - r);
+        let mut per_gpu: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+        let col = |name: &str| gpu.columns.get(name).copied();
+        if let (Some(t0), Some(ti), Some(gi), Some(ui)) =
+            (t0, col("time"), col("gpu"), col("util_pct"))
+        {
+            for r in &gpu.rows {
+                let cell = |i: usize| r.get(i).copied().flatten();
+                let (Some(t), Some(g), Some(u)) = (cell(ti), cell(gi), cell(ui)) else {
+                    continue;
+                };
+                let id = format!("{g}");
+                match per_gpu.iter_mut().find(|(known, _)| *known == id) {
+                    Some((_, pts)) => pts.push((t - t0, u)),
+                    None => per_gpu.push((id, vec![(t - t0, u)])),
+                }
+            }
+        }
+        out.push((
+            "gpu_util.png",
+            Chart {
+                title: "GPU utilization".into(),
+                x_label: "time since first request (s)".into(),
+                y_label: "utilization (%)".into(),
+                series: per_gpu
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (g, pts))| {
+                        Series::line(format!("GPU {g}"), pts, PALETTE[i % PALETTE.len()])
+                    })
+                    .collect(),
+            },
+        ));
+    }
+    out
+}
+
+/// Draws the PNGs and returns their paths.
+pub fn run(args: &PlotArgs) -> Result<Vec<PathBuf>> {
+    let metrics_path = args.dir.join("metrics.csv");
+    if !metrics_path.exists() {
+        bail!(
+            "{} does not exist: is {} a cell's results directory?",
+            metrics_path.display(),
+            args.dir.display()
+        );
+    }
+    let metrics = Table::read(&metrics_path)?;
+    let gpu_path = args.dir.join("gpu.csv");
+    let gpu = gpu_path
+        .exists()
+        .then(|| Table::read(&gpu_path))
+        .transpose()?;
+    let out = args.out.clone().unwrap_or_else(|| args.dir.join("plots"));
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let engine = engine_title(&args.dir);
+    let mut written = Vec::new();
+    for (name, chart) in charts(&metrics, gpu.as_ref(), &engine) {
+        let path = out.join(name);
+        chart.save(&path)?;
+        written.push(path);
+    }
+    Ok(written)
+}

@@ -40,3 +40,62 @@ pub fn write_json_atomic(path: &Path, value: &Value) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
+
+/// Default cap on a packed cell artifact.
+pub const ZIP_CAP_BYTES: u64 = 512 * 1024 * 1024;
+
+/// Packs exactly the whitelisted files of a cell directory into `zip_path`, refusing to write
+/// more than `cap` bytes of input (an artifact that large means something is being recorded
+/// that should not be).
+pub fn pack_zip(dir: &Path, zip_path: &Path, cap: u64) -> Result<u64> {
+    let files: Vec<(&str, u64)> = CELL_FILES
+        .iter()
+        .filter_map(|name| Some((*name, dir.join(name).metadata().ok()?.len())))
+        .collect();
+    let total: u64 = files.iter().map(|(_, len)| len).sum();
+    if total > cap {
+        let (largest, len) = files
+            .iter()
+            .max_by_key(|(_, len)| *len)
+            .copied()
+            .unwrap_or(("?", 0));
+        anyhow::bail!(
+            "{}: the artifact would be {total} bytes, over the {cap}-byte cap ({largest} is {len} bytes)",
+            dir.display()
+        );
+    }
+    let tmp = zip_path.with_extension("zip.tmp");
+    let mut zip = zip::ZipWriter::new(
+        File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?,
+    );
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    for (name, _) in &files {
+        zip.start_file(*name, options)?;
+        let mut f = File::open(dir.join(name))?;
+        std::io::copy(&mut f, &mut zip)?;
+    }
+    zip.finish()?;
+    std::fs::rename(&tmp, zip_path)
+        .with_context(|| format!("cannot write {}", zip_path.display()))?;
+    Ok(total)
+}
+
+/// Removes everything in a cell directory that is not a whitelisted file.
+pub fn prune(dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if CELL_FILES.iter().any(|f| name == *f) {
+            continue;
+        }
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        }
+        .with_context(|| format!("cannot remove {}", path.display()))?;
+    }
+    Ok(())
+}

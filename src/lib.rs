@@ -6,6 +6,7 @@
 //! stages is the cell artifact directory ([`artifact`]).
 
 pub mod artifact;
+pub mod cell;
 pub mod engine;
 pub mod metrics;
 pub mod model;

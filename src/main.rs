@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
 
+use kvsweep::cell::RunCellArgs;
 use kvsweep::metrics::MetricsCommand;
 use kvsweep::render::RenderArgs;
 use kvsweep::replay::ReplayArgs;
@@ -38,7 +39,7 @@ enum Command {
     /// Scrape a server's Prometheus metrics while a cell runs.
     Metrics(MetricsCommand),
     /// Run one sweep cell end to end on this machine.
-    RunCell(Pending),
+    RunCell(RunCellArgs),
     /// Run a whole sweep locally, then collect and report.
     Sweep(Pending),
     /// Submit, watch and cancel a sweep on a Slurm cluster.
@@ -85,7 +86,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::SimServer(args) => kvsweep::sim::run(args, &runners()?),
         Command::Replay(args) => kvsweep::replay::run(args),
         Command::Metrics(args) => kvsweep::metrics::command(args),
-        Command::RunCell(_) => pending("run-cell", 7),
+        Command::RunCell(args) => kvsweep::cell::run(args, &runners()?),
         Command::Sweep(_) => pending("sweep", 7),
         Command::Slurm(_) => pending("slurm", 7),
         Command::Collect(_) => pending("collect", 8),

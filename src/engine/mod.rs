@@ -3,12 +3,15 @@
 //! The command line for a cell is built here once, from the runner's flags, and used both by the
 //! rendered runner script and (later) by `run-cell`, so the two can never disagree.
 
-use std::fmt;
+pub mod process;
 
-use anyhow::{Result, bail};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::runner::{PLACEHOLDERS, Runner};
+use crate::runner::{ContainerRuntime, PLACEHOLDERS, Runner, Vendor};
 use crate::spec::{Cell, Offload, OffloadBackend};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
@@ -171,6 +174,116 @@ pub fn launch(req: &LaunchRequest<'_>) -> Result<Launch> {
         .map(|(k, v)| Ok((k.clone(), fill(v)?)))
         .collect::<Result<_>>()?;
     Ok(Launch { program, args, env })
+}
+
+/// An engine command ready to run on this host: the program, wrapped in the runner's container.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostCommand {
+    pub argv: Vec<String>,
+    /// Added to the environment of `argv` itself (bare engines; containers get theirs inside).
+    pub env: Vec<(String, String)>,
+    pub docker_container: Option<String>,
+}
+
+/// Wraps a launch for the runner's container runtime, as `templates/run-cell.sh.j2` does:
+/// Docker (`docker run` with the vendor's device flags), enroot through Slurm's pyxis plugin
+/// (the squashed image in `KVSWEEP_ENROOT_SQSH`, which `kvsweep slurm submit` imports), or bare.
+pub fn host_command(
+    launch: &Launch,
+    runner: &Runner,
+    image: Option<&str>,
+    kvsweep: &Path,
+    container_name: &str,
+) -> Result<HostCommand> {
+    let program = match &launch.program {
+        Program::External(p) => p.clone(),
+        Program::Kvsweep if runner.container == ContainerRuntime::None => {
+            kvsweep.display().to_string()
+        }
+        Program::Kvsweep => bail!(
+            "the simulator runs on the host, but runner `{}` starts engines in containers",
+            runner.name
+        ),
+    };
+    let hf_home = std::env::var_os("HF_HOME").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/huggingface")
+    });
+    let hf_mount = format!("{}:/root/.cache/huggingface", hf_home.display());
+    let needs_image = || {
+        image.with_context(|| {
+            format!(
+                "runner `{}` starts engines in containers but no image was given",
+                runner.name
+            )
+        })
+    };
+    let mut argv: Vec<String> = Vec::new();
+    let mut env = Vec::new();
+    let mut docker_container = None;
+    match runner.container {
+        ContainerRuntime::Docker => {
+            let image = needs_image()?;
+            argv.extend(strings(&[
+                "docker",
+                "run",
+                "--rm",
+                "--init",
+                "--name",
+                container_name,
+                "--network",
+                "host",
+                "--ipc",
+                "host",
+            ]));
+            match runner.vendor {
+                Vendor::Nvidia => argv.extend(strings(&["--gpus", "all"])),
+                Vendor::Amd => argv.extend(strings(&[
+                    "--device",
+                    "/dev/kfd",
+                    "--device",
+                    "/dev/dri",
+                    "--group-add",
+                    "video",
+                    "--security-opt",
+                    "seccomp=unconfined",
+                ])),
+                Vendor::Cpu => {}
+            }
+            argv.extend(["-v".into(), hf_mount, "-e".into(), "HF_TOKEN".into()]);
+            for (k, v) in &launch.env {
+                argv.extend(["-e".into(), format!("{k}={v}")]);
+            }
+            argv.extend(["--entrypoint".into(), program, image.to_owned()]);
+            docker_container = Some(container_name.to_owned());
+        }
+        ContainerRuntime::Enroot => {
+            needs_image()?;
+            let sqsh = std::env::var("KVSWEEP_ENROOT_SQSH").context(
+                "an enroot runner needs the imported image in KVSWEEP_ENROOT_SQSH: run the cell through `kvsweep slurm submit`, which imports it",
+            )?;
+            argv.extend(strings(&[
+                "srun",
+                "--overlap",
+                "--ntasks=1",
+                &format!("--container-image={sqsh}"),
+                "--no-container-mount-home",
+                &format!("--container-mounts={hf_mount}"),
+                "env",
+            ]));
+            argv.extend(launch.env.iter().map(|(k, v)| format!("{k}={v}")));
+            argv.push(program);
+        }
+        ContainerRuntime::None => {
+            argv.push(program);
+            env.clone_from(&launch.env);
+        }
+    }
+    argv.extend(launch.args.iter().cloned());
+    Ok(HostCommand {
+        argv,
+        env,
+        docker_container,
+    })
 }
 
 fn strings(items: &[&str]) -> Vec<String> {

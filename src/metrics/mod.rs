@@ -376,10 +376,22 @@ pub fn run(args: &MetricsArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(scrape_loop(args.clone()))
+    runtime.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("cannot watch SIGTERM")?;
+        let stop = async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        };
+        record(args.clone(), stop).await
+    })
 }
 
-async fn scrape_loop(args: MetricsArgs) -> Result<()> {
+/// Scrapes into `args.out` until the duration ends, `--until-pid` exits or `stop` resolves.
+pub async fn record(args: MetricsArgs, stop: impl std::future::Future<Output = ()>) -> Result<()> {
+    tokio::pin!(stop);
     let client = reqwest::Client::builder()
         .timeout(args.interval.max(Duration::from_secs(2)))
         .build()?;
@@ -390,9 +402,8 @@ async fn scrape_loop(args: MetricsArgs) -> Result<()> {
     let meta_path = args.out.join("metrics_meta.json");
     crate::artifact::write_json_atomic(&meta_path, &rec.meta(gpu_meta(&gpu)))?;
     let start = Instant::now();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot watch SIGTERM")?;
     let mut failures = 0u32;
+    let mut stopping = false;
     loop {
         let t = unix_now();
         let result = async {
@@ -423,17 +434,18 @@ async fn scrape_loop(args: MetricsArgs) -> Result<()> {
                 .await?;
         }
         crate::artifact::write_json_atomic(&meta_path, &rec.meta(gpu_meta(&gpu)))?;
-        if args
-            .duration
-            .is_some_and(|d| start.elapsed().as_secs_f64() >= d)
+        if stopping
+            || args
+                .duration
+                .is_some_and(|d| start.elapsed().as_secs_f64() >= d)
             || args.until_pid.is_some_and(|p| !pid_alive(p))
         {
             return Ok(());
         }
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = tokio::signal::ctrl_c() => return Ok(()),
-            _ = term.recv() => return Ok(()),
+            // One last scrape, so that the final interval is recorded.
+            _ = &mut stop => stopping = true,
         }
     }
 }

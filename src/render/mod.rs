@@ -21,17 +21,8 @@ const BUILTIN_TEMPLATE: &str = include_str!("../../templates/run-cell.sh.j2");
 /// Render the runner script of one sweep cell.
 #[derive(Debug, clap::Args)]
 pub struct RenderArgs {
-    /// The sweep spec (InferenceX or native shape).
-    pub spec: PathBuf,
-    /// The cell to render, by its matrix `name`.
-    #[arg(long)]
-    pub cell: String,
-    /// The entry of an InferenceX-shape spec.
-    #[arg(long)]
-    pub key: Option<String>,
-    /// The runner to render for (required for InferenceX-shape specs).
-    #[arg(long)]
-    pub runner: Option<String>,
+    #[command(flatten)]
+    pub cell: CellSelector,
     /// Directory to write run.sh into (created if missing).
     #[arg(long)]
     pub out: PathBuf,
@@ -43,7 +34,7 @@ pub struct RenderArgs {
 }
 
 /// Values the command line gives or overrides; an InferenceX-shape spec has none of them itself.
-#[derive(Debug, Default, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct CellOverrides {
     /// The model the engine serves (for the simulator: a preset name).
     #[arg(long)]
@@ -62,7 +53,7 @@ pub struct CellOverrides {
     /// Host memory for the offload tier, GiB across the TP group.
     #[arg(long)]
     pub offload_gb: Option<f64>,
-    /// Port the engine listens on.
+    /// Port the engine listens on (`run-cell`: 0 picks a free one).
     #[arg(long, default_value_t = 8000)]
     pub port: u16,
     /// Seconds to wait for /health (default: per engine, 1800 for vLLM and SGLang).
@@ -312,16 +303,33 @@ fn group_flags(args: &[String]) -> Vec<Vec<String>> {
     groups
 }
 
-pub fn run(args: &RenderArgs, runners: &RunnerSet) -> Result<()> {
+/// Which cell of which spec, as the command line names it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CellSelector {
+    /// The sweep spec (InferenceX or native shape).
+    pub spec: PathBuf,
+    /// The cell, by its matrix `name`.
+    #[arg(long)]
+    pub cell: String,
+    /// The entry of an InferenceX-shape spec.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// The runner (required for InferenceX-shape specs).
+    #[arg(long)]
+    pub runner: Option<String>,
+}
+
+/// Loads the spec and finds the cell and its runner.
+pub fn select<'r>(sel: &CellSelector, runners: &'r RunnerSet) -> Result<(Sweep, Cell, &'r Runner)> {
     let sweep = spec::load(
-        &args.spec,
+        &sel.spec,
         LoadOptions {
-            key: args.key.as_deref(),
-            runner: args.runner.as_deref(),
+            key: sel.key.as_deref(),
+            runner: sel.runner.as_deref(),
             runners,
         },
     )?;
-    let Some(cell) = sweep.cell(&args.cell) else {
+    let Some(cell) = sweep.cell(&sel.cell).cloned() else {
         let names: Vec<&str> = sweep
             .cells
             .iter()
@@ -331,8 +339,8 @@ pub fn run(args: &RenderArgs, runners: &RunnerSet) -> Result<()> {
         let more = sweep.cells.len().saturating_sub(names.len());
         bail!(
             "{}: no cell named `{}`; cells include: {}{}",
-            args.spec.display(),
-            args.cell,
+            sel.spec.display(),
+            sel.cell,
             names.join(", "),
             if more > 0 {
                 format!(" and {more} more (see `kvsweep matrix --format table`)")
@@ -341,16 +349,30 @@ pub fn run(args: &RenderArgs, runners: &RunnerSet) -> Result<()> {
             }
         );
     };
+    let runner = cell_runner(&sweep, &cell, runners)?;
+    Ok((sweep, cell, runner))
+}
+
+/// The runner a cell runs on.
+pub fn cell_runner<'r>(sweep: &Sweep, cell: &Cell, runners: &'r RunnerSet) -> Result<&'r Runner> {
     let runner_name = match (&cell.runner, &sweep.shape) {
         (Some(r), _) => r.clone(),
         (None, Shape::InferenceX { .. }) => {
-            bail!("an InferenceX-shape spec needs --runner to render a cell")
+            bail!("an InferenceX-shape spec needs --runner to pick the cell's runner")
         }
         (None, Shape::Native) => bail!("cell `{}` has no runner", cell.name),
     };
-    let runner = runners
+    runners
         .get(&runner_name)
-        .with_context(|| format!("unknown runner `{runner_name}`"))?;
+        .with_context(|| format!("unknown runner `{runner_name}`"))
+}
+
+pub fn run(args: &RenderArgs, runners: &RunnerSet) -> Result<()> {
+    if args.overrides.port == 0 {
+        bail!("--port 0 cannot be rendered: the script needs a fixed port");
+    }
+    let (sweep, cell, runner) = select(&args.cell, runners)?;
+    let cell = &cell;
     let plan = plan(&sweep, cell, runner, &args.overrides)?;
     let script = render_script(&plan, runner, args.templates.as_deref())?;
     std::fs::create_dir_all(&args.out)

@@ -195,12 +195,43 @@ impl Run {
     }
 }
 
+/// How a replay ended; `status.json` in its output directory says the same.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplayOutcome {
+    /// `ok` or `failed`.
+    pub status: &'static str,
+    pub reason: String,
+    /// Whether it ran to its end (not stopped early).
+    pub completed: bool,
+    pub requests: u64,
+    pub errors: u64,
+}
+
+/// A future that resolves, with the reason, when the replay must stop early and flush.
+pub type StopSignal = std::pin::Pin<Box<dyn std::future::Future<Output = String> + Send>>;
+
+/// SIGINT or SIGTERM: how a replay run from the command line is stopped.
+pub fn stop_on_signals() -> Result<StopSignal> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot watch SIGTERM")?;
+    Ok(Box::pin(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => "interrupted (SIGINT)".to_owned(),
+            _ = term.recv() => "terminated (SIGTERM)".to_owned(),
+        }
+    }))
+}
+
 pub fn run(args: &ReplayArgs) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(replay(args.clone()))
+    let outcome = runtime.block_on(async { replay(args.clone(), stop_on_signals()?).await })?;
+    if outcome.status != "ok" {
+        bail!("the replay failed: {}", outcome.reason);
+    }
+    Ok(())
 }
 
 /// What the preflight learned about the server.
@@ -269,7 +300,8 @@ async fn preflight(
     })
 }
 
-async fn replay(args: ReplayArgs) -> Result<()> {
+/// Replays the traces into `args.out` until they, the duration or `stop` end it.
+pub async fn replay(args: ReplayArgs, mut stop: StopSignal) -> Result<ReplayOutcome> {
     if args.users == 0 {
         bail!("--users must be at least 1");
     }
@@ -389,15 +421,6 @@ async fn replay(args: ReplayArgs) -> Result<()> {
     });
 
     let mut workers = tokio::spawn(drive(run.clone()));
-    let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = interrupted.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            flag.store(true, Ordering::SeqCst);
-        }
-    });
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot watch SIGTERM")?;
     let progress = Progress::new();
     let mut flush = tokio::time::interval(FLUSH_EVERY);
     let reason = loop {
@@ -409,14 +432,11 @@ async fn replay(args: ReplayArgs) -> Result<()> {
                 let now = run.since_start(Instant::now());
                 collector.close_period(now, run.active_users.load(Ordering::Relaxed), false)?;
                 progress.show(now, run.active_users.load(Ordering::Relaxed), collector.progress());
-                if interrupted.load(Ordering::SeqCst) {
-                    break Some("interrupted (SIGINT)");
-                }
                 if run.deadline.is_some_and(|d| Instant::now() >= d + Duration::from_secs_f64(args.drain.max(0.0))) {
                     break None;
                 }
             }
-            _ = term.recv() => break Some("terminated (SIGTERM)"),
+            why = &mut stop => break Some(why),
         }
     };
     workers.abort();
@@ -437,15 +457,22 @@ async fn replay(args: ReplayArgs) -> Result<()> {
 
     let p = collector.progress();
     let error_rate = collector.error_rate();
-    let status = match reason {
-        Some(r) => json!({"status": "failed", "reason": r}),
-        None if p.requests == 0 => json!({"status": "failed", "reason": "no request was sent"}),
-        None if error_rate > 0.10 => {
-            json!({"status": "failed", "reason": format!("{:.1}% of requests failed (more than 10%)", error_rate * 100.0)})
-        }
-        None => json!({"status": "ok", "reason": "completed"}),
+    let (status, why) = match reason {
+        Some(r) => ("failed", r),
+        None if p.requests == 0 => ("failed", "no request was sent".to_owned()),
+        None if error_rate > 0.10 => (
+            "failed",
+            format!(
+                "{:.1}% of requests failed (more than 10%)",
+                error_rate * 100.0
+            ),
+        ),
+        None => ("ok", "completed".to_owned()),
     };
-    write_json_atomic(&args.out.join("status.json"), &status)?;
+    write_json_atomic(
+        &args.out.join("status.json"),
+        &json!({"status": status, "reason": why}),
+    )?;
     eprintln!(
         "replay: {} requests, {} failed, TTFT p50 {:.1} ms, cache hit rate {:.1}%, results in {}",
         p.requests,
@@ -454,13 +481,13 @@ async fn replay(args: ReplayArgs) -> Result<()> {
         p.hit_rate * 100.0,
         args.out.display()
     );
-    if status["status"] != "ok" {
-        bail!(
-            "the replay failed: {}",
-            status["reason"].as_str().unwrap_or_default()
-        );
-    }
-    Ok(())
+    Ok(ReplayOutcome {
+        status,
+        reason: why,
+        completed,
+        requests: p.requests,
+        errors: p.errors,
+    })
 }
 
 fn unix(t: SystemTime) -> f64 {

@@ -117,6 +117,10 @@ pub struct SimArgs {
     /// /health answers 503 (and completions are refused) for this long after start.
     #[arg(long, default_value_t = 0.0)]
     pub startup_delay_s: f64,
+    /// Crash (exit with status 101, mid-stream for any open request) this many seconds after
+    /// start: an engine dying under load, for testing what a cell records then.
+    #[arg(long)]
+    pub exit_after_s: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -303,6 +307,13 @@ async fn serve(
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);
     });
+    if let Some(after) = args.exit_after_s {
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs_f64(after.max(0.0))).await;
+            eprintln!("kvsweep sim-server: exiting after {after}s (--exit-after-s)");
+            std::process::exit(101);
+        });
+    }
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await

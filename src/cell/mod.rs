@@ -145,7 +145,10 @@ pub async fn run_planned(
         failed_requests: 0,
         server_log_tail: None,
     };
-    write_json_atomic(&out.join("status.json"), &json!({"status": "running", "reason": "the cell has not finished", "cell": plan.cell.name, "started_at": status.started_at}))?;
+    write_json_atomic(
+        &out.join("status.json"),
+        &json!({"status": "running", "reason": "the cell has not finished", "cell": plan.cell.name, "started_at": status.started_at}),
+    )?;
     write_json_atomic(&out.join("cell.json"), &serde_json::to_value(plan)?)?;
     let work = tempfile::Builder::new()
         .prefix(&format!("kvsweep-{}-", plan.cell.name))
@@ -188,13 +191,7 @@ async fn drive(
     })?;
     let kvsweep = std::env::current_exe().context("cannot find the kvsweep binary")?;
     let container = format!("kvsweep-{}-{}", plan.cell.name, std::process::id());
-    let cmd = engine::host_command(
-        &launch,
-        runner,
-        plan.image.as_deref(),
-        &kvsweep,
-        &container,
-    )?;
+    let cmd = engine::host_command(&launch, runner, plan.image.as_deref(), &kvsweep, &container)?;
     let base = format!("http://127.0.0.1:{}", plan.port);
     let mut replay_argv = plan.replay_args.clone();
     replay_argv.extend([
@@ -210,12 +207,30 @@ async fn drive(
         duration: None,
         until_pid: None,
     };
-    let quoted = |argv: &[String]| shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_default();
-    let mut commands: Vec<String> = cmd.env.iter().map(|(k, v)| format!("export {k}={}", shlex::try_quote(v).unwrap_or_default())).collect();
+    let quoted =
+        |argv: &[String]| shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_default();
+    let mut commands: Vec<String> = cmd
+        .env
+        .iter()
+        .map(|(k, v)| format!("export {k}={}", shlex::try_quote(v).unwrap_or_default()))
+        .collect();
     commands.push(quoted(&cmd.argv));
     let kv = kvsweep.display().to_string();
-    commands.push(quoted(&[kv.clone(), "metrics".into(), "--url".into(), metrics_args.url.clone(), "--out".into(), out.display().to_string(), "--interval".into(), "1s".into()]));
-    commands.push(quoted(&std::iter::once(kv).chain(replay_argv.iter().cloned()).collect::<Vec<_>>()));
+    commands.push(quoted(&[
+        kv.clone(),
+        "metrics".into(),
+        "--url".into(),
+        metrics_args.url.clone(),
+        "--out".into(),
+        out.display().to_string(),
+        "--interval".into(),
+        "1s".into(),
+    ]));
+    commands.push(quoted(
+        &std::iter::once(kv)
+            .chain(replay_argv.iter().cloned())
+            .collect::<Vec<_>>(),
+    ));
     std::fs::write(out.join("commands.txt"), commands.join("\n") + "\n")?;
     let ReplayCommand::Replay(replay_args) = ReplayFlags::try_parse_from(&replay_argv)
         .context("the cell's replay flags do not parse")?
@@ -363,7 +378,12 @@ pub fn run(args: &RunCellArgs, runners: &RunnerSet) -> Result<()> {
         eprintln!("kvsweep: last lines of the server log:\n{tail}");
     }
     if status.status != CellState::Ok {
-        bail!("cell {} {}: {}", status.cell, status.status.as_str(), status.reason);
+        bail!(
+            "cell {} {}: {}",
+            status.cell,
+            status.status.as_str(),
+            status.reason
+        );
     }
     Ok(())
 }

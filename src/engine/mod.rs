@@ -205,9 +205,11 @@ pub fn host_command(
             runner.name
         ),
     };
-    let hf_home = std::env::var_os("HF_HOME").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/huggingface")
-    });
+    let hf_home = std::env::var_os("HF_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/huggingface")
+        });
     let hf_mount = format!("{}:/root/.cache/huggingface", hf_home.display());
     let needs_image = || {
         image.with_context(|| {

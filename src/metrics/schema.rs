@@ -53,6 +53,7 @@ impl Engine {
                 "llamacpp:requests_processing",
                 "llamacpp:requests_deferred",
                 "llamacpp:prompt_tokens_total",
+                "llamacpp:prompt_tokens_cached_total",
                 "llamacpp:tokens_predicted_total",
             ],
         }
@@ -248,13 +249,27 @@ pub fn snapshot(engine: Engine, e: &Exposition<'_>) -> Snapshot {
                 ..Snapshot::default()
             }
         }
-        Engine::Llamacpp => Snapshot {
-            running: e.sum("llamacpp:requests_processing"),
-            waiting: e.sum("llamacpp:requests_deferred"),
-            kv_usage: e.sum("llamacpp:kv_cache_usage_ratio"),
-            prompt_tokens: e.sum("llamacpp:prompt_tokens_total"),
-            generation_tokens: e.sum("llamacpp:tokens_predicted_total"),
-            ..Snapshot::default()
-        },
+        Engine::Llamacpp => {
+            // `prompt_tokens_total` excludes what came from the slot's cache; newer servers
+            // count that separately in `prompt_tokens_cached_total`.
+            let computed = e.sum("llamacpp:prompt_tokens_total");
+            let cached = e.sum("llamacpp:prompt_tokens_cached_total");
+            let all = match (computed, cached) {
+                (Some(c), Some(h)) => Some(c + h),
+                (c, _) => c,
+            };
+            Snapshot {
+                running: e.sum("llamacpp:requests_processing"),
+                waiting: e.sum("llamacpp:requests_deferred"),
+                kv_usage: e.sum("llamacpp:kv_cache_usage_ratio"),
+                prefix_queries: cached.and(all),
+                prefix_hits: cached,
+                prompt_tokens: all,
+                prompt_compute: cached.and(computed),
+                prompt_cache_hit: cached,
+                generation_tokens: e.sum("llamacpp:tokens_predicted_total"),
+                ..Snapshot::default()
+            }
+        }
     }
 }

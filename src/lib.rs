@@ -7,15 +7,19 @@
 
 pub mod artifact;
 pub mod cell;
+pub mod collect;
 pub mod engine;
 pub mod metrics;
 pub mod model;
+pub mod pareto;
 pub mod plot;
 pub mod render;
 pub mod replay;
+pub mod report;
 pub mod runner;
 pub mod sim;
 pub mod spec;
+pub mod sweep;
 pub mod tokenizer;
 pub mod trace;
 pub mod yaml;

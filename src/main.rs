@@ -7,12 +7,14 @@ use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
 
 use kvsweep::cell::RunCellArgs;
+use kvsweep::collect::CollectArgs;
 use kvsweep::metrics::MetricsCommand;
 use kvsweep::render::RenderArgs;
 use kvsweep::replay::ReplayArgs;
 use kvsweep::runner::RunnerSet;
 use kvsweep::sim::SimArgs;
 use kvsweep::spec::matrix::MatrixArgs;
+use kvsweep::sweep::SweepArgs;
 
 /// Benchmark LLM inference servers on agentic multi-turn workloads, with and without KV-cache
 /// offload, across a sweep of configurations, and turn the results into Pareto frontiers.
@@ -41,11 +43,11 @@ enum Command {
     /// Run one sweep cell end to end on this machine.
     RunCell(RunCellArgs),
     /// Run a whole sweep locally, then collect and report.
-    Sweep(Pending),
+    Sweep(SweepArgs),
     /// Submit, watch and cancel a sweep on a Slurm cluster.
     Slurm(Pending),
     /// Aggregate cell artifacts into tables, Pareto frontiers and plots.
-    Collect(Pending),
+    Collect(CollectArgs),
     /// Compare two collected sweeps side by side.
     Compare(Pending),
     /// Download a workflow run's cell artifacts from GitHub Actions.
@@ -87,9 +89,9 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Replay(args) => kvsweep::replay::run(args),
         Command::Metrics(args) => kvsweep::metrics::command(args),
         Command::RunCell(args) => kvsweep::cell::run(args, &runners()?),
-        Command::Sweep(_) => pending("sweep", 7),
+        Command::Sweep(args) => kvsweep::sweep::run(args, &runners()?),
         Command::Slurm(_) => pending("slurm", 7),
-        Command::Collect(_) => pending("collect", 8),
+        Command::Collect(args) => kvsweep::collect::run(args),
         Command::Compare(_) => pending("compare", 8),
         Command::Artifacts(_) => pending("artifacts", 8),
         Command::Trace(_) => pending("trace", 10),

@@ -95,7 +95,7 @@ enum ReplayCommand {
 }
 
 /// A free local port for an engine started on this host.
-fn free_port() -> Result<u16> {
+pub fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
     Ok(l.local_addr()?.port())
 }

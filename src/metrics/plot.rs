@@ -166,27 +166,32 @@ fn charts(metrics: &Table, gpu: Option<&Table>, engine: &str) -> Vec<(&'static s
     out
 }
 
-/// Draws the PNGs and returns their paths.
-pub fn run(args: &PlotArgs) -> Result<Vec<PathBuf>> {
-    let metrics_path = args.dir.join("metrics.csv");
+/// The charts of a cell's results directory, each with its file name.
+pub fn cell_charts(dir: &Path) -> Result<Vec<(&'static str, Chart)>> {
+    let metrics_path = dir.join("metrics.csv");
     if !metrics_path.exists() {
         bail!(
             "{} does not exist: is {} a cell's results directory?",
             metrics_path.display(),
-            args.dir.display()
+            dir.display()
         );
     }
     let metrics = Table::read(&metrics_path)?;
-    let gpu_path = args.dir.join("gpu.csv");
+    let gpu_path = dir.join("gpu.csv");
     let gpu = gpu_path
         .exists()
         .then(|| Table::read(&gpu_path))
         .transpose()?;
+    Ok(charts(&metrics, gpu.as_ref(), &engine_title(dir)))
+}
+
+/// Draws the PNGs and returns their paths.
+pub fn run(args: &PlotArgs) -> Result<Vec<PathBuf>> {
+    let charts = cell_charts(&args.dir)?;
     let out = args.out.clone().unwrap_or_else(|| args.dir.join("plots"));
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    let engine = engine_title(&args.dir);
     let mut written = Vec::new();
-    for (name, chart) in charts(&metrics, gpu.as_ref(), &engine) {
+    for (name, chart) in charts {
         let path = out.join(name);
         chart.save(&path)?;
         written.push(path);

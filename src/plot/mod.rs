@@ -92,32 +92,39 @@ pub const PALETTE: [RGBColor; 6] = [
 ];
 
 impl Chart {
-    /// The axis ranges covering every point, padded, with y starting at zero for non-negative data.
+    /// The axis ranges covering every point, padded, with y starting at zero for non-negative
+    /// data and headroom above it for the legend.
     fn ranges(&self) -> (std::ops::Range<f64>, std::ops::Range<f64>) {
         let pts = || self.series.iter().flat_map(|s| s.points.iter());
-        let span = |vals: Vec<f64>, from_zero: bool| {
+        let headroom = if self.has_legend() { 0.2 } else { 0.05 };
+        let span = |vals: Vec<f64>, from_zero: bool, top: f64| {
             let lo = vals.iter().copied().fold(f64::INFINITY, f64::min);
             let hi = vals.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             if !lo.is_finite() || !hi.is_finite() {
                 return 0.0..1.0;
             }
             let lo = if from_zero && lo >= 0.0 { 0.0 } else { lo };
-            let pad = if hi > lo {
-                (hi - lo) * 0.05
+            // A single value still gets a visible span around it.
+            let span = if hi > lo {
+                hi - lo
             } else {
-                hi.abs().max(1.0) * 0.1
+                hi.abs().max(1.0) * 2.0
             };
             let lo = if from_zero && lo == 0.0 {
                 0.0
             } else {
-                lo - pad
+                lo - span * 0.05
             };
-            lo..hi + pad
+            lo..hi + span * top
         };
         (
-            span(pts().map(|p| p.0).collect(), false),
-            span(pts().map(|p| p.1).collect(), true),
+            span(pts().map(|p| p.0).collect(), false, 0.05),
+            span(pts().map(|p| p.1).collect(), true, headroom),
         )
+    }
+
+    fn has_legend(&self) -> bool {
+        self.series.iter().filter(|s| !s.label.is_empty()).count() > 1
     }
 
     /// Draws the chart to `path`: PNG or SVG by its extension.
@@ -182,9 +189,11 @@ impl Chart {
                     .draw_series(LineSeries::new(s.points.iter().copied(), stroke))
                     .map_err(err)?
             };
-            legend_anchor.label(&s.label).legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 30, y)], color.stroke_width(4))
-            });
+            if !s.label.is_empty() {
+                legend_anchor.label(&s.label).legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 30, y)], color.stroke_width(4))
+                });
+            }
             if !s.point_labels.is_empty() {
                 chart
                     .draw_series(s.points.iter().zip(&s.point_labels).map(|(&p, l)| {
@@ -203,7 +212,7 @@ impl Chart {
             )
             .map_err(err)?;
         }
-        if self.series.len() > 1 {
+        if self.has_legend() {
             chart
                 .configure_series_labels()
                 .label_font(("sans-serif", 24))

@@ -459,7 +459,12 @@ pub async fn replay(args: ReplayArgs, mut stop: StopSignal) -> Result<ReplayOutc
     let error_rate = collector.error_rate();
     let (status, why) = match reason {
         Some(r) => ("failed", r),
-        None if p.requests == 0 => ("failed", "no request was sent".to_owned()),
+        None if p.requests == 0 => (
+            "failed",
+            format!(
+                "no request finished within the duration and drain ({abandoned} abandoned in flight)"
+            ),
+        ),
         None if error_rate > 0.10 => (
             "failed",
             format!(

@@ -66,4 +66,5 @@ pub fn require_tool(name: &str) -> PathBuf {
     })
 }
 
+pub mod cells;
 pub mod sim;

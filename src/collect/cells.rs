@@ -1,0 +1,339 @@
+//! Finding cell artifacts (directories and zips) and reading each into one summary row.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+use serde_json::Value;
+
+/// Columns of `summary.csv`, in order (the field order of [`CellResult`]).
+pub const SUMMARY_COLUMNS: &[&str] = &[
+    "cell",
+    "runner",
+    "model",
+    "engine",
+    "precision",
+    "tp",
+    "ep",
+    "users",
+    "offload",
+    "simulated",
+    "status",
+    "requests_ok",
+    "requests_failed",
+    "error_rate",
+    "duration_s",
+    "input_tps",
+    "output_tps",
+    "total_tps",
+    "input_tps_per_gpu",
+    "output_tps_per_gpu",
+    "total_tps_per_gpu",
+    "ttft_p50_ms",
+    "ttft_p90_ms",
+    "ttft_p99_ms",
+    "tpot_p50_ms",
+    "tpot_p90_ms",
+    "tpot_p99_ms",
+    "itl_p50_ms",
+    "itl_p90_ms",
+    "itl_p99_ms",
+    "e2e_p50_ms",
+    "e2e_p90_ms",
+    "e2e_p99_ms",
+    "interactivity",
+    "client_hit_rate",
+    "server_hit_rate",
+    "offload_bytes",
+];
+
+/// The most bytes one artifact zip may expand to.
+const ZIP_EXPAND_CAP: u64 = 4 * 1024 * 1024 * 1024;
+/// How deep under each given path artifacts are looked for.
+const MAX_DEPTH: usize = 5;
+
+/// One collected cell: a row of `summary.csv`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CellResult {
+    #[serde(rename = "cell")]
+    pub name: String,
+    pub runner: String,
+    pub model: String,
+    pub engine: String,
+    pub precision: Option<String>,
+    pub tp: u32,
+    pub ep: u32,
+    pub users: u32,
+    pub offload: String,
+    pub simulated: bool,
+    pub status: String,
+    pub requests_ok: u64,
+    pub requests_failed: u64,
+    pub error_rate: f64,
+    pub duration_s: f64,
+    pub input_tps: f64,
+    pub output_tps: f64,
+    pub total_tps: f64,
+    pub input_tps_per_gpu: f64,
+    pub output_tps_per_gpu: f64,
+    pub total_tps_per_gpu: f64,
+    pub ttft_p50_ms: Option<f64>,
+    pub ttft_p90_ms: Option<f64>,
+    pub ttft_p99_ms: Option<f64>,
+    pub tpot_p50_ms: Option<f64>,
+    pub tpot_p90_ms: Option<f64>,
+    pub tpot_p99_ms: Option<f64>,
+    pub itl_p50_ms: Option<f64>,
+    pub itl_p90_ms: Option<f64>,
+    pub itl_p99_ms: Option<f64>,
+    pub e2e_p50_ms: Option<f64>,
+    pub e2e_p90_ms: Option<f64>,
+    pub e2e_p99_ms: Option<f64>,
+    /// 1000 / TPOT p50: output tokens per second one user sees.
+    pub interactivity: Option<f64>,
+    pub client_hit_rate: Option<f64>,
+    pub server_hit_rate: Option<f64>,
+    /// Bytes moved between GPU and host cache tiers, both ways, as the server counted them.
+    pub offload_bytes: Option<f64>,
+    #[serde(skip)]
+    pub dir: PathBuf,
+}
+
+/// A cell left out of the summary, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Skipped {
+    pub cell: String,
+    pub reason: String,
+    pub path: String,
+}
+
+impl CellResult {
+    /// Whether the cell is a result: it finished ok, with at most 10% failed requests.
+    pub fn gate(&self) -> std::result::Result<(), String> {
+        if self.status != "ok" {
+            return Err(format!("status {}", self.status));
+        }
+        if self.requests_ok == 0 {
+            return Err("no successful request".into());
+        }
+        if self.error_rate > 0.10 {
+            return Err(format!(
+                "{:.1}% of requests failed (more than 10%)",
+                self.error_rate * 100.0
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Cell directories found under the given paths; zips are extracted into temporary folders
+/// that live as long as this.
+pub struct Found {
+    pub dirs: Vec<PathBuf>,
+    pub skipped: Vec<Skipped>,
+    _extracted: Vec<tempfile::TempDir>,
+}
+
+pub fn dir_name(dir: &Path) -> String {
+    dir.file_name().map_or_else(
+        || dir.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+/// Finds cell directories (a directory with `status.json` or `cell.json`) and artifact zips.
+pub fn find(paths: &[PathBuf]) -> Result<Found> {
+    let mut found = Found {
+        dirs: Vec::new(),
+        skipped: Vec::new(),
+        _extracted: Vec::new(),
+    };
+    for path in paths {
+        if !path.exists() {
+            bail!("{} does not exist", path.display());
+        }
+        walk(path, 0, &mut found)?;
+    }
+    Ok(found)
+}
+
+fn walk(path: &Path, depth: usize, found: &mut Found) -> Result<()> {
+    if path.is_file() {
+        if path.extension().is_some_and(|e| e == "zip") {
+            match extract(path) {
+                Ok(tmp) => {
+                    let root = tmp.path().to_path_buf();
+                    found._extracted.push(tmp);
+                    walk(&root, depth, found)?;
+                }
+                Err(e) => found.skipped.push(Skipped {
+                    cell: dir_name(path).trim_end_matches(".zip").to_owned(),
+                    reason: format!("{e:#}"),
+                    path: path.display().to_string(),
+                }),
+            }
+        }
+        return Ok(());
+    }
+    if !path.is_dir() {
+        return Ok(());
+    }
+    if path.join("status.json").is_file() || path.join("cell.json").is_file() {
+        found.dirs.push(path.to_path_buf());
+        return Ok(());
+    }
+    if depth >= MAX_DEPTH {
+        return Ok(());
+    }
+    let mut children: Vec<PathBuf> = std::fs::read_dir(path)
+        .with_context(|| format!("cannot list {}", path.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    children.sort();
+    for child in children {
+        walk(&child, depth + 1, found)?;
+    }
+    Ok(())
+}
+
+/// Extracts an artifact zip, refusing entries that would land outside the folder and archives
+/// that expand beyond [`ZIP_EXPAND_CAP`].
+fn extract(zip_path: &Path) -> Result<tempfile::TempDir> {
+    let file = std::fs::File::open(zip_path)
+        .with_context(|| format!("cannot open {}", zip_path.display()))?;
+    let mut archive = zip::ZipArchive::new(file)
+        .with_context(|| format!("{} is not a zip archive", zip_path.display()))?;
+    let tmp = tempfile::Builder::new()
+        .prefix("kvsweep-artifact-")
+        .tempdir()?;
+    let mut total = 0u64;
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i)?;
+        let Some(rel) = entry.enclosed_name() else {
+            bail!(
+                "{}: entry `{}` would be written outside the extraction folder",
+                zip_path.display(),
+                entry.name().unwrap_or_default()
+            );
+        };
+        let dest = tmp.path().join(rel);
+        if entry.is_dir() {
+            std::fs::create_dir_all(&dest)?;
+            continue;
+        }
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mut out = std::fs::File::create(&dest)?;
+        let left = ZIP_EXPAND_CAP - total;
+        let copied = std::io::copy(&mut (&mut entry).take(left + 1), &mut out)?;
+        total += copied;
+        if total > ZIP_EXPAND_CAP {
+            bail!(
+                "{} expands to more than {ZIP_EXPAND_CAP} bytes",
+                zip_path.display()
+            );
+        }
+    }
+    Ok(tmp)
+}
+
+fn read_json(dir: &Path, name: &str) -> Result<Value> {
+    let path = dir.join(name);
+    if !path.exists() {
+        bail!("missing {name}");
+    }
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
+}
+
+/// The last row of `metrics.csv` (cumulative server counters at the end of the run), by column.
+fn last_metrics(dir: &Path) -> HashMap<String, f64> {
+    let Ok(mut r) = csv::Reader::from_path(dir.join("metrics.csv")) else {
+        return HashMap::new();
+    };
+    let Ok(headers) = r.headers().cloned() else {
+        return HashMap::new();
+    };
+    let Some(last) = r.records().filter_map(Result::ok).last() else {
+        return HashMap::new();
+    };
+    headers
+        .iter()
+        .zip(last.iter())
+        .filter_map(|(h, v)| Some((h.to_owned(), v.parse().ok()?)))
+        .collect()
+}
+
+/// Reads one cell directory.
+pub fn load(dir: &Path) -> Result<CellResult> {
+    let cell = read_json(dir, "cell.json")?;
+    let status = read_json(dir, "status.json")?;
+    let summary = read_json(dir, "summary.json")?;
+    let num = |v: &Value| v.as_f64();
+    let pct = |metric: &str, p: &str| num(&summary[metric][p]);
+    let text = |v: &Value| v.as_str().map(str::to_owned);
+    let c = &cell["cell"];
+    let name = text(&c["name"]).context("cell.json has no cell.name")?;
+    let tp = c["tp"].as_u64().context("cell.json has no cell.tp")? as u32;
+    let gpus = f64::from(tp.max(1));
+    let tput = |k: &str| num(&summary["throughput"][k]).unwrap_or(0.0);
+    let metrics = last_metrics(dir);
+    let metric = |name: &str| metrics.get(name).copied();
+    let server_hit_rate = match (metric("prefix_hits"), metric("prefix_queries")) {
+        (Some(h), Some(q)) if q > 0.0 => Some(h / q),
+        _ => None,
+    };
+    let offload_bytes = match (
+        metric("offload_bytes_to_cpu"),
+        metric("offload_bytes_to_gpu"),
+    ) {
+        (None, None) => None,
+        (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
+    };
+    let engine = text(&cell["engine"]).unwrap_or_else(|| "unknown".into());
+    let tpot_p50 = pct("tpot_ms", "p50");
+    Ok(CellResult {
+        runner: text(&cell["runner"]).unwrap_or_else(|| "unknown".into()),
+        model: text(&cell["model"]).unwrap_or_else(|| "unknown".into()),
+        simulated: engine == "sim" || summary["simulated"] == true,
+        engine,
+        precision: text(&cell["precision"]),
+        tp,
+        ep: c["ep"].as_u64().unwrap_or(0) as u32,
+        users: c["users"].as_u64().unwrap_or(0) as u32,
+        offload: text(&c["offload"]).unwrap_or_else(|| "unknown".into()),
+        status: text(&status["status"]).unwrap_or_else(|| "unknown".into()),
+        requests_ok: summary["requests"]["ok"].as_u64().unwrap_or(0),
+        requests_failed: summary["requests"]["failed"].as_u64().unwrap_or(0),
+        error_rate: num(&summary["requests"]["error_rate"]).unwrap_or(0.0),
+        duration_s: num(&summary["duration_s"]).unwrap_or(0.0),
+        input_tps: tput("input_tokens_per_s"),
+        output_tps: tput("output_tokens_per_s"),
+        total_tps: tput("total_tokens_per_s"),
+        input_tps_per_gpu: tput("input_tokens_per_s") / gpus,
+        output_tps_per_gpu: tput("output_tokens_per_s") / gpus,
+        total_tps_per_gpu: tput("total_tokens_per_s") / gpus,
+        ttft_p50_ms: pct("ttft_ms", "p50"),
+        ttft_p90_ms: pct("ttft_ms", "p90"),
+        ttft_p99_ms: pct("ttft_ms", "p99"),
+        tpot_p50_ms: tpot_p50,
+        tpot_p90_ms: pct("tpot_ms", "p90"),
+        tpot_p99_ms: pct("tpot_ms", "p99"),
+        itl_p50_ms: pct("itl_ms", "p50"),
+        itl_p90_ms: pct("itl_ms", "p90"),
+        itl_p99_ms: pct("itl_ms", "p99"),
+        e2e_p50_ms: pct("e2e_ms", "p50"),
+        e2e_p90_ms: pct("e2e_ms", "p90"),
+        e2e_p99_ms: pct("e2e_ms", "p99"),
+        interactivity: tpot_p50.filter(|t| *t > 0.0).map(|t| 1000.0 / t),
+        client_hit_rate: num(&summary["cache"]["hit_rate"]),
+        server_hit_rate,
+        offload_bytes,
+        name,
+        dir: dir.to_path_buf(),
+    })
+}

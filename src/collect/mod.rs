@@ -1,0 +1,188 @@
+//! `kvsweep collect`: cell artifact directories (or their zips) → `summary.csv`, `skipped.csv`,
+//! `pareto.csv`, the panel plots and `report.html`.
+//!
+//! Inputs are found the way `actions/download-artifact` leaves them (a folder of artifact
+//! folders), as downloaded zips (one per artifact), or as a sweep's `cells/` folder.
+
+pub mod cells;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+
+use crate::pareto::{self, PANELS};
+use cells::{CellResult, Skipped};
+
+/// Aggregate cell artifacts into tables, Pareto frontiers, plots and an HTML report.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CollectArgs {
+    /// Cell directories, zips, or folders holding them (searched a few levels deep).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Where the tables, plots and report go.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// One row of `pareto.csv`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ParetoRow {
+    pub panel: &'static str,
+    pub group: String,
+    pub cell: String,
+    pub x: f64,
+    pub y: f64,
+    pub on_frontier: bool,
+}
+
+/// A panel's (x, y) for a cell; `None` where the cell lacks the measurement.
+pub fn panel_point(panel: &pareto::Panel, c: &CellResult) -> Option<(f64, f64)> {
+    let (x, y) = match panel.id {
+        "ttft_vs_input_tput" => (c.input_tps_per_gpu, c.ttft_p50_ms),
+        "interactivity_vs_output_tput" => (c.output_tps_per_gpu, c.interactivity),
+        "interactivity_vs_total_tput" => (c.total_tps_per_gpu, c.interactivity),
+        _ => (c.total_tps_per_gpu, c.e2e_p50_ms),
+    };
+    Some((x, y?)).filter(|(x, y)| x.is_finite() && y.is_finite())
+}
+
+/// Frontiers of every panel, per (runner, offload mode) and pooled per runner (`RUNNER/all`).
+pub fn pareto_rows(cells: &[CellResult]) -> Vec<ParetoRow> {
+    let mut groups: Vec<(String, Vec<&CellResult>)> = Vec::new();
+    for c in cells {
+        for key in [
+            format!("{}/{}", c.runner, c.offload),
+            format!("{}/all", c.runner),
+        ] {
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, members)) => members.push(c),
+                None => groups.push((key, vec![c])),
+            }
+        }
+    }
+    let mut rows = Vec::new();
+    for panel in &PANELS {
+        for (group, members) in &groups {
+            let placed: Vec<(&CellResult, (f64, f64))> = members
+                .iter()
+                .filter_map(|c| Some((*c, panel_point(panel, c)?)))
+                .collect();
+            let pts: Vec<(f64, f64)> = placed.iter().map(|(_, p)| *p).collect();
+            let on = pareto::frontier(&pts, panel.better);
+            rows.extend(placed.iter().zip(on).map(|((c, (x, y)), on)| ParetoRow {
+                panel: panel.id,
+                group: group.clone(),
+                cell: c.name.clone(),
+                x: *x,
+                y: *y,
+                on_frontier: on,
+            }));
+        }
+    }
+    rows
+}
+
+fn write_csv<T: Serialize>(path: &Path, rows: &[T], header_if_empty: &[&str]) -> Result<()> {
+    let mut w =
+        csv::Writer::from_path(path).with_context(|| format!("cannot write {}", path.display()))?;
+    if rows.is_empty() {
+        w.write_record(header_if_empty)?;
+    }
+    for r in rows {
+        w.serialize(r)?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// What a collect produced, for the caller to print.
+pub struct Collected {
+    pub cells: Vec<CellResult>,
+    pub skipped: Vec<Skipped>,
+    pub report: PathBuf,
+}
+
+/// Collects `paths` into `out`.
+pub fn collect(paths: &[PathBuf], out: &Path) -> Result<Collected> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let found = cells::find(paths)?;
+    if found.dirs.is_empty() && found.skipped.is_empty() {
+        bail!(
+            "no cell artifacts under {}: a cell directory holds status.json and cell.json",
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let mut results = Vec::new();
+    let mut skipped = found.skipped;
+    for dir in &found.dirs {
+        match cells::load(dir) {
+            Ok(c) => match c.gate() {
+                Ok(()) => results.push(c),
+                Err(reason) => skipped.push(Skipped {
+                    cell: c.name.clone(),
+                    reason,
+                    path: dir.display().to_string(),
+                }),
+            },
+            Err(e) => skipped.push(Skipped {
+                cell: cells::dir_name(dir),
+                reason: format!("{e:#}"),
+                path: dir.display().to_string(),
+            }),
+        }
+    }
+    results.sort_by(|a, b| {
+        (&a.runner, &a.offload, a.tp, a.users, &a.name)
+            .cmp(&(&b.runner, &b.offload, b.tp, b.users, &b.name))
+    });
+    skipped.sort_by(|a, b| a.cell.cmp(&b.cell));
+    write_csv(&out.join("summary.csv"), &results, cells::SUMMARY_COLUMNS)?;
+    write_csv(
+        &out.join("skipped.csv"),
+        &skipped,
+        &["cell", "reason", "path"],
+    )?;
+    let pareto = pareto_rows(&results);
+    write_csv(
+        &out.join("pareto.csv"),
+        &pareto,
+        &["panel", "group", "cell", "x", "y", "on_frontier"],
+    )?;
+    let report = crate::report::write(out, &results, &skipped, &pareto)?;
+    Ok(Collected {
+        cells: results,
+        skipped,
+        report,
+    })
+}
+
+/// The collect step at the end of `kvsweep sweep --local`: the sweep's cells into its folder.
+pub fn collect_sweep(cells_dir: &Path, out: &Path) -> Result<()> {
+    let c = collect(&[cells_dir.to_path_buf()], out)?;
+    print_outcome(&c, out);
+    Ok(())
+}
+
+fn print_outcome(c: &Collected, out: &Path) {
+    eprintln!(
+        "collect: {} cells in summary.csv, {} skipped (skipped.csv); Pareto frontiers in pareto.csv and {}/plots",
+        c.cells.len(),
+        c.skipped.len(),
+        out.display()
+    );
+    for s in &c.skipped {
+        eprintln!("  skipped {}: {}", s.cell, s.reason);
+    }
+    println!("{}", c.report.display());
+}
+
+pub fn run(args: &CollectArgs) -> Result<()> {
+    let c = collect(&args.paths, &args.out)?;
+    print_outcome(&c, &args.out);
+    Ok(())
+}

@@ -1,0 +1,236 @@
+//! The sweep's pictures and page: the Pareto panels per runner (`plots/*.png|svg`) and
+//! `report.html`, one offline page with every chart inlined as SVG.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use minijinja::Environment;
+use plotters::style::RGBColor;
+use serde::Serialize;
+
+use crate::collect::ParetoRow;
+use crate::collect::cells::{CellResult, Skipped};
+use crate::pareto::{PANELS, Panel};
+use crate::plot::{Chart, Mark, PALETTE, Series};
+
+const TEMPLATE: &str = include_str!("../../templates/report.html.j2");
+
+/// One colour per offload mode, the same in every chart.
+fn mode_color(mode: &str) -> RGBColor {
+    match mode {
+        "on" => PALETTE[0],
+        "off" => PALETTE[1],
+        "noprefix" => PALETTE[2],
+        _ => PALETTE[4],
+    }
+}
+
+/// What the charts' titles say about the cells: model, runner, engine, and whether simulated.
+fn subject(cells: &[&CellResult]) -> String {
+    let join = |f: &dyn Fn(&CellResult) -> &str| {
+        let mut v: Vec<&str> = cells.iter().map(|c| f(c)).collect();
+        v.sort_unstable();
+        v.dedup();
+        v.join(", ")
+    };
+    let simulated = cells.iter().any(|c| c.simulated);
+    format!(
+        "{} on {} ({}){}",
+        join(&|c| &c.model),
+        join(&|c| &c.runner),
+        join(&|c| &c.engine),
+        if simulated { ", simulated" } else { "" }
+    )
+}
+
+/// The panel chart of one runner: each offload mode's cells as points labelled with their
+/// users, and that mode's frontier as a line.
+pub fn panel_chart(
+    panel: &Panel,
+    runner: &str,
+    cells: &[&CellResult],
+    pareto: &[ParetoRow],
+) -> Chart {
+    let mut modes: Vec<&str> = cells.iter().map(|c| c.offload.as_str()).collect();
+    modes.sort_unstable();
+    modes.dedup();
+    let mut series = Vec::new();
+    for mode in modes {
+        let group = format!("{runner}/{mode}");
+        let rows: Vec<&ParetoRow> = pareto
+            .iter()
+            .filter(|r| r.panel == panel.id && r.group == group)
+            .collect();
+        let users = |cell: &str| {
+            cells
+                .iter()
+                .find(|c| c.name == cell)
+                .map_or_else(String::new, |c| format!("  {}u", c.users))
+        };
+        let mut front: Vec<(f64, f64)> = rows
+            .iter()
+            .filter(|r| r.on_frontier)
+            .map(|r| (r.x, r.y))
+            .collect();
+        front.sort_by(|a, b| a.0.total_cmp(&b.0));
+        series.push(Series {
+            label: format!("offload {mode}"),
+            points: rows.iter().map(|r| (r.x, r.y)).collect(),
+            color: mode_color(mode),
+            mark: Mark::Points,
+            point_labels: rows.iter().map(|r| users(&r.cell)).collect(),
+        });
+        series.push(Series {
+            label: String::new(),
+            points: front,
+            color: mode_color(mode),
+            mark: Mark::Line,
+            point_labels: Vec::new(),
+        });
+    }
+    Chart {
+        title: format!("{}: {}", panel.title, subject(cells)),
+        x_label: panel.x_label.into(),
+        y_label: panel.y_label.into(),
+        series,
+    }
+}
+
+#[derive(Serialize)]
+struct PanelView {
+    title: String,
+    svg: String,
+    png: String,
+}
+
+#[derive(Serialize)]
+struct HeadlineRow {
+    runner: String,
+    offload: String,
+    cells: usize,
+    best_total_tps_per_gpu: f64,
+    best_interactivity: Option<f64>,
+    best_ttft_p50_ms: Option<f64>,
+    mean_client_hit_rate: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct CellView<'a> {
+    cell: &'a CellResult,
+    charts: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct ReportContext<'a> {
+    subject: String,
+    simulated: bool,
+    version: &'a str,
+    headline: Vec<HeadlineRow>,
+    panels: Vec<PanelView>,
+    cells: Vec<CellView<'a>>,
+    skipped: &'a [Skipped],
+}
+
+fn best(values: impl Iterator<Item = Option<f64>>, lower: bool) -> Option<f64> {
+    values
+        .flatten()
+        .filter(|v| v.is_finite())
+        .reduce(|a, b| if (b < a) == lower { b } else { a })
+}
+
+fn headline(cells: &[CellResult]) -> Vec<HeadlineRow> {
+    let mut groups: BTreeMap<(&str, &str), Vec<&CellResult>> = BTreeMap::new();
+    for c in cells {
+        groups
+            .entry((c.runner.as_str(), c.offload.as_str()))
+            .or_default()
+            .push(c);
+    }
+    groups
+        .into_iter()
+        .map(|((runner, offload), g)| {
+            let hits: Vec<f64> = g.iter().filter_map(|c| c.client_hit_rate).collect();
+            HeadlineRow {
+                runner: runner.into(),
+                offload: offload.into(),
+                cells: g.len(),
+                best_total_tps_per_gpu: g.iter().map(|c| c.total_tps_per_gpu).fold(0.0, f64::max),
+                best_interactivity: best(g.iter().map(|c| c.interactivity), false),
+                best_ttft_p50_ms: best(g.iter().map(|c| c.ttft_p50_ms), true),
+                mean_client_hit_rate: (!hits.is_empty())
+                    .then(|| hits.iter().sum::<f64>() / hits.len() as f64),
+            }
+        })
+        .collect()
+}
+
+/// Draws the panels into `out/plots` and writes `out/report.html`; returns the report's path.
+pub fn write(
+    out: &Path,
+    cells: &[CellResult],
+    skipped: &[Skipped],
+    pareto: &[ParetoRow],
+) -> Result<PathBuf> {
+    let plots = out.join("plots");
+    std::fs::create_dir_all(&plots)
+        .with_context(|| format!("cannot create {}", plots.display()))?;
+    let mut runners: Vec<&str> = cells.iter().map(|c| c.runner.as_str()).collect();
+    runners.sort_unstable();
+    runners.dedup();
+    let mut panels = Vec::new();
+    for runner in &runners {
+        let members: Vec<&CellResult> = cells.iter().filter(|c| c.runner == *runner).collect();
+        for panel in &PANELS {
+            let chart = panel_chart(panel, runner, &members, pareto);
+            let stem = format!("{}_{runner}", panel.id);
+            chart.save(&plots.join(format!("{stem}.png")))?;
+            let svg = chart.svg()?;
+            std::fs::write(plots.join(format!("{stem}.svg")), &svg)?;
+            panels.push(PanelView {
+                title: chart.title.clone(),
+                svg,
+                png: format!("plots/{stem}.png"),
+            });
+        }
+    }
+    let mut cell_views = Vec::new();
+    for cell in cells {
+        // A cell without server metrics still has its row; it just has no charts.
+        let charts = crate::metrics::plot::cell_charts(&cell.dir)
+            .map(|charts| {
+                charts
+                    .iter()
+                    .filter_map(|(_, chart)| chart.svg().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        cell_views.push(CellView { cell, charts });
+    }
+    let refs: Vec<&CellResult> = cells.iter().collect();
+    let mut env = Environment::new();
+    env.add_template("report.html", TEMPLATE)
+        .context("the report template does not parse")?;
+    env.add_filter("num", |v: Option<f64>, digits: Option<usize>| -> String {
+        v.filter(|v| v.is_finite())
+            .map_or_else(|| "–".into(), |v| format!("{v:.*}", digits.unwrap_or(1)))
+    });
+    env.add_filter("pct", |v: Option<f64>| -> String {
+        v.filter(|v| v.is_finite())
+            .map_or_else(|| "–".into(), |v| format!("{:.1}%", v * 100.0))
+    });
+    let html = env
+        .get_template("report.html")?
+        .render(minijinja::value::Serde(ReportContext {
+            subject: subject(&refs),
+            simulated: cells.iter().any(|c| c.simulated),
+            version: crate::VERSION,
+            headline: headline(cells),
+            panels,
+            cells: cell_views,
+            skipped,
+        }))?;
+    let path = out.join("report.html");
+    std::fs::write(&path, html).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
+}

@@ -1,0 +1,151 @@
+//! `kvsweep sweep --local`: every cell of a sweep on this machine, one after another, into
+//! `OUT/cells/<cell>/`, then the collect step over them. A re-run skips the cells whose status is
+//! already ok, so an interrupted sweep resumes where it stopped.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use tokio::sync::watch;
+
+use crate::cell::{self, CellState};
+use crate::render::{self, CellOverrides};
+use crate::runner::RunnerSet;
+use crate::spec::{self, LoadOptions};
+
+/// Run a whole sweep on this machine, then collect it into tables, Pareto frontiers and a report.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SweepArgs {
+    /// The sweep spec (InferenceX or native shape).
+    pub spec: PathBuf,
+    /// Run the cells on this machine (for a cluster, see `kvsweep slurm submit`).
+    #[arg(long, required = true)]
+    pub local: bool,
+    /// The sweep's directory: cells/<cell>/ for each cell, then the collected results.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The entry of an InferenceX-shape spec.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Only this runner's cells (required for InferenceX-shape specs).
+    #[arg(long)]
+    pub runner: Option<String>,
+    /// Run every cell again, even those whose last run was ok.
+    #[arg(long)]
+    pub rerun: bool,
+    #[command(flatten)]
+    pub overrides: CellOverrides,
+}
+
+/// The status a cell directory's `status.json` records, if any.
+pub fn recorded_status(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join("status.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v["status"].as_str().map(str::to_owned)
+}
+
+fn short(d: Duration) -> String {
+    humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+}
+
+pub fn run(args: &SweepArgs, runners: &RunnerSet) -> Result<()> {
+    let sweep = spec::load(
+        &args.spec,
+        LoadOptions {
+            key: args.key.as_deref(),
+            runner: args.runner.as_deref(),
+            runners,
+        },
+    )?;
+    let cells_dir = args.out.join("cells");
+    std::fs::create_dir_all(&cells_dir)
+        .with_context(|| format!("cannot create {}", cells_dir.display()))?;
+    let mut overrides = args.overrides.clone();
+    // Cells run one at a time on this host: each engine gets a free port.
+    overrides.port = 0;
+    let mut plans = Vec::new();
+    for cell in &sweep.cells {
+        let runner = render::cell_runner(&sweep, cell, runners)?;
+        plans.push((render::plan(&sweep, cell, runner, &overrides)?, runner));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let (tx, interrupt) = watch::channel(None);
+    runtime.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("cannot watch SIGTERM")?;
+        tokio::spawn(async move {
+            let why = tokio::select! {
+                _ = tokio::signal::ctrl_c() => "interrupted (SIGINT)",
+                _ = term.recv() => "terminated (SIGTERM)",
+            };
+            tx.send_replace(Some(why.to_owned()));
+        });
+        anyhow::Ok(())
+    })?;
+
+    let total = plans.len();
+    let started = Instant::now();
+    let mut ran = 0u32;
+    let (mut ok, mut not_ok) = (0u32, Vec::new());
+    eprintln!(
+        "sweep {}: {total} cells into {}",
+        sweep.settings.name,
+        args.out.display()
+    );
+    for (i, (mut plan, runner)) in plans.into_iter().enumerate() {
+        let dir = cells_dir.join(&plan.cell.name);
+        let n = i + 1;
+        if !args.rerun && recorded_status(&dir).as_deref() == Some("ok") {
+            eprintln!("[{n}/{total}] {}: ok before, skipped", plan.cell.name);
+            ok += 1;
+            continue;
+        }
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)
+                .with_context(|| format!("cannot clear {}", dir.display()))?;
+        }
+        let eta = (ran > 0).then(|| {
+            let left = (total - i) as u32;
+            short(started.elapsed() / ran * left)
+        });
+        eprintln!(
+            "[{n}/{total}] {}: running (elapsed {}{})",
+            plan.cell.name,
+            short(started.elapsed()),
+            eta.map(|e| format!(", about {e} left")).unwrap_or_default()
+        );
+        plan.port = cell::free_port()?;
+        let status = runtime.block_on(cell::run_planned(&plan, runner, &dir, interrupt.clone()))?;
+        ran += 1;
+        eprintln!(
+            "[{n}/{total}] {}: {} ({})",
+            plan.cell.name,
+            status.status.as_str(),
+            status.reason
+        );
+        if status.status == CellState::Ok {
+            ok += 1;
+        } else {
+            not_ok.push(format!("{} ({})", plan.cell.name, status.status.as_str()));
+        }
+        if let Some(why) = interrupt.borrow().clone() {
+            bail!(
+                "sweep stopped: {why}; {ok} of {total} cells ok so far; run the same command again to resume"
+            );
+        }
+    }
+    eprintln!(
+        "sweep {}: {ok} of {total} cells ok in {}{}",
+        sweep.settings.name,
+        short(started.elapsed()),
+        if not_ok.is_empty() {
+            String::new()
+        } else {
+            format!("; not ok: {}", not_ok.join(", "))
+        }
+    );
+    crate::collect::collect_sweep(&cells_dir, &args.out)
+}

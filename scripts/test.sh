@@ -10,6 +10,12 @@ export PATH="$PATH:$HOME/.local/bin"
 # A real llama.cpp server for the end-to-end engine test (built once, then cached by pip).
 KVSWEEP_LLAMA_SERVER=$(scripts/install-llama-server.sh | tail -n 1)
 export KVSWEEP_LLAMA_SERVER
+# A real single-node Slurm with fake typed GPUs for the Slurm tests (needs root).
+if [[ $(id -u) -eq 0 ]]; then
+  scripts/start-slurm.sh
+else
+  sudo scripts/start-slurm.sh
+fi
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings

@@ -18,6 +18,7 @@ pub mod replay;
 pub mod report;
 pub mod runner;
 pub mod sim;
+pub mod slurm;
 pub mod spec;
 pub mod sweep;
 pub mod tokenizer;

@@ -13,6 +13,7 @@ use kvsweep::render::RenderArgs;
 use kvsweep::replay::ReplayArgs;
 use kvsweep::runner::RunnerSet;
 use kvsweep::sim::SimArgs;
+use kvsweep::slurm::SlurmArgs;
 use kvsweep::spec::matrix::MatrixArgs;
 use kvsweep::sweep::SweepArgs;
 
@@ -45,7 +46,7 @@ enum Command {
     /// Run a whole sweep locally, then collect and report.
     Sweep(SweepArgs),
     /// Submit, watch and cancel a sweep on a Slurm cluster.
-    Slurm(Pending),
+    Slurm(SlurmArgs),
     /// Aggregate cell artifacts into tables, Pareto frontiers and plots.
     Collect(CollectArgs),
     /// Compare two collected sweeps side by side.
@@ -90,7 +91,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Metrics(args) => kvsweep::metrics::command(args),
         Command::RunCell(args) => kvsweep::cell::run(args, &runners()?),
         Command::Sweep(args) => kvsweep::sweep::run(args, &runners()?),
-        Command::Slurm(_) => pending("slurm", 7),
+        Command::Slurm(args) => kvsweep::slurm::run(args, &runners()?, cli.runners_dir.as_deref()),
         Command::Collect(args) => kvsweep::collect::run(args),
         Command::Compare(_) => pending("compare", 8),
         Command::Artifacts(_) => pending("artifacts", 8),

@@ -61,6 +61,38 @@ pub struct CellOverrides {
     pub health_timeout: Option<u64>,
 }
 
+impl CellOverrides {
+    /// The flags that give these overrides again, for a command run elsewhere (an sbatch task).
+    /// The port is left out: each task picks its own.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        let mut push = |flag: &str, value: Option<String>| {
+            if let Some(v) = value {
+                args.extend([flag.to_owned(), v]);
+            }
+        };
+        push("--model", self.model.clone());
+        push("--engine", self.engine.map(|e| e.to_string()));
+        push("--image", self.image.clone());
+        push("--duration", self.duration.map(|d| d.to_string()));
+        push(
+            "--traces",
+            self.traces.as_ref().map(|t| {
+                std::path::absolute(t)
+                    .unwrap_or_else(|_| t.clone())
+                    .display()
+                    .to_string()
+            }),
+        );
+        push("--offload-gb", self.offload_gb.map(|g| g.to_string()));
+        push(
+            "--health-timeout",
+            self.health_timeout.map(|t| t.to_string()),
+        );
+        args
+    }
+}
+
 /// Everything about one cell that the script and `cell.json` record.
 #[derive(Debug, Clone, Serialize)]
 pub struct CellPlan {
@@ -225,16 +257,7 @@ pub fn render_script(plan: &CellPlan, runner: &Runner, templates: Option<&Path>)
             container: runner.container,
         },
         engine: plan.engine,
-        image_file: image
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
-                    c
-                } else {
-                    '+'
-                }
-            })
-            .collect(),
+        image_file: image_file_name(&image),
         image: &image,
         port: plan.port,
         health_timeout_s: plan.health_timeout_s,
@@ -254,10 +277,7 @@ pub fn render_script(plan: &CellPlan, runner: &Runner, templates: Option<&Path>)
         }
         None => BUILTIN_TEMPLATE.to_owned(),
     };
-    let mut env = Environment::new();
-    env.set_undefined_behavior(UndefinedBehavior::Strict);
-    env.add_filter("sh", shell_quote);
-    env.add_filter("sh_words", shell_join);
+    let mut env = shell_environment();
     env.add_template_owned(TEMPLATE_NAME, source)
         .context("the runner-script template does not parse")?;
     let script = env
@@ -265,6 +285,30 @@ pub fn render_script(plan: &CellPlan, runner: &Runner, templates: Option<&Path>)
         .render(minijinja::value::Serde(&ctx))
         .context("cannot render the runner-script template")?;
     Ok(script + "\n")
+}
+
+/// An image reference made safe as a file name, for the enroot squash file.
+pub fn image_file_name(image: &str) -> String {
+    image
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '+'
+            }
+        })
+        .collect()
+}
+
+/// A template environment for shell scripts: undefined values are errors, and the `sh` and
+/// `sh_words` filters quote values for a POSIX shell.
+pub fn shell_environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.add_filter("sh", shell_quote);
+    env.add_filter("sh_words", shell_join);
+    env
 }
 
 /// The `sh` template filter: quotes a value for a POSIX shell.

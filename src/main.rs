@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 use kvsweep::cell::RunCellArgs;
 use kvsweep::collect::CollectArgs;
+use kvsweep::collect::compare::CompareArgs;
 use kvsweep::metrics::MetricsCommand;
 use kvsweep::render::RenderArgs;
 use kvsweep::replay::ReplayArgs;
@@ -50,7 +51,7 @@ enum Command {
     /// Aggregate cell artifacts into tables, Pareto frontiers and plots.
     Collect(CollectArgs),
     /// Compare two collected sweeps side by side.
-    Compare(Pending),
+    Compare(CompareArgs),
     /// Download a workflow run's cell artifacts from GitHub Actions.
     Artifacts(Pending),
     /// Analyze, convert, synthesize and generate traces.
@@ -93,7 +94,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Sweep(args) => kvsweep::sweep::run(args, &runners()?),
         Command::Slurm(args) => kvsweep::slurm::run(args, &runners()?, cli.runners_dir.as_deref()),
         Command::Collect(args) => kvsweep::collect::run(args),
-        Command::Compare(_) => pending("compare", 8),
+        Command::Compare(args) => kvsweep::collect::compare::run(args),
         Command::Artifacts(_) => pending("artifacts", 8),
         Command::Trace(_) => pending("trace", 10),
         Command::Oracle(_) => pending("oracle", 11),

@@ -22,6 +22,9 @@ pub struct Panel {
     pub title: &'static str,
     pub x_label: &'static str,
     pub y_label: &'static str,
+    /// The `summary.csv` columns plotted.
+    pub x_column: &'static str,
+    pub y_column: &'static str,
     pub better: Better,
 }
 
@@ -31,6 +34,8 @@ pub const PANELS: [Panel; 4] = [
         title: "TTFT vs input throughput",
         x_label: "input tokens/s per GPU",
         y_label: "TTFT p50 (ms)",
+        x_column: "input_tps_per_gpu",
+        y_column: "ttft_p50_ms",
         better: Better::Lower,
     },
     Panel {
@@ -38,6 +43,8 @@ pub const PANELS: [Panel; 4] = [
         title: "Interactivity vs output throughput",
         x_label: "output tokens/s per GPU",
         y_label: "interactivity (tokens/s per user, 1000 / TPOT p50)",
+        x_column: "output_tps_per_gpu",
+        y_column: "interactivity",
         better: Better::Higher,
     },
     Panel {
@@ -45,6 +52,8 @@ pub const PANELS: [Panel; 4] = [
         title: "Interactivity vs total throughput",
         x_label: "total tokens/s per GPU",
         y_label: "interactivity (tokens/s per user, 1000 / TPOT p50)",
+        x_column: "total_tps_per_gpu",
+        y_column: "interactivity",
         better: Better::Higher,
     },
     Panel {
@@ -52,6 +61,8 @@ pub const PANELS: [Panel; 4] = [
         title: "End-to-end latency vs total throughput",
         x_label: "total tokens/s per GPU",
         y_label: "E2E latency p50 (ms)",
+        x_column: "total_tps_per_gpu",
+        y_column: "e2e_p50_ms",
         better: Better::Lower,
     },
 ];

@@ -240,3 +240,77 @@ fn a_local_sweep_runs_every_cell_collects_them_and_resumes() {
             .contains("\"ok\"")
     );
 }
+
+/// Collects synthetic cells of `users` × on/off, throughput scaled by `scale`, into `dir`.
+fn collected(dir: &Path, scale: f64) {
+    let cells = dir.join("cells");
+    for users in [2, 8] {
+        for offload in ["on", "off"] {
+            let mut c = SyntheticCell::new("h100", 1, users, offload);
+            c.total_tps *= scale;
+            c.write(&cells);
+        }
+    }
+    common::kvsweep_ok(&[
+        "collect",
+        cells.to_str().expect("utf-8"),
+        "--out",
+        dir.to_str().expect("utf-8"),
+    ]);
+}
+
+#[test]
+fn compare_gives_ratios_at_matched_cells_and_overlays_the_frontiers() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    collected(&a, 1.0);
+    collected(&b, 1.5);
+    let out = tmp.path().join("cmp");
+    common::kvsweep_ok(&[
+        "compare",
+        a.to_str().expect("utf-8"),
+        b.to_str().expect("utf-8"),
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    let rows = csv_rows(&out.join("compare.csv"));
+    assert_eq!(rows.len(), 4, "every cell matched");
+    for r in &rows {
+        let ratio: f64 = r["total_tps_per_gpu_ratio"].parse().expect("ratio");
+        assert!((ratio - 1.5).abs() < 1e-9, "{r:?}");
+        assert_eq!(r["a_cell"], r["b_cell"]);
+    }
+    assert!(out.join("plots/compare_ttft_vs_input_tput.png").exists());
+    assert!(out.join("plots/compare_e2e_vs_total_tput.svg").exists());
+
+    // Offload on against off within one sweep: offload is then not matched on.
+    let out = tmp.path().join("onoff");
+    common::kvsweep_ok(&[
+        "compare",
+        a.to_str().expect("utf-8"),
+        a.to_str().expect("utf-8"),
+        "--a-where",
+        "offload=on",
+        "--b-where",
+        "offload=off",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    let rows = csv_rows(&out.join("compare.csv"));
+    assert_eq!(rows.len(), 2);
+    assert!(
+        rows.iter()
+            .all(|r| r["a_cell"].ends_with("offloadon") && r["b_cell"].ends_with("offloadoff"))
+    );
+
+    let err = common::kvsweep_err(&[
+        "compare",
+        a.to_str().expect("utf-8"),
+        b.to_str().expect("utf-8"),
+        "--a-where",
+        "colour=red",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(err.contains("no column `colour`"), "{err}");
+}

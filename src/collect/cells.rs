@@ -110,6 +110,19 @@ pub struct Skipped {
 }
 
 impl CellResult {
+    /// A numeric `summary.csv` column the Pareto panels plot.
+    pub fn column(&self, name: &str) -> Option<f64> {
+        match name {
+            "input_tps_per_gpu" => Some(self.input_tps_per_gpu),
+            "output_tps_per_gpu" => Some(self.output_tps_per_gpu),
+            "total_tps_per_gpu" => Some(self.total_tps_per_gpu),
+            "ttft_p50_ms" => self.ttft_p50_ms,
+            "e2e_p50_ms" => self.e2e_p50_ms,
+            "interactivity" => self.interactivity,
+            _ => None,
+        }
+    }
+
     /// Whether the cell is a result: it finished ok, with at most 10% failed requests.
     pub fn gate(&self) -> std::result::Result<(), String> {
         if self.status != "ok" {

@@ -5,6 +5,7 @@
 //! folders), as downloaded zips (one per artifact), or as a sweep's `cells/` folder.
 
 pub mod cells;
+pub mod compare;
 
 use std::path::{Path, PathBuf};
 
@@ -38,13 +39,8 @@ pub struct ParetoRow {
 
 /// A panel's (x, y) for a cell; `None` where the cell lacks the measurement.
 pub fn panel_point(panel: &pareto::Panel, c: &CellResult) -> Option<(f64, f64)> {
-    let (x, y) = match panel.id {
-        "ttft_vs_input_tput" => (c.input_tps_per_gpu, c.ttft_p50_ms),
-        "interactivity_vs_output_tput" => (c.output_tps_per_gpu, c.interactivity),
-        "interactivity_vs_total_tput" => (c.total_tps_per_gpu, c.interactivity),
-        _ => (c.total_tps_per_gpu, c.e2e_p50_ms),
-    };
-    Some((x, y?)).filter(|(x, y)| x.is_finite() && y.is_finite())
+    Some((c.column(panel.x_column)?, c.column(panel.y_column)?))
+        .filter(|(x, y)| x.is_finite() && y.is_finite())
 }
 
 /// Frontiers of every panel, per (runner, offload mode) and pooled per runner (`RUNNER/all`).

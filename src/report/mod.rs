@@ -209,6 +209,7 @@ pub fn write(
     }
     let refs: Vec<&CellResult> = cells.iter().collect();
     let mut env = Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     env.add_template("report.html", TEMPLATE)
         .context("the report template does not parse")?;
     env.add_filter("num", |v: Option<f64>, digits: Option<usize>| -> String {

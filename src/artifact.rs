@@ -99,3 +99,43 @@ pub fn prune(dir: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// The most bytes one artifact zip may expand to.
+pub const ZIP_EXPAND_CAP: u64 = 4 * 1024 * 1024 * 1024;
+
+/// Extracts a zip into `dest`, refusing entries that would land outside it (`../`, absolute
+/// paths) and archives that expand beyond `cap` bytes, whatever their headers claim.
+pub fn extract_zip(zip_path: &Path, dest: &Path, cap: u64) -> Result<()> {
+    use std::io::Read;
+    let file =
+        File::open(zip_path).with_context(|| format!("cannot open {}", zip_path.display()))?;
+    let mut archive = zip::ZipArchive::new(file)
+        .with_context(|| format!("{} is not a zip archive", zip_path.display()))?;
+    let mut total = 0u64;
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i)?;
+        let Some(rel) = entry.enclosed_name() else {
+            anyhow::bail!(
+                "{}: entry `{}` would be written outside the extraction folder",
+                zip_path.display(),
+                entry.name().unwrap_or_default()
+            );
+        };
+        let out_path = dest.join(rel);
+        if entry.is_dir() {
+            std::fs::create_dir_all(&out_path)?;
+            continue;
+        }
+        if let Some(parent) = out_path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mut out = File::create(&out_path)
+            .with_context(|| format!("cannot create {}", out_path.display()))?;
+        let copied = std::io::copy(&mut (&mut entry).take(cap - total + 1), &mut out)?;
+        total += copied;
+        if total > cap {
+            anyhow::bail!("{} expands to more than {cap} bytes", zip_path.display());
+        }
+    }
+    Ok(())
+}

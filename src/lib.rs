@@ -9,6 +9,7 @@ pub mod artifact;
 pub mod cell;
 pub mod collect;
 pub mod engine;
+pub mod github;
 pub mod metrics;
 pub mod model;
 pub mod pareto;

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use kvsweep::cell::RunCellArgs;
 use kvsweep::collect::CollectArgs;
 use kvsweep::collect::compare::CompareArgs;
+use kvsweep::github::ArtifactsArgs;
 use kvsweep::metrics::MetricsCommand;
 use kvsweep::render::RenderArgs;
 use kvsweep::replay::ReplayArgs;
@@ -53,7 +54,7 @@ enum Command {
     /// Compare two collected sweeps side by side.
     Compare(CompareArgs),
     /// Download a workflow run's cell artifacts from GitHub Actions.
-    Artifacts(Pending),
+    Artifacts(ArtifactsArgs),
     /// Analyze, convert, synthesize and generate traces.
     Trace(Pending),
     /// Bound the best cache hit rate any cache could reach on a trace.
@@ -95,7 +96,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Slurm(args) => kvsweep::slurm::run(args, &runners()?, cli.runners_dir.as_deref()),
         Command::Collect(args) => kvsweep::collect::run(args),
         Command::Compare(args) => kvsweep::collect::compare::run(args),
-        Command::Artifacts(_) => pending("artifacts", 8),
+        Command::Artifacts(args) => kvsweep::github::run(args),
         Command::Trace(_) => pending("trace", 10),
         Command::Oracle(_) => pending("oracle", 11),
         Command::KvSize(_) => pending("kv-size", 11),

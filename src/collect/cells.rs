@@ -1,12 +1,13 @@
 //! Finding cell artifacts (directories and zips) and reading each into one summary row.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use serde_json::Value;
+
+use crate::artifact::ZIP_EXPAND_CAP;
 
 /// Columns of `summary.csv`, in order (the field order of [`CellResult`]).
 pub const SUMMARY_COLUMNS: &[&str] = &[
@@ -49,8 +50,6 @@ pub const SUMMARY_COLUMNS: &[&str] = &[
     "offload_bytes",
 ];
 
-/// The most bytes one artifact zip may expand to.
-const ZIP_EXPAND_CAP: u64 = 4 * 1024 * 1024 * 1024;
 /// How deep under each given path artifacts are looked for.
 const MAX_DEPTH: usize = 5;
 
@@ -211,45 +210,12 @@ fn walk(path: &Path, depth: usize, found: &mut Found) -> Result<()> {
     Ok(())
 }
 
-/// Extracts an artifact zip, refusing entries that would land outside the folder and archives
-/// that expand beyond [`ZIP_EXPAND_CAP`].
+/// Extracts an artifact zip into a new temporary folder.
 fn extract(zip_path: &Path) -> Result<tempfile::TempDir> {
-    let file = std::fs::File::open(zip_path)
-        .with_context(|| format!("cannot open {}", zip_path.display()))?;
-    let mut archive = zip::ZipArchive::new(file)
-        .with_context(|| format!("{} is not a zip archive", zip_path.display()))?;
     let tmp = tempfile::Builder::new()
         .prefix("kvsweep-artifact-")
         .tempdir()?;
-    let mut total = 0u64;
-    for i in 0..archive.len() {
-        let mut entry = archive.by_index(i)?;
-        let Some(rel) = entry.enclosed_name() else {
-            bail!(
-                "{}: entry `{}` would be written outside the extraction folder",
-                zip_path.display(),
-                entry.name().unwrap_or_default()
-            );
-        };
-        let dest = tmp.path().join(rel);
-        if entry.is_dir() {
-            std::fs::create_dir_all(&dest)?;
-            continue;
-        }
-        if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        let mut out = std::fs::File::create(&dest)?;
-        let left = ZIP_EXPAND_CAP - total;
-        let copied = std::io::copy(&mut (&mut entry).take(left + 1), &mut out)?;
-        total += copied;
-        if total > ZIP_EXPAND_CAP {
-            bail!(
-                "{} expands to more than {ZIP_EXPAND_CAP} bytes",
-                zip_path.display()
-            );
-        }
-    }
+    crate::artifact::extract_zip(zip_path, tmp.path(), ZIP_EXPAND_CAP)?;
     Ok(tmp)
 }
 

@@ -16,6 +16,10 @@ use crate::plot::{Chart, Mark, PALETTE, Series};
 
 const TEMPLATE: &str = include_str!("../../templates/report.html.j2");
 
+/// Sweeps with more cells than this get no per-cell charts in the page: a thousand cells' charts
+/// would make it unusable (and slow to write); `kvsweep metrics plot CELL_DIR` draws one cell's.
+pub const MAX_CELLS_WITH_CHARTS: usize = 48;
+
 /// One colour per offload mode, the same in every chart.
 fn mode_color(mode: &str) -> RGBColor {
     match mode {
@@ -125,6 +129,8 @@ struct CellView<'a> {
 struct ReportContext<'a> {
     subject: String,
     simulated: bool,
+    /// Whether per-cell charts are in the page (see [`MAX_CELLS_WITH_CHARTS`]).
+    cell_charts: bool,
     version: &'a str,
     headline: Vec<HeadlineRow>,
     panels: Vec<PanelView>,
@@ -195,7 +201,15 @@ pub fn write(
         }
     }
     let mut cell_views = Vec::new();
+    let with_charts = cells.len() <= MAX_CELLS_WITH_CHARTS;
     for cell in cells {
+        if !with_charts {
+            cell_views.push(CellView {
+                cell,
+                charts: Vec::new(),
+            });
+            continue;
+        }
         // A cell without server metrics still has its row; it just has no charts.
         let charts = crate::metrics::plot::cell_charts(&cell.dir)
             .map(|charts| {
@@ -225,6 +239,7 @@ pub fn write(
         .render(minijinja::value::Serde(ReportContext {
             subject: subject(&refs),
             simulated: cells.iter().any(|c| c.simulated),
+            cell_charts: with_charts,
             version: crate::VERSION,
             headline: headline(cells),
             panels,

@@ -175,7 +175,7 @@ fn a_good_run_leaves_only_the_whitelisted_files_and_status_ok() {
         "{commands}"
     );
     assert!(
-        lines[2].contains(" replay --model llama-3.1-8b --api completions --users 8 --duration 20"),
+        lines[2].contains(" replay --model llama-3.1-8b --api completions --users 8 --duration 15"),
         "{commands}"
     );
 

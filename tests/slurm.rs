@@ -244,3 +244,40 @@ fn dry_run_renders_scripts_without_submitting() {
         .expect("shellcheck");
     assert!(lint.status.success(), "{}", common::stdout(&lint));
 }
+
+#[test]
+fn an_enroot_runner_imports_its_image_once_per_node_under_flock() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("h200");
+    let spec = repo_root().join("sweeps/h200-llama70b.yaml");
+    let o = common::run(common::kvsweep().args([
+        "slurm",
+        "submit",
+        s(&spec),
+        "--out",
+        s(&out),
+        "--dry-run",
+    ]));
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let scripts: Vec<PathBuf> = std::fs::read_dir(out.join("slurm"))
+        .expect("dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "sbatch"))
+        .collect();
+    assert!(!scripts.is_empty());
+    for script in &scripts {
+        let text = std::fs::read_to_string(script).expect("script");
+        assert!(text.contains("#SBATCH --gres=gpu:h200:"), "{text}");
+        assert!(text.contains("flock 9"), "{text}");
+        assert!(
+            text.contains("enroot import -o \"$SQSH\" \"docker://\"vllm/vllm-openai"),
+            "{text}"
+        );
+        assert!(text.contains("export KVSWEEP_ENROOT_SQSH=$SQSH"), "{text}");
+        let lint = Command::new(common::require_tool("shellcheck"))
+            .arg(script)
+            .output()
+            .expect("shellcheck");
+        assert!(lint.status.success(), "{}", common::stdout(&lint));
+    }
+}

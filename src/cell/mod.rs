@@ -295,7 +295,7 @@ async fn drive(
         Ok(o) => {
             status.requests = o.requests;
             status.failed_requests = o.errors;
-            let stopped_early = !o.completed;
+            let stopped_early = o.interrupted;
             status.reason = o.reason;
             status.status = match (o.status, stopped_early) {
                 ("ok", _) => CellState::Ok,

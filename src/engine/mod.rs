@@ -429,4 +429,52 @@ mod tests {
         assert_eq!(l.args[0], "sim-server");
         assert!(l.args.ends_with(&["--prefix-caching".into(), "off".into()]));
     }
+
+    fn host_on(runner: &str, engine: EngineKind, image: Option<&str>) -> Result<HostCommand> {
+        let runners = RunnerSet::builtin().expect("runners");
+        let runner = runners.get(runner).expect("runner");
+        let l = launch_on(&runner.name, engine, &cell(2, 0, Offload::On), Some(100.0))?;
+        host_command(&l, runner, image, Path::new("/opt/kvsweep"), "kvsweep-c-1")
+    }
+
+    #[test]
+    fn docker_runs_the_engine_with_the_vendor_devices_and_env_inside() {
+        let h = host_on("b200", EngineKind::Vllm, Some("vllm/vllm-openai:v1")).expect("cmd");
+        let joined = h.argv.join(" ");
+        assert!(
+            joined.starts_with("docker run --rm --init --name kvsweep-c-1"),
+            "{joined}"
+        );
+        assert!(joined.contains("--gpus all"), "{joined}");
+        assert!(
+            joined.contains("-e VLLM_USE_SIMPLE_KV_OFFLOAD=1"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("--entrypoint vllm vllm/vllm-openai:v1 serve"),
+            "{joined}"
+        );
+        assert!(h.env.is_empty(), "the container gets the env, not docker");
+        assert_eq!(h.docker_container.as_deref(), Some("kvsweep-c-1"));
+
+        let amd = host_on("mi355x", EngineKind::Vllm, Some("rocm/vllm:v1")).expect("cmd");
+        let joined = amd.argv.join(" ");
+        assert!(
+            joined.contains("--device /dev/kfd --device /dev/dri"),
+            "{joined}"
+        );
+        assert!(!joined.contains("--gpus"), "{joined}");
+        assert!(
+            host_on("b200", EngineKind::Vllm, None).is_err(),
+            "an image is required"
+        );
+    }
+
+    #[test]
+    fn bare_engines_get_their_env_and_the_simulator_is_this_binary() {
+        let h = host_on("cpu", EngineKind::Sim, None).expect("cmd");
+        assert_eq!(h.argv[0], "/opt/kvsweep");
+        assert_eq!(h.argv[1], "sim-server");
+        assert_eq!(h.docker_container, None);
+    }
 }

@@ -51,6 +51,8 @@ pub struct Measured {
     pub http_status: u16,
     pub error: Option<String>,
     pub timed_out: bool,
+    /// A 429 or 503's Retry-After, in seconds.
+    pub retry_after: Option<Duration>,
 }
 
 impl Measured {
@@ -77,7 +79,8 @@ pub enum PromptEncoding {
 
 /// A streamed request body: a prompt encoded into JSON while it is sent, so a 128k-token prompt
 /// never exists twice in memory (as ids and as text); that is what lets 1,000 users at
-/// 130k-token contexts fit in a small client.
+/// 130k-token contexts fit in a small client. Cloning shares the tokens.
+#[derive(Clone)]
 pub struct PromptBody {
     head: Vec<u8>,
     tokens: Arc<Vec<u32>>,
@@ -277,15 +280,18 @@ fn classify(data: &[u8]) -> Event {
 }
 
 /// Sends one streamed request and measures it; never fails, errors are part of the result.
+/// Sends one request and measures its answer; `first_token` runs when the first content arrives.
 pub async fn send(
     client: &reqwest::Client,
     url: &str,
     session_id: &str,
     body: PromptBody,
     timeout: Duration,
+    first_token: impl FnOnce(),
 ) -> Measured {
     let sent = Instant::now();
     let mut m = Measured::default();
+    let mut first_token = Some(first_token);
     let exchange = async {
         let resp = client
             .post(url)
@@ -303,6 +309,13 @@ pub async fn send(
             }
         };
         m.http_status = resp.status().as_u16();
+        m.retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(Duration::from_secs_f64);
         if !resp.status().is_success() {
             let text = resp.text().await.unwrap_or_default();
             m.error = Some(format!(
@@ -329,7 +342,12 @@ pub async fn send(
                 Event::Content => {
                     m.content_chunks += 1;
                     match last {
-                        None => m.ttft = Some(now - sent),
+                        None => {
+                            m.ttft = Some(now - sent);
+                            if let Some(f) = first_token.take() {
+                                f();
+                            }
+                        }
                         Some(prev) => m.gaps.push(now - prev),
                     }
                     last = Some(now);

@@ -6,6 +6,7 @@
 //! ids describe (`trace::prompt`). Results go to `--out` as the run goes (`output`).
 
 mod client;
+pub mod control;
 mod output;
 
 use std::collections::VecDeque;
@@ -56,9 +57,10 @@ pub enum OnLong {
 /// cache hits.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReplayArgs {
-    /// The server's base URL (http://host:port).
+    /// The server's base URL (http://host:port); repeat for several endpoints (each session
+    /// sticks to one).
     #[arg(long, default_value = "http://127.0.0.1:8000")]
-    pub url: String,
+    pub url: Vec<String>,
     /// Model name to request (default: the first model /v1/models lists).
     #[arg(long)]
     pub model: Option<String>,
@@ -134,6 +136,8 @@ pub struct ReplayArgs {
     /// Names the engine in the results (`sim` marks them simulated).
     #[arg(long, default_value = "unknown")]
     pub engine_label: String,
+    #[command(flatten)]
+    pub control: control::ControlArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -153,12 +157,23 @@ impl From<TraceFormatArg> for TraceFormat {
     }
 }
 
+/// One server the run sends to.
+struct Endpoint {
+    base: String,
+    /// `/v1/completions` or `/v1/chat/completions` under `base`.
+    url: String,
+}
+
 /// Shared state of a run.
 struct Run {
     args: ReplayArgs,
     client: reqwest::Client,
-    /// `/v1/completions` or `/v1/chat/completions`.
-    endpoint_url: String,
+    endpoints: Vec<Endpoint>,
+    admission: control::Admission,
+    /// How many users may be active (the adaptive controller moves it).
+    target_users: tokio::sync::watch::Sender<u32>,
+    /// Sessions started by the open-loop arrival process.
+    arrivals: AtomicU64,
     encoding: PromptEncoding,
     /// Prompt tokens the chat template adds around the message (0 for completions).
     template_tokens: u32,
@@ -201,8 +216,8 @@ pub struct ReplayOutcome {
     /// `ok` or `failed`.
     pub status: &'static str,
     pub reason: String,
-    /// Whether it ran to its end (not stopped early).
-    pub completed: bool,
+    /// Whether a signal (or the caller's stop) ended it early.
+    pub interrupted: bool,
     pub requests: u64,
     pub errors: u64,
 }
@@ -247,12 +262,12 @@ struct Preflight {
 /// template adds to every prompt.
 async fn preflight(
     client: &reqwest::Client,
-    args: &ReplayArgs,
-    endpoint: &str,
+    model: Option<&str>,
+    endpoint: &Endpoint,
     encoding: &PromptEncoding,
     range: TokenRange,
 ) -> Result<Preflight> {
-    let base = args.url.trim_end_matches('/');
+    let base = endpoint.base.as_str();
     let models_url = format!("{base}/v1/models");
     let resp = client
         .get(&models_url)
@@ -264,8 +279,8 @@ async fn preflight(
     if !status.is_success() {
         bail!("{models_url} answered HTTP {status}: {models}");
     }
-    let model = match &args.model {
-        Some(m) => m.clone(),
+    let model = match model {
+        Some(m) => m.to_owned(),
         None => models["data"][0]["id"]
             .as_str()
             .map(str::to_owned)
@@ -274,15 +289,16 @@ async fn preflight(
     let body = PromptBody::new(&model, Arc::new(vec![range.lo]), encoding.clone(), 1, false);
     let m = client::send(
         client,
-        endpoint,
+        &endpoint.url,
         "kvsweep-preflight",
         body,
         Duration::from_secs(60),
+        || {},
     )
     .await;
     if m.outcome() != Outcome::Ok {
         bail!(
-            "the server refused a one-token test request: {}",
+            "the server at {base} refused a one-token test request: {}",
             m.error.unwrap_or_default()
         );
     }
@@ -334,17 +350,27 @@ pub async fn replay(args: ReplayArgs, mut stop: StopSignal) -> Result<ReplayOutc
         .build()
         .context("cannot build the HTTP client")?;
     let range = TokenRange::default();
-    let base = args.url.trim_end_matches('/');
-    let (endpoint_url, encoding) = match args.api {
-        Api::Completions => (format!("{base}/v1/completions"), PromptEncoding::Ids),
+    let (path, encoding) = match args.api {
+        Api::Completions => ("/v1/completions", PromptEncoding::Ids),
         Api::Chat => {
             let tok = Tokenizer::load(args.tokenizer.as_deref())?;
             (
-                format!("{base}/v1/chat/completions"),
+                "/v1/chat/completions",
                 PromptEncoding::Words(Arc::new(ChatWords::from_tokenizer(&tok, range)?)),
             )
         }
     };
+    let endpoints: Vec<Endpoint> = args
+        .url
+        .iter()
+        .map(|u| {
+            let base = u.trim_end_matches('/').to_owned();
+            Endpoint {
+                url: format!("{base}{path}"),
+                base,
+            }
+        })
+        .collect();
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     let started_at = SystemTime::now();
@@ -377,7 +403,7 @@ pub async fn replay(args: ReplayArgs, mut stop: StopSignal) -> Result<ReplayOutc
         &json!({"status": "running", "reason": "the replay has not finished"}),
     )?;
 
-    let pre = match preflight(&client, &args, &endpoint_url, &encoding, range).await {
+    let pre = match prepare(&client, &args, &endpoints, &encoding, range).await {
         Ok(v) => v,
         Err(e) => {
             write_json_atomic(
@@ -388,26 +414,46 @@ pub async fn replay(args: ReplayArgs, mut stop: StopSignal) -> Result<ReplayOutc
         }
     };
     metadata["model"] = json!(pre.model);
-    metadata["models"] = pre.models;
+    metadata["models"] = pre.models.clone();
     metadata["chat_template_tokens"] = json!(pre.template_tokens);
+    metadata["endpoints"] = json!(args.url);
+    metadata["cache_reset"] = json!(args.control.reset_cache);
+    write_json_atomic(&args.out.join("metadata.json"), &metadata)?;
+
+    let builder = PromptBuilder {
+        seed: args.seed,
+        range,
+    };
+    let users = initial_users(&args);
+    let warmed = warm_up(
+        &client, &args, &endpoints, &sessions, &builder, &encoding, &pre, users,
+    )
+    .await;
+    metadata["warmup_requests"] = json!(warmed);
     write_json_atomic(&args.out.join("metadata.json"), &metadata)?;
 
     let mut collector = Collector::create(
         &args.out,
         args.assessment_period.max(0.1),
         &args.engine_label,
+        &args.url,
+        args.control.clone(),
     )?;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let start = Instant::now();
+    let mut controller = args
+        .control
+        .max_users
+        .map(|max| control::Controller::new(&args.control, users, max));
     let run = Arc::new(Run {
-        endpoint_url,
+        endpoints,
+        admission: control::Admission::new(&args.control, start, args.assessment_period.max(0.1)),
+        target_users: tokio::sync::watch::channel(users).0,
+        arrivals: AtomicU64::new(0),
         encoding,
         template_tokens: pre.template_tokens,
         model: pre.model,
-        builder: PromptBuilder {
-            seed: args.seed,
-            range,
-        },
+        builder,
         start,
         deadline: (args.duration > 0.0).then(|| start + Duration::from_secs_f64(args.duration)),
         queue: Mutex::new((0..sessions.len()).map(|i| (i, 0)).collect()),
@@ -423,20 +469,36 @@ pub async fn replay(args: ReplayArgs, mut stop: StopSignal) -> Result<ReplayOutc
     let mut workers = tokio::spawn(drive(run.clone()));
     let progress = Progress::new();
     let mut flush = tokio::time::interval(FLUSH_EVERY);
+    let mut breaker = control::Breaker::new(
+        args.control.max_consecutive_errors,
+        args.control.circuit_breaker_window,
+    );
     let reason = loop {
         tokio::select! {
-            Some(r) = rx.recv() => collector.add(&r)?,
+            Some(r) = rx.recv() => {
+                collector.add(&r)?;
+                if let Some(why) = breaker.record(r.outcome == Outcome::Ok, r.done_s) {
+                    break Some(Stop::Breaker(why));
+                }
+            }
             _ = &mut workers => break None,
             _ = flush.tick() => {
                 collector.flush()?;
                 let now = run.since_start(Instant::now());
-                collector.close_period(now, run.active_users.load(Ordering::Relaxed), false)?;
-                progress.show(now, run.active_users.load(Ordering::Relaxed), collector.progress());
+                let active = run.active_users.load(Ordering::Relaxed);
+                let closed = collector.close_period(now, active, run.admission.bucket_fill(), false)?;
+                if let (Some(c), Some(period)) = (controller.as_mut(), closed) {
+                    if let Some(next) = c.on_period(period.index, &period.ttft, period.decode_tps_sum, period.decode_n) {
+                        run.target_users.send_replace(next);
+                    }
+                    collector.set_adaptive(c.summary());
+                }
+                progress.show(now, active, collector.progress());
                 if run.deadline.is_some_and(|d| Instant::now() >= d + Duration::from_secs_f64(args.drain.max(0.0))) {
                     break None;
                 }
             }
-            why = &mut stop => break Some(why),
+            why = &mut stop => break Some(Stop::Signal(why)),
         }
     };
     workers.abort();
@@ -445,11 +507,27 @@ pub async fn replay(args: ReplayArgs, mut stop: StopSignal) -> Result<ReplayOutc
         collector.add(&r)?;
     }
     let duration = run.since_start(Instant::now());
-    collector.close_period(duration, 0, true)?;
+    collector.close_period(duration, 0, run.admission.bucket_fill(), true)?;
     collector.flush()?;
     progress.finish();
     let completed = reason.is_none();
+    if let Some(rate) = args.control.request_rate {
+        let started = run.arrivals.load(Ordering::Relaxed);
+        collector.set_open_loop(json!({
+            "requested_sessions_per_s": rate,
+            "arrival": format!("{:?}", args.control.arrival).to_lowercase(),
+            "sessions_started": started,
+            // Arrivals stop at --duration; without one they run the whole replay.
+            "achieved_sessions_per_s": started as f64
+                / if args.duration > 0.0 { args.duration.min(duration) } else { duration }.max(1e-9),
+        }));
+    }
     collector.write_summary(duration, completed)?;
+    let warning = collector.warm_cache_warning();
+    if let Some(w) = &warning {
+        eprintln!("replay: warning: {w}");
+    }
+    metadata["warm_cache_warning"] = json!(warning);
     metadata["finished_at"] = json!(unix(SystemTime::now()));
     metadata["completed"] = json!(completed);
     metadata["abandoned_requests"] = json!(abandoned);
@@ -457,8 +535,9 @@ pub async fn replay(args: ReplayArgs, mut stop: StopSignal) -> Result<ReplayOutc
 
     let p = collector.progress();
     let error_rate = collector.error_rate();
+    let interrupted = matches!(reason, Some(Stop::Signal(_)));
     let (status, why) = match reason {
-        Some(r) => ("failed", r),
+        Some(Stop::Signal(r) | Stop::Breaker(r)) => ("failed", r),
         None if p.requests == 0 => (
             "failed",
             format!(
@@ -489,10 +568,147 @@ pub async fn replay(args: ReplayArgs, mut stop: StopSignal) -> Result<ReplayOutc
     Ok(ReplayOutcome {
         status,
         reason: why,
-        completed,
+        interrupted,
         requests: p.requests,
         errors: p.errors,
     })
+}
+
+/// The endpoint a session sticks to, chosen by its hash scope: subagents and every turn of a
+/// session reach the server that holds its prefix.
+fn endpoint_index(scope: u64, endpoints: usize) -> usize {
+    (mix(scope) % endpoints.max(1) as u64) as usize
+}
+
+/// The hash scope of a session's `pass`-th replay: a recycled session is a new user with new
+/// content.
+fn pass_scope(session_scope: u64, pass: u64) -> u64 {
+    mix(session_scope ^ pass.wrapping_mul(0xA5A5_A5A5))
+}
+
+/// Why a run stopped before its end.
+enum Stop {
+    /// A signal or the caller's stop (run-cell's engine watch).
+    Signal(String),
+    /// The circuit breaker: a wall of errors.
+    Breaker(String),
+}
+
+/// The user count a closed-loop run starts with.
+fn initial_users(args: &ReplayArgs) -> u32 {
+    match (args.control.max_users, args.control.start_users) {
+        (Some(max), start) => start.unwrap_or(1).clamp(1, max.max(1)),
+        (None, _) => args.users,
+    }
+}
+
+/// Preflights every endpoint (the first names the model), then empties the caches if asked.
+async fn prepare(
+    client: &reqwest::Client,
+    args: &ReplayArgs,
+    endpoints: &[Endpoint],
+    encoding: &PromptEncoding,
+    range: TokenRange,
+) -> Result<Preflight> {
+    let first = preflight(
+        client,
+        args.model.as_deref(),
+        &endpoints[0],
+        encoding,
+        range,
+    )
+    .await?;
+    for e in &endpoints[1..] {
+        preflight(client, Some(&first.model), e, encoding, range).await?;
+    }
+    if args.control.reset_cache {
+        for e in endpoints {
+            reset_cache(client, &e.base, &args.engine_label).await?;
+        }
+    }
+    Ok(first)
+}
+
+/// Empties a server's prefix cache through the engine's endpoint (both known ones when the
+/// engine is not named).
+async fn reset_cache(client: &reqwest::Client, base: &str, engine: &str) -> Result<()> {
+    let paths: &[&str] = match engine {
+        "vllm" | "sim" => &["/reset_prefix_cache"],
+        "sglang" => &["/flush_cache"],
+        _ => &["/reset_prefix_cache", "/flush_cache"],
+    };
+    for path in paths {
+        if let Ok(r) = client.post(format!("{base}{path}")).send().await
+            && r.status().is_success()
+        {
+            return Ok(());
+        }
+    }
+    bail!(
+        "--reset-cache: {base} accepted none of {} (llama.cpp has no such endpoint)",
+        paths.join(", ")
+    )
+}
+
+/// Sends the first `--warm-prefix-pct` of the first prompt of each session the first `users`
+/// users will take, once, before timing: the run then starts with those prefixes cached.
+/// Returns how many warm-up requests were sent.
+#[allow(clippy::too_many_arguments)]
+async fn warm_up(
+    client: &reqwest::Client,
+    args: &ReplayArgs,
+    endpoints: &[Endpoint],
+    sessions: &[Session],
+    builder: &PromptBuilder,
+    encoding: &PromptEncoding,
+    pre: &Preflight,
+    users: u32,
+) -> u64 {
+    let pct = args.control.warm_prefix_pct.clamp(0.0, 1.0);
+    if pct <= 0.0 {
+        return 0;
+    }
+    let mut sent = 0;
+    for session in sessions.iter().take(users as usize) {
+        let Some(first) = session.requests.first() else {
+            continue;
+        };
+        let input = ((f64::from(first.input_tokens) * pct) as u32).max(1);
+        let blocks = (input / session.block_size.max(1)) as usize;
+        let hash_ids = &first.hash_ids[..first.hash_ids.len().min(blocks)];
+        let scope = pass_scope(session.scope, 0);
+        let mut state = PromptState::default();
+        builder.build(
+            &mut state,
+            scope,
+            session.block_size,
+            hash_ids,
+            input,
+            pre.template_tokens,
+            mix(scope ^ 0x5741_524D),
+        );
+        let body = PromptBody::new(
+            &pre.model,
+            Arc::new(state.tokens().to_vec()),
+            encoding.clone(),
+            1,
+            false,
+        );
+        let endpoint = &endpoints[endpoint_index(scope, endpoints.len())];
+        let m = client::send(
+            client,
+            &endpoint.url,
+            &session.id,
+            body,
+            Duration::from_secs_f64(args.request_timeout.max(1.0)),
+            || {},
+        )
+        .await;
+        if m.outcome() == Outcome::Ok {
+            sent += 1;
+        }
+    }
+    sent
 }
 
 fn unix(t: SystemTime) -> f64 {
@@ -500,7 +716,8 @@ fn unix(t: SystemTime) -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// Starts the users (or, with --fixed-schedule, every session at its time) and waits for them.
+/// Starts the users (or, with --fixed-schedule, every session at its time; with
+/// --request-rate, sessions at that rate) and waits for them.
 async fn drive(run: Arc<Run>) {
     let mut tasks = tokio::task::JoinSet::new();
     if run.args.fixed_schedule {
@@ -510,45 +727,128 @@ async fn drive(run: Arc<Run>) {
                 let session = &run.sessions[index];
                 let at = run.start + Duration::from_secs_f64(session.start_s * run.args.time_scale);
                 tokio::time::sleep_until(at.into()).await;
-                replay_session(run.clone(), 0, index, 0, at).await;
+                replay_session(run.clone(), 0, index, 0, at, false).await;
             });
         }
+    } else if let Some(rate) = run.args.control.request_rate {
+        let rate = rate.max(1e-6);
+        let mut at = run.start;
+        for n in 0u32.. {
+            if run.deadline.is_some_and(|d| at >= d) {
+                break;
+            }
+            sleep_until_precise(at).await;
+            let Some((index, pass)) = run.next_session().await else {
+                break;
+            };
+            run.arrivals.fetch_add(1, Ordering::Relaxed);
+            let run2 = run.clone();
+            tasks.spawn(async move {
+                run2.active_users.fetch_add(1, Ordering::Relaxed);
+                replay_session(run2.clone(), n, index, pass, Instant::now(), false).await;
+                run2.active_users.fetch_sub(1, Ordering::Relaxed);
+            });
+            let gap = match run.args.control.arrival {
+                control::Arrival::Constant => 1.0 / rate,
+                control::Arrival::Poisson => {
+                    // Uniform in (0, 1] from the seeded mixer, then an exponential gap.
+                    let u = (mix(run.args.seed ^ u64::from(n) ^ 0x4F50_454E) >> 11) as f64
+                        / (1u64 << 53) as f64;
+                    -(1.0 - u).max(1e-12).ln() / rate
+                }
+            };
+            at += Duration::from_secs_f64(gap);
+        }
     } else {
-        for user in 0..run.args.users {
+        let initial = *run.target_users.borrow();
+        let max = run.args.control.max_users.unwrap_or(initial).max(initial);
+        for user in 0..max {
             let run = run.clone();
-            let delay = run.args.ramp_up.max(0.0) * f64::from(user) / f64::from(run.args.users);
+            let delay = if user < initial {
+                run.args.ramp_up.max(0.0) * f64::from(user) / f64::from(initial)
+            } else {
+                0.0
+            };
             tasks.spawn(async move {
                 tokio::time::sleep(Duration::from_secs_f64(delay)).await;
-                run.active_users.fetch_add(1, Ordering::Relaxed);
-                while !run.expired() {
-                    let Some((index, pass)) = run.next_session().await else {
-                        break;
-                    };
-                    replay_session(run.clone(), user, index, pass, Instant::now()).await;
-                }
-                run.active_users.fetch_sub(1, Ordering::Relaxed);
+                user_loop(&run, user).await;
             });
         }
     }
     while tasks.join_next().await.is_some() {}
 }
 
-/// Replays one session (and its subagents) as `user`, starting at `started`.
-async fn replay_session(run: Arc<Run>, user: u32, index: usize, pass: u64, started: Instant) {
+/// One closed-loop user: while the target user count includes it, takes sessions and replays
+/// them; parked while the adaptive controller wants fewer users.
+async fn user_loop(run: &Arc<Run>, user: u32) {
+    let mut target = run.target_users.subscribe();
+    let mut first = true;
+    loop {
+        let wanted = async { target.wait_for(|t| user < *t).await.is_ok() };
+        let until_deadline = async {
+            match run.deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let go = tokio::select! {
+            ok = wanted => ok,
+            _ = until_deadline => false,
+        };
+        if !go || run.expired() {
+            return;
+        }
+        run.active_users.fetch_add(1, Ordering::Relaxed);
+        let mut ran_out = false;
+        while !run.expired() && user < *run.target_users.borrow() {
+            let Some((index, pass)) = run.next_session().await else {
+                ran_out = true;
+                break;
+            };
+            let advance = first || run.args.control.advance_all_users;
+            first = false;
+            replay_session(run.clone(), user, index, pass, Instant::now(), advance).await;
+        }
+        run.active_users.fetch_sub(1, Ordering::Relaxed);
+        if ran_out {
+            return;
+        }
+    }
+}
+
+/// Replays one session (and its subagents) as `user`, starting at `started`; `advance` starts
+/// it part-way in (--advance-min/--advance-max).
+async fn replay_session(
+    run: Arc<Run>,
+    user: u32,
+    index: usize,
+    pass: u64,
+    started: Instant,
+    advance: bool,
+) {
     let session = &run.sessions[index];
-    // A recycled session is a new user with new content: its scope changes with the pass.
-    let scope = mix(session.scope ^ pass.wrapping_mul(0xA5A5_A5A5));
+    let scope = pass_scope(session.scope, pass);
     let children = session_children(&run, user, index, scope, started);
-    play(
-        &run,
+    let c = &run.args.control;
+    let skip = if advance && c.advance_max > 0.0 {
+        let u = (mix(scope ^ 0x4144_5641) >> 11) as f64 / (1u64 << 53) as f64;
+        let lo = c.advance_min.clamp(0.0, 1.0);
+        let hi = c.advance_max.clamp(lo, 1.0);
+        ((lo + (hi - lo) * u) * session.requests.len() as f64) as usize
+    } else {
+        0
+    };
+    let plan = Play {
         user,
-        &session.id,
+        session_id: &session.id,
         scope,
-        session.block_size,
-        &session.requests,
+        block_size: session.block_size,
+        skip: skip.min(session.requests.len().saturating_sub(1)),
+        fresh: pass == 0 && skip == 0,
         started,
-    )
-    .await;
+    };
+    play(&run, &plan, &session.requests).await;
+    run.admission.leave(user);
     for child in children {
         let _ = child.await;
     }
@@ -575,37 +875,50 @@ fn session_children(
                 }
                 tokio::time::sleep_until(at.into()).await;
                 let child = &run.sessions[index].children[ci];
-                play(
-                    &run,
+                let plan = Play {
                     user,
-                    &child.id,
+                    session_id: &child.id,
                     scope,
-                    child.block_size,
-                    &child.requests,
-                    at,
-                )
-                .await;
+                    block_size: child.block_size,
+                    skip: 0,
+                    fresh: false,
+                    started: at,
+                };
+                play(&run, &plan, &child.requests).await;
             })
         })
         .collect()
 }
 
-/// Sends a list of requests in order, with the run's timing strategy.
-async fn play(
-    run: &Arc<Run>,
+/// Which requests of which session `play` sends, as whom.
+struct Play<'a> {
     user: u32,
-    session_id: &str,
+    session_id: &'a str,
     scope: u64,
     block_size: u32,
-    requests: &[TraceRequest],
+    /// Requests skipped at the start (--advance-min/--advance-max).
+    skip: usize,
+    /// A session's first replay from its first request: its first turn should find nothing
+    /// of it cached.
+    fresh: bool,
     started: Instant,
-) {
+}
+
+/// Sends a list of requests in order, with the run's timing strategy.
+async fn play(run: &Arc<Run>, p: &Play<'_>, requests: &[TraceRequest]) {
     let args = &run.args;
+    let (user, scope, block_size, started) = (p.user, p.scope, p.block_size, p.started);
     let mut state = PromptState::default();
     let mut prev_done: Option<Instant> = None;
-    let first_offset = requests.first().map_or(0.0, |r| r.offset_s);
+    let mut prev_input = 0u32;
+    let first_offset = requests.get(p.skip).map_or(0.0, |r| r.offset_s);
     let mut pending = tokio::task::JoinSet::new();
-    for (i, req) in requests.iter().enumerate() {
+    let adaptive = args.control.max_users.is_some();
+    for (i, req) in requests.iter().enumerate().skip(p.skip) {
+        // The adaptive controller took this user away: leave the session.
+        if adaptive && user >= *run.target_users.borrow() {
+            break;
+        }
         let wait = |secs: f64| {
             Duration::from_secs_f64((secs.min(args.max_delay) * args.time_scale).max(0.0))
         };
@@ -669,22 +982,38 @@ async fn play(
             req.output_tokens,
             args.ignore_eos,
         );
-        let sent = Instant::now();
+        // What the server should not have cached: the part beyond the previous prompt of this
+        // session, or everything when the session sat idle past --cache-max-age.
+        let warm =
+            prev_done.is_some_and(|d| d.elapsed().as_secs_f64() <= args.control.cache_max_age);
+        let new_tokens = if warm {
+            input.saturating_sub(prev_input)
+        } else {
+            input
+        };
+        prev_input = input;
         let record = RecordBase {
             id,
             user,
-            session: session_id.to_owned(),
+            session: p.session_id.to_owned(),
             index: i as u32,
+            endpoint: endpoint_index(scope, run.endpoints.len()),
             scheduled_s: run.since_start(scheduled),
-            sent_s: run.since_start(sent),
             trace_input: input,
             trace_output: req.output_tokens,
+            fresh: p.fresh && i == 0,
+        };
+        let admit = control::AdmitRequest {
+            user,
+            input_tokens: input,
+            output_tokens: req.output_tokens,
+            new_tokens,
         };
         if args.fixed_schedule {
             let run = run.clone();
-            pending.spawn(async move { exchange(&run, record, body).await });
+            pending.spawn(async move { exchange(&run, record, body, admit).await });
         } else {
-            exchange(run, record, body).await;
+            exchange(run, record, body, admit).await;
             prev_done = Some(Instant::now());
             state.restore(tokens);
         }
@@ -707,44 +1036,67 @@ async fn sleep_until_precise(deadline: Instant) {
     }
 }
 
-/// Sends one request and hands its record to the collector.
-async fn exchange(run: &Run, record: RecordBase, body: PromptBody) {
+/// Waits for admission, sends one request (again after a 429, honouring Retry-After), and
+/// hands its record to the collector. The time spent waiting counts in the schedule delay and
+/// so in the effective TTFT.
+async fn exchange(run: &Run, record: RecordBase, body: PromptBody, admit: control::AdmitRequest) {
     let timeout = Duration::from_secs_f64(run.args.request_timeout.max(1.0));
+    let endpoint = &run.endpoints[record.endpoint];
     run.in_flight.fetch_add(1, Ordering::SeqCst);
-    let m = client::send(
-        &run.client,
-        &run.endpoint_url,
-        &record.session,
-        body,
-        timeout,
-    )
-    .await;
-    let _ = run.records.send(record.finish(run, m));
+    let mut attempts = 0u32;
+    let (m, sent_s) = loop {
+        attempts += 1;
+        let mut permit = run.admission.admit(&admit).await;
+        let sent_s = run.since_start(Instant::now());
+        let m = client::send(
+            &run.client,
+            &endpoint.url,
+            &record.session,
+            body.clone(),
+            timeout,
+            || permit.first_token(),
+        )
+        .await;
+        drop(permit);
+        if m.http_status == 429 && attempts <= run.args.control.rate_limit_retries {
+            let wait = m.retry_after.unwrap_or_else(|| {
+                Duration::from_secs_f64(run.args.control.rate_limit_backoff.max(0.0))
+            });
+            tokio::time::sleep(wait).await;
+            continue;
+        }
+        break (m, sent_s);
+    };
+    let _ = run.records.send(record.finish(run, m, sent_s, attempts));
     run.in_flight.fetch_sub(1, Ordering::SeqCst);
 }
 
-/// The part of a record known when the request is sent.
+/// The part of a record known before the request is sent.
 struct RecordBase {
     id: u64,
     user: u32,
     session: String,
     index: u32,
+    endpoint: usize,
     scheduled_s: f64,
-    sent_s: f64,
     trace_input: u32,
     trace_output: u32,
+    fresh: bool,
 }
 
 impl RecordBase {
-    fn finish(self, run: &Run, m: client::Measured) -> RequestRecord {
+    fn finish(self, run: &Run, m: client::Measured, sent_s: f64, attempts: u32) -> RequestRecord {
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         RequestRecord {
             id: self.id,
             user: self.user,
             session: self.session,
             index: self.index,
+            endpoint: self.endpoint,
             scheduled_s: self.scheduled_s,
-            sent_s: self.sent_s,
+            sent_s,
+            attempts,
+            fresh: self.fresh,
             done_s: run.since_start(Instant::now()),
             ttft_ms: m.ttft.map(ms),
             e2e_ms: ms(m.e2e),

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use crate::artifact::write_json_atomic;
 
 use super::client::Outcome;
+use super::control::{self, ControlArgs};
 
 /// One finished request, as the collector sees it.
 #[derive(Debug, Clone)]
@@ -25,9 +26,16 @@ pub struct RequestRecord {
     pub user: u32,
     pub session: String,
     pub index: u32,
+    /// Index into the run's endpoints (`--url`).
+    pub endpoint: usize,
     /// Seconds from the run's start.
     pub scheduled_s: f64,
+    /// When the last attempt was sent, after admission and any 429 back-off.
     pub sent_s: f64,
+    /// Sends it took (more than one after 429s).
+    pub attempts: u32,
+    /// A session's first turn on its first replay: nothing of it should be cached.
+    pub fresh: bool,
     pub done_s: f64,
     pub ttft_ms: Option<f64>,
     pub e2e_ms: f64,
@@ -53,6 +61,12 @@ impl RequestRecord {
             _ => None,
         }
     }
+
+    /// TTFT plus the time the client held the request (admission, back-off): what a user waits.
+    pub fn effective_ttft_ms(&self) -> Option<f64> {
+        self.ttft_ms
+            .map(|t| t + (self.sent_s - self.scheduled_s).max(0.0) * 1000.0)
+    }
 }
 
 pub const REQUEST_COLUMNS: &[&str] = &[
@@ -77,6 +91,37 @@ pub const REQUEST_COLUMNS: &[&str] = &[
     "status",
     "http_status",
     "error",
+    "endpoint",
+    "attempts",
+    "effective_ttft_ms",
+    "meets_slo",
+];
+
+pub const PERIOD_COLUMNS: &[&str] = &[
+    "period",
+    "start_s",
+    "end_s",
+    "users",
+    "requests",
+    "errors",
+    "requests_per_s",
+    "input_tokens_per_s",
+    "output_tokens_per_s",
+    "ttft_p50_ms",
+    "ttft_p90_ms",
+    "ttft_p99_ms",
+    "itl_p50_ms",
+    "itl_p99_ms",
+    "tpot_mean_ms",
+    "cache_hit_rate",
+    "schedule_delay_p99_ms",
+    "effective_ttft_p50_ms",
+    "effective_ttft_p99_ms",
+    "goodput_requests_per_s",
+    "goodput_fraction",
+    "itpm_fill",
+    "otpm_fill",
+    "endpoint",
 ];
 
 /// Microsecond histograms up to an hour, three significant digits.
@@ -117,6 +162,11 @@ struct Window {
     e2e: Histogram<u64>,
     interactivity: Histogram<u64>,
     schedule_delay: Histogram<u64>,
+    effective_ttft: Histogram<u64>,
+    good: u64,
+    good_output_tokens: u64,
+    decode_tps_sum: f64,
+    decode_n: u64,
 }
 
 impl Window {
@@ -133,10 +183,15 @@ impl Window {
             e2e: histogram(),
             interactivity: histogram(),
             schedule_delay: histogram(),
+            effective_ttft: histogram(),
+            good: 0,
+            good_output_tokens: 0,
+            decode_tps_sum: 0.0,
+            decode_n: 0,
         }
     }
 
-    fn add(&mut self, r: &RequestRecord) {
+    fn add(&mut self, r: &RequestRecord, slo: &ControlArgs) {
         self.requests += 1;
         record_ms(
             &mut self.schedule_delay,
@@ -148,18 +203,28 @@ impl Window {
         }
         self.prompt_tokens += u64::from(r.prompt_tokens.unwrap_or(r.trace_input_tokens));
         self.cached_tokens += u64::from(r.cached_tokens.unwrap_or(0));
-        self.output_tokens += u64::from(
+        let output = u64::from(
             r.completion_tokens
                 .unwrap_or(r.gaps_ms.len() as u32 + u32::from(r.ttft_ms.is_some())),
         );
+        self.output_tokens += output;
         if let Some(t) = r.ttft_ms {
             record_ms(&mut self.ttft, t);
+        }
+        if let Some(t) = r.effective_ttft_ms() {
+            record_ms(&mut self.effective_ttft, t);
+        }
+        if control::meets_slo(slo, r.effective_ttft_ms(), r.tpot_ms()) {
+            self.good += 1;
+            self.good_output_tokens += output;
         }
         for g in &r.gaps_ms {
             record_ms(&mut self.itl, *g);
         }
         if let Some(tpot) = r.tpot_ms().filter(|t| *t > 0.0) {
             record_ms(&mut self.tpot, tpot);
+            self.decode_tps_sum += 1000.0 / tpot;
+            self.decode_n += 1;
             // Interactivity is 1000 / TPOT: tokens per second one user sees. Stored ×1000 so the
             // histogram keeps its precision (it records integers).
             let _ = self
@@ -181,10 +246,26 @@ pub struct Collector {
     periods: csv::Writer<File>,
     run: Window,
     period: Window,
+    /// Per endpoint, when there are several: the run's and the current period's windows.
+    endpoints: Vec<(String, Window, Window)>,
     period_index: u32,
     period_start_s: f64,
     pub period_s: f64,
     engine: String,
+    control: ControlArgs,
+    /// Fresh first turns seen, with their prompt and cached tokens: a warm cache shows here.
+    fresh: (u64, u64, u64),
+    attempts: u64,
+    adaptive: Option<Value>,
+    open_loop: Option<Value>,
+}
+
+/// A closed assessment period, for the adaptive controller.
+pub struct ClosedPeriod {
+    pub index: u32,
+    pub ttft: Histogram<u64>,
+    pub decode_tps_sum: f64,
+    pub decode_n: u64,
 }
 
 /// What the progress line shows.
@@ -196,8 +277,65 @@ pub struct Progress {
     pub hit_rate: f64,
 }
 
+fn period_row(
+    w: &Window,
+    index: u32,
+    start_s: f64,
+    end_s: f64,
+    users: usize,
+    fill: (Option<f64>, Option<f64>),
+    endpoint: &str,
+) -> Vec<String> {
+    let span = (end_s - start_s).max(1e-9);
+    let q = |h: &Histogram<u64>, p: f64| {
+        if h.is_empty() {
+            String::new()
+        } else {
+            format!("{:.3}", h.value_at_quantile(p) as f64 / 1000.0)
+        }
+    };
+    let opt = |v: Option<f64>| v.map(|v| format!("{v:.4}")).unwrap_or_default();
+    let ok = w.requests - w.errors;
+    vec![
+        index.to_string(),
+        format!("{start_s:.3}"),
+        format!("{end_s:.3}"),
+        users.to_string(),
+        w.requests.to_string(),
+        w.errors.to_string(),
+        format!("{:.3}", w.requests as f64 / span),
+        format!("{:.1}", w.prompt_tokens as f64 / span),
+        format!("{:.1}", w.output_tokens as f64 / span),
+        q(&w.ttft, 0.5),
+        q(&w.ttft, 0.9),
+        q(&w.ttft, 0.99),
+        q(&w.itl, 0.5),
+        q(&w.itl, 0.99),
+        if w.tpot.is_empty() {
+            String::new()
+        } else {
+            format!("{:.3}", w.tpot.mean() / 1000.0)
+        },
+        w.hit_rate().map(|h| format!("{h:.4}")).unwrap_or_default(),
+        q(&w.schedule_delay, 0.99),
+        q(&w.effective_ttft, 0.5),
+        q(&w.effective_ttft, 0.99),
+        format!("{:.3}", w.good as f64 / span),
+        opt((ok > 0).then(|| w.good as f64 / ok as f64)),
+        opt(fill.0),
+        opt(fill.1),
+        endpoint.to_owned(),
+    ]
+}
+
 impl Collector {
-    pub fn create(dir: &Path, period_s: f64, engine: &str) -> Result<Self> {
+    pub fn create(
+        dir: &Path,
+        period_s: f64,
+        engine: &str,
+        endpoints: &[String],
+        control: ControlArgs,
+    ) -> Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let open = |name: &str| -> Result<csv::Writer<File>> {
             let path = dir.join(name);
@@ -209,36 +347,32 @@ impl Collector {
         requests.write_record(REQUEST_COLUMNS)?;
         requests.flush()?;
         let mut periods = open("periods.csv")?;
-        periods.write_record([
-            "period",
-            "start_s",
-            "end_s",
-            "users",
-            "requests",
-            "errors",
-            "requests_per_s",
-            "input_tokens_per_s",
-            "output_tokens_per_s",
-            "ttft_p50_ms",
-            "ttft_p90_ms",
-            "ttft_p99_ms",
-            "itl_p50_ms",
-            "itl_p99_ms",
-            "tpot_mean_ms",
-            "cache_hit_rate",
-            "schedule_delay_p99_ms",
-        ])?;
+        periods.write_record(PERIOD_COLUMNS)?;
         periods.flush()?;
+        let endpoints = if endpoints.len() > 1 {
+            endpoints
+                .iter()
+                .map(|e| (e.clone(), Window::new(), Window::new()))
+                .collect()
+        } else {
+            Vec::new()
+        };
         Ok(Self {
             dir: dir.to_path_buf(),
             requests,
             periods,
             run: Window::new(),
             period: Window::new(),
+            endpoints,
             period_index: 0,
             period_start_s: 0.0,
             period_s,
             engine: engine.to_owned(),
+            control,
+            fresh: (0, 0, 0),
+            attempts: 0,
+            adaptive: None,
+            open_loop: None,
         })
     }
 
@@ -248,6 +382,8 @@ impl Collector {
             (!r.gaps_ms.is_empty()).then(|| r.gaps_ms.iter().sum::<f64>() / r.gaps_ms.len() as f64);
         let itl_max = r.gaps_ms.iter().copied().reduce(f64::max);
         let opt_u = |v: Option<u32>| v.map(|v| v.to_string()).unwrap_or_default();
+        let good = r.outcome == Outcome::Ok
+            && control::meets_slo(&self.control, r.effective_ttft_ms(), r.tpot_ms());
         self.requests.write_record([
             r.id.to_string(),
             r.user.to_string(),
@@ -270,9 +406,23 @@ impl Collector {
             r.outcome.as_str().to_owned(),
             r.http_status.to_string(),
             r.error.replace(['\n', '\r'], " "),
+            r.endpoint.to_string(),
+            r.attempts.to_string(),
+            opt(r.effective_ttft_ms()),
+            good.to_string(),
         ])?;
-        self.run.add(r);
-        self.period.add(r);
+        self.attempts += u64::from(r.attempts);
+        if r.fresh && r.outcome == Outcome::Ok {
+            self.fresh.0 += 1;
+            self.fresh.1 += u64::from(r.prompt_tokens.unwrap_or(r.trace_input_tokens));
+            self.fresh.2 += u64::from(r.cached_tokens.unwrap_or(0));
+        }
+        self.run.add(r, &self.control);
+        self.period.add(r, &self.control);
+        if let Some((_, run, period)) = self.endpoints.get_mut(r.endpoint) {
+            run.add(r, &self.control);
+            period.add(r, &self.control);
+        }
         Ok(())
     }
 
@@ -283,48 +433,77 @@ impl Collector {
         Ok(())
     }
 
-    /// Closes the current period at `now_s` with `users` active, if it is over (or `force`).
-    pub fn close_period(&mut self, now_s: f64, users: usize, force: bool) -> Result<()> {
+    /// Closes the current period at `now_s` with `users` active and the token buckets at
+    /// `fill`, if it is over (or `force`); returns it when closed.
+    pub fn close_period(
+        &mut self,
+        now_s: f64,
+        users: usize,
+        fill: (Option<f64>, Option<f64>),
+        force: bool,
+    ) -> Result<Option<ClosedPeriod>> {
         if !force && now_s < self.period_start_s + self.period_s {
-            return Ok(());
+            return Ok(None);
         }
-        let span = (now_s - self.period_start_s).max(1e-9);
-        let w = &self.period;
-        let q = |h: &Histogram<u64>, p: f64| {
-            if h.is_empty() {
-                String::new()
-            } else {
-                format!("{:.3}", h.value_at_quantile(p) as f64 / 1000.0)
-            }
-        };
-        self.periods.write_record([
-            self.period_index.to_string(),
-            format!("{:.3}", self.period_start_s),
-            format!("{now_s:.3}"),
-            users.to_string(),
-            w.requests.to_string(),
-            w.errors.to_string(),
-            format!("{:.3}", w.requests as f64 / span),
-            format!("{:.1}", w.prompt_tokens as f64 / span),
-            format!("{:.1}", w.output_tokens as f64 / span),
-            q(&w.ttft, 0.5),
-            q(&w.ttft, 0.9),
-            q(&w.ttft, 0.99),
-            q(&w.itl, 0.5),
-            q(&w.itl, 0.99),
-            if w.tpot.is_empty() {
-                String::new()
-            } else {
-                format!("{:.3}", w.tpot.mean() / 1000.0)
-            },
-            w.hit_rate().map(|h| format!("{h:.4}")).unwrap_or_default(),
-            q(&w.schedule_delay, 0.99),
-        ])?;
+        let row = period_row(
+            &self.period,
+            self.period_index,
+            self.period_start_s,
+            now_s,
+            users,
+            fill,
+            "all",
+        );
+        self.periods.write_record(&row)?;
+        for (url, _, period) in &mut self.endpoints {
+            let row = period_row(
+                period,
+                self.period_index,
+                self.period_start_s,
+                now_s,
+                users,
+                fill,
+                url,
+            );
+            self.periods.write_record(&row)?;
+            *period = Window::new();
+        }
         self.periods.flush()?;
-        self.period = Window::new();
+        let closed = std::mem::replace(&mut self.period, Window::new());
+        let out = ClosedPeriod {
+            index: self.period_index,
+            ttft: closed.ttft,
+            decode_tps_sum: closed.decode_tps_sum,
+            decode_n: closed.decode_n,
+        };
         self.period_index += 1;
         self.period_start_s = now_s;
-        self.write_summary(now_s, false)
+        self.write_summary(now_s, false)?;
+        Ok(Some(out))
+    }
+
+    /// The adaptive controller's state, for summary.json.
+    pub fn set_adaptive(&mut self, v: Value) {
+        self.adaptive = Some(v);
+    }
+
+    /// The open-loop arrival figures, for summary.json.
+    pub fn set_open_loop(&mut self, v: Value) {
+        self.open_loop = Some(v);
+    }
+
+    /// A warning when the sessions' first turns found their prompts already cached: the cache
+    /// was left warm by an earlier run (or shared with other traffic).
+    pub fn warm_cache_warning(&self) -> Option<String> {
+        let (n, prompt, cached) = self.fresh;
+        let share = cached as f64 / prompt.max(1) as f64;
+        let expected = self.control.warm_prefix_pct.clamp(0.0, 1.0);
+        (n > 0 && share > (expected + 0.25).max(0.5)).then(|| {
+            format!(
+                "{:.0}% of the first turns' prompt tokens ({n} sessions) were already cached: the server's cache looks warm from an earlier run; use --reset-cache or restart it",
+                share * 100.0
+            )
+        })
     }
 
     pub fn progress(&self) -> Progress {
@@ -358,6 +537,20 @@ impl Collector {
             let q = |p: f64| w.interactivity.value_at_quantile(p) as f64 / 1000.0;
             json!({"count": w.interactivity.len(), "mean": w.interactivity.mean() / 1000.0, "p50": q(0.5), "p90": q(0.9), "p99": q(0.99)})
         };
+        let ok = w.requests - w.errors;
+        let endpoints: Vec<Value> = self
+            .endpoints
+            .iter()
+            .map(|(url, w, _)| {
+                json!({
+                    "url": url,
+                    "requests": w.requests,
+                    "failed": w.errors,
+                    "ttft_ms": quantiles(&w.ttft),
+                    "cache_hit_rate": w.hit_rate(),
+                })
+            })
+            .collect();
         let summary = json!({
             "engine": self.engine,
             "simulated": self.engine == "sim",
@@ -365,17 +558,19 @@ impl Collector {
             "duration_s": duration_s,
             "requests": {
                 "total": w.requests,
-                "ok": w.requests - w.errors,
+                "ok": ok,
                 "failed": w.errors,
                 "error_rate": self.error_rate(),
+                "rate_limited_resends": self.attempts.saturating_sub(w.requests),
             },
             "throughput": {
-                "requests_per_s": (w.requests - w.errors) as f64 / d,
+                "requests_per_s": ok as f64 / d,
                 "input_tokens_per_s": w.prompt_tokens as f64 / d,
                 "output_tokens_per_s": w.output_tokens as f64 / d,
                 "total_tokens_per_s": (w.prompt_tokens + w.output_tokens) as f64 / d,
             },
             "ttft_ms": quantiles(&w.ttft),
+            "effective_ttft_ms": quantiles(&w.effective_ttft),
             "itl_ms": quantiles(&w.itl),
             "tpot_ms": quantiles(&w.tpot),
             "e2e_ms": quantiles(&w.e2e),
@@ -386,8 +581,20 @@ impl Collector {
                 "cached_tokens": w.cached_tokens,
                 "hit_rate": w.hit_rate(),
             },
+            "goodput": {
+                "slo_ttft_s": self.control.slo_ttft,
+                "slo_decode_tps": self.control.slo_decode_tps,
+                "good_requests": w.good,
+                "requests_per_s": w.good as f64 / d,
+                "output_tokens_per_s": w.good_output_tokens as f64 / d,
+                "fraction": (ok > 0).then(|| w.good as f64 / ok as f64),
+            },
+            "adaptive": self.adaptive,
+            "open_loop": self.open_loop,
+            "endpoints": endpoints,
             "definitions": {
                 "ttft": "request sent to first content chunk, ms; time the client held the request before sending is not included (see schedule_delay)",
+                "effective_ttft": "ttft plus the schedule delay: what a user waits, admission control and 429 back-off included",
                 "itl": "gap between consecutive content chunks of a request, ms, every gap of every request",
                 "tpot": "(e2e - ttft) / (completion_tokens - 1) per request with at least 2 output tokens, ms",
                 "e2e": "request sent to the end of its stream, ms",
@@ -395,6 +602,7 @@ impl Collector {
                 "schedule_delay": "actual send time minus the time the schedule called for, ms",
                 "throughput": "server-reported prompt and completion tokens of successful requests per second of the run",
                 "cache_hit_rate": "sum of usage.prompt_tokens_details.cached_tokens / sum of usage.prompt_tokens (server-reported)",
+                "goodput": "successful requests with effective_ttft <= slo_ttft and decode speed (1000 / tpot) >= slo_decode_tps",
             },
         });
         write_json_atomic(&self.dir.join("summary.json"), &summary)

@@ -498,6 +498,12 @@ impl Controller {
         if self.recent.len() < self.window as usize {
             return None;
         }
+        // A window in which nothing finished says nothing yet: wait up to three windows for
+        // an answer; none by then means first tokens take longer than that, over any target.
+        let answered = self.recent.iter().any(|(h, _, _)| !h.is_empty());
+        if !answered && self.recent.len() < 3 * self.window as usize {
+            return None;
+        }
         let mut all = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("bounds");
         let (mut tps_sum, mut tps_n) = (0.0, 0u64);
         for (h, s, n) in &self.recent {
@@ -516,7 +522,6 @@ impl Controller {
             TtftMetric::Max => ms(all.max()),
         });
         let decode_tps = (tps_n > 0).then(|| tps_sum / tps_n as f64);
-        // No finished request in the window says nothing good about this load.
         let within = ttft_ms.is_some_and(|t| t <= self.target_ms)
             && decode_tps.is_none_or(|d| d >= self.min_decode_tps);
         let c = self.current;

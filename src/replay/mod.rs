@@ -249,6 +249,9 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
     Ok(())
 }
 
+/// Tries of the one-token test request on a 429 or 5xx answer.
+const PREFLIGHT_ATTEMPTS: u32 = 8;
+
 /// What the preflight learned about the server.
 struct Preflight {
     model: String,
@@ -287,15 +290,25 @@ async fn preflight(
             .with_context(|| format!("{models_url} lists no model; give --model"))?,
     };
     let body = PromptBody::new(&model, Arc::new(vec![range.lo]), encoding.clone(), 1, false);
-    let m = client::send(
-        client,
-        &endpoint.url,
-        "kvsweep-preflight",
-        body,
-        Duration::from_secs(60),
-        || {},
-    )
-    .await;
+    // A busy or rate-limiting server gets a few more tries before the run is refused.
+    let mut attempts = 0;
+    let m = loop {
+        attempts += 1;
+        let m = client::send(
+            client,
+            &endpoint.url,
+            "kvsweep-preflight",
+            body.clone(),
+            Duration::from_secs(60),
+            || {},
+        )
+        .await;
+        let transient = m.http_status == 429 || m.http_status >= 500;
+        if !transient || attempts >= PREFLIGHT_ATTEMPTS {
+            break m;
+        }
+        tokio::time::sleep(m.retry_after.unwrap_or(Duration::from_millis(500))).await;
+    };
     if m.outcome() != Outcome::Ok {
         bail!(
             "the server at {base} refused a one-token test request: {}",

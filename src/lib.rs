@@ -10,6 +10,7 @@ pub mod cell;
 pub mod collect;
 pub mod engine;
 pub mod github;
+pub mod hash;
 pub mod metrics;
 pub mod model;
 pub mod pareto;

@@ -18,6 +18,7 @@ use kvsweep::sim::SimArgs;
 use kvsweep::slurm::SlurmArgs;
 use kvsweep::spec::matrix::MatrixArgs;
 use kvsweep::sweep::SweepArgs;
+use kvsweep::trace::cli::TraceArgs;
 
 /// Benchmark LLM inference servers on agentic multi-turn workloads, with and without KV-cache
 /// offload, across a sweep of configurations, and turn the results into Pareto frontiers.
@@ -56,7 +57,7 @@ enum Command {
     /// Download a workflow run's cell artifacts from GitHub Actions.
     Artifacts(ArtifactsArgs),
     /// Analyze, convert, synthesize and generate traces.
-    Trace(Pending),
+    Trace(TraceArgs),
     /// Bound the best cache hit rate any cache could reach on a trace.
     Oracle(Pending),
     /// KV-cache bytes per token and tokens per GPU for a model.
@@ -97,7 +98,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Collect(args) => kvsweep::collect::run(args),
         Command::Compare(args) => kvsweep::collect::compare::run(args),
         Command::Artifacts(args) => kvsweep::github::run(args),
-        Command::Trace(_) => pending("trace", 10),
+        Command::Trace(args) => kvsweep::trace::cli::run(args),
         Command::Oracle(_) => pending("oracle", 11),
         Command::KvSize(_) => pending("kv-size", 11),
         Command::Test(_) => pending("test", 12),

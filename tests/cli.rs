@@ -56,7 +56,7 @@ fn version_names_the_commit() {
 
 #[test]
 fn pending_subcommands_fail_and_say_so() {
-    for sub in ["kv-size", "oracle", "trace"] {
+    for sub in ["kv-size", "oracle", "test"] {
         let err = kvsweep_err(&[sub, "--port", "1"]);
         assert!(err.contains("is not implemented yet"), "{sub}: {err}");
     }

@@ -7,34 +7,15 @@
 //! memory (its own LRU, its own capacity), from where a later request can load it back at the cost
 //! of a host→GPU copy. Memory is bounded by the two capacities, never by the number of requests.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
+
+use crate::hash::PassThrough;
 
 use lru::LruCache;
 
 pub type BlockId = u32;
 
-/// The keys are already xxh3 hashes: hashing them again (SipHash by default) only costs time.
-#[derive(Default)]
-struct PassThrough(u64);
-
-impl Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
-}
-
-type HashIndex<V> = HashMap<u64, V, BuildHasherDefault<PassThrough>>;
+type HashIndex<V> = crate::hash::HashedMap<V>;
 
 const NIL: BlockId = BlockId::MAX;
 

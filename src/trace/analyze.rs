@@ -168,7 +168,8 @@ fn aiperf(requests: &[(u32, u32, &[u64])], block_size: u32) -> AiperfAcc {
             .position(|id| !seen.contains(&mix(*id)))
             .unwrap_or(ids.len());
         acc.hit_rates.push(first_unseen as f64 / ids.len() as f64);
-        seen.extend(ids.iter().map(|id| mix(*id)));
+        // Everything before the first unseen id is in the set already.
+        seen.extend(ids[first_unseen..].iter().map(|id| mix(*id)));
         let repeated = ids
             .iter()
             .enumerate()

@@ -194,7 +194,7 @@ pub fn to_kvct(set: &TraceSet, block_size: u32, dir: &Path) -> Result<usize> {
 
 /// Checks that a block size can be re-blocked from `src`.
 pub fn check_blocks(src: u32, dst: u32) -> Result<()> {
-    if dst == 0 || (src % dst != 0 && dst % src != 0) {
+    if dst == 0 || (!src.is_multiple_of(dst) && !dst.is_multiple_of(src)) {
         bail!(
             "cannot re-block {src}-token blocks into {dst}-token blocks: one must divide the other"
         );

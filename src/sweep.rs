@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use tokio::sync::watch;
 
 use crate::cell::{self, CellState};
 use crate::render::{self, CellOverrides};
@@ -72,19 +71,7 @@ pub fn run(args: &SweepArgs, runners: &RunnerSet) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let (tx, interrupt) = watch::channel(None);
-    runtime.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("cannot watch SIGTERM")?;
-        tokio::spawn(async move {
-            let why = tokio::select! {
-                _ = tokio::signal::ctrl_c() => "interrupted (SIGINT)",
-                _ = term.recv() => "terminated (SIGTERM)",
-            };
-            tx.send_replace(Some(why.to_owned()));
-        });
-        anyhow::Ok(())
-    })?;
+    let interrupt = cell::interrupt_on_signals(&runtime)?;
 
     let total = plans.len();
     let started = Instant::now();

@@ -4,19 +4,10 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 
 use common::cells::SyntheticCell;
-
-fn csv_rows(path: &Path) -> Vec<HashMap<String, String>> {
-    csv::Reader::from_path(path)
-        .expect("csv")
-        .deserialize()
-        .map(|r| r.expect("row"))
-        .collect()
-}
 
 /// Zips a cell directory's files at the archive's root, as an uploaded artifact is.
 fn zip_dir(dir: &Path, zip_path: &Path) {
@@ -72,7 +63,7 @@ fn cells_from_folders_and_zips_become_tables_frontiers_plots_and_a_report() {
     ]);
     assert!(stdout.trim().ends_with("report.html"), "{stdout}");
 
-    let summary = csv_rows(&out.join("summary.csv"));
+    let summary = common::csv_rows(&out.join("summary.csv"));
     let names: Vec<&str> = summary.iter().map(|r| r["cell"].as_str()).collect();
     assert_eq!(names.len(), 4, "{names:?}");
     assert!(
@@ -89,7 +80,7 @@ fn cells_from_folders_and_zips_become_tables_frontiers_plots_and_a_report() {
     assert_eq!(num("server_hit_rate"), 0.5);
     assert_eq!(num("offload_bytes"), 13.5e6);
 
-    let skipped = csv_rows(&out.join("skipped.csv"));
+    let skipped = common::csv_rows(&out.join("skipped.csv"));
     let reason = |users: &str| {
         skipped
             .iter()
@@ -107,7 +98,7 @@ fn cells_from_folders_and_zips_become_tables_frontiers_plots_and_a_report() {
         "{skipped:?}"
     );
 
-    let pareto = csv_rows(&out.join("pareto.csv"));
+    let pareto = common::csv_rows(&out.join("pareto.csv"));
     let on_frontier = |panel: &str, group: &str, users: &str| {
         pareto
             .iter()
@@ -166,13 +157,13 @@ fn a_zip_that_escapes_its_folder_is_skipped_not_extracted() {
         "--out",
         out.to_str().expect("utf-8"),
     ]);
-    let skipped = csv_rows(&out.join("skipped.csv"));
+    let skipped = common::csv_rows(&out.join("skipped.csv"));
     assert_eq!(skipped.len(), 1);
     assert!(
         skipped[0]["reason"].contains("outside the extraction folder"),
         "{skipped:?}"
     );
-    assert_eq!(csv_rows(&out.join("summary.csv")).len(), 1);
+    assert_eq!(common::csv_rows(&out.join("summary.csv")).len(), 1);
 }
 
 #[test]
@@ -216,7 +207,7 @@ fn a_local_sweep_runs_every_cell_collects_them_and_resumes() {
         log.contains("[2/2] tiny_cpu_tp1_users2_offloadon: ok"),
         "{log}"
     );
-    assert_eq!(csv_rows(&out.join("summary.csv")).len(), 2);
+    assert_eq!(common::csv_rows(&out.join("summary.csv")).len(), 2);
     assert!(out.join("report.html").exists());
     assert!(out.join("plots/e2e_vs_total_tput_cpu.png").exists());
 
@@ -273,7 +264,7 @@ fn compare_gives_ratios_at_matched_cells_and_overlays_the_frontiers() {
         "--out",
         out.to_str().expect("utf-8"),
     ]);
-    let rows = csv_rows(&out.join("compare.csv"));
+    let rows = common::csv_rows(&out.join("compare.csv"));
     assert_eq!(rows.len(), 4, "every cell matched");
     for r in &rows {
         let ratio: f64 = r["total_tps_per_gpu_ratio"].parse().expect("ratio");
@@ -296,7 +287,7 @@ fn compare_gives_ratios_at_matched_cells_and_overlays_the_frontiers() {
         "--out",
         out.to_str().expect("utf-8"),
     ]);
-    let rows = csv_rows(&out.join("compare.csv"));
+    let rows = common::csv_rows(&out.join("compare.csv"));
     assert_eq!(rows.len(), 2);
     assert!(
         rows.iter()

@@ -5,8 +5,7 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use common::{repo_root, write};
 
@@ -15,14 +14,6 @@ fn llama_server() -> PathBuf {
     std::env::var_os("KVSWEEP_LLAMA_SERVER")
         .map(PathBuf::from)
         .unwrap_or_else(|| common::require_tool("llama-server"))
-}
-
-fn csv_rows(path: &Path) -> Vec<HashMap<String, String>> {
-    csv::Reader::from_path(path)
-        .expect("csv")
-        .deserialize()
-        .map(|r| r.expect("row"))
-        .collect()
 }
 
 #[test]
@@ -72,7 +63,7 @@ fn a_llama_server_cell_reuses_its_cache_across_turns_and_records_its_metrics() {
     let status = std::fs::read_to_string(out.join("status.json")).unwrap_or_default();
     assert!(run.status.success(), "{status}\n{}", common::stderr(&run));
 
-    let requests = csv_rows(&out.join("requests.csv"));
+    let requests = common::csv_rows(&out.join("requests.csv"));
     assert!(
         requests.len() >= 5,
         "every turn of the session: {}",
@@ -101,7 +92,7 @@ fn a_llama_server_cell_reuses_its_cache_across_turns_and_records_its_metrics() {
     )
     .expect("json");
     assert_eq!(meta["engine"], "llamacpp");
-    let metrics = csv_rows(&out.join("metrics.csv"));
+    let metrics = common::csv_rows(&out.join("metrics.csv"));
     assert!(!metrics.is_empty(), "llama.cpp rows in metrics.csv");
     let last = metrics.last().expect("row");
     assert!(

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -148,19 +147,6 @@ fn intervals_derive_rates_and_survive_counter_resets() {
     );
 }
 
-fn csv_rows(path: &Path) -> Vec<HashMap<String, String>> {
-    let mut r = csv::Reader::from_path(path).expect("csv");
-    let h = r.headers().expect("headers").clone();
-    r.records()
-        .map(|x| {
-            h.iter()
-                .zip(x.expect("row").iter())
-                .map(|(a, b)| (a.to_owned(), b.to_owned()))
-                .collect()
-        })
-        .collect()
-}
-
 #[test]
 fn leading_idle_rows_are_trimmed_and_missing_metrics_listed() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -180,11 +166,11 @@ fn leading_idle_rows_are_trimmed_and_missing_metrics_listed() {
         "vllm:num_requests_running 1\nvllm:num_requests_waiting 0\nvllm:prompt_tokens_total 900\n",
     )
     .expect("scrape");
-    let raw = csv_rows(&dir.path().join("metrics_raw.csv"));
+    let raw = common::csv_rows(&dir.path().join("metrics_raw.csv"));
     assert_eq!(raw.len(), 5);
     assert_eq!(raw[2]["ok"], "0");
     assert_eq!(raw[2]["error"], "connection refused");
-    let rows = csv_rows(&dir.path().join("metrics.csv"));
+    let rows = common::csv_rows(&dir.path().join("metrics.csv"));
     assert_eq!(
         rows.len(),
         2,
@@ -253,7 +239,7 @@ fn a_live_scrape_of_the_simulator_records_its_activity() {
     ]));
     assert!(out.status.success(), "{}", common::stderr(&out));
     assert!(child.wait().expect("wait").success());
-    let rows = csv_rows(&dir.path().join("metrics.csv"));
+    let rows = common::csv_rows(&dir.path().join("metrics.csv"));
     assert!(!rows.is_empty());
     assert_eq!(rows[0]["rel_s"], "0.000");
     let last = rows.last().expect("row");
@@ -270,7 +256,7 @@ fn a_live_scrape_of_the_simulator_records_its_activity() {
     assert_eq!(meta["expected_absent"], serde_json::json!([]));
     assert_eq!(meta["gpu_telemetry"]["tool"], "nvidia-smi");
     assert_eq!(meta["gpu_telemetry"]["samples_failed"], 0);
-    let gpu = csv_rows(&dir.path().join("gpu.csv"));
+    let gpu = common::csv_rows(&dir.path().join("gpu.csv"));
     assert!(gpu.len() >= 10, "two GPUs each interval: {}", gpu.len());
     assert_eq!(
         (gpu[0]["gpu"].as_str(), gpu[0]["util_pct"].as_str()),
@@ -360,7 +346,7 @@ fn an_unreachable_endpoint_without_gpu_tools_is_recorded_not_fatal() {
     assert_eq!(meta["gpu_telemetry"]["available"], false);
     assert!(meta["scrapes_failed"].as_u64().expect("count") >= 1);
     assert!(!dir.path().join("gpu.csv").exists());
-    let raw = csv_rows(&dir.path().join("metrics_raw.csv"));
+    let raw = common::csv_rows(&dir.path().join("metrics_raw.csv"));
     assert!(raw.iter().all(|r| r["ok"] == "0" && !r["error"].is_empty()));
 }
 

@@ -32,14 +32,6 @@ fn replay(urls: &[&str], extra: &[&str]) -> (tempfile::TempDir, bool, String) {
     (dir, ok, common::stderr(&out))
 }
 
-fn rows(path: &Path) -> Vec<HashMap<String, String>> {
-    csv::Reader::from_path(path)
-        .expect("csv")
-        .deserialize()
-        .map(|r| r.expect("row"))
-        .collect()
-}
-
 fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("read")).expect("json")
 }
@@ -107,7 +99,7 @@ fn the_adaptive_controller_settles_on_the_largest_user_count_within_the_target()
     // Once there, the controller holds: the last steps stay at the capacity.
     let tail = &steps[steps.len().saturating_sub(3)..];
     assert!(tail.iter().all(|s| s["users"] == capacity), "{a:#}");
-    let periods = rows(&dir.path().join("periods.csv"));
+    let periods = common::csv_rows(&dir.path().join("periods.csv"));
     assert!(
         periods.iter().any(|p| f(p, "users") > 1.0),
         "users were added"
@@ -141,7 +133,7 @@ fn token_budgets_hold_within_five_percent_over_a_minute() {
         ],
     );
     assert!(ok, "{err}");
-    let reqs = rows(&dir.path().join("requests.csv"));
+    let reqs = common::csv_rows(&dir.path().join("requests.csv"));
     let minute: Vec<_> = reqs.iter().filter(|r| f(r, "sent_s") < 60.0).collect();
     let input: f64 = minute.iter().map(|r| f(r, "trace_input_tokens")).sum();
     let output: f64 = minute.iter().map(|r| f(r, "trace_output_tokens")).sum();
@@ -150,7 +142,7 @@ fn token_budgets_hold_within_five_percent_over_a_minute() {
         "input tokens in the first minute: {input} for a budget of {budget}"
     );
     assert!(output <= 600_000.0 * 1.05, "{output}");
-    let periods = rows(&dir.path().join("periods.csv"));
+    let periods = common::csv_rows(&dir.path().join("periods.csv"));
     assert!(periods.iter().any(|p| !p["itpm_fill"].is_empty()));
 }
 
@@ -178,7 +170,7 @@ fn admission_limits_the_requests_in_flight() {
         ],
     );
     assert!(ok, "{err}");
-    let reqs = rows(&dir.path().join("requests.csv"));
+    let reqs = common::csv_rows(&dir.path().join("requests.csv"));
     assert!(reqs.len() >= 4);
     let mut events: Vec<(f64, i32)> = reqs
         .iter()
@@ -257,7 +249,7 @@ fn rate_limited_requests_are_sent_again_after_retry_after() {
         ],
     );
     assert!(ok, "{err}");
-    let reqs = rows(&dir.path().join("requests.csv"));
+    let reqs = common::csv_rows(&dir.path().join("requests.csv"));
     let retried: Vec<_> = reqs.iter().filter(|r| f(r, "attempts") > 1.0).collect();
     assert!(!retried.is_empty(), "some requests met a 429");
     assert!(
@@ -337,7 +329,7 @@ fn warm_start_and_advance_shape_the_first_requests() {
         json(&dir.path().join("metadata.json"))["warmup_requests"],
         2
     );
-    let reqs = rows(&dir.path().join("requests.csv"));
+    let reqs = common::csv_rows(&dir.path().join("requests.csv"));
     // Each user's first request: the first turn of a warmed session.
     let mut first_turns: HashMap<String, &HashMap<String, String>> = HashMap::new();
     for r in &reqs {
@@ -374,7 +366,7 @@ fn warm_start_and_advance_shape_the_first_requests() {
         ],
     );
     assert!(ok, "{err}");
-    let reqs = rows(&dir.path().join("requests.csv"));
+    let reqs = common::csv_rows(&dir.path().join("requests.csv"));
     let mut first_index: HashMap<String, f64> = HashMap::new();
     for r in &reqs {
         let e = first_index.entry(r["session"].clone()).or_insert(f64::MAX);
@@ -432,7 +424,7 @@ fn sessions_stick_to_one_endpoint_and_each_endpoint_has_its_own_rows() {
         ],
     );
     assert!(ok, "{err}");
-    let reqs = rows(&dir.path().join("requests.csv"));
+    let reqs = common::csv_rows(&dir.path().join("requests.csv"));
     let mut by_session: HashMap<String, HashSet<String>> = HashMap::new();
     for r in &reqs {
         by_session
@@ -443,7 +435,7 @@ fn sessions_stick_to_one_endpoint_and_each_endpoint_has_its_own_rows() {
     assert!(by_session.values().all(|e| e.len() == 1), "{by_session:?}");
     let used: HashSet<&String> = reqs.iter().map(|r| &r["endpoint"]).collect();
     assert_eq!(used.len(), 2, "both endpoints served sessions");
-    let periods = rows(&dir.path().join("periods.csv"));
+    let periods = common::csv_rows(&dir.path().join("periods.csv"));
     for e in ["all", a.base.as_str(), b.base.as_str()] {
         assert!(periods.iter().any(|p| p["endpoint"] == e), "rows for {e}");
     }
@@ -472,7 +464,7 @@ fn load_shaping_caps_the_working_set_and_the_new_tokens_of_a_period() {
         ],
     );
     assert!(ok, "{err}");
-    let reqs = rows(&dir.path().join("requests.csv"));
+    let reqs = common::csv_rows(&dir.path().join("requests.csv"));
     for a in &reqs {
         for b in &reqs {
             if a["user"] != b["user"] {
@@ -502,7 +494,7 @@ fn load_shaping_caps_the_working_set_and_the_new_tokens_of_a_period() {
         ],
     );
     assert!(ok, "{err}");
-    let reqs = rows(&dir.path().join("requests.csv"));
+    let reqs = common::csv_rows(&dir.path().join("requests.csv"));
     let mut per_period: HashMap<u64, u32> = HashMap::new();
     for r in reqs.iter().filter(|r| r["request_index"] == "0") {
         *per_period.entry(f(r, "sent_s") as u64).or_default() += 1;

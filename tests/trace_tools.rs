@@ -48,11 +48,11 @@ fn a_constructed_trace_has_the_hit_rate_and_growth_it_was_built_with() {
     assert_eq!(set["requests"], 3);
     assert_eq!(set["growth"]["append"], 0.5);
     assert_eq!(set["growth"]["replace_tail"], 0.5);
-    // Hits: 0, then 3 blocks, then 2 blocks, of 192 + 256 + 192 tokens.
+    // Hits: 0, then 3 blocks, then 3 blocks, of 192 + 256 + 256 tokens.
     let hit = set["reuse"]["session_scope_hit_rate"]
         .as_f64()
         .expect("hit rate");
-    assert!((hit - 320.0 / 640.0).abs() < 1e-12, "{hit}");
+    assert!((hit - 384.0 / 704.0).abs() < 1e-12, "{hit}");
     assert_eq!(set["reuse"]["unique_blocks"], 5);
     // Llama 3.1 8B: 128 KiB of KV a token.
     assert_eq!(set["reuse"]["working_set_bytes"], 5.0 * 64.0 * 131072.0);

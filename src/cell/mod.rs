@@ -17,8 +17,8 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::artifact::{self, SERVER_LOG_CAP_BYTES, write_json_atomic};
+use crate::engine;
 use crate::engine::process::{self, EngineProcess};
-use crate::engine::{self, LaunchRequest};
 use crate::metrics::{self, MetricsArgs};
 use crate::render::{self, CellOverrides, CellPlan, CellSelector};
 use crate::replay::{self, ReplayArgs, StopSignal};
@@ -180,15 +180,7 @@ async fn drive(
     interrupt: watch::Receiver<Option<String>>,
     status: &mut CellStatus,
 ) -> Result<()> {
-    let launch = engine::launch(&LaunchRequest {
-        engine: plan.engine,
-        model: &plan.model,
-        runner,
-        cell: &plan.cell,
-        backend: plan.offload_backend,
-        offload_gib: plan.offload_gib,
-        port: plan.port,
-    })?;
+    let launch = plan.launch(runner)?;
     let kvsweep = std::env::current_exe().context("cannot find the kvsweep binary")?;
     let container = format!("kvsweep-{}-{}", plan.cell.name, std::process::id());
     let cmd = engine::host_command(&launch, runner, plan.image.as_deref(), &kvsweep, &container)?;
@@ -339,6 +331,24 @@ fn versions(plan: &CellPlan, runner: &Runner) -> Value {
     })
 }
 
+/// A channel that carries why, once SIGINT or SIGTERM arrives: how cells are stopped early.
+pub fn interrupt_on_signals(
+    runtime: &tokio::runtime::Runtime,
+) -> Result<watch::Receiver<Option<String>>> {
+    let (tx, rx) = watch::channel(None);
+    let _guard = runtime.enter();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot watch SIGTERM")?;
+    runtime.spawn(async move {
+        let why = tokio::select! {
+            _ = tokio::signal::ctrl_c() => "interrupted (SIGINT)",
+            _ = term.recv() => "terminated (SIGTERM)",
+        };
+        tx.send_replace(Some(why.to_owned()));
+    });
+    Ok(rx)
+}
+
 /// Resolves the cell, picks a port where asked, and runs it.
 pub fn run(args: &RunCellArgs, runners: &RunnerSet) -> Result<()> {
     let (sweep, cell, runner) = render::select(&args.cell, runners)?;
@@ -350,19 +360,8 @@ pub fn run(args: &RunCellArgs, runners: &RunnerSet) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let status = runtime.block_on(async {
-        let (tx, rx) = watch::channel(None);
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("cannot watch SIGTERM")?;
-        tokio::spawn(async move {
-            let why = tokio::select! {
-                _ = tokio::signal::ctrl_c() => "interrupted (SIGINT)",
-                _ = term.recv() => "terminated (SIGTERM)",
-            };
-            tx.send_replace(Some(why.to_owned()));
-        });
-        run_planned(&plan, runner, &args.out, rx).await
-    })?;
+    let interrupt = interrupt_on_signals(&runtime)?;
+    let status = runtime.block_on(run_planned(&plan, runner, &args.out, interrupt))?;
     if let Some(zip) = &args.zip {
         let bytes = artifact::pack_zip(&args.out, zip, args.zip_cap_bytes)?;
         eprintln!("kvsweep: packed {bytes} bytes into {}", zip.display());

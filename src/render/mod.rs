@@ -115,6 +115,21 @@ pub struct CellPlan {
     pub health_timeout_s: u64,
 }
 
+impl CellPlan {
+    /// The engine command line of this cell on `runner`: what the script and run-cell start.
+    pub fn launch(&self, runner: &Runner) -> Result<engine::Launch> {
+        engine::launch(&LaunchRequest {
+            engine: self.engine,
+            model: &self.model,
+            runner,
+            cell: &self.cell,
+            backend: self.offload_backend,
+            offload_gib: self.offload_gib,
+            port: self.port,
+        })
+    }
+}
+
 /// Resolves one cell of a loaded sweep into a plan, applying command-line overrides.
 pub fn plan(sweep: &Sweep, cell: &Cell, runner: &Runner, o: &CellOverrides) -> Result<CellPlan> {
     let s = &sweep.settings;
@@ -229,15 +244,7 @@ struct ScriptContext<'a> {
 
 /// Renders the script for a plan, with the built-in template or the one in `templates`.
 pub fn render_script(plan: &CellPlan, runner: &Runner, templates: Option<&Path>) -> Result<String> {
-    let launch = engine::launch(&LaunchRequest {
-        engine: plan.engine,
-        model: &plan.model,
-        runner,
-        cell: &plan.cell,
-        backend: plan.offload_backend,
-        offload_gib: plan.offload_gib,
-        port: plan.port,
-    })?;
+    let launch = plan.launch(runner)?;
     let engine_program = match launch.program {
         Program::External(p) => Some(p),
         Program::Kvsweep if runner.container == ContainerRuntime::None => None,

@@ -47,6 +47,15 @@ pub fn kvsweep_err(args: &[&str]) -> String {
     stderr(&out)
 }
 
+/// A CSV file's rows as column → value maps.
+pub fn csv_rows(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
+    csv::Reader::from_path(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+        .deserialize()
+        .map(|r| r.expect("a complete row"))
+        .collect()
+}
+
 pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).expect("write test file");

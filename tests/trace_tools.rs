@@ -217,6 +217,28 @@ fn synth_at_unit_multipliers_is_the_identity_and_roots_split_sharing() {
     let b = analyze(&[&same], &[]);
     assert_eq!(a["set"]["aiperf"], b["set"]["aiperf"]);
 
+    // A kv-cache-tester file: the same at unit multipliers, times halved by --speedup-ratio 2.
+    let kvct = samples().join("trace_0538.json");
+    let kvct_same = dir.path().join("same.json");
+    kvsweep_ok(&["trace", "synth", s(&kvct), "--out", s(&kvct_same)]);
+    assert_eq!(sharing(&kvct), sharing(&kvct_same));
+    let fast = dir.path().join("fast.json");
+    kvsweep_ok(&[
+        "trace",
+        "synth",
+        s(&kvct),
+        "--speedup-ratio",
+        "2",
+        "--out",
+        s(&fast),
+    ]);
+    let think = |p: &Path| analyze(&[p], &[])["set"]["think_time_s"]["mean"].as_f64();
+    let (slow, quick) = (think(&kvct).expect("mean"), think(&fast).expect("mean"));
+    assert!(
+        (quick * 2.0 - slow).abs() < 1e-6 * slow.max(1.0),
+        "{slow} {quick}"
+    );
+
     let split = dir.path().join("split.jsonl");
     kvsweep_ok(&[
         "trace",

@@ -1080,7 +1080,7 @@ async fn exchange(run: &Run, record: RecordBase, body: PromptBody, admit: contro
         }
         break (m, sent_s);
     };
-    let _ = run.records.send(record.finish(run, m, sent_s, attempts));
+    let _ = run.records.send(record.finish(m, sent_s, attempts));
     run.in_flight.fetch_sub(1, Ordering::SeqCst);
 }
 
@@ -1098,7 +1098,7 @@ struct RecordBase {
 }
 
 impl RecordBase {
-    fn finish(self, run: &Run, m: client::Measured, sent_s: f64, attempts: u32) -> RequestRecord {
+    fn finish(self, m: client::Measured, sent_s: f64, attempts: u32) -> RequestRecord {
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         RequestRecord {
             id: self.id,
@@ -1110,7 +1110,8 @@ impl RecordBase {
             sent_s,
             attempts,
             fresh: self.fresh,
-            done_s: run.since_start(Instant::now()),
+            // From the measured exchange, so it falls before the admission slot is freed.
+            done_s: sent_s + m.e2e.as_secs_f64(),
             ttft_ms: m.ttft.map(ms),
             e2e_ms: ms(m.e2e),
             gaps_ms: m.gaps.iter().map(|g| ms(*g)).collect(),

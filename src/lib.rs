@@ -13,6 +13,7 @@ pub mod github;
 pub mod hash;
 pub mod metrics;
 pub mod model;
+pub mod oracle;
 pub mod pareto;
 pub mod plot;
 pub mod render;

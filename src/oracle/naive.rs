@@ -1,0 +1,159 @@
+//! Reference solvers, written for obviousness rather than speed: `audit-buckets` and the tests
+//! check the fast ones ([`super::stream`], [`super::bounds`]) against them.
+
+use std::collections::{HashMap, HashSet};
+
+use super::stream::{Entry, child_key, output_key};
+
+/// What one request reads and writes, as plain keys.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// Its prompt's whole blocks, from the first.
+    pub read: Vec<u64>,
+    /// Every block it touches: the prompt's, then the answer's.
+    pub touched: Vec<u64>,
+}
+
+/// Each request's keys, every path hashed from its root.
+pub fn steps(entries: &[Entry], include_output: bool) -> Vec<Step> {
+    let mut previous: HashMap<u32, (&[u64], Vec<u64>)> = HashMap::new();
+    let mut out = Vec::with_capacity(entries.len());
+    for (e, entry) in entries.iter().enumerate() {
+        let ids = &entry.request.hash_ids[..entry.blocks()];
+        let mut read: Vec<u64> = Vec::with_capacity(ids.len());
+        let mut parent = entry.seed;
+        for (j, &id) in ids.iter().enumerate() {
+            // Blocks are named by the session's history: the previous turn's blocks while the
+            // prompt repeats it, then its answer's blocks (which the prompt carries next).
+            let inherited = previous.get(&entry.session).and_then(|(prev_ids, prev_keys)| {
+                let repeats = j < prev_ids.len() && ids[..=j] == prev_ids[..=j];
+                let extends = include_output
+                    && j >= prev_ids.len()
+                    && ids[..prev_ids.len()] == **prev_ids;
+                (repeats || extends).then(|| prev_keys.get(j).copied()).flatten()
+            });
+            parent = inherited.unwrap_or_else(|| child_key(parent, id));
+            read.push(parent);
+        }
+        let mut touched = read.clone();
+        for _ in 0..entry.output_blocks(include_output) {
+            parent = output_key(parent, e);
+            touched.push(parent);
+        }
+        previous.insert(entry.session, (ids, touched.clone()));
+        out.push(Step { read, touched });
+    }
+    out
+}
+
+/// Blocks read that were touched before: the infinite-cache hits.
+pub fn content(steps: &[Step]) -> u64 {
+    let mut seen = HashSet::new();
+    let mut hits = 0;
+    for step in steps {
+        hits += step.read.iter().filter(|k| seen.contains(*k)).count() as u64;
+        seen.extend(step.touched.iter().copied());
+    }
+    hits
+}
+
+/// An LRU list simulated block by block, strict-prefix hits.
+pub fn lru(steps: &[Step], capacity: u64) -> u64 {
+    let mut recency: Vec<u64> = Vec::new(); // most recent first
+    let mut hits = 0;
+    for step in steps {
+        hits += step
+            .read
+            .iter()
+            .take_while(|k| recency.contains(k))
+            .count() as u64;
+        // Deepest first, so the shallowest ends up most recent.
+        for key in step.touched.iter().rev() {
+            recency.retain(|k| k != key);
+            recency.insert(0, *key);
+        }
+        recency.truncate(capacity as usize);
+    }
+    hits
+}
+
+/// Every reuse interval: (request that touched the block last, reading request, position).
+fn intervals(steps: &[Step]) -> Vec<(usize, usize, usize)> {
+    let mut last: HashMap<u64, usize> = HashMap::new();
+    let mut out = Vec::new();
+    for (e, step) in steps.iter().enumerate() {
+        for (j, key) in step.read.iter().enumerate() {
+            if let Some(&s) = last.get(key) {
+                out.push((s, e, j));
+            }
+        }
+        for key in &step.touched {
+            last.insert(*key, e);
+        }
+    }
+    out
+}
+
+/// Room left in each slot (2p: request p running, 2p+1: the gap after it).
+fn rooms(steps: &[Step], capacity: u64, running_holds_room: bool) -> Vec<i64> {
+    (0..2 * steps.len())
+        .map(|slot| {
+            let cap = capacity as i64;
+            if slot % 2 == 0 && running_holds_room {
+                (cap - steps[slot / 2].touched.len() as i64).max(0)
+            } else {
+                cap
+            }
+        })
+        .collect()
+}
+
+/// The greedy, one block at a time, checking every slot.
+pub fn greedy(steps: &[Step], capacity: u64, running_holds_room: bool) -> u64 {
+    let mut room = rooms(steps, capacity, running_holds_room);
+    let mut hits = 0;
+    for (s, e, _) in intervals(steps) {
+        let slots = 2 * s + 1..2 * e;
+        if room[slots.clone()].iter().all(|&r| r > 0) {
+            room[slots].iter_mut().for_each(|r| *r -= 1);
+            hits += 1;
+        }
+    }
+    hits
+}
+
+/// The strict-prefix optimum by trying every set of intervals (`None` past 14 intervals):
+/// each request counts only the prefix of its blocks whose intervals are all kept.
+pub fn brute_force(steps: &[Step], capacity: u64) -> Option<u64> {
+    let all = intervals(steps);
+    if all.len() > 14 {
+        return None;
+    }
+    let base = rooms(steps, capacity, true);
+    let mut best = 0;
+    for mask in 0u32..(1 << all.len()) {
+        let mut room = base.clone();
+        let kept = |i: usize| mask & (1 << i) != 0;
+        let fits = all.iter().enumerate().filter(|&(i, _)| kept(i)).all(|(_, &(s, e, _))| {
+            room[2 * s + 1..2 * e].iter_mut().all(|r| {
+                *r -= 1;
+                *r >= 0
+            })
+        });
+        if !fits {
+            continue;
+        }
+        let hits: u64 = (0..steps.len())
+            .map(|e| {
+                let kept_at = |j: usize| {
+                    all.iter()
+                        .enumerate()
+                        .any(|(i, &(_, ee, jj))| ee == e && jj == j && kept(i))
+                };
+                (0..steps[e].read.len()).take_while(|&j| kept_at(j)).count() as u64
+            })
+            .sum();
+        best = best.max(hits);
+    }
+    Some(best)
+}

@@ -11,6 +11,7 @@ use kvsweep::collect::CollectArgs;
 use kvsweep::collect::compare::CompareArgs;
 use kvsweep::github::ArtifactsArgs;
 use kvsweep::metrics::MetricsCommand;
+use kvsweep::oracle::OracleArgs;
 use kvsweep::render::RenderArgs;
 use kvsweep::replay::ReplayArgs;
 use kvsweep::runner::RunnerSet;
@@ -59,7 +60,7 @@ enum Command {
     /// Analyze, convert, synthesize and generate traces.
     Trace(TraceArgs),
     /// Bound the best cache hit rate any cache could reach on a trace.
-    Oracle(Pending),
+    Oracle(OracleArgs),
     /// KV-cache bytes per token and tokens per GPU for a model.
     KvSize(Pending),
     /// Synthetic cache testers: single-prompt, cache-rate, working-set.
@@ -99,7 +100,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Compare(args) => kvsweep::collect::compare::run(args),
         Command::Artifacts(args) => kvsweep::github::run(args),
         Command::Trace(args) => kvsweep::trace::cli::run(args),
-        Command::Oracle(_) => pending("oracle", 11),
+        Command::Oracle(args) => kvsweep::oracle::run(args, &runners()?),
         Command::KvSize(_) => pending("kv-size", 11),
         Command::Test(_) => pending("test", 12),
     }

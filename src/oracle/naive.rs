@@ -4,6 +4,8 @@
 use std::collections::{HashMap, HashSet};
 
 use super::stream::{Entry, child_key, output_key};
+use crate::sim::rng::mix;
+use crate::trace::{Session, TraceRequest, TraceSet};
 
 /// What one request reads and writes, as plain keys.
 #[derive(Debug, Clone)]
@@ -57,22 +59,23 @@ pub fn content(steps: &[Step]) -> u64 {
     hits
 }
 
-/// An LRU list simulated block by block, strict-prefix hits.
+/// An LRU cache (the `lru` crate) fed block by block, strict-prefix hits.
 pub fn lru(steps: &[Step], capacity: u64) -> u64 {
-    let mut recency: Vec<u64> = Vec::new(); // most recent first
+    let Some(cap) = std::num::NonZeroUsize::new(capacity as usize) else {
+        return 0;
+    };
+    let mut cache = lru::LruCache::new(cap);
     let mut hits = 0;
     for step in steps {
         hits += step
             .read
             .iter()
-            .take_while(|k| recency.contains(k))
+            .take_while(|k| cache.contains(*k))
             .count() as u64;
         // Deepest first, so the shallowest ends up most recent.
         for key in step.touched.iter().rev() {
-            recency.retain(|k| k != key);
-            recency.insert(0, *key);
+            cache.put(*key, ());
         }
-        recency.truncate(capacity as usize);
     }
     hits
 }
@@ -157,3 +160,68 @@ pub fn brute_force(steps: &[Step], capacity: u64) -> Option<u64> {
     }
     Some(best)
 }
+
+/// A request of `ids` whole blocks of `block` tokens plus `extra` tokens, answering `out`.
+pub fn request(t: f64, ids: &[u64], block: u32, extra: u32, out: u32) -> TraceRequest {
+    TraceRequest {
+        offset_s: t,
+        input_tokens: ids.len() as u32 * block + extra,
+        output_tokens: out,
+        hash_ids: ids.to_vec(),
+        think_time_s: 0.0,
+        api_time_s: 0.0,
+    }
+}
+
+/// A session of block size 4 in hash scope `scope`.
+pub fn session(id: &str, scope: u64, requests: Vec<TraceRequest>) -> Session {
+    Session {
+        id: id.into(),
+        scope,
+        block_size: 4,
+        start_s: 0.0,
+        requests,
+        children: vec![],
+    }
+}
+
+/// A tiny trace set (block size 4) whose conversations grow, replace their tail, drop back and
+/// share a system prefix: small enough for [`brute_force`].
+pub fn micro_trace(seed: u64) -> TraceSet {
+    let mut state = seed;
+    let mut next = move |n: u64| {
+        state = mix(state);
+        state % n
+    };
+    let sessions = 1 + next(4) as usize;
+    let system: Vec<u64> = (0..next(4)).map(|i| 1000 + i).collect();
+    let mut out = Vec::new();
+    let mut fresh = 1u64;
+    for s in 0..sessions {
+        let mut ids = system.clone();
+        let mut requests = Vec::new();
+        let mut t = next(5) as f64;
+        for _ in 0..1 + next(5) {
+            match next(6) {
+                0 if ids.len() > 1 => ids.truncate(1 + next(ids.len() as u64) as usize),
+                1 if !ids.is_empty() => {
+                    let keep = next(ids.len() as u64) as usize;
+                    ids.truncate(keep);
+                }
+                _ => {}
+            }
+            for _ in 0..1 + next(3) {
+                ids.push(fresh + 100 * s as u64);
+                fresh += 1;
+            }
+            requests.push(request(t, &ids, 4, next(4) as u32, next(12) as u32));
+            t += 0.5 + next(3) as f64;
+        }
+        out.push(session(&format!("s{s}"), 7, requests));
+    }
+    TraceSet {
+        sessions: out,
+        ..TraceSet::default()
+    }
+}
+

@@ -3,69 +3,8 @@
 use super::bounds::{self, Hits};
 use super::naive;
 use super::stream::{self, Scope};
-use crate::sim::rng::mix;
-use crate::trace::{Session, TraceRequest, TraceSet};
-
-fn request(t: f64, ids: &[u64], block: u32, extra: u32, out: u32) -> TraceRequest {
-    TraceRequest {
-        offset_s: t,
-        input_tokens: ids.len() as u32 * block + extra,
-        output_tokens: out,
-        hash_ids: ids.to_vec(),
-        think_time_s: 0.0,
-        api_time_s: 0.0,
-    }
-}
-
-fn session(id: &str, scope: u64, requests: Vec<TraceRequest>) -> Session {
-    Session {
-        id: id.into(),
-        scope,
-        block_size: 4,
-        start_s: 0.0,
-        requests,
-        children: vec![],
-    }
-}
-
-/// Conversations that grow, replace their tail, drop back and share a system prefix.
-fn generated(seed: u64) -> TraceSet {
-    let mut state = seed;
-    let mut next = move |n: u64| {
-        state = mix(state);
-        state % n
-    };
-    let sessions = 1 + next(4) as usize;
-    let system: Vec<u64> = (0..next(4)).map(|i| 1000 + i).collect();
-    let mut out = Vec::new();
-    let mut fresh = 1u64;
-    for s in 0..sessions {
-        let mut ids = system.clone();
-        let mut requests = Vec::new();
-        let mut t = next(5) as f64;
-        for _ in 0..1 + next(5) {
-            match next(6) {
-                0 if ids.len() > 1 => ids.truncate(1 + next(ids.len() as u64) as usize),
-                1 if !ids.is_empty() => {
-                    let keep = next(ids.len() as u64) as usize;
-                    ids.truncate(keep);
-                }
-                _ => {}
-            }
-            for _ in 0..1 + next(3) {
-                ids.push(fresh + 100 * s as u64);
-                fresh += 1;
-            }
-            requests.push(request(t, &ids, 4, next(4) as u32, next(12) as u32));
-            t += 0.5 + next(3) as f64;
-        }
-        out.push(session(&format!("s{s}"), 7, requests));
-    }
-    TraceSet {
-        sessions: out,
-        ..TraceSet::default()
-    }
-}
+use super::naive::{micro_trace as generated, request, session};
+use crate::trace::TraceSet;
 
 fn fast(set: &TraceSet, scope: Scope, output: bool, caps: &[u64]) -> Vec<Hits> {
     let entries = stream::order(set, scope, &|_| true);

@@ -92,7 +92,8 @@ pub struct TraceSet {
     pub sessions: Vec<Session>,
     pub skipped: Vec<Skipped>,
     pub files: Vec<PathBuf>,
-    /// xxh3 of every file's name and bytes, in order: which traces a result came from.
+    /// xxh3 over every file's xxh3 (of its name and bytes), in order: which traces a result
+    /// came from.
     pub digest: String,
 }
 
@@ -153,21 +154,56 @@ pub fn parse_file(
     Ok(())
 }
 
-/// Reads trace files and directories (recursively, `*.json` and `*.jsonl`, in name order).
+/// Reads trace files and directories (recursively, `*.json` and `*.jsonl`, in name order),
+/// several files at a time.
 pub fn load(paths: &[PathBuf], opts: LoadOptions) -> Result<TraceSet> {
     let files = list_files(paths)?;
-    let mut set = TraceSet::default();
-    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-    for (index, file) in files.iter().enumerate() {
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(files.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let read_one = |index: usize, file: &Path| -> Result<(TraceSet, u64)> {
         let text = std::fs::read_to_string(file)
             .with_context(|| format!("cannot read {}", file.display()))?;
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
         hasher.update(
             file.file_name()
                 .map(|n| n.as_encoded_bytes())
                 .unwrap_or_default(),
         );
         hasher.update(text.as_bytes());
-        parse_file(file, &text, index, opts, &mut set)?;
+        let mut one = TraceSet::default();
+        parse_file(file, &text, index, opts, &mut one)?;
+        Ok((one, hasher.digest()))
+    };
+    let mut parsed: Vec<(usize, Result<(TraceSet, u64)>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(file) = files.get(i) else { break };
+                        mine.push((i, read_one(i, file)));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a trace reader thread panicked"))
+            .collect()
+    });
+    parsed.sort_by_key(|(i, _)| *i);
+    let mut set = TraceSet::default();
+    // The set's digest: xxh3 over each file's xxh3 (of its name and bytes), in order.
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    for (_, one) in parsed {
+        let (one, digest) = one?;
+        hasher.update(&digest.to_le_bytes());
+        set.sessions.extend(one.sessions);
+        set.skipped.extend(one.skipped);
     }
     for skip in &set.skipped {
         eprintln!("warning: skipped {skip}");

@@ -11,6 +11,7 @@ pub mod collect;
 pub mod engine;
 pub mod github;
 pub mod hash;
+pub mod kvsize;
 pub mod metrics;
 pub mod model;
 pub mod oracle;

@@ -10,6 +10,7 @@ use kvsweep::cell::RunCellArgs;
 use kvsweep::collect::CollectArgs;
 use kvsweep::collect::compare::CompareArgs;
 use kvsweep::github::ArtifactsArgs;
+use kvsweep::kvsize::KvSizeArgs;
 use kvsweep::metrics::MetricsCommand;
 use kvsweep::oracle::OracleArgs;
 use kvsweep::render::RenderArgs;
@@ -62,7 +63,7 @@ enum Command {
     /// Bound the best cache hit rate any cache could reach on a trace.
     Oracle(OracleArgs),
     /// KV-cache bytes per token and tokens per GPU for a model.
-    KvSize(Pending),
+    KvSize(KvSizeArgs),
     /// Synthetic cache testers: single-prompt, cache-rate, working-set.
     Test(Pending),
 }
@@ -101,7 +102,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Artifacts(args) => kvsweep::github::run(args),
         Command::Trace(args) => kvsweep::trace::cli::run(args),
         Command::Oracle(args) => kvsweep::oracle::run(args, &runners()?),
-        Command::KvSize(_) => pending("kv-size", 11),
+        Command::KvSize(args) => kvsweep::kvsize::run(args, &runners()?),
         Command::Test(_) => pending("test", 12),
     }
 }

@@ -47,6 +47,9 @@ pub const SUMMARY_COLUMNS: &[&str] = &[
     "interactivity",
     "client_hit_rate",
     "server_hit_rate",
+    "oracle_hit_rate",
+    "oracle_lru_hit_rate",
+    "oracle_capacity_tokens",
     "offload_bytes",
 ];
 
@@ -94,6 +97,13 @@ pub struct CellResult {
     pub interactivity: Option<f64>,
     pub client_hit_rate: Option<f64>,
     pub server_hit_rate: Option<f64>,
+    /// The best hit rate any cache of the cell's size could reach on the requests it sent
+    /// (`kvsweep oracle`'s exact strict-prefix bound), and what LRU reaches there.
+    pub oracle_hit_rate: Option<f64>,
+    pub oracle_lru_hit_rate: Option<f64>,
+    /// The cell's KV capacity the bound assumes: HBM after weights at 0.9 utilization, plus
+    /// the offload tier when on.
+    pub oracle_capacity_tokens: Option<f64>,
     /// Bytes moved between GPU and host cache tiers, both ways, as the server counted them.
     pub offload_bytes: Option<f64>,
     #[serde(skip)]
@@ -311,6 +321,9 @@ pub fn load(dir: &Path) -> Result<CellResult> {
         interactivity: tpot_p50.filter(|t| *t > 0.0).map(|t| 1000.0 / t),
         client_hit_rate: num(&summary["cache"]["hit_rate"]),
         server_hit_rate,
+        oracle_hit_rate: None,
+        oracle_lru_hit_rate: None,
+        oracle_capacity_tokens: None,
         offload_bytes,
         name,
         dir: dir.to_path_buf(),

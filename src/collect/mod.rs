@@ -115,10 +115,24 @@ pub fn collect(paths: &[PathBuf], out: &Path) -> Result<Collected> {
     }
     let mut results = Vec::new();
     let mut skipped = found.skipped;
+    let mut traces = crate::oracle::replayed::TraceCache::default();
+    let runner_dir = std::env::var_os("KVSWEEP_RUNNERS_DIR").map(PathBuf::from);
+    let runners = crate::runner::RunnerSet::load(runner_dir.as_deref())?;
     for dir in &found.dirs {
         match cells::load(dir) {
-            Ok(c) => match c.gate() {
-                Ok(()) => results.push(c),
+            Ok(mut c) => match c.gate() {
+                Ok(()) => {
+                    match crate::oracle::replayed::bound(dir, &mut traces, &runners) {
+                        Ok(Some(b)) => {
+                            c.oracle_hit_rate = Some(b.strict_prefix);
+                            c.oracle_lru_hit_rate = Some(b.lru);
+                            c.oracle_capacity_tokens = Some(b.capacity_tokens);
+                        }
+                        Ok(None) => {}
+                        Err(e) => eprintln!("warning: no oracle bound for {}: {e:#}", c.name),
+                    }
+                    results.push(c);
+                }
                 Err(reason) => skipped.push(Skipped {
                     cell: c.name.clone(),
                     reason,

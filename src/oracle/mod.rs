@@ -15,6 +15,7 @@ pub mod config;
 pub mod heuristic;
 pub mod naive;
 pub mod plan;
+pub mod replayed;
 pub mod stream;
 
 #[cfg(test)]

@@ -1,0 +1,155 @@
+//! The oracle's bounds for what a sweep cell actually replayed, at the cell's cache size, so
+//! `collect` can set them beside the hit rate the server measured.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::config::GIB;
+use super::{bounds, stream};
+use crate::model;
+use crate::runner::RunnerSet;
+use crate::spec::TraceFormat;
+use crate::trace::{self, LoadOptions, Session, TraceRequest, TraceSet};
+
+/// The share of HBM engines give the cache by default (vLLM's --gpu-memory-utilization; the
+/// simulator's default too).
+const GPU_MEMORY_UTILIZATION: f64 = 0.9;
+
+/// A cell's bounds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CellBound {
+    pub capacity_tokens: f64,
+    pub content: f64,
+    pub strict_prefix: f64,
+    pub lru: f64,
+}
+
+/// Trace sets read so far, by path: a sweep's cells usually share one.
+#[derive(Default)]
+pub struct TraceCache(HashMap<PathBuf, Option<TraceSet>>);
+
+#[derive(Deserialize)]
+struct Row {
+    session: String,
+    request_index: usize,
+    sent_s: f64,
+    trace_input_tokens: u32,
+}
+
+/// KV tokens of the cell's server: HBM of its TP group after weights, plus the offload tier.
+fn capacity_tokens(cell: &Value, runners: &RunnerSet) -> Option<f64> {
+    let preset = model::preset(cell["model"].as_str()?)?;
+    let runner = runners.get(cell["runner"].as_str()?)?;
+    let tp = cell["cell"]["tp"].as_f64()?.max(1.0);
+    let g = preset.geometry;
+    let weights = f64::from(g.params_b) * 1e9 * g.dtype.bytes() as f64;
+    let hbm = runner.hbm_gb_per_gpu * 1e9 * tp * GPU_MEMORY_UTILIZATION - weights;
+    let per_token = g.kv_bytes_per_token() as f64;
+    let offload = if cell["cell"]["offload"] == "on" {
+        cell["offload_gib"].as_f64().unwrap_or(0.0) * GIB
+    } else {
+        0.0
+    };
+    (hbm > 0.0).then(|| (hbm / per_token).floor() + (offload / per_token).floor())
+}
+
+/// The bounds for the requests `dir`'s cell sent, or `None` when its traces, model or runner
+/// are not known here (artifacts downloaded from elsewhere, a custom model).
+pub fn bound(dir: &Path, cache: &mut TraceCache, runners: &RunnerSet) -> Result<Option<CellBound>> {
+    let text = std::fs::read_to_string(dir.join("cell.json"))
+        .with_context(|| format!("cannot read {}", dir.join("cell.json").display()))?;
+    let cell: Value = serde_json::from_str(&text)?;
+    let (Some(traces), Some(capacity)) = (cell["traces"].as_str(), capacity_tokens(&cell, runners))
+    else {
+        return Ok(None);
+    };
+    let format = match cell["trace_format"].as_str() {
+        Some("mooncake") => TraceFormat::Mooncake,
+        Some("kvct") => TraceFormat::Kvct,
+        _ => TraceFormat::Auto,
+    };
+    let set = cache
+        .0
+        .entry(PathBuf::from(traces))
+        .or_insert_with(|| {
+            trace::load(
+                &[PathBuf::from(traces)],
+                LoadOptions {
+                    format,
+                    mooncake_block_size: 512,
+                    strict: false,
+                },
+            )
+            .ok()
+        });
+    let Some(set) = set.as_ref() else {
+        return Ok(None);
+    };
+    let mut sessions: HashMap<&str, &Session> = HashMap::new();
+    fn index<'a>(s: &'a Session, out: &mut HashMap<&'a str, &'a Session>) {
+        out.insert(&s.id, s);
+        for c in &s.children {
+            index(c, out);
+        }
+    }
+    for s in &set.sessions {
+        index(s, &mut sessions);
+    }
+    let path = dir.join("requests.csv");
+    let mut reader =
+        csv::Reader::from_path(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    // What was sent, as trace requests cut to what the replay sent (--max-context).
+    let mut sent: Vec<(f64, &Session, TraceRequest)> = Vec::new();
+    for row in reader.deserialize::<Row>() {
+        let Ok(row) = row else { continue };
+        let Some(session) = sessions.get(row.session.as_str()) else {
+            continue;
+        };
+        let Some(original) = session.requests.get(row.request_index) else {
+            continue;
+        };
+        let mut r = original.clone();
+        if row.trace_input_tokens < r.input_tokens {
+            r.input_tokens = row.trace_input_tokens;
+            r.hash_ids
+                .truncate((row.trace_input_tokens / session.block_size.max(1)) as usize);
+        }
+        sent.push((row.sent_s, session, r));
+    }
+    sent.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut ids: HashMap<&str, u32> = HashMap::new();
+    let entries: Vec<stream::Entry> = sent
+        .iter()
+        .map(|(t, s, r)| {
+            let next = ids.len() as u32;
+            stream::Entry {
+                time_s: *t,
+                session: *ids.entry(s.id.as_str()).or_insert(next),
+                seed: crate::sim::rng::mix(s.scope),
+                block_size: s.block_size,
+                request: r,
+            }
+        })
+        .collect();
+    let reuse = stream::reuse(&entries, true);
+    let block = f64::from(reuse.block_size.max(1));
+    let h = bounds::hits(&reuse, &[(capacity / block) as u64])[0];
+    let input: u64 = reuse.accesses.iter().map(|a| a.input_tokens).sum();
+    let rate = |b: u64| {
+        if input == 0 {
+            0.0
+        } else {
+            b as f64 * block / input as f64
+        }
+    };
+    Ok(Some(CellBound {
+        capacity_tokens: capacity,
+        content: rate(h.content),
+        strict_prefix: rate(h.strict_prefix),
+        lru: rate(h.lru),
+    }))
+}

@@ -87,7 +87,9 @@ pub struct Fit {
 }
 
 fn field(config: &Value, names: &[&str]) -> Option<f64> {
-    names.iter().find_map(|n| config.get(*n).and_then(Value::as_f64))
+    names
+        .iter()
+        .find_map(|n| config.get(*n).and_then(Value::as_f64))
 }
 
 /// The KV geometry and parameter count of a Hugging Face config (its `text_config` for
@@ -105,7 +107,10 @@ pub fn from_hf_config(config: &Value) -> Result<(Geometry, f64)> {
     let kv_layers = match c.get("layer_types").and_then(Value::as_array) {
         Some(types) => types
             .iter()
-            .filter(|t| t.as_str().is_some_and(|t| t == "full_attention" || t == "attention"))
+            .filter(|t| {
+                t.as_str()
+                    .is_some_and(|t| t == "full_attention" || t == "attention")
+            })
             .count() as u32,
         None => layers,
     };
@@ -115,7 +120,8 @@ pub fn from_hf_config(config: &Value) -> Result<(Geometry, f64)> {
         .and_then(Value::as_bool)
         .unwrap_or(false);
     let intermediate = field(c, &["intermediate_size", "ffn_dim"]).unwrap_or(4.0 * hidden);
-    let experts = field(c, &["n_routed_experts", "num_experts", "num_local_experts"]).unwrap_or(0.0);
+    let experts =
+        field(c, &["n_routed_experts", "num_experts", "num_local_experts"]).unwrap_or(0.0);
     let moe_intermediate = field(c, &["moe_intermediate_size"]).unwrap_or(intermediate);
     let shared_experts = field(c, &["n_shared_experts"]).unwrap_or(0.0);
     let dense_layers = if experts > 0.0 {
@@ -135,7 +141,8 @@ pub fn from_hf_config(config: &Value) -> Result<(Geometry, f64)> {
             } else {
                 hidden * heads * (nope + rope)
             };
-            let params = q + hidden * (rank + rope) + rank * heads * (nope + v) + heads * v * hidden;
+            let params =
+                q + hidden * (rank + rope) + rank * heads * (nope + v) + heads * v * hidden;
             (
                 Attention::Mla {
                     kv_lora_rank: rank as u32,
@@ -172,9 +179,17 @@ pub fn size(args: &KvSizeArgs, runners: &RunnerSet) -> Result<KvSize> {
     let (name, mut geometry, mut params_b, estimated) = match (&args.preset, &args.config) {
         (Some(p), _) => {
             let preset = model::preset(p).with_context(|| {
-                format!("unknown preset `{p}`; known: {}", model::preset_names().join(", "))
+                format!(
+                    "unknown preset `{p}`; known: {}",
+                    model::preset_names().join(", ")
+                )
             })?;
-            (p.clone(), preset.geometry, f64::from(preset.geometry.params_b), false)
+            (
+                p.clone(),
+                preset.geometry,
+                f64::from(preset.geometry.params_b),
+                false,
+            )
         }
         (None, Some(path)) => {
             let text = std::fs::read_to_string(path)
@@ -201,10 +216,17 @@ pub fn size(args: &KvSizeArgs, runners: &RunnerSet) -> Result<KvSize> {
         None => None,
         Some(r) => {
             let runner = runners.get(r).with_context(|| {
-                format!("unknown runner `{r}`; known: {}", runners.names().join(", "))
+                format!(
+                    "unknown runner `{r}`; known: {}",
+                    runners.names().join(", ")
+                )
             })?;
             if args.tp == 0 || runner.gpus_per_node % args.tp != 0 {
-                bail!("--tp {} does not divide the {} GPUs of {r}", args.tp, runner.gpus_per_node);
+                bail!(
+                    "--tp {} does not divide the {} GPUs of {r}",
+                    args.tp,
+                    runner.gpus_per_node
+                );
             }
             let tp = f64::from(args.tp);
             let weights = params_b * 1e9 * args.weight_dtype.kv().bytes() as f64 / tp;
@@ -217,7 +239,11 @@ pub fn size(args: &KvSizeArgs, runners: &RunnerSet) -> Result<KvSize> {
                 }
                 Attention::Mla { .. } => per_token as f64,
             };
-            let tokens = if kv > 0.0 { (kv / per_gpu).floor() as u64 } else { 0 };
+            let tokens = if kv > 0.0 {
+                (kv / per_gpu).floor() as u64
+            } else {
+                0
+            };
             let groups = runner.gpus_per_node / args.tp;
             Some(Fit {
                 runner: runner.name.clone(),
@@ -254,7 +280,10 @@ pub fn run(args: &KvSizeArgs, runners: &RunnerSet) -> Result<()> {
         return Ok(());
     }
     println!("model                {}", s.model);
-    println!("attention            {} over {} layers", s.attention, s.layers);
+    println!(
+        "attention            {} over {} layers",
+        s.attention, s.layers
+    );
     println!(
         "KV per token         {} bytes ({:.1} KiB, {:?})",
         s.kv_bytes_per_token,
@@ -264,17 +293,27 @@ pub fn run(args: &KvSizeArgs, runners: &RunnerSet) -> Result<()> {
     println!(
         "parameters           {:.1} B{}",
         s.params_b,
-        if s.params_estimated { " (estimated from config.json; --params-b to set)" } else { "" }
+        if s.params_estimated {
+            " (estimated from config.json; --params-b to set)"
+        } else {
+            ""
+        }
     );
     if let Some(f) = &s.fit {
-        println!("runner               {} ({} GB HBM per GPU), TP {}", f.runner, f.hbm_gb_per_gpu, f.tp);
+        println!(
+            "runner               {} ({} GB HBM per GPU), TP {}",
+            f.runner, f.hbm_gb_per_gpu, f.tp
+        );
         println!("weights per GPU      {:.1} GB", f.weights_gb_per_gpu);
         println!(
             "KV per GPU           {:.1} GB at --gpu-memory-utilization {}",
             f.kv_gb_per_gpu, args.gpu_memory_utilization
         );
         println!("tokens per GPU       {}", f.tokens_per_gpu);
-        println!("tokens per TP group  {} ({} groups per node: {} tokens)", f.tokens_per_tp_group, f.tp_groups_per_node, f.tokens_per_node);
+        println!(
+            "tokens per TP group  {} ({} groups per node: {} tokens)",
+            f.tokens_per_tp_group, f.tp_groups_per_node, f.tokens_per_node
+        );
     }
     Ok(())
 }

@@ -46,7 +46,12 @@ pub fn run(a: &AuditArgs) -> Result<()> {
             let entries = stream::order(&set, config.scope, &|r| {
                 b.contains(u64::from(r.input_tokens))
             });
-            audit_sample(&entries, config.include_output_kvcache, a.sample_request_limit, result)
+            audit_sample(
+                &entries,
+                config.include_output_kvcache,
+                a.sample_request_limit,
+                result,
+            )
         })
         .collect();
     let brute = brute_force();
@@ -87,7 +92,12 @@ pub fn audit_sample(
     let sample = &entries[..take];
     let reuse = stream::reuse(sample, include_output);
     let steps = naive::steps(sample, include_output);
-    let peak = reuse.accesses.iter().map(|a| u64::from(a.working)).max().unwrap_or(0);
+    let peak = reuse
+        .accesses
+        .iter()
+        .map(|a| u64::from(a.working))
+        .max()
+        .unwrap_or(0);
     let touched: u64 = reuse.accesses.iter().map(|a| u64::from(a.working)).sum();
     // Capacities where the sample evicts, plus the bucket's own tiers.
     let mut capacities: Vec<u64> = [1, 2, 4, 8]
@@ -111,7 +121,11 @@ pub fn audit_sample(
             ("content", h.content, content),
             ("lru", h.lru, naive::lru(&steps, c)),
             ("relaxed", h.relaxed, naive::greedy(&steps, c, false)),
-            ("strict_prefix", h.strict_prefix, naive::greedy(&steps, c, true)),
+            (
+                "strict_prefix",
+                h.strict_prefix,
+                naive::greedy(&steps, c, true),
+            ),
         ];
         for (name, fast, reference) in pairs {
             if fast != reference {
@@ -129,7 +143,9 @@ pub fn audit_sample(
     let mut by_capacity = all.clone();
     by_capacity.sort_by(|a, b| a.capacity_tokens.total_cmp(&b.capacity_tokens));
     let monotone = by_capacity.windows(2).all(|w| {
-        w[0].lru <= w[1].lru && w[0].strict_prefix <= w[1].strict_prefix && w[0].relaxed <= w[1].relaxed
+        w[0].lru <= w[1].lru
+            && w[0].strict_prefix <= w[1].strict_prefix
+            && w[0].relaxed <= w[1].relaxed
     });
     BucketAudit {
         label: result.label.clone(),
@@ -186,8 +202,18 @@ fn write_report(
             "由 `kvsweep oracle audit-buckets` 生成。各指标定义见 metadata.json 的 `definitions`。"
         )
     )?;
-    writeln!(md, "## {}\n", t("What is proved, and how", "哪些结论已被证明，如何证明"))?;
-    writeln!(md, "| {} | {} | {} |", t("Result", "结果"), t("Status", "状态"), t("Proof path", "证明路径"))?;
+    writeln!(
+        md,
+        "## {}\n",
+        t("What is proved, and how", "哪些结论已被证明，如何证明")
+    )?;
+    writeln!(
+        md,
+        "| {} | {} | {} |",
+        t("Result", "结果"),
+        t("Status", "状态"),
+        t("Proof path", "证明路径")
+    )?;
     writeln!(md, "|---|---|---|")?;
     let rows: [(&str, &str, String); 4] = [
         (
@@ -220,7 +246,11 @@ fn write_report(
     for (name, status, proof) in rows {
         writeln!(md, "| {name} | {status} | {proof} |")?;
     }
-    writeln!(md, "\n## {}\n", t("Per bucket (HBM tier)", "各分桶（HBM 层）"))?;
+    writeln!(
+        md,
+        "\n## {}\n",
+        t("Per bucket (HBM tier)", "各分桶（HBM 层）")
+    )?;
     writeln!(
         md,
         "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -272,7 +302,11 @@ fn write_report(
             "证据而非证明：样本交叉校验说明快速求解器在这些请求上实现了定义；模型本身（请求逐个服务、所有副本共用一个缓存）是假设。"
         )
     )?;
-    let name = if en { "correctness_report.en.md" } else { "correctness_report.zh.md" };
+    let name = if en {
+        "correctness_report.en.md"
+    } else {
+        "correctness_report.zh.md"
+    };
     let path = dir.join(name);
     std::fs::write(&path, md).with_context(|| format!("cannot write {}", path.display()))
 }

@@ -130,9 +130,9 @@ impl MinTree {
             return self.min[node];
         }
         let mid = (lo + hi) / 2;
-        let below = self
-            .min_in(2 * node, lo, mid, range)
-            .min(self.min_in(2 * node + 1, mid, hi, range));
+        let below =
+            self.min_in(2 * node, lo, mid, range)
+                .min(self.min_in(2 * node + 1, mid, hi, range));
         below.saturating_add(self.pending[node])
     }
 

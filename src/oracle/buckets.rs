@@ -264,7 +264,16 @@ fn plan_row(
             (hits * u64::from(reuse.block_size)) as f64 / input as f64
         }
     };
-    plan_from_rate(config, kv, d, anchors, &tier.label, hit_rate, policy, &mut rate_at)
+    plan_from_rate(
+        config,
+        kv,
+        d,
+        anchors,
+        &tier.label,
+        hit_rate,
+        policy,
+        &mut rate_at,
+    )
 }
 
 /// A plan row from a hit rate; `rate_at` gives the hit rate of a smaller or larger deployment

@@ -151,9 +151,15 @@ pub fn run(a: &CalibrateArgs) -> Result<()> {
     )
     .with_context(|| format!("{} is not JSON", a.heuristic_config.display()))?;
     let heuristic_config = Config::load(&a.heuristic_config)?;
-    let scenario = heuristic_config.heuristic_multi_agent.clone().with_context(|| {
-        format!("{}: heuristic_multi_agent is required", a.heuristic_config.display())
-    })?;
+    let scenario = heuristic_config
+        .heuristic_multi_agent
+        .clone()
+        .with_context(|| {
+            format!(
+                "{}: heuristic_multi_agent is required",
+                a.heuristic_config.display()
+            )
+        })?;
     scenario.check()?;
     std::fs::create_dir_all(&a.output_dir)
         .with_context(|| format!("cannot create {}", a.output_dir.display()))?;
@@ -220,7 +226,10 @@ pub fn run(a: &CalibrateArgs) -> Result<()> {
         v["heuristic_multi_agent"] = serde_json::to_value(s)?;
         Ok(v)
     };
-    write_json_atomic(&a.output_dir.join("calibrated_config.json"), &with(&calibrated)?)?;
+    write_json_atomic(
+        &a.output_dir.join("calibrated_config.json"),
+        &with(&calibrated)?,
+    )?;
     write_json_atomic(
         &a.output_dir.join("recommended_heuristic_config.json"),
         &with(&recommended)?,

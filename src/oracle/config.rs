@@ -13,28 +13,22 @@ use crate::model::{self, Attention};
 pub const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
 /// The whole config file.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Config {
     pub model_profile: ModelProfile,
     /// Trace mode: one deployment per prompt-length bucket.
-    #[serde(default)]
     pub bucket_deployments: Vec<BucketDeployment>,
     /// Heuristic mode: the deployments to estimate for.
-    #[serde(default)]
     pub deployments: Vec<Deployment>,
     /// Share of the prefill work a hit saves that turns into throughput.
-    #[serde(default = "default_alpha")]
     pub prefill_savings_alpha: f64,
     /// Count the KV of generated tokens (prefill and decode on the same GPUs).
-    #[serde(default = "yes")]
     pub include_output_kvcache: bool,
     /// Which requests may share blocks.
-    #[serde(default)]
     pub scope: Scope,
     /// Defaults for every deployment that does not set its own.
     #[serde(flatten)]
     pub anchors: Anchors,
-    #[serde(default)]
     pub heuristic_multi_agent: Option<super::heuristic::Scenario>,
 }
 
@@ -180,9 +174,10 @@ impl ModelProfile {
                 (width, width)
             }
             (None, Some(heads)) => {
-                let dim = f64::from(self.head_dim.context(
-                    "model_profile.head_dim is required with n_kv_heads",
-                )?);
+                let dim = f64::from(
+                    self.head_dim
+                        .context("model_profile.head_dim is required with n_kv_heads")?,
+                );
                 (
                     2.0 * f64::from(heads) * dim,
                     2.0 * f64::from(heads.div_ceil(tp)) * dim,
@@ -205,18 +200,18 @@ impl ModelProfile {
 }
 
 /// TPS and planning anchors, and extra KV tiers: set at the top level or per deployment.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Anchors {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub total_tps: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub total_tps_unit: Option<TpsUnit>,
     /// Per-card TPS with no cache hits.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub baseline_per_card_tps: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub planning_target_total_tps: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub extra_capacity_tiers: Option<Vec<Tier>>,
 }
 
@@ -257,31 +252,25 @@ pub struct Tier {
 }
 
 /// How many cards, and how much of each card the KV cache gets.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Deployment {
-    #[serde(default)]
     pub name: Option<String>,
     pub accelerator_count: u32,
     pub cards_per_machine: u32,
     /// A spec label such as `h20`, never a count.
-    #[serde(default)]
     pub machine_spec: Option<String>,
-    #[serde(default)]
     pub hbm_kv_gb_per_card: Option<f64>,
-    #[serde(default)]
     pub gpu_memory_gb_per_card: Option<f64>,
-    #[serde(default)]
     pub runtime_reserve_gb_per_card: Option<f64>,
     #[serde(flatten)]
     pub anchors: Anchors,
 }
 
 /// A deployment that serves the requests whose prompt length is in `lower..upper` tokens.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct BucketDeployment {
     pub lower_tokens: u64,
     /// Exclusive; absent means no upper limit.
-    #[serde(default)]
     pub upper_tokens: Option<u64>,
     #[serde(flatten)]
     pub deployment: Deployment,
@@ -293,7 +282,7 @@ impl BucketDeployment {
             return name.clone();
         }
         let k = |t: u64| {
-            if t % 1024 == 0 {
+            if t.is_multiple_of(1024) {
                 format!("{}K", t / 1024)
             } else {
                 t.to_string()
@@ -310,15 +299,129 @@ impl BucketDeployment {
     }
 }
 
+/// The file's shape. Written out without `#[serde(flatten)]`, which would buffer the input and
+/// lose the path an error names (and `deny_unknown_fields` with it).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    model_profile: ModelProfile,
+    #[serde(default)]
+    bucket_deployments: Vec<DeploymentFile>,
+    #[serde(default)]
+    deployments: Vec<DeploymentFile>,
+    #[serde(default = "default_alpha")]
+    prefill_savings_alpha: f64,
+    #[serde(default = "yes")]
+    include_output_kvcache: bool,
+    #[serde(default)]
+    scope: Scope,
+    #[serde(default)]
+    total_tps: Option<f64>,
+    #[serde(default)]
+    total_tps_unit: Option<TpsUnit>,
+    #[serde(default)]
+    baseline_per_card_tps: Option<f64>,
+    #[serde(default)]
+    planning_target_total_tps: Option<f64>,
+    #[serde(default)]
+    extra_capacity_tiers: Option<Vec<Tier>>,
+    #[serde(default)]
+    heuristic_multi_agent: Option<super::heuristic::Scenario>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeploymentFile {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    lower_tokens: Option<u64>,
+    #[serde(default)]
+    upper_tokens: Option<u64>,
+    accelerator_count: u32,
+    cards_per_machine: u32,
+    #[serde(default)]
+    machine_spec: Option<String>,
+    #[serde(default)]
+    hbm_kv_gb_per_card: Option<f64>,
+    #[serde(default)]
+    gpu_memory_gb_per_card: Option<f64>,
+    #[serde(default)]
+    runtime_reserve_gb_per_card: Option<f64>,
+    #[serde(default)]
+    total_tps: Option<f64>,
+    #[serde(default)]
+    total_tps_unit: Option<TpsUnit>,
+    #[serde(default)]
+    baseline_per_card_tps: Option<f64>,
+    #[serde(default)]
+    planning_target_total_tps: Option<f64>,
+    #[serde(default)]
+    extra_capacity_tiers: Option<Vec<Tier>>,
+}
+
+impl DeploymentFile {
+    fn into_bucket(self) -> BucketDeployment {
+        BucketDeployment {
+            lower_tokens: self.lower_tokens.unwrap_or(0),
+            upper_tokens: self.upper_tokens,
+            deployment: self.into_deployment(),
+        }
+    }
+
+    fn into_deployment(self) -> Deployment {
+        Deployment {
+            name: self.name,
+            accelerator_count: self.accelerator_count,
+            cards_per_machine: self.cards_per_machine,
+            machine_spec: self.machine_spec,
+            hbm_kv_gb_per_card: self.hbm_kv_gb_per_card,
+            gpu_memory_gb_per_card: self.gpu_memory_gb_per_card,
+            runtime_reserve_gb_per_card: self.runtime_reserve_gb_per_card,
+            anchors: Anchors {
+                total_tps: self.total_tps,
+                total_tps_unit: self.total_tps_unit,
+                baseline_per_card_tps: self.baseline_per_card_tps,
+                planning_target_total_tps: self.planning_target_total_tps,
+                extra_capacity_tiers: self.extra_capacity_tiers,
+            },
+        }
+    }
+}
+
 impl Config {
     /// Reads and checks a config file; errors name the file and the field.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config {}", path.display()))?;
         let de = &mut serde_json::Deserializer::from_str(&text);
-        let mut config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+        let file: ConfigFile = serde_path_to_error::deserialize(de).map_err(|e| {
             anyhow::anyhow!("{}: field `{}`: {}", path.display(), e.path(), e.inner())
         })?;
+        let mut config = Config {
+            model_profile: file.model_profile,
+            bucket_deployments: file
+                .bucket_deployments
+                .into_iter()
+                .map(DeploymentFile::into_bucket)
+                .collect(),
+            deployments: file
+                .deployments
+                .into_iter()
+                .map(DeploymentFile::into_deployment)
+                .collect(),
+            prefill_savings_alpha: file.prefill_savings_alpha,
+            include_output_kvcache: file.include_output_kvcache,
+            scope: file.scope,
+            anchors: Anchors {
+                total_tps: file.total_tps,
+                total_tps_unit: file.total_tps_unit,
+                baseline_per_card_tps: file.baseline_per_card_tps,
+                planning_target_total_tps: file.planning_target_total_tps,
+                extra_capacity_tiers: file.extra_capacity_tiers,
+            },
+            heuristic_multi_agent: file.heuristic_multi_agent,
+        };
         config
             .model_profile
             .resolve_preset()
@@ -352,14 +455,20 @@ impl Config {
                 bail!("{at}: give hbm_kv_gb_per_card or gpu_memory_gb_per_card");
             }
             if let Some(spec) = &d.machine_spec
-                && spec.contains(['*', 'x', '×']) && spec.chars().any(|c| c.is_ascii_digit())
+                && spec.contains(['*', 'x', '×'])
+                && spec.chars().any(|c| c.is_ascii_digit())
             {
-                bail!("{at}: machine_spec `{spec}` is a spec label; put counts in accelerator_count");
+                bail!(
+                    "{at}: machine_spec `{spec}` is a spec label; put counts in accelerator_count"
+                );
             }
         }
         for b in &self.bucket_deployments {
             if b.upper_tokens.is_some_and(|u| u <= b.lower_tokens) {
-                bail!("bucket_deployments[{}]: upper_tokens must exceed lower_tokens", b.label());
+                bail!(
+                    "bucket_deployments[{}]: upper_tokens must exceed lower_tokens",
+                    b.label()
+                );
             }
         }
         Ok(())

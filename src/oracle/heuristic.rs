@@ -81,7 +81,7 @@ impl Scenario {
             ("avg_turns_per_session", self.avg_turns_per_session),
         ];
         for (name, v) in fields {
-            if !(v >= 1.0) {
+            if v.is_nan() || v < 1.0 {
                 anyhow::bail!("heuristic_multi_agent.{name} must be at least 1 (got {v})");
             }
         }
@@ -91,7 +91,7 @@ impl Scenario {
             ("private_window_tokens", self.private_window_tokens),
             ("zipf_s", self.zipf_s),
         ] {
-            if !(v >= 0.0) {
+            if v.is_nan() || v < 0.0 {
                 anyhow::bail!("heuristic_multi_agent.{name} must be non-negative (got {v})");
             }
         }
@@ -215,7 +215,11 @@ mod tests {
 
     #[test]
     fn estimates_are_ordered_and_monotone_for_every_curve() {
-        for mode in [CurveMode::Linear, CurveMode::PowerLawFit, CurveMode::ZipfHarmonic] {
+        for mode in [
+            CurveMode::Linear,
+            CurveMode::PowerLawFit,
+            CurveMode::ZipfHarmonic,
+        ] {
             let s = scenario(mode);
             let mut last = s.estimate(0.0);
             assert_eq!(last.relaxed, 0.0);
@@ -223,7 +227,10 @@ mod tests {
                 let e = s.estimate(k);
                 assert!(e.lru <= e.strict_prefix && e.strict_prefix <= e.relaxed);
                 assert!(e.relaxed <= e.content + 1e-12);
-                assert!(e.relaxed >= last.relaxed && e.lru >= last.lru, "{mode:?} at {k}");
+                assert!(
+                    e.relaxed >= last.relaxed && e.lru >= last.lru,
+                    "{mode:?} at {k}"
+                );
                 last = e;
             }
             assert!((s.curve(1.0) - 1.0).abs() < 1e-12 && s.curve(0.0).abs() < 1e-12);
@@ -244,7 +251,10 @@ pub struct DeploymentEstimate {
 }
 
 /// Estimates every deployment of `config` with `scenario`.
-pub fn estimate_all(config: &Config, scenario: &Scenario) -> anyhow::Result<Vec<DeploymentEstimate>> {
+pub fn estimate_all(
+    config: &Config,
+    scenario: &Scenario,
+) -> anyhow::Result<Vec<DeploymentEstimate>> {
     let kv = config.model_profile.shape()?;
     config
         .deployments
@@ -280,7 +290,14 @@ pub fn estimate_all(config: &Config, scenario: &Scenario) -> anyhow::Result<Vec<
                             .map_or(0.0, |tokens| pick(&scenario.estimate(tokens)))
                     };
                     planning.push(super::buckets::plan_from_rate(
-                        config, &kv, d, &anchors, label, pick(e), policy, &mut rate_at,
+                        config,
+                        &kv,
+                        d,
+                        &anchors,
+                        label,
+                        pick(e),
+                        policy,
+                        &mut rate_at,
                     ));
                 }
             }
@@ -303,9 +320,10 @@ pub fn estimate_all(config: &Config, scenario: &Scenario) -> anyhow::Result<Vec<
 /// `estimate-multi-agent`.
 pub fn run(a: &super::EstimateArgs) -> anyhow::Result<()> {
     let config = Config::load(&a.config)?;
-    let scenario = config.heuristic_multi_agent.clone().with_context(|| {
-        format!("{}: heuristic_multi_agent is required", a.config.display())
-    })?;
+    let scenario = config
+        .heuristic_multi_agent
+        .clone()
+        .with_context(|| format!("{}: heuristic_multi_agent is required", a.config.display()))?;
     scenario
         .check()
         .with_context(|| a.config.display().to_string())?;
@@ -474,7 +492,11 @@ fn report(s: &Scenario, estimates: &[DeploymentEstimate], lang: Lang) -> String 
             "第 k 轮读取 P + min(k·n, W) 个 token，在 k·n ≤ W 时复用其中 P + (k−1)·n 个（之后只复用 P：滑动窗口会破坏前缀）。缓存容量为 K 时优先保留共享前缀（占比 min(1, K/P)）；剩余 K − P 容纳私有工作集 N·min(T·n, W) 的比例 x，曲线将 x 映射为私有复用的捕获比例：linear 为 x；zipf_harmonic 为 H(xN, s)/H(N, s)；power_law_fit 为 ((xN+1)^(1−s) − 1)/((N+1)^(1−s) − 1)。严格前缀：同上，但先从 K 中扣除一个正在运行的请求。LRU：严格前缀 × lru_like。TPS：baseline / (1 − alpha × 命中率)。"
         )
     );
-    let _ = writeln!(md, "## {}\n", t("Results and uncertainty", "结果与不确定性"));
+    let _ = writeln!(
+        md,
+        "## {}\n",
+        t("Results and uncertainty", "结果与不确定性")
+    );
     let _ = writeln!(
         md,
         "{}\n",
@@ -501,7 +523,8 @@ fn report(s: &Scenario, estimates: &[DeploymentEstimate], lang: Lang) -> String 
                 for dl in [-0.1, 0.1] {
                     let mut v = s.clone();
                     v.zipf_s = (v.zipf_s + dz).max(0.0);
-                    v.policy_efficiency.lru_like = (v.policy_efficiency.lru_like + dl).clamp(0.0, 1.0);
+                    v.policy_efficiency.lru_like =
+                        (v.policy_efficiency.lru_like + dl).clamp(0.0, 1.0);
                     let x = v.estimate(*tokens);
                     lo = (lo.0.min(x.strict_prefix), lo.1.min(x.lru));
                     hi = (hi.0.max(x.strict_prefix), hi.1.max(x.lru));

@@ -31,8 +31,8 @@ use self::buckets::Analysis;
 use self::config::{BucketDeployment, Config, Deployment, GIB, ModelProfile, Tier};
 use self::stream::Scope;
 use crate::artifact::write_json_atomic;
-use crate::runner::RunnerSet;
 use crate::replay::TraceFormatArg;
+use crate::runner::RunnerSet;
 use crate::trace::{self, LoadOptions, TraceSet};
 
 /// Bound the best cache hit rate any cache could reach on a trace, and plan cards for it.
@@ -81,7 +81,11 @@ pub struct QuickArgs {
     #[arg(long, required = true)]
     pub out: Option<PathBuf>,
     /// A model preset, for KV bytes per token and weights.
-    #[arg(long, default_value = "llama-3.1-70b", conflicts_with = "kv_bytes_per_token")]
+    #[arg(
+        long,
+        default_value = "llama-3.1-70b",
+        conflicts_with = "kv_bytes_per_token"
+    )]
     pub model: String,
     /// KV bytes per token instead of a preset (then give --kv-gb-per-card).
     #[arg(long, requires = "kv_gb_per_card")]
@@ -218,7 +222,11 @@ fn fetch(traces: &[String], dir: &Path) -> Result<Vec<PathBuf>> {
             if !(t.starts_with("http://") || t.starts_with("https://")) {
                 return Ok(PathBuf::from(t));
             }
-            let name = t.rsplit('/').next().filter(|n| !n.is_empty()).unwrap_or("trace.jsonl");
+            let name = t
+                .rsplit('/')
+                .next()
+                .filter(|n| !n.is_empty())
+                .unwrap_or("trace.jsonl");
             let path = dir.join(name);
             eprintln!("downloading {t}");
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -299,7 +307,14 @@ pub fn definitions() -> Value {
 }
 
 /// metadata.json at the start (status `running`) and the end (`complete`).
-fn write_metadata(dir: &Path, command: &str, config: &Config, traces: Value, status: &str, extra: Value) -> Result<()> {
+fn write_metadata(
+    dir: &Path,
+    command: &str,
+    config: &Config,
+    traces: Value,
+    status: &str,
+    extra: Value,
+) -> Result<()> {
     let mut meta = json!({
         "tool": "kvsweep oracle",
         "version": crate::VERSION,
@@ -316,16 +331,30 @@ fn write_metadata(dir: &Path, command: &str, config: &Config, traces: Value, sta
 }
 
 /// Runs an analysis and writes its tables, metadata.json and details.json.
-fn analyze_command(a: &AnalyzeArgs, config: &Config, command: &str) -> Result<(TraceSet, Analysis)> {
+fn analyze_command(
+    a: &AnalyzeArgs,
+    config: &Config,
+    command: &str,
+) -> Result<(TraceSet, Analysis)> {
     if config.bucket_deployments.is_empty() {
-        bail!("{}: bucket_deployments is empty; analyze-buckets needs at least one bucket", a.config.display());
+        bail!(
+            "{}: bucket_deployments is empty; analyze-buckets needs at least one bucket",
+            a.config.display()
+        );
     }
     std::fs::create_dir_all(&a.output_dir)
         .with_context(|| format!("cannot create {}", a.output_dir.display()))?;
     let set = load_traces(&a.traces, &a.input, &a.output_dir)?;
     let started = Instant::now();
     let traces = trace_meta(&set, &a.input);
-    write_metadata(&a.output_dir, command, config, traces.clone(), "running", json!({}))?;
+    write_metadata(
+        &a.output_dir,
+        command,
+        config,
+        traces.clone(),
+        "running",
+        json!({}),
+    )?;
     let analysis = buckets::analyze(&set, config)?;
     write_outputs(&a.output_dir, &analysis)?;
     write_metadata(
@@ -379,7 +408,11 @@ fn print_summary(analysis: &Analysis) {
 /// The config `kvsweep oracle PATH...` builds from its flags: one bucket, one deployment.
 pub fn quick_config(q: &QuickArgs, runners: &RunnerSet) -> Result<Config> {
     let runner = runners.get(&q.runner).with_context(|| {
-        format!("unknown runner `{}`; known: {}", q.runner, runners.names().join(", "))
+        format!(
+            "unknown runner `{}`; known: {}",
+            q.runner,
+            runners.names().join(", ")
+        )
     })?;
     let mut profile = match q.kv_bytes_per_token {
         Some(bytes) => ModelProfile {
@@ -395,7 +428,7 @@ pub fn quick_config(q: &QuickArgs, runners: &RunnerSet) -> Result<Config> {
     };
     profile.tp_size = q.tp.max(1);
     let gpus = q.gpus.unwrap_or(runner.gpus_per_node);
-    if gpus % profile.tp_size != 0 {
+    if !gpus.is_multiple_of(profile.tp_size) {
         bail!("--gpus {gpus} is not a multiple of --tp {}", q.tp);
     }
     let usable = runner.hbm_gb_per_gpu * 1e9 * q.gpu_memory_utilization / GIB;
@@ -441,4 +474,3 @@ fn quick(q: &QuickArgs, runners: &RunnerSet) -> Result<()> {
     };
     analyze_command(&a, &config, "oracle").map(|_| ())
 }
-

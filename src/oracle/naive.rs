@@ -27,13 +27,17 @@ pub fn steps(entries: &[Entry], include_output: bool) -> Vec<Step> {
         for (j, &id) in ids.iter().enumerate() {
             // Blocks are named by the session's history: the previous turn's blocks while the
             // prompt repeats it, then its answer's blocks (which the prompt carries next).
-            let inherited = previous.get(&entry.session).and_then(|(prev_ids, prev_keys)| {
-                let repeats = j < prev_ids.len() && ids[..=j] == prev_ids[..=j];
-                let extends = include_output
-                    && j >= prev_ids.len()
-                    && ids[..prev_ids.len()] == **prev_ids;
-                (repeats || extends).then(|| prev_keys.get(j).copied()).flatten()
-            });
+            let inherited = previous
+                .get(&entry.session)
+                .and_then(|(prev_ids, prev_keys)| {
+                    let repeats = j < prev_ids.len() && ids[..=j] == prev_ids[..=j];
+                    let extends = include_output
+                        && j >= prev_ids.len()
+                        && ids[..prev_ids.len()] == **prev_ids;
+                    (repeats || extends)
+                        .then(|| prev_keys.get(j).copied())
+                        .flatten()
+                });
             parent = inherited.unwrap_or_else(|| child_key(parent, id));
             read.push(parent);
         }
@@ -67,11 +71,7 @@ pub fn lru(steps: &[Step], capacity: u64) -> u64 {
     let mut cache = lru::LruCache::new(cap);
     let mut hits = 0;
     for step in steps {
-        hits += step
-            .read
-            .iter()
-            .take_while(|k| cache.contains(*k))
-            .count() as u64;
+        hits += step.read.iter().take_while(|k| cache.contains(*k)).count() as u64;
         // Deepest first, so the shallowest ends up most recent.
         for key in step.touched.iter().rev() {
             cache.put(*key, ());
@@ -137,12 +137,16 @@ pub fn brute_force(steps: &[Step], capacity: u64) -> Option<u64> {
     for mask in 0u32..(1 << all.len()) {
         let mut room = base.clone();
         let kept = |i: usize| mask & (1 << i) != 0;
-        let fits = all.iter().enumerate().filter(|&(i, _)| kept(i)).all(|(_, &(s, e, _))| {
-            room[2 * s + 1..2 * e].iter_mut().all(|r| {
-                *r -= 1;
-                *r >= 0
-            })
-        });
+        let fits = all
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| kept(i))
+            .all(|(_, &(s, e, _))| {
+                room[2 * s + 1..2 * e].iter_mut().all(|r| {
+                    *r -= 1;
+                    *r >= 0
+                })
+            });
         if !fits {
             continue;
         }
@@ -224,4 +228,3 @@ pub fn micro_trace(seed: u64) -> TraceSet {
         ..TraceSet::default()
     }
 }
-

@@ -31,9 +31,7 @@ pub fn kv_bytes_per_card(d: &Deployment, shape: &KvShape) -> Result<f64> {
         bail!("give hbm_kv_gb_per_card or gpu_memory_gb_per_card");
     };
     if shape.weight_bytes_per_card == 0.0 {
-        bail!(
-            "gpu_memory_gb_per_card needs model_profile.parameter_count to subtract the weights"
-        );
+        bail!("gpu_memory_gb_per_card needs model_profile.parameter_count to subtract the weights");
     }
     let left = total * GIB
         - shape.weight_bytes_per_card
@@ -53,12 +51,7 @@ pub fn machines(cards: u32, cards_per_machine: u32) -> u32 {
 }
 
 /// Capacity of `cards` cards of the deployment's kind, per tier.
-pub fn capacity(
-    d: &Deployment,
-    cards: u32,
-    shape: &KvShape,
-    tiers: &[Tier],
-) -> Result<Capacity> {
+pub fn capacity(d: &Deployment, cards: u32, shape: &KvShape, tiers: &[Tier]) -> Result<Capacity> {
     let per_card = kv_bytes_per_card(d, shape)?;
     let replicas = f64::from(cards / shape.cards_per_replica.max(1));
     let hbm_tokens = (per_card / shape.bytes_per_token_per_card).floor() * replicas;
@@ -94,11 +87,15 @@ pub fn gain(hit_rate: f64, alpha: f64) -> Gain {
 /// `total_tps` as a cluster total.
 pub fn cluster_tps(anchors: &Anchors, d: &Deployment) -> Option<f64> {
     let tps = anchors.total_tps?;
-    Some(match anchors.total_tps_unit.unwrap_or(TpsUnit::ClusterTotal) {
-        TpsUnit::ClusterTotal => tps,
-        TpsUnit::PerMachine => tps * f64::from(machines(d.accelerator_count, d.cards_per_machine)),
-        TpsUnit::PerCard => tps * f64::from(d.accelerator_count),
-    })
+    Some(
+        match anchors.total_tps_unit.unwrap_or(TpsUnit::ClusterTotal) {
+            TpsUnit::ClusterTotal => tps,
+            TpsUnit::PerMachine => {
+                tps * f64::from(machines(d.accelerator_count, d.cards_per_machine))
+            }
+            TpsUnit::PerCard => tps * f64::from(d.accelerator_count),
+        },
+    )
 }
 
 /// The fewest cards (whole replicas) whose TPS, with the hit rate their own capacity gives,
@@ -113,7 +110,9 @@ pub fn min_cards(
     hit_rate_at: &mut dyn FnMut(u32) -> f64,
 ) -> Option<(u32, f64)> {
     let step = step.max(1);
-    let meets = |cards: u32, h: f64| f64::from(cards) * baseline_per_card * gain(h, alpha).tps_gain_factor >= target;
+    let meets = |cards: u32, h: f64| {
+        f64::from(cards) * baseline_per_card * gain(h, alpha).tps_gain_factor >= target
+    };
     let (mut lo, mut hi) = (1u32, limit.div_ceil(step).max(1));
     let h = hit_rate_at(hi * step);
     if !meets(hi * step, h) {
@@ -151,7 +150,10 @@ mod tests {
         let mut at = |cards: u32| if cards >= 5 { 0.5 } else { 0.0 };
         assert_eq!(min_cards(10.0, 1.0, 1.0, 1, 10, &mut at), Some((5, 0.5)));
         // Whole TP groups of 4: 8.
-        assert_eq!(min_cards(10.0, 1.0, 1.0, 4, 12, &mut at).map(|m| m.0), Some(8));
+        assert_eq!(
+            min_cards(10.0, 1.0, 1.0, 4, 12, &mut at).map(|m| m.0),
+            Some(8)
+        );
         assert_eq!(min_cards(100.0, 1.0, 0.0, 1, 10, &mut at), None);
     }
 

@@ -72,20 +72,17 @@ pub fn bound(dir: &Path, cache: &mut TraceCache, runners: &RunnerSet) -> Result<
         Some("kvct") => TraceFormat::Kvct,
         _ => TraceFormat::Auto,
     };
-    let set = cache
-        .0
-        .entry(PathBuf::from(traces))
-        .or_insert_with(|| {
-            trace::load(
-                &[PathBuf::from(traces)],
-                LoadOptions {
-                    format,
-                    mooncake_block_size: 512,
-                    strict: false,
-                },
-            )
-            .ok()
-        });
+    let set = cache.0.entry(PathBuf::from(traces)).or_insert_with(|| {
+        trace::load(
+            &[PathBuf::from(traces)],
+            LoadOptions {
+                format,
+                mooncake_block_size: 512,
+                strict: false,
+            },
+        )
+        .ok()
+    });
     let Some(set) = set.as_ref() else {
         return Ok(None);
     };

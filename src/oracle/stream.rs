@@ -265,7 +265,11 @@ fn shared_with(entry: &Entry, latest: &Latest, include_output: bool) -> usize {
 /// makes a 450 MB corpus take seconds, and the runs it yields serve every bound and capacity.
 pub fn reuse(entries: &[Entry], include_output: bool) -> Reuse {
     let block_size = entries.first().map_or(0, |e| e.block_size);
-    let sessions = entries.iter().map(|e| e.session as usize + 1).max().unwrap_or(0);
+    let sessions = entries
+        .iter()
+        .map(|e| e.session as usize + 1)
+        .max()
+        .unwrap_or(0);
     let mut latest: Vec<Latest> = (0..sessions).map(|_| Latest::default()).collect();
     let mut owners: HashedMap<u32> = HashedMap::default();
     // Blocks of each request's chain touched again later: always a prefix of the chain.
@@ -322,7 +326,10 @@ pub fn reuse(entries: &[Entry], include_output: bool) -> Reuse {
             let end = (j..froms.len())
                 .find(|&k| froms[k] != Some(from))
                 .unwrap_or(froms.len());
-            debug_assert_eq!(reread[from as usize], j, "a run starts where its chain was last read");
+            debug_assert_eq!(
+                reread[from as usize], j,
+                "a run starts where its chain was last read"
+            );
             runs.push(Run {
                 from,
                 blocks: (end - j) as u32,

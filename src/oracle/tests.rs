@@ -2,8 +2,8 @@
 
 use super::bounds::{self, Hits};
 use super::naive;
-use super::stream::{self, Scope};
 use super::naive::{micro_trace as generated, request, session};
+use super::stream::{self, Scope};
 use crate::trace::TraceSet;
 
 fn fast(set: &TraceSet, scope: Scope, output: bool, caps: &[u64]) -> Vec<Hits> {
@@ -27,14 +27,21 @@ fn fast_solvers_agree_with_the_reference_ones_and_the_bounds_are_ordered() {
                     assert_eq!(h.content, naive::content(&steps), "{ctx}");
                     assert_eq!(h.lru, naive::lru(&steps, c), "{ctx} C={c} lru");
                     assert_eq!(h.relaxed, naive::greedy(&steps, c, false), "{ctx} C={c}");
-                    assert_eq!(h.strict_prefix, naive::greedy(&steps, c, true), "{ctx} C={c}");
+                    assert_eq!(
+                        h.strict_prefix,
+                        naive::greedy(&steps, c, true),
+                        "{ctx} C={c}"
+                    );
                     assert!(h.lru <= h.strict_prefix, "{ctx} {h:?}");
                     assert!(h.strict_prefix <= h.relaxed, "{ctx} {h:?}");
                     assert!(h.relaxed <= h.content, "{ctx} {h:?}");
                 }
                 for pair in got.windows(2) {
                     let (a, b) = (pair[0], pair[1]);
-                    assert!(a.lru <= b.lru && a.strict_prefix <= b.strict_prefix, "{ctx}");
+                    assert!(
+                        a.lru <= b.lru && a.strict_prefix <= b.strict_prefix,
+                        "{ctx}"
+                    );
                     assert!(a.relaxed <= b.relaxed, "{ctx}");
                 }
             }
@@ -51,7 +58,11 @@ fn the_greedy_is_the_strict_prefix_optimum_on_every_small_case() {
         let steps = naive::steps(&entries, true);
         for cap in [1, 2, 3, 4, 6, 9] {
             if let Some(best) = naive::brute_force(&steps, cap) {
-                assert_eq!(naive::greedy(&steps, cap, true), best, "seed {seed} C={cap}");
+                assert_eq!(
+                    naive::greedy(&steps, cap, true),
+                    best,
+                    "seed {seed} C={cap}"
+                );
                 checked += 1;
             }
         }
@@ -66,12 +77,18 @@ fn two_sessions() -> TraceSet {
             session(
                 "a",
                 1,
-                vec![request(0.0, &[1, 2, 10], 4, 0, 0), request(2.0, &[1, 2, 10, 11], 4, 0, 0)],
+                vec![
+                    request(0.0, &[1, 2, 10], 4, 0, 0),
+                    request(2.0, &[1, 2, 10, 11], 4, 0, 0),
+                ],
             ),
             session(
                 "b",
                 1,
-                vec![request(1.0, &[1, 2, 20], 4, 0, 0), request(3.0, &[1, 2, 20, 21], 4, 0, 0)],
+                vec![
+                    request(1.0, &[1, 2, 20], 4, 0, 0),
+                    request(3.0, &[1, 2, 20, 21], 4, 0, 0),
+                ],
             ),
         ],
         ..TraceSet::default()
@@ -109,11 +126,13 @@ fn output_kv_is_read_by_the_next_turn() {
         sessions: vec![session(
             "a",
             1,
-            vec![request(0.0, &[1, 2], 4, 2, 7), request(1.0, &[1, 2, 3, 4, 5], 4, 0, 0)],
+            vec![
+                request(0.0, &[1, 2], 4, 2, 7),
+                request(1.0, &[1, 2, 3, 4, 5], 4, 0, 0),
+            ],
         )],
         ..TraceSet::default()
     };
     assert_eq!(fast(&set, Scope::Global, true, &[100])[0].content, 4);
     assert_eq!(fast(&set, Scope::Global, false, &[100])[0].content, 2);
 }
-

@@ -38,6 +38,23 @@ fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8")
 }
 
+/// `kvsweep oracle COMMAND --trace SAMPLES --config sweeps/oracle/CONFIG --output-dir OUT EXTRA...`.
+fn on_samples(command: &str, config_name: &str, out: &Path, extra: &[&str]) -> String {
+    let (traces, config) = (samples(), config(config_name));
+    let mut args = vec![
+        "oracle",
+        command,
+        "--trace",
+        &traces,
+        "--config",
+        &config,
+        "--output-dir",
+        s(out),
+    ];
+    args.extend_from_slice(extra);
+    kvsweep_ok(&args)
+}
+
 /// The four bounds of a row, in order.
 fn assert_ordered(row: &HashMap<String, String>, strict: &str, lru: &str) {
     let (c, r, s, l) = (
@@ -108,16 +125,7 @@ fn quick_form_on_the_sample_traces() {
 fn analyze_buckets_plans_cards_and_machines_per_bucket() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("b");
-    kvsweep_ok(&[
-        "oracle",
-        "analyze-buckets",
-        "--trace",
-        &samples(),
-        "--config",
-        &config("trace-llama70b-h200.json"),
-        "--output-dir",
-        s(&out),
-    ]);
+    on_samples("analyze-buckets", "trace-llama70b-h200.json", &out, &[]);
     let hit = csv_rows(&out.join("hit_summary.csv"));
     let labels: Vec<&str> = hit.iter().map(|r| r["Bucket"].as_str()).collect();
     assert_eq!(labels, ["0K-32K", "32K-64K", "64K-128K", "128K+"]);
@@ -150,16 +158,12 @@ fn analyze_buckets_plans_cards_and_machines_per_bucket() {
 fn a_small_cache_needs_more_cards_with_lru_than_with_the_optimum() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("small");
-    kvsweep_ok(&[
-        "oracle",
+    on_samples(
         "analyze-buckets",
-        "--trace",
-        &samples(),
-        "--config",
-        &config("trace-llama8b-1x1-small-kv.json"),
-        "--output-dir",
-        s(&out),
-    ]);
+        "trace-llama8b-1x1-small-kv.json",
+        &out,
+        &[],
+    );
     let strict = csv_rows(&out.join("planning_strict_prefix.csv"));
     let lru = csv_rows(&out.join("planning_lru.csv"));
     let cards = |rows: &[HashMap<String, String>]| num(&rows[0], "Min Cards");
@@ -174,18 +178,12 @@ fn a_small_cache_needs_more_cards_with_lru_than_with_the_optimum() {
 fn audit_cross_checks_the_solvers_and_writes_both_reports() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("a");
-    let stdout = kvsweep_ok(&[
-        "oracle",
+    let stdout = on_samples(
         "audit-buckets",
-        "--trace",
-        &samples(),
-        "--config",
-        &config("trace-llama8b-1x1-small-kv.json"),
-        "--output-dir",
-        s(&out),
-        "--sample-request-limit",
-        "40",
-    ]);
+        "trace-llama8b-1x1-small-kv.json",
+        &out,
+        &["--sample-request-limit", "40"],
+    );
     assert!(stdout.contains("micro traces agree"), "{stdout}");
     let en = std::fs::read_to_string(out.join("correctness_report.en.md")).expect("en");
     assert!(en.contains("| all |"), "{en}");
@@ -248,18 +246,12 @@ fn mooncake_traces_by_hand() {
 fn max_records_reads_only_the_first_records() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("m");
-    kvsweep_ok(&[
-        "oracle",
+    on_samples(
         "analyze-buckets",
-        "--trace",
-        &samples(),
-        "--config",
-        &config("trace-llama8b-1x1-small-kv.json"),
-        "--output-dir",
-        s(&out),
-        "--max-records",
-        "100",
-    ]);
+        "trace-llama8b-1x1-small-kv.json",
+        &out,
+        &["--max-records", "100"],
+    );
     assert_eq!(csv_rows(&out.join("hit_summary.csv"))[0]["Requests"], "100");
     assert_eq!(
         json(&out.join("metadata.json"))["traces"]["max_records"],
@@ -509,4 +501,68 @@ fn collect_sets_the_bound_for_what_each_cell_sent_beside_the_measured_rate() {
     assert!(!row["server_hit_rate"].is_empty());
     let report = std::fs::read_to_string(out.join("report.html")).expect("report");
     assert!(report.contains("best possible"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trace_url_is_downloaded_first() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let server = MockServer::start().await;
+    let body = concat!(
+        r#"{"timestamp": 0, "input_length": 1024, "output_length": 1, "hash_ids": [1, 2]}"#,
+        "\n",
+        r#"{"timestamp": 5, "input_length": 1536, "output_length": 1, "hash_ids": [1, 2, 3]}"#,
+        "\n",
+    );
+    Mock::given(method("GET"))
+        .and(path("/traces/mini.jsonl"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(body))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/traces/gone.jsonl"))
+        .respond_with(ResponseTemplate::new(404))
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write(
+        dir.path(),
+        "c.json",
+        r#"{"model_profile": {"preset": "llama-3.1-8b"}, "bucket_deployments": [{"lower_tokens": 0, "accelerator_count": 1, "cards_per_machine": 8, "hbm_kv_gb_per_card": 8}]}"#,
+    );
+    let out = dir.path().join("o");
+    let url = format!("{}/traces/mini.jsonl", server.uri());
+    let args = move |url: String| {
+        vec![
+            "oracle".to_owned(),
+            "analyze-buckets".into(),
+            "--trace".into(),
+            url,
+            "--config".into(),
+            s(&config).to_owned(),
+            "--output-dir".into(),
+            s(&out).to_owned(),
+        ]
+    };
+    let ok = tokio::task::spawn_blocking(move || {
+        let a = args(url);
+        let ok = kvsweep_ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
+        let gone = args(a[3].replace("mini", "gone"));
+        let err = kvsweep_err(&gone.iter().map(String::as_str).collect::<Vec<_>>());
+        (ok, err)
+    })
+    .await
+    .expect("join");
+    let hit = &csv_rows(&dir.path().join("o/hit_summary.csv"))[0];
+    // 512-token blocks: the second request rereads 2 of its 3 blocks.
+    assert!(
+        (num(hit, "Content Upper Bound") - 1024.0 / 2560.0).abs() < 1e-9,
+        "{hit:?} {}",
+        ok.0
+    );
+    assert!(
+        ok.1.contains("gone.jsonl") && ok.1.contains("404"),
+        "{}",
+        ok.1
+    );
 }

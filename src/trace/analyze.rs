@@ -389,36 +389,12 @@ pub fn analyze(
     opts: LoadOptions,
     kv_bytes_per_token: Option<f64>,
 ) -> Result<Value> {
-    let threads = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .min(files.len().max(1));
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    type One = (usize, Result<(Acc, u64, Vec<String>)>);
-    let mut results: Vec<One> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut mine = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(f) = files.get(i) else { break };
-                        mine.push((i, analyze_file(f, i, opts)));
-                    }
-                    mine
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
-    });
-    results.sort_by_key(|(i, _)| *i);
+    let results = super::per_file_parallel(files, |i, f| analyze_file(f, i, opts));
     let mut total = Acc::default();
     let mut per_file = Vec::new();
     let mut digests: HashMap<u64, Vec<String>> = HashMap::new();
     let mut skipped = Vec::new();
-    for (i, r) in results {
+    for (i, r) in results.into_iter().enumerate() {
         let (acc, digest, skips) = r?;
         let name = files[i].display().to_string();
         per_file.push(json!({"file": name, "stats": acc.report(kv_bytes_per_token)}));

@@ -154,15 +154,44 @@ pub fn parse_file(
     Ok(())
 }
 
-/// Reads trace files and directories (recursively, `*.json` and `*.jsonl`, in name order),
-/// several files at a time.
-pub fn load(paths: &[PathBuf], opts: LoadOptions) -> Result<TraceSet> {
-    let files = list_files(paths)?;
+/// `work(index, file)` for every file, on as many threads as there are cores, a file at a time
+/// per thread; the results in file order.
+pub fn per_file_parallel<T: Send>(
+    files: &[PathBuf],
+    work: impl Fn(usize, &Path) -> T + Sync,
+) -> Vec<T> {
     let threads = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .min(files.len().max(1));
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let read_one = |index: usize, file: &Path| -> Result<(TraceSet, u64)> {
+    let mut done: Vec<(usize, T)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(file) = files.get(i) else { break };
+                        mine.push((i, work(i, file)));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a per-file worker panicked"))
+            .collect()
+    });
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, t)| t).collect()
+}
+
+/// Reads trace files and directories (recursively, `*.json` and `*.jsonl`, in name order),
+/// several files at a time.
+pub fn load(paths: &[PathBuf], opts: LoadOptions) -> Result<TraceSet> {
+    let files = list_files(paths)?;
+    let parsed = per_file_parallel(&files, |index, file| -> Result<(TraceSet, u64)> {
         let text = std::fs::read_to_string(file)
             .with_context(|| format!("cannot read {}", file.display()))?;
         let mut hasher = xxhash_rust::xxh3::Xxh3::new();
@@ -175,31 +204,11 @@ pub fn load(paths: &[PathBuf], opts: LoadOptions) -> Result<TraceSet> {
         let mut one = TraceSet::default();
         parse_file(file, &text, index, opts, &mut one)?;
         Ok((one, hasher.digest()))
-    };
-    let mut parsed: Vec<(usize, Result<(TraceSet, u64)>)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut mine = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(file) = files.get(i) else { break };
-                        mine.push((i, read_one(i, file)));
-                    }
-                    mine
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("a trace reader thread panicked"))
-            .collect()
     });
-    parsed.sort_by_key(|(i, _)| *i);
     let mut set = TraceSet::default();
     // The set's digest: xxh3 over each file's xxh3 (of its name and bytes), in order.
     let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-    for (_, one) in parsed {
+    for one in parsed {
         let (one, digest) = one?;
         hasher.update(&digest.to_le_bytes());
         set.sessions.extend(one.sessions);

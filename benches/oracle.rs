@@ -5,6 +5,8 @@
 //!
 //! `cargo bench --bench oracle` measures; under `cargo test` it runs the samples once.
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -12,7 +14,7 @@ use kvsweep::oracle::buckets;
 use kvsweep::oracle::config::{Anchors, BucketDeployment, Config, Deployment, ModelProfile, Tier};
 use kvsweep::oracle::stream::Scope;
 use kvsweep::spec::TraceFormat;
-use kvsweep::trace::{self, LoadOptions, list_files};
+use kvsweep::trace::{self, LoadOptions};
 
 fn config() -> Config {
     let mut profile = ModelProfile::from_preset("llama-3.1-70b").expect("preset");
@@ -82,9 +84,7 @@ fn time(files: &[PathBuf]) -> (f64, f64, usize) {
 
 fn main() {
     let bench = std::env::args().any(|a| a == "--bench");
-    let samples =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/traces/kv-cache-tester");
-    let files = list_files(&[samples]).expect("sample traces");
+    let files = common::sample_traces();
     let (a, floor, n) = time(&files);
     println!(
         "oracle on 60 sample traces ({n} requests): {a:.3} s (reading them only: {floor:.3} s)"
@@ -93,21 +93,7 @@ fn main() {
         return;
     }
     let tmp = tempfile::tempdir().expect("tempdir");
-    let mut big = Vec::new();
-    let mut total = 0u64;
-    'fill: for copy in 0.. {
-        for f in &files {
-            let dest = tmp.path().join(format!(
-                "c{copy:03}_{}",
-                f.file_name().expect("name").to_string_lossy()
-            ));
-            total += std::fs::copy(f, &dest).expect("copy");
-            big.push(dest);
-            if total >= 450 << 20 {
-                break 'fill;
-            }
-        }
-    }
+    let (big, total) = common::corpus(&files, tmp.path(), 450 << 20);
     let runs: Vec<(f64, f64, usize)> = (0..3).map(|_| time(&big)).collect();
     let mut analyze: Vec<f64> = (0..3)
         .map(|_| {

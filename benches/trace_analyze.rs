@@ -4,11 +4,13 @@
 //!
 //! `cargo bench --bench trace_analyze` measures; under `cargo test` it analyzes the samples once.
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
 use kvsweep::spec::TraceFormat;
-use kvsweep::trace::{LoadOptions, analyze, list_files};
+use kvsweep::trace::{LoadOptions, analyze};
 
 fn opts() -> LoadOptions {
     LoadOptions {
@@ -34,30 +36,14 @@ fn time(files: &[PathBuf]) -> (f64, f64) {
 
 fn main() {
     let bench = std::env::args().any(|a| a == "--bench");
-    let samples =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/traces/kv-cache-tester");
-    let files = list_files(&[samples]).expect("sample traces");
+    let files = common::sample_traces();
     let (a, floor) = time(&files);
     println!("analyze 60 sample traces: {a:.3} s (reading them only: {floor:.3} s)");
     if !bench {
         return;
     }
     let tmp = tempfile::tempdir().expect("tempdir");
-    let mut big = Vec::new();
-    let mut total = 0u64;
-    'fill: for copy in 0.. {
-        for f in &files {
-            let dest = tmp.path().join(format!(
-                "c{copy}_{}",
-                f.file_name().expect("name").to_string_lossy()
-            ));
-            total += std::fs::copy(f, &dest).expect("copy");
-            big.push(dest);
-            if total >= 1 << 30 {
-                break 'fill;
-            }
-        }
-    }
+    let (big, total) = common::corpus(&files, tmp.path(), 1 << 30);
     let (a, floor) = time(&big);
     println!(
         "analyze {} traces, {:.2} GB: {a:.2} s (reading them only: {floor:.2} s; {:.0} MB/s)",

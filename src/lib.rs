@@ -25,6 +25,7 @@ pub mod sim;
 pub mod slurm;
 pub mod spec;
 pub mod sweep;
+pub mod testers;
 pub mod tokenizer;
 pub mod trace;
 pub mod yaml;

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use kvsweep::cell::RunCellArgs;
@@ -20,6 +20,7 @@ use kvsweep::sim::SimArgs;
 use kvsweep::slurm::SlurmArgs;
 use kvsweep::spec::matrix::MatrixArgs;
 use kvsweep::sweep::SweepArgs;
+use kvsweep::testers::TestArgs;
 use kvsweep::trace::cli::TraceArgs;
 
 /// Benchmark LLM inference servers on agentic multi-turn workloads, with and without KV-cache
@@ -65,14 +66,7 @@ enum Command {
     /// KV-cache bytes per token and tokens per GPU for a model.
     KvSize(KvSizeArgs),
     /// Synthetic cache testers: single-prompt, cache-rate, working-set.
-    Test(Pending),
-}
-
-/// A subcommand whose issue is still open: it takes any arguments and fails clearly.
-#[derive(Debug, clap::Args)]
-struct Pending {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    args: Vec<String>,
+    Test(TestArgs),
 }
 
 fn main() -> ExitCode {
@@ -103,10 +97,6 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Trace(args) => kvsweep::trace::cli::run(args),
         Command::Oracle(args) => kvsweep::oracle::run(args, &runners()?),
         Command::KvSize(args) => kvsweep::kvsize::run(args, &runners()?),
-        Command::Test(_) => pending("test", 12),
+        Command::Test(args) => kvsweep::testers::run(args),
     }
-}
-
-fn pending(name: &str, issue: u32) -> Result<()> {
-    bail!("`kvsweep {name}` is not implemented yet (issue #{issue})")
 }

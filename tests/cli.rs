@@ -55,12 +55,6 @@ fn version_names_the_commit() {
 }
 
 #[test]
-fn the_pending_subcommand_fails_and_says_so() {
-    let err = kvsweep_err(&["test", "--port", "1"]);
-    assert!(err.contains("is not implemented yet"), "{err}");
-}
-
-#[test]
 fn errors_exit_non_zero_with_a_message() {
     let err = kvsweep_err(&["matrix"]);
     assert!(err.contains("<SPEC>"), "{err}");

@@ -125,7 +125,7 @@ impl PromptBody {
     }
 
     /// Bytes of the whole body, for `Content-Length`.
-    pub fn len(&self) -> u64 {
+    pub fn content_length(&self) -> u64 {
         let prompt: u64 = match &self.encoding {
             PromptEncoding::Ids => {
                 let digits: u64 = self
@@ -297,7 +297,7 @@ pub async fn send(
             .post(url)
             .header("content-type", "application/json")
             .header("x-session-id", session_id)
-            .header("content-length", body.len())
+            .header("content-length", body.content_length())
             .body(reqwest::Body::wrap_stream(body.stream()))
             .send()
             .await;
@@ -427,7 +427,7 @@ mod tests {
             7,
             true,
         );
-        let len = body.len();
+        let len = body.content_length();
         let chunks: Vec<bytes::Bytes> = body.stream().map(|c| c.expect("chunk")).collect().await;
         let bytes: Vec<u8> = chunks.concat();
         assert_eq!(bytes.len() as u64, len);
@@ -438,7 +438,7 @@ mod tests {
         assert_eq!(v["ignore_eos"], true);
         assert_eq!(v["stream_options"]["include_usage"], true);
         let empty = PromptBody::new("m", Arc::new(Vec::new()), PromptEncoding::Ids, 1, false);
-        let n = empty.len();
+        let n = empty.content_length();
         let bytes: Vec<u8> = empty
             .stream()
             .map(|c| c.expect("chunk"))

@@ -5,13 +5,13 @@
 //! Prompts are token ids built so that the server sees exactly the prefix sharing the trace's hash
 //! ids describe (`trace::prompt`). Results go to `--out` as the run goes (`output`).
 
-mod client;
+pub mod client;
 pub mod control;
 mod output;
 
 use std::collections::VecDeque;
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -252,6 +252,70 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
 /// Tries of the one-token test request on a 429 or 5xx answer.
 const PREFLIGHT_ATTEMPTS: u32 = 8;
 
+/// The request path and prompt encoding of an API.
+fn encoding_for(
+    api: Api,
+    tokenizer: Option<&Path>,
+    range: TokenRange,
+) -> Result<(&'static str, PromptEncoding)> {
+    Ok(match api {
+        Api::Completions => ("/v1/completions", PromptEncoding::Ids),
+        Api::Chat => {
+            let tok = Tokenizer::load(tokenizer)?;
+            (
+                "/v1/chat/completions",
+                PromptEncoding::Words(Arc::new(ChatWords::from_tokenizer(&tok, range)?)),
+            )
+        }
+    })
+}
+
+/// A server checked and ready for prompts: what the synthetic testers share with the replay.
+pub struct Target {
+    pub client: reqwest::Client,
+    /// `/v1/completions` or `/v1/chat/completions` of the server.
+    pub url: String,
+    pub base: String,
+    pub encoding: PromptEncoding,
+    pub model: String,
+    /// Prompt tokens the chat template adds (0 for completions).
+    pub template_tokens: u32,
+    pub range: TokenRange,
+}
+
+/// Builds a client for up to `connections` concurrent requests and runs the preflight
+/// (`/v1/models`, then a one-token request) against `base_url`.
+pub async fn connect(
+    base_url: &str,
+    model: Option<&str>,
+    api: Api,
+    tokenizer: Option<&Path>,
+    connections: usize,
+) -> Result<Target> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(connections * 2 + 8)
+        .tcp_nodelay(true)
+        .build()
+        .context("cannot build the HTTP client")?;
+    let range = TokenRange::default();
+    let (path, encoding) = encoding_for(api, tokenizer, range)?;
+    let base = base_url.trim_end_matches('/').to_owned();
+    let endpoint = Endpoint {
+        url: format!("{base}{path}"),
+        base,
+    };
+    let pre = preflight(&client, model, &endpoint, &encoding, range).await?;
+    Ok(Target {
+        client,
+        url: endpoint.url,
+        base: endpoint.base,
+        encoding,
+        model: pre.model,
+        template_tokens: pre.template_tokens,
+        range,
+    })
+}
+
 /// What the preflight learned about the server.
 struct Preflight {
     model: String,
@@ -363,16 +427,7 @@ pub async fn replay(args: ReplayArgs, mut stop: StopSignal) -> Result<ReplayOutc
         .build()
         .context("cannot build the HTTP client")?;
     let range = TokenRange::default();
-    let (path, encoding) = match args.api {
-        Api::Completions => ("/v1/completions", PromptEncoding::Ids),
-        Api::Chat => {
-            let tok = Tokenizer::load(args.tokenizer.as_deref())?;
-            (
-                "/v1/chat/completions",
-                PromptEncoding::Words(Arc::new(ChatWords::from_tokenizer(&tok, range)?)),
-            )
-        }
-    };
+    let (path, encoding) = encoding_for(args.api, args.tokenizer.as_deref(), range)?;
     let endpoints: Vec<Endpoint> = args
         .url
         .iter()

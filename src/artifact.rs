@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use serde_json::Value;
 
 /// Files a cell's artifact directory may hold; the runner script deletes anything else.
+/// `tester` is a directory: a synthetic test cell's results (`kvsweep test`), all kept.
 pub const CELL_FILES: &[&str] = &[
     "cell.json",
     "status.json",
@@ -25,6 +26,7 @@ pub const CELL_FILES: &[&str] = &[
     "server.log",
     "commands.txt",
     "versions.json",
+    "tester",
 ];
 
 /// The engine log is kept to its last this-many bytes.
@@ -48,16 +50,32 @@ pub const ZIP_CAP_BYTES: u64 = 512 * 1024 * 1024;
 /// more than `cap` bytes of input (an artifact that large means something is being recorded
 /// that should not be).
 pub fn pack_zip(dir: &Path, zip_path: &Path, cap: u64) -> Result<u64> {
-    let files: Vec<(&str, u64)> = CELL_FILES
-        .iter()
-        .filter_map(|name| Some((*name, dir.join(name).metadata().ok()?.len())))
-        .collect();
+    // Whitelisted files, and the files directly inside a whitelisted directory.
+    let mut files: Vec<(String, u64)> = Vec::new();
+    for name in CELL_FILES {
+        let path = dir.join(name);
+        let Ok(meta) = path.metadata() else { continue };
+        if meta.is_dir() {
+            let mut inner: Vec<_> = std::fs::read_dir(&path)
+                .with_context(|| format!("cannot list {}", path.display()))?
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                .collect();
+            inner.sort_by_key(|e| e.file_name());
+            for e in inner {
+                let len = e.metadata()?.len();
+                files.push((format!("{name}/{}", e.file_name().to_string_lossy()), len));
+            }
+        } else {
+            files.push(((*name).to_owned(), meta.len()));
+        }
+    }
     let total: u64 = files.iter().map(|(_, len)| len).sum();
     if total > cap {
         let (largest, len) = files
             .iter()
             .max_by_key(|(_, len)| *len)
-            .copied()
+            .map(|(n, l)| (n.as_str(), *l))
             .unwrap_or(("?", 0));
         anyhow::bail!(
             "{}: the artifact would be {total} bytes, over the {cap}-byte cap ({largest} is {len} bytes)",
@@ -71,7 +89,7 @@ pub fn pack_zip(dir: &Path, zip_path: &Path, cap: u64) -> Result<u64> {
     let options = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated);
     for (name, _) in &files {
-        zip.start_file(*name, options)?;
+        zip.start_file(name.as_str(), options)?;
         let mut f = File::open(dir.join(name))?;
         std::io::copy(&mut f, &mut zip)?;
     }

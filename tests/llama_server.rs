@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use common::{repo_root, write};
 
@@ -16,11 +16,9 @@ fn llama_server() -> PathBuf {
         .unwrap_or_else(|| common::require_tool("llama-server"))
 }
 
-#[test]
-fn a_llama_server_cell_reuses_its_cache_across_turns_and_records_its_metrics() {
-    let server = llama_server();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let model_dir = dir.path().join("model");
+/// A tiny random model (and its tokenizer) made in `dir` by scripts/make-tiny-gguf.py.
+fn tiny_model(dir: &Path) -> PathBuf {
+    let model_dir = dir.join("model");
     let made = std::process::Command::new("python3")
         .arg(repo_root().join("scripts/make-tiny-gguf.py"))
         .arg(&model_dir)
@@ -31,6 +29,34 @@ fn a_llama_server_cell_reuses_its_cache_across_turns_and_records_its_metrics() {
         "make-tiny-gguf.py failed (scripts/install-llama-server.sh installs its packages):\n{}",
         common::stderr(&made)
     );
+    model_dir
+}
+
+/// `kvsweep run-cell SPEC --cell CELL` with llama-server on PATH; the cell's status.json.
+fn run_cell(spec: &Path, cell: &str, out: &Path) -> String {
+    let server = llama_server();
+    let mut paths = vec![server.parent().expect("dir").to_path_buf()];
+    paths.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    let run = common::run(
+        common::kvsweep()
+            .env("PATH", std::env::join_paths(paths).expect("PATH"))
+            .arg("run-cell")
+            .arg(spec)
+            .args(["--cell", cell, "--port", "0"])
+            .arg("--out")
+            .arg(out),
+    );
+    let status = std::fs::read_to_string(out.join("status.json")).unwrap_or_default();
+    assert!(run.status.success(), "{status}\n{}", common::stderr(&run));
+    status
+}
+
+#[test]
+fn a_llama_server_cell_reuses_its_cache_across_turns_and_records_its_metrics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model_dir = tiny_model(dir.path());
     let trace = repo_root().join("../shared/traces/kv-cache-tester/trace_0538.json");
     // Two slots of 4096 tokens each: prompts are cut to 3000 tokens, keeping their shared prefix.
     let spec = write(
@@ -47,21 +73,7 @@ fn a_llama_server_cell_reuses_its_cache_across_turns_and_records_its_metrics() {
         ),
     );
     let out = dir.path().join("cell");
-    let mut paths = vec![server.parent().expect("dir").to_path_buf()];
-    paths.extend(std::env::split_paths(
-        &std::env::var_os("PATH").unwrap_or_default(),
-    ));
-    let run = common::run(
-        common::kvsweep()
-            .env("PATH", std::env::join_paths(paths).expect("PATH"))
-            .arg("run-cell")
-            .arg(&spec)
-            .args(["--cell", "llama_cpu_tp1_users1_offloadoff", "--port", "0"])
-            .arg("--out")
-            .arg(&out),
-    );
-    let status = std::fs::read_to_string(out.join("status.json")).unwrap_or_default();
-    assert!(run.status.success(), "{status}\n{}", common::stderr(&run));
+    run_cell(&spec, "llama_cpu_tp1_users1_offloadoff", &out);
 
     let requests = common::csv_rows(&out.join("requests.csv"));
     assert!(
@@ -100,4 +112,43 @@ fn a_llama_server_cell_reuses_its_cache_across_turns_and_records_its_metrics() {
         "{last:?}"
     );
     assert!(last["generation_tokens"].parse::<f64>().expect("tokens") > 0.0);
+}
+
+#[test]
+fn a_single_prompt_test_cell_against_llama_server_hits_on_the_repeat() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model_dir = tiny_model(dir.path());
+    let spec = write(
+        dir.path(),
+        "spec.yaml",
+        &format!(
+            "name: sp\nmodel:\n  name: {model}\n  layers: 2\n  kv_heads: 4\n  head_dim: 16\n  dtype: fp32\n\
+             engine: llama-server\nrunners: [cpu]\ntester:\n  kind: single-prompt\n\
+             \x20 context_sizes: [512, 2048]\n  num_iterations: 2\n  output_tokens: 4\n  chunk_size: 64\n\
+             \x20 tokenizer: {tok}\ntp: [1]\nusers: [1]\noffload: [\"off\"]\n",
+            model = model_dir.join("tiny.gguf").display(),
+            tok = model_dir.join("tokenizer.json").display(),
+        ),
+    );
+    let out = dir.path().join("cell");
+    run_cell(&spec, "sp_cpu_tp1_users1_offloadoff", &out);
+    let rows = common::csv_rows(&out.join("tester/single_prompt_results.csv"));
+    assert_eq!(rows.len(), 2 * 2 * 2, "{rows:?}");
+    for r in &rows {
+        assert_eq!(r["ok"], "true", "{r:?}");
+        let prompt: f64 = r["prompt_tokens"].parse().expect("prompt");
+        let context: f64 = r["context_tokens"].parse().expect("context");
+        assert!(
+            (prompt - context).abs() <= 2.0,
+            "the model's tokenizer reads the prompt back exactly: {r:?}"
+        );
+        let cached: f64 = r["cached_tokens"].parse().expect("cached");
+        if r["phase"] == "warm" {
+            assert!(
+                cached >= prompt * 0.9,
+                "the repeat hits llama.cpp's prompt cache: {r:?}"
+            );
+        }
+    }
+    assert!(out.join("tester/ttft_vs_context.png").is_file());
 }

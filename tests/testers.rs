@@ -461,3 +461,136 @@ fn bad_settings_are_refused_clearly() {
     ]);
     assert!(err.contains("--min-working-set-size"), "{err}");
 }
+
+#[test]
+fn a_sweep_cell_can_run_a_tester_instead_of_a_replay() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = common::write(
+        dir.path(),
+        "spec.yaml",
+        "name: ws\nmodel:\n  name: llama-3.1-8b\n  preset: llama-3.1-8b\nengine: sim\nrunners: [cpu]\n\
+         tester:\n  kind: working-set\n  context_sizes: [1024]\n  min_working_set_size: 4096\n\
+         \x20 max_working_set_size: 12288\n  working_set_increments: 3\n  output_tokens: 1\n\
+         tp: [1]\nusers: [1]\noffload: [\"off\"]\n",
+    );
+    let runners = dir.path().join("runners");
+    std::fs::create_dir(&runners).expect("mkdir");
+    std::fs::copy(
+        common::repo_root().join("runners/h100.yaml"),
+        runners.join("h100.yaml"),
+    )
+    .expect("copy");
+    common::write(
+        &runners,
+        "cpu.yaml",
+        "name: cpu\nvendor: cpu\ngpu: simulated H100\ngpus_per_node: 8\nhbm_gb_per_gpu: 80\n\
+         hbm_bandwidth_tb_s: 3.35\nbf16_tflops: 989\nhost_dram_gb: 2048\nhost_link_gb_s: 50\n\
+         slurm:\n  gres_type: null\n  partition: null\ncontainer: none\n\
+         github:\n  labels: [ubuntu-latest]\nengines:\n  sim:\n    args: [--runner, h100, --instant, --kv-cache-gb, \"1.048576\"]\n\
+         \x20   offload:\n      \"off\": {}\n",
+    );
+    let out = dir.path().join("cell");
+    let zip = dir.path().join("cell.zip");
+    let run = kvsweep()
+        .env("KVSWEEP_RUNNERS_DIR", &runners)
+        .arg("run-cell")
+        .arg(&spec)
+        .args([
+            "--cell",
+            "ws_cpu_tp1_users1_offloadoff",
+            "--port",
+            "0",
+            "--out",
+            s(&out),
+            "--zip",
+            s(&zip),
+        ])
+        .output()
+        .expect("run-cell");
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(json(&out.join("status.json"))["status"], "ok");
+    let cliffs = json(&out.join("tester/cliffs.json"));
+    within_a_step(&cliffs[0]["hbm"], HBM_TOKENS, 4096.0);
+    assert!(
+        out.join("metrics.csv").is_file(),
+        "the scraper ran beside the tester"
+    );
+    // The tester's files travel in the artifact.
+    let names: Vec<String> = zip::ZipArchive::new(std::fs::File::open(&zip).expect("zip"))
+        .expect("a zip")
+        .file_names()
+        .map(|n| n.map(|n| n.into_owned()).expect("an entry name"))
+        .collect();
+    assert!(names.iter().any(|n| n == "tester/cliffs.json"), "{names:?}");
+    // collect says why such a cell is not in the sweep's tables.
+    let collected = dir.path().join("collected");
+    let run = kvsweep()
+        .args(["collect", s(&out), "--out", s(&collected)])
+        .output()
+        .expect("collect");
+    assert!(
+        stderr(&run).contains("kvsweep test working-set"),
+        "{}",
+        stderr(&run)
+    );
+}
+
+#[test]
+fn a_tester_cell_renders_a_clean_script_and_specs_say_what_is_wrong() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let head = "name: t\nmodel:\n  name: llama-3.1-8b\n  preset: llama-3.1-8b\nengine: vllm\nrunners: [h200]\n\
+                tp: [1]\nusers: [1]\noffload: [\"off\"]\n";
+    let spec = common::write(
+        dir.path(),
+        "t.yaml",
+        &format!(
+            "{head}tester:\n  kind: cache-rate\n  context_sizes: [8000, 32000]\n  working_set_size: 2000000\n"
+        ),
+    );
+    let out = dir.path().join("r");
+    kvsweep_ok(&[
+        "render",
+        s(&spec),
+        "--cell",
+        "t_h200_tp1_users1_offloadoff",
+        "--out",
+        s(&out),
+    ]);
+    let script = std::fs::read_to_string(out.join("run.sh")).expect("run.sh");
+    assert!(
+        script.contains("test cache-rate")
+            && script.contains("--context-sizes 8000 --context-sizes 32000"),
+        "{script}"
+    );
+    assert!(
+        script.contains(r#"--output-dir "$OUT_DIR/tester""#),
+        "{script}"
+    );
+    let lint = common::run(
+        std::process::Command::new(common::require_tool("shellcheck"))
+            .args(["--shell=bash", "--severity=style"])
+            .arg(out.join("run.sh")),
+    );
+    assert!(lint.status.success(), "{}", common::stdout(&lint));
+
+    let bad_kind = common::write(
+        dir.path(),
+        "k.yaml",
+        &format!("{head}tester:\n  kind: fast\n"),
+    );
+    let err = kvsweep_err(&["matrix", s(&bad_kind)]);
+    assert!(
+        err.contains("tester.kind") && err.contains("k.yaml"),
+        "{err}"
+    );
+    let reserved = common::write(
+        dir.path(),
+        "r.yaml",
+        &format!("{head}tester:\n  kind: single-prompt\n  url: http://x\n"),
+    );
+    let err = kvsweep_err(&["matrix", s(&reserved)]);
+    assert!(err.contains("tester.url"), "{err}");
+    let neither = common::write(dir.path(), "n.yaml", head);
+    let err = kvsweep_err(&["matrix", s(&neither)]);
+    assert!(err.contains("tester:") && err.contains("traces:"), "{err}");
+}

@@ -21,8 +21,9 @@ use crate::engine;
 use crate::engine::process::{self, EngineProcess};
 use crate::metrics::{self, MetricsArgs};
 use crate::render::{self, CellOverrides, CellPlan, CellSelector};
-use crate::replay::{self, ReplayArgs, StopSignal};
+use crate::replay::{self, ReplayArgs, ReplayOutcome, StopSignal};
 use crate::runner::{Runner, RunnerSet};
+use crate::testers::{self, TestArgs};
 
 /// Run one sweep cell end to end on this machine.
 #[derive(Debug, Clone, clap::Args)]
@@ -92,6 +93,7 @@ struct ReplayFlags {
 #[derive(clap::Subcommand)]
 enum ReplayCommand {
     Replay(ReplayArgs),
+    Test(TestArgs),
 }
 
 /// A free local port for an engine started on this host.
@@ -186,11 +188,15 @@ async fn drive(
     let cmd = engine::host_command(&launch, runner, plan.image.as_deref(), &kvsweep, &container)?;
     let base = format!("http://127.0.0.1:{}", plan.port);
     let mut replay_argv = plan.replay_args.clone();
+    let (out_flag, workload_out) = match plan.tester {
+        Some(_) => ("--output-dir", out.join("tester")),
+        None => ("--out", out.to_path_buf()),
+    };
     replay_argv.extend([
         "--url".into(),
         base.clone(),
-        "--out".into(),
-        out.display().to_string(),
+        out_flag.into(),
+        workload_out.display().to_string(),
     ]);
     let metrics_args = MetricsArgs {
         url: format!("{base}/metrics"),
@@ -224,8 +230,8 @@ async fn drive(
             .collect::<Vec<_>>(),
     ));
     std::fs::write(out.join("commands.txt"), commands.join("\n") + "\n")?;
-    let ReplayCommand::Replay(replay_args) = ReplayFlags::try_parse_from(&replay_argv)
-        .context("the cell's replay flags do not parse")?
+    let workload = ReplayFlags::try_parse_from(&replay_argv)
+        .context("the cell's workload flags do not parse")?
         .command;
 
     let mut engine = EngineProcess::spawn(&cmd.argv, &cmd.env, server_log, cmd.docker_container)?;
@@ -259,7 +265,7 @@ async fn drive(
             stop_tx.send_replace(Some(why));
         })
     };
-    let replay = replay::replay(replay_args, stop_when(stop_rx));
+    let replay = run_workload(workload, stop_when(stop_rx));
     tokio::pin!(replay);
     let mut watch_engine = tokio::time::interval(Duration::from_millis(500));
     let mut engine_exit = None;
@@ -301,11 +307,39 @@ async fn drive(
         }
         Err(e) => {
             status.status = CellState::Failed;
-            status.reason = format!("the replay failed: {e:#}");
+            status.reason = match plan.tester.as_deref() {
+                Some(kind) => format!("the {kind} test failed: {e:#}"),
+                None => format!("the replay failed: {e:#}"),
+            };
             status.server_log_tail = tail(&engine);
         }
     }
     Ok(())
+}
+
+/// Runs the cell's replay, or its synthetic test, until it ends or `stop` fires.
+async fn run_workload(workload: ReplayCommand, stop: StopSignal) -> Result<ReplayOutcome> {
+    match workload {
+        ReplayCommand::Replay(args) => replay::replay(args, stop).await,
+        // A tester writes each finished step as it goes (and resumes from progress.json), so
+        // stopping it mid-step loses only that step.
+        ReplayCommand::Test(args) => tokio::select! {
+            r = testers::run_async(&args) => r.map(|()| ReplayOutcome {
+                status: "ok",
+                reason: "completed".into(),
+                interrupted: false,
+                requests: 0,
+                errors: 0,
+            }),
+            why = stop => Ok(ReplayOutcome {
+                status: "failed",
+                reason: why,
+                interrupted: true,
+                requests: 0,
+                errors: 0,
+            }),
+        },
+    }
 }
 
 /// `versions.json`: what ran, for comparing results across runs.

@@ -260,6 +260,11 @@ fn last_metrics(dir: &Path) -> HashMap<String, f64> {
 /// Reads one cell directory.
 pub fn load(dir: &Path) -> Result<CellResult> {
     let cell = read_json(dir, "cell.json")?;
+    if let Some(kind) = cell["tester"].as_str() {
+        bail!(
+            "a `kvsweep test {kind}` cell: its results are in tester/ (tester/index.html), not in the sweep's tables"
+        );
+    }
     let status = read_json(dir, "status.json")?;
     let summary = read_json(dir, "summary.json")?;
     let num = |v: &Value| v.as_f64();

@@ -107,10 +107,14 @@ pub struct CellPlan {
     /// GiB of host memory for the offload tier, when offload is on.
     pub offload_gib: Option<f64>,
     pub duration_s: u64,
-    pub traces: PathBuf,
+    /// The traces a replay cell replays (none for a tester cell).
+    pub traces: Option<PathBuf>,
     pub trace_format: spec::TraceFormat,
-    /// The `kvsweep replay` command line, without `--url` and `--out`.
+    /// The cell's workload command line (`kvsweep replay ...`, or `kvsweep test KIND ...` for a
+    /// tester cell), without `--url` and where its results go.
     pub replay_args: Vec<String>,
+    /// The synthetic test this cell runs instead of a replay; its results go to `tester/`.
+    pub tester: Option<String>,
     pub port: u16,
     pub health_timeout_s: u64,
 }
@@ -142,14 +146,18 @@ pub fn plan(sweep: &Sweep, cell: &Cell, runner: &Runner, o: &CellOverrides) -> R
         (None, Some(m)) => m.name.clone(),
         (None, None) => bail!("the spec names no model: give --model"),
     };
-    let traces = match (&o.traces, &s.traces) {
-        (Some(t), _) => t.clone(),
-        (None, Some(t)) => t.path.clone(),
-        (None, None) => bail!("the spec names no traces: give --traces PATH"),
+    let traces = match (&o.traces, &s.traces, &s.tester) {
+        (Some(t), _, _) => Some(t.clone()),
+        (None, Some(t), _) => Some(t.path.clone()),
+        (None, None, Some(_)) => None,
+        (None, None, None) => bail!("the spec names no traces: give --traces PATH"),
     };
     // The script may run from another directory (a CI job, a Slurm node): no relative paths.
-    let traces = std::path::absolute(&traces)
-        .with_context(|| format!("cannot make {} absolute", traces.display()))?;
+    let traces = traces
+        .map(|t| {
+            std::path::absolute(&t).with_context(|| format!("cannot make {} absolute", t.display()))
+        })
+        .transpose()?;
     let image = o
         .image
         .clone()
@@ -173,23 +181,41 @@ pub fn plan(sweep: &Sweep, cell: &Cell, runner: &Runner, o: &CellOverrides) -> R
     };
     let duration_s = o.duration.unwrap_or(s.duration_s);
     let trace_format = s.traces.as_ref().map(|t| t.format).unwrap_or_default();
-    let mut replay_args: Vec<String> = ["replay", "--model", &model, "--api", engine.replay_api()]
+    let replay_args: Vec<String> = match (&s.tester, &traces) {
+        (Some(t), _) => [
+            "test",
+            &t.kind,
+            "--model",
+            &model,
+            "--api",
+            engine.replay_api(),
+        ]
         .iter()
         .map(|s| (*s).to_owned())
-        .collect();
-    replay_args.extend([
-        "--users".into(),
-        cell.users.to_string(),
-        "--duration".into(),
-        duration_s.to_string(),
-        "--traces".into(),
-        traces.display().to_string(),
-        "--format".into(),
-        trace_format.to_string(),
-        "--engine-label".into(),
-        engine.to_string(),
-    ]);
-    replay_args.extend(s.replay_args.iter().cloned());
+        .chain(t.args.iter().cloned())
+        .collect(),
+        (None, Some(traces)) => {
+            let mut args: Vec<String> = ["replay", "--model", &model, "--api", engine.replay_api()]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect();
+            args.extend([
+                "--users".into(),
+                cell.users.to_string(),
+                "--duration".into(),
+                duration_s.to_string(),
+                "--traces".into(),
+                traces.display().to_string(),
+                "--format".into(),
+                trace_format.to_string(),
+                "--engine-label".into(),
+                engine.to_string(),
+            ]);
+            args.extend(s.replay_args.iter().cloned());
+            args
+        }
+        (None, None) => bail!("the spec names no traces: give --traces PATH"),
+    };
     Ok(CellPlan {
         cell: cell.clone(),
         spec: sweep.path.clone(),
@@ -204,6 +230,7 @@ pub fn plan(sweep: &Sweep, cell: &Cell, runner: &Runner, o: &CellOverrides) -> R
         traces,
         trace_format,
         replay_args,
+        tester: s.tester.as_ref().map(|t| t.kind.clone()),
         port: o.port,
         health_timeout_s: o
             .health_timeout
@@ -239,6 +266,7 @@ struct ScriptContext<'a> {
     engine_args: Vec<Vec<String>>,
     engine_env: Vec<(String, String)>,
     replay_args: &'a [String],
+    tester: Option<&'a str>,
     cell_json: String,
 }
 
@@ -274,6 +302,7 @@ pub fn render_script(plan: &CellPlan, runner: &Runner, templates: Option<&Path>)
         engine_args: group_flags(&launch.args),
         engine_env: launch.env,
         replay_args: &plan.replay_args,
+        tester: plan.tester.as_deref(),
         cell_json: serde_json::to_string(plan)?,
     };
     let source = match templates {

@@ -172,8 +172,19 @@ pub struct Settings {
     pub traces: Option<Traces>,
     /// Extra `kvsweep replay` arguments, already in command-line form.
     pub replay_args: Vec<String>,
+    /// A synthetic cache test the cells run instead of a replay.
+    pub tester: Option<TesterSpec>,
     pub offload_budget: Option<OffloadBudget>,
     pub offload_backend: OffloadBackend,
+}
+
+/// A `kvsweep test` run as a cell's workload.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TesterSpec {
+    /// `single-prompt`, `cache-rate` or `working-set`.
+    pub kind: String,
+    /// Its flags, in command-line form.
+    pub args: Vec<String>,
 }
 
 /// Default cell duration, as in the InferenceX workflow.

@@ -7,8 +7,8 @@ use serde::Deserialize;
 
 use super::{
     Cell, CellFields, DEFAULT_DURATION_S, LoadOptions, Model, Offload, OffloadBackend,
-    OffloadBudget, Settings, Shape, Sweep, TraceFormat, Traces, check_not_empty, check_parallelism,
-    check_unique, find_runner, parse_tp_key,
+    OffloadBudget, Settings, Shape, Sweep, TesterSpec, TraceFormat, Traces, check_not_empty,
+    check_parallelism, check_unique, find_runner, parse_tp_key,
 };
 use crate::engine::EngineKind;
 use crate::model::{self, Attention, Geometry, KvDtype};
@@ -25,9 +25,11 @@ struct NativeSpec {
     precision: Option<String>,
     runners: Vec<String>,
     duration_s: Option<u64>,
-    traces: TracesSpec,
+    traces: Option<TracesSpec>,
     #[serde(default)]
     replay: IndexMap<String, serde_norway::Value>,
+    /// A synthetic cache test to run in each cell instead of a trace replay.
+    tester: Option<IndexMap<String, serde_norway::Value>>,
     offload_gb: Option<f64>,
     offload_dram_fraction: Option<f64>,
     #[serde(default)]
@@ -102,6 +104,12 @@ const RESERVED_REPLAY_KEYS: &[&str] = &[
     "url", "users", "duration", "out", "traces", "format", "model",
 ];
 
+/// `kvsweep test` flags the cell sets itself (`kind` names the tester).
+const RESERVED_TESTER_KEYS: &[&str] = &["url", "output_dir", "model", "api", "force_restart"];
+
+/// The testers a cell can run.
+const TESTER_KINDS: &[&str] = &["single-prompt", "cache-rate", "working-set"];
+
 /// A cell together with the spec fields it came from, for error locations.
 struct Placed {
     cell: Cell,
@@ -126,7 +134,8 @@ pub(super) fn load(doc: &YamlDoc, opts: LoadOptions<'_>) -> Result<Sweep, SpecEr
     }
     let model = resolve_model(doc, &spec.model)?;
     let offload_budget = resolve_budget(doc, &spec)?;
-    let replay_args = replay_args(doc, &spec.replay)?;
+    let replay_args = flag_args(doc, "replay", &spec.replay, RESERVED_REPLAY_KEYS)?;
+    let tester = resolve_tester(doc, &spec)?;
     if spec.duration_s == Some(0) {
         return Err(doc.error("duration_s", "must be at least 1 second"));
     }
@@ -175,11 +184,12 @@ pub(super) fn load(doc: &YamlDoc, opts: LoadOptions<'_>) -> Result<Sweep, SpecEr
             image: spec.image.clone(),
             precision: spec.precision.clone(),
             duration_s: spec.duration_s.unwrap_or(DEFAULT_DURATION_S),
-            traces: Some(Traces {
-                path: traces_dir.join(&spec.traces.path),
-                format: spec.traces.format,
+            traces: spec.traces.as_ref().map(|t| Traces {
+                path: traces_dir.join(&t.path),
+                format: t.format,
             }),
             replay_args,
+            tester,
             offload_budget,
             offload_backend: spec.offload_backend,
         },
@@ -281,16 +291,53 @@ fn resolve_budget(doc: &YamlDoc, spec: &NativeSpec) -> Result<Option<OffloadBudg
     }
 }
 
-/// Turns the `replay:` mapping into `kvsweep replay` flags: `max_delay: 60` → `--max-delay 60`,
+/// The `tester:` mapping: its `kind` and the rest as `kvsweep test KIND` flags. A cell runs a
+/// replay (`traces:`) or a tester, never neither.
+fn resolve_tester(doc: &YamlDoc, spec: &NativeSpec) -> Result<Option<TesterSpec>, SpecError> {
+    let Some(map) = &spec.tester else {
+        if spec.traces.is_none() {
+            return Err(doc.error(
+                "name",
+                "give `traces:` (a trace replay) or `tester:` (a synthetic cache test) for the cells to run",
+            ));
+        }
+        return Ok(None);
+    };
+    if spec.traces.is_some() {
+        return Err(doc.error(
+            "tester",
+            "a cell runs a trace replay or a tester: remove `traces:` or `tester:`",
+        ));
+    }
+    let kind = match map.get("kind") {
+        Some(serde_norway::Value::String(k)) if TESTER_KINDS.contains(&k.as_str()) => k.clone(),
+        _ => {
+            return Err(doc.error(
+                "tester.kind",
+                format!("must be one of {}", TESTER_KINDS.join(", ")),
+            ));
+        }
+    };
+    let mut rest = map.clone();
+    rest.shift_remove("kind");
+    Ok(Some(TesterSpec {
+        kind,
+        args: flag_args(doc, "tester", &rest, RESERVED_TESTER_KEYS)?,
+    }))
+}
+
+/// Turns a mapping of options into command-line flags: `max_delay: 60` → `--max-delay 60`,
 /// `recycle: true` → `--recycle`, a list repeats the flag.
-fn replay_args(
+fn flag_args(
     doc: &YamlDoc,
-    replay: &IndexMap<String, serde_norway::Value>,
+    section: &str,
+    options: &IndexMap<String, serde_norway::Value>,
+    reserved: &[&str],
 ) -> Result<Vec<String>, SpecError> {
     use serde_norway::Value;
     let mut args = Vec::new();
-    for (key, value) in replay {
-        let field = format!("replay.{key}");
+    for (key, value) in options {
+        let field = format!("{section}.{key}");
         if key.is_empty()
             || !key
                 .chars()
@@ -298,11 +345,11 @@ fn replay_args(
         {
             return Err(doc.error(
                 &field,
-                "replay option names use lowercase letters, digits, `_` and `-`",
+                "option names use lowercase letters, digits, `_` and `-`",
             ));
         }
         let flag = format!("--{}", key.replace('_', "-"));
-        if RESERVED_REPLAY_KEYS.contains(&key.as_str()) {
+        if reserved.contains(&key.as_str()) {
             return Err(doc.error(
                 &field,
                 format!("`{flag}` is set by the cell itself; use the spec's own fields instead"),

@@ -112,16 +112,27 @@ impl Load {
             self.output_tokens,
             true,
         );
-        let sent_s = self.started.elapsed().as_secs_f64();
-        let m = client::send(
-            &self.target.client,
-            &self.target.url,
-            "kvsweep-test",
-            body,
-            self.timeout,
-            || {},
-        )
-        .await;
+        let mut sent_s;
+        let mut attempts = 0;
+        let m = loop {
+            attempts += 1;
+            sent_s = self.started.elapsed().as_secs_f64();
+            let m = client::send(
+                &self.target.client,
+                &self.target.url,
+                "kvsweep-test",
+                body.clone(),
+                self.timeout,
+                || {},
+            )
+            .await;
+            // A pooled connection the server closed while idle (llama-server does) fails before
+            // any answer: the request never reached the server, so it is sent again, once.
+            if m.http_status == 0 && !m.timed_out && attempts < 2 {
+                continue;
+            }
+            break m;
+        };
         let usage = m.usage.unwrap_or_default();
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         Sample {

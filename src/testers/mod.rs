@@ -107,14 +107,19 @@ pub struct CombineArgs {
 }
 
 pub fn run(args: &TestArgs) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("cannot start the async runtime")?;
+        .context("cannot start the async runtime")?
+        .block_on(run_async(args))
+}
+
+/// The tester, in the caller's runtime (run-cell runs it as a cell's workload).
+pub async fn run_async(args: &TestArgs) -> Result<()> {
     match &args.tester {
-        Tester::SinglePrompt(a) => rt.block_on(single_prompt::run(a)),
-        Tester::CacheRate(a) => rt.block_on(cache_rate::run(a)),
-        Tester::WorkingSet(a) => rt.block_on(working_set::run(a)),
+        Tester::SinglePrompt(a) => single_prompt::run(a).await,
+        Tester::CacheRate(a) => cache_rate::run(a).await,
+        Tester::WorkingSet(a) => working_set::run(a).await,
         Tester::Report(a) => report(&a.dir),
         Tester::Combine(a) => combine(a),
     }

@@ -36,6 +36,43 @@ fn json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("read")).expect("json")
 }
 
+/// `kvsweep test cache-rate` at fixed concurrency on 1,024-token prompts, plus `extra`.
+fn fixed_cache_rate(
+    base: &str,
+    out: &Path,
+    working_set: &str,
+    rates: &[&str],
+    extra: &[&str],
+) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "test",
+        "cache-rate",
+        "--url",
+        base,
+        "--context-sizes",
+        "1024",
+        "--working-set-size",
+        working_set,
+        "--mode",
+        "fixed",
+        "--output-tokens",
+        "2",
+        "--output-dir",
+        s(out),
+        "--cache-hit-rates",
+    ]
+    .iter()
+    .map(|a| (*a).to_owned())
+    .collect();
+    args.extend(rates.iter().map(|r| (*r).to_owned()));
+    args.extend(extra.iter().map(|e| (*e).to_owned()));
+    args
+}
+
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
 fn png_ok(path: &Path) {
     let decoder = png::Decoder::new(std::fs::File::open(path).expect("png exists"));
     let reader = decoder.read_info().expect("a PNG");
@@ -96,31 +133,13 @@ fn cache_rate_sends_exactly_the_target_share_of_cached_tokens() {
     let sim = sim(&["--instant"]);
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("cr");
-    kvsweep_ok(&[
-        "test",
-        "cache-rate",
-        "--url",
+    kvsweep_ok(&strs(&fixed_cache_rate(
         &sim.base,
-        "--context-sizes",
-        "1024",
-        "--working-set-size",
+        &out,
         "4096",
-        "--cache-hit-rates",
-        "0",
-        "25",
-        "50",
-        "100",
-        "--mode",
-        "fixed",
-        "--concurrency",
-        "4",
-        "--ramp-duration",
-        "0.3",
-        "--output-tokens",
-        "2",
-        "--output-dir",
-        s(&out),
-    ]);
+        &["0", "25", "50", "100"],
+        &["--concurrency", "4", "--ramp-duration", "0.3"],
+    )));
     let summary = csv_rows(&out.join("summary_ctx1024.csv"));
     assert_eq!(summary.len(), 4);
     for r in &summary {
@@ -276,31 +295,14 @@ fn a_killed_run_resumes_without_repeating_a_finished_step() {
     let sim = sim(&["--instant"]);
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("resume");
-    let args = [
-        "test",
-        "cache-rate",
-        "--url",
+    let args = fixed_cache_rate(
         &sim.base,
-        "--context-sizes",
-        "1024",
-        "--working-set-size",
+        &out,
         "4096",
-        "--cache-hit-rates",
-        "0",
-        "50",
-        "100",
-        "--mode",
-        "fixed",
-        "--concurrency",
-        "2",
-        "--ramp-duration",
-        "1.5",
-        "--output-tokens",
-        "2",
-        "--output-dir",
-        s(&out),
-    ];
-    let mut child = kvsweep().args(args).spawn().expect("start");
+        &["0", "50", "100"],
+        &["--concurrency", "2", "--ramp-duration", "1.5"],
+    );
+    let mut child = kvsweep().args(&args).spawn().expect("start");
     let progress = out.join("progress.json");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -324,7 +326,7 @@ fn a_killed_run_resumes_without_repeating_a_finished_step() {
         .collect();
     assert!(!before.is_empty());
 
-    let out2 = kvsweep().args(args).output().expect("resume");
+    let out2 = kvsweep().args(&args).output().expect("resume");
     assert!(out2.status.success(), "{}", stderr(&out2));
     assert!(
         stderr(&out2).contains("ctx1024_hit0 already measured, skipped"),
@@ -366,29 +368,13 @@ fn report_redraws_and_combine_overlays_runs() {
     let sim = sim(&["--instant"]);
     let dir = tempfile::tempdir().expect("tempdir");
     for name in ["a", "b"] {
-        kvsweep_ok(&[
-            "test",
-            "cache-rate",
-            "--url",
+        kvsweep_ok(&strs(&fixed_cache_rate(
             &sim.base,
-            "--context-sizes",
-            "1024",
-            "--working-set-size",
+            &dir.path().join(name),
             "2048",
-            "--cache-hit-rates",
-            "0",
-            "100",
-            "--mode",
-            "fixed",
-            "--concurrency",
-            "2",
-            "--ramp-duration",
-            "0.2",
-            "--output-tokens",
-            "1",
-            "--output-dir",
-            s(&dir.path().join(name)),
-        ]);
+            &["0", "100"],
+            &["--concurrency", "2", "--ramp-duration", "0.2"],
+        )));
     }
     let a = dir.path().join("a");
     std::fs::remove_file(a.join("performance_vs_cache_rate_1024.png")).expect("rm");

@@ -299,6 +299,20 @@ impl BucketDeployment {
     }
 }
 
+/// The [`Anchors`] fields of a config-file struct (the top level and each deployment carry the
+/// same five).
+macro_rules! anchors_of {
+    ($file:ident) => {
+        Anchors {
+            total_tps: $file.total_tps,
+            total_tps_unit: $file.total_tps_unit,
+            baseline_per_card_tps: $file.baseline_per_card_tps,
+            planning_target_total_tps: $file.planning_target_total_tps,
+            extra_capacity_tiers: $file.extra_capacity_tiers,
+        }
+    };
+}
+
 /// The file's shape. Written out without `#[serde(flatten)]`, which would buffer the input and
 /// lose the path an error names (and `deny_unknown_fields` with it).
 #[derive(Deserialize)]
@@ -378,13 +392,7 @@ impl DeploymentFile {
             hbm_kv_gb_per_card: self.hbm_kv_gb_per_card,
             gpu_memory_gb_per_card: self.gpu_memory_gb_per_card,
             runtime_reserve_gb_per_card: self.runtime_reserve_gb_per_card,
-            anchors: Anchors {
-                total_tps: self.total_tps,
-                total_tps_unit: self.total_tps_unit,
-                baseline_per_card_tps: self.baseline_per_card_tps,
-                planning_target_total_tps: self.planning_target_total_tps,
-                extra_capacity_tiers: self.extra_capacity_tiers,
-            },
+            anchors: anchors_of!(self),
         }
     }
 }
@@ -413,13 +421,7 @@ impl Config {
             prefill_savings_alpha: file.prefill_savings_alpha,
             include_output_kvcache: file.include_output_kvcache,
             scope: file.scope,
-            anchors: Anchors {
-                total_tps: file.total_tps,
-                total_tps_unit: file.total_tps_unit,
-                baseline_per_card_tps: file.baseline_per_card_tps,
-                planning_target_total_tps: file.planning_target_total_tps,
-                extra_capacity_tiers: file.extra_capacity_tiers,
-            },
+            anchors: anchors_of!(file),
             heuristic_multi_agent: file.heuristic_multi_agent,
         };
         config

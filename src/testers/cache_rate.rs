@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use serde_json::json;
 
-use super::load::{Ask, Load, Sample, Stats};
+use super::load::{Ask, Load, SAMPLE_COLUMNS, Sample, Stats};
 use super::output::{self, Progress, f, opt};
 use super::{Common, TtftMetric, plot_lines};
 use crate::sim::rng::mix;
@@ -85,22 +85,21 @@ pub struct LoadShape {
     pub num_retries: u32,
 }
 
-pub const DETAIL_COLUMNS: &[&str] = &[
-    "step",
-    "phase",
-    "context_tokens",
-    "target_hit_rate",
-    "concurrency",
-    "sent_s",
-    "ok",
-    "ttft_ms",
-    "e2e_ms",
-    "itl_ms",
-    "prompt_tokens",
-    "completion_tokens",
-    "cached_tokens",
-    "error",
-];
+/// Columns of the per-request CSVs: where a request belongs, then [`SAMPLE_COLUMNS`], then
+/// `error`.
+pub fn detail_columns() -> Vec<&'static str> {
+    let mut c = vec![
+        "step",
+        "phase",
+        "context_tokens",
+        "target_hit_rate",
+        "concurrency",
+        "sent_s",
+    ];
+    c.extend_from_slice(SAMPLE_COLUMNS);
+    c.push("error");
+    c
+}
 
 pub const PHASE_COLUMNS: &[&str] = &[
     "step",
@@ -131,22 +130,17 @@ pub fn detail_rows(
     samples
         .iter()
         .map(|s| {
-            vec![
+            let mut row = vec![
                 step.to_owned(),
                 phase.to_owned(),
                 ctx.to_string(),
                 f(rate),
                 c.to_string(),
                 format!("{:.4}", s.sent_s),
-                s.ok.to_string(),
-                opt(s.ttft_ms),
-                f(s.e2e_ms),
-                opt(s.itl_ms),
-                s.prompt_tokens.to_string(),
-                s.completion_tokens.to_string(),
-                s.cached_tokens.to_string(),
-                s.error.clone(),
-            ]
+            ];
+            row.extend(s.cells());
+            row.push(s.error.clone());
+            row
         })
         .collect()
 }
@@ -300,7 +294,7 @@ pub async fn run(args: &CacheRateArgs) -> Result<()> {
                     phase_rows.push(phase_row(&step, "measure", c, &st, within));
                 }
             }
-            output::append(&detail, DETAIL_COLUMNS, &rows)?;
+            output::append(&detail, &detail_columns(), &rows)?;
             output::append(&phases, PHASE_COLUMNS, &phase_rows)?;
             progress.finish(&step)?;
             eprintln!(

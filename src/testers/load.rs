@@ -40,6 +40,33 @@ pub struct Sample {
     pub error: String,
 }
 
+/// Columns of [`Sample::cells`], for the testers' per-request CSVs.
+pub const SAMPLE_COLUMNS: &[&str] = &[
+    "ok",
+    "ttft_ms",
+    "e2e_ms",
+    "itl_ms",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+];
+
+impl Sample {
+    /// The measured fields as CSV cells, in [`SAMPLE_COLUMNS`] order.
+    pub fn cells(&self) -> Vec<String> {
+        let opt = |x: Option<f64>| x.map(|v| format!("{v:.3}")).unwrap_or_default();
+        vec![
+            self.ok.to_string(),
+            opt(self.ttft_ms),
+            format!("{:.3}", self.e2e_ms),
+            opt(self.itl_ms),
+            self.prompt_tokens.to_string(),
+            self.completion_tokens.to_string(),
+            self.cached_tokens.to_string(),
+        ]
+    }
+}
+
 /// A connected server and how prompts are made for it.
 pub struct Load {
     pub target: Target,

@@ -4,8 +4,8 @@
 use anyhow::{Result, bail};
 use serde_json::json;
 
-use super::load::{Ask, Load};
-use super::output::{self, Progress, f, opt};
+use super::load::{Ask, Load, SAMPLE_COLUMNS};
+use super::output::{self, Progress, opt};
 use super::{Common, plot_lines};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -25,21 +25,13 @@ pub struct SinglePromptArgs {
     pub num_iterations: u32,
 }
 
-const COLUMNS: &[&str] = &[
-    "step",
-    "context_tokens",
-    "iteration",
-    "phase",
-    "ok",
-    "ttft_ms",
-    "ttlt_ms",
-    "itl_ms",
-    "prompt_tokens",
-    "completion_tokens",
-    "cached_tokens",
-    "output_tps",
-    "error",
-];
+/// Columns of `single_prompt_results.csv`.
+fn columns() -> Vec<&'static str> {
+    let mut c = vec!["step", "context_tokens", "iteration", "phase"];
+    c.extend_from_slice(SAMPLE_COLUMNS);
+    c.extend(["output_tps", "error"]);
+    c
+}
 
 /// The context sizes: the list, or doubling from `min` up to `max`.
 pub fn sizes(args: &SinglePromptArgs) -> Result<Vec<u32>> {
@@ -90,24 +82,18 @@ pub async fn run(args: &SinglePromptArgs) -> Result<()> {
                 let s = load.send(ask).await;
                 let decode_s = (s.e2e_ms - s.ttft_ms.unwrap_or(0.0)) / 1000.0;
                 let tps = (decode_s > 0.0).then(|| f64::from(s.completion_tokens) / decode_s);
-                rows.push(vec![
+                let mut row = vec![
                     step.clone(),
                     size.to_string(),
                     iteration.to_string(),
                     phase.to_owned(),
-                    s.ok.to_string(),
-                    opt(s.ttft_ms),
-                    f(s.e2e_ms),
-                    opt(s.itl_ms),
-                    s.prompt_tokens.to_string(),
-                    s.completion_tokens.to_string(),
-                    s.cached_tokens.to_string(),
-                    opt(tps),
-                    s.error,
-                ]);
+                ];
+                row.extend(s.cells());
+                row.extend([opt(tps), s.error]);
+                rows.push(row);
             }
         }
-        output::append(&results, COLUMNS, &rows)?;
+        output::append(&results, &columns(), &rows)?;
         progress.finish(&step)?;
         eprintln!(
             "single-prompt: {size} tokens done ({}/{})",
@@ -163,8 +149,8 @@ pub fn summarize(dir: &std::path::Path) -> Result<()> {
             opt(c),
             opt(w),
             opt(s),
-            opt(median(size, "cold", "ttlt_ms")),
-            opt(median(size, "warm", "ttlt_ms")),
+            opt(median(size, "cold", "e2e_ms")),
+            opt(median(size, "warm", "e2e_ms")),
             opt(median(size, "cold", "output_tps")),
             opt(median(size, "warm", "output_tps")),
             opt(cached

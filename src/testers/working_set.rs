@@ -9,7 +9,7 @@ use anyhow::{Result, bail};
 use serde::Serialize;
 use serde_json::json;
 
-use super::cache_rate::{DETAIL_COLUMNS, detail_rows};
+use super::cache_rate::{detail_columns, detail_rows};
 use super::load::{Ask, Load, Stats};
 use super::output::{self, Progress, f};
 use super::{Common, plot_lines};
@@ -225,7 +225,7 @@ pub async fn run(args: &WorkingSetArgs) -> Result<()> {
                     args.concurrency,
                     &measured,
                 ));
-                output::append(&detail, DETAIL_COLUMNS, &rows)?;
+                output::append(&detail, &detail_columns(), &rows)?;
                 output::append(
                     &summary,
                     SUMMARY_COLUMNS,

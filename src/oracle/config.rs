@@ -329,48 +329,30 @@ struct ConfigFile {
     include_output_kvcache: bool,
     #[serde(default)]
     scope: Scope,
-    #[serde(default)]
     total_tps: Option<f64>,
-    #[serde(default)]
     total_tps_unit: Option<TpsUnit>,
-    #[serde(default)]
     baseline_per_card_tps: Option<f64>,
-    #[serde(default)]
     planning_target_total_tps: Option<f64>,
-    #[serde(default)]
     extra_capacity_tiers: Option<Vec<Tier>>,
-    #[serde(default)]
     heuristic_multi_agent: Option<super::heuristic::Scenario>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DeploymentFile {
-    #[serde(default)]
     name: Option<String>,
-    #[serde(default)]
     lower_tokens: Option<u64>,
-    #[serde(default)]
     upper_tokens: Option<u64>,
     accelerator_count: u32,
     cards_per_machine: u32,
-    #[serde(default)]
     machine_spec: Option<String>,
-    #[serde(default)]
     hbm_kv_gb_per_card: Option<f64>,
-    #[serde(default)]
     gpu_memory_gb_per_card: Option<f64>,
-    #[serde(default)]
     runtime_reserve_gb_per_card: Option<f64>,
-    #[serde(default)]
     total_tps: Option<f64>,
-    #[serde(default)]
     total_tps_unit: Option<TpsUnit>,
-    #[serde(default)]
     baseline_per_card_tps: Option<f64>,
-    #[serde(default)]
     planning_target_total_tps: Option<f64>,
-    #[serde(default)]
     extra_capacity_tiers: Option<Vec<Tier>>,
 }
 

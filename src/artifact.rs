@@ -29,6 +29,29 @@ pub const CELL_FILES: &[&str] = &[
     "tester",
 ];
 
+/// Whether an environment variable's value is a secret, by its name: one of its `_`-separated
+/// words is TOKEN, SECRET, PASSWORD, PASSWD or KEY (`HF_TOKEN`, `AWS_SECRET_ACCESS_KEY`, not
+/// `TOKENIZER_PATH`).
+pub fn is_secret_name(name: &str) -> bool {
+    name.to_ascii_uppercase()
+        .split('_')
+        .any(|w| matches!(w, "TOKEN" | "SECRET" | "PASSWORD" | "PASSWD" | "KEY"))
+}
+
+/// `text` with the value of every secret in `env` (and in this process's environment) replaced
+/// by `[redacted]`: what goes into commands.txt, server.log and status.json. Values shorter than
+/// six characters are left alone (they would redact ordinary words).
+pub fn redact(text: &str, env: &[(String, String)]) -> String {
+    let mut out = text.to_owned();
+    let process: Vec<(String, String)> = std::env::vars().collect();
+    for (name, value) in env.iter().chain(&process) {
+        if is_secret_name(name) && value.len() >= 6 && out.contains(value.as_str()) {
+            out = out.replace(value.as_str(), "[redacted]");
+        }
+    }
+    out
+}
+
 /// The engine log is kept to its last this-many bytes.
 pub const SERVER_LOG_CAP_BYTES: u64 = 5 * 1024 * 1024;
 
@@ -122,7 +145,8 @@ pub fn prune(dir: &Path) -> Result<()> {
 pub const ZIP_EXPAND_CAP: u64 = 4 * 1024 * 1024 * 1024;
 
 /// Extracts a zip into `dest`, refusing entries that would land outside it (`../`, absolute
-/// paths) and archives that expand beyond `cap` bytes, whatever their headers claim.
+/// paths), symbolic links, and archives that expand beyond `cap` bytes, whatever their headers
+/// claim.
 pub fn extract_zip(zip_path: &Path, dest: &Path, cap: u64) -> Result<()> {
     use std::io::Read;
     let file =
@@ -132,13 +156,22 @@ pub fn extract_zip(zip_path: &Path, dest: &Path, cap: u64) -> Result<()> {
     let mut total = 0u64;
     for i in 0..archive.len() {
         let mut entry = archive.by_index(i)?;
-        let Some(rel) = entry.enclosed_name() else {
+        let raw = entry.name().unwrap_or_default();
+        let absolute = raw.starts_with('/') || raw.starts_with('\\') || raw.get(1..2) == Some(":");
+        let Some(rel) = entry.enclosed_name().filter(|_| !absolute) else {
             anyhow::bail!(
                 "{}: entry `{}` would be written outside the extraction folder",
                 zip_path.display(),
                 entry.name().unwrap_or_default()
             );
         };
+        if entry.is_symlink() {
+            anyhow::bail!(
+                "{}: entry `{}` is a symbolic link; artifacts hold only files",
+                zip_path.display(),
+                entry.name().unwrap_or_default()
+            );
+        }
         let out_path = dest.join(rel);
         if entry.is_dir() {
             std::fs::create_dir_all(&out_path)?;
@@ -156,4 +189,85 @@ pub fn extract_zip(zip_path: &Path, dest: &Path, cap: u64) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A zip entry: name, bytes, unix mode.
+    type Entry<'a> = (&'a str, &'a [u8], u32);
+
+    /// A zip of `entries`.
+    fn zip_of(dir: &Path, entries: &[Entry]) -> std::path::PathBuf {
+        let path = dir.join("a.zip");
+        let mut zip = zip::ZipWriter::new(File::create(&path).expect("create"));
+        for (name, bytes, mode) in entries {
+            let options = zip::write::SimpleFileOptions::default().unix_permissions(*mode);
+            if mode & 0o170000 == 0o120000 {
+                zip.add_symlink(*name, std::str::from_utf8(bytes).expect("utf-8"), options)
+                    .expect("symlink");
+            } else {
+                zip.start_file(*name, options).expect("entry");
+                zip.write_all(bytes).expect("write");
+            }
+        }
+        zip.finish().expect("finish");
+        path
+    }
+
+    #[test]
+    fn secrets_are_redacted_by_the_name_they_come_under() {
+        let env = [
+            ("HF_TOKEN".to_owned(), "hf_abcdef123".to_owned()),
+            ("MY_API_KEY".to_owned(), "key-98765".to_owned()),
+            ("PATH_TOKEN".to_owned(), "ab".to_owned()),
+            ("MODEL".to_owned(), "llama-3.1-8b".to_owned()),
+        ];
+        let text = "export HF_TOKEN=hf_abcdef123; key-98765 twice key-98765; ab; llama-3.1-8b";
+        assert_eq!(
+            redact(text, &env),
+            "export HF_TOKEN=[redacted]; [redacted] twice [redacted]; ab; llama-3.1-8b"
+        );
+        assert!(is_secret_name("github_token") && is_secret_name("AWS_SECRET_ACCESS_KEY"));
+        assert!(!is_secret_name("TOKENIZER_PATH") && !is_secret_name("MONKEY"));
+    }
+
+    #[test]
+    fn extraction_refuses_escapes_links_and_bombs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dest = dir.path().join("out");
+        let cases: [(&str, &[Entry], &str); 4] = [
+            ("parent", &[("../escaped.txt", b"x", 0o644)], "outside"),
+            (
+                "absolute",
+                &[("/tmp/kvsweep-abs.txt", b"x", 0o644)],
+                "outside",
+            ),
+            (
+                "symlink",
+                &[("link", b"/etc/passwd", 0o120777)],
+                "symbolic link",
+            ),
+            (
+                "oversized",
+                &[("big.bin", &[0u8; 4096], 0o644)],
+                "more than",
+            ),
+        ];
+        for (what, entries, says) in cases {
+            let zip = zip_of(dir.path(), entries);
+            let err = extract_zip(&zip, &dest, 1024).expect_err(what);
+            assert!(format!("{err:#}").contains(says), "{what}: {err:#}");
+        }
+        assert!(!dir.path().join("escaped.txt").exists());
+        assert!(!Path::new("/tmp/kvsweep-abs.txt").exists());
+        // A good archive comes out whole, a folder included.
+        let zip = zip_of(
+            dir.path(),
+            &[("a.csv", b"1,2\n", 0o644), ("tester/b.csv", b"3\n", 0o644)],
+        );
+        extract_zip(&zip, &dest, 1024).expect("a good zip");
+        assert_eq!(std::fs::read(dest.join("tester/b.csv")).expect("b"), b"3\n");
+    }
 }

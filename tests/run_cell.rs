@@ -286,3 +286,47 @@ fn a_directory_in_use_is_refused_and_left_alone() {
     assert!(common::stderr(&out).contains("is not empty"));
     assert_eq!(files(&f.out()), ["notes.txt"]);
 }
+
+#[test]
+fn planted_tokens_never_reach_the_cell_artifact() {
+    let f = Fixture::new(&["--instant"], 1, 2);
+    let cpu = f.dir.path().join("runners/cpu.yaml");
+    let yaml = std::fs::read_to_string(&cpu).expect("cpu.yaml");
+    let yaml = yaml.replacen(
+        "    offload:\n",
+        "    env:\n      SIM_API_TOKEN: tok_planted_in_the_runner_1234\n    offload:\n",
+        1,
+    );
+    std::fs::write(&cpu, yaml).expect("write");
+    let hf = "hf_planted_in_the_environment_5678";
+    let zip_path = f.dir.path().join("cell.zip");
+    let out = f
+        .command(
+            "rc_cpu_tp1_users1_offloadoff",
+            &["--zip", zip_path.to_str().expect("utf-8")],
+        )
+        .env("HF_TOKEN", hf)
+        .output()
+        .expect("run-cell");
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let commands = std::fs::read_to_string(f.out().join("commands.txt")).expect("commands");
+    assert!(
+        commands.contains("export SIM_API_TOKEN=[redacted]"),
+        "{commands}"
+    );
+    for entry in std::fs::read_dir(f.out()).expect("out") {
+        let path = entry.expect("entry").path();
+        let text = String::from_utf8_lossy(&std::fs::read(&path).expect("read")).into_owned();
+        for secret in [hf, "tok_planted_in_the_runner_1234"] {
+            assert!(!text.contains(secret), "{} holds {secret}", path.display());
+        }
+    }
+    let mut zip =
+        zip::ZipArchive::new(std::fs::File::open(&zip_path).expect("zip")).expect("a zip");
+    for i in 0..zip.len() {
+        let mut entry = zip.by_index(i).expect("entry");
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut entry, &mut text).ok();
+        assert!(!text.contains("tok_planted_in_the_runner_1234") && !text.contains(hf));
+    }
+}

@@ -21,6 +21,8 @@ case "${1:-}" in
   --version) echo "kvsweep 9.9.9 (fake)" ;;
   sim-server)
     printf '%s\n' "$@" >"$FAKE_STATE/engine-argv"
+    # An engine that prints what it was given, secrets included.
+    [[ -n "${FAKE_ENGINE_SAYS:-}" ]] && echo "fake engine: $FAKE_ENGINE_SAYS" >&2
     case "${FAKE_ENGINE:-ok}" in
       dead) echo "fake engine: unknown flag --frobnicate" >&2; exit 3 ;;
       hang) exec sleep 600 ;;
@@ -309,4 +311,54 @@ fn hostile_values_reach_the_engine_intact_and_inject_nothing() {
     assert_eq!(args[i + 1], hostile);
     let replay = cell.state("replay-argv");
     assert!(replay.lines().any(|l| l == hostile));
+}
+
+#[test]
+fn planted_tokens_never_reach_the_artifact() {
+    // A runner whose engine environment holds a secret, and secrets in the script's environment
+    // that the engine prints to its log.
+    let runners = tempfile::tempdir().expect("tempdir");
+    let cpu = std::fs::read_to_string(repo_root().join("runners/cpu.yaml")).expect("cpu.yaml");
+    let cpu = cpu.replacen(
+        "  sim:\n    args: [--runner, h100]\n",
+        "  sim:\n    args: [--runner, h100]\n    env:\n      SIM_API_TOKEN: tok_planted_in_the_runner_1234\n",
+        1,
+    );
+    assert!(
+        cpu.contains("tok_planted_in_the_runner_1234"),
+        "the runner file changed shape"
+    );
+    write(runners.path(), "cpu.yaml", &cpu);
+    std::fs::copy(
+        repo_root().join("runners/h100.yaml"),
+        runners.path().join("h100.yaml"),
+    )
+    .expect("copy runner");
+    let cell = Cell::render(&["--runners-dir", runners.path().to_str().expect("utf-8")]);
+    let hf = "hf_planted_in_the_environment_5678";
+    let gh = "ghp_planted_in_the_environment_9012";
+    let out = cell.run(&[
+        ("HF_TOKEN", hf),
+        ("GITHUB_TOKEN", gh),
+        ("FAKE_ENGINE_SAYS", &format!("token {hf} and {gh} loaded")),
+    ]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let log = std::fs::read_to_string(cell.results().join("server.log")).expect("server.log");
+    assert!(
+        log.contains("token [redacted] and [redacted] loaded"),
+        "{log}"
+    );
+    let commands = std::fs::read_to_string(cell.results().join("commands.txt")).expect("commands");
+    assert!(
+        commands.contains("SIM_API_TOKEN=\\[redacted\\]")
+            || commands.contains("SIM_API_TOKEN=[redacted]"),
+        "{commands}"
+    );
+    for entry in std::fs::read_dir(cell.results()).expect("results") {
+        let path = entry.expect("entry").path();
+        let text = String::from_utf8_lossy(&std::fs::read(&path).expect("read")).into_owned();
+        for secret in [hf, gh, "tok_planted_in_the_runner_1234"] {
+            assert!(!text.contains(secret), "{} holds {secret}", path.display());
+        }
+    }
 }

@@ -164,8 +164,18 @@ pub async fn run_planned(
         status.reason = format!("{e:#}");
     }
     if server_log.exists() {
-        process::copy_tail(&server_log, &out.join("server.log"), SERVER_LOG_CAP_BYTES)?;
+        let kept = out.join("server.log");
+        process::copy_tail(&server_log, &kept, SERVER_LOG_CAP_BYTES)?;
+        let text = std::fs::read(&kept).unwrap_or_default();
+        let clean = artifact::redact(&String::from_utf8_lossy(&text), &[]);
+        if clean.as_bytes() != text {
+            std::fs::write(&kept, clean)?;
+        }
     }
+    status.server_log_tail = status
+        .server_log_tail
+        .take()
+        .map(|t| artifact::redact(&t, &[]));
     write_json_atomic(&out.join("versions.json"), &versions(plan, runner))?;
     status.finished_at = rfc3339(SystemTime::now());
     write_json_atomic(&out.join("status.json"), &serde_json::to_value(&status)?)?;
@@ -212,6 +222,7 @@ async fn drive(
         .iter()
         .map(|(k, v)| format!("export {k}={}", shlex::try_quote(v).unwrap_or_default()))
         .collect();
+    let env = cmd.env.clone();
     commands.push(quoted(&cmd.argv));
     let kv = kvsweep.display().to_string();
     commands.push(quoted(&[
@@ -229,7 +240,10 @@ async fn drive(
             .chain(replay_argv.iter().cloned())
             .collect::<Vec<_>>(),
     ));
-    std::fs::write(out.join("commands.txt"), commands.join("\n") + "\n")?;
+    std::fs::write(
+        out.join("commands.txt"),
+        artifact::redact(&(commands.join("\n") + "\n"), &env),
+    )?;
     let workload = ReplayFlags::try_parse_from(&replay_argv)
         .context("the cell's workload flags do not parse")?
         .command;

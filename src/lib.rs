@@ -9,6 +9,7 @@ pub mod artifact;
 pub mod cell;
 pub mod collect;
 pub mod engine;
+pub mod fuzz;
 pub mod github;
 pub mod hash;
 pub mod kvsize;

@@ -254,7 +254,15 @@ const NATIVE_KEYS: &[&str] = &[
 
 /// Reads, checks and expands a sweep spec.
 pub fn load(path: &Path, opts: LoadOptions<'_>) -> Result<Sweep, SpecError> {
-    let doc = YamlDoc::read(path)?;
+    load_doc(&YamlDoc::read(path)?, opts)
+}
+
+/// Loads a spec from `text`, with errors naming `path` (for specs that are not files).
+pub fn load_text(path: &Path, text: String, opts: LoadOptions<'_>) -> Result<Sweep, SpecError> {
+    load_doc(&YamlDoc::from_text(path, text)?, opts)
+}
+
+fn load_doc(doc: &YamlDoc, opts: LoadOptions<'_>) -> Result<Sweep, SpecError> {
     let top: IndexMap<String, serde_norway::Value> = doc.parse().map_err(|mut e| {
         e.message = format!("a sweep spec must be a YAML mapping: {}", e.message);
         e
@@ -264,9 +272,9 @@ pub fn load(path: &Path, opts: LoadOptions<'_>) -> Result<Sweep, SpecError> {
         return Err(doc.error("", "the spec is empty"));
     }
     let sweep = if keys.iter().any(|k| NATIVE_KEYS.contains(&k.as_str())) {
-        native::load(&doc, opts)?
+        native::load(doc, opts)?
     } else {
-        inferencex::load(&doc, &keys, opts)?
+        inferencex::load(doc, &keys, opts)?
     };
     Ok(sweep)
 }

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Runs every fuzz target (fuzz/fuzz_targets/) for SECONDS each (default 60) with cargo fuzz on the
+# nightly toolchain, after seeding its corpus from the repository and the shared sample traces.
+# A crash stops the script non-zero and leaves the input in fuzz/artifacts/TARGET/; keep it as a
+# regression test by copying it to fuzz/regressions/TARGET/ (tests/fuzz_regressions.rs runs them).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+EACH=${1:-60}
+TARGETS=(spec kvct mooncake sse prometheus artifact_zip)
+
+if ! cargo +nightly --version >/dev/null 2>&1; then
+  echo "fuzz.sh: cargo fuzz needs the nightly toolchain (rustup toolchain install nightly)" >&2
+  exit 2
+fi
+command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+
+seed() {
+  local target=$1
+  shift
+  mkdir -p "fuzz/corpus/$target"
+  local f
+  for f in "$@"; do
+    if [[ -f "$f" ]]; then
+      cp "$f" "fuzz/corpus/$target/"
+    fi
+  done
+}
+SAMPLES=../shared/traces/kv-cache-tester
+seed spec sweeps/*.yaml
+mapfile -t sample_traces < <(find "$SAMPLES" -name '*.json' 2>/dev/null | sort | head -n 5)
+seed kvct "${sample_traces[@]}" traces/generated/gen_7_0000.json
+seed prometheus tests/fixtures/metrics/*.prom
+mkdir -p fuzz/corpus/mooncake fuzz/corpus/sse fuzz/corpus/artifact_zip
+printf '%s\n' '{"timestamp": 0, "input_length": 1024, "output_length": 8, "hash_ids": [1, 2], "session_id": "a"}' \
+  '{"timestamp": 10, "input_length": 1536, "output_length": 8, "hash_ids": [1, 2, 3], "session_id": "a", "delay": 5}' \
+  >fuzz/corpus/mooncake/seed.jsonl
+printf 'data: {"choices":[{"text":"a"}]}\n\ndata: {"usage":{"prompt_tokens":3}}\n\ndata: [DONE]\n\n' \
+  >fuzz/corpus/sse/seed
+python3 - <<'PY'
+import zipfile
+with zipfile.ZipFile("fuzz/corpus/artifact_zip/seed.zip", "w") as z:
+    z.writestr("status.json", '{"status": "ok"}')
+    z.writestr("tester/summary.csv", "a,b\n1,2\n")
+PY
+
+(cd fuzz && cargo +nightly fuzz build -O)
+summary=()
+for t in "${TARGETS[@]}"; do
+  log=$(mktemp)
+  if ! (cd fuzz && cargo +nightly fuzz run -O "$t" "corpus/$t" -- \
+      -max_total_time="$EACH" -max_len=262144 -rss_limit_mb=2048 -timeout=10) >"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    echo "fuzz.sh: $t crashed; the input is in fuzz/artifacts/$t/" >&2
+    exit 1
+  fi
+  runs=$(grep -Eo 'Done [0-9]+ runs' "$log" | tail -n 1 | grep -Eo '[0-9]+' || echo "?")
+  cov=$(grep -Eo 'cov: [0-9]+' "$log" | tail -n 1 | grep -Eo '[0-9]+' || echo "?")
+  summary+=("$t: $runs executions in ${EACH}s, coverage $cov edges, no crash")
+  rm -f "$log"
+done
+printf '%s\n' "${summary[@]}"

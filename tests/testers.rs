@@ -147,9 +147,28 @@ fn cache_rate_sends_exactly_the_target_share_of_cached_tokens() {
             num(r, "cache_hit_rate") / 100.0,
             num(r, "measured_hit_rate"),
         );
-        // The last block of a fully cached prompt is computed again (16 of 1,024 tokens).
-        assert!((measured - target).abs() <= 0.03, "{r:?}");
+        assert!((measured - target).abs() <= 0.05, "{r:?}");
         assert_eq!(r["peak_concurrency"], "4");
+    }
+    // Request by request: the prompt's share of cached tokens is the target (the last block of a
+    // fully cached prompt, 16 of 1,024 tokens, is computed again). A request the server could
+    // not serve from its cache on a loaded machine is allowed, not the rule.
+    let detail = csv_rows(&out.join("detailed_results_ctx1024.csv"));
+    for target in [0.0, 0.25, 0.5, 1.0] {
+        let shares: Vec<f64> = detail
+            .iter()
+            .filter(|r| r["phase"] == "measure" && r["ok"] == "true")
+            .filter(|r| (num(r, "target_hit_rate") - target).abs() < 1e-9)
+            .map(|r| num(r, "cached_tokens") / num(r, "prompt_tokens"))
+            .collect();
+        let exact = shares
+            .iter()
+            .filter(|s| (*s - target).abs() <= 0.02)
+            .count();
+        assert!(
+            shares.len() >= 4 && exact * 10 >= shares.len() * 9,
+            "target {target}: {shares:?}"
+        );
     }
     png_ok(&out.join("performance_vs_cache_rate_1024.png"));
     assert!(out.join("run_command.sh").is_file());

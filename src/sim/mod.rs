@@ -282,6 +282,7 @@ async fn serve(
         requests: AtomicU64::new(0),
     });
     let app = http::router(state, args.max_body_mb.saturating_mul(1024 * 1024));
+    let shutdown = shutdown_signal()?;
     println!(
         "kvsweep sim-server (simulated) listening on http://{local} — model {} on {} × {}, KV cache {} tokens{}, prefix caching {}",
         sim.model_name,
@@ -315,30 +316,31 @@ async fn serve(
         });
     }
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown)
         .await
         .context("the HTTP server failed")
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGTERM or SIGINT. The handlers are registered when this is called, before the ready line is
+/// printed, so a signal sent as soon as the line appears stops the server cleanly instead of
+/// killing it.
+fn shutdown_signal() -> Result<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> {
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+        Ok(Box::pin(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }))
     }
     #[cfg(not(unix))]
     {
-        let _ = ctrl_c.await;
+        Ok(Box::pin(async {
+            let _ = tokio::signal::ctrl_c().await;
+        }))
     }
 }

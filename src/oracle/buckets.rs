@@ -31,15 +31,22 @@ pub struct TierResult {
 impl TierResult {
     /// `Capacity` (more memory helps), `Policy` (a smarter cache helps) or `None`.
     pub fn bottleneck(&self) -> &'static str {
-        let capacity_gap = self.content - self.strict_prefix;
-        let policy_gap = self.strict_prefix - self.lru;
-        if capacity_gap.max(policy_gap) < BOTTLENECK_THRESHOLD {
-            "None"
-        } else if capacity_gap >= policy_gap {
-            "Capacity"
-        } else {
-            "Policy"
-        }
+        bottleneck(self.content, self.strict_prefix, self.lru)
+    }
+}
+
+/// `Capacity` when the content bound is further above the strict-prefix optimum than that is
+/// above LRU (more memory helps most), `Policy` the other way round (a smarter cache helps
+/// most), `None` when both gaps are under a point.
+pub fn bottleneck(content: f64, strict_prefix: f64, lru: f64) -> &'static str {
+    let capacity_gap = content - strict_prefix;
+    let policy_gap = strict_prefix - lru;
+    if capacity_gap.max(policy_gap) < BOTTLENECK_THRESHOLD {
+        "None"
+    } else if capacity_gap >= policy_gap {
+        "Capacity"
+    } else {
+        "Policy"
     }
 }
 
@@ -149,14 +156,7 @@ pub fn bucket_reuse(set: &TraceSet, config: &Config, b: &BucketDeployment) -> Re
 }
 
 fn tier_result(reuse: &Reuse, label: &str, tokens: f64, hits: Hits) -> TierResult {
-    let input: u64 = reuse.accesses.iter().map(|a| a.input_tokens).sum();
-    let rate = |blocks: u64| {
-        if input == 0 {
-            0.0
-        } else {
-            (blocks * u64::from(reuse.block_size)) as f64 / input as f64
-        }
-    };
+    let rate = |blocks: u64| reuse.hit_rate(blocks);
     TierResult {
         label: label.to_owned(),
         capacity_tokens: tokens,
@@ -212,7 +212,7 @@ fn bucket(
         lower_tokens: b.lower_tokens,
         upper_tokens: b.upper_tokens,
         requests: reuse.accesses.len(),
-        input_tokens: reuse.accesses.iter().map(|a| a.input_tokens).sum(),
+        input_tokens: reuse.input_tokens(),
         reread_blocks: tiers[0].hits.content,
         bucket: b.clone(),
         anchors,
@@ -247,7 +247,6 @@ fn plan_row(
         .cloned()
         .into_iter()
         .collect();
-    let input: u64 = reuse.accesses.iter().map(|a| a.input_tokens).sum();
     let mut rate_at = |cards: u32| -> f64 {
         let Ok(c) = plan::capacity(d, cards, kv, &tiers_here) else {
             return 0.0;
@@ -258,11 +257,7 @@ fn plan_row(
             Policy::StrictPrefix => bounds::greedy(reuse, blocks, true),
             Policy::Lru => bounds::lru(reuse, blocks),
         };
-        if input == 0 {
-            0.0
-        } else {
-            (hits * u64::from(reuse.block_size)) as f64 / input as f64
-        }
+        reuse.hit_rate(hits)
     };
     plan_from_rate(
         config,

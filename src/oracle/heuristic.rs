@@ -345,15 +345,7 @@ pub fn run(a: &super::EstimateArgs) -> anyhow::Result<()> {
 }
 
 fn bottleneck(e: &Estimate) -> &'static str {
-    let capacity_gap = e.content - e.strict_prefix;
-    let policy_gap = e.strict_prefix - e.lru;
-    if capacity_gap.max(policy_gap) < 0.01 {
-        "None"
-    } else if capacity_gap >= policy_gap {
-        "Capacity"
-    } else {
-        "Policy"
-    }
+    super::buckets::bottleneck(e.content, e.strict_prefix, e.lru)
 }
 
 fn write_estimates(

@@ -135,14 +135,7 @@ pub fn bound(dir: &Path, cache: &mut TraceCache, runners: &RunnerSet) -> Result<
     let reuse = stream::reuse(&entries, true);
     let block = f64::from(reuse.block_size.max(1));
     let h = bounds::hits(&reuse, &[(capacity / block) as u64])[0];
-    let input: u64 = reuse.accesses.iter().map(|a| a.input_tokens).sum();
-    let rate = |b: u64| {
-        if input == 0 {
-            0.0
-        } else {
-            b as f64 * block / input as f64
-        }
-    };
+    let rate = |b: u64| reuse.hit_rate(b);
     Ok(Some(CellBound {
         capacity_tokens: capacity,
         content: rate(h.content),

@@ -157,6 +157,21 @@ pub struct Reuse {
     pub runs: Vec<Run>,
 }
 
+impl Reuse {
+    /// Prompt tokens of every request.
+    pub fn input_tokens(&self) -> u64 {
+        self.accesses.iter().map(|a| a.input_tokens).sum()
+    }
+
+    /// `blocks` hit blocks as a share of the prompt tokens (0 without requests).
+    pub fn hit_rate(&self, blocks: u64) -> f64 {
+        match self.input_tokens() {
+            0 => 0.0,
+            input => (blocks * u64::from(self.block_size)) as f64 / input as f64,
+        }
+    }
+}
+
 /// Who touched a block last: a request, or "the latest request of this session", which saves
 /// rewriting every block of a growing conversation at every turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -66,6 +66,63 @@ pub fn write_json_atomic(path: &Path, value: &Value) -> Result<()> {
     Ok(())
 }
 
+/// A CSV file appended to as a run goes, that reaches the disk only in whole records.
+///
+/// `csv::Writer<File>` writes its buffer out whenever it fills, which can be half-way through a
+/// record; a run killed right after that would leave a torn last line. Here records gather in
+/// memory and go to the file together on [`CsvLog::flush`] (or when 64 KiB have gathered), so
+/// a reader of a killed run's file sees every flushed record whole and nothing else.
+pub struct CsvLog {
+    pending: csv::Writer<Vec<u8>>,
+    file: File,
+    path: std::path::PathBuf,
+}
+
+impl CsvLog {
+    const SPILL_BYTES: usize = 64 * 1024;
+
+    /// Creates (truncates) `path` and writes its header row to disk.
+    pub fn create(path: &Path, header: &[&str]) -> Result<Self> {
+        let file =
+            File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+        let mut log = Self {
+            pending: csv::Writer::from_writer(Vec::new()),
+            file,
+            path: path.to_path_buf(),
+        };
+        log.append(header)?;
+        log.flush()?;
+        Ok(log)
+    }
+
+    /// Queues one record; it reaches the file at the next flush.
+    pub fn append<I, T>(&mut self, record: I) -> Result<()>
+    where
+        I: IntoIterator<Item = T>,
+        T: AsRef<[u8]>,
+    {
+        self.pending.write_record(record)?;
+        // Moves the csv writer's own buffer (now ending on a record) into the pending bytes.
+        self.pending.flush()?;
+        if self.pending.get_ref().len() >= Self::SPILL_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes every queued record to the file.
+    pub fn flush(&mut self) -> Result<()> {
+        if self.pending.get_ref().is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::replace(&mut self.pending, csv::Writer::from_writer(Vec::new()));
+        let bytes = pending.into_inner().map_err(|e| e.into_error())?;
+        self.file
+            .write_all(&bytes)
+            .with_context(|| format!("cannot write {}", self.path.display()))
+    }
+}
+
 /// Default cap on a packed cell artifact.
 pub const ZIP_CAP_BYTES: u64 = 512 * 1024 * 1024;
 
@@ -214,6 +271,32 @@ mod tests {
         }
         zip.finish().expect("finish");
         path
+    }
+
+    #[test]
+    fn a_csv_log_reaches_the_disk_in_whole_records_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("log.csv");
+        let mut log = CsvLog::create(&path, &["id", "text"]).expect("create");
+        log.append(["1", "a, quoted\nfield"]).expect("append");
+        let read = || std::fs::read_to_string(&path).expect("read");
+        assert_eq!(
+            read(),
+            "id,text\n",
+            "a record reached the disk before a flush"
+        );
+        log.flush().expect("flush");
+        assert_eq!(read(), "id,text\n1,\"a, quoted\nfield\"\n");
+        // Past the spill size the file grows without a flush, and still ends on a whole record.
+        let long = "x".repeat(1000);
+        for i in 0..100 {
+            log.append([i.to_string().as_str(), long.as_str()])
+                .expect("append");
+        }
+        let text = read();
+        assert!(text.len() > 64 * 1024 && text.ends_with(&format!("{long}\n")));
+        let rows = csv::Reader::from_reader(text.as_bytes()).records().count();
+        assert!((65..100).contains(&rows), "{rows} rows spilled");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Soak under faults: the replay against a simulated server that fails, rate-limits, stalls,
 //! cuts streams and crashes part-way (then comes back on the same port). The client must keep
-//! going, account for every request exactly once, and hold its memory flat.
+//! going, account for every request exactly once, and hold its memory flat. And a replay killed
+//! with SIGKILL at a random moment leaves files that parse and that lack only its last second.
 //!
 //! Short in the suite (20 s); `KVSWEEP_SOAK_SECONDS=600 cargo test --test soak` for the long run.
 
@@ -194,4 +195,125 @@ fn the_replay_survives_every_fault_and_accounts_for_every_request() {
         late as f64 <= early as f64 * 1.5 + 32.0 * 1024.0,
         "RSS grew from {early} KiB to {late} KiB"
     );
+}
+
+/// The replay's arguments for the kill test: 4 users, ~10 answers a second, so a second's rows
+/// fit well inside the CSV writer's own buffer and only the once-a-second flush puts them on disk.
+fn steady_replay(base: &str, out: &std::path::Path, duration_s: u32) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kvsweep"));
+    cmd.args(["replay", "--url", base, "--traces"])
+        .arg(repo_root().join("../shared/traces/kv-cache-tester"))
+        .args([
+            "--users",
+            "4",
+            "--time-scale",
+            "0.001",
+            "--max-context",
+            "32000",
+        ])
+        .args(["--ignore-eos", "--drain", "0", "--duration"])
+        .arg(duration_s.to_string())
+        .arg("--out")
+        .arg(out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    cmd
+}
+
+/// What a request's row says that does not depend on timing or on the other users.
+fn request_facts(
+    rows: &[std::collections::HashMap<String, String>],
+) -> std::collections::HashMap<(String, String), Vec<String>> {
+    rows.iter()
+        .map(|r| {
+            let facts = [
+                "trace_input_tokens",
+                "prompt_tokens",
+                "completion_tokens",
+                "status",
+            ]
+            .map(|k| r[k].clone())
+            .to_vec();
+            ((r["session"].clone(), r["request_index"].clone()), facts)
+        })
+        .collect()
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64()
+}
+
+#[test]
+fn a_sigkill_leaves_parseable_files_short_of_a_complete_run_by_the_last_second() {
+    use common::sim::SimServer;
+    let sim_args = ["--model", "llama-3.1-8b", "--speed", "20"];
+    let (complete_sim, killed_sim) = (SimServer::start(&sim_args), SimServer::start(&sim_args));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (complete_out, killed_out) = (dir.path().join("complete"), dir.path().join("killed"));
+    let mut complete = steady_replay(&complete_sim.base, &complete_out, 9)
+        .spawn()
+        .expect("replay starts");
+    let mut killed = steady_replay(&killed_sim.base, &killed_out, 60)
+        .spawn()
+        .expect("replay starts");
+    // A moment between 2 and 5 seconds in, different on every run.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .subsec_nanos();
+    let after = Duration::from_secs(2) + Duration::from_nanos(u64::from(nanos) * 3);
+    std::thread::sleep(after);
+    killed.kill().expect("SIGKILL");
+    let killed_at = unix_now();
+    killed.wait().expect("wait");
+    assert!(
+        complete.wait().expect("wait").success(),
+        "the complete run failed"
+    );
+
+    // Every file parses, and the run says it did not finish.
+    let json = |name: &str| -> serde_json::Value {
+        let path = killed_out.join(name);
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name} does not parse: {e}"))
+    };
+    assert_eq!(json("status.json")["status"], "running");
+    let metadata = json("metadata.json");
+    assert_eq!(metadata["completed"], false);
+    if killed_out.join("summary.json").exists() {
+        json("summary.json");
+    }
+    let text = std::fs::read_to_string(killed_out.join("requests.csv")).expect("requests.csv");
+    assert!(text.ends_with('\n'), "requests.csv ends in a torn row");
+    let killed_rows = csv_rows(&killed_out.join("requests.csv"));
+    csv_rows(&killed_out.join("periods.csv"));
+
+    // Only the last second is missing: the newest row on disk finished less than a flush
+    // interval (plus scheduling slack) before the kill.
+    let started_at = metadata["started_at"].as_f64().expect("started_at");
+    let killed_s = killed_at - started_at;
+    let newest = killed_rows
+        .iter()
+        .map(|r| r["done_s"].parse::<f64>().expect("done_s"))
+        .fold(0.0, f64::max);
+    assert!(
+        newest > killed_s - 1.75,
+        "killed {killed_s:.2} s in, the newest row on disk finished at {newest:.2} s ({} rows)",
+        killed_rows.len()
+    );
+
+    // What is there is what a complete run says of the same requests.
+    let complete_facts = request_facts(&csv_rows(&complete_out.join("requests.csv")));
+    let killed_facts = request_facts(&killed_rows);
+    assert!(killed_facts.len() >= 10, "{} rows", killed_facts.len());
+    for (key, facts) in &killed_facts {
+        assert_eq!(
+            complete_facts.get(key),
+            Some(facts),
+            "request {key:?} differs from the complete run's"
+        );
+    }
 }

@@ -4,12 +4,13 @@
 //! first of `nvidia-smi`, `amd-smi` or `rocm-smi` found on `PATH` and parses its machine-readable
 //! output. A sample that fails or times out is counted, not fatal: telemetry must never fail a cell.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
+
+use crate::artifact::CsvLog;
 
 /// Columns of `gpu.csv`; documented in README.md ("Server metrics").
 pub const COLUMNS: &[&str] = &[
@@ -208,7 +209,7 @@ fn is_executable(p: &Path) -> bool {
 pub struct GpuRecorder {
     tool: GpuTool,
     program: PathBuf,
-    out: csv::Writer<File>,
+    out: CsvLog,
     samples_ok: u64,
     samples_failed: u64,
     last_error: Option<String>,
@@ -220,12 +221,7 @@ impl GpuRecorder {
         let Some((tool, program)) = find_tool() else {
             return Ok(None);
         };
-        let path = dir.join("gpu.csv");
-        let mut out = csv::Writer::from_writer(
-            File::create(&path).with_context(|| format!("cannot create {}", path.display()))?,
-        );
-        out.write_record(COLUMNS)?;
-        out.flush()?;
+        let out = CsvLog::create(&dir.join("gpu.csv"), COLUMNS)?;
         Ok(Some(Self {
             tool,
             program,
@@ -243,7 +239,7 @@ impl GpuRecorder {
                 self.samples_ok += 1;
                 for s in samples {
                     let cell = |v: Option<f64>| v.map(|v| format!("{v}")).unwrap_or_default();
-                    self.out.write_record([
+                    self.out.append([
                         format!("{t:.3}"),
                         s.gpu,
                         cell(s.util_pct),

@@ -14,12 +14,13 @@ pub mod plot;
 pub mod schema;
 
 use std::collections::BTreeSet;
-use std::fs::File;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use serde_json::json;
+
+use crate::artifact::CsvLog;
 
 use schema::{Engine, Snapshot};
 
@@ -228,8 +229,8 @@ fn active(cur: &Snapshot, prev: &Snapshot) -> bool {
 
 /// Writes the three files as scrapes come in.
 pub struct Recorder {
-    raw: csv::Writer<File>,
-    rows: csv::Writer<File>,
+    raw: CsvLog,
+    rows: CsvLog,
     engine: Option<Engine>,
     prev: Option<(f64, Snapshot)>,
     /// Time of the first active sample; `None` while the server is still idle.
@@ -243,18 +244,9 @@ pub struct Recorder {
 impl Recorder {
     pub fn create(dir: &std::path::Path) -> Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let open = |name: &str, cols: &[&str]| -> Result<csv::Writer<File>> {
-            let path = dir.join(name);
-            let mut w = csv::Writer::from_writer(
-                File::create(&path).with_context(|| format!("cannot create {}", path.display()))?,
-            );
-            w.write_record(cols)?;
-            w.flush()?;
-            Ok(w)
-        };
         Ok(Self {
-            raw: open("metrics_raw.csv", RAW_COLUMNS)?,
-            rows: open("metrics.csv", COLUMNS)?,
+            raw: CsvLog::create(&dir.join("metrics_raw.csv"), RAW_COLUMNS)?,
+            rows: CsvLog::create(&dir.join("metrics.csv"), COLUMNS)?,
             engine: None,
             prev: None,
             first_active: None,
@@ -285,7 +277,7 @@ impl Recorder {
         let cur = schema::snapshot(engine, &e);
         let mut raw = vec![format!("{t:.3}"), "1".into(), String::new()];
         raw.extend(raw_values(&cur).iter().map(|v| cell(*v)));
-        self.raw.write_record(&raw)?;
+        self.raw.append(&raw)?;
         if let Some((pt, prev)) = self.prev {
             if self.first_active.is_none() && active(&cur, &prev) {
                 self.first_active = Some(t);
@@ -293,7 +285,7 @@ impl Recorder {
             if let Some(t0) = self.first_active {
                 let mut row = vec![format!("{t:.3}"), format!("{:.3}", t - t0)];
                 row.extend(derive(&cur, &prev, t - pt).iter().map(|v| cell(*v)));
-                self.rows.write_record(&row)?;
+                self.rows.append(&row)?;
             }
         }
         self.prev = Some((t, cur));
@@ -311,7 +303,7 @@ impl Recorder {
             error.replace(['\n', '\r'], " "),
         ];
         raw.extend(std::iter::repeat_n(String::new(), RAW_COLUMNS.len() - 3));
-        self.raw.write_record(&raw)?;
+        self.raw.append(&raw)?;
         self.raw.flush()?;
         Ok(())
     }

@@ -1,12 +1,12 @@
 //! The replay's result files, written as the run goes.
 //!
 //! One collector task receives every finished request. It appends a row to `requests.csv`, feeds
-//! the run's and the current period's histograms, and every second flushes the CSV; at the end of
+//! the run's and the current period's histograms, and every second flushes the CSV (whole rows
+//! only: [`CsvLog`]); at the end of
 //! each assessment period it appends a `periods.csv` row and rewrites `summary.json` (through a
 //! temporary file, so a reader never sees half of one). A run killed at any moment therefore leaves
 //! parseable files; `metadata.json` says `completed: false` until the end.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 
-use crate::artifact::write_json_atomic;
+use crate::artifact::{CsvLog, write_json_atomic};
 
 use super::client::Outcome;
 use super::control::{self, ControlArgs};
@@ -242,8 +242,8 @@ impl Window {
 /// Writes `requests.csv`, `periods.csv` and `summary.json` into the output directory.
 pub struct Collector {
     dir: PathBuf,
-    requests: csv::Writer<File>,
-    periods: csv::Writer<File>,
+    requests: CsvLog,
+    periods: CsvLog,
     run: Window,
     period: Window,
     /// Per endpoint, when there are several: the run's and the current period's windows.
@@ -337,18 +337,8 @@ impl Collector {
         control: ControlArgs,
     ) -> Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let open = |name: &str| -> Result<csv::Writer<File>> {
-            let path = dir.join(name);
-            let file =
-                File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
-            Ok(csv::Writer::from_writer(file))
-        };
-        let mut requests = open("requests.csv")?;
-        requests.write_record(REQUEST_COLUMNS)?;
-        requests.flush()?;
-        let mut periods = open("periods.csv")?;
-        periods.write_record(PERIOD_COLUMNS)?;
-        periods.flush()?;
+        let requests = CsvLog::create(&dir.join("requests.csv"), REQUEST_COLUMNS)?;
+        let periods = CsvLog::create(&dir.join("periods.csv"), PERIOD_COLUMNS)?;
         let endpoints = if endpoints.len() > 1 {
             endpoints
                 .iter()
@@ -384,7 +374,7 @@ impl Collector {
         let opt_u = |v: Option<u32>| v.map(|v| v.to_string()).unwrap_or_default();
         let good = r.outcome == Outcome::Ok
             && control::meets_slo(&self.control, r.effective_ttft_ms(), r.tpot_ms());
-        self.requests.write_record([
+        self.requests.append([
             r.id.to_string(),
             r.user.to_string(),
             r.session.clone(),
@@ -454,7 +444,7 @@ impl Collector {
             fill,
             "all",
         );
-        self.periods.write_record(&row)?;
+        self.periods.append(&row)?;
         for (url, _, period) in &mut self.endpoints {
             let row = period_row(
                 period,
@@ -465,7 +455,7 @@ impl Collector {
                 fill,
                 url,
             );
-            self.periods.write_record(&row)?;
+            self.periods.append(&row)?;
             *period = Window::new();
         }
         self.periods.flush()?;

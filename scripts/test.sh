@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's test command (README, .ci/run): installs what the tests need, then runs every
-# check CI runs: formatting, clippy, and the whole test suite.
+# check CI runs: formatting, clippy, the whole test suite, and a short run of every fuzz target.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -20,3 +20,5 @@ fi
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --all-targets --locked
+# Each fuzz target for 10 s (FUZZING.md); scripts/fuzz.sh without --smoke is the long run.
+scripts/fuzz.sh --smoke 10

@@ -283,6 +283,9 @@ fn a_sigkill_leaves_parseable_files_short_of_a_complete_run_by_the_last_second()
     assert_eq!(json("status.json")["status"], "running");
     let metadata = json("metadata.json");
     assert_eq!(metadata["completed"], false);
+    // Nobody passed --engine-label: the replay knew the simulator by its /v1/models.
+    assert_eq!(metadata["engine"], "sim");
+    assert_eq!(metadata["simulated"], true);
     if killed_out.join("summary.json").exists() {
         json("summary.json");
     }

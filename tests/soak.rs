@@ -190,6 +190,10 @@ fn the_replay_survives_every_fault_and_accounts_for_every_request() {
             .unwrap_or(0)
     };
     let (early, late) = (peak(1.0, half), peak(half, seconds));
+    eprintln!(
+        "soak: {seconds} s, {n} requests, {abandoned} abandoned, peak RSS {early} KiB in the \
+         first half, {late} KiB in the second"
+    );
     assert!(early > 0 && late > 0, "RSS samples: {rss:?}");
     assert!(
         late as f64 <= early as f64 * 1.5 + 32.0 * 1024.0,

@@ -202,7 +202,7 @@ fn the_replay_survives_every_fault_and_accounts_for_every_request() {
 }
 
 /// The replay's arguments for the kill test: 4 users, ~10 answers a second, so a second's rows
-/// fit well inside the CSV writer's own buffer and only the once-a-second flush puts them on disk.
+/// stay far below `CsvLog`'s 64 KiB spill and only the once-a-second flush puts them on disk.
 fn steady_replay(base: &str, out: &std::path::Path, duration_s: u32) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kvsweep"));
     cmd.args(["replay", "--url", base, "--traces"])
@@ -264,11 +264,7 @@ fn a_sigkill_leaves_parseable_files_short_of_a_complete_run_by_the_last_second()
         .spawn()
         .expect("replay starts");
     // A moment between 2 and 5 seconds in, different on every run.
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .subsec_nanos();
-    let after = Duration::from_secs(2) + Duration::from_nanos(u64::from(nanos) * 3);
+    let after = Duration::from_secs_f64(2.0 + 3.0 * unix_now().fract());
     std::thread::sleep(after);
     killed.kill().expect("SIGKILL");
     let killed_at = unix_now();

@@ -321,8 +321,6 @@ pub async fn connect(
 struct Preflight {
     model: String,
     models: Value,
-    /// The server is `kvsweep sim-server` (its models are owned by `kvsweep-sim`).
-    simulator: bool,
     /// Prompt tokens the chat template adds (0 for completions).
     template_tokens: u32,
 }
@@ -389,23 +387,23 @@ async fn preflight(
             .map(|u| u.prompt_tokens.saturating_sub(1))
             .context("the server's answer to the test request has no usage: its chat prompts cannot be sized")?,
     };
-    let simulator = models["data"]
-        .as_array()
-        .is_some_and(|d| d.iter().any(|m| m["owned_by"] == "kvsweep-sim"));
     Ok(Preflight {
         model,
         models,
-        simulator,
         template_tokens,
     })
 }
 
-/// The engine's name in the results: `--engine-label`, else `sim` for the simulator, so that a
-/// simulated run is marked as one even when nobody said so.
+/// The engine's name in the results: `--engine-label`, else `sim` for the simulator (whose
+/// /v1/models are owned by `kvsweep-sim`), so that a simulated run is marked as one even when
+/// nobody said so.
 fn engine_label(args: &ReplayArgs, pre: &Preflight) -> String {
+    let simulator = pre.models["data"]
+        .as_array()
+        .is_some_and(|d| d.iter().any(|m| m["owned_by"] == "kvsweep-sim"));
     match &args.engine_label {
         Some(label) => label.clone(),
-        None if pre.simulator => "sim".to_owned(),
+        None if simulator => "sim".to_owned(),
         None => "unknown".to_owned(),
     }
 }

@@ -43,7 +43,7 @@ seed() {
     fi
   done
 }
-SAMPLES=../shared/traces/kv-cache-tester
+SAMPLES=traces/samples/kv-cache-tester
 seed spec sweeps/*.yaml
 mapfile -t sample_traces < <(find "$SAMPLES" -name '*.json' 2>/dev/null | sort | head -n 5)
 seed kvct "${sample_traces[@]}" traces/generated/gen_7_0000.json

@@ -181,7 +181,7 @@ fn collecting_nothing_is_an_error_that_names_the_path() {
 #[test]
 fn a_local_sweep_runs_every_cell_collects_them_and_resumes() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let traces = common::repo_root().join("../shared/traces/kv-cache-tester/trace_0538.json");
+    let traces = common::repo_root().join("traces/samples/kv-cache-tester/trace_0538.json");
     let spec = common::write(
         tmp.path(),
         "spec.yaml",

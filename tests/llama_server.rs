@@ -57,7 +57,7 @@ fn run_cell(spec: &Path, cell: &str, out: &Path) -> String {
 fn a_llama_server_cell_reuses_its_cache_across_turns_and_records_its_metrics() {
     let dir = tempfile::tempdir().expect("tempdir");
     let model_dir = tiny_model(dir.path());
-    let trace = repo_root().join("../shared/traces/kv-cache-tester/trace_0538.json");
+    let trace = repo_root().join("traces/samples/kv-cache-tester/trace_0538.json");
     // Two slots of 4096 tokens each: prompts are cut to 3000 tokens, keeping their shared prefix.
     let spec = write(
         dir.path(),

@@ -225,7 +225,7 @@ fn a_live_scrape_of_the_simulator_records_its_activity() {
         .spawn()
         .expect("metrics starts");
     std::thread::sleep(Duration::from_millis(700));
-    let trace = common::repo_root().join("../shared/traces/kv-cache-tester/trace_0538.json");
+    let trace = common::repo_root().join("traces/samples/kv-cache-tester/trace_0538.json");
     let out = common::run(common::kvsweep().args([
         "replay",
         "--url",

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 fn samples() -> String {
     repo_root()
-        .join("../shared/traces/kv-cache-tester")
+        .join("traces/samples/kv-cache-tester")
         .display()
         .to_string()
 }
@@ -392,7 +392,7 @@ fn traces_with_two_block_sizes_are_refused() {
         "m.jsonl",
         "{\"timestamp\": 0, \"input_length\": 1024, \"output_length\": 1, \"hash_ids\": [1, 2]}\n",
     );
-    let kvct = repo_root().join("../shared/traces/kv-cache-tester");
+    let kvct = repo_root().join("traces/samples/kv-cache-tester");
     let first = std::fs::read_dir(&kvct)
         .expect("samples")
         .filter_map(|e| e.ok().map(|e| e.path()))

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 fn sample(name: &str) -> PathBuf {
     common::repo_root()
-        .join("../shared/traces/kv-cache-tester")
+        .join("traces/samples/kv-cache-tester")
         .join(name)
 }
 
@@ -244,7 +244,7 @@ fn think_times_are_honoured_by_each_timing_strategy() {
 fn the_same_seed_replays_the_same_sessions_in_the_same_order() {
     let sim = SimServer::start(&["--instant"]);
     let dir = tempfile::tempdir().expect("tempdir");
-    let traces = common::repo_root().join("../shared/traces/kv-cache-tester");
+    let traces = common::repo_root().join("traces/samples/kv-cache-tester");
     let order = |name: &str, seed: &str| {
         let out_dir = dir.path().join(name);
         let out = replay(
@@ -366,7 +366,7 @@ fn more_than_ten_percent_failures_fail_the_run() {
     ]);
     let dir = tempfile::tempdir().expect("tempdir");
     // The preflight request may itself fail; try a few seeds' worth of runs until one starts.
-    let traces = common::repo_root().join("../shared/traces/kv-cache-tester");
+    let traces = common::repo_root().join("traces/samples/kv-cache-tester");
     let mut started = false;
     for attempt in 0..5 {
         let out_dir = dir.path().join(attempt.to_string());
@@ -411,7 +411,7 @@ fn more_than_ten_percent_failures_fail_the_run() {
 fn a_killed_run_leaves_parseable_files_marked_incomplete() {
     let sim = SimServer::start(&["--model", "llama-3.1-8b", "--speed", "10"]);
     let dir = tempfile::tempdir().expect("tempdir");
-    let traces = common::repo_root().join("../shared/traces/kv-cache-tester");
+    let traces = common::repo_root().join("traces/samples/kv-cache-tester");
     let mut child = Command::new(env!("CARGO_BIN_EXE_kvsweep"))
         .args([
             "replay",

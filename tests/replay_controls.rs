@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use common::sim::SimServer;
 
 fn traces() -> PathBuf {
-    common::repo_root().join("../shared/traces/kv-cache-tester")
+    common::repo_root().join("traces/samples/kv-cache-tester")
 }
 
 /// Runs a replay against `urls` with `extra` flags into a fresh directory; returns it and

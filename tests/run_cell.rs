@@ -19,7 +19,7 @@ struct Fixture {
 impl Fixture {
     fn new(sim_args: &[&str], users: u32, duration_s: u32) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let traces = repo_root().join("../shared/traces/kv-cache-tester/trace_0538.json");
+        let traces = repo_root().join("traces/samples/kv-cache-tester/trace_0538.json");
         write(
             dir.path(),
             "spec.yaml",

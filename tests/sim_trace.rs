@@ -2,7 +2,7 @@
 //! `on` gives a lower TTFT than `off`, and `noprefix` is the worst of the three.
 //!
 //! Until the replay engine exists this test drives the server itself, simply: six sample sessions
-//! from ../shared/traces/kv-cache-tester, their first five requests each, two turns of a session
+//! from traces/samples/kv-cache-tester, their first five requests each, two turns of a session
 //! at a time, round-robin: the second turn of a pair finds its context in HBM, the first has to
 //! find it after the other five sessions ran. Equal hash ids become equal token blocks, so the
 //! server sees the sharing the traces describe.
@@ -27,7 +27,7 @@ const TURNS: usize = 5;
 const TRACE_BLOCK: u32 = 64;
 
 fn traces_dir() -> PathBuf {
-    common::repo_root().join("../shared/traces/kv-cache-tester")
+    common::repo_root().join("traces/samples/kv-cache-tester")
 }
 
 /// Token ids for a prompt: one distinct 64-token block per (session, hash id), then

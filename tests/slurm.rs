@@ -50,7 +50,7 @@ impl Sweep {
     }
 
     fn spec(&self, runner: &str, duration_s: u32) -> PathBuf {
-        let traces = repo_root().join("../shared/traces/kv-cache-tester/trace_0538.json");
+        let traces = repo_root().join("traces/samples/kv-cache-tester/trace_0538.json");
         write(
             self.dir.path(),
             &format!("{runner}-{duration_s}.yaml"),

@@ -81,7 +81,7 @@ fn the_replay_survives_every_fault_and_accounts_for_every_request() {
     wait_listening(port);
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("soak");
-    let traces = repo_root().join("../shared/traces/kv-cache-tester");
+    let traces = repo_root().join("traces/samples/kv-cache-tester");
     let mut replay = Command::new(env!("CARGO_BIN_EXE_kvsweep"))
         .args(["replay", "--url", &format!("http://127.0.0.1:{port}")])
         .arg("--traces")
@@ -206,7 +206,7 @@ fn the_replay_survives_every_fault_and_accounts_for_every_request() {
 fn steady_replay(base: &str, out: &std::path::Path, duration_s: u32) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kvsweep"));
     cmd.args(["replay", "--url", base, "--traces"])
-        .arg(repo_root().join("../shared/traces/kv-cache-tester"))
+        .arg(repo_root().join("traces/samples/kv-cache-tester"))
         .args([
             "--users",
             "4",

@@ -9,7 +9,7 @@ use common::{kvsweep_ok, repo_root, write};
 use kvsweep::trace::analyze::{Growth, growth};
 
 fn samples() -> PathBuf {
-    repo_root().join("../shared/traces/kv-cache-tester")
+    repo_root().join("traces/samples/kv-cache-tester")
 }
 
 fn s(p: &Path) -> &str {

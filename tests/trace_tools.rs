@@ -63,8 +63,8 @@ fn a_constructed_trace_has_the_hit_rate_and_growth_it_was_built_with() {
 fn the_sample_traces_are_analyzed_per_file_and_as_a_set() {
     let v = analyze(&[&samples()], &[]);
     let set = &v["set"];
-    assert_eq!(set["files"], 60);
-    assert_eq!(v["files"].as_array().expect("files").len(), 60);
+    assert_eq!(set["files"], 15);
+    assert_eq!(v["files"].as_array().expect("files").len(), 15);
     assert!(set["subagents"].as_u64() > Some(0));
     let g = &set["growth"];
     let total: f64 = ["append", "replace_tail", "drop_back"]

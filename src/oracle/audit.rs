@@ -37,7 +37,8 @@ pub struct BruteForce {
 
 pub fn run(a: &AuditArgs) -> Result<()> {
     let config = Config::load(&a.analyze.config)?;
-    let (set, analysis) = super::analyze_command(&a.analyze, &config, "audit-buckets")?;
+    let (set, analysis) =
+        super::analyze_command(&a.analyze, &config, "audit-buckets", serde_json::json!({}))?;
     let audits: Vec<BucketAudit> = config
         .bucket_deployments
         .iter()

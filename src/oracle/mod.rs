@@ -95,8 +95,10 @@ pub struct QuickArgs {
     pub kv_gb_per_card: Option<f64>,
     #[arg(long, default_value = "h200")]
     pub runner: String,
-    #[arg(long, default_value_t = 1)]
-    pub tp: u32,
+    /// Tensor parallelism [default: the smallest power of two, up to one node of the runner, on
+    /// which the model's weights leave a KV budget; printed and kept in metadata.json].
+    #[arg(long)]
+    pub tp: Option<u32>,
     /// GPUs in the deployment [default: one node of the runner].
     #[arg(long)]
     pub gpus: Option<u32>,
@@ -192,7 +194,7 @@ pub fn run(args: &OracleArgs, runners: &RunnerSet) -> Result<()> {
         None => quick(&args.quick, runners),
         Some(OracleAction::AnalyzeBuckets(a)) => {
             let config = Config::load(&a.config)?;
-            analyze_command(a, &config, "analyze-buckets").map(|_| ())
+            analyze_command(a, &config, "analyze-buckets", json!({})).map(|_| ())
         }
         Some(OracleAction::AuditBuckets(a)) => audit::run(a),
         Some(OracleAction::EstimateMultiAgent(a)) => heuristic::run(a),
@@ -331,10 +333,13 @@ fn write_metadata(
 }
 
 /// Runs an analysis and writes its tables, metadata.json and details.json.
+/// `choices` (a JSON object) records in metadata.json how the command filled in what was not
+/// given, such as the quick form's TP.
 fn analyze_command(
     a: &AnalyzeArgs,
     config: &Config,
     command: &str,
+    choices: Value,
 ) -> Result<(TraceSet, Analysis)> {
     if config.bucket_deployments.is_empty() {
         bail!(
@@ -353,17 +358,11 @@ fn analyze_command(
         config,
         traces.clone(),
         "running",
-        json!({}),
+        choices.clone(),
     )?;
     let analysis = buckets::analyze(&set, config)?;
     write_outputs(&a.output_dir, &analysis)?;
-    write_metadata(
-        &a.output_dir,
-        command,
-        config,
-        traces,
-        "complete",
-        json!({
+    let mut results = json!({
             "elapsed_s": started.elapsed().as_secs_f64(),
             "block_size": analysis.block_size,
             "kv": analysis.kv,
@@ -374,8 +373,11 @@ fn analyze_command(
                 "machines": plan::machines(b.bucket.deployment.accelerator_count, b.bucket.deployment.cards_per_machine),
                 "capacity": b.capacity,
             })).collect::<Vec<_>>(),
-        }),
-    )?;
+    });
+    if let (Some(r), Value::Object(c)) = (results.as_object_mut(), choices) {
+        r.extend(c);
+    }
+    write_metadata(&a.output_dir, command, config, traces, "complete", results)?;
     print_summary(&analysis);
     Ok((set, analysis))
 }
@@ -406,7 +408,7 @@ fn print_summary(analysis: &Analysis) {
 }
 
 /// The config `kvsweep oracle PATH...` builds from its flags: one bucket, one deployment.
-pub fn quick_config(q: &QuickArgs, runners: &RunnerSet) -> Result<Config> {
+pub fn quick_config(q: &QuickArgs, runners: &RunnerSet) -> Result<QuickConfig> {
     let runner = runners.get(&q.runner).with_context(|| {
         format!(
             "unknown runner `{}`; known: {}",
@@ -426,12 +428,19 @@ pub fn quick_config(q: &QuickArgs, runners: &RunnerSet) -> Result<Config> {
         },
         None => ModelProfile::from_preset(&q.model)?,
     };
-    profile.tp_size = q.tp.max(1);
+    let usable = runner.hbm_gb_per_gpu * 1e9 * q.gpu_memory_utilization / GIB;
+    let choice = match q.tp {
+        Some(tp) => TpChoice {
+            tp: tp.max(1),
+            why: "given with --tp".to_owned(),
+        },
+        None => smallest_fitting_tp(&profile, q, runner, usable)?,
+    };
+    profile.tp_size = choice.tp;
     let gpus = q.gpus.unwrap_or(runner.gpus_per_node);
     if !gpus.is_multiple_of(profile.tp_size) {
-        bail!("--gpus {gpus} is not a multiple of --tp {}", q.tp);
+        bail!("--gpus {gpus} is not a multiple of tp {}", profile.tp_size);
     }
-    let usable = runner.hbm_gb_per_gpu * 1e9 * q.gpu_memory_utilization / GIB;
     let deployment = Deployment {
         name: Some("all".into()),
         accelerator_count: gpus,
@@ -460,11 +469,75 @@ pub fn quick_config(q: &QuickArgs, runners: &RunnerSet) -> Result<Config> {
         heuristic_multi_agent: None,
     };
     config.check()?;
-    Ok(config)
+    Ok(QuickConfig { config, tp: choice })
+}
+
+/// The quick form's config and how its tensor parallelism was chosen.
+#[derive(Debug, Clone)]
+pub struct QuickConfig {
+    pub config: Config,
+    pub tp: TpChoice,
+}
+
+/// A deployment's tensor parallelism and why it is that one, for stdout and metadata.json.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TpChoice {
+    pub tp: u32,
+    pub why: String,
+}
+
+/// The smallest power-of-two TP, up to one node of the runner, on which the weights leave a KV
+/// budget: a 70B model does not fit one 141 GB card, so TP 1 would be an error, not a default.
+fn smallest_fitting_tp(
+    profile: &ModelProfile,
+    q: &QuickArgs,
+    runner: &crate::runner::Runner,
+    usable_gib: f64,
+) -> Result<TpChoice> {
+    if q.kv_gb_per_card.is_some() {
+        return Ok(TpChoice {
+            tp: 1,
+            why: "--kv-gb-per-card gives the KV budget, so the weights need no room".to_owned(),
+        });
+    }
+    let candidates = std::iter::successors(Some(1u32), |tp| Some(tp * 2))
+        .take_while(|tp| *tp <= runner.gpus_per_node.max(1));
+    let mut weights_at_1 = 0.0;
+    for tp in candidates {
+        let shape = ModelProfile {
+            tp_size: tp,
+            ..profile.clone()
+        }
+        .shape()?;
+        if tp == 1 {
+            weights_at_1 = shape.weight_bytes_per_card / GIB;
+        }
+        let kv_gib = usable_gib - shape.weight_bytes_per_card / GIB;
+        if kv_gib > 0.0 {
+            return Ok(TpChoice {
+                tp,
+                why: format!(
+                    "the smallest TP of {} on which {}'s weights fit: {:.1} GiB of weights and {:.1} GiB of KV per card of {:.1} GiB usable",
+                    runner.name,
+                    q.model,
+                    shape.weight_bytes_per_card / GIB,
+                    kv_gib,
+                    usable_gib
+                ),
+            });
+        }
+    }
+    bail!(
+        "{}'s weights ({weights_at_1:.1} GiB) leave no KV budget on one node of {} ({} GPUs of {usable_gib:.1} GiB usable each): give --kv-gb-per-card, or a runner with more memory",
+        q.model,
+        runner.name,
+        runner.gpus_per_node
+    )
 }
 
 fn quick(q: &QuickArgs, runners: &RunnerSet) -> Result<()> {
-    let config = quick_config(q, runners)?;
+    let QuickConfig { config, tp } = quick_config(q, runners)?;
+    println!("deployment: tp {} ({})", tp.tp, tp.why);
     let out = q.out.clone().context("--out is required")?;
     let a = AnalyzeArgs {
         traces: q.paths.iter().map(|p| p.display().to_string()).collect(),
@@ -472,5 +545,5 @@ fn quick(q: &QuickArgs, runners: &RunnerSet) -> Result<()> {
         output_dir: out,
         input: q.input.clone(),
     };
-    analyze_command(&a, &config, "oracle").map(|_| ())
+    analyze_command(&a, &config, "oracle", json!({ "tp_choice": tp })).map(|_| ())
 }

@@ -6,24 +6,26 @@
 //! `output_length`, `type`, `turn` and `hash_ids`. The meanings are the dataset README's:
 //! `timestamp` is seconds since the start of the file (Mooncake's is milliseconds);
 //! `parent_chat_id` is the `chat_id` of the turn this one follows, -1 for a conversation's first;
-//! `hash_ids` name 16-token blocks and are global, as in Mooncake: equal ids are equal content
-//! anywhere in the file.
+//! `hash_ids` name 16-token blocks (the block size here unless `--block-size` says otherwise) and
+//! are global, as in Mooncake: equal ids are equal content anywhere in the file.
 //!
 //! How records become sessions:
 //! - A record whose `parent_chat_id` is negative, null or absent starts a session
 //!   (`file#chat_id`) at its `timestamp`. So does a record whose parent is not in the file (its
 //!   conversation began before the trace did); the file gets one warning saying how many did.
 //! - A child is sent after its parent's answer. Its think time is the trace's spacing, its
-//!   timestamp minus its parent's: the file records arrivals only, so the parent's service time
-//!   is inside that gap and cannot be taken out. `--timing think-only` therefore waits longer
-//!   than the user did, by the replayed answer's time; `--timing original` keeps the trace's
-//!   spacing. A child stamped before its parent counts as sent right after it.
+//!   timestamp minus its parent's: the file records arrivals only, so the parent's original
+//!   answer time is inside that gap and cannot be taken out. `--timing think-only` (the gap after
+//!   the replayed answer) therefore waits longer than the user did, by that answer time;
+//!   `--timing original` keeps the trace's spacing whenever the server answers in time. A child
+//!   stamped before its parent counts as sent right after it.
 //! - A branch (two or more children of one record, as when an answer is regenerated): every child
 //!   continues its parent's context, which its hash ids carry wherever it is replayed. The
 //!   earliest child (then the first in the file) continues the session; each later one starts a
-//!   child session of the conversation (`file#root/chat_id`) at its own time, as a
-//!   kv-cache-tester subagent does, and follows its own earliest children. Branches of branches
-//!   are children of the conversation too, so each record is replayed once.
+//!   child session of the conversation (`file#root/chat_id`) and follows its own earliest
+//!   children. Like a kv-cache-tester subagent, a replay starts it at its own time after the
+//!   conversation's start, not on its parent's answer. Branches of branches are children of the
+//!   conversation too, so each record is replayed once.
 //! - `type` (text, search, image, file) and `turn` have no place in a [`TraceRequest`]: they are
 //!   checked (a string; a whole number) and otherwise ignored. The chain orders turns, not `turn`.
 //! - A malformed record is skipped, naming file, line and field (an error with `--strict`). A
@@ -293,7 +295,7 @@ impl Conversations<'_> {
                 api_time_s: 0.0,
             });
             let kids = &self.children[i];
-            branches.extend(kids.iter().skip(1).rev().map(|&k| (k, i)));
+            branches.extend(kids.iter().skip(1).map(|&k| (k, i)));
             (at, prev) = (kids.first().copied(), Some(i));
         }
         requests

@@ -64,7 +64,7 @@ fn time(files: &[PathBuf]) -> (f64, f64, usize) {
         files,
         LoadOptions {
             format: TraceFormat::Auto,
-            mooncake_block_size: 512,
+            jsonl_block_size: None,
             strict: false,
         },
     )
@@ -102,7 +102,7 @@ fn main() {
                 &big,
                 LoadOptions {
                     format: TraceFormat::Auto,
-                    mooncake_block_size: 512,
+                    jsonl_block_size: None,
                     strict: false,
                 },
                 None,

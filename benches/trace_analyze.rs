@@ -15,7 +15,7 @@ use kvsweep::trace::{LoadOptions, analyze};
 fn opts() -> LoadOptions {
     LoadOptions {
         format: TraceFormat::Auto,
-        mooncake_block_size: 512,
+        jsonl_block_size: None,
         strict: false,
     }
 }

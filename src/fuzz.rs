@@ -28,7 +28,7 @@ fn parse_trace(data: &[u8], name: &str, format: spec::TraceFormat) {
     let text = String::from_utf8_lossy(data);
     let opts = trace::LoadOptions {
         format,
-        mooncake_block_size: 512,
+        jsonl_block_size: None,
         strict: false,
     };
     let mut set = TraceSet::default();

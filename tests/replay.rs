@@ -70,7 +70,7 @@ fn replay_samples(
     assert!(out.status.success(), "{}", common::stderr(&out));
     let opts = kvsweep::trace::LoadOptions {
         format: kvsweep::spec::TraceFormat::Auto,
-        mooncake_block_size: 512,
+        jsonl_block_size: Some(512),
         strict: true,
     };
     (dir, kvsweep::trace::load(&paths, opts).expect("traces"))

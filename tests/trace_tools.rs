@@ -100,7 +100,7 @@ fn sharing(file: &Path) -> Vec<(u32, u32, u32)> {
         &[file.to_path_buf()],
         kvsweep::trace::LoadOptions {
             format: kvsweep::spec::TraceFormat::Auto,
-            mooncake_block_size: 512,
+            jsonl_block_size: Some(512),
             strict: true,
         },
     )

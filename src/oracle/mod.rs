@@ -63,9 +63,9 @@ pub enum OracleAction {
 /// Where traces come from.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TraceInput {
-    /// Tokens per hash id in Mooncake files.
-    #[arg(long, default_value_t = 512)]
-    pub block_size: u32,
+    /// Tokens per hash id in JSON Lines traces [default: 512 for Mooncake, 16 for Qwen-Bailian].
+    #[arg(long)]
+    pub block_size: Option<u32>,
     #[arg(long, value_enum, default_value_t = TraceFormatArg::Auto)]
     pub format: TraceFormatArg,
     /// Read only the first N records (requests, in file order).
@@ -75,7 +75,7 @@ pub struct TraceInput {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct QuickArgs {
-    /// Trace files or directories (kv-cache-tester JSON, Mooncake JSONL).
+    /// Trace files or directories (kv-cache-tester JSON, Mooncake or Qwen-Bailian JSONL).
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
     #[arg(long, required = true)]
@@ -253,7 +253,7 @@ pub fn load_traces(traces: &[String], input: &TraceInput, dir: &Path) -> Result<
         &paths,
         LoadOptions {
             format: input.format.into(),
-            mooncake_block_size: input.block_size,
+            jsonl_block_size: input.block_size,
             strict: false,
         },
     )?;

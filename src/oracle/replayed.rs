@@ -70,6 +70,7 @@ pub fn bound(dir: &Path, cache: &mut TraceCache, runners: &RunnerSet) -> Result<
     let format = match cell["trace_format"].as_str() {
         Some("mooncake") => TraceFormat::Mooncake,
         Some("kvct") => TraceFormat::Kvct,
+        Some("bailian") => TraceFormat::Bailian,
         _ => TraceFormat::Auto,
     };
     let set = cache.0.entry(PathBuf::from(traces)).or_insert_with(|| {
@@ -77,7 +78,7 @@ pub fn bound(dir: &Path, cache: &mut TraceCache, runners: &RunnerSet) -> Result<
             &[PathBuf::from(traces)],
             LoadOptions {
                 format,
-                mooncake_block_size: 512,
+                jsonl_block_size: None,
                 strict: false,
             },
         )

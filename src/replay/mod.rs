@@ -74,9 +74,9 @@ pub struct ReplayArgs {
     pub traces: Vec<PathBuf>,
     #[arg(long, value_enum, default_value = "auto")]
     pub format: TraceFormatArg,
-    /// Tokens per hash id in Mooncake files.
-    #[arg(long, default_value_t = 512)]
-    pub block_size: u32,
+    /// Tokens per hash id in JSON Lines traces [default: 512 for Mooncake, 16 for Qwen-Bailian].
+    #[arg(long)]
+    pub block_size: Option<u32>,
     /// A malformed trace record stops the run instead of being skipped.
     #[arg(long)]
     pub strict: bool,
@@ -146,6 +146,7 @@ pub enum TraceFormatArg {
     Auto,
     Kvct,
     Mooncake,
+    Bailian,
 }
 
 impl From<TraceFormatArg> for TraceFormat {
@@ -154,6 +155,7 @@ impl From<TraceFormatArg> for TraceFormat {
             TraceFormatArg::Auto => TraceFormat::Auto,
             TraceFormatArg::Kvct => TraceFormat::Kvct,
             TraceFormatArg::Mooncake => TraceFormat::Mooncake,
+            TraceFormatArg::Bailian => TraceFormat::Bailian,
         }
     }
 }
@@ -417,7 +419,7 @@ pub async fn replay(args: ReplayArgs, mut stop: StopSignal) -> Result<ReplayOutc
         &args.traces,
         trace::LoadOptions {
             format: args.format.into(),
-            mooncake_block_size: args.block_size,
+            jsonl_block_size: args.block_size,
             strict: args.strict,
         },
     )?;

@@ -120,6 +120,8 @@ pub enum TraceFormat {
     Kvct,
     /// Mooncake / AIPerf JSONL.
     Mooncake,
+    /// Qwen-Bailian JSONL (Alibaba's usage traces: `chat_id`/`parent_chat_id` chains).
+    Bailian,
 }
 
 impl fmt::Display for TraceFormat {
@@ -128,6 +130,7 @@ impl fmt::Display for TraceFormat {
             TraceFormat::Auto => "auto",
             TraceFormat::Kvct => "kvct",
             TraceFormat::Mooncake => "mooncake",
+            TraceFormat::Bailian => "bailian",
         })
     }
 }

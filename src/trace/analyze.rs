@@ -358,8 +358,12 @@ impl Acc {
     }
 }
 
-/// Parses and reduces one file.
-fn analyze_file(path: &Path, index: usize, opts: LoadOptions) -> Result<(Acc, u64, Vec<String>)> {
+/// Parses and reduces one file; also returns its digest, skipped records and warnings.
+fn analyze_file(
+    path: &Path,
+    index: usize,
+    opts: LoadOptions,
+) -> Result<(Acc, u64, Vec<String>, Vec<String>)> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut set = TraceSet::default();
@@ -380,7 +384,8 @@ fn analyze_file(path: &Path, index: usize, opts: LoadOptions) -> Result<(Acc, u6
         }
     }
     let skipped = set.skipped.iter().map(ToString::to_string).collect();
-    Ok((file_figures(&set, ordered), h.digest(), skipped))
+    let warnings = std::mem::take(&mut set.warnings);
+    Ok((file_figures(&set, ordered), h.digest(), skipped, warnings))
 }
 
 /// The analysis of `files`: per file and for the whole set.
@@ -394,12 +399,14 @@ pub fn analyze(
     let mut per_file = Vec::new();
     let mut digests: HashMap<u64, Vec<String>> = HashMap::new();
     let mut skipped = Vec::new();
+    let mut warnings = Vec::new();
     for (i, r) in results.into_iter().enumerate() {
-        let (acc, digest, skips) = r?;
+        let (acc, digest, skips, warns) = r?;
         let name = files[i].display().to_string();
         per_file.push(json!({"file": name, "stats": acc.report(kv_bytes_per_token)}));
         digests.entry(digest).or_default().push(name);
         skipped.extend(skips);
+        warnings.extend(warns);
         total.merge(acc);
     }
     let mut duplicates: Vec<Vec<String>> = digests.into_values().filter(|g| g.len() > 1).collect();
@@ -408,6 +415,7 @@ pub fn analyze(
         "set": total.report(kv_bytes_per_token),
         "duplicate_traces": duplicates,
         "skipped_records": skipped,
+        "warnings": warnings,
         "files": per_file,
     }))
 }

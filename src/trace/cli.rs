@@ -20,7 +20,7 @@ pub struct TraceArgs {
 pub enum TraceAction {
     /// What a trace set will do to a cache: lengths, growth, think times, reuse, working set.
     Analyze(AnalyzeArgs),
-    /// kv-cache-tester JSON ↔ Mooncake JSONL, re-blocking hash ids.
+    /// kv-cache-tester JSON ↔ Mooncake JSONL (or from Qwen-Bailian JSONL), re-blocking hash ids.
     Convert(ConvertArgs),
     /// AIPerf prefix synthesis: scale prefixes, prompts and time.
     Synth(SynthArgs),
@@ -33,9 +33,9 @@ pub struct AnalyzeArgs {
     /// Trace files or directories.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
-    /// Tokens per hash id in Mooncake files.
-    #[arg(long, default_value_t = 512)]
-    pub block_size: u32,
+    /// Tokens per hash id in JSON Lines files [default: 512 for Mooncake, 16 for Qwen-Bailian].
+    #[arg(long)]
+    pub block_size: Option<u32>,
     /// A model preset, for the working set in bytes.
     #[arg(long)]
     pub model: Option<String>,
@@ -53,9 +53,9 @@ pub struct ConvertArgs {
     /// Tokens per hash id in the output [default: 512 for mooncake, 64 for kvct].
     #[arg(long)]
     pub block_size: Option<u32>,
-    /// Tokens per hash id in Mooncake input.
-    #[arg(long, default_value_t = 512)]
-    pub input_block_size: u32,
+    /// Tokens per hash id in JSON Lines input [default: 512 for Mooncake, 16 for Qwen-Bailian].
+    #[arg(long)]
+    pub input_block_size: Option<u32>,
     /// A .jsonl file (mooncake) or a directory (kvct).
     #[arg(long)]
     pub out: PathBuf,
@@ -99,10 +99,10 @@ pub struct GenerateArgs {
     pub out: PathBuf,
 }
 
-fn opts(block_size: u32) -> LoadOptions {
+fn opts(jsonl_block_size: Option<u32>) -> LoadOptions {
     LoadOptions {
         format: TraceFormat::Auto,
-        mooncake_block_size: block_size,
+        jsonl_block_size,
         strict: false,
     }
 }
@@ -185,6 +185,9 @@ pub fn run(args: &TraceArgs) -> Result<()> {
                 })
                 .transpose()?;
             let v = analyze::analyze(&files, opts(a.block_size), kv)?;
+            for warning in v["warnings"].as_array().into_iter().flatten() {
+                eprintln!("warning: {}", warning.as_str().unwrap_or_default());
+            }
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
@@ -220,18 +223,26 @@ pub fn run(args: &TraceArgs) -> Result<()> {
         TraceAction::Synth(s) => {
             let text_head = std::fs::read_to_string(&s.input)
                 .with_context(|| format!("cannot read {}", s.input.display()))?;
-            let n = match super::file_format(&s.input, &text_head, opts(s.block_size)) {
+            let n = match super::file_format(&s.input, &text_head, opts(Some(s.block_size))) {
                 TraceFormat::Mooncake => {
                     synth::mooncake(&s.input, &s.out, &s.params, s.block_size)?
                 }
-                _ => synth::kvct(&s.input, &s.out, &s.params)?,
+                // synth writes Mooncake timestamps as whole numbers (milliseconds), which would
+                // cut Qwen-Bailian's fractional seconds, and it does not follow chat chains.
+                TraceFormat::Bailian => bail!(
+                    "{} is a Qwen-Bailian trace; synth reads Mooncake and kv-cache-tester traces: \
+                     convert it first (`kvsweep trace convert {} --to mooncake --out F`)",
+                    s.input.display(),
+                    s.input.display()
+                ),
+                TraceFormat::Auto | TraceFormat::Kvct => synth::kvct(&s.input, &s.out, &s.params)?,
             };
             eprintln!("synth: {n} requests written to {}", s.out.display());
             Ok(())
         }
         TraceAction::Generate(g) => {
             let profile = match &g.fit {
-                Some(dir) => Profile::fit(&super::load(std::slice::from_ref(dir), opts(512))?),
+                Some(dir) => Profile::fit(&super::load(std::slice::from_ref(dir), opts(None))?),
                 None => Profile::builtin()?,
             };
             if let Some(p) = &g.save_profile {

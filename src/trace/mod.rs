@@ -1,11 +1,12 @@
-//! Agentic traces: the two formats the field uses, read into one shape, and the prompts built
-//! from them.
+//! Agentic traces: the formats the field uses (kv-cache-tester JSON, Mooncake JSONL, Qwen-Bailian
+//! JSONL), read into one shape, and the prompts built from them.
 //!
-//! A trace set is a list of [`Session`]s (one conversation each, with subagents as child sessions
-//! that start part-way into their parent), each a list of [`TraceRequest`]s. Hash ids name blocks
-//! of prompt content: equal ids in the same scope are equal content.
+//! A trace set is a list of [`Session`]s (one conversation each, with subagents or branches as
+//! child sessions that start part-way into their parent), each a list of [`TraceRequest`]s. Hash
+//! ids name blocks of prompt content: equal ids in the same scope are equal content.
 
 pub mod analyze;
+mod bailian;
 pub mod cli;
 pub mod convert;
 pub mod generate;
@@ -23,13 +24,14 @@ use crate::spec::TraceFormat;
 /// One request of a session.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TraceRequest {
-    /// Seconds since the session started (its own `t`, or the Mooncake timestamp).
+    /// Seconds since the session started (its own `t`, or the JSONL timestamp).
     pub offset_s: f64,
     pub input_tokens: u32,
     pub output_tokens: u32,
     /// One id per `block_size` tokens of the prompt, from its start.
     pub hash_ids: Vec<u64>,
-    /// The user's or tool's pause before this request (kv-cache-tester `think_time`, Mooncake `delay`).
+    /// The user's or tool's pause before this request (kv-cache-tester `think_time`, Mooncake
+    /// `delay`, the gap after the parent's arrival in Qwen-Bailian).
     pub think_time_s: f64,
     /// How long the original API call took (kv-cache-tester `api_time`; 0 when unknown).
     pub api_time_s: f64,
@@ -38,16 +40,17 @@ pub struct TraceRequest {
 /// One conversation: what one simulated user replays.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Session {
-    /// `file` for a kv-cache-tester trace, `file/agent` for its subagents, `file#session` for Mooncake.
+    /// `file` for a kv-cache-tester trace, `file/agent` for its subagents, `file#session` for
+    /// Mooncake, `file#chat` for Qwen-Bailian (and `file#chat/chat` for its branches).
     pub id: String,
-    /// Hash ids are equal content only within one scope (a kv-cache-tester file; a Mooncake file).
+    /// Hash ids are equal content only within one scope (a kv-cache-tester file; a JSONL file).
     pub scope: u64,
     /// Tokens per hash id.
     pub block_size: u32,
-    /// Seconds after its parent's start (subagents) or after the file's start (Mooncake).
+    /// Seconds after its parent's start (subagents, branches) or after the file's start (JSONL).
     pub start_s: f64,
     pub requests: Vec<TraceRequest>,
-    /// Subagents: sessions that run alongside this one from their `start_s`.
+    /// Subagents or branches: sessions that run alongside this one from their `start_s`.
     pub children: Vec<Session>,
 }
 
@@ -91,6 +94,9 @@ impl std::fmt::Display for Skipped {
 pub struct TraceSet {
     pub sessions: Vec<Session>,
     pub skipped: Vec<Skipped>,
+    /// Records that were read, but not quite as the file meant them (a Qwen-Bailian turn whose
+    /// parent is not in the file), as `file:line: field: what happened`.
+    pub warnings: Vec<String>,
     pub files: Vec<PathBuf>,
     /// xxh3 over every file's xxh3 (of its name and bytes), in order: which traces a result
     /// came from.
@@ -101,10 +107,21 @@ pub struct TraceSet {
 #[derive(Debug, Clone, Copy)]
 pub struct LoadOptions {
     pub format: TraceFormat,
-    /// Tokens per hash id in Mooncake files (their files do not say).
-    pub mooncake_block_size: u32,
+    /// Tokens per hash id in JSON Lines files, whose records do not say; `None`: the format's
+    /// convention (512 for Mooncake, 16 for Qwen-Bailian). kv-cache-tester files say their own.
+    pub jsonl_block_size: Option<u32>,
     /// A malformed record is an error instead of a warning.
     pub strict: bool,
+}
+
+impl LoadOptions {
+    /// Tokens per hash id in a JSON Lines file of `format`.
+    fn block_size_for(&self, format: TraceFormat) -> u32 {
+        self.jsonl_block_size.unwrap_or(match format {
+            TraceFormat::Bailian => bailian::BLOCK_SIZE,
+            _ => mooncake::BLOCK_SIZE,
+        })
+    }
 }
 
 /// The trace files under `paths` (recursively, `*.json` and `*.jsonl`, in name order).
@@ -145,8 +162,13 @@ pub fn parse_file(
     let scope = crate::sim::rng::mix(index as u64 + 1);
     let before = set.skipped.len();
     match file_format(file, text, opts) {
-        TraceFormat::Mooncake => mooncake::parse(file, text, scope, opts.mooncake_block_size, set),
-        _ => kvct::parse(file, text, scope, set),
+        format @ TraceFormat::Mooncake => {
+            mooncake::parse(file, text, scope, opts.block_size_for(format), set);
+        }
+        format @ TraceFormat::Bailian => {
+            bailian::parse(file, text, scope, opts.block_size_for(format), set)?;
+        }
+        TraceFormat::Auto | TraceFormat::Kvct => kvct::parse(file, text, scope, set),
     }
     if opts.strict && set.skipped.len() > before {
         bail!("{} (--strict)", set.skipped[before]);
@@ -213,9 +235,13 @@ pub fn load(paths: &[PathBuf], opts: LoadOptions) -> Result<TraceSet> {
         hasher.update(&digest.to_le_bytes());
         set.sessions.extend(one.sessions);
         set.skipped.extend(one.skipped);
+        set.warnings.extend(one.warnings);
     }
     for skip in &set.skipped {
         eprintln!("warning: skipped {skip}");
+    }
+    for warning in &set.warnings {
+        eprintln!("warning: {warning}");
     }
     set.digest = format!("{:016x}", hasher.digest());
     set.files = files;
@@ -247,21 +273,23 @@ fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-/// Mooncake files are JSON Lines: `.jsonl`, or a first line that is a record with an
-/// `input_length` (a kv-cache-tester file has `requests`). Looking at the text, not parsing it:
-/// a kv-cache-tester file is often one line of megabytes.
+/// JSON Lines files are `.jsonl`, or a first line that is a record with an `input_length` (a
+/// kv-cache-tester file has `requests`); their first record has a `chat_id` in Qwen-Bailian, none
+/// in Mooncake. Looking at the text, not parsing it: a kv-cache-tester file is often one line of
+/// megabytes.
 fn detect(file: &Path, text: &str) -> TraceFormat {
-    if file.extension().is_some_and(|e| e == "jsonl") {
-        return TraceFormat::Mooncake;
-    }
     let first = text
         .lines()
         .find(|l| !l.trim().is_empty())
         .unwrap_or_default();
-    if first.contains("\"input_length\"") && !first.contains("\"requests\"") {
-        TraceFormat::Mooncake
-    } else {
+    let jsonl = file.extension().is_some_and(|e| e == "jsonl")
+        || (first.contains("\"input_length\"") && !first.contains("\"requests\""));
+    if !jsonl {
         TraceFormat::Kvct
+    } else if first.contains("\"chat_id\"") {
+        TraceFormat::Bailian
+    } else {
+        TraceFormat::Mooncake
     }
 }
 
@@ -309,7 +337,7 @@ mod tests {
     fn opts() -> LoadOptions {
         LoadOptions {
             format: TraceFormat::Auto,
-            mooncake_block_size: 512,
+            jsonl_block_size: None,
             strict: false,
         }
     }
@@ -400,6 +428,52 @@ mod tests {
         assert_eq!(set.sessions[1].start_s, 1.5);
         assert_eq!(set.skipped.len(), 1);
         assert_eq!(set.skipped[0].line, 3);
+    }
+
+    #[test]
+    fn json_lines_with_a_chat_id_are_qwen_bailian() {
+        let bailian = r#"{"chat_id": 1, "parent_chat_id": -1, "timestamp": 0.5, "input_length": 40, "output_length": 2, "hash_ids": [1, 2, 3]}"#;
+        let mooncake = r#"{"timestamp": 500, "input_length": 40, "output_length": 2}"#;
+        let kvct = r#"{"requests": [{"t": 0, "in": 1, "chat_id": 1, "input_length": 1}]}"#;
+        assert_eq!(detect(Path::new("q.jsonl"), bailian), TraceFormat::Bailian);
+        assert_eq!(detect(Path::new("q.json"), bailian), TraceFormat::Bailian);
+        assert_eq!(
+            detect(Path::new("m.jsonl"), mooncake),
+            TraceFormat::Mooncake
+        );
+        assert_eq!(detect(Path::new("m.json"), mooncake), TraceFormat::Mooncake);
+        assert_eq!(detect(Path::new("t.json"), kvct), TraceFormat::Kvct);
+    }
+
+    #[test]
+    fn json_lines_block_sizes_default_per_format() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let q = write(
+            dir.path(),
+            "q.jsonl",
+            r#"{"chat_id": 1, "parent_chat_id": -1, "timestamp": 0, "input_length": 40, "output_length": 2, "hash_ids": [1, 2, 3]}"#,
+        );
+        let m = write(
+            dir.path(),
+            "m.jsonl",
+            r#"{"timestamp": 0, "input_length": 40, "output_length": 2, "hash_ids": [1]}"#,
+        );
+        let sizes = |jsonl_block_size| {
+            let set = load(
+                &[q.clone(), m.clone()],
+                LoadOptions {
+                    jsonl_block_size,
+                    ..opts()
+                },
+            )
+            .expect("load");
+            set.sessions
+                .iter()
+                .map(|s| s.block_size)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(sizes(None), [16, 512], "q.jsonl, then m.jsonl");
+        assert_eq!(sizes(Some(32)), [32, 32]);
     }
 
     #[test]

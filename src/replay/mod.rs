@@ -392,8 +392,7 @@ async fn preflight(
         };
         bail!("the server at {base} refused a one-token test request: {error}{advice}");
     }
-    let encoding = &prompts.encoding;
-    if let PromptEncoding::Ids = encoding {
+    if let PromptEncoding::Ids = prompts.encoding {
         let top = vocabulary::highest(range);
         let m = test_request(client, endpoint, &model, prompts, top).await;
         if m.outcome() != Outcome::Ok {
@@ -405,7 +404,7 @@ async fn preflight(
             );
         }
     }
-    let template_tokens = match encoding {
+    let template_tokens = match prompts.encoding {
         PromptEncoding::Ids => 0,
         PromptEncoding::Words(_) => m
             .usage

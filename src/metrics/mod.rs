@@ -86,6 +86,9 @@ const RAW_COLUMNS: &[&str] = &[
     "preemptions",
     "prefix_queries",
     "prefix_hits",
+    "prefix_hits_device",
+    "prefix_hits_host",
+    "prefix_hits_other",
     "prompt_tokens",
     "generation_tokens",
     "prompt_compute",
@@ -113,6 +116,9 @@ pub const COLUMNS: &[&str] = &[
     "preemptions",
     "prefix_queries",
     "prefix_hits",
+    "prefix_hits_device",
+    "prefix_hits_host",
+    "prefix_hits_other",
     "interval_hit_rate",
     "prompt_tokens",
     "generation_tokens",
@@ -165,6 +171,9 @@ pub fn derive(cur: &Snapshot, prev: &Snapshot, dt: f64) -> Vec<Option<f64>> {
         cur.preemptions,
         cur.prefix_queries,
         cur.prefix_hits,
+        cur.prefix_hits_device,
+        cur.prefix_hits_host,
+        cur.prefix_hits_other,
         ratio(
             delta(cur.prefix_hits, prev.prefix_hits),
             delta(cur.prefix_queries, prev.prefix_queries),
@@ -193,7 +202,7 @@ pub fn derive(cur: &Snapshot, prev: &Snapshot, dt: f64) -> Vec<Option<f64>> {
     ]
 }
 
-fn raw_values(s: &Snapshot) -> [Option<f64>; 21] {
+fn raw_values(s: &Snapshot) -> [Option<f64>; 24] {
     [
         s.running,
         s.waiting,
@@ -201,6 +210,9 @@ fn raw_values(s: &Snapshot) -> [Option<f64>; 21] {
         s.preemptions,
         s.prefix_queries,
         s.prefix_hits,
+        s.prefix_hits_device,
+        s.prefix_hits_host,
+        s.prefix_hits_other,
         s.prompt_tokens,
         s.generation_tokens,
         s.prompt_compute,
@@ -232,6 +244,8 @@ pub struct Recorder {
     raw: CsvLog,
     rows: CsvLog,
     engine: Option<Engine>,
+    /// The engine's cache configuration, from the first scrape that states it.
+    cache_config: Option<serde_json::Value>,
     prev: Option<(f64, Snapshot)>,
     /// Time of the first active sample; `None` while the server is still idle.
     first_active: Option<f64>,
@@ -248,6 +262,7 @@ impl Recorder {
             raw: CsvLog::create(&dir.join("metrics_raw.csv"), RAW_COLUMNS)?,
             rows: CsvLog::create(&dir.join("metrics.csv"), COLUMNS)?,
             engine: None,
+            cache_config: None,
             prev: None,
             first_active: None,
             names: BTreeSet::new(),
@@ -274,6 +289,9 @@ impl Recorder {
                 .filter(|s| s.name.starts_with(engine.prefix()))
                 .map(|s| s.name.to_owned()),
         );
+        if self.cache_config.is_none() {
+            self.cache_config = schema::cache_config(engine, &e);
+        }
         let cur = schema::snapshot(engine, &e);
         let mut raw = vec![format!("{t:.3}"), "1".into(), String::new()];
         raw.extend(raw_values(&cur).iter().map(|v| cell(*v)));
@@ -308,7 +326,8 @@ impl Recorder {
         Ok(())
     }
 
-    /// `metrics_meta.json`: the engine, the names found and the expected ones that were absent.
+    /// `metrics_meta.json`: the engine, its cache configuration where it states one, the names
+    /// found and the expected ones that were absent.
     pub fn meta(&self, gpu: serde_json::Value) -> serde_json::Value {
         let absent: Vec<&str> = self
             .engine
@@ -322,6 +341,7 @@ impl Recorder {
             .unwrap_or_default();
         json!({
             "engine": self.engine,
+            "cache_config": self.cache_config,
             "names_found": self.names,
             "expected_absent": absent,
             "scrapes_ok": self.scrapes_ok,

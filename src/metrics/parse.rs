@@ -17,18 +17,25 @@ pub struct Sample<'a> {
 impl<'a> Sample<'a> {
     /// The value of label `key`, if the sample has it (escapes are left as written).
     pub fn label(&self, key: &str) -> Option<&'a str> {
+        self.label_pairs()
+            .find_map(|(name, value)| (name == key).then_some(value))
+    }
+
+    /// Every label as (name, value), in the order written (escapes are left as written); a
+    /// malformed label ends the list.
+    pub fn label_pairs(&self) -> impl Iterator<Item = (&'a str, &'a str)> + use<'a> {
         let mut rest = self.labels;
-        while !rest.is_empty() {
+        std::iter::from_fn(move || {
+            if rest.trim().is_empty() {
+                return None;
+            }
             let eq = rest.find('=')?;
             let name = rest[..eq].trim().trim_start_matches(',').trim();
-            let after = rest[eq + 1..].strip_prefix('"')?;
+            let after = rest[eq + 1..].trim_start().strip_prefix('"')?;
             let end = closing_quote(after)?;
-            if name == key {
-                return Some(&after[..end]);
-            }
             rest = after[end + 1..].trim_start_matches(',');
-        }
-        None
+            Some((name, &after[..end]))
+        })
     }
 }
 
@@ -159,6 +166,10 @@ mod tests {
         assert_eq!(y.label("a"), Some("1"));
         assert_eq!(y.label("b"), Some("q\\\"}z"));
         assert_eq!(y.label("c"), None);
+        assert_eq!(
+            y.label_pairs().collect::<Vec<_>>(),
+            [("a", "1"), ("b", "q\\\"}z")]
+        );
         assert_eq!(
             e.named("h_bucket").next().and_then(|s| s.label("le")),
             Some("+Inf")

@@ -258,8 +258,8 @@ fn classify(data: &[u8]) -> Event {
     if data == b"[DONE]" {
         return Event::Done;
     }
-    if data.starts_with(b"{\"error\"") || data.starts_with(b"{\"object\":\"error\"") {
-        return Event::Error(String::from_utf8_lossy(data).into_owned());
+    if is_error_event(data) {
+        return Event::Error(error_message(data));
     }
     if has_content(data) {
         return Event::Content;
@@ -279,7 +279,45 @@ fn classify(data: &[u8]) -> Event {
     Event::Other
 }
 
-/// Sends one streamed request and measures it; never fails, errors are part of the result.
+/// Whether a payload is an error event: a JSON object whose first key is `error` (vLLM, SGLang and
+/// kvsweep's simulator send `{"error": {...}}`) or whose `object` is `"error"`. Servers send one
+/// inside an HTTP 200 stream when a request fails after the headers went out (vLLM: a token id
+/// out of vocabulary); key order and spacing are as `json.dumps` and serde_json write them.
+fn is_error_event(data: &[u8]) -> bool {
+    let Some(body) = data.strip_prefix(b"{").map(<[u8]>::trim_ascii_start) else {
+        return false;
+    };
+    if body.starts_with(b"\"error\"") {
+        return true;
+    }
+    body.strip_prefix(b"\"object\"")
+        .map(<[u8]>::trim_ascii_start)
+        .and_then(|rest| rest.strip_prefix(b":"))
+        .is_some_and(|rest| rest.trim_ascii_start().starts_with(b"\"error\""))
+}
+
+/// The message of an error event (`error.message`, else `message`), else the payload itself.
+fn error_message(data: &[u8]) -> String {
+    let parsed: Option<serde_json::Value> = serde_json::from_slice(data).ok();
+    let message = parsed.as_ref().and_then(|v| {
+        let error = &v["error"];
+        error["message"]
+            .as_str()
+            .or_else(|| error.as_str())
+            .or_else(|| v["message"].as_str())
+    });
+    match message {
+        Some(m) => format!("error event in the stream: {m}"),
+        None => format!(
+            "error event in the stream: {}",
+            String::from_utf8_lossy(data)
+                .chars()
+                .take(300)
+                .collect::<String>()
+        ),
+    }
+}
+
 /// Sends one request and measures its answer; `first_token` runs when the first content arrives.
 pub async fn send(
     client: &reqwest::Client,
@@ -411,10 +449,40 @@ mod tests {
             _ => panic!("usage chunk not recognised"),
         }
         assert!(matches!(classify(b"[DONE]"), Event::Done));
-        assert!(matches!(
-            classify(br#"{"error":{"message":"x"}}"#),
-            Event::Error(_)
-        ));
+    }
+
+    #[test]
+    fn error_events_are_recognised_in_any_spacing() {
+        let vllm = br#"{"error": {"message": "Token id 29999 is out of vocabulary", "type": "BadRequestError", "param": null, "code": 400}}"#;
+        for (data, message) in [
+            (&vllm[..], "Token id 29999 is out of vocabulary"),
+            (br#"{"error":{"message":"x"}}"#, "x"),
+            (br#"{ "error": "overloaded" }"#, "overloaded"),
+            (
+                br#"{"object": "error", "message": "bad", "code": 400}"#,
+                "bad",
+            ),
+            (
+                br#"{"object":"error","detail":1}"#,
+                r#"{"object":"error","detail":1}"#,
+            ),
+        ] {
+            match classify(data) {
+                Event::Error(e) => assert_eq!(e, format!("error event in the stream: {message}")),
+                _ => panic!("{} not seen as an error", String::from_utf8_lossy(data)),
+            }
+        }
+        for data in [
+            &br#"{"object":"text_completion","choices":[{"text":"error"}]}"#[..],
+            br#"{"id":"x","object":"chat.completion.chunk","choices":[]}"#,
+            br#"{"errors_seen":0}"#,
+        ] {
+            assert!(
+                !matches!(classify(data), Event::Error(_)),
+                "{}",
+                String::from_utf8_lossy(data)
+            );
+        }
     }
 
     #[tokio::test]

@@ -8,6 +8,7 @@
 pub mod client;
 pub mod control;
 mod output;
+pub mod vocabulary;
 
 use std::collections::VecDeque;
 use std::io::IsTerminal;
@@ -66,7 +67,8 @@ pub struct ReplayArgs {
     pub model: Option<String>,
     #[arg(long, value_enum, default_value = "completions")]
     pub api: Api,
-    /// The server's Hugging Face tokenizer.json, for --api chat (default: tiktoken o200k_base).
+    /// The served model's Hugging Face tokenizer.json: chat prompts are made of its words
+    /// (default: tiktoken o200k_base), completions prompts of ids inside its vocabulary.
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
     /// Trace files or directories (repeatable).
@@ -255,22 +257,46 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
 /// Tries of the one-token test request on a 429 or 5xx answer.
 const PREFLIGHT_ATTEMPTS: u32 = 8;
 
-/// The request path and prompt encoding of an API.
-fn encoding_for(
-    api: Api,
-    tokenizer: Option<&Path>,
+/// How an API's prompts are sent.
+struct Prompts {
+    /// `/v1/completions` or `/v1/chat/completions`.
+    path: &'static str,
+    encoding: PromptEncoding,
+    /// The ids prompts are built from: for completions, inside the vocabulary of `--tokenizer`
+    /// where one is given; for chat, indices into the tokenizer's words.
     range: TokenRange,
-) -> Result<(&'static str, PromptEncoding)> {
-    Ok(match api {
-        Api::Completions => ("/v1/completions", PromptEncoding::Ids),
-        Api::Chat => {
-            let tok = Tokenizer::load(tokenizer)?;
-            (
-                "/v1/chat/completions",
-                PromptEncoding::Words(Arc::new(ChatWords::from_tokenizer(&tok, range)?)),
-            )
-        }
-    })
+    /// The `--tokenizer` the range came from, named in the preflight's advice.
+    tokenizer: Option<PathBuf>,
+}
+
+impl Prompts {
+    fn new(api: Api, tokenizer: Option<&Path>) -> Result<Self> {
+        let default = TokenRange::default();
+        let (path, encoding, range) = match api {
+            Api::Completions => {
+                let range = match tokenizer {
+                    Some(path) => vocabulary::ids_within(Tokenizer::load(Some(path))?.vocab_size())
+                        .with_context(|| format!("--tokenizer {}", path.display()))?,
+                    None => default,
+                };
+                ("/v1/completions", PromptEncoding::Ids, range)
+            }
+            Api::Chat => {
+                let words = ChatWords::from_tokenizer(&Tokenizer::load(tokenizer)?, default)?;
+                (
+                    "/v1/chat/completions",
+                    PromptEncoding::Words(Arc::new(words)),
+                    default,
+                )
+            }
+        };
+        Ok(Self {
+            path,
+            encoding,
+            range,
+            tokenizer: tokenizer.map(Path::to_owned),
+        })
+    }
 }
 
 /// A server checked and ready for prompts: what the synthetic testers share with the replay.
@@ -300,22 +326,21 @@ pub async fn connect(
         .tcp_nodelay(true)
         .build()
         .context("cannot build the HTTP client")?;
-    let range = TokenRange::default();
-    let (path, encoding) = encoding_for(api, tokenizer, range)?;
+    let prompts = Prompts::new(api, tokenizer)?;
     let base = base_url.trim_end_matches('/').to_owned();
     let endpoint = Endpoint {
-        url: format!("{base}{path}"),
+        url: format!("{base}{}", prompts.path),
         base,
     };
-    let pre = preflight(&client, model, &endpoint, &encoding, range).await?;
+    let pre = preflight(&client, model, &endpoint, &prompts).await?;
     Ok(Target {
         client,
         url: endpoint.url,
         base: endpoint.base,
-        encoding,
+        encoding: prompts.encoding,
         model: pre.model,
         template_tokens: pre.template_tokens,
-        range,
+        range: prompts.range,
     })
 }
 
@@ -329,13 +354,14 @@ struct Preflight {
 
 /// `GET /v1/models`, then one tiny request: a wrong URL or a refusing server is one clear error.
 /// For chat, the tiny request is one word, so its `prompt_tokens` minus one is what the chat
-/// template adds to every prompt.
+/// template adds to every prompt. For completions, a second one sends the highest token id the
+/// prompts will use: a server whose vocabulary is smaller stops the run here, with what to pass,
+/// instead of failing every request.
 async fn preflight(
     client: &reqwest::Client,
     model: Option<&str>,
     endpoint: &Endpoint,
-    encoding: &PromptEncoding,
-    range: TokenRange,
+    prompts: &Prompts,
 ) -> Result<Preflight> {
     let base = endpoint.base.as_str();
     let models_url = format!("{base}/v1/models");
@@ -356,10 +382,62 @@ async fn preflight(
             .map(str::to_owned)
             .with_context(|| format!("{models_url} lists no model; give --model"))?,
     };
-    let body = PromptBody::new(&model, Arc::new(vec![range.lo]), encoding.clone(), 1, false);
-    // A busy or rate-limiting server gets a few more tries before the run is refused.
+    let range = prompts.range;
+    let m = test_request(client, endpoint, &model, prompts, range.lo).await;
+    if m.outcome() != Outcome::Ok {
+        let error = m.error.unwrap_or_default();
+        let advice = match prompts.encoding {
+            PromptEncoding::Ids if vocabulary::blames_vocabulary(&error) => {
+                format!("\n{}", vocabulary_advice(prompts))
+            }
+            _ => String::new(),
+        };
+        bail!("the server at {base} refused a one-token test request: {error}{advice}");
+    }
+    if let PromptEncoding::Ids = prompts.encoding {
+        let top = vocabulary::highest(range);
+        let m = test_request(client, endpoint, &model, prompts, top).await;
+        if m.outcome() != Outcome::Ok {
+            bail!(
+                "the server at {base} took token id {} but refused token id {top}, the highest that completions prompts use: {}\n{}",
+                range.lo,
+                m.error.unwrap_or_default(),
+                vocabulary_advice(prompts)
+            );
+        }
+    }
+    let template_tokens = match prompts.encoding {
+        PromptEncoding::Ids => 0,
+        PromptEncoding::Words(_) => m
+            .usage
+            .map(|u| u.prompt_tokens.saturating_sub(1))
+            .context("the server's answer to the test request has no usage: its chat prompts cannot be sized")?,
+    };
+    Ok(Preflight {
+        model,
+        models,
+        template_tokens,
+    })
+}
+
+/// Sends a one-token prompt of `token` (for chat, the word standing for it), with a few more
+/// tries where the server is busy or rate-limiting.
+async fn test_request(
+    client: &reqwest::Client,
+    endpoint: &Endpoint,
+    model: &str,
+    prompts: &Prompts,
+    token: u32,
+) -> client::Measured {
+    let body = PromptBody::new(
+        model,
+        Arc::new(vec![token]),
+        prompts.encoding.clone(),
+        1,
+        false,
+    );
     let mut attempts = 0;
-    let m = loop {
+    loop {
         attempts += 1;
         let m = client::send(
             client,
@@ -372,28 +450,24 @@ async fn preflight(
         .await;
         let transient = m.http_status == 429 || m.http_status >= 500;
         if !transient || attempts >= PREFLIGHT_ATTEMPTS {
-            break m;
+            return m;
         }
         tokio::time::sleep(m.retry_after.unwrap_or(Duration::from_millis(500))).await;
-    };
-    if m.outcome() != Outcome::Ok {
-        bail!(
-            "the server at {base} refused a one-token test request: {}",
-            m.error.unwrap_or_default()
-        );
     }
-    let template_tokens = match encoding {
-        PromptEncoding::Ids => 0,
-        PromptEncoding::Words(_) => m
-            .usage
-            .map(|u| u.prompt_tokens.saturating_sub(1))
-            .context("the server's answer to the test request has no usage: its chat prompts cannot be sized")?,
-    };
-    Ok(Preflight {
-        model,
-        models,
-        template_tokens,
-    })
+}
+
+/// What to pass when the served model's vocabulary is smaller than the completions prompts' ids.
+fn vocabulary_advice(prompts: &Prompts) -> String {
+    let top = vocabulary::highest(prompts.range);
+    match &prompts.tokenizer {
+        None => format!(
+            "The served model's vocabulary is smaller than the ids completions prompts use (up to {top}): give --tokenizer with its tokenizer.json, so that they keep to its ids."
+        ),
+        Some(path) => format!(
+            "The served model's vocabulary is smaller than that of --tokenizer {} (ids up to {top}): give the served model's own tokenizer.json.",
+            path.display()
+        ),
+    }
 }
 
 /// The engine's name in the results: `--engine-label`, else `sim` for the simulator (whose
@@ -443,15 +517,14 @@ pub async fn replay(args: ReplayArgs, mut stop: StopSignal) -> Result<ReplayOutc
         .tcp_nodelay(true)
         .build()
         .context("cannot build the HTTP client")?;
-    let range = TokenRange::default();
-    let (path, encoding) = encoding_for(args.api, args.tokenizer.as_deref(), range)?;
+    let prompts = Prompts::new(args.api, args.tokenizer.as_deref())?;
     let endpoints: Vec<Endpoint> = args
         .url
         .iter()
         .map(|u| {
             let base = u.trim_end_matches('/').to_owned();
             Endpoint {
-                url: format!("{base}{path}"),
+                url: format!("{base}{}", prompts.path),
                 base,
             }
         })
@@ -470,6 +543,9 @@ pub async fn replay(args: ReplayArgs, mut stop: StopSignal) -> Result<ReplayOutc
         "timing": format!("{:?}", args.timing),
         "time_scale": args.time_scale,
         "seed": args.seed,
+        // The lowest and highest token id of completions prompts (none for chat).
+        "prompt_token_ids": matches!(prompts.encoding, PromptEncoding::Ids)
+            .then(|| [prompts.range.lo, vocabulary::highest(prompts.range)]),
         "traces": {
             "files": set.files.len(),
             "sessions": sessions.len(),
@@ -487,7 +563,7 @@ pub async fn replay(args: ReplayArgs, mut stop: StopSignal) -> Result<ReplayOutc
         &json!({"status": "running", "reason": "the replay has not finished"}),
     )?;
 
-    let pre = match prepare(&client, &args, &endpoints, &encoding, range).await {
+    let pre = match prepare(&client, &args, &endpoints, &prompts).await {
         Ok(v) => v,
         Err(e) => {
             write_json_atomic(
@@ -509,8 +585,9 @@ pub async fn replay(args: ReplayArgs, mut stop: StopSignal) -> Result<ReplayOutc
 
     let builder = PromptBuilder {
         seed: args.seed,
-        range,
+        range: prompts.range,
     };
+    let encoding = prompts.encoding;
     let users = initial_users(&args);
     let warmed = warm_up(
         &client, &args, &endpoints, &sessions, &builder, &encoding, &pre, users,
@@ -699,19 +776,11 @@ async fn prepare(
     client: &reqwest::Client,
     args: &ReplayArgs,
     endpoints: &[Endpoint],
-    encoding: &PromptEncoding,
-    range: TokenRange,
+    prompts: &Prompts,
 ) -> Result<Preflight> {
-    let first = preflight(
-        client,
-        args.model.as_deref(),
-        &endpoints[0],
-        encoding,
-        range,
-    )
-    .await?;
+    let first = preflight(client, args.model.as_deref(), &endpoints[0], prompts).await?;
     for e in &endpoints[1..] {
-        preflight(client, Some(&first.model), e, encoding, range).await?;
+        preflight(client, Some(&first.model), e, prompts).await?;
     }
     if args.control.reset_cache {
         for e in endpoints {

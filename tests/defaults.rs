@@ -272,20 +272,19 @@ fn client_commands_find_a_server_on_the_default_port() {
         .arg(d("metrics"))
         .spawn()
         .expect("metrics starts");
-    let csv = d("metrics/metrics.csv");
+    // Every scrape is a row of metrics_raw.csv (metrics.csv leaves out the idle start).
+    let raw = d("metrics/metrics_raw.csv");
+    let scraped = || raw.is_file() && !common::csv_rows(&raw).is_empty();
     let deadline = Instant::now() + Duration::from_secs(120);
-    while common::csv_rows(&csv).is_empty() && Instant::now() < deadline {
+    while !scraped() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
-        if !csv.exists() {
-            continue;
-        }
     }
     Command::new("kill")
         .args(["-TERM", &metrics.id().to_string()])
         .status()
         .expect("kill");
     assert!(metrics.wait().expect("wait").success());
-    assert!(!common::csv_rows(&csv).is_empty(), "a scrape was recorded");
+    assert!(scraped(), "a scrape was recorded");
     assert_eq!(json(&d("metrics/metrics_meta.json"))["engine"], "vllm");
     kvsweep_ok(&["metrics", "plot", s(&d("metrics"))]);
 

@@ -108,8 +108,8 @@ fn every_prompt_has_the_trace_length_and_exactly_the_predicted_cache_hits() {
         "trace_0460.json",
         "trace_0165.json",
         "trace_0174.json",
-        "trace_0167.json",
-        "trace_0615.json",
+        "trace_0614.json",
+        "trace_0638.json",
     ];
     let sim = SimServer::start(&[
         "--instant",
@@ -457,7 +457,7 @@ fn rows_if_any(dir: &Path) -> usize {
 
 #[test]
 fn duration_ends_the_run_even_with_subagents_due_later() {
-    // trace_0274's subagents start minutes into the session; the run must not wait for them.
+    // trace_0277's subagents start minutes into the session; the run must not wait for them.
     let sim = SimServer::start(&["--instant"]);
     let dir = tempfile::tempdir().expect("tempdir");
     let start = Instant::now();
@@ -466,7 +466,7 @@ fn duration_ends_the_run_even_with_subagents_due_later() {
         dir.path(),
         &[
             "--traces",
-            sample("trace_0274.json").to_str().expect("utf-8"),
+            sample("trace_0277.json").to_str().expect("utf-8"),
             "--duration",
             "2",
         ],

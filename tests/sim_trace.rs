@@ -21,7 +21,7 @@ const TRACES: &[&str] = &[
     "trace_0460.json",
     "trace_0165.json",
     "trace_0174.json",
-    "trace_0167.json",
+    "trace_0614.json",
 ];
 const TURNS: usize = 5;
 const TRACE_BLOCK: u32 = 64;

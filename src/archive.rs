@@ -18,7 +18,7 @@ pub fn extract_zip(zip_path: &Path, dest: &Path, cap: u64) -> Result<()> {
     let mut budget = Budget::new(zip_path, cap);
     for i in 0..archive.len() {
         let mut entry = archive.by_index(i)?;
-        let raw = entry.name().unwrap_or_default().to_owned();
+        let raw = entry.name().unwrap_or_default().into_owned();
         let absolute = raw.starts_with('/') || raw.starts_with('\\') || raw.get(1..2) == Some(":");
         let Some(rel) = entry.enclosed_name().filter(|_| !absolute) else {
             bail!(
@@ -203,11 +203,14 @@ mod tests {
         path
     }
 
+    /// Makes an archive of entries in a folder.
+    type Make = fn(&Path, &[Entry]) -> PathBuf;
+    /// Extracts an archive into a folder, up to a cap.
     type Extract = fn(&Path, &Path, u64) -> Result<()>;
 
     #[test]
     fn extraction_refuses_escapes_links_and_bombs() {
-        let formats: [(&str, fn(&Path, &[Entry]) -> PathBuf, Extract); 2] = [
+        let formats: [(&str, Make, Extract); 2] = [
             ("zip", zip_of, extract_zip),
             ("tar.gz", tar_gz_of, extract_tar_gz),
         ];

@@ -4,8 +4,7 @@ use std::path::{Path, PathBuf};
 
 /// The sample traces of the shared folder.
 pub fn sample_traces() -> Vec<PathBuf> {
-    let samples =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("traces/samples/kv-cache-tester");
+    let samples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("traces/samples/kv-cache-tester");
     kvsweep::trace::list_files(&[samples]).expect("sample traces")
 }
 

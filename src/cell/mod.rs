@@ -152,6 +152,7 @@ pub async fn run_planned(
         &out.join("status.json"),
         &json!({"status": "running", "reason": "the cell has not finished", "cell": plan.cell.name, "started_at": status.started_at}),
     )?;
+    // Traces named by URL get their local path here, so that `cell.json` records it.
     let mut plan = plan.clone();
     let fetched = fetch_traces(&mut plan).await;
     let plan = &plan;
@@ -193,7 +194,7 @@ pub async fn run_planned(
 /// Downloads a replay cell's traces into the trace cache when the spec names them by URL and
 /// the cache does not hold them yet, and points the plan at them (so `cell.json` says where
 /// they were read from).
-async fn fetch_traces(plan: &mut CellPlan) -> Result<()> {
+pub async fn fetch_traces(plan: &mut CellPlan) -> Result<()> {
     if plan.traces.is_none()
         && let Some(remote) = &plan.trace_url
     {

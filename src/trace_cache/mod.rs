@@ -55,7 +55,7 @@ pub enum Field {
 }
 
 impl Field {
-    /// The field's name in a spec (and, as `--{name}`, on the command line).
+    /// The field's name under a spec's `traces:`.
     pub fn name(self) -> &'static str {
         match self {
             Field::Url => "url",
@@ -260,6 +260,9 @@ pub fn cache_dir() -> Result<PathBuf> {
 /// The local path of `remote`'s traces in `cache`, downloading them first if the cache has no
 /// complete entry for them.
 pub async fn fetch(remote: &RemoteTraces, cache: &Path) -> Result<PathBuf> {
+    // The path is recorded (cell.json) and handed to other processes: never relative.
+    let cache = &std::path::absolute(cache)
+        .with_context(|| format!("cannot make {} absolute", cache.display()))?;
     let entry = cache.join(remote.key());
     if !entry.exists() {
         fill(remote, cache, &entry)
@@ -404,7 +407,10 @@ pub struct FetchArgs {
 pub fn run(args: &TracesArgs) -> Result<()> {
     let TracesAction::Fetch(args) = &args.action;
     let remote = RemoteTraces::new(&args.url, args.sha256.as_deref(), args.path.as_deref())
-        .map_err(|e| anyhow::anyhow!("--{}: {e}", e.field.name()))?;
+        .map_err(|e| match e.field {
+            Field::Url => anyhow::anyhow!("{e}"),
+            flag => anyhow::anyhow!("--{}: {e}", flag.name()),
+        })?;
     let cache = match &args.cache_dir {
         Some(dir) => dir.clone(),
         None => cache_dir()?,

@@ -201,77 +201,9 @@ pub fn prune(dir: &Path) -> Result<()> {
 /// The most bytes one artifact zip may expand to.
 pub const ZIP_EXPAND_CAP: u64 = 4 * 1024 * 1024 * 1024;
 
-/// Extracts a zip into `dest`, refusing entries that would land outside it (`../`, absolute
-/// paths), symbolic links, and archives that expand beyond `cap` bytes, whatever their headers
-/// claim.
-pub fn extract_zip(zip_path: &Path, dest: &Path, cap: u64) -> Result<()> {
-    use std::io::Read;
-    let file =
-        File::open(zip_path).with_context(|| format!("cannot open {}", zip_path.display()))?;
-    let mut archive = zip::ZipArchive::new(file)
-        .with_context(|| format!("{} is not a zip archive", zip_path.display()))?;
-    let mut total = 0u64;
-    for i in 0..archive.len() {
-        let mut entry = archive.by_index(i)?;
-        let raw = entry.name().unwrap_or_default();
-        let absolute = raw.starts_with('/') || raw.starts_with('\\') || raw.get(1..2) == Some(":");
-        let Some(rel) = entry.enclosed_name().filter(|_| !absolute) else {
-            anyhow::bail!(
-                "{}: entry `{}` would be written outside the extraction folder",
-                zip_path.display(),
-                entry.name().unwrap_or_default()
-            );
-        };
-        if entry.is_symlink() {
-            anyhow::bail!(
-                "{}: entry `{}` is a symbolic link; artifacts hold only files",
-                zip_path.display(),
-                entry.name().unwrap_or_default()
-            );
-        }
-        let out_path = dest.join(rel);
-        if entry.is_dir() {
-            std::fs::create_dir_all(&out_path)?;
-            continue;
-        }
-        if let Some(parent) = out_path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        let mut out = File::create(&out_path)
-            .with_context(|| format!("cannot create {}", out_path.display()))?;
-        let copied = std::io::copy(&mut (&mut entry).take(cap - total + 1), &mut out)?;
-        total += copied;
-        if total > cap {
-            anyhow::bail!("{} expands to more than {cap} bytes", zip_path.display());
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A zip entry: name, bytes, unix mode.
-    type Entry<'a> = (&'a str, &'a [u8], u32);
-
-    /// A zip of `entries`.
-    fn zip_of(dir: &Path, entries: &[Entry]) -> std::path::PathBuf {
-        let path = dir.join("a.zip");
-        let mut zip = zip::ZipWriter::new(File::create(&path).expect("create"));
-        for (name, bytes, mode) in entries {
-            let options = zip::write::SimpleFileOptions::default().unix_permissions(*mode);
-            if mode & 0o170000 == 0o120000 {
-                zip.add_symlink(*name, std::str::from_utf8(bytes).expect("utf-8"), options)
-                    .expect("symlink");
-            } else {
-                zip.start_file(*name, options).expect("entry");
-                zip.write_all(bytes).expect("write");
-            }
-        }
-        zip.finish().expect("finish");
-        path
-    }
 
     #[test]
     fn a_csv_log_reaches_the_disk_in_whole_records_only() {
@@ -314,43 +246,5 @@ mod tests {
         );
         assert!(is_secret_name("github_token") && is_secret_name("AWS_SECRET_ACCESS_KEY"));
         assert!(!is_secret_name("TOKENIZER_PATH") && !is_secret_name("MONKEY"));
-    }
-
-    #[test]
-    fn extraction_refuses_escapes_links_and_bombs() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let dest = dir.path().join("out");
-        let cases: [(&str, &[Entry], &str); 4] = [
-            ("parent", &[("../escaped.txt", b"x", 0o644)], "outside"),
-            (
-                "absolute",
-                &[("/tmp/kvsweep-abs.txt", b"x", 0o644)],
-                "outside",
-            ),
-            (
-                "symlink",
-                &[("link", b"/etc/passwd", 0o120777)],
-                "symbolic link",
-            ),
-            (
-                "oversized",
-                &[("big.bin", &[0u8; 4096], 0o644)],
-                "more than",
-            ),
-        ];
-        for (what, entries, says) in cases {
-            let zip = zip_of(dir.path(), entries);
-            let err = extract_zip(&zip, &dest, 1024).expect_err(what);
-            assert!(format!("{err:#}").contains(says), "{what}: {err:#}");
-        }
-        assert!(!dir.path().join("escaped.txt").exists());
-        assert!(!Path::new("/tmp/kvsweep-abs.txt").exists());
-        // A good archive comes out whole, a folder included.
-        let zip = zip_of(
-            dir.path(),
-            &[("a.csv", b"1,2\n", 0o644), ("tester/b.csv", b"3\n", 0o644)],
-        );
-        extract_zip(&zip, &dest, 1024).expect("a good zip");
-        assert_eq!(std::fs::read(dest.join("tester/b.csv")).expect("b"), b"3\n");
     }
 }

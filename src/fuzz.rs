@@ -71,5 +71,5 @@ pub fn artifact_zip(data: &[u8]) {
     if std::fs::write(&zip, data).is_err() {
         return;
     }
-    let _ = crate::artifact::extract_zip(&zip, &dir.path().join("out"), 1 << 20);
+    let _ = crate::archive::extract_zip(&zip, &dir.path().join("out"), 1 << 20);
 }

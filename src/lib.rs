@@ -5,6 +5,7 @@
 //! report; each stage is a module and they exchange plain types. The one file format between
 //! stages is the cell artifact directory ([`artifact`]).
 
+pub mod archive;
 pub mod artifact;
 pub mod cell;
 pub mod collect;
@@ -29,6 +30,7 @@ pub mod sweep;
 pub mod testers;
 pub mod tokenizer;
 pub mod trace;
+pub mod trace_cache;
 pub mod yaml;
 
 /// Version and the git commit the binary was built from.

@@ -22,6 +22,7 @@ use kvsweep::spec::matrix::MatrixArgs;
 use kvsweep::sweep::SweepArgs;
 use kvsweep::testers::TestArgs;
 use kvsweep::trace::cli::TraceArgs;
+use kvsweep::trace_cache::TracesArgs;
 
 /// Benchmark LLM inference servers on agentic multi-turn workloads, with and without KV-cache
 /// offload, across a sweep of configurations, and turn the results into Pareto frontiers.
@@ -61,6 +62,8 @@ enum Command {
     Artifacts(ArtifactsArgs),
     /// Analyze, convert, synthesize and generate traces.
     Trace(TraceArgs),
+    /// Download traces named by URL into the trace cache.
+    Traces(TracesArgs),
     /// Bound the best cache hit rate any cache could reach on a trace.
     Oracle(OracleArgs),
     /// KV-cache bytes per token and tokens per GPU for a model.
@@ -95,6 +98,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Compare(args) => kvsweep::collect::compare::run(args),
         Command::Artifacts(args) => kvsweep::github::run(args),
         Command::Trace(args) => kvsweep::trace::cli::run(args),
+        Command::Traces(args) => kvsweep::trace_cache::run(args),
         Command::Oracle(args) => kvsweep::oracle::run(args, &runners()?),
         Command::KvSize(args) => kvsweep::kvsize::run(args, &runners()?),
         Command::Test(args) => kvsweep::testers::run(args),

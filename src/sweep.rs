@@ -72,6 +72,11 @@ pub fn run(args: &SweepArgs, runners: &RunnerSet) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     let interrupt = cell::interrupt_on_signals(&runtime)?;
+    // Traces named by URL are fetched before the first cell: a bad URL or checksum stops the
+    // sweep here instead of failing (and downloading again for) every cell.
+    for (plan, _) in &mut plans {
+        runtime.block_on(cell::fetch_traces(plan))?;
+    }
 
     let total = plans.len();
     let started = Instant::now();

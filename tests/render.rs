@@ -225,7 +225,11 @@ fn check_flags(r: &Rendered) {
     }
     if r.engine == EngineKind::Vllm {
         assert!(has(&format!(" --tensor-parallel-size {}", r.tp)), "{what}");
+        // Without it vLLM reports no cached_tokens and the client-side hit rate is empty.
+        assert!(has(" --enable-prompt-tokens-details"), "{what}");
     }
+    // Replays follow the trace's output lengths.
+    assert!(has("--engine-label") && has(" --ignore-eos"), "{what}");
     assert!(
         has("--model '/models/my model.gguf'") || r.engine == EngineKind::Sim,
         "{what}"
@@ -273,7 +277,60 @@ fn inferencex_spec_renders_with_command_line_settings() {
     let text = std::fs::read_to_string(dir.path().join("cell/run.sh")).expect("script");
     assert!(text.contains(" --kv_offloading_size 1200"));
     assert!(text.contains("--enable-expert-parallel"));
-    assert!(text.contains("--users 8 --duration 600 --traces /data/traces"));
+    assert!(text.contains("\nTRACES=/data/traces\n"), "{text}");
+    assert!(
+        text.contains("--users 8 --duration 600 --format auto --engine-label vllm --ignore-eos")
+    );
+    assert!(text.contains("replay_cmd+=(--traces \"$TRACES\" --url"));
+}
+
+/// The replay arguments `render` gives one cell of `spec`.
+fn rendered_replay(dir: &Path, spec: &str) -> String {
+    let spec_path = write(dir, "spec.yaml", spec);
+    let out = dir.join("out");
+    kvsweep_ok(&[
+        "render",
+        spec_path.to_str().expect("utf-8"),
+        "--cell",
+        "eos_cpu_tp1_users2_offloadoff",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    let text = std::fs::read_to_string(out.join("run.sh")).expect("script");
+    text.lines()
+        .find(|l| l.starts_with("replay_cmd=("))
+        .expect("a replay command")
+        .to_owned()
+}
+
+#[test]
+fn sweep_cells_replay_the_trace_output_lengths_unless_the_spec_says_not_to() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = |replay: &str| {
+        format!(
+            "name: eos\nmodel: {{name: llama-3.1-8b, preset: llama-3.1-8b}}\nengine: sim\n\
+             runners: [cpu]\ntraces: {{path: traces}}\nreplay: {{{replay}}}\ntp: [1]\n\
+             users: [2]\noffload: [\"off\"]\n"
+        )
+    };
+    let default = rendered_replay(dir.path(), &spec("time_scale: 0.5"));
+    assert!(default.contains(" --ignore-eos "), "{default}");
+    assert!(default.ends_with(" --time-scale 0.5)"), "{default}");
+    // Given as true, the flag is not repeated (the replay would refuse it twice).
+    let on = rendered_replay(dir.path(), &spec("ignore_eos: true"));
+    assert_eq!(on.matches("--ignore-eos").count(), 1, "{on}");
+    let off = rendered_replay(dir.path(), &spec("ignore-eos: false"));
+    assert!(!off.contains("--ignore-eos"), "{off}");
+    let err = kvsweep_err(&[
+        "matrix",
+        write(dir.path(), "bad.yaml", &spec("ignore_eos: sometimes"))
+            .to_str()
+            .expect("utf-8"),
+    ]);
+    assert!(
+        err.contains("field `replay.ignore_eos`: must be true or false"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -24,6 +24,7 @@ use crate::render::{self, CellOverrides, CellPlan, CellSelector};
 use crate::replay::{self, ReplayArgs, ReplayOutcome, StopSignal};
 use crate::runner::{Runner, RunnerSet};
 use crate::testers::{self, TestArgs};
+use crate::trace_cache;
 
 /// Run one sweep cell end to end on this machine.
 #[derive(Debug, Clone, clap::Args)]
@@ -151,6 +152,10 @@ pub async fn run_planned(
         &out.join("status.json"),
         &json!({"status": "running", "reason": "the cell has not finished", "cell": plan.cell.name, "started_at": status.started_at}),
     )?;
+    // Traces named by URL get their local path here, so that `cell.json` records it.
+    let mut plan = plan.clone();
+    let fetched = fetch_traces(&mut plan).await;
+    let plan = &plan;
     write_json_atomic(&out.join("cell.json"), &serde_json::to_value(plan)?)?;
     let work = tempfile::Builder::new()
         .prefix(&format!("kvsweep-{}-", plan.cell.name))
@@ -158,7 +163,10 @@ pub async fn run_planned(
         .context("cannot create a work directory")?;
     let server_log = work.path().join("server.log");
 
-    let result = drive(plan, runner, out, &server_log, interrupt, &mut status).await;
+    let result = match fetched {
+        Ok(()) => drive(plan, runner, out, &server_log, interrupt, &mut status).await,
+        Err(e) => Err(e),
+    };
     if let Err(e) = result {
         status.status = CellState::Failed;
         status.reason = format!("{e:#}");
@@ -183,6 +191,19 @@ pub async fn run_planned(
     Ok(status)
 }
 
+/// Downloads a replay cell's traces into the trace cache when the spec names them by URL and
+/// the cache does not hold them yet, and points the plan at them (so `cell.json` says where
+/// they were read from).
+pub async fn fetch_traces(plan: &mut CellPlan) -> Result<()> {
+    if plan.traces.is_none()
+        && let Some(remote) = &plan.trace_url
+    {
+        let local = trace_cache::fetch(remote, &trace_cache::cache_dir()?).await?;
+        plan.traces = Some(local);
+    }
+    Ok(())
+}
+
 /// The steps between the directory being ready and the engine being stopped.
 async fn drive(
     plan: &CellPlan,
@@ -200,7 +221,14 @@ async fn drive(
     let mut replay_argv = plan.replay_args.clone();
     let (out_flag, workload_out) = match plan.tester {
         Some(_) => ("--output-dir", out.join("tester")),
-        None => ("--out", out.to_path_buf()),
+        None => {
+            let traces = plan
+                .traces
+                .as_ref()
+                .context("the cell replays traces but its plan names none")?;
+            replay_argv.extend(["--traces".into(), traces.display().to_string()]);
+            ("--out", out.to_path_buf())
+        }
     };
     replay_argv.extend([
         "--url".into(),

@@ -225,7 +225,7 @@ fn extract(zip_path: &Path) -> Result<tempfile::TempDir> {
     let tmp = tempfile::Builder::new()
         .prefix("kvsweep-artifact-")
         .tempdir()?;
-    crate::artifact::extract_zip(zip_path, tmp.path(), ZIP_EXPAND_CAP)?;
+    crate::archive::extract_zip(zip_path, tmp.path(), ZIP_EXPAND_CAP)?;
     Ok(tmp)
 }
 

@@ -14,7 +14,8 @@ use octocrab::Octocrab;
 use octocrab::models::workflows::WorkflowListArtifact;
 use octocrab::params::actions::ArchiveFormat;
 
-use crate::artifact::{ZIP_EXPAND_CAP, extract_zip};
+use crate::archive::extract_zip;
+use crate::artifact::ZIP_EXPAND_CAP;
 
 /// Download a workflow run's cell artifacts from GitHub Actions.
 #[derive(Debug, Clone, clap::Args)]

@@ -13,7 +13,8 @@ use serde::Serialize;
 use crate::artifact::{CELL_FILES, SERVER_LOG_CAP_BYTES};
 use crate::engine::{self, EngineKind, LaunchRequest, Program};
 use crate::runner::{ContainerRuntime, Runner, RunnerSet};
-use crate::spec::{self, Cell, LoadOptions, Offload, Shape, Sweep};
+use crate::spec::{self, Cell, LoadOptions, Offload, Shape, Sweep, TraceSource};
+use crate::trace_cache::RemoteTraces;
 
 const TEMPLATE_NAME: &str = "run-cell.sh.j2";
 const BUILTIN_TEMPLATE: &str = include_str!("../../templates/run-cell.sh.j2");
@@ -107,11 +108,16 @@ pub struct CellPlan {
     /// GiB of host memory for the offload tier, when offload is on.
     pub offload_gib: Option<f64>,
     pub duration_s: u64,
-    /// The traces a replay cell replays (none for a tester cell).
+    /// Where a replay cell finds its traces on the machine that runs it, as an absolute path.
+    /// `None` for a tester cell, and for traces named by URL until `run-cell` has fetched them.
     pub traces: Option<PathBuf>,
+    /// The URL a replay cell's traces are fetched from into the trace cache, when the spec names
+    /// them by URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_url: Option<RemoteTraces>,
     pub trace_format: spec::TraceFormat,
     /// The cell's workload command line (`kvsweep replay ...`, or `kvsweep test KIND ...` for a
-    /// tester cell), without `--url` and where its results go.
+    /// tester cell), without `--traces`, `--url` and where its results go: the runner adds them.
     pub replay_args: Vec<String>,
     /// The synthetic test this cell runs instead of a replay; its results go to `tester/`.
     pub tester: Option<String>,
@@ -146,18 +152,22 @@ pub fn plan(sweep: &Sweep, cell: &Cell, runner: &Runner, o: &CellOverrides) -> R
         (None, Some(m)) => m.name.clone(),
         (None, None) => bail!("the spec names no model: give --model"),
     };
-    let traces = match (&o.traces, &s.traces, &s.tester) {
-        (Some(t), _, _) => Some(t.clone()),
-        (None, Some(t), _) => Some(t.path.clone()),
+    let source = match (&o.traces, &s.traces, &s.tester) {
+        (Some(t), _, _) => Some(TraceSource::Path(t.clone())),
+        (None, Some(t), _) => Some(t.source.clone()),
         (None, None, Some(_)) => None,
         (None, None, None) => bail!("the spec names no traces: give --traces PATH"),
     };
-    // The script may run from another directory (a CI job, a Slurm node): no relative paths.
-    let traces = traces
-        .map(|t| {
-            std::path::absolute(&t).with_context(|| format!("cannot make {} absolute", t.display()))
-        })
-        .transpose()?;
+    let (traces, trace_url) = match source {
+        // The script may run from another directory (a CI job, a Slurm node): no relative paths.
+        Some(TraceSource::Path(t)) => {
+            let t = std::path::absolute(&t)
+                .with_context(|| format!("cannot make {} absolute", t.display()))?;
+            (Some(t), None)
+        }
+        Some(TraceSource::Url(remote)) => (None, Some(remote)),
+        None => (None, None),
+    };
     let image = o
         .image
         .clone()
@@ -181,8 +191,8 @@ pub fn plan(sweep: &Sweep, cell: &Cell, runner: &Runner, o: &CellOverrides) -> R
     };
     let duration_s = o.duration.unwrap_or(s.duration_s);
     let trace_format = s.traces.as_ref().map(|t| t.format).unwrap_or_default();
-    let replay_args: Vec<String> = match (&s.tester, &traces) {
-        (Some(t), _) => [
+    let replay_args: Vec<String> = match &s.tester {
+        Some(t) => [
             "test",
             &t.kind,
             "--model",
@@ -194,7 +204,7 @@ pub fn plan(sweep: &Sweep, cell: &Cell, runner: &Runner, o: &CellOverrides) -> R
         .map(|s| (*s).to_owned())
         .chain(t.args.iter().cloned())
         .collect(),
-        (None, Some(traces)) => {
+        None => {
             let mut args: Vec<String> = ["replay", "--model", &model, "--api", engine.replay_api()]
                 .iter()
                 .map(|s| (*s).to_owned())
@@ -204,17 +214,17 @@ pub fn plan(sweep: &Sweep, cell: &Cell, runner: &Runner, o: &CellOverrides) -> R
                 cell.users.to_string(),
                 "--duration".into(),
                 duration_s.to_string(),
-                "--traces".into(),
-                traces.display().to_string(),
                 "--format".into(),
                 trace_format.to_string(),
                 "--engine-label".into(),
                 engine.to_string(),
             ]);
+            if s.ignore_eos {
+                args.push("--ignore-eos".into());
+            }
             args.extend(s.replay_args.iter().cloned());
             args
         }
-        (None, None) => bail!("the spec names no traces: give --traces PATH"),
     };
     Ok(CellPlan {
         cell: cell.clone(),
@@ -228,6 +238,7 @@ pub fn plan(sweep: &Sweep, cell: &Cell, runner: &Runner, o: &CellOverrides) -> R
         offload_gib,
         duration_s,
         traces,
+        trace_url,
         trace_format,
         replay_args,
         tester: s.tester.as_ref().map(|t| t.kind.clone()),
@@ -266,6 +277,10 @@ struct ScriptContext<'a> {
     engine_args: Vec<Vec<String>>,
     engine_env: Vec<(String, String)>,
     replay_args: &'a [String],
+    /// Where a replay cell's traces are, when the spec gives a path.
+    traces: Option<String>,
+    /// `kvsweep` arguments that fetch a replay cell's traces named by URL and print their path.
+    trace_fetch: Option<Vec<String>>,
     tester: Option<&'a str>,
     cell_json: String,
 }
@@ -302,6 +317,8 @@ pub fn render_script(plan: &CellPlan, runner: &Runner, templates: Option<&Path>)
         engine_args: group_flags(&launch.args),
         engine_env: launch.env,
         replay_args: &plan.replay_args,
+        traces: plan.traces.as_ref().map(|t| t.display().to_string()),
+        trace_fetch: plan.trace_url.as_ref().map(RemoteTraces::fetch_args),
         tester: plan.tester.as_deref(),
         cell_json: serde_json::to_string(plan)?,
     };

@@ -144,6 +144,7 @@ pub(super) fn load(
             duration_s: DEFAULT_DURATION_S,
             traces: None,
             replay_args: Vec::new(),
+            ignore_eos: true,
             tester: None,
             offload_budget: None,
             offload_backend: OffloadBackend::Native,

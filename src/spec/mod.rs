@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::EngineKind;
 use crate::model::Geometry;
 use crate::runner::{Runner, RunnerSet};
+use crate::trace_cache::RemoteTraces;
 use crate::yaml::{SpecError, YamlDoc};
 
 pub use matrix::{MAX_MATRIX_JOBS, Shard};
@@ -137,9 +138,19 @@ impl fmt::Display for TraceFormat {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Traces {
-    /// Resolved against the spec file's directory.
-    pub path: PathBuf,
+    pub source: TraceSource,
     pub format: TraceFormat,
+}
+
+/// Where a sweep's traces are.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TraceSource {
+    /// A file or directory, resolved against the spec file's directory. It must exist where the
+    /// cells run, so it suits the simulator and a cluster's shared filesystem.
+    Path(PathBuf),
+    /// Downloaded into the trace cache where the cells run (see [`crate::trace_cache`]).
+    Url(RemoteTraces),
 }
 
 /// Host memory for the offload tier of one cell.
@@ -175,6 +186,10 @@ pub struct Settings {
     pub traces: Option<Traces>,
     /// Extra `kvsweep replay` arguments, already in command-line form.
     pub replay_args: Vec<String>,
+    /// Whether replays ask the server for exactly each request's trace output length
+    /// (`--ignore-eos`). On by default: with EOS honoured a model, random or real, stops at a
+    /// length of its own, and the decode load no longer follows the trace.
+    pub ignore_eos: bool,
     /// A synthetic cache test the cells run instead of a replay.
     pub tester: Option<TesterSpec>,
     pub offload_budget: Option<OffloadBudget>,

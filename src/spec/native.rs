@@ -7,12 +7,13 @@ use serde::Deserialize;
 
 use super::{
     Cell, CellFields, DEFAULT_DURATION_S, LoadOptions, Model, Offload, OffloadBackend,
-    OffloadBudget, Settings, Shape, Sweep, TesterSpec, TraceFormat, Traces, check_not_empty,
-    check_parallelism, check_unique, find_runner, parse_tp_key,
+    OffloadBudget, Settings, Shape, Sweep, TesterSpec, TraceFormat, TraceSource, Traces,
+    check_not_empty, check_parallelism, check_unique, find_runner, parse_tp_key,
 };
 use crate::engine::EngineKind;
 use crate::model::{self, Attention, Geometry, KvDtype};
 use crate::runner::RunnerSet;
+use crate::trace_cache::RemoteTraces;
 use crate::yaml::{SpecError, YamlDoc};
 
 #[derive(Debug, Deserialize)]
@@ -59,10 +60,14 @@ struct ModelSpec {
     dtype: Option<KvDtype>,
 }
 
+/// `{path}` for a file or directory, or `{url, sha256, path}` for a download, where `path` is
+/// then a file or folder inside the archive.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TracesSpec {
-    path: String,
+    path: Option<String>,
+    url: Option<String>,
+    sha256: Option<String>,
     #[serde(default)]
     format: TraceFormat,
 }
@@ -134,7 +139,14 @@ pub(super) fn load(doc: &YamlDoc, opts: LoadOptions<'_>) -> Result<Sweep, SpecEr
     }
     let model = resolve_model(doc, &spec.model)?;
     let offload_budget = resolve_budget(doc, &spec)?;
-    let replay_args = flag_args(doc, "replay", &spec.replay, RESERVED_REPLAY_KEYS)?;
+    let mut replay = spec.replay.clone();
+    let ignore_eos = take_ignore_eos(doc, &mut replay)?;
+    let replay_args = flag_args(doc, "replay", &replay, RESERVED_REPLAY_KEYS)?;
+    let traces = spec
+        .traces
+        .as_ref()
+        .map(|t| resolve_traces(doc, t))
+        .transpose()?;
     let tester = resolve_tester(doc, &spec)?;
     if spec.duration_s == Some(0) {
         return Err(doc.error("duration_s", "must be at least 1 second"));
@@ -172,7 +184,6 @@ pub(super) fn load(doc: &YamlDoc, opts: LoadOptions<'_>) -> Result<Sweep, SpecEr
         .filter(|c| opts.runner.is_none() || c.runner.as_deref() == opts.runner)
         .collect();
 
-    let traces_dir = doc.path().parent().unwrap_or(Path::new("."));
     let matrix_loc = doc.locate("tp");
     Ok(Sweep {
         path: doc.path().to_path_buf(),
@@ -184,11 +195,9 @@ pub(super) fn load(doc: &YamlDoc, opts: LoadOptions<'_>) -> Result<Sweep, SpecEr
             image: spec.image.clone(),
             precision: spec.precision.clone(),
             duration_s: spec.duration_s.unwrap_or(DEFAULT_DURATION_S),
-            traces: spec.traces.as_ref().map(|t| Traces {
-                path: traces_dir.join(&t.path),
-                format: t.format,
-            }),
+            traces,
             replay_args,
+            ignore_eos,
             tester,
             offload_budget,
             offload_backend: spec.offload_backend,
@@ -197,6 +206,56 @@ pub(super) fn load(doc: &YamlDoc, opts: LoadOptions<'_>) -> Result<Sweep, SpecEr
         matrix_field: "tp".to_owned(),
         matrix_location: (matrix_loc.line, matrix_loc.column),
     })
+}
+
+/// The `traces:` mapping: a path (relative to the spec file) or a URL to download.
+fn resolve_traces(doc: &YamlDoc, t: &TracesSpec) -> Result<Traces, SpecError> {
+    let source = match (&t.url, &t.path) {
+        (Some(url), inner) => {
+            let remote = RemoteTraces::new(url, t.sha256.as_deref(), inner.as_deref())
+                .map_err(|e| doc.error(&format!("traces.{}", e.field.name()), e.message))?;
+            TraceSource::Url(remote)
+        }
+        (None, _) if t.sha256.is_some() => {
+            return Err(doc.error(
+                "traces.sha256",
+                "a sha256 checks a download: give the traces' `url:` with it",
+            ));
+        }
+        (None, Some(path)) if !path.is_empty() => {
+            let dir = doc.path().parent().unwrap_or(Path::new("."));
+            TraceSource::Path(dir.join(path))
+        }
+        (None, _) => {
+            return Err(doc.error(
+                "traces",
+                "give `path:` (a trace file or directory) or `url:` (traces to download into the trace cache)",
+            ));
+        }
+    };
+    Ok(Traces {
+        source,
+        format: t.format,
+    })
+}
+
+/// Takes `ignore_eos` out of the `replay:` options: a replay in a sweep cell follows the trace's
+/// output lengths unless the spec says `ignore_eos: false` (see [`Settings::ignore_eos`]).
+fn take_ignore_eos(
+    doc: &YamlDoc,
+    replay: &mut IndexMap<String, serde_norway::Value>,
+) -> Result<bool, SpecError> {
+    let Some(key) = replay
+        .keys()
+        .find(|k| k.replace('-', "_") == "ignore_eos")
+        .cloned()
+    else {
+        return Ok(true);
+    };
+    match replay.shift_remove(&key) {
+        Some(serde_norway::Value::Bool(on)) => Ok(on),
+        _ => Err(doc.error(&format!("replay.{key}"), "must be true or false")),
+    }
 }
 
 fn resolve_model(doc: &YamlDoc, m: &ModelSpec) -> Result<Model, SpecError> {

@@ -205,6 +205,14 @@ fn commands_that_need_more_say_what() {
     assert!(err.contains("does not exist"), "{err}");
 }
 
+/// Port 8000 is every default's: the bare sim-server's, the clients', and run-cell's engine's.
+/// The tests that use it take turns.
+static DEFAULT_PORT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn default_port() -> std::sync::MutexGuard<'static, ()> {
+    DEFAULT_PORT.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// `kvsweep sim-server` with no arguments, on its default port (8000), which is where every
 /// client command looks by default. `--instant` (an argument of the server, not of the client
 /// commands under test) keeps the testers' default runs short.
@@ -236,6 +244,7 @@ impl Drop for DefaultServer {
 
 #[test]
 fn client_commands_find_a_server_on_the_default_port() {
+    let _port = default_port();
     let dir = tempfile::tempdir().expect("tempdir");
     let d = |name: &str| dir.path().join(name);
     // No server yet: the replay says where it looked.
@@ -325,6 +334,7 @@ fn client_commands_find_a_server_on_the_default_port() {
 
 #[test]
 fn spec_commands_run_and_collect_a_sweep() {
+    let _port = default_port();
     let dir = tempfile::tempdir().expect("tempdir");
     let d = |name: &str| dir.path().join(name);
     let spec = spec();

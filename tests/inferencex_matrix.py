@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Reference for the InferenceX agentic workflow's matrix generator, for kvsweep's tests.
 
-Written from the workflow's documented behaviour (../shared/reference/sweep-pipeline.md): pick the
+Written from the InferenceX workflow's documented behaviour (its sweep pipeline notes): pick the
 entry (by key, else the only entry, else the file itself when every key starts with "tp"), then
 for each tpN key in order, for each user count, for each offload mode (default ["on", "off"]),
 emit {"tp", "users", "offload"} plus "ep" when > 0. kvsweep adds "name" (and "runner" when given).

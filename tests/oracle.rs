@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use common::{csv_rows, kvsweep_err, kvsweep_ok, repo_root, write};
+use common::{csv_rows, kvsweep, kvsweep_err, kvsweep_ok, repo_root, run, write};
 use serde_json::Value;
 
 fn samples() -> String {
@@ -544,12 +544,16 @@ async fn a_trace_url_is_downloaded_first() {
             s(&out).to_owned(),
         ]
     };
+    // Downloads land in the trace cache, here a folder of the test's own.
+    let cache = dir.path().join("cache");
     let ok = tokio::task::spawn_blocking(move || {
+        let with_cache = |a: &[String]| run(kvsweep().args(a).env("KVSWEEP_CACHE", &cache));
         let a = args(url);
-        let ok = kvsweep_ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
-        let gone = args(a[3].replace("mini", "gone"));
-        let err = kvsweep_err(&gone.iter().map(String::as_str).collect::<Vec<_>>());
-        (ok, err)
+        let ok = with_cache(&a);
+        assert!(ok.status.success(), "{}", common::stderr(&ok));
+        let gone = with_cache(&args(a[3].replace("mini", "gone")));
+        assert!(!gone.status.success());
+        (common::stdout(&ok), common::stderr(&gone))
     })
     .await
     .expect("join");

@@ -55,7 +55,7 @@ fn sessions() -> Vec<Vec<Vec<u32>>> {
         .enumerate()
         .map(|(s, file)| {
             let text = std::fs::read_to_string(traces_dir().join(file))
-                .unwrap_or_else(|e| panic!("{file}: {e} (sample traces live in ../shared/traces)"));
+                .unwrap_or_else(|e| panic!("{file}: {e} (sample traces live in traces/samples/kv-cache-tester)"));
             let trace: Value = serde_json::from_str(&text).expect("trace JSON");
             trace["requests"]
                 .as_array()

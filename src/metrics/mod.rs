@@ -43,7 +43,7 @@ pub enum MetricsAction {
 /// Record a server's Prometheus metrics while a cell runs.
 #[derive(Debug, Clone, clap::Args)]
 pub struct MetricsArgs {
-    /// The metrics endpoint (http://host:port/metrics).
+    /// The metrics endpoint (http://host:port/metrics; a bare http://host:port means its /metrics).
     #[arg(long)]
     pub url: String,
     /// Results directory.
@@ -378,12 +378,10 @@ pub fn command(cmd: &MetricsCommand) -> Result<()> {
 }
 
 pub fn run(args: &MetricsArgs) -> Result<()> {
-    if !args.url.starts_with("http") {
-        bail!(
-            "--url must be an http(s) URL of a /metrics endpoint, got `{}`",
-            args.url
-        );
-    }
+    let args = &MetricsArgs {
+        url: endpoint(&args.url)?,
+        ..args.clone()
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -399,6 +397,21 @@ pub fn run(args: &MetricsArgs) -> Result<()> {
         };
         record(args.clone(), stop).await
     })
+}
+
+/// The endpoint to scrape: `--url` as given, or its `/metrics` when it names only the server
+/// (http://host:port), which is where every engine kvsweep starts serves them.
+fn endpoint(url: &str) -> Result<String> {
+    let mut parsed = reqwest::Url::parse(url)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https"))
+        .with_context(|| {
+            format!("--url must be an http(s) URL of a /metrics endpoint, got `{url}`")
+        })?;
+    if parsed.path() == "/" {
+        parsed.set_path("/metrics");
+    }
+    Ok(parsed.into())
 }
 
 /// Scrapes into `args.out` until the duration ends, `--until-pid` exits or `stop` resolves.
@@ -436,6 +449,10 @@ pub async fn record(args: MetricsArgs, stop: impl std::future::Future<Output = (
             }
             Err(e) => {
                 failures += 1;
+                if failures == 1 {
+                    // Said once per outage: the scraper keeps trying and never fails a cell.
+                    eprintln!("metrics: cannot scrape {}: {e}; retrying", args.url);
+                }
                 rec.failure(t, &e.to_string())?;
                 // Back off up to ten intervals while the endpoint is away.
                 args.interval * 2u32.pow(failures.min(4)).min(10)

@@ -163,7 +163,7 @@ pub fn run(a: &CalibrateArgs) -> Result<()> {
     scenario.check()?;
     std::fs::create_dir_all(&a.output_dir)
         .with_context(|| format!("cannot create {}", a.output_dir.display()))?;
-    let set = load_traces(&a.traces, &a.input, &a.output_dir)?;
+    let set = load_traces(&a.traces, &a.input)?;
     let analysis = buckets::analyze(&set, &bucket_config)?;
     let targets: Vec<Target> = analysis
         .buckets

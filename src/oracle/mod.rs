@@ -34,6 +34,7 @@ use crate::artifact::write_json_atomic;
 use crate::replay::TraceFormatArg;
 use crate::runner::RunnerSet;
 use crate::trace::{self, LoadOptions, TraceSet};
+use crate::trace_cache;
 
 /// Bound the best cache hit rate any cache could reach on a trace, and plan cards for it.
 ///
@@ -216,39 +217,34 @@ pub fn block_size(set: &TraceSet) -> Result<u32> {
     }
 }
 
-/// Downloads http(s) traces to `dir`; paths pass through.
-fn fetch(traces: &[String], dir: &Path) -> Result<Vec<PathBuf>> {
+/// Traces named by http(s) URL come from the trace cache (downloaded once, checked, then found
+/// there by later runs); paths pass through.
+fn fetch(traces: &[String]) -> Result<Vec<PathBuf>> {
+    let mut runtime = None;
     traces
         .iter()
         .map(|t| {
             if !(t.starts_with("http://") || t.starts_with("https://")) {
                 return Ok(PathBuf::from(t));
             }
-            let name = t
-                .rsplit('/')
-                .next()
-                .filter(|n| !n.is_empty())
-                .unwrap_or("trace.jsonl");
-            let path = dir.join(name);
-            eprintln!("downloading {t}");
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            let bytes = rt.block_on(async {
-                let response = reqwest::get(t).await?.error_for_status()?;
-                response.bytes().await
-            });
-            let bytes = bytes.with_context(|| format!("cannot download {t}"))?;
-            std::fs::write(&path, &bytes)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            Ok(path)
+            let remote = trace_cache::RemoteTraces::new(t, None, None)
+                .with_context(|| format!("cannot read the trace URL {t}"))?;
+            let rt = match &mut runtime {
+                Some(rt) => rt,
+                None => runtime.insert(
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?,
+                ),
+            };
+            rt.block_on(trace_cache::fetch(&remote, &trace_cache::cache_dir()?))
         })
         .collect()
 }
 
 /// Loads traces, keeping only the first `max_records` requests (in file order) when asked.
-pub fn load_traces(traces: &[String], input: &TraceInput, dir: &Path) -> Result<TraceSet> {
-    let paths = fetch(traces, dir)?;
+pub fn load_traces(traces: &[String], input: &TraceInput) -> Result<TraceSet> {
+    let paths = fetch(traces)?;
     let mut set = trace::load(
         &paths,
         LoadOptions {
@@ -349,7 +345,7 @@ fn analyze_command(
     }
     std::fs::create_dir_all(&a.output_dir)
         .with_context(|| format!("cannot create {}", a.output_dir.display()))?;
-    let set = load_traces(&a.traces, &a.input, &a.output_dir)?;
+    let set = load_traces(&a.traces, &a.input)?;
     let started = Instant::now();
     let traces = trace_meta(&set, &a.input);
     write_metadata(

@@ -14,7 +14,11 @@ use common::cells::SyntheticCell;
 fn cell(dir: &Path, tp: u32, users: u32, offload: &'static str, hit: f64, total_tps: f64) {
     let mut c = SyntheticCell::new("h100", tp, users, offload);
     c.total_tps = total_tps;
-    let cell_dir = c.write(dir);
+    patch_hit_rate(&c.write(dir), hit);
+}
+
+/// Sets the client hit rate in a written cell's summary.json.
+fn patch_hit_rate(cell_dir: &Path, hit: f64) {
     let path = cell_dir.join("summary.json");
     let mut summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).expect("summary")).expect("json");
@@ -129,6 +133,28 @@ fn a_single_tp_story_names_it_and_a_loss_reads_as_one() {
     assert!(
         !html.contains("<ul class=\"story-details\">"),
         "one tp needs no lines per tp"
+    );
+}
+
+#[test]
+fn each_runner_gets_its_own_story_that_names_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cells = tmp.path().join("cells");
+    for (runner, tps_on) in [("h100", 1500.0), ("h200", 3000.0)] {
+        for (offload, hit, tps) in [("off", 0.5, 1000.0), ("on", 0.9, tps_on)] {
+            let mut c = SyntheticCell::new(runner, 1, 8, offload);
+            c.total_tps = tps;
+            patch_hit_rate(&c.write(&cells), hit);
+        }
+    }
+    let html = report(&cells);
+    assert!(
+        html.contains("<p class=\"story\">At 8 users with llama-3.1-8b on h100 (tp 1), offload on changed the hit rate from 50.0 % to 90.0 % and total tok/s/GPU by +50 %.</p>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<p class=\"story\">At 8 users with llama-3.1-8b on h200 (tp 1), offload on changed the hit rate from 50.0 % to 90.0 % and total tok/s/GPU by +200 %.</p>"),
+        "{html}"
     );
 }
 

@@ -13,14 +13,14 @@ use serde::Serialize;
 use crate::collect::cells::CellResult;
 
 /// One tp's offload-on and offload-off cells at the story's user count.
-#[derive(Debug, Clone, Serialize)]
-pub struct Pair {
-    pub tp: u32,
-    pub ep: u32,
-    pub hit_off: Option<f64>,
-    pub hit_on: Option<f64>,
-    pub tps_off: f64,
-    pub tps_on: f64,
+#[derive(Debug, Clone)]
+struct Pair {
+    tp: u32,
+    ep: u32,
+    hit_off: Option<f64>,
+    hit_on: Option<f64>,
+    tps_off: f64,
+    tps_on: f64,
 }
 
 impl Pair {
@@ -47,33 +47,37 @@ impl Pair {
     }
 }
 
-/// Offload on against off at one runner's highest user count that ran both.
+/// Offload on against off at the highest user count that ran both, for one model on one runner.
 #[derive(Debug, Clone, Serialize)]
 pub struct OffloadStory {
-    pub runner: String,
-    pub users: u32,
-    pub pairs: Vec<Pair>,
     /// The opening sentence.
     pub sentence: String,
     /// One line per tp, when the sentence averages several.
     pub details: Vec<String>,
 }
 
-/// The offload story of each runner whose cells ran offload on and off at some user count; the
-/// sentences name the runner when the sweep has several.
+/// The offload story of each model and runner whose cells ran offload on and off at some user
+/// count (a collect may gather several sweeps); the sentences name them when there are several.
 pub fn offload_stories(cells: &[CellResult]) -> Vec<OffloadStory> {
-    let mut runners: BTreeMap<&str, Vec<&CellResult>> = BTreeMap::new();
+    let mut groups: BTreeMap<(&str, &str), Vec<&CellResult>> = BTreeMap::new();
     for c in cells {
-        runners.entry(c.runner.as_str()).or_default().push(c);
+        groups
+            .entry((c.model.as_str(), c.runner.as_str()))
+            .or_default()
+            .push(c);
     }
-    let name_runner = runners.len() > 1;
-    runners
+    let several = groups.len() > 1;
+    groups
         .into_iter()
-        .filter_map(|(runner, members)| story(runner, &members, name_runner))
+        .filter_map(|((model, runner), members)| {
+            let subject = several.then(|| format!(" with {model} on {runner}"));
+            story(&members, subject.as_deref().unwrap_or_default())
+        })
         .collect()
 }
 
-fn story(runner: &str, cells: &[&CellResult], name_runner: bool) -> Option<OffloadStory> {
+/// `subject` follows the user count in the sentence: empty, or " with MODEL on RUNNER".
+fn story(cells: &[&CellResult], subject: &str) -> Option<OffloadStory> {
     let find = |tp: u32, ep: u32, users: u32, offload: &str| {
         cells
             .iter()
@@ -96,6 +100,7 @@ fn story(runner: &str, cells: &[&CellResult], name_runner: bool) -> Option<Offlo
             })
             .collect();
         pairs.sort_by_key(|p| (p.tp, p.ep));
+        // A cell collected twice (its folder and its zip) counts once.
         pairs.dedup_by_key(|p| (p.tp, p.ep));
         pairs
     };
@@ -105,24 +110,20 @@ fn story(runner: &str, cells: &[&CellResult], name_runner: bool) -> Option<Offlo
         .filter(|&u| !pairs_at(u).is_empty())
         .max()?;
     let pairs = pairs_at(users);
-    let sentence = sentence(runner, users, &pairs, name_runner);
     let details = if pairs.len() > 1 {
         pairs.iter().map(Pair::line).collect()
     } else {
         Vec::new()
     };
     Some(OffloadStory {
-        runner: runner.to_owned(),
-        users,
-        pairs,
-        sentence,
+        sentence: sentence(users, subject, &pairs),
         details,
     })
 }
 
 /// "At 32 users (tp 1 and 2, averaged), offload on changed the hit rate from 40.0 % to 90.0 %
 /// and total tok/s/GPU by +50 %."
-fn sentence(runner: &str, users: u32, pairs: &[Pair], name_runner: bool) -> String {
+fn sentence(users: u32, subject: &str, pairs: &[Pair]) -> String {
     let n = pairs.len() as f64;
     let tps_off = pairs.iter().map(|p| p.tps_off).sum::<f64>() / n;
     let tps_on = pairs.iter().map(|p| p.tps_on).sum::<f64>() / n;
@@ -130,11 +131,6 @@ fn sentence(runner: &str, users: u32, pairs: &[Pair], name_runner: bool) -> Stri
         .iter()
         .filter_map(|p| Some((p.hit_off?, p.hit_on?)))
         .collect();
-    let where_ = if name_runner {
-        format!(" on {runner}")
-    } else {
-        String::new()
-    };
     let scope = match pairs {
         [one] => one.label(),
         _ => format!("{}, averaged", list(pairs)),
@@ -148,30 +144,28 @@ fn sentence(runner: &str, users: u32, pairs: &[Pair], name_runner: bool) -> Stri
         ),
     };
     if hits.is_empty() {
-        return format!("At {users} users{where_} ({scope}), offload on changed {tps}.");
+        return format!("At {users} users{subject} ({scope}), offload on changed {tps}.");
     }
     let m = hits.len() as f64;
     let hit_off = hits.iter().map(|h| h.0).sum::<f64>() / m;
     let hit_on = hits.iter().map(|h| h.1).sum::<f64>() / m;
     format!(
-        "At {users} users{where_} ({scope}), offload on changed the hit rate from {} to {} and {tps}.",
+        "At {users} users{subject} ({scope}), offload on changed the hit rate from {} to {} and {tps}.",
         percent(hit_off),
         percent(hit_on),
     )
 }
 
-/// "tp 1 and 2", "tp 1, 2 and 4".
+/// "tp 1 and 2", "tp 1, 2 and 4"; with expert parallelism, "tp 8 ep 8 and tp 8".
 fn list(pairs: &[Pair]) -> String {
-    let labels: Vec<String> = pairs
-        .iter()
-        .map(|p| match p.ep {
-            0 => p.tp.to_string(),
-            ep => format!("{} (ep {ep})", p.tp),
-        })
-        .collect();
+    let (prefix, labels): (&str, Vec<String>) = if pairs.iter().all(|p| p.ep == 0) {
+        ("tp ", pairs.iter().map(|p| p.tp.to_string()).collect())
+    } else {
+        ("", pairs.iter().map(Pair::label).collect())
+    };
     match labels.split_last() {
-        Some((last, [])) => format!("tp {last}"),
-        Some((last, rest)) => format!("tp {} and {last}", rest.join(", ")),
+        Some((last, [])) => format!("{prefix}{last}"),
+        Some((last, rest)) => format!("{prefix}{} and {last}", rest.join(", ")),
         None => String::new(),
     }
 }
@@ -209,12 +203,12 @@ fn thousands(v: f64) -> String {
 /// How the simulated cells' clock related to real time, from what each replay kept in
 /// `metadata.json`: the simulator's `sim_speed` (its /v1/models answer) and the replay's
 /// `time_scale`.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Default)]
 pub struct SimClock {
     /// Distinct speeds, ascending; empty when no cell recorded one.
-    pub speeds: Vec<f64>,
+    speeds: Vec<f64>,
     /// Distinct time scales of the replays, ascending.
-    pub time_scales: Vec<f64>,
+    time_scales: Vec<f64>,
 }
 
 impl SimClock {
@@ -247,7 +241,7 @@ impl SimClock {
     /// What the report says about simulated time, or `None` when no cell recorded its speed.
     pub fn note(&self) -> Option<String> {
         let (&slow, &fast) = (self.speeds.first()?, self.speeds.last()?);
-        if fast == 1.0 {
+        if slow == 1.0 && fast == 1.0 {
             return Some("The simulator ran in real time.".into());
         }
         let times = if slow == fast {
@@ -255,12 +249,17 @@ impl SimClock {
         } else {
             format!("{slow} to {fast}")
         };
+        let ran = if slow >= 1.0 {
+            format!("ran {times}× faster than real time")
+        } else {
+            format!("ran at {times}× real time")
+        };
         let waits = match self.time_scales.as_slice() {
             [t] => format!(" The replay scaled the think times of the traces by {t}."),
             _ => String::new(),
         };
         Some(format!(
-            "The simulator ran {times}× faster than real time: each second of a cell modelled {times} s of serving.{waits} \
+            "The simulator {ran}: each second of a cell modelled {times} s of serving.{waits} \
              Rates and latencies here are in wall-clock time, so tok/s are {times} times what the modelled GPUs would serve and latencies {times} times shorter; \
              ratios between cells are unaffected."
         ))

@@ -81,7 +81,7 @@ pub struct SimArgs {
     pub max_num_seqs: usize,
     #[arg(long, default_value_t = 8192)]
     pub max_num_batched_tokens: usize,
-    /// Run this many times faster than modelled time: a 10 s wait between steps takes 1 s at
+    /// Run this many times faster than modelled time: a step modelled at 10 ms takes 1 ms at
     /// speed 10. Served rates are then this many times the modelled hardware's, latencies this
     /// many times shorter; /v1/models reports the speed (`sim_speed`) so results can say so.
     #[arg(long, env = "KVSWEEP_SIM_SPEED", default_value_t = 1.0)]

@@ -177,7 +177,7 @@ fn a_good_run_leaves_only_the_whitelisted_files_and_status_ok() {
         "{commands}"
     );
     assert!(
-        lines[2].contains(" replay --model llama-3.1-8b --api completions --users 8 --duration 15"),
+        lines[2].contains(" replay --model llama-3.1-8b --api completions --users 8 --duration 25"),
         "{commands}"
     );
 
@@ -187,7 +187,7 @@ fn a_good_run_leaves_only_the_whitelisted_files_and_status_ok() {
     .expect("cell.json is JSON");
     assert_eq!(cell_json["cell"]["users"], 8);
     assert_eq!(cell_json["engine"], "sim");
-    assert_eq!(cell_json["offload_gib"], 64.0);
+    assert_eq!(cell_json["offload_gib"], 256.0);
     let versions: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(cell.results().join("versions.json")).expect("versions.json"),
     )

@@ -21,7 +21,7 @@ const TRACES: &[&str] = &[
     "trace_0460.json",
     "trace_0165.json",
     "trace_0174.json",
-    "trace_0614.json",
+    "trace_0019.json",
 ];
 const TURNS: usize = 5;
 const TRACE_BLOCK: u32 = 64;
@@ -54,8 +54,9 @@ fn sessions() -> Vec<Vec<Vec<u32>>> {
         .iter()
         .enumerate()
         .map(|(s, file)| {
-            let text = std::fs::read_to_string(traces_dir().join(file))
-                .unwrap_or_else(|e| panic!("{file}: {e} (sample traces live in traces/samples/kv-cache-tester)"));
+            let text = std::fs::read_to_string(traces_dir().join(file)).unwrap_or_else(|e| {
+                panic!("{file}: {e} (the sample traces are in traces/samples/kv-cache-tester)")
+            });
             let trace: Value = serde_json::from_str(&text).expect("trace JSON");
             trace["requests"]
                 .as_array()

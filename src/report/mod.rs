@@ -1,5 +1,8 @@
 //! The sweep's pictures and page: the Pareto panels per runner (`plots/*.png|svg`) and
-//! `report.html`, one offline page with every chart inlined as SVG.
+//! `report.html`, one offline page with every chart inlined as SVG, opening with the offload story
+//! ([`story`]).
+
+mod story;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -128,7 +131,11 @@ struct CellView<'a> {
 #[derive(Serialize)]
 struct ReportContext<'a> {
     subject: String,
+    /// The opening sentences: what offload on did at the highest load, per runner.
+    stories: Vec<story::OffloadStory>,
     simulated: bool,
+    /// How simulated time related to real time, when the cells recorded it.
+    sim_clock: Option<String>,
     /// Whether per-cell charts are in the page (see [`MAX_CELLS_WITH_CHARTS`]).
     cell_charts: bool,
     version: &'a str,
@@ -238,7 +245,9 @@ pub fn write(
         .get_template("report.html")?
         .render(minijinja::value::Serde(ReportContext {
             subject: subject(&refs),
+            stories: story::offload_stories(cells),
             simulated: cells.iter().any(|c| c.simulated),
+            sim_clock: story::SimClock::read(cells).note(),
             cell_charts: with_charts,
             version: crate::VERSION,
             headline: headline(cells),

@@ -41,6 +41,8 @@ pub struct AppState {
     /// Tokens the simulated GPUs' KV cache holds.
     pub kv_capacity_tokens: usize,
     pub block_size: usize,
+    /// How many times faster than modelled time the engine runs; `None` with `--instant`.
+    pub speed: Option<f64>,
     pub seed: u64,
     pub faults: Faults,
     pub ready_at: Instant,
@@ -212,6 +214,8 @@ async fn models(State(s): State<Arc<AppState>>) -> Response {
             "created": s.created,
             "owned_by": "kvsweep-sim",
             "max_model_len": s.max_model_len,
+            // A replay stores this answer in metadata.json: the report reads the speed there.
+            "sim_speed": s.speed,
         }],
     }))
     .into_response()

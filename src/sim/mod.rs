@@ -81,8 +81,10 @@ pub struct SimArgs {
     pub max_num_seqs: usize,
     #[arg(long, default_value_t = 8192)]
     pub max_num_batched_tokens: usize,
-    /// Run this many times faster than modelled time.
-    #[arg(long, default_value_t = 1.0)]
+    /// Run this many times faster than modelled time: a step modelled at 10 ms takes 1 ms at
+    /// speed 10. Served rates are then this many times the modelled hardware's, latencies this
+    /// many times shorter; /v1/models reports the speed (`sim_speed`) so results can say so.
+    #[arg(long, env = "KVSWEEP_SIM_SPEED", default_value_t = 1.0)]
     pub speed: f64,
     /// Every engine step takes no time and prefills are not chunked (for benchmarking clients).
     #[arg(long)]
@@ -267,6 +269,7 @@ async fn serve(
         max_model_len: args.max_model_len,
         kv_capacity_tokens: sim.cache.hbm_blocks * sim.cache.block_size,
         block_size: sim.cache.block_size,
+        speed: if args.instant { None } else { Some(args.speed) },
         seed: args.seed,
         faults: Faults {
             fail_rate: args.fail_rate,
@@ -284,7 +287,7 @@ async fn serve(
     let app = http::router(state, args.max_body_mb.saturating_mul(1024 * 1024));
     let shutdown = shutdown_signal()?;
     println!(
-        "kvsweep sim-server (simulated) listening on http://{local} — model {} on {} × {}, KV cache {} tokens{}, prefix caching {}",
+        "kvsweep sim-server (simulated) listening on http://{local} — model {} on {} × {}, KV cache {} tokens{}, prefix caching {}, {}",
         sim.model_name,
         args.tp,
         args.runner,
@@ -301,6 +304,11 @@ async fn serve(
             "on"
         } else {
             "off"
+        },
+        if args.instant {
+            "instant steps".to_owned()
+        } else {
+            format!("{}× real time", args.speed)
         },
     );
     // Streams are many small writes: without TCP_NODELAY, Nagle's algorithm and delayed ACKs

@@ -46,7 +46,7 @@ seed() {
 SAMPLES=traces/samples/kv-cache-tester
 seed spec sweeps/*.yaml
 mapfile -t sample_traces < <(find "$SAMPLES" -name '*.json' 2>/dev/null | sort | head -n 5)
-seed kvct "${sample_traces[@]}" traces/generated/gen_7_0000.json
+seed kvct "${sample_traces[@]}" traces/generated/gen_10_0000.json
 seed prometheus tests/fixtures/metrics/*.prom
 mkdir -p fuzz/corpus/mooncake fuzz/corpus/sse fuzz/corpus/artifact_zip
 printf '%s\n' '{"timestamp": 0, "input_length": 1024, "output_length": 8, "hash_ids": [1, 2], "session_id": "a"}' \

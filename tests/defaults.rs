@@ -1,15 +1,17 @@
 //! Every subcommand run with only its required arguments, on the carried sample traces: it
 //! succeeds, or it stops and says exactly what it needs. A new user's first command is the bare
 //! one, so a default that fails (a 70B model on one card, a server that is not there) is a bug.
-//! `slurm submit` is left to tests/slurm.rs, which submits to a real Slurm.
+//! `slurm submit` is left to tests/slurm.rs, which submits to a real Slurm, and `test cache-rate`
+//! and `test working-set` to tests/testers.rs: their defaults are the seed tester's schedule (up
+//! to five minutes for each of 21 hit rates), a real benchmark's length rather than a test's.
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::sim::SimServer;
 use common::{kvsweep, kvsweep_err, kvsweep_ok, repo_root, run, stderr};
 
 fn samples() -> PathBuf {
@@ -213,33 +215,12 @@ fn default_port() -> std::sync::MutexGuard<'static, ()> {
     DEFAULT_PORT.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// `kvsweep sim-server` with no arguments, on its default port (8000), which is where every
-/// client command looks by default. `--instant` (an argument of the server, not of the client
-/// commands under test) keeps the testers' default runs short.
-struct DefaultServer(Child);
-
-impl DefaultServer {
-    fn start(args: &[&str]) -> Self {
-        let mut child = kvsweep()
-            .arg("sim-server")
-            .args(args)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("sim-server starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("ready line");
-        assert!(line.contains("http://127.0.0.1:8000"), "ready line: {line}");
-        Self(child)
-    }
-}
-
-impl Drop for DefaultServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// `kvsweep sim-server` with `args` on its default port (8000), which is where every client
+/// command looks by default.
+fn default_server(args: &[&str]) -> SimServer {
+    let server = SimServer::start_exactly(args);
+    assert_eq!(server.base, "http://127.0.0.1:8000");
+    server
 }
 
 #[test]
@@ -260,20 +241,19 @@ fn client_commands_find_a_server_on_the_default_port() {
         "{err}"
     );
 
-    // The bare server starts and is ready on 8000.
-    drop(DefaultServer::start(&[]));
-    let _server = DefaultServer::start(&["--instant"]);
+    // The bare server starts and is ready on 8000. The one the clients use is `--instant` (an
+    // argument of the server, not of the client commands under test), which keeps the testers'
+    // default runs short.
+    drop(default_server(&[]));
+    let _server = default_server(&["--instant"]);
 
-    kvsweep_ok(&[
-        "replay",
-        "--traces",
-        s(&one_sample()),
-        "--out",
-        s(&d("replay")),
-    ]);
+    // The replay keeps the trace's think times by default: trace_0165's add up to 55 s.
+    let short = samples().join("trace_0165.json");
+    kvsweep_ok(&["replay", "--traces", s(&short), "--out", s(&d("replay"))]);
     assert_eq!(json(&d("replay/status.json"))["status"], "ok");
     let rows = common::csv_rows(&d("replay/requests.csv"));
-    assert_eq!(rows.len(), 5, "trace_0538 has 5 requests");
+    assert_eq!(rows.len(), 7, "trace_0165 has 7 requests");
+    assert!(rows.iter().all(|r| r["status"] == "ok"), "{rows:?}");
 
     // The scraper runs until it is stopped; a SIGTERM ends it cleanly with its files written.
     let mut metrics = kvsweep()
@@ -299,37 +279,6 @@ fn client_commands_find_a_server_on_the_default_port() {
 
     kvsweep_ok(&["test", "single-prompt", "--output-dir", s(&d("single"))]);
     assert!(d("single/summary.csv").is_file());
-    for run in ["rate-a", "rate-b"] {
-        kvsweep_ok(&[
-            "test",
-            "cache-rate",
-            "--output-dir",
-            s(&d(run)),
-            "--context-sizes",
-            "4000",
-            "--working-set-size",
-            "40000",
-        ]);
-    }
-    kvsweep_ok(&[
-        "test",
-        "working-set",
-        "--output-dir",
-        s(&d("working-set")),
-        "--context-sizes",
-        "4000",
-        "--min-working-set-size",
-        "8000",
-        "--max-working-set-size",
-        "16000",
-    ]);
-    kvsweep_ok(&["test", "report", s(&d("rate-a"))]);
-    let combine = run(kvsweep()
-        .args(["test", "combine", "--output-dirs"])
-        .args([d("rate-a"), d("rate-b")])
-        .current_dir(dir.path()));
-    assert!(combine.status.success(), "{}", stderr(&combine));
-    assert!(d("combined_output").is_dir());
 }
 
 #[test]

@@ -334,6 +334,40 @@ fn sweep_cells_replay_the_trace_output_lengths_unless_the_spec_says_not_to() {
 }
 
 #[test]
+fn a_specs_engine_args_end_the_engine_command() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = write(
+        dir.path(),
+        "spec.yaml",
+        "name: eos\nmodel: {name: llama-3.1-8b, preset: llama-3.1-8b}\nengine: sim\n\
+         runners: [cpu]\ntraces: {path: traces}\nengine_args: [--speed, \"20\"]\n\
+         offload_gb: 64\ntp: [1]\nusers: [2]\noffload: [\"on\"]\n",
+    );
+    let out = dir.path().join("out");
+    kvsweep_ok(&[
+        "render",
+        spec.to_str().expect("utf-8"),
+        "--cell",
+        "eos_cpu_tp1_users2_offloadon",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    let script = std::fs::read_to_string(out.join("run.sh")).expect("script");
+    let engine: Vec<&str> = script
+        .lines()
+        .skip_while(|l| !l.contains("# 1. Start the engine."))
+        .take_while(|l| !l.starts_with("ENGINE_PID="))
+        .map(str::trim)
+        .collect();
+    // After the runner's flags, the offload mode's, then the spec's own.
+    assert_eq!(
+        engine[engine.len() - 2..],
+        ["--offload-gb 64 \\", "--speed 20"],
+        "{engine:?}"
+    );
+}
+
+#[test]
 fn unknown_cell_lists_some_names() {
     let spec = common::repo_root().join("sweeps/local-sim.yaml");
     let err = kvsweep_err(&[
@@ -374,6 +408,6 @@ fn a_template_directory_overrides_the_built_in_template() {
     let text = std::fs::read_to_string(out.join("run.sh")).expect("script");
     assert_eq!(
         text,
-        "#!/bin/sh\necho local-sim_cpu_tp2_users32_offloadoff 6\n"
+        "#!/bin/sh\necho local-sim_cpu_tp2_users32_offloadoff 7\n"
     );
 }

@@ -4,11 +4,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Stdio;
 
 use common::cells::SyntheticCell;
+use common::sim::SimServer;
 
 /// A synthetic cell with the given client hit rate and total tok/s (across its GPUs).
 fn cell(dir: &Path, tp: u32, users: u32, offload: &'static str, hit: f64, total_tps: f64) {
@@ -190,47 +189,25 @@ fn a_simulated_sweep_says_how_much_faster_than_real_time_it_ran() {
     assert!(html.contains("tok/s are 10 times what the modelled GPUs would serve"));
 }
 
-/// The `sim_speed` in the /v1/models answer of a simulator started with `args`, and with
-/// `KVSWEEP_SIM_SPEED` set to `env_speed` when given.
-async fn reported_speed(env_speed: Option<&str>, args: &[&str]) -> serde_json::Value {
-    let mut cmd = common::kvsweep();
-    cmd.args(["sim-server", "--port", "0"])
-        .args(args)
-        .env_remove("KVSWEEP_SIM_SPEED")
-        .stdout(Stdio::piped());
-    if let Some(speed) = env_speed {
-        cmd.env("KVSWEEP_SIM_SPEED", speed);
-    }
-    let mut child = cmd.spawn().expect("sim-server starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("ready line");
-    let base = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no address in `{line}`"))
-        .to_owned();
-    let models: serde_json::Value = reqwest::get(format!("{base}/v1/models"))
+/// The `sim_speed` in the /v1/models answer of a simulator started with `args`.
+async fn reported_speed(args: &[&str]) -> serde_json::Value {
+    let server = SimServer::start(args);
+    let models: serde_json::Value = reqwest::get(server.url("/v1/models"))
         .await
         .expect("models")
         .json()
         .await
         .expect("json");
-    child.kill().expect("kill");
-    let _ = child.wait();
     models["data"][0]["sim_speed"].clone()
 }
 
 #[tokio::test]
 async fn the_simulator_reports_its_speed_where_a_replay_records_it() {
-    // scripts/demo.sh sets the speed through the environment; a flag still wins.
-    assert_eq!(reported_speed(Some("20"), &[]).await, 20.0);
-    assert_eq!(reported_speed(Some("20"), &["--speed", "4"]).await, 4.0);
-    assert_eq!(reported_speed(None, &[]).await, 1.0);
+    assert_eq!(reported_speed(&["--speed", "20"]).await, 20.0);
+    assert_eq!(reported_speed(&[]).await, 1.0);
     // With --instant, steps take no time: there is no speed to report.
     assert_eq!(
-        reported_speed(Some("20"), &["--instant"]).await,
+        reported_speed(&["--speed", "20", "--instant"]).await,
         serde_json::Value::Null
     );
 }

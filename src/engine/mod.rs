@@ -95,10 +95,12 @@ pub struct LaunchRequest<'a> {
     /// Host memory for the offload tier, GiB across the TP group; needed when offload is on.
     pub offload_gib: Option<f64>,
     pub port: u16,
+    /// The spec's own engine flags, last.
+    pub extra_args: &'a [String],
 }
 
 /// Builds the engine command for a cell: the engine's own flags, then the runner's flags for the
-/// engine, then the runner's flags for the cell's offload mode.
+/// engine, then the runner's flags for the cell's offload mode, then the spec's `engine_args`.
 pub fn launch(req: &LaunchRequest<'_>) -> Result<Launch> {
     let cell = req.cell;
     let runner = req.runner;
@@ -167,6 +169,7 @@ pub fn launch(req: &LaunchRequest<'_>) -> Result<Launch> {
     for arg in engine_flags.args.iter().chain(&mode.args) {
         args.push(fill(arg)?);
     }
+    args.extend(req.extra_args.iter().cloned());
     let env = engine_flags
         .env
         .iter()
@@ -358,6 +361,7 @@ mod tests {
             backend: OffloadBackend::Native,
             offload_gib: gib,
             port: 8000,
+            extra_args: &[],
         })
     }
 

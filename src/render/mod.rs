@@ -107,6 +107,8 @@ pub struct CellPlan {
     pub offload_backend: spec::OffloadBackend,
     /// GiB of host memory for the offload tier, when offload is on.
     pub offload_gib: Option<f64>,
+    /// The spec's `engine_args`, appended to the engine command.
+    pub engine_args: Vec<String>,
     pub duration_s: u64,
     /// Where a replay cell finds its traces on the machine that runs it, as an absolute path.
     /// `None` for a tester cell, and for traces named by URL until `run-cell` has fetched them.
@@ -136,6 +138,7 @@ impl CellPlan {
             backend: self.offload_backend,
             offload_gib: self.offload_gib,
             port: self.port,
+            extra_args: &self.engine_args,
         })
     }
 }
@@ -236,6 +239,7 @@ pub fn plan(sweep: &Sweep, cell: &Cell, runner: &Runner, o: &CellOverrides) -> R
         precision: s.precision.clone(),
         offload_backend: s.offload_backend,
         offload_gib,
+        engine_args: s.engine_args.clone(),
         duration_s,
         traces,
         trace_url,

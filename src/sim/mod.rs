@@ -84,7 +84,7 @@ pub struct SimArgs {
     /// Run this many times faster than modelled time: a step modelled at 10 ms takes 1 ms at
     /// speed 10. Served rates are then this many times the modelled hardware's, latencies this
     /// many times shorter; /v1/models reports the speed (`sim_speed`) so results can say so.
-    #[arg(long, env = "KVSWEEP_SIM_SPEED", default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0)]
     pub speed: f64,
     /// Every engine step takes no time and prefills are not chunked (for benchmarking clients).
     #[arg(long)]

@@ -145,6 +145,7 @@ pub(super) fn load(
             traces: None,
             replay_args: Vec::new(),
             ignore_eos: true,
+            engine_args: Vec::new(),
             tester: None,
             offload_budget: None,
             offload_backend: OffloadBackend::Native,

@@ -190,6 +190,9 @@ pub struct Settings {
     /// (`--ignore-eos`). On by default: with EOS honoured a model, random or real, stops at a
     /// length of its own, and the decode load no longer follows the trace.
     pub ignore_eos: bool,
+    /// Extra engine flags every cell's engine command ends with (the spec's `engine_args`), for
+    /// what a runner file should not fix for every sweep: the simulator's `--speed`, say.
+    pub engine_args: Vec<String>,
     /// A synthetic cache test the cells run instead of a replay.
     pub tester: Option<TesterSpec>,
     pub offload_budget: Option<OffloadBudget>,

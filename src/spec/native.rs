@@ -31,6 +31,9 @@ struct NativeSpec {
     replay: IndexMap<String, serde_norway::Value>,
     /// A synthetic cache test to run in each cell instead of a trace replay.
     tester: Option<IndexMap<String, serde_norway::Value>>,
+    /// Appended to every cell's engine command, after the runner's flags.
+    #[serde(default)]
+    engine_args: Vec<String>,
     offload_gb: Option<f64>,
     offload_dram_fraction: Option<f64>,
     #[serde(default)]
@@ -198,6 +201,7 @@ pub(super) fn load(doc: &YamlDoc, opts: LoadOptions<'_>) -> Result<Sweep, SpecEr
             traces,
             replay_args,
             ignore_eos,
+            engine_args: spec.engine_args.clone(),
             tester,
             offload_budget,
             offload_backend: spec.offload_backend,

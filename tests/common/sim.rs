@@ -11,9 +11,13 @@ pub struct SimServer {
 impl SimServer {
     /// Starts the server with `args` (plus `--port 0`) and waits for its ready line.
     pub fn start(args: &[&str]) -> SimServer {
+        Self::start_exactly(&[&["--port", "0"], args].concat())
+    }
+
+    /// Starts the server with `args` alone (its default port is 8000) and waits for its ready line.
+    pub fn start_exactly(args: &[&str]) -> SimServer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_kvsweep"))
             .arg("sim-server")
-            .args(["--port", "0"])
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -661,10 +661,14 @@ fn a_model_that_does_not_fit_is_refused_at_start() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn running_out_of_blocks_preempts_the_newest_request_which_still_finishes() {
-    // 8 blocks of 16 tokens. Two 60-token prompts fill them; as both decode, the older one needs
-    // a fifth block and the newer one is preempted, recomputed later, and still completes.
-    let sim = SimServer::start(&["--kv-cache-gb", EIGHT_BLOCKS_GB, "--speed", "4"]);
-    let body = |start: u32| json!({"prompt": ids(start, 60), "max_tokens": 60, "ignore_eos": true});
+    // 8 blocks of 16 tokens. Each request, 33 prompt tokens and 60 generated, needs 6 blocks by
+    // its end: one alone fits, two cannot. The second is admitted beside the first as long as
+    // it arrives before the first holds 6 blocks (about 45 of its decode steps, a second at a
+    // quarter of modelled speed, so a loaded machine's late send still lands inside it); then,
+    // as both grow, the older needs a block and the newer is preempted, recomputed later, and
+    // still completes.
+    let sim = SimServer::start(&["--kv-cache-gb", EIGHT_BLOCKS_GB, "--speed", "0.25"]);
+    let body = |start: u32| json!({"prompt": ids(start, 33), "max_tokens": 60, "ignore_eos": true});
     let (a, b) = tokio::join!(complete(&sim, body(1000)), async {
         tokio::time::sleep(Duration::from_millis(1)).await;
         complete(&sim, body(2000)).await

@@ -51,11 +51,19 @@ pub struct Measured {
     pub http_status: u16,
     pub error: Option<String>,
     pub timed_out: bool,
+    /// The answer's stream ended in transport, before the server finished it.
+    pub broke_off: bool,
     /// A 429 or 503's Retry-After, in seconds.
     pub retry_after: Option<Duration>,
 }
 
 impl Measured {
+    /// A failure that says nothing about the request itself (rate limiting, a server error, a
+    /// timeout, a stream cut in transport), so the same request may well succeed again.
+    pub fn is_transient(&self) -> bool {
+        self.http_status == 429 || self.http_status >= 500 || self.timed_out || self.broke_off
+    }
+
     pub fn outcome(&self) -> Outcome {
         if self.timed_out {
             Outcome::Timeout
@@ -372,6 +380,7 @@ pub async fn send(
                 Ok(c) => c,
                 Err(e) => {
                     m.error = Some(format!("stream broke off: {e}"));
+                    m.broke_off = true;
                     return;
                 }
             };

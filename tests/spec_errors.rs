@@ -280,3 +280,37 @@ fn missing_file_names_the_file() {
         "{err}"
     );
 }
+
+#[test]
+fn offload_on_for_vllm_on_cpu_is_refused_with_the_reason() {
+    expect_error(
+        &NATIVE
+            .replace("runners: [h200]", "runners: [cpu]")
+            .replace("tp: [2, 4]", "tp: [1]"),
+        &[],
+        "11:11: field `offload[0]`",
+        "runner `cpu` cannot run vllm with offload `on`: vLLM's CPU backend accepts every KV offload flag, then its engine dies",
+    );
+}
+
+#[test]
+fn a_model_path_must_not_be_empty_nor_a_max_len_zero() {
+    let with = |extra: &str| {
+        NATIVE.replace(
+            "  preset: llama-3.1-70b\n",
+            &format!("  preset: llama-3.1-70b\n{extra}"),
+        )
+    };
+    expect_error(
+        &with("  path: ''\n"),
+        &[],
+        "5:3: field `model.path`",
+        "must not be empty",
+    );
+    expect_error(
+        &with("  max_len: 0\n"),
+        &[],
+        "5:3: field `model.max_len`",
+        "must be at least 1 token",
+    );
+}

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::runner::{ContainerRuntime, PLACEHOLDERS, Runner, Vendor};
+use crate::paths::expand_home;
+use crate::runner::{ContainerRuntime, EngineFlags, PLACEHOLDERS, Runner, Vendor};
 use crate::spec::{Cell, Offload, OffloadBackend};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
@@ -89,6 +90,10 @@ pub struct LaunchRequest<'a> {
     pub engine: EngineKind,
     /// What the engine loads: a model id, a path, or (for the simulator) a preset name.
     pub model: &'a str,
+    /// The name clients ask for, where it differs from `model` (a model loaded from a path).
+    pub served_name: Option<&'a str>,
+    /// The longest sequence the engine must accept, when the spec sets one.
+    pub max_model_len: Option<u32>,
     pub runner: &'a Runner,
     pub cell: &'a Cell,
     pub backend: OffloadBackend,
@@ -134,7 +139,13 @@ pub fn launch(req: &LaunchRequest<'_>) -> Result<Launch> {
                 // vLLM sizes expert parallelism as TP × DP; the flag turns it on.
                 a.push("--enable-expert-parallel".into());
             }
-            (Program::External("vllm".into()), a)
+            if let Some(name) = req.served_name {
+                a.extend(strings(&["--served-model-name", name]));
+            }
+            if let Some(len) = req.max_model_len {
+                a.extend(["--max-model-len".into(), len.to_string()]);
+            }
+            (Program::External(program(engine_flags, "vllm")), a)
         }
         EngineKind::Sglang => {
             let mut a = strings(&["-m", "sglang.launch_server", "--model-path", req.model]);
@@ -144,7 +155,13 @@ pub fn launch(req: &LaunchRequest<'_>) -> Result<Launch> {
             if cell.ep > 0 {
                 a.extend(["--ep-size".into(), cell.ep.to_string()]);
             }
-            (Program::External("python3".into()), a)
+            if let Some(name) = req.served_name {
+                a.extend(strings(&["--served-model-name", name]));
+            }
+            if let Some(len) = req.max_model_len {
+                a.extend(["--context-length".into(), len.to_string()]);
+            }
+            (Program::External(program(engine_flags, "python3")), a)
         }
         EngineKind::LlamaServer => {
             let a = strings(&[
@@ -156,7 +173,7 @@ pub fn launch(req: &LaunchRequest<'_>) -> Result<Launch> {
                 &port,
                 "--metrics",
             ]);
-            (Program::External("llama-server".into()), a)
+            (Program::External(program(engine_flags, "llama-server")), a)
         }
         EngineKind::Sim => {
             let a = strings(&["sim-server", "--host", "127.0.0.1", "--port", &port]);
@@ -291,6 +308,14 @@ pub fn host_command(
     })
 }
 
+/// The runner's program for the engine (`~/` expanded here), else the usual one on `PATH`.
+fn program(flags: &EngineFlags, default: &str) -> String {
+    flags.program.as_deref().map_or_else(
+        || default.to_owned(),
+        |p| expand_home(p).display().to_string(),
+    )
+}
+
 fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| (*s).to_owned()).collect()
 }
@@ -356,6 +381,8 @@ mod tests {
         launch(&LaunchRequest {
             engine,
             model: "m",
+            served_name: None,
+            max_model_len: None,
             runner,
             cell,
             backend: OffloadBackend::Native,

@@ -101,7 +101,14 @@ pub struct CellPlan {
     pub spec: PathBuf,
     pub runner: String,
     pub engine: EngineKind,
+    /// The name the engine serves and the replay asks for.
     pub model: String,
+    /// A local model directory the engine loads (serving it as `model`), as an absolute path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_path: Option<PathBuf>,
+    /// The engine's longest sequence, from the spec's `model.max_len`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_model_len: Option<u32>,
     pub image: Option<String>,
     pub precision: Option<String>,
     pub offload_backend: spec::OffloadBackend,
@@ -130,9 +137,12 @@ pub struct CellPlan {
 impl CellPlan {
     /// The engine command line of this cell on `runner`: what the script and run-cell start.
     pub fn launch(&self, runner: &Runner) -> Result<engine::Launch> {
+        let path = self.model_path.as_ref().map(|p| p.display().to_string());
         engine::launch(&LaunchRequest {
             engine: self.engine,
-            model: &self.model,
+            model: path.as_deref().unwrap_or(&self.model),
+            served_name: path.is_some().then_some(self.model.as_str()),
+            max_model_len: self.max_model_len,
             runner,
             cell: &self.cell,
             backend: self.offload_backend,
@@ -155,6 +165,19 @@ pub fn plan(sweep: &Sweep, cell: &Cell, runner: &Runner, o: &CellOverrides) -> R
         (None, Some(m)) => m.name.clone(),
         (None, None) => bail!("the spec names no model: give --model"),
     };
+    // A local model directory, made absolute: the script may run from another directory.
+    let model_path = match (&o.model, &s.model) {
+        (None, Some(m)) if engine != EngineKind::Sim => m
+            .path
+            .as_ref()
+            .map(|p| {
+                std::path::absolute(p)
+                    .with_context(|| format!("cannot make {} absolute", p.display()))
+            })
+            .transpose()?,
+        _ => None,
+    };
+    let max_model_len = s.model.as_ref().and_then(|m| m.max_len);
     let source = match (&o.traces, &s.traces, &s.tester) {
         (Some(t), _, _) => Some(TraceSource::Path(t.clone())),
         (None, Some(t), _) => Some(t.source.clone()),
@@ -208,10 +231,14 @@ pub fn plan(sweep: &Sweep, cell: &Cell, runner: &Runner, o: &CellOverrides) -> R
         .chain(t.args.iter().cloned())
         .collect(),
         None => {
-            let mut args: Vec<String> = ["replay", "--model", &model, "--api", engine.replay_api()]
+            let mut args: Vec<String> = ["replay", "--model", &model]
                 .iter()
                 .map(|s| (*s).to_owned())
                 .collect();
+            // The engine's usual API, unless the spec's `replay:` chooses one.
+            if !s.replay_args.iter().any(|a| a == "--api") {
+                args.extend(["--api".into(), engine.replay_api().into()]);
+            }
             args.extend([
                 "--users".into(),
                 cell.users.to_string(),
@@ -225,6 +252,21 @@ pub fn plan(sweep: &Sweep, cell: &Cell, runner: &Runner, o: &CellOverrides) -> R
             if s.ignore_eos {
                 args.push("--ignore-eos".into());
             }
+            // A cell measures from an empty cache: the preflight's probes are not in it.
+            if engine.reset_path().is_some() && !s.replay_args.iter().any(|a| a == "--reset-cache")
+            {
+                args.push("--reset-cache".into());
+            }
+            // Prompts keep to the served model's vocabulary (completions) or are made of its
+            // words (chat) when its tokenizer is at hand, unless the spec names another.
+            if let Some(dir) = &model_path
+                && !s.replay_args.iter().any(|a| a == "--tokenizer")
+            {
+                args.extend([
+                    "--tokenizer".into(),
+                    dir.join("tokenizer.json").display().to_string(),
+                ]);
+            }
             args.extend(s.replay_args.iter().cloned());
             args
         }
@@ -235,6 +277,8 @@ pub fn plan(sweep: &Sweep, cell: &Cell, runner: &Runner, o: &CellOverrides) -> R
         runner: runner.name.clone(),
         engine,
         model,
+        model_path,
+        max_model_len,
         image,
         precision: s.precision.clone(),
         offload_backend: s.offload_backend,

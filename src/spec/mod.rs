@@ -103,8 +103,12 @@ pub enum Shape {
 /// The model a sweep serves.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Model {
-    /// The name the engine loads (a Hugging Face id or a path).
+    /// The name the engine loads (a Hugging Face id), and clients ask for.
     pub name: String,
+    /// A local model directory the engine loads instead, serving it as `name`.
+    pub path: Option<PathBuf>,
+    /// The longest sequence (prompt and answer) the engine must accept.
+    pub max_len: Option<u32>,
     pub preset: Option<String>,
     /// KV geometry, when known (from a preset or given by hand).
     pub geometry: Option<Geometry>,

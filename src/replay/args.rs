@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 
-use crate::spec::TraceFormat;
+use crate::kinds::TraceFormat;
 
 use super::control;
 
@@ -56,7 +56,7 @@ pub struct ReplayArgs {
     #[arg(long, required = true)]
     pub traces: Vec<PathBuf>,
     #[arg(long, value_enum, default_value = "auto")]
-    pub format: TraceFormatArg,
+    pub format: TraceFormat,
     /// Tokens per hash id in JSON Lines traces [default: 512 for Mooncake, 16 for Qwen-Bailian].
     #[arg(long)]
     pub block_size: Option<u32>,
@@ -124,25 +124,6 @@ pub struct ReplayArgs {
     pub control: control::ControlArgs,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum TraceFormatArg {
-    Auto,
-    Kvct,
-    Mooncake,
-    Bailian,
-}
-
-impl From<TraceFormatArg> for TraceFormat {
-    fn from(f: TraceFormatArg) -> Self {
-        match f {
-            TraceFormatArg::Auto => TraceFormat::Auto,
-            TraceFormatArg::Kvct => TraceFormat::Kvct,
-            TraceFormatArg::Mooncake => TraceFormat::Mooncake,
-            TraceFormatArg::Bailian => TraceFormat::Bailian,
-        }
-    }
-}
-
 impl ReplayArgs {
     /// Refuses what clap's types let through but no run can do.
     pub fn validate(&self) -> Result<()> {
@@ -184,7 +165,7 @@ mod tests {
         let a = parse(&[]).expect("parses");
         assert_eq!(a.url, ["http://127.0.0.1:8000"]);
         assert_eq!(a.api, Api::Completions);
-        assert_eq!(a.format, TraceFormatArg::Auto);
+        assert_eq!(a.format, TraceFormat::Auto);
         assert_eq!(a.timing, Timing::ThinkOnly);
         assert_eq!(a.on_long, OnLong::Skip);
         assert_eq!((a.users, a.min_requests, a.seed), (1, 1, 0));
@@ -214,10 +195,9 @@ mod tests {
                 Api::Chat,
                 Timing::ApiScaled,
                 OnLong::Truncate,
-                TraceFormatArg::Bailian
+                TraceFormat::Bailian
             )
         );
-        assert_eq!(TraceFormat::from(a.format), TraceFormat::Bailian);
         assert!(parse(&["--timing", "think_only"]).is_err());
     }
 

@@ -26,9 +26,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use serde_json::json;
+use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
 use crate::artifact::write_json_atomic;
+use crate::shutdown::Shutdown;
+pub use crate::shutdown::StopSignal;
 use crate::sim::rng::mix;
 use crate::trace::{self, Session};
 use client::{Outcome, PromptEncoding};
@@ -37,7 +40,7 @@ use progress::Progress;
 use schedule::Run;
 use target::{Endpoint, Prompts};
 
-pub use args::{Api, OnLong, ReplayArgs, Timing, TraceFormatArg};
+pub use args::{Api, OnLong, ReplayArgs, Timing};
 pub use target::{Target, connect};
 
 /// How a replay ended; `status.json` in its output directory says the same.
@@ -52,27 +55,9 @@ pub struct ReplayOutcome {
     pub errors: u64,
 }
 
-/// A future that resolves, with the reason, when the replay must stop early and flush.
-pub type StopSignal = std::pin::Pin<Box<dyn std::future::Future<Output = String> + Send>>;
-
-/// SIGINT or SIGTERM: how a replay run from the command line is stopped.
-pub fn stop_on_signals() -> Result<StopSignal> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot watch SIGTERM")?;
-    Ok(Box::pin(async move {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => "interrupted (SIGINT)".to_owned(),
-            _ = term.recv() => "terminated (SIGTERM)".to_owned(),
-        }
-    }))
-}
-
-pub fn run(args: &ReplayArgs) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let outcome = runtime.block_on(async { replay(args.clone(), stop_on_signals()?).await })?;
+/// `kvsweep replay` on `runtime`, stopped early by `shutdown`.
+pub fn run(args: &ReplayArgs, runtime: &Handle, shutdown: &Shutdown) -> Result<()> {
+    let outcome = runtime.block_on(async { replay(args.clone(), shutdown.stop()?).await })?;
     if outcome.status != "ok" {
         bail!("the replay failed: {}", outcome.reason);
     }
@@ -241,7 +226,7 @@ fn load_sessions(args: &ReplayArgs) -> Result<(trace::TraceSet, Vec<Session>)> {
     let set = trace::load(
         &args.traces,
         trace::LoadOptions {
-            format: args.format.into(),
+            format: args.format,
             jsonl_block_size: args.block_size,
             strict: args.strict,
         },

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use axum::http::StatusCode;
+use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
 pub use cache::{Allocation, CacheConfig, PrefixCache, block_hashes};
@@ -28,6 +29,7 @@ pub use cost::{CostModel, StepWork};
 
 use crate::model::{self, KvDtype};
 use crate::runner::RunnerSet;
+use crate::shutdown::Shutdown;
 use crate::tokenizer::Tokenizer;
 use engine::{Engine, EngineConfig};
 use http::{AppState, Faults, OutputVocab};
@@ -212,7 +214,12 @@ pub fn setup(args: &SimArgs, runners: &RunnerSet) -> Result<SimSetup> {
     })
 }
 
-pub fn run(args: &SimArgs, runners: &RunnerSet) -> Result<()> {
+pub fn run(
+    args: &SimArgs,
+    runners: &RunnerSet,
+    runtime: &Handle,
+    shutdown: &Shutdown,
+) -> Result<()> {
     let sim = setup(args, runners)?;
     let tokenizer = Tokenizer::load(args.tokenizer.as_deref())?;
     let fail_status = StatusCode::from_u16(args.fail_status)
@@ -224,11 +231,7 @@ pub fn run(args: &SimArgs, runners: &RunnerSet) -> Result<()> {
                 args.fail_status
             )
         })?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(serve(args.clone(), sim, tokenizer, fail_status))
+    runtime.block_on(serve(args.clone(), sim, tokenizer, fail_status, shutdown))
 }
 
 async fn serve(
@@ -236,6 +239,7 @@ async fn serve(
     sim: SimSetup,
     tokenizer: Tokenizer,
     fail_status: StatusCode,
+    shutdown: &Shutdown,
 ) -> Result<()> {
     let addr: SocketAddr = format!("{}:{}", args.host, args.port)
         .parse()
@@ -285,7 +289,9 @@ async fn serve(
         requests: AtomicU64::new(0),
     });
     let app = http::router(state, args.max_body_mb.saturating_mul(1024 * 1024));
-    let shutdown = shutdown_signal()?;
+    // Watched before the ready line is printed, so a signal sent as soon as the line appears
+    // stops the server cleanly instead of killing it.
+    let stop = shutdown.stop()?;
     println!(
         "kvsweep sim-server (simulated) listening on http://{local} — model {} on {} × {}, KV cache {} tokens{}, prefix caching {}, {}",
         sim.model_name,
@@ -324,31 +330,9 @@ async fn serve(
         });
     }
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            stop.await;
+        })
         .await
         .context("the HTTP server failed")
-}
-
-/// SIGTERM or SIGINT. The handlers are registered when this is called, before the ready line is
-/// printed, so a signal sent as soon as the line appears stops the server cleanly instead of
-/// killing it.
-fn shutdown_signal() -> Result<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-        let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
-        Ok(Box::pin(async move {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }))
-    }
-    #[cfg(not(unix))]
-    {
-        Ok(Box::pin(async {
-            let _ = tokio::signal::ctrl_c().await;
-        }))
-    }
 }

@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 
 use super::{LoadOptions, Session, TraceRequest, TraceSet};
 use crate::hash::{HashedMap, HashedSet};
+use crate::kinds::TraceFormat;
 use crate::sim::rng::mix;
-use crate::spec::TraceFormat;
 
 /// Percentile with numpy's default (linear) interpolation, `p` in 0..=100.
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {

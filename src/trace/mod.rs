@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use crate::spec::TraceFormat;
+use crate::kinds::TraceFormat;
 
 /// One request of a session.
 #[derive(Debug, Clone, PartialEq)]

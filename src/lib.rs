@@ -17,6 +17,8 @@ pub mod kinds;
 pub mod kvsize;
 pub mod metrics;
 pub mod model;
+#[cfg(test)]
+mod module_graph;
 pub mod oracle;
 pub mod pareto;
 pub mod plot;

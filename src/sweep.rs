@@ -142,5 +142,5 @@ pub fn run(
             format!("; not ok: {}", not_ok.join(", "))
         }
     );
-    crate::collect::collect_sweep(&cells_dir, &args.out)
+    crate::report::collect_sweep(&cells_dir, &args.out)
 }

@@ -1,16 +1,18 @@
-//! The crate's top-level modules must import each other as a tree (a DAG): a cycle means two
-//! modules that cannot be understood, tested or moved apart. This test reads `src/**/*.rs`,
-//! takes every `crate::X` and `super::X` path outside comments and test modules, builds the
-//! graph of top-level modules (`src/X.rs` or `src/X/`), and fails naming each cycle with the
-//! file and line of every import that closes it.
+//! The crate's modules must import each other as a tree (a DAG): a cycle means modules that
+//! cannot be understood, tested or moved apart. This test reads `src/**/*.rs`, takes every
+//! `crate::` and `super::` path outside comments and test modules, builds the graph of the
+//! top-level modules (`src/X.rs` or `src/X/`) and, inside each, of its child modules
+//! (`src/X/Y.rs` or `src/X/Y/`), and fails naming each cycle with the file and line of every
+//! import that closes it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// One import: the top-level module it reaches, and where.
+/// One import: the module path it reaches (from the crate root, as far as it is a module
+/// path or [`DEPTH`] segments), and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Reference {
-    target: String,
+    path: Vec<String>,
     line: usize,
 }
 
@@ -57,35 +59,65 @@ fn is_ident(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_'
 }
 
-/// The first path segments after `prefix` at `rest`: one (`crate::a::b` → `a`) or several for a
-/// group (`crate::{a, b::c}` → `a`, `b`).
-fn segments(rest: &str) -> Vec<String> {
-    if let Some(group) = rest.strip_prefix('{') {
-        let mut depth = 0;
-        let mut out = Vec::new();
-        let mut at_start = true;
-        for (i, c) in group.char_indices() {
-            match c {
-                '{' => depth += 1,
-                '}' if depth == 0 => break,
-                '}' => depth -= 1,
-                ',' if depth == 0 => at_start = true,
-                c if at_start && is_ident(c) => {
-                    let name: String = group[i..].chars().take_while(|&c| is_ident(c)).collect();
-                    out.push(name);
-                    at_start = false;
-                }
-                c if !c.is_whitespace() => at_start = false,
-                _ => {}
+/// The members of a `{a, b::c, d::{e}}` group at `group` (after its `{`): their texts.
+fn group_members(group: &str) -> Vec<&str> {
+    let mut depth = 0;
+    let mut start = 0;
+    let mut out = Vec::new();
+    for (i, c) in group.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' if depth == 0 => {
+                out.push(&group[start..i]);
+                return out;
             }
+            '}' => depth -= 1,
+            ',' if depth == 0 => {
+                out.push(&group[start..i]);
+                start = i + 1;
+            }
+            _ => {}
         }
-        return out;
     }
-    let name: String = rest.chars().take_while(|&c| is_ident(c)).collect();
-    if name.is_empty() { vec![] } else { vec![name] }
+    out.push(&group[start..]);
+    out
 }
 
-/// The top-level modules a file at `module` refers to through `crate::` and `super::` paths.
+/// The module paths, `depth` segments at most, that the path text `rest` begins with:
+/// `a::b::C` → `[a, b]`; `{a, b::c}` → `[a]`, `[b, c]`.
+fn paths(rest: &str, depth: usize) -> Vec<Vec<String>> {
+    let rest = rest.trim_start();
+    if depth == 0 {
+        return vec![];
+    }
+    if let Some(group) = rest.strip_prefix('{') {
+        return group_members(group)
+            .into_iter()
+            .flat_map(|m| paths(m, depth))
+            .collect();
+    }
+    let name: String = rest.chars().take_while(|&c| is_ident(c)).collect();
+    if name.is_empty() || name == "self" {
+        return vec![];
+    }
+    let tails = match rest[name.len()..].strip_prefix("::") {
+        Some(after) => paths(after, depth - 1),
+        None => vec![],
+    };
+    if tails.is_empty() {
+        return vec![vec![name]];
+    }
+    tails
+        .into_iter()
+        .map(|t| std::iter::once(name.clone()).chain(t).collect())
+        .collect()
+}
+
+/// Segments of a module path kept: the top-level module and its child.
+const DEPTH: usize = 2;
+
+/// The module paths (from the crate root, at most [`DEPTH`] segments) that a file at `module`
+/// refers to through `crate::` and `super::` paths.
 fn references(module: &[String], text: &str) -> Vec<Reference> {
     let mut out = Vec::new();
     for (line, code) in code_lines(text) {
@@ -94,8 +126,8 @@ fn references(module: &[String], text: &str) -> Vec<Reference> {
             if code[..at].chars().next_back().is_some_and(is_ident) {
                 continue;
             }
-            for target in segments(&code[at + "crate::".len()..]) {
-                out.push(Reference { target, line });
+            for path in paths(&code[at + "crate::".len()..], DEPTH) {
+                out.push(Reference { path, line });
             }
         }
         for (at, _) in code.match_indices("super::") {
@@ -115,15 +147,26 @@ fn references(module: &[String], text: &str) -> Vec<Reference> {
             let Some(parent) = module.len().checked_sub(up) else {
                 continue;
             };
-            if parent > 0 {
+            let base = &module[..parent.min(DEPTH)];
+            if base.len() == DEPTH {
                 out.push(Reference {
-                    target: module[0].clone(),
+                    path: base.to_vec(),
                     line,
                 });
-            } else {
-                for target in segments(rest) {
-                    out.push(Reference { target, line });
-                }
+                continue;
+            }
+            let found = paths(rest, DEPTH - base.len());
+            if found.is_empty() && !base.is_empty() {
+                out.push(Reference {
+                    path: base.to_vec(),
+                    line,
+                });
+            }
+            for tail in found {
+                out.push(Reference {
+                    path: base.iter().cloned().chain(tail).collect(),
+                    line,
+                });
             }
         }
     }
@@ -152,34 +195,70 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Edges between distinct top-level modules, each with the first place that makes it.
+/// Edges between distinct modules, each with the first place that makes it.
 type Graph = BTreeMap<String, BTreeMap<String, String>>;
 
-fn graph(src: &Path) -> Graph {
+/// The import graphs: of the top-level modules (key `""`), and of the child modules of each
+/// top-level module with children (key: its name). A child's imports of its parent's own items
+/// are not edges; those of a sibling (or of anything inside one) are.
+fn graphs(src: &Path) -> BTreeMap<String, Graph> {
     let files = rust_files(src);
-    let tops: BTreeSet<String> = files
+    let modules: Vec<Vec<String>> = files
         .iter()
-        .filter_map(|f| module_path(f.strip_prefix(src).ok()?).into_iter().next())
+        .map(|f| module_path(f.strip_prefix(src).expect("under src")))
         .collect();
-    let mut g = Graph::new();
-    for file in &files {
-        let relative = file.strip_prefix(src).expect("under src");
-        let module = module_path(relative);
-        let Some(from) = module.first() else {
+    let known: BTreeSet<Vec<String>> = modules
+        .iter()
+        .flat_map(|m| (1..=m.len().min(DEPTH)).map(|n| m[..n].to_vec()))
+        .collect();
+    let mut out: BTreeMap<String, Graph> = BTreeMap::new();
+    for (file, module) in files.iter().zip(&modules) {
+        let Some(top) = module.first() else {
             continue; // lib.rs and main.rs declare modules; they are not one
         };
+        let relative = file.strip_prefix(src).expect("under src");
         let text = std::fs::read_to_string(file)
             .unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
-        let edges = g.entry(from.clone()).or_default();
-        for r in references(&module, &text) {
-            if &r.target != from && tops.contains(&r.target) {
-                edges
-                    .entry(r.target)
-                    .or_insert_with(|| format!("src/{}:{}", relative.display(), r.line));
+        let at = |line| format!("src/{}:{line}", relative.display());
+        out.entry(String::new())
+            .or_default()
+            .entry(top.clone())
+            .or_default();
+        let child = module.get(1);
+        if let Some(child) = child {
+            out.entry(top.clone())
+                .or_default()
+                .entry(child.clone())
+                .or_default();
+        }
+        for r in references(module, &text) {
+            let Some(target) = r.path.first() else {
+                continue;
+            };
+            if !known.contains(&r.path[..1]) {
+                continue;
+            }
+            if target != top {
+                out.entry(String::new())
+                    .or_default()
+                    .entry(top.clone())
+                    .or_default()
+                    .entry(target.clone())
+                    .or_insert_with(|| at(r.line));
+            } else if let (Some(child), Some(to)) = (child, r.path.get(1))
+                && to != child
+                && known.contains(&r.path[..2])
+            {
+                out.entry(top.clone())
+                    .or_default()
+                    .entry(child.clone())
+                    .or_default()
+                    .entry(to.clone())
+                    .or_insert_with(|| at(r.line));
             }
         }
     }
-    g
+    out
 }
 
 /// The strongly connected components with more than one module: each is a set of modules
@@ -233,36 +312,64 @@ fn describe(g: &Graph, cycles: &[BTreeSet<String>]) -> String {
 }
 
 #[test]
-fn top_level_modules_import_each_other_without_cycles() {
+fn modules_import_each_other_without_cycles() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let g = graph(&src);
-    assert!(g.len() > 10, "the scan found the modules: {:?}", g.keys());
-    let found = cycles(&g);
-    assert!(found.is_empty(), "import cycles:\n{}", describe(&g, &found));
+    let all = graphs(&src);
+    assert!(
+        all[""].len() > 10,
+        "the scan found the modules: {:?}",
+        all[""].keys()
+    );
+    assert!(
+        all["oracle"].len() > 5,
+        "and their children: {:?}",
+        all["oracle"].keys()
+    );
+    let mut report = String::new();
+    for (within, g) in &all {
+        let found = cycles(g);
+        if !found.is_empty() {
+            let level = if within.is_empty() {
+                "the crate"
+            } else {
+                within.as_str()
+            };
+            report.push_str(&format!("in {level}:\n{}", describe(g, &found)));
+        }
+    }
+    assert!(report.is_empty(), "import cycles:\n{report}");
 }
 
 #[test]
-fn crate_and_super_paths_are_resolved_to_top_level_modules() {
+fn crate_and_super_paths_are_resolved_to_module_paths() {
     let m = |s: &str| s.split('/').map(str::to_owned).collect::<Vec<_>>();
     let targets = |module: &[String], text: &str| {
         references(module, text)
             .into_iter()
-            .map(|r| r.target)
+            .map(|r| r.path.join("/"))
             .collect::<Vec<_>>()
     };
-    assert_eq!(targets(&m("a"), "use crate::b::X;"), ["b"]);
+    assert_eq!(targets(&m("a"), "use crate::b::X;"), ["b/X"]);
+    assert_eq!(targets(&m("a"), "use crate::b;"), ["b"]);
     assert_eq!(
         targets(&m("a"), "use crate::{b, c::d::{E, F}};"),
-        ["b", "c"]
+        ["b", "c/d"]
     );
-    assert_eq!(targets(&m("a"), "let x = crate::b::f();"), ["b"]);
+    assert_eq!(targets(&m("a"), "use crate::c::{d, e::F};"), ["c/d", "c/e"]);
+    assert_eq!(targets(&m("a"), "let x = crate::b::f();"), ["b/f"]);
     assert_eq!(
         targets(&m("a"), "use super::b;"),
         ["b"],
         "super of a top module"
     );
-    assert_eq!(targets(&m("a/x"), "use super::y;"), ["a"], "a sibling");
-    assert_eq!(targets(&m("a/x/y"), "use super::super::z;"), ["a"]);
+    assert_eq!(targets(&m("a/x"), "use super::y::Z;"), ["a/y"], "a sibling");
+    assert_eq!(targets(&m("a/x"), "use super::{y, z::W};"), ["a/y", "a/z"]);
+    assert_eq!(targets(&m("a/x/y"), "use super::super::z;"), ["a/z"]);
+    assert_eq!(
+        targets(&m("a/x/y"), "use super::Q;"),
+        ["a/x"],
+        "its own parent"
+    );
     assert_eq!(targets(&m("a/x"), "use super::super::b;"), ["b"]);
     assert_eq!(targets(&m("a"), "// see crate::b"), Vec::<String>::new());
     assert_eq!(

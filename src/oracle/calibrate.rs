@@ -10,7 +10,7 @@ use tokio::runtime::Handle;
 
 use super::buckets::{self, Table, f};
 use super::config::Config;
-use super::heuristic::Scenario;
+use super::scenario::Scenario;
 use super::stream::{self, Scope, child_key};
 use super::{CalibrateArgs, load_traces};
 use crate::artifact::write_json_atomic;

@@ -16,6 +16,7 @@ pub mod heuristic;
 pub mod naive;
 pub mod plan;
 pub mod replayed;
+pub mod scenario;
 pub mod stream;
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use super::client::{self, PromptBody};
 use super::control;
 use super::output::RequestRecord;
-use super::schedule::Run;
+use super::state::Run;
 
 /// Waits for admission, sends one request (again after a 429, honouring Retry-After), and
 /// hands its record to the collector. The time spent waiting counts in the schedule delay and

@@ -16,6 +16,7 @@ mod exchange;
 mod output;
 mod progress;
 mod schedule;
+mod state;
 pub mod target;
 pub mod vocabulary;
 mod warmup;
@@ -37,7 +38,7 @@ use crate::trace::{self, Session};
 use client::{Outcome, PromptEncoding};
 use output::{Collector, FLUSH_EVERY, RequestRecord};
 use progress::Progress;
-use schedule::Run;
+use state::{Prompting, Run};
 use target::{Endpoint, Prompts};
 
 pub use args::{Api, OnLong, ReplayArgs, Timing};
@@ -159,7 +160,7 @@ pub async fn replay(args: ReplayArgs, mut stop: StopSignal) -> Result<ReplayOutc
         client,
         endpoints,
         sessions,
-        schedule::Prompting {
+        Prompting {
             encoding,
             template_tokens: pre.template_tokens,
             model: pre.model,

@@ -14,8 +14,8 @@ use super::scenario::Scenario;
 use super::stream::{self, Scope, child_key};
 use super::{CalibrateArgs, load_traces};
 use crate::artifact::write_json_atomic;
+use crate::stats::percentile;
 use crate::trace::TraceSet;
-use crate::trace::analyze::percentile;
 
 /// What the oracle measured at one capacity: the values the heuristic is fitted to.
 #[derive(Debug, Clone, Serialize)]

@@ -127,7 +127,7 @@ pub fn bound(dir: &Path, cache: &mut TraceCache, runners: &RunnerSet) -> Result<
             stream::Entry {
                 time_s: *t,
                 session: *ids.entry(s.id.as_str()).or_insert(next),
-                seed: crate::sim::rng::mix(s.scope),
+                seed: crate::rng::mix(s.scope),
                 block_size: s.block_size,
                 request: r,
             }

@@ -31,9 +31,9 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
 use crate::artifact::write_json_atomic;
+use crate::rng::mix;
 use crate::shutdown::Shutdown;
 pub use crate::shutdown::StopSignal;
-use crate::sim::rng::mix;
 use crate::trace::{self, Session};
 use client::{Outcome, PromptEncoding};
 use output::{Collector, FLUSH_EVERY, RequestRecord};

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::sim::rng::mix;
+use crate::rng::mix;
 use crate::trace::TraceRequest;
 use crate::trace::prompt::PromptState;
 

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::sim::rng::mix;
+use crate::rng::mix;
 use crate::trace::Session;
 use crate::trace::prompt::{PromptBuilder, PromptState};
 

@@ -11,7 +11,6 @@ mod cost;
 mod engine;
 mod http;
 pub mod metrics;
-pub mod rng;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -16,18 +16,8 @@ use serde_json::{Value, json};
 use super::{LoadOptions, Session, TraceRequest, TraceSet};
 use crate::hash::{HashedMap, HashedSet};
 use crate::kinds::TraceFormat;
-use crate::sim::rng::mix;
-
-/// Percentile with numpy's default (linear) interpolation, `p` in 0..=100.
-pub fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = p / 100.0 * (sorted.len() - 1) as f64;
-    let lo = rank.floor() as usize;
-    let hi = rank.ceil() as usize;
-    sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo as f64)
-}
+use crate::rng::mix;
+use crate::stats::percentile;
 
 /// mean, std, min, p25, median, p75, p90, p99, max of a list.
 #[derive(Debug, Clone, Serialize, Default, PartialEq)]

@@ -28,7 +28,7 @@ pub struct Reblocker {
 }
 
 fn chain(parent: u64, id: u64) -> u64 {
-    crate::sim::rng::mix(parent.rotate_left(17) ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    crate::rng::mix(parent.rotate_left(17) ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15))
 }
 
 impl Reblocker {

@@ -159,7 +159,7 @@ pub fn parse_file(
     opts: LoadOptions,
     set: &mut TraceSet,
 ) -> Result<()> {
-    let scope = crate::sim::rng::mix(index as u64 + 1);
+    let scope = crate::rng::mix(index as u64 + 1);
     let before = set.skipped.len();
     match file_format(file, text, opts) {
         format @ TraceFormat::Mooncake => {

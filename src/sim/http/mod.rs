@@ -28,7 +28,7 @@ pub use vocab::OutputVocab;
 
 use super::cache::block_hashes;
 use super::engine::{Command, Request};
-use super::rng;
+use crate::rng;
 use crate::tokenizer::Tokenizer;
 
 /// Injected failures, each decided per request from the seed.

@@ -1,7 +1,7 @@
 //! The generated tokens' text: words that are one token each in the served tokenizer, so a
 //! client counting tokens in the answer counts what the engine generated.
 
-use super::super::rng;
+use crate::rng;
 use crate::tokenizer::Tokenizer;
 
 /// The text of generated tokens: single-token words, picked per position from the seed.

@@ -49,7 +49,7 @@ pub fn mooncake(data: &[u8]) {
 /// An SSE stream, fed in two pieces split where the first byte says.
 pub fn sse(data: &[u8]) {
     let split = data.first().map_or(0, |b| usize::from(*b)).min(data.len());
-    let mut scanner = crate::replay::client::SseScanner::default();
+    let mut scanner = crate::openai::client::SseScanner::default();
     let mut events = 0usize;
     for piece in [&data[..split], &data[split..]] {
         scanner.feed(piece, |_| events += 1);

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod model;
 #[cfg(test)]
 mod module_graph;
+pub mod openai;
 pub mod oracle;
 pub mod pareto;
 pub mod plot;

@@ -8,16 +8,9 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 
 use crate::kinds::TraceFormat;
+use crate::openai::Api;
 
 use super::control;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Api {
-    /// `/v1/completions` with token-id prompts: exact lengths, no tokenizer involved.
-    Completions,
-    /// `/v1/chat/completions` with text.
-    Chat,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Timing {

@@ -3,10 +3,10 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::client::{self, PromptBody};
 use super::control;
 use super::output::RequestRecord;
 use super::state::Run;
+use crate::openai::client::{self, PromptBody};
 
 /// Waits for admission, sends one request (again after a 429, honouring Retry-After), and
 /// hands its record to the collector. The time spent waiting counts in the schedule delay and
@@ -102,7 +102,7 @@ mod tests {
     use clap::Parser;
 
     use super::*;
-    use crate::replay::client::{Outcome, Usage};
+    use crate::openai::client::{Outcome, Usage};
 
     #[derive(Parser)]
     struct Cli {

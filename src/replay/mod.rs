@@ -10,15 +10,13 @@
 //! `progress` (what the terminal shows); this module runs them in order and says how it ended.
 
 mod args;
-pub mod client;
 pub mod control;
 mod exchange;
 mod output;
 mod progress;
 mod schedule;
 mod state;
-pub mod target;
-pub mod vocabulary;
+mod target;
 mod warmup;
 
 use std::sync::Arc;
@@ -31,18 +29,18 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
 use crate::artifact::write_json_atomic;
+use crate::openai::client::{Outcome, PromptEncoding};
+use crate::openai::preflight::{Endpoint, Prompts};
+use crate::openai::vocabulary;
 use crate::rng::mix;
 use crate::shutdown::Shutdown;
 pub use crate::shutdown::StopSignal;
 use crate::trace::{self, Session};
-use client::{Outcome, PromptEncoding};
 use output::{Collector, FLUSH_EVERY, RequestRecord};
 use progress::Progress;
 use state::{Prompting, Run};
-use target::{Endpoint, Prompts};
 
-pub use args::{Api, OnLong, ReplayArgs, Timing};
-pub use target::{Target, connect};
+pub use args::{OnLong, ReplayArgs, Timing};
 
 /// How a replay ended; `status.json` in its output directory says the same.
 #[derive(Debug, Clone, PartialEq)]

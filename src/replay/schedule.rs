@@ -13,10 +13,10 @@ use crate::trace::TraceRequest;
 use crate::trace::prompt::PromptState;
 
 use super::args::{OnLong, ReplayArgs, Timing};
-use super::client::PromptBody;
 use super::control;
 use super::exchange::{RecordBase, exchange};
 use super::state::Run;
+use crate::openai::client::PromptBody;
 
 /// The endpoint a session sticks to, chosen by its hash scope: subagents and every turn of a
 /// session reach the server that holds its prefix.

@@ -13,10 +13,10 @@ use crate::trace::Session;
 use crate::trace::prompt::PromptBuilder;
 
 use super::args::ReplayArgs;
-use super::client::PromptEncoding;
 use super::control;
 use super::output::RequestRecord;
-use super::target::Endpoint;
+use crate::openai::client::PromptEncoding;
+use crate::openai::preflight::Endpoint;
 
 /// How the run's prompts are made and named: what the preflight and the flags settled.
 pub(super) struct Prompting {

@@ -9,9 +9,9 @@ use crate::trace::Session;
 use crate::trace::prompt::{PromptBuilder, PromptState};
 
 use super::args::ReplayArgs;
-use super::client::{self, Outcome, PromptBody, PromptEncoding};
 use super::schedule::{endpoint_index, pass_scope};
-use super::target::{Endpoint, Preflight};
+use crate::openai::client::{self, Outcome, PromptBody, PromptEncoding};
+use crate::openai::preflight::{Endpoint, Preflight};
 
 /// Sends the first `--warm-prefix-pct` of the first prompt of each session the first `users`
 /// users will take, once, before timing: the run then starts with those prefixes cached.

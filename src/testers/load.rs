@@ -9,8 +9,8 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::Common;
-use crate::replay::client::{self, Outcome, PromptBody};
-use crate::replay::{self, Target};
+use crate::openai::client::{self, Outcome, PromptBody};
+use crate::openai::preflight::{self, Target};
 use crate::rng::mix;
 use crate::trace::prompt::{PromptBuilder, PromptState};
 
@@ -80,7 +80,7 @@ pub struct Load {
 
 impl Load {
     pub async fn connect(common: &Common, connections: usize) -> Result<Self> {
-        let target = replay::connect(
+        let target = preflight::connect(
             &common.url,
             common.model.as_deref(),
             common.api,

@@ -15,8 +15,8 @@ use serde_json::Value;
 use tokio::runtime::Handle;
 
 use self::load::Stats;
+use crate::openai::Api;
 use crate::plot::{Chart, PALETTE, Series};
-use crate::replay::Api;
 
 /// Synthetic cache testers: TTFT vs context, throughput vs hit rate, the working-set cliffs.
 #[derive(Debug, Clone, clap::Args)]

@@ -7,6 +7,7 @@
 
 pub mod archive;
 pub mod artifact;
+pub mod capacity;
 pub mod cell;
 pub mod collect;
 pub mod engine;

@@ -33,6 +33,7 @@ use self::buckets::Analysis;
 use self::config::{BucketDeployment, Config, Deployment, GIB, ModelProfile, Tier};
 use self::stream::Scope;
 use crate::artifact::write_json_atomic;
+use crate::capacity;
 use crate::kinds::TraceFormat;
 use crate::runner::RunnerSet;
 use crate::trace::{self, LoadOptions, TraceSet};
@@ -419,7 +420,8 @@ pub fn quick_config(q: &QuickArgs, runners: &RunnerSet) -> Result<QuickConfig> {
         },
         None => ModelProfile::from_preset(&q.model)?,
     };
-    let usable = runner.hbm_gb_per_gpu * 1e9 * q.gpu_memory_utilization / GIB;
+    let usable =
+        capacity::kv_bytes(runner.hbm_gb_per_gpu, 1.0, q.gpu_memory_utilization, 0.0) / GIB;
     let choice = match q.tp {
         Some(tp) => TpChoice {
             tp: tp.max(1),

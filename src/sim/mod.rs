@@ -26,6 +26,7 @@ use tokio::sync::mpsc;
 pub use cache::{Allocation, CacheConfig, PrefixCache, block_hashes};
 pub use cost::{CostModel, StepWork};
 
+use crate::capacity;
 use crate::model::{self, KvDtype};
 use crate::runner::RunnerSet;
 use crate::shutdown::Shutdown;
@@ -173,13 +174,16 @@ pub fn setup(args: &SimArgs, runners: &RunnerSet) -> Result<SimSetup> {
         KvDtypeArg::Fp8 => KvDtype::Fp8,
         KvDtypeArg::Bf16 => KvDtype::Bf16,
     };
-    let weight_bytes = f64::from(geometry.params_b) * 1e9 * geometry.dtype.bytes() as f64;
+    let weight_bytes =
+        capacity::weight_bytes(f64::from(geometry.params_b), geometry.dtype.bytes() as f64);
     let kv_bytes = match args.kv_cache_gb {
         Some(gb) => gb * 1e9,
-        None => {
-            runner.hbm_gb_per_gpu * 1e9 * f64::from(args.tp) * args.gpu_memory_utilization
-                - weight_bytes
-        }
+        None => capacity::kv_bytes(
+            runner.hbm_gb_per_gpu,
+            f64::from(args.tp),
+            args.gpu_memory_utilization,
+            weight_bytes,
+        ),
     };
     let per_token = geometry.kv_bytes_per_token();
     let block_bytes = (per_token * args.block_size as u64) as f64;

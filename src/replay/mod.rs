@@ -12,6 +12,7 @@
 mod args;
 pub mod control;
 mod exchange;
+pub mod feedback;
 mod output;
 mod progress;
 mod schedule;
@@ -264,11 +265,11 @@ async fn watch(
     let mut controller = args
         .control
         .max_users
-        .map(|max| control::Controller::new(&args.control, *run.target_users.borrow(), max));
+        .map(|max| feedback::Controller::new(&args.control, *run.target_users.borrow(), max));
     let mut workers = tokio::spawn(schedule::drive(run.clone()));
     let progress = Progress::new();
     let mut flush = tokio::time::interval(FLUSH_EVERY);
-    let mut breaker = control::Breaker::new(
+    let mut breaker = feedback::Breaker::new(
         args.control.max_consecutive_errors,
         args.control.circuit_breaker_window,
     );

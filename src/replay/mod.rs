@@ -5,9 +5,12 @@
 //! Prompts are token ids built so that the server sees exactly the prefix sharing the trace's hash
 //! ids describe (`trace::prompt`). Results go to `--out` as the run goes (`output`).
 //!
-//! The parts: [`args`] (the flags), [`target`] (the server and its preflight), `warmup`,
-//! `schedule` (users, sessions, when each request goes), `output` (the result files) and
-//! `progress` (what the terminal shows); this module runs them in order and says how it ended.
+//! The parts: `args` (the flags), `target` (the endpoints' preflight, on `openai::preflight`),
+//! `warmup`, `state` (what a running replay shares), `schedule` (users, sessions, when each
+//! request goes), `exchange` (one request, its 429 retries and its record), [`control`]
+//! (admission), [`feedback`] (the circuit breaker and the adaptive controller), `output` (the
+//! result files) and `progress` (what the terminal shows); this module runs them in order and
+//! says how the run ended.
 
 mod args;
 pub mod control;

@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{LoadOptions, Session, TraceRequest, TraceSet};
-use crate::hash::{HashedMap, HashedSet};
+use crate::hash::{HashedMap, HashedSet, chain};
 use crate::kinds::TraceFormat;
 use crate::rng::mix;
 use crate::stats::percentile;
@@ -111,11 +111,6 @@ struct AiperfAcc {
     total_prefixes: u64,
     context_lengths: Vec<f64>,
     unique_prompt_lengths: Vec<f64>,
-}
-
-/// A chain hash: the id of the prefix path ending in `id` after `parent`.
-fn chain(parent: u64, id: u64) -> u64 {
-    mix(parent.rotate_left(17) ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15))
 }
 
 fn aiperf(requests: &[(u32, u32, &[u64])], block_size: u32) -> AiperfAcc {

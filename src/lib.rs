@@ -4,6 +4,11 @@
 //! The data flows spec → matrix → render → engine → replay → metrics → collect → pareto/plot →
 //! report; each stage is a module and they exchange plain types. The one file format between
 //! stages is the cell artifact directory ([`artifact`]).
+//!
+//! Stages import each other as a tree (the `module_graph` test fails on any cycle); what several
+//! of them need lives below them all: the words a sweep is made of ([`kinds`]), the OpenAI client
+//! and preflight ([`openai`]), the seeded RNG ([`rng`]), hashing ([`hash`]), statistics
+//! ([`stats`]), the KV-capacity formula ([`capacity`]) and the shutdown signal ([`shutdown`]).
 
 pub mod archive;
 pub mod artifact;

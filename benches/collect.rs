@@ -40,7 +40,8 @@ fn main() {
     let out = tmp.path().join("out");
     let runs = if bench { 5 } else { 1 };
     let collect = best_of(runs, || {
-        let c = kvsweep::collect::collect(std::slice::from_ref(&dir), &out).expect("collect");
+        let (c, _) =
+            kvsweep::report::collect_into(std::slice::from_ref(&dir), &out).expect("collect");
         assert_eq!(c.cells.len(), n);
     });
     let floor = best_of(runs, || {

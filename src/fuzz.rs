@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use crate::kinds;
 use crate::runner::RunnerSet;
 use crate::spec::{self, LoadOptions};
 use crate::trace::{self, TraceSet};
@@ -24,7 +25,7 @@ pub fn spec(data: &[u8]) {
     let _ = spec::load_text(Path::new("fuzz.yaml"), text, opts);
 }
 
-fn parse_trace(data: &[u8], name: &str, format: spec::TraceFormat) {
+fn parse_trace(data: &[u8], name: &str, format: kinds::TraceFormat) {
     let text = String::from_utf8_lossy(data);
     let opts = trace::LoadOptions {
         format,
@@ -37,18 +38,18 @@ fn parse_trace(data: &[u8], name: &str, format: spec::TraceFormat) {
 
 /// A kv-cache-tester trace file.
 pub fn kvct(data: &[u8]) {
-    parse_trace(data, "fuzz.json", spec::TraceFormat::Kvct);
+    parse_trace(data, "fuzz.json", kinds::TraceFormat::Kvct);
 }
 
 /// A Mooncake JSONL trace file.
 pub fn mooncake(data: &[u8]) {
-    parse_trace(data, "fuzz.jsonl", spec::TraceFormat::Mooncake);
+    parse_trace(data, "fuzz.jsonl", kinds::TraceFormat::Mooncake);
 }
 
 /// An SSE stream, fed in two pieces split where the first byte says.
 pub fn sse(data: &[u8]) {
     let split = data.first().map_or(0, |b| usize::from(*b)).min(data.len());
-    let mut scanner = crate::replay::client::SseScanner::default();
+    let mut scanner = crate::openai::client::SseScanner::default();
     let mut events = 0usize;
     for piece in [&data[..split], &data[split..]] {
         scanner.feed(piece, |_| events += 1);

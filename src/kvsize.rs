@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::capacity;
 use crate::model::{self, Attention, Geometry, KvDtype};
 use crate::runner::RunnerSet;
 
@@ -229,8 +230,14 @@ pub fn size(args: &KvSizeArgs, runners: &RunnerSet) -> Result<KvSize> {
                 );
             }
             let tp = f64::from(args.tp);
-            let weights = params_b * 1e9 * args.weight_dtype.kv().bytes() as f64 / tp;
-            let kv = runner.hbm_gb_per_gpu * 1e9 * args.gpu_memory_utilization - weights;
+            let weights =
+                capacity::weight_bytes(params_b, args.weight_dtype.kv().bytes() as f64) / tp;
+            let kv = capacity::kv_bytes(
+                runner.hbm_gb_per_gpu,
+                1.0,
+                args.gpu_memory_utilization,
+                weights,
+            );
             // GQA heads are split over TP (a head is never split: fewer heads than ranks are
             // replicated); an MLA latent is replicated on every rank.
             let per_gpu = match geometry.attention {

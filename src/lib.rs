@@ -4,18 +4,28 @@
 //! The data flows spec → matrix → render → engine → replay → metrics → collect → pareto/plot →
 //! report; each stage is a module and they exchange plain types. The one file format between
 //! stages is the cell artifact directory ([`artifact`]).
+//!
+//! Stages import each other as a tree (the `module_graph` test fails on any cycle); what several
+//! of them need lives below them all: the words a sweep is made of ([`kinds`]), the OpenAI client
+//! and preflight ([`openai`]), the seeded RNG ([`rng`]), hashing ([`hash`]), statistics
+//! ([`stats`]), the KV-capacity formula ([`capacity`]) and the shutdown signal ([`shutdown`]).
 
 pub mod archive;
 pub mod artifact;
+pub mod capacity;
 pub mod cell;
 pub mod collect;
 pub mod engine;
 pub mod fuzz;
 pub mod github;
 pub mod hash;
+pub mod kinds;
 pub mod kvsize;
 pub mod metrics;
 pub mod model;
+#[cfg(test)]
+mod module_graph;
+pub mod openai;
 pub mod oracle;
 pub mod pareto;
 pub mod paths;
@@ -23,10 +33,13 @@ pub mod plot;
 pub mod render;
 pub mod replay;
 pub mod report;
+pub mod rng;
 pub mod runner;
+pub mod shutdown;
 pub mod sim;
 pub mod slurm;
 pub mod spec;
+pub mod stats;
 pub mod sweep;
 pub mod testers;
 pub mod tokenizer;

@@ -1,10 +1,12 @@
-//! The `kvsweep` command line: parses arguments and hands each subcommand to its module.
+//! The `kvsweep` command line: parses arguments and hands each subcommand to its module, with
+//! the process's one async runtime and one shutdown signal.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use tokio::runtime::Handle;
 
 use kvsweep::cell::RunCellArgs;
 use kvsweep::collect::CollectArgs;
@@ -16,6 +18,7 @@ use kvsweep::oracle::OracleArgs;
 use kvsweep::render::RenderArgs;
 use kvsweep::replay::ReplayArgs;
 use kvsweep::runner::RunnerSet;
+use kvsweep::shutdown::Shutdown;
 use kvsweep::sim::SimArgs;
 use kvsweep::slurm::SlurmArgs;
 use kvsweep::spec::matrix::MatrixArgs;
@@ -74,7 +77,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match dispatch(cli) {
+    match start(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
@@ -83,24 +86,36 @@ fn main() -> ExitCode {
     }
 }
 
-fn dispatch(cli: Cli) -> Result<()> {
+/// Builds the runtime and the shutdown signal, then dispatches.
+fn start(cli: Cli) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let shutdown = Shutdown::new(runtime.handle().clone());
+    dispatch(cli, runtime.handle(), &shutdown)
+}
+
+fn dispatch(cli: Cli, rt: &Handle, shutdown: &Shutdown) -> Result<()> {
     let runners = || RunnerSet::load(cli.runners_dir.as_deref());
     match &cli.command {
         Command::Matrix(args) => kvsweep::spec::matrix::run(args, &runners()?),
         Command::Render(args) => kvsweep::render::run(args, &runners()?),
-        Command::SimServer(args) => kvsweep::sim::run(args, &runners()?),
-        Command::Replay(args) => kvsweep::replay::run(args),
-        Command::Metrics(args) => kvsweep::metrics::command(args),
-        Command::RunCell(args) => kvsweep::cell::run(args, &runners()?),
-        Command::Sweep(args) => kvsweep::sweep::run(args, &runners()?),
-        Command::Slurm(args) => kvsweep::slurm::run(args, &runners()?, cli.runners_dir.as_deref()),
-        Command::Collect(args) => kvsweep::collect::run(args),
+        Command::SimServer(args) => kvsweep::sim::run(args, &runners()?, rt, shutdown),
+        Command::Replay(args) => kvsweep::replay::run(args, rt, shutdown),
+        Command::Metrics(args) => kvsweep::metrics::command(args, rt, shutdown),
+        Command::RunCell(args) => kvsweep::cell::run(args, &runners()?, rt, shutdown),
+        Command::Sweep(args) => kvsweep::sweep::run(args, &runners()?, rt, shutdown),
+        Command::Slurm(args) => {
+            kvsweep::slurm::run(args, &runners()?, cli.runners_dir.as_deref(), rt)
+        }
+        Command::Collect(args) => kvsweep::report::run_collect(args),
         Command::Compare(args) => kvsweep::collect::compare::run(args),
-        Command::Artifacts(args) => kvsweep::github::run(args),
+        Command::Artifacts(args) => kvsweep::github::run(args, rt),
         Command::Trace(args) => kvsweep::trace::cli::run(args),
-        Command::Traces(args) => kvsweep::trace_cache::run(args),
-        Command::Oracle(args) => kvsweep::oracle::run(args, &runners()?),
+        Command::Traces(args) => kvsweep::trace_cache::run(args, rt),
+        Command::Oracle(args) => kvsweep::oracle::run(args, &runners()?, rt),
         Command::KvSize(args) => kvsweep::kvsize::run(args, &runners()?),
-        Command::Test(args) => kvsweep::testers::run(args),
+        Command::Test(args) => kvsweep::testers::run(args, rt),
     }
 }

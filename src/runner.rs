@@ -10,8 +10,7 @@ use std::path::{Path, PathBuf};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::EngineKind;
-use crate::spec::{Offload, OffloadBackend};
+use crate::kinds::{EngineKind, Offload, OffloadBackend};
 use crate::yaml::{SpecError, YamlDoc};
 
 /// The runner files built into the binary, so `kvsweep` works outside a checkout.

@@ -6,10 +6,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use tokio::runtime::Handle;
 
 use crate::cell::{self, CellState};
 use crate::render::{self, CellOverrides};
 use crate::runner::RunnerSet;
+use crate::shutdown::Shutdown;
 use crate::spec::{self, LoadOptions};
 
 /// Run a whole sweep on this machine, then collect it into tables, Pareto frontiers and a report.
@@ -47,7 +49,12 @@ fn short(d: Duration) -> String {
     humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
 }
 
-pub fn run(args: &SweepArgs, runners: &RunnerSet) -> Result<()> {
+pub fn run(
+    args: &SweepArgs,
+    runners: &RunnerSet,
+    runtime: &Handle,
+    shutdown: &Shutdown,
+) -> Result<()> {
     let sweep = spec::load(
         &args.spec,
         LoadOptions {
@@ -67,11 +74,7 @@ pub fn run(args: &SweepArgs, runners: &RunnerSet) -> Result<()> {
         let runner = render::cell_runner(&sweep, cell, runners)?;
         plans.push((render::plan(&sweep, cell, runner, &overrides)?, runner));
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let interrupt = cell::interrupt_on_signals(&runtime)?;
+    let interrupt = shutdown.watch()?;
     // Traces named by URL are fetched before the first cell: a bad URL or checksum stops the
     // sweep here instead of failing (and downloading again for) every cell.
     for (plan, _) in &mut plans {
@@ -139,5 +142,5 @@ pub fn run(args: &SweepArgs, runners: &RunnerSet) -> Result<()> {
             format!("; not ok: {}", not_ok.join(", "))
         }
     );
-    crate::collect::collect_sweep(&cells_dir, &args.out)
+    crate::report::collect_sweep(&cells_dir, &args.out)
 }

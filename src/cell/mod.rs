@@ -14,6 +14,7 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use serde::Serialize;
 use serde_json::{Value, json};
+use tokio::runtime::Handle;
 use tokio::sync::watch;
 
 use crate::artifact::{self, SERVER_LOG_CAP_BYTES, write_json_atomic};
@@ -21,8 +22,9 @@ use crate::engine;
 use crate::engine::process::{self, EngineProcess};
 use crate::metrics::{self, MetricsArgs};
 use crate::render::{self, CellOverrides, CellPlan, CellSelector};
-use crate::replay::{self, ReplayArgs, ReplayOutcome, StopSignal};
+use crate::replay::{self, ReplayArgs, ReplayOutcome};
 use crate::runner::{Runner, RunnerSet};
+use crate::shutdown::{Shutdown, StopSignal, stop_when};
 use crate::testers::{self, TestArgs};
 use crate::trace_cache;
 
@@ -101,20 +103,6 @@ enum ReplayCommand {
 pub fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
     Ok(l.local_addr()?.port())
-}
-
-/// A stop signal that fires when `rx` carries a reason.
-fn stop_when(mut rx: watch::Receiver<Option<String>>) -> StopSignal {
-    Box::pin(async move {
-        loop {
-            if let Some(why) = rx.borrow_and_update().clone() {
-                return why;
-            }
-            if rx.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        }
-    })
 }
 
 /// Runs a planned cell into `out` and returns its status (also written to `out/status.json`).
@@ -407,36 +395,19 @@ fn versions(plan: &CellPlan, runner: &Runner) -> Value {
     })
 }
 
-/// A channel that carries why, once SIGINT or SIGTERM arrives: how cells are stopped early.
-pub fn interrupt_on_signals(
-    runtime: &tokio::runtime::Runtime,
-) -> Result<watch::Receiver<Option<String>>> {
-    let (tx, rx) = watch::channel(None);
-    let _guard = runtime.enter();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot watch SIGTERM")?;
-    runtime.spawn(async move {
-        let why = tokio::select! {
-            _ = tokio::signal::ctrl_c() => "interrupted (SIGINT)",
-            _ = term.recv() => "terminated (SIGTERM)",
-        };
-        tx.send_replace(Some(why.to_owned()));
-    });
-    Ok(rx)
-}
-
 /// Resolves the cell, picks a port where asked, and runs it.
-pub fn run(args: &RunCellArgs, runners: &RunnerSet) -> Result<()> {
+pub fn run(
+    args: &RunCellArgs,
+    runners: &RunnerSet,
+    runtime: &Handle,
+    shutdown: &Shutdown,
+) -> Result<()> {
     let (sweep, cell, runner) = render::select(&args.cell, runners)?;
     let mut plan = render::plan(&sweep, &cell, runner, &args.overrides)?;
     if plan.port == 0 {
         plan.port = free_port()?;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let interrupt = interrupt_on_signals(&runtime)?;
+    let interrupt = shutdown.watch()?;
     let status = runtime.block_on(run_planned(&plan, runner, &args.out, interrupt))?;
     if let Some(zip) = &args.zip {
         let bytes = artifact::pack_zip(&args.out, zip, args.zip_cap_bytes)?;

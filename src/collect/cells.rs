@@ -155,8 +155,12 @@ impl CellResult {
 pub struct Found {
     pub dirs: Vec<PathBuf>,
     pub skipped: Vec<Skipped>,
-    _extracted: Vec<tempfile::TempDir>,
+    /// Where zips were unpacked: `dirs` inside them last as long as this.
+    pub extracted: Extracted,
 }
+
+/// Zips unpacked into temporary folders, removed when this is dropped.
+pub struct Extracted(Vec<tempfile::TempDir>);
 
 pub fn dir_name(dir: &Path) -> String {
     dir.file_name().map_or_else(
@@ -170,7 +174,7 @@ pub fn find(paths: &[PathBuf]) -> Result<Found> {
     let mut found = Found {
         dirs: Vec::new(),
         skipped: Vec::new(),
-        _extracted: Vec::new(),
+        extracted: Extracted(Vec::new()),
     };
     for path in paths {
         if !path.exists() {
@@ -187,7 +191,7 @@ fn walk(path: &Path, depth: usize, found: &mut Found) -> Result<()> {
             match extract(path) {
                 Ok(tmp) => {
                     let root = tmp.path().to_path_buf();
-                    found._extracted.push(tmp);
+                    found.extracted.0.push(tmp);
                     walk(&root, depth, found)?;
                 }
                 Err(e) => found.skipped.push(Skipped {

@@ -1,5 +1,5 @@
-//! `kvsweep collect`: cell artifact directories (or their zips) → `summary.csv`, `skipped.csv`,
-//! `pareto.csv`, the panel plots and `report.html`.
+//! `kvsweep collect`: cell artifact directories (or their zips) → `summary.csv`, `skipped.csv`
+//! and `pareto.csv`, returned as data for `report` to draw the panel plots and `report.html`.
 //!
 //! Inputs are found the way `actions/download-artifact` leaves them (a folder of artifact
 //! folders), as downloaded zips (one per artifact), or as a sweep's `cells/` folder.
@@ -92,14 +92,18 @@ fn write_csv<T: Serialize>(path: &Path, rows: &[T], header_if_empty: &[&str]) ->
     Ok(())
 }
 
-/// What a collect produced, for the caller to print.
+/// What a collect produced: the cells that made it (with their frontiers) and those that did
+/// not, for the caller to draw and print (`report`).
 pub struct Collected {
     pub cells: Vec<CellResult>,
     pub skipped: Vec<Skipped>,
-    pub report: PathBuf,
+    pub pareto: Vec<ParetoRow>,
+    /// Zipped cells unpacked for this collect: their folders (`CellResult::dir`) stay readable
+    /// (server metrics for the report's charts) until this is dropped.
+    pub extracted: cells::Extracted,
 }
 
-/// Collects `paths` into `out`.
+/// Collects `paths` into `out`: the tables (`summary.csv`, `skipped.csv`, `pareto.csv`).
 pub fn collect(paths: &[PathBuf], out: &Path) -> Result<Collected> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let found = cells::find(paths)?;
@@ -163,36 +167,10 @@ pub fn collect(paths: &[PathBuf], out: &Path) -> Result<Collected> {
         &pareto,
         &["panel", "group", "cell", "x", "y", "on_frontier"],
     )?;
-    let report = crate::report::write(out, &results, &skipped, &pareto)?;
     Ok(Collected {
         cells: results,
         skipped,
-        report,
+        pareto,
+        extracted: found.extracted,
     })
-}
-
-/// The collect step at the end of `kvsweep sweep --local`: the sweep's cells into its folder.
-pub fn collect_sweep(cells_dir: &Path, out: &Path) -> Result<()> {
-    let c = collect(&[cells_dir.to_path_buf()], out)?;
-    print_outcome(&c, out);
-    Ok(())
-}
-
-fn print_outcome(c: &Collected, out: &Path) {
-    eprintln!(
-        "collect: {} cells in summary.csv, {} skipped (skipped.csv); Pareto frontiers in pareto.csv and {}/plots",
-        c.cells.len(),
-        c.skipped.len(),
-        out.display()
-    );
-    for s in &c.skipped {
-        eprintln!("  skipped {}: {}", s.cell, s.reason);
-    }
-    println!("{}", c.report.display());
-}
-
-pub fn run(args: &CollectArgs) -> Result<()> {
-    let c = collect(&args.paths, &args.out)?;
-    print_outcome(&c, &args.out);
-    Ok(())
 }

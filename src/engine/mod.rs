@@ -5,69 +5,16 @@
 
 pub mod process;
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
+pub use crate::kinds::EngineKind;
+use crate::kinds::{Offload, OffloadBackend};
 use crate::paths::expand_home;
 use crate::runner::{ContainerRuntime, EngineFlags, PLACEHOLDERS, Runner, Vendor};
-use crate::spec::{Cell, Offload, OffloadBackend};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum EngineKind {
-    Vllm,
-    Sglang,
-    LlamaServer,
-    /// `kvsweep sim-server`, the simulated server.
-    Sim,
-}
-
-impl EngineKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EngineKind::Vllm => "vllm",
-            EngineKind::Sglang => "sglang",
-            EngineKind::LlamaServer => "llama-server",
-            EngineKind::Sim => "sim",
-        }
-    }
-
-    /// How long to wait for `/health` by default: real engines load weights and compile graphs.
-    pub fn default_health_timeout_s(self) -> u64 {
-        match self {
-            EngineKind::Vllm | EngineKind::Sglang => 1800,
-            EngineKind::LlamaServer => 300,
-            EngineKind::Sim => 60,
-        }
-    }
-
-    /// The endpoint that empties the prefix cache between runs, where the engine has one.
-    pub fn reset_path(self) -> Option<&'static str> {
-        match self {
-            EngineKind::Vllm | EngineKind::Sim => Some("/reset_prefix_cache"),
-            EngineKind::Sglang => Some("/flush_cache"),
-            EngineKind::LlamaServer => None,
-        }
-    }
-
-    /// The `--api` the replay should use: token ids where the engine accepts them (exact prompt
-    /// lengths, no tokenizer mismatch), chat otherwise.
-    pub fn replay_api(self) -> &'static str {
-        match self {
-            EngineKind::Vllm | EngineKind::Sim => "completions",
-            EngineKind::Sglang | EngineKind::LlamaServer => "chat",
-        }
-    }
-}
-
-impl fmt::Display for EngineKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+use crate::spec::Cell;
 
 /// The program an engine command runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

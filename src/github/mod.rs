@@ -13,6 +13,7 @@ use anyhow::{Context, Result, bail};
 use octocrab::Octocrab;
 use octocrab::models::workflows::WorkflowListArtifact;
 use octocrab::params::actions::ArchiveFormat;
+use tokio::runtime::Handle;
 
 use crate::archive::extract_zip;
 use crate::artifact::ZIP_EXPAND_CAP;
@@ -174,7 +175,8 @@ async fn fetch(
     Ok(())
 }
 
-pub fn run(args: &ArtifactsArgs) -> Result<()> {
+/// `kvsweep artifacts download`, on `runtime`.
+pub fn run(args: &ArtifactsArgs, runtime: &Handle) -> Result<()> {
     let ArtifactsAction::Download(args) = &args.action;
     let (owner, repo) = args
         .repo
@@ -183,10 +185,6 @@ pub fn run(args: &ArtifactsArgs) -> Result<()> {
         .with_context(|| format!("--repo must be OWNER/NAME, got `{}`", args.repo))?;
     let pattern = glob::Pattern::new(&args.pattern)
         .with_context(|| format!("--pattern `{}` is not a glob", args.pattern))?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let gh = client(&args.api_url)?;
         let artifacts = list(&gh, owner, repo, args.run).await?;

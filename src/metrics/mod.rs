@@ -19,8 +19,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use serde_json::json;
+use tokio::runtime::Handle;
 
 use crate::artifact::CsvLog;
+use crate::shutdown::Shutdown;
 
 use schema::{Engine, Snapshot};
 
@@ -364,7 +366,7 @@ fn pid_alive(pid: u32) -> bool {
 }
 
 /// Runs `kvsweep metrics` or `kvsweep metrics plot`.
-pub fn command(cmd: &MetricsCommand) -> Result<()> {
+pub fn command(cmd: &MetricsCommand, runtime: &Handle, shutdown: &Shutdown) -> Result<()> {
     match (&cmd.action, &cmd.scrape) {
         (Some(MetricsAction::Plot(args)), _) => {
             for path in plot::run(args)? {
@@ -372,30 +374,23 @@ pub fn command(cmd: &MetricsCommand) -> Result<()> {
             }
             Ok(())
         }
-        (None, Some(args)) => run(args),
+        (None, Some(args)) => run(args, runtime, shutdown),
         (None, None) => bail!("give --url and --out to scrape, or `plot DIR` to draw"),
     }
 }
 
-pub fn run(args: &MetricsArgs) -> Result<()> {
+/// Scrapes on `runtime` until done or `shutdown`.
+pub fn run(args: &MetricsArgs, runtime: &Handle, shutdown: &Shutdown) -> Result<()> {
     let args = &MetricsArgs {
         url: endpoint(&args.url)?,
         ..args.clone()
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("cannot watch SIGTERM")?;
-        let stop = async move {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        };
-        record(args.clone(), stop).await
+        let stop = shutdown.stop()?;
+        record(args.clone(), async move {
+            stop.await;
+        })
+        .await
     })
 }
 

@@ -35,10 +35,15 @@ pub struct BruteForce {
     pub agree: usize,
 }
 
-pub fn run(a: &AuditArgs) -> Result<()> {
+pub fn run(a: &AuditArgs, runtime: &tokio::runtime::Handle) -> Result<()> {
     let config = Config::load(&a.analyze.config)?;
-    let (set, analysis) =
-        super::analyze_command(&a.analyze, &config, "audit-buckets", serde_json::json!({}))?;
+    let (set, analysis) = super::analyze_command(
+        &a.analyze,
+        &config,
+        "audit-buckets",
+        serde_json::json!({}),
+        runtime,
+    )?;
     let audits: Vec<BucketAudit> = config
         .bucket_deployments
         .iter()

@@ -6,15 +6,16 @@ use std::collections::HashMap;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use serde_json::{Value, json};
+use tokio::runtime::Handle;
 
 use super::buckets::{self, Table, f};
 use super::config::Config;
-use super::heuristic::Scenario;
+use super::scenario::Scenario;
 use super::stream::{self, Scope, child_key};
 use super::{CalibrateArgs, load_traces};
 use crate::artifact::write_json_atomic;
+use crate::stats::percentile;
 use crate::trace::TraceSet;
-use crate::trace::analyze::percentile;
 
 /// What the oracle measured at one capacity: the values the heuristic is fitted to.
 #[derive(Debug, Clone, Serialize)]
@@ -143,7 +144,7 @@ pub fn structure(set: &TraceSet, base: &Scenario) -> Scenario {
     }
 }
 
-pub fn run(a: &CalibrateArgs) -> Result<()> {
+pub fn run(a: &CalibrateArgs, runtime: &Handle) -> Result<()> {
     let bucket_config = Config::load(&a.bucket_config)?;
     let raw: Value = serde_json::from_str(
         &std::fs::read_to_string(&a.heuristic_config)
@@ -163,7 +164,7 @@ pub fn run(a: &CalibrateArgs) -> Result<()> {
     scenario.check()?;
     std::fs::create_dir_all(&a.output_dir)
         .with_context(|| format!("cannot create {}", a.output_dir.display()))?;
-    let set = load_traces(&a.traces, &a.input)?;
+    let set = load_traces(&a.traces, &a.input, runtime)?;
     let analysis = buckets::analyze(&set, &bucket_config)?;
     let targets: Vec<Target> = analysis
         .buckets

@@ -29,7 +29,7 @@ pub struct Config {
     /// Defaults for every deployment that does not set its own.
     #[serde(flatten)]
     pub anchors: Anchors,
-    pub heuristic_multi_agent: Option<super::heuristic::Scenario>,
+    pub heuristic_multi_agent: Option<super::scenario::Scenario>,
 }
 
 fn default_alpha() -> f64 {
@@ -334,7 +334,7 @@ struct ConfigFile {
     baseline_per_card_tps: Option<f64>,
     planning_target_total_tps: Option<f64>,
     extra_capacity_tiers: Option<Vec<Tier>>,
-    heuristic_multi_agent: Option<super::heuristic::Scenario>,
+    heuristic_multi_agent: Option<super::scenario::Scenario>,
 }
 
 #[derive(Deserialize)]

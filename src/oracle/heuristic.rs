@@ -16,54 +16,12 @@
 //! is the strict-prefix one times `lru_like`.
 
 use anyhow::Context as _;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::buckets::Policy;
 use super::config::Config;
 use super::plan;
-
-/// How the share of private reuse grows with the cache.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CurveMode {
-    Linear,
-    #[default]
-    PowerLawFit,
-    ZipfHarmonic,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PolicyEfficiency {
-    pub lru_like: f64,
-}
-
-impl Default for PolicyEfficiency {
-    fn default() -> Self {
-        Self { lru_like: 0.85 }
-    }
-}
-
-/// The `heuristic_multi_agent` block.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Scenario {
-    pub concurrent_agents: f64,
-    pub shared_prefix_tokens: f64,
-    pub avg_new_tokens_per_turn: f64,
-    pub avg_turns_per_session: f64,
-    pub private_window_tokens: f64,
-    #[serde(default)]
-    pub curve_mode: CurveMode,
-    #[serde(default = "default_zipf")]
-    pub zipf_s: f64,
-    #[serde(default)]
-    pub policy_efficiency: PolicyEfficiency,
-}
-
-fn default_zipf() -> f64 {
-    0.8
-}
+use super::scenario::{CurveMode, Scenario};
 
 /// Estimated hit rates at one capacity.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -75,33 +33,6 @@ pub struct Estimate {
 }
 
 impl Scenario {
-    pub fn check(&self) -> anyhow::Result<()> {
-        let fields = [
-            ("concurrent_agents", self.concurrent_agents),
-            ("avg_turns_per_session", self.avg_turns_per_session),
-        ];
-        for (name, v) in fields {
-            if v.is_nan() || v < 1.0 {
-                anyhow::bail!("heuristic_multi_agent.{name} must be at least 1 (got {v})");
-            }
-        }
-        for (name, v) in [
-            ("shared_prefix_tokens", self.shared_prefix_tokens),
-            ("avg_new_tokens_per_turn", self.avg_new_tokens_per_turn),
-            ("private_window_tokens", self.private_window_tokens),
-            ("zipf_s", self.zipf_s),
-        ] {
-            if v.is_nan() || v < 0.0 {
-                anyhow::bail!("heuristic_multi_agent.{name} must be non-negative (got {v})");
-            }
-        }
-        let lru = self.policy_efficiency.lru_like;
-        if !(0.0..=1.0).contains(&lru) {
-            anyhow::bail!("heuristic_multi_agent.policy_efficiency.lru_like must be in [0, 1]");
-        }
-        Ok(())
-    }
-
     fn turns(&self) -> u32 {
         self.avg_turns_per_session.round().max(1.0) as u32
     }
@@ -189,6 +120,7 @@ impl Scenario {
 
 #[cfg(test)]
 mod tests {
+    use super::super::scenario::PolicyEfficiency;
     use super::*;
 
     fn scenario(mode: CurveMode) -> Scenario {

@@ -16,6 +16,7 @@ pub mod heuristic;
 pub mod naive;
 pub mod plan;
 pub mod replayed;
+pub mod scenario;
 pub mod stream;
 
 #[cfg(test)]
@@ -26,12 +27,14 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
+use tokio::runtime::Handle;
 
 use self::buckets::Analysis;
 use self::config::{BucketDeployment, Config, Deployment, GIB, ModelProfile, Tier};
 use self::stream::Scope;
 use crate::artifact::write_json_atomic;
-use crate::replay::TraceFormatArg;
+use crate::capacity;
+use crate::kinds::TraceFormat;
 use crate::runner::RunnerSet;
 use crate::trace::{self, LoadOptions, TraceSet};
 use crate::trace_cache;
@@ -67,8 +70,8 @@ pub struct TraceInput {
     /// Tokens per hash id in JSON Lines traces [default: 512 for Mooncake, 16 for Qwen-Bailian].
     #[arg(long)]
     pub block_size: Option<u32>,
-    #[arg(long, value_enum, default_value_t = TraceFormatArg::Auto)]
-    pub format: TraceFormatArg,
+    #[arg(long, value_enum, default_value_t = TraceFormat::Auto)]
+    pub format: TraceFormat,
     /// Read only the first N records (requests, in file order).
     #[arg(long, value_name = "N")]
     pub max_records: Option<usize>,
@@ -190,16 +193,17 @@ pub struct CalibrateArgs {
     pub input: TraceInput,
 }
 
-pub fn run(args: &OracleArgs, runners: &RunnerSet) -> Result<()> {
+/// `kvsweep oracle`; traces named by URL are fetched on `runtime`.
+pub fn run(args: &OracleArgs, runners: &RunnerSet, runtime: &Handle) -> Result<()> {
     match &args.action {
-        None => quick(&args.quick, runners),
+        None => quick(&args.quick, runners, runtime),
         Some(OracleAction::AnalyzeBuckets(a)) => {
             let config = Config::load(&a.config)?;
-            analyze_command(a, &config, "analyze-buckets", json!({})).map(|_| ())
+            analyze_command(a, &config, "analyze-buckets", json!({}), runtime).map(|_| ())
         }
-        Some(OracleAction::AuditBuckets(a)) => audit::run(a),
+        Some(OracleAction::AuditBuckets(a)) => audit::run(a, runtime),
         Some(OracleAction::EstimateMultiAgent(a)) => heuristic::run(a),
-        Some(OracleAction::CalibrateMultiAgent(a)) => calibrate::run(a),
+        Some(OracleAction::CalibrateMultiAgent(a)) => calibrate::run(a, runtime),
     }
 }
 
@@ -219,8 +223,7 @@ pub fn block_size(set: &TraceSet) -> Result<u32> {
 
 /// Traces named by http(s) URL come from the trace cache (downloaded once, checked, then found
 /// there by later runs); paths pass through.
-fn fetch(traces: &[String]) -> Result<Vec<PathBuf>> {
-    let mut runtime = None;
+fn fetch(traces: &[String], runtime: &Handle) -> Result<Vec<PathBuf>> {
     traces
         .iter()
         .map(|t| {
@@ -229,26 +232,18 @@ fn fetch(traces: &[String]) -> Result<Vec<PathBuf>> {
             }
             let remote = trace_cache::RemoteTraces::new(t, None, None)
                 .with_context(|| format!("cannot read the trace URL {t}"))?;
-            let rt = match &mut runtime {
-                Some(rt) => rt,
-                None => runtime.insert(
-                    tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()?,
-                ),
-            };
-            rt.block_on(trace_cache::fetch(&remote, &trace_cache::cache_dir()?))
+            runtime.block_on(trace_cache::fetch(&remote, &trace_cache::cache_dir()?))
         })
         .collect()
 }
 
 /// Loads traces, keeping only the first `max_records` requests (in file order) when asked.
-pub fn load_traces(traces: &[String], input: &TraceInput) -> Result<TraceSet> {
-    let paths = fetch(traces)?;
+pub fn load_traces(traces: &[String], input: &TraceInput, runtime: &Handle) -> Result<TraceSet> {
+    let paths = fetch(traces, runtime)?;
     let mut set = trace::load(
         &paths,
         LoadOptions {
-            format: input.format.into(),
+            format: input.format,
             jsonl_block_size: input.block_size,
             strict: false,
         },
@@ -336,6 +331,7 @@ fn analyze_command(
     config: &Config,
     command: &str,
     choices: Value,
+    runtime: &Handle,
 ) -> Result<(TraceSet, Analysis)> {
     if config.bucket_deployments.is_empty() {
         bail!(
@@ -345,7 +341,7 @@ fn analyze_command(
     }
     std::fs::create_dir_all(&a.output_dir)
         .with_context(|| format!("cannot create {}", a.output_dir.display()))?;
-    let set = load_traces(&a.traces, &a.input)?;
+    let set = load_traces(&a.traces, &a.input, runtime)?;
     let started = Instant::now();
     let traces = trace_meta(&set, &a.input);
     write_metadata(
@@ -424,7 +420,8 @@ pub fn quick_config(q: &QuickArgs, runners: &RunnerSet) -> Result<QuickConfig> {
         },
         None => ModelProfile::from_preset(&q.model)?,
     };
-    let usable = runner.hbm_gb_per_gpu * 1e9 * q.gpu_memory_utilization / GIB;
+    let usable =
+        capacity::kv_bytes(runner.hbm_gb_per_gpu, 1.0, q.gpu_memory_utilization, 0.0) / GIB;
     let choice = match q.tp {
         Some(tp) => TpChoice {
             tp: tp.max(1),
@@ -531,7 +528,7 @@ fn smallest_fitting_tp(
     )
 }
 
-fn quick(q: &QuickArgs, runners: &RunnerSet) -> Result<()> {
+fn quick(q: &QuickArgs, runners: &RunnerSet, runtime: &Handle) -> Result<()> {
     let QuickConfig { config, tp } = quick_config(q, runners)?;
     println!("deployment: tp {} ({})", tp.tp, tp.why);
     let out = q.out.clone().context("--out is required")?;
@@ -541,5 +538,5 @@ fn quick(q: &QuickArgs, runners: &RunnerSet) -> Result<()> {
         output_dir: out,
         input: q.input.clone(),
     };
-    analyze_command(&a, &config, "oracle", json!({ "tp_choice": tp })).map(|_| ())
+    analyze_command(&a, &config, "oracle", json!({ "tp_choice": tp }), runtime).map(|_| ())
 }

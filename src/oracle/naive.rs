@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::stream::{Entry, child_key, output_key};
-use crate::sim::rng::mix;
+use crate::rng::mix;
 use crate::trace::{Session, TraceRequest, TraceSet};
 
 /// What one request reads and writes, as plain keys.

@@ -10,9 +10,10 @@ use serde_json::Value;
 
 use super::config::GIB;
 use super::{bounds, stream};
+use crate::capacity;
+use crate::kinds::TraceFormat;
 use crate::model;
 use crate::runner::RunnerSet;
-use crate::spec::TraceFormat;
 use crate::trace::{self, LoadOptions, Session, TraceRequest, TraceSet};
 
 /// The share of HBM engines give the cache by default (vLLM's --gpu-memory-utilization; the
@@ -46,8 +47,8 @@ fn capacity_tokens(cell: &Value, runners: &RunnerSet) -> Option<f64> {
     let runner = runners.get(cell["runner"].as_str()?)?;
     let tp = cell["cell"]["tp"].as_f64()?.max(1.0);
     let g = preset.geometry;
-    let weights = f64::from(g.params_b) * 1e9 * g.dtype.bytes() as f64;
-    let hbm = runner.hbm_gb_per_gpu * 1e9 * tp * GPU_MEMORY_UTILIZATION - weights;
+    let weights = capacity::weight_bytes(f64::from(g.params_b), g.dtype.bytes() as f64);
+    let hbm = capacity::kv_bytes(runner.hbm_gb_per_gpu, tp, GPU_MEMORY_UTILIZATION, weights);
     let per_token = g.kv_bytes_per_token() as f64;
     let offload = if cell["cell"]["offload"] == "on" {
         cell["offload_gib"].as_f64().unwrap_or(0.0) * GIB
@@ -127,7 +128,7 @@ pub fn bound(dir: &Path, cache: &mut TraceCache, runners: &RunnerSet) -> Result<
             stream::Entry {
                 time_s: *t,
                 session: *ids.entry(s.id.as_str()).or_insert(next),
-                seed: crate::sim::rng::mix(s.scope),
+                seed: crate::rng::mix(s.scope),
                 block_size: s.block_size,
                 request: r,
             }

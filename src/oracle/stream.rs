@@ -22,7 +22,7 @@ use std::ops::Range;
 use serde::{Deserialize, Serialize};
 
 use crate::hash::HashedMap;
-use crate::sim::rng::mix;
+use crate::rng::mix;
 use crate::trace::{Session, TraceRequest, TraceSet};
 
 /// Which requests may share cached blocks.

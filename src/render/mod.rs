@@ -11,9 +11,10 @@ use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
 
 use crate::artifact::{CELL_FILES, SERVER_LOG_CAP_BYTES};
-use crate::engine::{self, EngineKind, LaunchRequest, Program};
+use crate::engine::{self, LaunchRequest, Program};
+use crate::kinds::{EngineKind, Offload};
 use crate::runner::{ContainerRuntime, Runner, RunnerSet};
-use crate::spec::{self, Cell, LoadOptions, Offload, Shape, Sweep, TraceSource};
+use crate::spec::{self, Cell, LoadOptions, Shape, Sweep, TraceSource};
 use crate::trace_cache::RemoteTraces;
 
 const TEMPLATE_NAME: &str = "run-cell.sh.j2";

@@ -16,8 +16,8 @@ use serde_json::{Value, json};
 
 use crate::artifact::{CsvLog, write_json_atomic};
 
-use super::client::Outcome;
 use super::control::{self, ControlArgs};
+use crate::openai::client::Outcome;
 
 /// One finished request, as the collector sees it.
 #[derive(Debug, Clone)]

@@ -12,8 +12,8 @@ use minijinja::Environment;
 use plotters::style::RGBColor;
 use serde::Serialize;
 
-use crate::collect::ParetoRow;
 use crate::collect::cells::{CellResult, Skipped};
+use crate::collect::{self, CollectArgs, Collected, ParetoRow};
 use crate::pareto::{PANELS, Panel};
 use crate::plot::{Chart, Mark, PALETTE, Series};
 
@@ -176,6 +176,41 @@ fn headline(cells: &[CellResult]) -> Vec<HeadlineRow> {
             }
         })
         .collect()
+}
+
+/// Collects `paths` into `out` and draws the plots and `report.html` from what it found;
+/// returns the collected cells and the report's path.
+pub fn collect_into(paths: &[PathBuf], out: &Path) -> Result<(Collected, PathBuf)> {
+    let c = collect::collect(paths, out)?;
+    let report = write(out, &c.cells, &c.skipped, &c.pareto)?;
+    Ok((c, report))
+}
+
+/// The collect step at the end of `kvsweep sweep --local`: the sweep's cells into its folder.
+pub fn collect_sweep(cells_dir: &Path, out: &Path) -> Result<()> {
+    let (c, report) = collect_into(&[cells_dir.to_path_buf()], out)?;
+    print_outcome(&c, &report, out);
+    Ok(())
+}
+
+fn print_outcome(c: &Collected, report: &Path, out: &Path) {
+    eprintln!(
+        "collect: {} cells in summary.csv, {} skipped (skipped.csv); Pareto frontiers in pareto.csv and {}/plots",
+        c.cells.len(),
+        c.skipped.len(),
+        out.display()
+    );
+    for s in &c.skipped {
+        eprintln!("  skipped {}: {}", s.cell, s.reason);
+    }
+    println!("{}", report.display());
+}
+
+/// `kvsweep collect`.
+pub fn run_collect(args: &CollectArgs) -> Result<()> {
+    let (c, report) = collect_into(&args.paths, &args.out)?;
+    print_outcome(&c, &report, &args.out);
+    Ok(())
 }
 
 /// Draws the panels into `out/plots` and writes `out/report.html`; returns the report's path.

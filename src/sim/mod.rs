@@ -11,7 +11,6 @@ mod cost;
 mod engine;
 mod http;
 pub mod metrics;
-pub mod rng;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,13 +20,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use axum::http::StatusCode;
+use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
 pub use cache::{Allocation, CacheConfig, PrefixCache, block_hashes};
 pub use cost::{CostModel, StepWork};
 
+use crate::capacity;
 use crate::model::{self, KvDtype};
 use crate::runner::RunnerSet;
+use crate::shutdown::Shutdown;
 use crate::tokenizer::Tokenizer;
 use engine::{Engine, EngineConfig};
 use http::{AppState, Faults, OutputVocab};
@@ -172,13 +174,16 @@ pub fn setup(args: &SimArgs, runners: &RunnerSet) -> Result<SimSetup> {
         KvDtypeArg::Fp8 => KvDtype::Fp8,
         KvDtypeArg::Bf16 => KvDtype::Bf16,
     };
-    let weight_bytes = f64::from(geometry.params_b) * 1e9 * geometry.dtype.bytes() as f64;
+    let weight_bytes =
+        capacity::weight_bytes(f64::from(geometry.params_b), geometry.dtype.bytes() as f64);
     let kv_bytes = match args.kv_cache_gb {
         Some(gb) => gb * 1e9,
-        None => {
-            runner.hbm_gb_per_gpu * 1e9 * f64::from(args.tp) * args.gpu_memory_utilization
-                - weight_bytes
-        }
+        None => capacity::kv_bytes(
+            runner.hbm_gb_per_gpu,
+            f64::from(args.tp),
+            args.gpu_memory_utilization,
+            weight_bytes,
+        ),
     };
     let per_token = geometry.kv_bytes_per_token();
     let block_bytes = (per_token * args.block_size as u64) as f64;
@@ -212,7 +217,12 @@ pub fn setup(args: &SimArgs, runners: &RunnerSet) -> Result<SimSetup> {
     })
 }
 
-pub fn run(args: &SimArgs, runners: &RunnerSet) -> Result<()> {
+pub fn run(
+    args: &SimArgs,
+    runners: &RunnerSet,
+    runtime: &Handle,
+    shutdown: &Shutdown,
+) -> Result<()> {
     let sim = setup(args, runners)?;
     let tokenizer = Tokenizer::load(args.tokenizer.as_deref())?;
     let fail_status = StatusCode::from_u16(args.fail_status)
@@ -224,11 +234,7 @@ pub fn run(args: &SimArgs, runners: &RunnerSet) -> Result<()> {
                 args.fail_status
             )
         })?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(serve(args.clone(), sim, tokenizer, fail_status))
+    runtime.block_on(serve(args.clone(), sim, tokenizer, fail_status, shutdown))
 }
 
 async fn serve(
@@ -236,6 +242,7 @@ async fn serve(
     sim: SimSetup,
     tokenizer: Tokenizer,
     fail_status: StatusCode,
+    shutdown: &Shutdown,
 ) -> Result<()> {
     let addr: SocketAddr = format!("{}:{}", args.host, args.port)
         .parse()
@@ -285,7 +292,9 @@ async fn serve(
         requests: AtomicU64::new(0),
     });
     let app = http::router(state, args.max_body_mb.saturating_mul(1024 * 1024));
-    let shutdown = shutdown_signal()?;
+    // Watched before the ready line is printed, so a signal sent as soon as the line appears
+    // stops the server cleanly instead of killing it.
+    let stop = shutdown.stop()?;
     println!(
         "kvsweep sim-server (simulated) listening on http://{local} — model {} on {} × {}, KV cache {} tokens{}, prefix caching {}, {}",
         sim.model_name,
@@ -324,31 +333,9 @@ async fn serve(
         });
     }
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            stop.await;
+        })
         .await
         .context("the HTTP server failed")
-}
-
-/// SIGTERM or SIGINT. The handlers are registered when this is called, before the ready line is
-/// printed, so a signal sent as soon as the line appears stops the server cleanly instead of
-/// killing it.
-fn shutdown_signal() -> Result<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-        let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
-        Ok(Box::pin(async move {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }))
-    }
-    #[cfg(not(unix))]
-    {
-        Ok(Box::pin(async {
-            let _ = tokio::signal::ctrl_c().await;
-        }))
-    }
 }

@@ -13,9 +13,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
+use tokio::runtime::Handle;
 
 use crate::render::{self, CellOverrides};
 use crate::runner::{ContainerRuntime, Runner, RunnerSet, Vendor};
+use crate::shutdown::Shutdown;
 use crate::spec::{self, Cell, LoadOptions, Sweep};
 use queue::CellState;
 
@@ -340,7 +342,12 @@ fn load_sweep(m: &Manifest, runners: &RunnerSet) -> Result<Sweep> {
     )?)
 }
 
-fn submit(args: &SubmitArgs, runners: &RunnerSet, runners_dir: Option<&Path>) -> Result<()> {
+fn submit(
+    args: &SubmitArgs,
+    runners: &RunnerSet,
+    runners_dir: Option<&Path>,
+    runtime: &Handle,
+) -> Result<()> {
     let abs =
         |p: &Path| std::path::absolute(p).with_context(|| format!("bad path {}", p.display()));
     let out = abs(&args.out)?;
@@ -384,12 +391,12 @@ fn submit(args: &SubmitArgs, runners: &RunnerSet, runners_dir: Option<&Path>) ->
     }
     eprintln!("manifest: {}", Manifest::path_in(&m.out).display());
     if args.wait {
-        wait(&m)?;
+        wait(&m, runtime)?;
     }
     Ok(())
 }
 
-fn resubmit(args: &ResubmitArgs, runners: &RunnerSet) -> Result<()> {
+fn resubmit(args: &ResubmitArgs, runners: &RunnerSet, runtime: &Handle) -> Result<()> {
     let mut m = Manifest::load(&args.manifest.manifest)?;
     let states = queue::cell_states(&m)?;
     let redo: Vec<String> = states
@@ -411,7 +418,7 @@ fn resubmit(args: &ResubmitArgs, runners: &RunnerSet) -> Result<()> {
     let overrides = overrides_from_args(&m.overrides)?;
     submit_cells(&mut m, &sweep, &cells, &overrides, runners, false)?;
     if args.wait {
-        wait(&m)?;
+        wait(&m, runtime)?;
     }
     Ok(())
 }
@@ -431,11 +438,7 @@ fn overrides_from_args(args: &[String]) -> Result<CellOverrides> {
 }
 
 /// Polls until no cell is queued or running; Ctrl-C cancels this sweep's jobs.
-fn wait(m: &Manifest) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+fn wait(m: &Manifest, runtime: &Handle) -> Result<()> {
     let mut last = String::new();
     loop {
         let states = queue::cell_states(m)?;
@@ -458,7 +461,7 @@ fn wait(m: &Manifest) -> Result<()> {
         let interrupted = runtime.block_on(async {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(2)) => false,
-                _ = tokio::signal::ctrl_c() => true,
+                _ = Shutdown::interrupted() => true,
             }
         });
         if interrupted {
@@ -500,9 +503,15 @@ fn print_states(states: &[queue::CellStatus], json: bool) -> Result<()> {
     Ok(())
 }
 
-pub fn run(args: &SlurmArgs, runners: &RunnerSet, runners_dir: Option<&Path>) -> Result<()> {
+/// `kvsweep slurm`; `--wait` polls on `runtime`.
+pub fn run(
+    args: &SlurmArgs,
+    runners: &RunnerSet,
+    runners_dir: Option<&Path>,
+    runtime: &Handle,
+) -> Result<()> {
     match &args.action {
-        SlurmAction::Submit(a) => submit(a, runners, runners_dir),
+        SlurmAction::Submit(a) => submit(a, runners, runners_dir, runtime),
         SlurmAction::Status(a) => {
             let m = Manifest::load(&a.manifest)?;
             let states = queue::cell_states(&m)?;
@@ -517,6 +526,6 @@ pub fn run(args: &SlurmArgs, runners: &RunnerSet, runners_dir: Option<&Path>) ->
             eprintln!("cancelled jobs {}", job_ids(&m));
             Ok(())
         }
-        SlurmAction::Resubmit(a) => resubmit(a, runners),
+        SlurmAction::Resubmit(a) => resubmit(a, runners, runtime),
     }
 }

@@ -18,7 +18,7 @@ use super::{
     Cell, CellFields, DEFAULT_DURATION_S, LoadOptions, Offload, OffloadBackend, Settings, Shape,
     Sweep, check_not_empty, check_parallelism, check_unique, find_runner, parse_tp_key,
 };
-use crate::engine::EngineKind;
+use crate::kinds::EngineKind;
 use crate::yaml::{SpecError, YamlDoc};
 
 #[derive(Debug, Deserialize)]

@@ -208,7 +208,7 @@ pub fn run(args: &MatrixArgs, runners: &RunnerSet) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::Offload;
+    use crate::kinds::Offload;
 
     fn cells(n: u32) -> Vec<Cell> {
         (1..=n)

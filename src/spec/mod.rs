@@ -17,65 +17,16 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::engine::EngineKind;
+use crate::kinds::EngineKind;
+pub use crate::kinds::{Offload, OffloadBackend, TraceFormat};
 use crate::model::Geometry;
 use crate::runner::{Runner, RunnerSet};
 use crate::trace_cache::RemoteTraces;
 use crate::yaml::{SpecError, YamlDoc};
 
 pub use matrix::{MAX_MATRIX_JOBS, Shard};
-
-/// How a cell uses the KV cache.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Offload {
-    /// Prefix caching in HBM plus a host-memory offload tier.
-    On,
-    /// Prefix caching in HBM only (the engine's default).
-    Off,
-    /// No prefix reuse at all: the floor every cache is measured against.
-    Noprefix,
-}
-
-impl Offload {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Offload::On => "on",
-            Offload::Off => "off",
-            Offload::Noprefix => "noprefix",
-        }
-    }
-}
-
-impl fmt::Display for Offload {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Which connector provides the offload tier when offload is `on`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum OffloadBackend {
-    /// The engine's built-in offloading (vLLM `--kv_offloading_backend native`, SGLang HiCache).
-    #[default]
-    Native,
-    Lmcache,
-    /// vLLM's SimpleCPUOffloadConnector through `--kv-transfer-config`.
-    SimpleCpu,
-}
-
-impl fmt::Display for OffloadBackend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            OffloadBackend::Native => "native",
-            OffloadBackend::Lmcache => "lmcache",
-            OffloadBackend::SimpleCpu => "simple-cpu",
-        })
-    }
-}
 
 /// One point of the sweep: what one matrix job runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -112,32 +63,6 @@ pub struct Model {
     pub preset: Option<String>,
     /// KV geometry, when known (from a preset or given by hand).
     pub geometry: Option<Geometry>,
-}
-
-/// Trace file formats the replay reads.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TraceFormat {
-    /// Detect from the file contents.
-    #[default]
-    Auto,
-    /// kv-cache-tester trace JSON.
-    Kvct,
-    /// Mooncake / AIPerf JSONL.
-    Mooncake,
-    /// Qwen-Bailian JSONL (Alibaba's usage traces: `chat_id`/`parent_chat_id` chains).
-    Bailian,
-}
-
-impl fmt::Display for TraceFormat {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            TraceFormat::Auto => "auto",
-            TraceFormat::Kvct => "kvct",
-            TraceFormat::Mooncake => "mooncake",
-            TraceFormat::Bailian => "bailian",
-        })
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -10,7 +10,7 @@ use super::{
     OffloadBudget, Settings, Shape, Sweep, TesterSpec, TraceFormat, TraceSource, Traces,
     check_not_empty, check_parallelism, check_unique, find_runner, parse_tp_key,
 };
-use crate::engine::EngineKind;
+use crate::kinds::EngineKind;
 use crate::model::{self, Attention, Geometry, KvDtype};
 use crate::paths::expand_home;
 use crate::runner::RunnerSet;

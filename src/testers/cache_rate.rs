@@ -12,7 +12,7 @@ use serde_json::json;
 use super::load::{Ask, Load, SAMPLE_COLUMNS, Sample, Stats};
 use super::output::{self, Progress, f, opt};
 use super::{Common, TtftMetric, plot_lines};
-use crate::sim::rng::mix;
+use crate::rng::mix;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {

@@ -9,9 +9,9 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::Common;
-use crate::replay::client::{self, Outcome, PromptBody};
-use crate::replay::{self, Target};
-use crate::sim::rng::mix;
+use crate::openai::client::{self, Outcome, PromptBody};
+use crate::openai::preflight::{self, Target};
+use crate::rng::mix;
 use crate::trace::prompt::{PromptBuilder, PromptState};
 
 /// What one request is: which prefix, how much of it is shared, how long the prompt is.
@@ -80,7 +80,7 @@ pub struct Load {
 
 impl Load {
     pub async fn connect(common: &Common, connections: usize) -> Result<Self> {
-        let target = replay::connect(
+        let target = preflight::connect(
             &common.url,
             common.model.as_deref(),
             common.api,
@@ -269,7 +269,7 @@ impl Stats {
                 v.iter().sum::<f64>() / v.len() as f64
             }
         };
-        let pct = |p| crate::trace::analyze::percentile(&ttft, p);
+        let pct = |p| crate::stats::percentile(&ttft, p);
         Self {
             requests: samples.len(),
             failed: samples.len() - ok.len(),
@@ -281,7 +281,7 @@ impl Stats {
             ttft_p95_ms: pct(95.0),
             ttft_max_ms: ttft.last().copied().unwrap_or(0.0),
             itl_avg_ms: mean(&itl),
-            e2e_p50_ms: crate::trace::analyze::percentile(&e2e, 50.0),
+            e2e_p50_ms: crate::stats::percentile(&e2e, 50.0),
             hit_rate: if prompt > 0.0 { cached / prompt } else { 0.0 },
         }
     }

@@ -12,10 +12,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
+use tokio::runtime::Handle;
 
 use self::load::Stats;
+use crate::openai::Api;
 use crate::plot::{Chart, PALETTE, Series};
-use crate::replay::Api;
 
 /// Synthetic cache testers: TTFT vs context, throughput vs hit rate, the working-set cliffs.
 #[derive(Debug, Clone, clap::Args)]
@@ -106,12 +107,9 @@ pub struct CombineArgs {
     pub output: PathBuf,
 }
 
-pub fn run(args: &TestArgs) -> Result<()> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?
-        .block_on(run_async(args))
+/// `kvsweep test`, on `runtime`.
+pub fn run(args: &TestArgs, runtime: &Handle) -> Result<()> {
+    runtime.block_on(run_async(args))
 }
 
 /// The tester, in the caller's runtime (run-cell runs it as a cell's workload).

@@ -125,7 +125,7 @@ pub fn summarize(dir: &std::path::Path) -> Result<()> {
             .filter_map(|r| r[key].parse().ok())
             .collect();
         v.sort_by(f64::total_cmp);
-        (!v.is_empty()).then(|| crate::trace::analyze::percentile(&v, 50.0))
+        (!v.is_empty()).then(|| crate::stats::percentile(&v, 50.0))
     };
     let mut table = Vec::new();
     let (mut cold, mut warm, mut speedup) = (Vec::new(), Vec::new(), Vec::new());

@@ -13,7 +13,7 @@ use super::cache_rate::{detail_columns, detail_rows};
 use super::load::{Ask, Load, Stats};
 use super::output::{self, Progress, f};
 use super::{Common, plot_lines};
-use crate::sim::rng::mix;
+use crate::rng::mix;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Scale {

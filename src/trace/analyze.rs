@@ -14,20 +14,10 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{LoadOptions, Session, TraceRequest, TraceSet};
-use crate::hash::{HashedMap, HashedSet};
-use crate::sim::rng::mix;
-use crate::spec::TraceFormat;
-
-/// Percentile with numpy's default (linear) interpolation, `p` in 0..=100.
-pub fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = p / 100.0 * (sorted.len() - 1) as f64;
-    let lo = rank.floor() as usize;
-    let hi = rank.ceil() as usize;
-    sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo as f64)
-}
+use crate::hash::{HashedMap, HashedSet, chain};
+use crate::kinds::TraceFormat;
+use crate::rng::mix;
+use crate::stats::percentile;
 
 /// mean, std, min, p25, median, p75, p90, p99, max of a list.
 #[derive(Debug, Clone, Serialize, Default, PartialEq)]
@@ -121,11 +111,6 @@ struct AiperfAcc {
     total_prefixes: u64,
     context_lengths: Vec<f64>,
     unique_prompt_lengths: Vec<f64>,
-}
-
-/// A chain hash: the id of the prefix path ending in `id` after `parent`.
-fn chain(parent: u64, id: u64) -> u64 {
-    mix(parent.rotate_left(17) ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15))
 }
 
 fn aiperf(requests: &[(u32, u32, &[u64])], block_size: u32) -> AiperfAcc {

@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use super::generate::Profile;
 use super::synth::SynthParams;
 use super::{LoadOptions, analyze, convert, generate, synth};
-use crate::spec::TraceFormat;
+use crate::kinds::TraceFormat;
 
 /// Analyze, convert, synthesize and generate traces.
 #[derive(Debug, Clone, clap::Args)]

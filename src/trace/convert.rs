@@ -19,16 +19,13 @@ use anyhow::{Context, Result, bail};
 use serde_json::json;
 
 use super::{Session, TraceRequest, TraceSet};
+use crate::hash::chain;
 
 /// Names target blocks after source prefix paths.
 #[derive(Default)]
 pub struct Reblocker {
     ids: HashMap<(u64, u32), u64>,
     next: u64,
-}
-
-fn chain(parent: u64, id: u64) -> u64 {
-    crate::sim::rng::mix(parent.rotate_left(17) ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15))
 }
 
 impl Reblocker {

@@ -14,9 +14,10 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::analyze::{Growth, growth, percentile};
+use super::analyze::{Growth, growth};
 use super::{Session, TraceSet};
-use crate::sim::rng::mix;
+use crate::rng::mix;
+use crate::stats::percentile;
 
 const BUILTIN: &str = include_str!("../../traces/profile-kv-cache-tester.json");
 

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use crate::spec::TraceFormat;
+use crate::kinds::TraceFormat;
 
 /// One request of a session.
 #[derive(Debug, Clone, PartialEq)]
@@ -159,7 +159,7 @@ pub fn parse_file(
     opts: LoadOptions,
     set: &mut TraceSet,
 ) -> Result<()> {
-    let scope = crate::sim::rng::mix(index as u64 + 1);
+    let scope = crate::rng::mix(index as u64 + 1);
     let before = set.skipped.len();
     match file_format(file, text, opts) {
         format @ TraceFormat::Mooncake => {

@@ -6,7 +6,7 @@
 //! previous one's tokens up to the first hash id that differs, so extending a long context costs
 //! only its new blocks.
 
-use crate::sim::rng::mix;
+use crate::rng::mix;
 use crate::tokenizer::Tokenizer;
 
 /// Token ids are drawn from `[lo, lo + span)`: well inside any modern vocabulary (even 32k ones),

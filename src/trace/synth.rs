@@ -109,7 +109,7 @@ fn apply(shapes: &mut [Shape], p: &SynthParams, block_size: u64) -> Result<()> {
     if p.prefix_root_multiplier > 1 {
         let offset = max_id + 1;
         for (i, s) in shapes.iter_mut().enumerate() {
-            let root = crate::sim::rng::mix(p.seed ^ (i as u64).wrapping_mul(0x5EED))
+            let root = crate::rng::mix(p.seed ^ (i as u64).wrapping_mul(0x5EED))
                 % u64::from(p.prefix_root_multiplier);
             if root > 0 {
                 for id in &mut s.ids {

@@ -19,6 +19,7 @@ use std::path::{Component, Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use tokio::runtime::Handle;
 
 use crate::archive;
 
@@ -404,7 +405,8 @@ pub struct FetchArgs {
     pub cache_dir: Option<PathBuf>,
 }
 
-pub fn run(args: &TracesArgs) -> Result<()> {
+/// `kvsweep traces fetch`, on `runtime`.
+pub fn run(args: &TracesArgs, runtime: &Handle) -> Result<()> {
     let TracesAction::Fetch(args) = &args.action;
     let remote = RemoteTraces::new(&args.url, args.sha256.as_deref(), args.path.as_deref())
         .map_err(|e| match e.field {
@@ -415,10 +417,6 @@ pub fn run(args: &TracesArgs) -> Result<()> {
         Some(dir) => dir.clone(),
         None => cache_dir()?,
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
     let local = runtime.block_on(fetch(&remote, &cache))?;
     println!("{}", local.display());
     Ok(())

@@ -1,4 +1,5 @@
-//! Deterministic pseudo-random numbers for the simulator.
+//! Deterministic pseudo-random numbers: the simulator's outputs and faults, the trace tools'
+//! synthetic content, the replay's session order and prompts, the oracle's sampling.
 //!
 //! Hand-written rather than `rand`: the same `--seed` must give the same outputs and faults across
 //! releases, and `rand` does not promise its small generators stay the same between versions.

@@ -1,0 +1,224 @@
+//! The replay's command-line arguments and the choices they name.
+//!
+//! Kept apart from the run itself so that what a flag means (and which combinations are refused)
+//! can be read and tested without a server.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+
+use crate::kinds::TraceFormat;
+use crate::openai::Api;
+
+use super::control;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Timing {
+    /// Wait only the trace's think time between a response and the next request.
+    ThinkOnly,
+    /// Think time plus the original API time × --api-time-scale.
+    ApiScaled,
+    /// Keep the trace's own request spacing (`t`), never sending before the previous answer.
+    Original,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnLong {
+    Skip,
+    Truncate,
+}
+
+/// Replay agentic traces against a server and measure TTFT, inter-token latency, throughput and
+/// cache hits.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReplayArgs {
+    /// The server's base URL (http://host:port); repeat for several endpoints (each session
+    /// sticks to one).
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    pub url: Vec<String>,
+    /// Model name to request (default: the first model /v1/models lists).
+    #[arg(long)]
+    pub model: Option<String>,
+    #[arg(long, value_enum, default_value = "completions")]
+    pub api: Api,
+    /// The served model's Hugging Face tokenizer.json: chat prompts are made of its words
+    /// (default: tiktoken o200k_base), completions prompts of ids inside its vocabulary.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Trace files or directories (repeatable).
+    #[arg(long, required = true)]
+    pub traces: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub format: TraceFormat,
+    /// Tokens per hash id in JSON Lines traces [default: 512 for Mooncake, 16 for Qwen-Bailian].
+    #[arg(long)]
+    pub block_size: Option<u32>,
+    /// A malformed trace record stops the run instead of being skipped.
+    #[arg(long)]
+    pub strict: bool,
+    /// Concurrent users, each replaying one session at a time.
+    #[arg(long, default_value_t = 1)]
+    pub users: u32,
+    /// Stop sending after this many seconds (0: when the sessions run out).
+    #[arg(long, default_value_t = 0.0)]
+    pub duration: f64,
+    /// Spread the users' first requests evenly over this many seconds instead of sending them all
+    /// at once.
+    #[arg(long, default_value_t = 0.0)]
+    pub ramp_up: f64,
+    /// Seconds after --duration to wait for answers still streaming; requests still running then
+    /// are abandoned (counted in metadata.json, not in requests.csv).
+    #[arg(long, default_value_t = 30.0)]
+    pub drain: f64,
+    /// Start sessions again (as new users, with fresh content) when they run out.
+    #[arg(long)]
+    pub recycle: bool,
+    #[arg(long, value_enum, default_value = "think-only")]
+    pub timing: Timing,
+    /// Multiplies every wait.
+    #[arg(long, default_value_t = 1.0)]
+    pub time_scale: f64,
+    #[arg(long, default_value_t = 1.0)]
+    pub api_time_scale: f64,
+    /// Longest single wait, seconds (before --time-scale).
+    #[arg(long, default_value_t = 600.0)]
+    pub max_delay: f64,
+    /// Longest prompt, tokens (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    pub max_context: u32,
+    #[arg(long, value_enum, default_value = "skip")]
+    pub on_long: OnLong,
+    /// Leave out sessions with fewer requests.
+    #[arg(long, default_value_t = 1)]
+    pub min_requests: usize,
+    /// Fixes session order and prompt content.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Ask the server to generate exactly the trace's output length.
+    #[arg(long)]
+    pub ignore_eos: bool,
+    /// Send every request at its trace timestamp, without waiting for earlier answers (Mooncake style).
+    #[arg(long)]
+    pub fixed_schedule: bool,
+    /// Seconds before an unanswered request counts as a timeout.
+    #[arg(long, default_value_t = 600.0)]
+    pub request_timeout: f64,
+    /// Seconds per row of periods.csv.
+    #[arg(long, default_value_t = 30.0)]
+    pub assessment_period: f64,
+    /// Results directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Names the engine in the results; `sim` marks them simulated [default: `sim` when the
+    /// server's /v1/models says it is kvsweep's simulator, else `unknown`].
+    #[arg(long)]
+    pub engine_label: Option<String>,
+    #[command(flatten)]
+    pub control: control::ControlArgs,
+}
+
+impl ReplayArgs {
+    /// Refuses what clap's types let through but no run can do.
+    pub fn validate(&self) -> Result<()> {
+        if self.users == 0 {
+            bail!("--users must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The user count a closed-loop run starts with: `--users`, or with the adaptive controller
+    /// (`--max-users`) `--start-users` (default 1) kept within 1..=max.
+    pub fn initial_users(&self) -> u32 {
+        match (self.control.max_users, self.control.start_users) {
+            (Some(max), start) => start.unwrap_or(1).clamp(1, max.max(1)),
+            (None, _) => self.users,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ReplayArgs,
+    }
+
+    fn parse(extra: &[&str]) -> Result<ReplayArgs, clap::Error> {
+        let base = ["replay", "--traces", "t.jsonl", "--out", "out"];
+        Cli::try_parse_from(base.iter().chain(extra)).map(|c| c.args)
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let a = parse(&[]).expect("parses");
+        assert_eq!(a.url, ["http://127.0.0.1:8000"]);
+        assert_eq!(a.api, Api::Completions);
+        assert_eq!(a.format, TraceFormat::Auto);
+        assert_eq!(a.timing, Timing::ThinkOnly);
+        assert_eq!(a.on_long, OnLong::Skip);
+        assert_eq!((a.users, a.min_requests, a.seed), (1, 1, 0));
+        assert_eq!(
+            (a.drain, a.max_delay, a.request_timeout),
+            (30.0, 600.0, 600.0)
+        );
+        assert!(a.validate().is_ok());
+    }
+
+    #[test]
+    fn value_names_stay_as_scripts_write_them() {
+        let a = parse(&[
+            "--api",
+            "chat",
+            "--timing",
+            "api-scaled",
+            "--on-long",
+            "truncate",
+            "--format",
+            "bailian",
+        ])
+        .expect("parses");
+        assert_eq!(
+            (a.api, a.timing, a.on_long, a.format),
+            (
+                Api::Chat,
+                Timing::ApiScaled,
+                OnLong::Truncate,
+                TraceFormat::Bailian
+            )
+        );
+        assert!(parse(&["--timing", "think_only"]).is_err());
+    }
+
+    #[test]
+    fn traces_and_out_are_required() {
+        assert!(Cli::try_parse_from(["replay", "--out", "o"]).is_err());
+        assert!(Cli::try_parse_from(["replay", "--traces", "t"]).is_err());
+    }
+
+    #[test]
+    fn zero_users_is_refused() {
+        let a = parse(&["--users", "0"]).expect("parses");
+        let err = a.validate().expect_err("zero users");
+        assert!(err.to_string().contains("--users"), "{err}");
+    }
+
+    #[test]
+    fn initial_users_follow_the_adaptive_controller() {
+        let a = parse(&["--users", "8"]).expect("parses");
+        assert_eq!(a.initial_users(), 8, "closed loop: --users");
+        let mut a = parse(&["--users", "8"]).expect("parses");
+        a.control.max_users = Some(16);
+        assert_eq!(a.initial_users(), 1, "adaptive: starts at one");
+        a.control.start_users = Some(4);
+        assert_eq!(a.initial_users(), 4);
+        a.control.start_users = Some(40);
+        assert_eq!(a.initial_users(), 16, "never past --max-users");
+        a.control.start_users = Some(0);
+        assert_eq!(a.initial_users(), 1, "never below one");
+    }
+}

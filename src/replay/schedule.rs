@@ -1,0 +1,534 @@
+//! Scheduling: the users, sessions and subagents of a run, when each request is sent, and how
+//! its measurement reaches the collector.
+//!
+//! The timing arithmetic (when a request is due, how a session is skipped into, how arrivals are
+//! spaced) is in plain functions so that it is tested apart from the clock.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::rng::mix;
+use crate::trace::TraceRequest;
+use crate::trace::prompt::PromptState;
+
+use super::args::{OnLong, ReplayArgs, Timing};
+use super::control;
+use super::exchange::{RecordBase, exchange};
+use super::state::Run;
+use crate::openai::client::PromptBody;
+
+/// The endpoint a session sticks to, chosen by its hash scope: subagents and every turn of a
+/// session reach the server that holds its prefix.
+pub(super) fn endpoint_index(scope: u64, endpoints: usize) -> usize {
+    (mix(scope) % endpoints.max(1) as u64) as usize
+}
+
+/// The hash scope of a session's `pass`-th replay: a recycled session is a new user with new
+/// content.
+pub(super) fn pass_scope(session_scope: u64, pass: u64) -> u64 {
+    mix(session_scope ^ pass.wrapping_mul(0xA5A5_A5A5))
+}
+
+/// A uniform draw in (0, 1] from the seeded mixer.
+fn unit(key: u64) -> f64 {
+    (mix(key) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Seconds between the `n`-th open-loop session arrival and the next, at `rate` per second.
+fn arrival_gap(arrival: control::Arrival, rate: f64, seed: u64, n: u32) -> f64 {
+    match arrival {
+        control::Arrival::Constant => 1.0 / rate,
+        // An exponential gap from a seeded uniform draw.
+        control::Arrival::Poisson => {
+            -(1.0 - unit(seed ^ u64::from(n) ^ 0x4F50_454E))
+                .max(1e-12)
+                .ln()
+                / rate
+        }
+    }
+}
+
+/// Seconds after the start that closed-loop `user` sends its first request: the first
+/// `initial` users spread evenly over `--ramp-up`, the ones the adaptive controller may add
+/// later at once.
+fn ramp_delay(ramp_up: f64, user: u32, initial: u32) -> f64 {
+    if user < initial {
+        ramp_up.max(0.0) * f64::from(user) / f64::from(initial)
+    } else {
+        0.0
+    }
+}
+
+/// Requests of a session of `len` skipped when it is started part-way in: a fraction drawn
+/// from `scope` within [`--advance-min`, `--advance-max`] (0 without `--advance-max`).
+fn advance_skip(c: &control::ControlArgs, scope: u64, len: usize) -> usize {
+    if c.advance_max <= 0.0 {
+        return 0;
+    }
+    let lo = c.advance_min.clamp(0.0, 1.0);
+    let hi = c.advance_max.clamp(lo, 1.0);
+    ((lo + (hi - lo) * unit(scope ^ 0x4144_5641)) * len as f64) as usize
+}
+
+/// Starts the users (or, with --fixed-schedule, every session at its time; with
+/// --request-rate, sessions at that rate) and waits for them.
+pub(super) async fn drive(run: Arc<Run>) {
+    let mut tasks = tokio::task::JoinSet::new();
+    if run.args.fixed_schedule {
+        for index in 0..run.sessions.len() {
+            let run = run.clone();
+            tasks.spawn(async move {
+                let session = &run.sessions[index];
+                let at = run.start + Duration::from_secs_f64(session.start_s * run.args.time_scale);
+                tokio::time::sleep_until(at.into()).await;
+                replay_session(run.clone(), 0, index, 0, at, false).await;
+            });
+        }
+    } else if let Some(rate) = run.args.control.request_rate {
+        let rate = rate.max(1e-6);
+        let mut at = run.start;
+        for n in 0u32.. {
+            if run.deadline.is_some_and(|d| at >= d) {
+                break;
+            }
+            sleep_until_precise(at).await;
+            let Some((index, pass)) = run.next_session().await else {
+                break;
+            };
+            run.arrivals.fetch_add(1, Ordering::Relaxed);
+            let run2 = run.clone();
+            tasks.spawn(async move {
+                run2.active_users.fetch_add(1, Ordering::Relaxed);
+                replay_session(run2.clone(), n, index, pass, Instant::now(), false).await;
+                run2.active_users.fetch_sub(1, Ordering::Relaxed);
+            });
+            let gap = arrival_gap(run.args.control.arrival, rate, run.args.seed, n);
+            at += Duration::from_secs_f64(gap);
+        }
+    } else {
+        let initial = *run.target_users.borrow();
+        let max = run.args.control.max_users.unwrap_or(initial).max(initial);
+        for user in 0..max {
+            let run = run.clone();
+            let delay = ramp_delay(run.args.ramp_up, user, initial);
+            tasks.spawn(async move {
+                tokio::time::sleep(Duration::from_secs_f64(delay)).await;
+                user_loop(&run, user).await;
+            });
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// One closed-loop user: while the target user count includes it, takes sessions and replays
+/// them; parked while the adaptive controller wants fewer users.
+async fn user_loop(run: &Arc<Run>, user: u32) {
+    let mut target = run.target_users.subscribe();
+    let mut first = true;
+    loop {
+        let wanted = async { target.wait_for(|t| user < *t).await.is_ok() };
+        let until_deadline = async {
+            match run.deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let go = tokio::select! {
+            ok = wanted => ok,
+            _ = until_deadline => false,
+        };
+        if !go || run.expired() {
+            return;
+        }
+        run.active_users.fetch_add(1, Ordering::Relaxed);
+        let mut ran_out = false;
+        while !run.expired() && user < *run.target_users.borrow() {
+            let Some((index, pass)) = run.next_session().await else {
+                ran_out = true;
+                break;
+            };
+            let advance = first || run.args.control.advance_all_users;
+            first = false;
+            replay_session(run.clone(), user, index, pass, Instant::now(), advance).await;
+        }
+        run.active_users.fetch_sub(1, Ordering::Relaxed);
+        if ran_out {
+            return;
+        }
+    }
+}
+
+/// Replays one session (and its subagents) as `user`, starting at `started`; `advance` starts
+/// it part-way in (--advance-min/--advance-max).
+async fn replay_session(
+    run: Arc<Run>,
+    user: u32,
+    index: usize,
+    pass: u64,
+    started: Instant,
+    advance: bool,
+) {
+    let session = &run.sessions[index];
+    let scope = pass_scope(session.scope, pass);
+    let children = session_children(&run, user, index, scope, started);
+    let skip = if advance {
+        advance_skip(&run.args.control, scope, session.requests.len())
+    } else {
+        0
+    };
+    let plan = Play {
+        user,
+        session_id: &session.id,
+        scope,
+        block_size: session.block_size,
+        skip: skip.min(session.requests.len().saturating_sub(1)),
+        fresh: pass == 0 && skip == 0,
+        started,
+    };
+    play(&run, &plan, &session.requests).await;
+    run.admission.leave(user);
+    for child in children {
+        let _ = child.await;
+    }
+}
+
+/// Starts a session's subagents at their start times, in the parent's hash `scope`.
+fn session_children(
+    run: &Arc<Run>,
+    user: u32,
+    index: usize,
+    scope: u64,
+    started: Instant,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    run.sessions[index]
+        .children
+        .iter()
+        .enumerate()
+        .map(|(ci, child)| {
+            let run = run.clone();
+            let at = started + Duration::from_secs_f64(child.start_s * run.args.time_scale);
+            tokio::spawn(async move {
+                if run.deadline.is_some_and(|d| at >= d) {
+                    return;
+                }
+                tokio::time::sleep_until(at.into()).await;
+                let child = &run.sessions[index].children[ci];
+                let plan = Play {
+                    user,
+                    session_id: &child.id,
+                    scope,
+                    block_size: child.block_size,
+                    skip: 0,
+                    fresh: false,
+                    started: at,
+                };
+                play(&run, &plan, &child.requests).await;
+            })
+        })
+        .collect()
+}
+
+/// Which requests of which session `play` sends, as whom.
+struct Play<'a> {
+    user: u32,
+    session_id: &'a str,
+    scope: u64,
+    block_size: u32,
+    /// Requests skipped at the start (--advance-min/--advance-max).
+    skip: usize,
+    /// A session's first replay from its first request: its first turn should find nothing
+    /// of it cached.
+    fresh: bool,
+    started: Instant,
+}
+
+/// Sends a list of requests in order, with the run's timing strategy.
+async fn play(run: &Arc<Run>, p: &Play<'_>, requests: &[TraceRequest]) {
+    let args = &run.args;
+    let (user, scope, block_size, started) = (p.user, p.scope, p.block_size, p.started);
+    let mut state = PromptState::default();
+    let mut prev_done: Option<Instant> = None;
+    let mut prev_input = 0u32;
+    let first_offset = requests.get(p.skip).map_or(0.0, |r| r.offset_s);
+    let mut pending = tokio::task::JoinSet::new();
+    let adaptive = args.control.max_users.is_some();
+    for (i, req) in requests.iter().enumerate().skip(p.skip) {
+        // The adaptive controller took this user away: leave the session.
+        if adaptive && user >= *run.target_users.borrow() {
+            break;
+        }
+        let scheduled =
+            due(args, req, first_offset, started, prev_done).unwrap_or_else(Instant::now);
+        if run.deadline.is_some_and(|d| scheduled >= d) {
+            break;
+        }
+        sleep_until_precise(scheduled).await;
+
+        let (mut input, mut hash_ids) = (req.input_tokens, &req.hash_ids[..]);
+        if args.max_context > 0 && input > args.max_context {
+            match args.on_long {
+                OnLong::Skip => continue,
+                OnLong::Truncate => {
+                    input = args.max_context;
+                    hash_ids = &hash_ids[..hash_ids.len().min((input / block_size) as usize)];
+                }
+            }
+        }
+        let id = run.next_id.fetch_add(1, Ordering::Relaxed);
+        // A chat template adds its own tokens around the message; the message makes up the rest.
+        run.builder.build(
+            &mut state,
+            scope,
+            block_size,
+            hash_ids,
+            input,
+            run.template_tokens,
+            mix(scope ^ id),
+        );
+        // Open-loop sends overlap the next prompt's build, so they get a copy; a closed-loop
+        // send borrows the session's tokens until its answer is in.
+        let tokens = if args.fixed_schedule {
+            Arc::new(state.tokens().to_vec())
+        } else {
+            state.lend()
+        };
+        let body = PromptBody::new(
+            &run.model,
+            tokens.clone(),
+            run.encoding.clone(),
+            req.output_tokens,
+            args.ignore_eos,
+        );
+        // What the server should not have cached: the part beyond the previous prompt of this
+        // session, or everything when the session sat idle past --cache-max-age.
+        let warm =
+            prev_done.is_some_and(|d| d.elapsed().as_secs_f64() <= args.control.cache_max_age);
+        let new_tokens = if warm {
+            input.saturating_sub(prev_input)
+        } else {
+            input
+        };
+        prev_input = input;
+        let record = RecordBase {
+            id,
+            user,
+            session: p.session_id.to_owned(),
+            index: i as u32,
+            endpoint: endpoint_index(scope, run.endpoints.len()),
+            scheduled_s: run.since_start(scheduled),
+            trace_input: input,
+            trace_output: req.output_tokens,
+            fresh: p.fresh && i == 0,
+        };
+        let admit = control::AdmitRequest {
+            user,
+            input_tokens: input,
+            output_tokens: req.output_tokens,
+            new_tokens,
+        };
+        if args.fixed_schedule {
+            let run = run.clone();
+            pending.spawn(async move { exchange(&run, record, body, admit).await });
+        } else {
+            exchange(run, record, body, admit).await;
+            prev_done = Some(Instant::now());
+            state.restore(tokens);
+        }
+    }
+    while pending.join_next().await.is_some() {}
+}
+
+/// When `req` is due: with `--fixed-schedule` at its trace offset from the session's start
+/// (`started`, where the request `first_offset` was sent); otherwise after the previous answer
+/// (`prev_done`) by the `--timing` strategy's wait. `None`: at once (the first request of a
+/// closed-loop session).
+fn due(
+    args: &ReplayArgs,
+    req: &TraceRequest,
+    first_offset: f64,
+    started: Instant,
+    prev_done: Option<Instant>,
+) -> Option<Instant> {
+    let wait =
+        |secs: f64| Duration::from_secs_f64((secs.min(args.max_delay) * args.time_scale).max(0.0));
+    let at_offset = || {
+        started
+            + Duration::from_secs_f64(((req.offset_s - first_offset) * args.time_scale).max(0.0))
+    };
+    if args.fixed_schedule {
+        return Some(at_offset());
+    }
+    let done = prev_done?;
+    Some(match args.timing {
+        Timing::ThinkOnly => done + wait(req.think_time_s),
+        Timing::ApiScaled => done + wait(req.think_time_s + req.api_time_s * args.api_time_scale),
+        Timing::Original => done.max(at_offset()),
+    })
+}
+
+/// Waits until `deadline` to within tens of microseconds. tokio's timer wakes on whole
+/// milliseconds, which alone would make the schedule delay ~1 ms; the last millisecond is spent
+/// yielding to other tasks instead, so the wait costs CPU only while nothing else is ready.
+async fn sleep_until_precise(deadline: Instant) {
+    let coarse = deadline
+        .checked_sub(Duration::from_millis(2))
+        .unwrap_or(deadline);
+    if coarse > Instant::now() {
+        tokio::time::sleep_until(coarse.into()).await;
+    }
+    while Instant::now() < deadline {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ReplayArgs,
+    }
+
+    fn args(extra: &[&str]) -> ReplayArgs {
+        let base = ["replay", "--traces", "t", "--out", "o"];
+        Cli::try_parse_from(base.iter().chain(extra))
+            .expect("test arguments parse")
+            .args
+    }
+
+    fn req(offset_s: f64, think_time_s: f64, api_time_s: f64) -> TraceRequest {
+        TraceRequest {
+            offset_s,
+            input_tokens: 10,
+            output_tokens: 1,
+            hash_ids: vec![],
+            think_time_s,
+            api_time_s,
+        }
+    }
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_closed_loop_session_starts_at_once() {
+        let a = args(&[]);
+        assert_eq!(
+            due(&a, &req(5.0, 1.0, 0.0), 0.0, Instant::now(), None),
+            None
+        );
+    }
+
+    #[test]
+    fn think_only_waits_the_scaled_think_time_after_the_answer() {
+        let a = args(&["--time-scale", "0.5"]);
+        let done = Instant::now();
+        let at = due(&a, &req(100.0, 4.0, 9.0), 0.0, done, Some(done)).expect("after an answer");
+        assert_eq!(at - done, 2000 * MS);
+    }
+
+    #[test]
+    fn waits_are_capped_by_max_delay_before_scaling() {
+        let a = args(&["--max-delay", "3", "--time-scale", "2"]);
+        let done = Instant::now();
+        let at = due(&a, &req(0.0, 50.0, 0.0), 0.0, done, Some(done)).expect("after an answer");
+        assert_eq!(at - done, 6000 * MS);
+    }
+
+    #[test]
+    fn api_scaled_adds_the_scaled_api_time() {
+        let a = args(&["--timing", "api-scaled", "--api-time-scale", "0.5"]);
+        let done = Instant::now();
+        let at = due(&a, &req(0.0, 1.0, 4.0), 0.0, done, Some(done)).expect("after an answer");
+        assert_eq!(at - done, 3000 * MS);
+    }
+
+    #[test]
+    fn original_keeps_trace_spacing_but_never_sends_before_the_answer() {
+        let a = args(&["--timing", "original"]);
+        let started = Instant::now();
+        let early = started + 1000 * MS;
+        let at = due(&a, &req(12.0, 0.0, 0.0), 10.0, started, Some(early)).expect("answered");
+        assert_eq!(
+            at - started,
+            2000 * MS,
+            "the trace's spacing from the first request"
+        );
+        let late = started + 5000 * MS;
+        let at = due(&a, &req(12.0, 0.0, 0.0), 10.0, started, Some(late)).expect("answered");
+        assert_eq!(at, late, "never before the previous answer");
+    }
+
+    #[test]
+    fn fixed_schedule_ignores_answers() {
+        let a = args(&["--fixed-schedule", "--time-scale", "0.1"]);
+        let started = Instant::now();
+        let at = due(&a, &req(30.0, 99.0, 0.0), 0.0, started, None).expect("always scheduled");
+        assert_eq!(at - started, 3000 * MS);
+        let at = due(&a, &req(1.0, 0.0, 0.0), 5.0, started, None).expect("always scheduled");
+        assert_eq!(
+            at, started,
+            "an offset before the first is sent at the start"
+        );
+    }
+
+    #[test]
+    fn constant_arrivals_are_evenly_spaced() {
+        for n in 0..5 {
+            assert_eq!(arrival_gap(control::Arrival::Constant, 4.0, 1, n), 0.25);
+        }
+    }
+
+    #[test]
+    fn poisson_arrivals_are_seeded_and_average_the_rate() {
+        let gaps: Vec<f64> = (0..20_000)
+            .map(|n| arrival_gap(control::Arrival::Poisson, 2.0, 7, n))
+            .collect();
+        assert!(gaps.iter().all(|g| g.is_finite() && *g >= 0.0));
+        let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
+        assert!((mean - 0.5).abs() < 0.02, "mean gap {mean}");
+        assert_eq!(gaps[3], arrival_gap(control::Arrival::Poisson, 2.0, 7, 3));
+        assert_ne!(gaps[3], arrival_gap(control::Arrival::Poisson, 2.0, 8, 3));
+    }
+
+    #[test]
+    fn ramp_up_spreads_the_first_users_and_not_the_added_ones() {
+        assert_eq!(ramp_delay(10.0, 0, 4), 0.0);
+        assert_eq!(ramp_delay(10.0, 2, 4), 5.0);
+        assert_eq!(ramp_delay(10.0, 4, 4), 0.0, "added by the controller later");
+        assert_eq!(ramp_delay(-3.0, 2, 4), 0.0, "a negative ramp is none");
+    }
+
+    #[test]
+    fn advance_skip_stays_within_the_asked_fraction() {
+        let mut c = args(&[]).control;
+        assert_eq!(
+            advance_skip(&c, 42, 100),
+            0,
+            "no --advance-max: from the start"
+        );
+        c.advance_min = 0.2;
+        c.advance_max = 0.5;
+        for scope in 0..500 {
+            let skip = advance_skip(&c, scope, 100);
+            assert!((20..=50).contains(&skip), "{skip}");
+        }
+        assert_eq!(advance_skip(&c, 9, 100), advance_skip(&c, 9, 100));
+    }
+
+    #[test]
+    fn sessions_stick_to_one_endpoint_and_recycled_passes_get_new_scopes() {
+        for scope in 0..100 {
+            assert!(endpoint_index(scope, 3) < 3);
+            assert_eq!(endpoint_index(scope, 0), 0, "no endpoint count is one");
+        }
+        let spread: std::collections::HashSet<_> = (0..100).map(|s| endpoint_index(s, 3)).collect();
+        assert_eq!(spread.len(), 3, "sessions spread over every endpoint");
+        assert_ne!(pass_scope(5, 0), pass_scope(5, 1));
+        assert_eq!(pass_scope(5, 1), pass_scope(5, 1));
+    }
+}

@@ -12,10 +12,10 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+use crate::artifact::schema::{CellState, JsonArtifact, Status};
 use crate::artifact::{self, SERVER_LOG_CAP_BYTES, write_json_atomic};
 use crate::engine;
 use crate::engine::process::{self, EngineProcess};
@@ -42,41 +42,6 @@ pub struct RunCellArgs {
     pub zip_cap_bytes: u64,
     #[command(flatten)]
     pub overrides: CellOverrides,
-}
-
-/// How a cell ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CellState {
-    Ok,
-    /// Stopped early (the engine died, a signal): everything recorded so far is kept.
-    Partial,
-    Failed,
-}
-
-impl CellState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CellState::Ok => "ok",
-            CellState::Partial => "partial",
-            CellState::Failed => "failed",
-        }
-    }
-}
-
-/// The cell's `status.json`.
-#[derive(Debug, Clone, Serialize)]
-pub struct CellStatus {
-    pub status: CellState,
-    pub reason: String,
-    pub cell: String,
-    pub started_at: String,
-    pub finished_at: String,
-    pub requests: u64,
-    pub failed_requests: u64,
-    /// The last lines of the server log, where the engine is why the cell did not finish.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub server_log_tail: Option<String>,
 }
 
 fn rfc3339(t: SystemTime) -> String {
@@ -124,7 +89,7 @@ pub async fn run_planned(
     runner: &Runner,
     out: &Path,
     interrupt: watch::Receiver<Option<String>>,
-) -> Result<CellStatus> {
+) -> Result<Status> {
     if out.exists()
         && std::fs::read_dir(out)
             .with_context(|| format!("cannot list {}", out.display()))?
@@ -138,25 +103,20 @@ pub async fn run_planned(
     }
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let started = SystemTime::now();
-    let mut status = CellStatus {
-        status: CellState::Failed,
-        reason: "the cell has not finished".into(),
-        cell: plan.cell.name.clone(),
-        started_at: rfc3339(started),
-        finished_at: String::new(),
-        requests: 0,
-        failed_requests: 0,
-        server_log_tail: None,
+    let mut status = Status {
+        cell: Some(plan.cell.name.clone()),
+        started_at: Some(rfc3339(started)),
+        ..Status::new(CellState::Running, "the cell has not finished")
     };
-    write_json_atomic(
-        &out.join("status.json"),
-        &json!({"status": "running", "reason": "the cell has not finished", "cell": plan.cell.name, "started_at": status.started_at}),
-    )?;
+    status.write(out)?;
+    status.status = CellState::Failed;
+    status.requests = Some(0);
+    status.failed_requests = Some(0);
     // Traces named by URL get their local path here, so that `cell.json` records it.
     let mut plan = plan.clone();
     let fetched = fetch_traces(&mut plan).await;
     let plan = &plan;
-    write_json_atomic(&out.join("cell.json"), &serde_json::to_value(plan)?)?;
+    plan.write(out)?;
     let work = tempfile::Builder::new()
         .prefix(&format!("kvsweep-{}-", plan.cell.name))
         .tempdir()
@@ -185,8 +145,8 @@ pub async fn run_planned(
         .take()
         .map(|t| artifact::redact(&t, &[]));
     write_json_atomic(&out.join("versions.json"), &versions(plan, runner))?;
-    status.finished_at = rfc3339(SystemTime::now());
-    write_json_atomic(&out.join("status.json"), &serde_json::to_value(&status)?)?;
+    status.finished_at = Some(rfc3339(SystemTime::now()));
+    status.write(out)?;
     artifact::prune(out)?;
     Ok(status)
 }
@@ -211,7 +171,7 @@ async fn drive(
     out: &Path,
     server_log: &Path,
     interrupt: watch::Receiver<Option<String>>,
-    status: &mut CellStatus,
+    status: &mut Status,
 ) -> Result<()> {
     let launch = plan.launch(runner)?;
     let kvsweep = std::env::current_exe().context("cannot find the kvsweep binary")?;
@@ -333,12 +293,12 @@ async fn drive(
 
     match outcome {
         Ok(o) => {
-            status.requests = o.requests;
-            status.failed_requests = o.errors;
+            status.requests = Some(o.requests);
+            status.failed_requests = Some(o.errors);
             let stopped_early = o.interrupted;
             status.reason = o.reason;
             status.status = match (o.status, stopped_early) {
-                ("ok", _) => CellState::Ok,
+                (CellState::Ok, _) => CellState::Ok,
                 // More than 10% failed requests, or none sent: the run finished but is no result.
                 (_, false) => CellState::Failed,
                 (_, true) => CellState::Partial,
@@ -367,14 +327,14 @@ async fn run_workload(workload: ReplayCommand, stop: StopSignal) -> Result<Repla
         // stopping it mid-step loses only that step.
         ReplayCommand::Test(args) => tokio::select! {
             r = testers::run_async(&args) => r.map(|()| ReplayOutcome {
-                status: "ok",
+                status: CellState::Ok,
                 reason: "completed".into(),
                 interrupted: false,
                 requests: 0,
                 errors: 0,
             }),
             why = stop => Ok(ReplayOutcome {
-                status: "failed",
+                status: CellState::Failed,
                 reason: why,
                 interrupted: true,
                 requests: 0,
@@ -442,9 +402,9 @@ pub fn run(args: &RunCellArgs, runners: &RunnerSet) -> Result<()> {
         let bytes = artifact::pack_zip(&args.out, zip, args.zip_cap_bytes)?;
         eprintln!("kvsweep: packed {bytes} bytes into {}", zip.display());
     }
+    let name = &plan.cell.name;
     eprintln!(
-        "kvsweep: cell {} finished: {} ({}); results in {}",
-        status.cell,
+        "kvsweep: cell {name} finished: {} ({}); results in {}",
         status.status.as_str(),
         status.reason,
         args.out.display()
@@ -453,12 +413,7 @@ pub fn run(args: &RunCellArgs, runners: &RunnerSet) -> Result<()> {
         eprintln!("kvsweep: last lines of the server log:\n{tail}");
     }
     if status.status != CellState::Ok {
-        bail!(
-            "cell {} {}: {}",
-            status.cell,
-            status.status.as_str(),
-            status.reason
-        );
+        bail!("cell {name} {}: {}", status.status.as_str(), status.reason);
     }
     Ok(())
 }

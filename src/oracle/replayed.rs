@@ -6,13 +6,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::Deserialize;
-use serde_json::Value;
 
 use super::config::GIB;
 use super::{bounds, stream};
+use crate::artifact::schema::{CellPlan, JsonArtifact};
 use crate::model;
 use crate::runner::RunnerSet;
-use crate::spec::TraceFormat;
+use crate::spec::Offload;
 use crate::trace::{self, LoadOptions, Session, TraceRequest, TraceSet};
 
 /// The share of HBM engines give the cache by default (vLLM's --gpu-memory-utilization; the
@@ -41,16 +41,16 @@ struct Row {
 }
 
 /// KV tokens of the cell's server: HBM of its TP group after weights, plus the offload tier.
-fn capacity_tokens(cell: &Value, runners: &RunnerSet) -> Option<f64> {
-    let preset = model::preset(cell["model"].as_str()?)?;
-    let runner = runners.get(cell["runner"].as_str()?)?;
-    let tp = cell["cell"]["tp"].as_f64()?.max(1.0);
+fn capacity_tokens(plan: &CellPlan, runners: &RunnerSet) -> Option<f64> {
+    let preset = model::preset(&plan.model)?;
+    let runner = runners.get(&plan.runner)?;
+    let tp = f64::from(plan.cell.tp.max(1));
     let g = preset.geometry;
     let weights = f64::from(g.params_b) * 1e9 * g.dtype.bytes() as f64;
     let hbm = runner.hbm_gb_per_gpu * 1e9 * tp * GPU_MEMORY_UTILIZATION - weights;
     let per_token = g.kv_bytes_per_token() as f64;
-    let offload = if cell["cell"]["offload"] == "on" {
-        cell["offload_gib"].as_f64().unwrap_or(0.0) * GIB
+    let offload = if plan.cell.offload == Offload::On {
+        plan.offload_gib.unwrap_or(0.0) * GIB
     } else {
         0.0
     };
@@ -60,24 +60,15 @@ fn capacity_tokens(cell: &Value, runners: &RunnerSet) -> Option<f64> {
 /// The bounds for the requests `dir`'s cell sent, or `None` when its traces, model or runner
 /// are not known here (artifacts downloaded from elsewhere, a custom model).
 pub fn bound(dir: &Path, cache: &mut TraceCache, runners: &RunnerSet) -> Result<Option<CellBound>> {
-    let text = std::fs::read_to_string(dir.join("cell.json"))
-        .with_context(|| format!("cannot read {}", dir.join("cell.json").display()))?;
-    let cell: Value = serde_json::from_str(&text)?;
-    let (Some(traces), Some(capacity)) = (cell["traces"].as_str(), capacity_tokens(&cell, runners))
-    else {
+    let plan = CellPlan::read(dir)?;
+    let (Some(traces), Some(capacity)) = (&plan.traces, capacity_tokens(&plan, runners)) else {
         return Ok(None);
     };
-    let format = match cell["trace_format"].as_str() {
-        Some("mooncake") => TraceFormat::Mooncake,
-        Some("kvct") => TraceFormat::Kvct,
-        Some("bailian") => TraceFormat::Bailian,
-        _ => TraceFormat::Auto,
-    };
-    let set = cache.0.entry(PathBuf::from(traces)).or_insert_with(|| {
+    let set = cache.0.entry(traces.clone()).or_insert_with(|| {
         trace::load(
-            &[PathBuf::from(traces)],
+            std::slice::from_ref(traces),
             LoadOptions {
-                format,
+                format: plan.trace_format,
                 jsonl_block_size: None,
                 strict: false,
             },

@@ -28,6 +28,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::json;
 use tokio::sync::mpsc;
 
+use crate::artifact::schema::{CellState, JsonArtifact, Status};
 use crate::artifact::write_json_atomic;
 use crate::sim::rng::mix;
 use crate::trace::{self, Session};
@@ -43,8 +44,8 @@ pub use target::{Target, connect};
 /// How a replay ended; `status.json` in its output directory says the same.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReplayOutcome {
-    /// `ok` or `failed`.
-    pub status: &'static str,
+    /// `Ok` or `Failed`.
+    pub status: CellState,
     pub reason: String,
     /// Whether a signal (or the caller's stop) ended it early.
     pub interrupted: bool,
@@ -73,7 +74,7 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     let outcome = runtime.block_on(async { replay(args.clone(), stop_on_signals()?).await })?;
-    if outcome.status != "ok" {
+    if outcome.status != CellState::Ok {
         bail!("the replay failed: {}", outcome.reason);
     }
     Ok(())
@@ -123,18 +124,12 @@ pub async fn replay(args: ReplayArgs, mut stop: StopSignal) -> Result<ReplayOutc
         "completed": false,
     });
     write_json_atomic(&args.out.join("metadata.json"), &metadata)?;
-    write_json_atomic(
-        &args.out.join("status.json"),
-        &json!({"status": "running", "reason": "the replay has not finished"}),
-    )?;
+    Status::new(CellState::Running, "the replay has not finished").write(&args.out)?;
 
     let pre = match target::prepare(&client, &args, &endpoints, &prompts).await {
         Ok(v) => v,
         Err(e) => {
-            write_json_atomic(
-                &args.out.join("status.json"),
-                &json!({"status": "failed", "reason": format!("{e:#}")}),
-            )?;
+            Status::new(CellState::Failed, format!("{e:#}")).write(&args.out)?;
             return Err(e);
         }
     };
@@ -210,10 +205,7 @@ pub async fn replay(args: ReplayArgs, mut stop: StopSignal) -> Result<ReplayOutc
     let p = collector.progress();
     let interrupted = matches!(reason, Some(Stop::Signal(_)));
     let (status, why) = verdict(reason, p.requests, abandoned, collector.error_rate());
-    write_json_atomic(
-        &args.out.join("status.json"),
-        &json!({"status": status, "reason": why}),
-    )?;
+    Status::new(status, why.clone()).write(&args.out)?;
     eprintln!(
         "replay{}: {} requests, {} failed, TTFT p50 {:.1} ms, cache hit rate {:.1}%, results in {}",
         if engine == "sim" {
@@ -335,23 +327,23 @@ fn verdict(
     requests: u64,
     abandoned: usize,
     error_rate: f64,
-) -> (&'static str, String) {
+) -> (CellState, String) {
     match reason {
-        Some(Stop::Signal(r) | Stop::Breaker(r)) => ("failed", r),
+        Some(Stop::Signal(r) | Stop::Breaker(r)) => (CellState::Failed, r),
         None if requests == 0 => (
-            "failed",
+            CellState::Failed,
             format!(
                 "no request finished within the duration and drain ({abandoned} abandoned in flight)"
             ),
         ),
         None if error_rate > 0.10 => (
-            "failed",
+            CellState::Failed,
             format!(
                 "{:.1}% of requests failed (more than 10%)",
                 error_rate * 100.0
             ),
         ),
-        None => ("ok", "completed".to_owned()),
+        None => (CellState::Ok, "completed".to_owned()),
     }
 }
 
@@ -407,21 +399,27 @@ mod tests {
             0,
             0.0,
         );
-        assert_eq!((s, why.as_str()), ("failed", "interrupted (SIGINT)"));
+        assert_eq!(
+            (s, why.as_str()),
+            (CellState::Failed, "interrupted (SIGINT)")
+        );
         let (s, why) = verdict(Some(Stop::Breaker("5 errors in a row".into())), 100, 0, 0.0);
-        assert_eq!((s, why.as_str()), ("failed", "5 errors in a row"));
+        assert_eq!((s, why.as_str()), (CellState::Failed, "5 errors in a row"));
         let (s, why) = verdict(None, 0, 3, 0.0);
-        assert_eq!(s, "failed");
+        assert_eq!(s, CellState::Failed);
         assert!(why.contains("3 abandoned"), "{why}");
         let (s, why) = verdict(None, 10, 0, 0.25);
-        assert_eq!(s, "failed");
+        assert_eq!(s, CellState::Failed);
         assert!(why.starts_with("25.0% of requests failed"), "{why}");
     }
 
     #[test]
     fn verdict_accepts_up_to_ten_percent_errors() {
-        assert_eq!(verdict(None, 10, 0, 0.10), ("ok", "completed".to_owned()));
-        assert_eq!(verdict(None, 1, 0, 0.0).0, "ok");
+        assert_eq!(
+            verdict(None, 10, 0, 0.10),
+            (CellState::Ok, "completed".to_owned())
+        );
+        assert_eq!(verdict(None, 1, 0, 0.0).0, CellState::Ok);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::render::{self, CellOverrides};
 use crate::runner::{ContainerRuntime, Runner, RunnerSet, Vendor};
 use crate::spec::{self, Cell, LoadOptions, Sweep};
-use queue::CellState;
+use queue::TaskState;
 
 const TEMPLATE: &str = include_str!("../../templates/sweep.sbatch.j2");
 const MANIFEST: &str = "slurm-manifest.json";
@@ -446,7 +446,7 @@ fn wait(m: &Manifest) -> Result<()> {
         }
         if states.iter().all(|s| !s.state.is_active()) {
             print_states(&states, false)?;
-            return if states.iter().all(|s| s.state == CellState::Ok) {
+            return if states.iter().all(|s| s.state == TaskState::Ok) {
                 Ok(())
             } else {
                 bail!(

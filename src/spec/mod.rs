@@ -78,7 +78,7 @@ impl fmt::Display for OffloadBackend {
 }
 
 /// One point of the sweep: what one matrix job runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cell {
     /// Unique within the sweep and safe as a file, directory and artifact name.
     pub name: String,

@@ -2,13 +2,16 @@
 //!
 //! A cell's results are a flat directory of these files (documented in README.md, "Artifacts").
 //! Nothing else is uploaded: raw per-request dumps made InferenceX artifacts 10–18 GB each.
+//! The shapes of the files themselves are in [`schema`].
+
+pub mod schema;
 
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use serde_json::Value;
+use serde::Serialize;
 
 /// Files a cell's artifact directory may hold; the runner script deletes anything else.
 /// `tester` is a directory: a synthetic test cell's results (`kvsweep test`), all kept.
@@ -56,7 +59,7 @@ pub fn redact(text: &str, env: &[(String, String)]) -> String {
 pub const SERVER_LOG_CAP_BYTES: u64 = 5 * 1024 * 1024;
 
 /// Writes JSON through a temporary file and a rename, so readers see the old or the new file.
-pub fn write_json_atomic(path: &Path, value: &Value) -> Result<()> {
+pub fn write_json_atomic(path: &Path, value: &impl Serialize) -> Result<()> {
     let tmp = path.with_extension("json.tmp");
     let mut f = File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
     serde_json::to_writer_pretty(&mut f, value)?;

@@ -1,0 +1,429 @@
+//! The shapes of a cell's artifact files, one serde type per file (or per CSV row).
+//!
+//! Every writer builds these types and every reader parses into them, so a renamed or retyped
+//! field is a compile error on one side or a [`FormatError`] naming the file and the field on the
+//! other, instead of a reader quietly taking a zero. Each file carries a `format_version`; a
+//! reader refuses a version it does not know.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use indexmap::IndexMap;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::engine::EngineKind;
+use crate::spec::{Cell, OffloadBackend, TraceFormat};
+use crate::trace_cache::RemoteTraces;
+
+use super::write_json_atomic;
+
+/// A file a reader could not take: which file, and which field was missing, misnamed or
+/// mistyped. `collect` stops on this one (a cell that merely failed is skipped instead).
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {message}", file.display())]
+pub struct FormatError {
+    pub file: PathBuf,
+    pub message: String,
+}
+
+/// One JSON file of a cell directory.
+pub trait JsonArtifact: Serialize + DeserializeOwned {
+    /// Its name in the cell directory.
+    const FILE: &'static str;
+    /// The format version this build writes and reads.
+    const VERSION: u32;
+
+    /// The version the value records.
+    fn format_version(&self) -> u32;
+
+    /// Reads `dir/FILE`, failing with a [`FormatError`] on a field that does not fit.
+    fn read(dir: &Path) -> Result<Self> {
+        read_json(&dir.join(Self::FILE))
+    }
+
+    /// Writes `dir/FILE` atomically.
+    fn write(&self, dir: &Path) -> Result<()> {
+        write_json_atomic(&dir.join(Self::FILE), self)
+    }
+}
+
+/// Parses a JSON artifact at `path`; the error names the file and the path of the field.
+pub fn read_json<T: JsonArtifact>(path: &Path) -> Result<T> {
+    let fail = |message: String| FormatError {
+        file: path.to_path_buf(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+    let value: T = parse_json(&text).map_err(fail)?;
+    if value.format_version() != T::VERSION {
+        return Err(fail(format!(
+            "format_version {} (this kvsweep reads {})",
+            value.format_version(),
+            T::VERSION
+        ))
+        .into());
+    }
+    Ok(value)
+}
+
+/// Parses JSON text into `T`, saying at which field it fails.
+pub fn parse_json<T: DeserializeOwned>(text: &str) -> std::result::Result<T, String> {
+    let de = &mut serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let at = e.path().to_string();
+        if at == "." {
+            e.into_inner().to_string()
+        } else {
+            format!("field `{at}`: {}", e.into_inner())
+        }
+    })
+}
+
+/// Deserializes an `Option` field that must be present (it may be `null`): serde would take a
+/// missing one for `None`, the silent default this module is here to prevent.
+fn required<'de, D, T>(d: D) -> std::result::Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::deserialize(d)
+}
+
+/// How a cell (or a bare replay) stands: the one state `status.json` records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CellState {
+    /// Started and not finished; a status still saying this after its process is gone was killed.
+    Running,
+    Ok,
+    /// Stopped early (the engine died, a signal): everything recorded so far is kept.
+    Partial,
+    Failed,
+}
+
+impl CellState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CellState::Running => "running",
+            CellState::Ok => "ok",
+            CellState::Partial => "partial",
+            CellState::Failed => "failed",
+        }
+    }
+}
+
+/// `status.json`, written by `kvsweep replay`, `kvsweep run-cell` and the runner script (each
+/// fills what it knows; a bare replay knows no cell name).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub format_version: u32,
+    pub status: CellState,
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cell: Option<String>,
+    /// RFC 3339, UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_requests: Option<u64>,
+    /// The runner script's exit status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// The last lines of the server log, where the engine is why the cell did not finish.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_log_tail: Option<String>,
+}
+
+impl Status {
+    /// A status with only the state and the reason.
+    pub fn new(status: CellState, reason: impl Into<String>) -> Self {
+        Self {
+            format_version: Self::VERSION,
+            status,
+            reason: reason.into(),
+            cell: None,
+            started_at: None,
+            finished_at: None,
+            requests: None,
+            failed_requests: None,
+            exit_code: None,
+            server_log_tail: None,
+        }
+    }
+}
+
+impl JsonArtifact for Status {
+    const FILE: &'static str = "status.json";
+    const VERSION: u32 = 1;
+    fn format_version(&self) -> u32 {
+        self.format_version
+    }
+}
+
+/// `cell.json`: everything about one cell that the script and run-cell were given.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CellPlan {
+    pub format_version: u32,
+    pub cell: Cell,
+    pub spec: PathBuf,
+    pub runner: String,
+    pub engine: EngineKind,
+    pub model: String,
+    #[serde(deserialize_with = "required")]
+    pub image: Option<String>,
+    #[serde(deserialize_with = "required")]
+    pub precision: Option<String>,
+    pub offload_backend: OffloadBackend,
+    /// GiB of host memory for the offload tier, when offload is on.
+    #[serde(deserialize_with = "required")]
+    pub offload_gib: Option<f64>,
+    /// The spec's `engine_args`, appended to the engine command.
+    pub engine_args: Vec<String>,
+    pub duration_s: u64,
+    /// Where a replay cell finds its traces on the machine that runs it, as an absolute path.
+    /// `None` for a tester cell, and for traces named by URL until `run-cell` has fetched them.
+    #[serde(deserialize_with = "required")]
+    pub traces: Option<PathBuf>,
+    /// The URL a replay cell's traces are fetched from into the trace cache, when the spec names
+    /// them by URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_url: Option<RemoteTraces>,
+    pub trace_format: TraceFormat,
+    /// The cell's workload command line (`kvsweep replay ...`, or `kvsweep test KIND ...` for a
+    /// tester cell), without `--traces`, `--url` and where its results go: the runner adds them.
+    pub replay_args: Vec<String>,
+    /// The synthetic test this cell runs instead of a replay; its results go to `tester/`.
+    #[serde(deserialize_with = "required")]
+    pub tester: Option<String>,
+    pub port: u16,
+    pub health_timeout_s: u64,
+}
+
+impl JsonArtifact for CellPlan {
+    const FILE: &'static str = "cell.json";
+    const VERSION: u32 = 1;
+    fn format_version(&self) -> u32 {
+        self.format_version
+    }
+}
+
+/// Count, mean and percentiles of one latency (or speed) over a run; only `count` when empty.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Quantiles {
+    pub count: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p50: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p90: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p95: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+}
+
+/// Requests of a run by outcome.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RequestCounts {
+    pub total: u64,
+    pub ok: u64,
+    pub failed: u64,
+    pub error_rate: f64,
+    /// Sends past the first of a request (429 and 5xx back-off).
+    pub rate_limited_resends: u64,
+}
+
+/// Per-second rates over the run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Throughput {
+    pub requests_per_s: f64,
+    pub input_tokens_per_s: f64,
+    pub output_tokens_per_s: f64,
+    pub total_tokens_per_s: f64,
+}
+
+/// The prompt tokens the server said it found cached.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CacheUse {
+    pub prompt_tokens: u64,
+    pub cached_tokens: u64,
+    /// `None` when no prompt token was counted.
+    #[serde(deserialize_with = "required")]
+    pub hit_rate: Option<f64>,
+}
+
+/// Requests that met the service-level objectives.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Goodput {
+    pub slo_ttft_s: f64,
+    pub slo_decode_tps: f64,
+    pub good_requests: u64,
+    pub requests_per_s: f64,
+    pub output_tokens_per_s: f64,
+    /// Good requests over successful ones; `None` when none succeeded.
+    #[serde(deserialize_with = "required")]
+    pub fraction: Option<f64>,
+}
+
+/// One endpoint's share of a run over several.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EndpointSummary {
+    pub url: String,
+    pub requests: u64,
+    pub failed: u64,
+    pub ttft_ms: Quantiles,
+    #[serde(deserialize_with = "required")]
+    pub cache_hit_rate: Option<f64>,
+}
+
+/// `summary.json`: a replay's figures over the whole run, rewritten at each period's end.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub format_version: u32,
+    pub engine: String,
+    pub simulated: bool,
+    pub completed: bool,
+    pub duration_s: f64,
+    pub requests: RequestCounts,
+    pub throughput: Throughput,
+    pub ttft_ms: Quantiles,
+    pub effective_ttft_ms: Quantiles,
+    pub itl_ms: Quantiles,
+    pub tpot_ms: Quantiles,
+    pub e2e_ms: Quantiles,
+    pub interactivity_tokens_per_s: Quantiles,
+    pub schedule_delay_ms: Quantiles,
+    pub cache: CacheUse,
+    pub goodput: Goodput,
+    /// The adaptive controller's state, when it ran (its own shape, for people).
+    #[serde(deserialize_with = "required")]
+    pub adaptive: Option<Value>,
+    /// The open-loop arrival figures, when sessions arrived at a rate.
+    #[serde(deserialize_with = "required")]
+    pub open_loop: Option<Value>,
+    /// Per endpoint, when the run had more than one.
+    pub endpoints: Vec<EndpointSummary>,
+    /// What each figure means, by name.
+    pub definitions: IndexMap<String, String>,
+}
+
+impl JsonArtifact for Summary {
+    const FILE: &'static str = "summary.json";
+    const VERSION: u32 = 1;
+    fn format_version(&self) -> u32 {
+        self.format_version
+    }
+}
+
+/// The definitions `summary.json` carries.
+pub fn summary_definitions() -> IndexMap<String, String> {
+    [
+        (
+            "ttft",
+            "request sent to first content chunk, ms; time the client held the request before sending is not included (see schedule_delay)",
+        ),
+        (
+            "effective_ttft",
+            "ttft plus the schedule delay: what a user waits, admission control and 429 back-off included",
+        ),
+        (
+            "itl",
+            "gap between consecutive content chunks of a request, ms, every gap of every request",
+        ),
+        (
+            "tpot",
+            "(e2e - ttft) / (completion_tokens - 1) per request with at least 2 output tokens, ms",
+        ),
+        ("e2e", "request sent to the end of its stream, ms"),
+        (
+            "interactivity",
+            "1000 / tpot_ms: output tokens per second one user sees",
+        ),
+        (
+            "schedule_delay",
+            "actual send time minus the time the schedule called for, ms",
+        ),
+        (
+            "throughput",
+            "server-reported prompt and completion tokens of successful requests per second of the run",
+        ),
+        (
+            "cache_hit_rate",
+            "sum of usage.prompt_tokens_details.cached_tokens / sum of usage.prompt_tokens (server-reported)",
+        ),
+        (
+            "goodput",
+            "successful requests with effective_ttft <= slo_ttft and decode speed (1000 / tpot) >= slo_decode_tps",
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_field_is_named_with_its_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut v = serde_json::to_value(Summary {
+            format_version: Summary::VERSION,
+            ..Summary::default()
+        })
+        .expect("to_value");
+        v["requests"].as_object_mut().expect("object").remove("ok");
+        std::fs::write(dir.path().join("summary.json"), v.to_string()).expect("write");
+        let e = Summary::read(dir.path()).expect_err("a missing field");
+        let text = format!("{e:#}");
+        assert!(text.contains("summary.json"), "{text}");
+        assert!(
+            text.contains("field `requests`") && text.contains("missing field `ok`"),
+            "{text}"
+        );
+        assert!(e.downcast_ref::<FormatError>().is_some());
+    }
+
+    #[test]
+    fn a_nullable_field_must_still_be_there() {
+        let mut v = serde_json::to_value(Summary::default()).expect("to_value");
+        v["cache"]
+            .as_object_mut()
+            .expect("object")
+            .remove("hit_rate");
+        let e = parse_json::<Summary>(&v.to_string()).expect_err("missing");
+        assert!(e.contains("missing field `hit_rate`"), "{e}");
+    }
+
+    #[test]
+    fn an_unknown_format_version_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = Status::new(CellState::Ok, "completed");
+        s.format_version = 99;
+        s.write(dir.path()).expect("write");
+        let e = Status::read(dir.path()).expect_err("version 99");
+        assert!(format!("{e}").contains("format_version 99"), "{e}");
+    }
+
+    #[test]
+    fn a_status_reads_back_as_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = Status::new(CellState::Partial, "interrupted");
+        s.requests = Some(3);
+        s.write(dir.path()).expect("write");
+        assert_eq!(Status::read(dir.path()).expect("read"), s);
+        let text = std::fs::read_to_string(dir.path().join("status.json")).expect("read");
+        // The sbatch template greps for this.
+        assert!(text.contains("\"status\": \"partial\""), "{text}");
+    }
+}

@@ -89,13 +89,26 @@ impl CsvLog {
         let file =
             File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
         let mut log = Self {
-            pending: csv::Writer::from_writer(Vec::new()),
+            pending: Self::pending(),
             file,
             path: path.to_path_buf(),
         };
         log.append(header)?;
         log.flush()?;
         Ok(log)
+    }
+
+    /// A buffer for records; the header is written by [`CsvLog::create`], not by serde.
+    fn pending() -> csv::Writer<Vec<u8>> {
+        csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(Vec::new())
+    }
+
+    /// Queues one typed row (a [`schema`] row type, in the header's order).
+    pub fn append_row(&mut self, row: &impl Serialize) -> Result<()> {
+        self.pending.serialize(row)?;
+        self.spill()
     }
 
     /// Queues one record; it reaches the file at the next flush.
@@ -105,6 +118,11 @@ impl CsvLog {
         T: AsRef<[u8]>,
     {
         self.pending.write_record(record)?;
+        self.spill()
+    }
+
+    /// Writes the queued records out once they pass the spill size.
+    fn spill(&mut self) -> Result<()> {
         // Moves the csv writer's own buffer (now ending on a record) into the pending bytes.
         self.pending.flush()?;
         if self.pending.get_ref().len() >= Self::SPILL_BYTES {
@@ -118,7 +136,7 @@ impl CsvLog {
         if self.pending.get_ref().is_empty() {
             return Ok(());
         }
-        let pending = std::mem::replace(&mut self.pending, csv::Writer::from_writer(Vec::new()));
+        let pending = std::mem::replace(&mut self.pending, Self::pending());
         let bytes = pending.into_inner().map_err(|e| e.into_error())?;
         self.file
             .write_all(&bytes)

@@ -370,6 +370,168 @@ pub fn summary_definitions() -> IndexMap<String, String> {
     .collect()
 }
 
+/// How a request ended (`requests.csv` → `status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Ok,
+    /// An HTTP error, a broken stream or an error event.
+    Error,
+    Timeout,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Error => "error",
+            Outcome::Timeout => "timeout",
+        }
+    }
+}
+
+/// Writes a float with a fixed number of decimals, as the CSV files always had them.
+fn fixed<const D: usize, S: serde::Serializer>(
+    v: &f64,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    s.collect_str(&format_args!("{v:.D$}"))
+}
+
+fn fixed_opt<const D: usize, S: serde::Serializer>(
+    v: &Option<f64>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => fixed::<D, S>(v, s),
+        None => s.serialize_str(""),
+    }
+}
+
+/// One row of `requests.csv`: one finished request of a replay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestRow {
+    pub request_id: u64,
+    pub user: u32,
+    pub session: String,
+    pub request_index: u32,
+    /// Seconds from the run's start.
+    #[serde(serialize_with = "fixed::<6, _>")]
+    pub scheduled_s: f64,
+    #[serde(serialize_with = "fixed::<6, _>")]
+    pub sent_s: f64,
+    #[serde(serialize_with = "fixed::<6, _>")]
+    pub done_s: f64,
+    #[serde(serialize_with = "fixed::<3, _>")]
+    pub schedule_delay_ms: f64,
+    #[serde(serialize_with = "fixed_opt::<3, _>")]
+    pub ttft_ms: Option<f64>,
+    #[serde(serialize_with = "fixed::<3, _>")]
+    pub e2e_ms: f64,
+    #[serde(serialize_with = "fixed_opt::<3, _>")]
+    pub tpot_ms: Option<f64>,
+    #[serde(serialize_with = "fixed_opt::<3, _>")]
+    pub itl_mean_ms: Option<f64>,
+    #[serde(serialize_with = "fixed_opt::<3, _>")]
+    pub itl_max_ms: Option<f64>,
+    pub trace_input_tokens: u32,
+    pub trace_output_tokens: u32,
+    /// Server-reported.
+    pub prompt_tokens: Option<u32>,
+    pub completion_tokens: Option<u32>,
+    pub cached_tokens: Option<u32>,
+    pub status: Outcome,
+    pub http_status: u16,
+    pub error: String,
+    /// Index into the replay's `--url`s.
+    pub endpoint: usize,
+    /// Sends it took (more than one after 429s).
+    pub attempts: u32,
+    #[serde(serialize_with = "fixed_opt::<3, _>")]
+    pub effective_ttft_ms: Option<f64>,
+    pub meets_slo: bool,
+    pub format_version: u32,
+}
+
+impl RequestRow {
+    pub const FILE: &'static str = "requests.csv";
+    pub const VERSION: u32 = 1;
+    /// The header row, in field order.
+    pub const COLUMNS: &'static [&'static str] = &[
+        "request_id",
+        "user",
+        "session",
+        "request_index",
+        "scheduled_s",
+        "sent_s",
+        "done_s",
+        "schedule_delay_ms",
+        "ttft_ms",
+        "e2e_ms",
+        "tpot_ms",
+        "itl_mean_ms",
+        "itl_max_ms",
+        "trace_input_tokens",
+        "trace_output_tokens",
+        "prompt_tokens",
+        "completion_tokens",
+        "cached_tokens",
+        "status",
+        "http_status",
+        "error",
+        "endpoint",
+        "attempts",
+        "effective_ttft_ms",
+        "meets_slo",
+        "format_version",
+    ];
+}
+
+/// Reads every row of a CSV artifact; a row that does not fit (a missing column, a value of the
+/// wrong type, another format version) fails naming the file, the line and the column.
+pub fn read_csv_rows<T: DeserializeOwned>(
+    path: &Path,
+    version: impl Fn(&T) -> u32,
+    expected: u32,
+) -> Result<Vec<T>> {
+    let fail = |message: String| FormatError {
+        file: path.to_path_buf(),
+        message,
+    };
+    let mut reader = csv::Reader::from_path(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+    let headers = reader
+        .headers()
+        .map_err(|e| fail(format!("no header row: {e}")))?
+        .clone();
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| fail(e.to_string()))?;
+        let line = record.position().map_or(0, |p| p.line());
+        let row: T = record
+            .deserialize(Some(&headers))
+            .map_err(|e| match e.kind() {
+                csv::ErrorKind::Deserialize { err, .. } => {
+                    let column = err
+                        .field()
+                        .and_then(|i| headers.get(i as usize))
+                        .map(|c| format!(", column `{c}`"))
+                        .unwrap_or_default();
+                    fail(format!("line {line}{column}: {}", err.kind()))
+                }
+                _ => fail(format!("line {line}: {e}")),
+            })?;
+        if version(&row) != expected {
+            return Err(fail(format!(
+                "line {line}: format_version {} (this kvsweep reads {expected})",
+                version(&row)
+            ))
+            .into());
+        }
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -413,6 +575,74 @@ mod tests {
         s.write(dir.path()).expect("write");
         let e = Status::read(dir.path()).expect_err("version 99");
         assert!(format!("{e}").contains("format_version 99"), "{e}");
+    }
+
+    fn row() -> RequestRow {
+        RequestRow {
+            request_id: 7,
+            user: 1,
+            session: "s".into(),
+            request_index: 2,
+            scheduled_s: 1.5,
+            sent_s: 1.5,
+            done_s: 2.25,
+            schedule_delay_ms: 0.0,
+            ttft_ms: Some(12.3456),
+            e2e_ms: 750.0,
+            tpot_ms: None,
+            itl_mean_ms: None,
+            itl_max_ms: None,
+            trace_input_tokens: 640,
+            trace_output_tokens: 10,
+            prompt_tokens: Some(640),
+            completion_tokens: None,
+            cached_tokens: Some(0),
+            status: Outcome::Ok,
+            http_status: 200,
+            error: String::new(),
+            endpoint: 0,
+            attempts: 1,
+            effective_ttft_ms: Some(12.3456),
+            meets_slo: true,
+            format_version: RequestRow::VERSION,
+        }
+    }
+
+    #[test]
+    fn a_request_row_has_its_columns_in_order_and_reads_back() {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.serialize(row()).expect("serialize");
+        let text = String::from_utf8(w.into_inner().expect("bytes")).expect("utf-8");
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some(RequestRow::COLUMNS.join(",").as_str()));
+        assert_eq!(
+            lines.next(),
+            Some(
+                "7,1,s,2,1.500000,1.500000,2.250000,0.000,12.346,750.000,,,,640,10,640,,0,ok,200,,0,1,12.346,true,1"
+            )
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(RequestRow::FILE);
+        std::fs::write(&path, &text).expect("write");
+        let rows = read_csv_rows(
+            &path,
+            |r: &RequestRow| r.format_version,
+            RequestRow::VERSION,
+        )
+        .expect("read");
+        assert_eq!(rows[0].ttft_ms, Some(12.346));
+        std::fs::write(&path, text.replace(",640,10,", ",640,ten,")).expect("write");
+        let e = read_csv_rows(
+            &path,
+            |r: &RequestRow| r.format_version,
+            RequestRow::VERSION,
+        )
+        .expect_err("a bad value");
+        let e = format!("{e}");
+        assert!(
+            e.contains("requests.csv: line 2, column `trace_output_tokens`"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -4,12 +4,11 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
-use serde::Deserialize;
+use anyhow::{Result, bail};
 
 use super::config::GIB;
 use super::{bounds, stream};
-use crate::artifact::schema::{CellPlan, JsonArtifact};
+use crate::artifact::schema::{CellPlan, JsonArtifact, RequestRow, read_csv_rows};
 use crate::model;
 use crate::runner::RunnerSet;
 use crate::spec::Offload;
@@ -31,14 +30,6 @@ pub struct CellBound {
 /// Trace sets read so far, by path: a sweep's cells usually share one.
 #[derive(Default)]
 pub struct TraceCache(HashMap<PathBuf, Option<TraceSet>>);
-
-#[derive(Deserialize)]
-struct Row {
-    session: String,
-    request_index: usize,
-    sent_s: f64,
-    trace_input_tokens: u32,
-}
 
 /// KV tokens of the cell's server: HBM of its TP group after weights, plus the offload tier.
 fn capacity_tokens(plan: &CellPlan, runners: &RunnerSet) -> Option<f64> {
@@ -88,18 +79,26 @@ pub fn bound(dir: &Path, cache: &mut TraceCache, runners: &RunnerSet) -> Result<
     for s in &set.sessions {
         index(s, &mut sessions);
     }
-    let path = dir.join("requests.csv");
-    let mut reader =
-        csv::Reader::from_path(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    // What was sent, as trace requests cut to what the replay sent (--max-context).
+    let rows = read_csv_rows(
+        &dir.join(RequestRow::FILE),
+        |r: &RequestRow| r.format_version,
+        RequestRow::VERSION,
+    )?;
+    // What was sent, as trace requests cut to what the replay sent (--max-context). A request
+    // the traces do not hold means they changed since the run: a bound on them would be wrong.
     let mut sent: Vec<(f64, &Session, TraceRequest)> = Vec::new();
-    for row in reader.deserialize::<Row>() {
-        let Ok(row) = row else { continue };
-        let Some(session) = sessions.get(row.session.as_str()) else {
-            continue;
-        };
-        let Some(original) = session.requests.get(row.request_index) else {
-            continue;
+    for row in &rows {
+        let original = sessions
+            .get(row.session.as_str())
+            .and_then(|s| Some((*s, s.requests.get(row.request_index as usize)?)));
+        let Some((session, original)) = original else {
+            bail!(
+                "{}: request {} of session `{}` is not in the traces at {}",
+                dir.join(RequestRow::FILE).display(),
+                row.request_index,
+                row.session,
+                traces.display()
+            );
         };
         let mut r = original.clone();
         if row.trace_input_tokens < r.input_tokens {

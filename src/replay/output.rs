@@ -16,8 +16,8 @@ use serde_json::Value;
 
 use crate::artifact::CsvLog;
 use crate::artifact::schema::{
-    CacheUse, EndpointSummary, Goodput, JsonArtifact, Quantiles, RequestCounts, Summary,
-    Throughput, summary_definitions,
+    CacheUse, EndpointSummary, Goodput, JsonArtifact, Quantiles, RequestCounts, RequestRow,
+    Summary, Throughput, summary_definitions,
 };
 
 use super::client::Outcome;
@@ -72,34 +72,6 @@ impl RequestRecord {
             .map(|t| t + (self.sent_s - self.scheduled_s).max(0.0) * 1000.0)
     }
 }
-
-pub const REQUEST_COLUMNS: &[&str] = &[
-    "request_id",
-    "user",
-    "session",
-    "request_index",
-    "scheduled_s",
-    "sent_s",
-    "done_s",
-    "schedule_delay_ms",
-    "ttft_ms",
-    "e2e_ms",
-    "tpot_ms",
-    "itl_mean_ms",
-    "itl_max_ms",
-    "trace_input_tokens",
-    "trace_output_tokens",
-    "prompt_tokens",
-    "completion_tokens",
-    "cached_tokens",
-    "status",
-    "http_status",
-    "error",
-    "endpoint",
-    "attempts",
-    "effective_ttft_ms",
-    "meets_slo",
-];
 
 pub const PERIOD_COLUMNS: &[&str] = &[
     "period",
@@ -341,7 +313,7 @@ impl Collector {
         control: ControlArgs,
     ) -> Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let requests = CsvLog::create(&dir.join("requests.csv"), REQUEST_COLUMNS)?;
+        let requests = CsvLog::create(&dir.join(RequestRow::FILE), RequestRow::COLUMNS)?;
         let periods = CsvLog::create(&dir.join("periods.csv"), PERIOD_COLUMNS)?;
         let endpoints = if endpoints.len() > 1 {
             endpoints
@@ -371,40 +343,38 @@ impl Collector {
     }
 
     pub fn add(&mut self, r: &RequestRecord) -> Result<()> {
-        let opt = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_default();
         let itl_mean =
             (!r.gaps_ms.is_empty()).then(|| r.gaps_ms.iter().sum::<f64>() / r.gaps_ms.len() as f64);
-        let itl_max = r.gaps_ms.iter().copied().reduce(f64::max);
-        let opt_u = |v: Option<u32>| v.map(|v| v.to_string()).unwrap_or_default();
         let good = r.outcome == Outcome::Ok
             && control::meets_slo(&self.control, r.effective_ttft_ms(), r.tpot_ms());
-        self.requests.append([
-            r.id.to_string(),
-            r.user.to_string(),
-            r.session.clone(),
-            r.index.to_string(),
-            format!("{:.6}", r.scheduled_s),
-            format!("{:.6}", r.sent_s),
-            format!("{:.6}", r.done_s),
-            format!("{:.3}", (r.sent_s - r.scheduled_s).max(0.0) * 1000.0),
-            opt(r.ttft_ms),
-            format!("{:.3}", r.e2e_ms),
-            opt(r.tpot_ms()),
-            opt(itl_mean),
-            opt(itl_max),
-            r.trace_input_tokens.to_string(),
-            r.trace_output_tokens.to_string(),
-            opt_u(r.prompt_tokens),
-            opt_u(r.completion_tokens),
-            opt_u(r.cached_tokens),
-            r.outcome.as_str().to_owned(),
-            r.http_status.to_string(),
-            r.error.replace(['\n', '\r'], " "),
-            r.endpoint.to_string(),
-            r.attempts.to_string(),
-            opt(r.effective_ttft_ms()),
-            good.to_string(),
-        ])?;
+        self.requests.append_row(&RequestRow {
+            request_id: r.id,
+            user: r.user,
+            session: r.session.clone(),
+            request_index: r.index,
+            scheduled_s: r.scheduled_s,
+            sent_s: r.sent_s,
+            done_s: r.done_s,
+            schedule_delay_ms: (r.sent_s - r.scheduled_s).max(0.0) * 1000.0,
+            ttft_ms: r.ttft_ms,
+            e2e_ms: r.e2e_ms,
+            tpot_ms: r.tpot_ms(),
+            itl_mean_ms: itl_mean,
+            itl_max_ms: r.gaps_ms.iter().copied().reduce(f64::max),
+            trace_input_tokens: r.trace_input_tokens,
+            trace_output_tokens: r.trace_output_tokens,
+            prompt_tokens: r.prompt_tokens,
+            completion_tokens: r.completion_tokens,
+            cached_tokens: r.cached_tokens,
+            status: r.outcome,
+            http_status: r.http_status,
+            error: r.error.replace(['\n', '\r'], " "),
+            endpoint: r.endpoint,
+            attempts: r.attempts,
+            effective_ttft_ms: r.effective_ttft_ms(),
+            meets_slo: good,
+            format_version: RequestRow::VERSION,
+        })?;
         self.attempts += u64::from(r.attempts);
         if r.fresh && r.outcome == Outcome::Ok {
             self.fresh.0 += 1;

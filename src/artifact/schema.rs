@@ -487,6 +487,120 @@ impl RequestRow {
     ];
 }
 
+/// Writes a float as Rust displays it (`1`, not `1.0`), as `metrics.csv` always had them.
+fn shortest_opt<S: serde::Serializer>(
+    v: &Option<f64>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => s.collect_str(v),
+        None => s.serialize_str(""),
+    }
+}
+
+/// One row of `metrics.csv`: the server's counters at one scrape and what they did over the
+/// interval since the one before (README.md, "Server metrics"). Empty where the engine does not
+/// export a figure.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MetricsRow {
+    /// Unix seconds of the scrape.
+    #[serde(serialize_with = "fixed::<3, _>")]
+    pub time: f64,
+    /// Seconds from the first scrape that saw the server busy.
+    #[serde(serialize_with = "fixed::<3, _>")]
+    pub rel_s: f64,
+    #[serde(serialize_with = "shortest_opt")]
+    pub running: Option<f64>,
+    #[serde(serialize_with = "shortest_opt")]
+    pub waiting: Option<f64>,
+    #[serde(serialize_with = "shortest_opt")]
+    pub kv_cache_usage: Option<f64>,
+    #[serde(serialize_with = "shortest_opt")]
+    pub preemptions: Option<f64>,
+    #[serde(serialize_with = "shortest_opt")]
+    pub prefix_queries: Option<f64>,
+    #[serde(serialize_with = "shortest_opt")]
+    pub prefix_hits: Option<f64>,
+    #[serde(serialize_with = "shortest_opt")]
+    pub prefix_hits_device: Option<f64>,
+    #[serde(serialize_with = "shortest_opt")]
+    pub prefix_hits_host: Option<f64>,
+    #[serde(serialize_with = "shortest_opt")]
+    pub prefix_hits_other: Option<f64>,
+    #[serde(serialize_with = "shortest_opt")]
+    pub interval_hit_rate: Option<f64>,
+    #[serde(serialize_with = "shortest_opt")]
+    pub prompt_tokens: Option<f64>,
+    #[serde(serialize_with = "shortest_opt")]
+    pub generation_tokens: Option<f64>,
+    #[serde(serialize_with = "shortest_opt")]
+    pub prompt_tokens_per_s: Option<f64>,
+    #[serde(serialize_with = "shortest_opt")]
+    pub generation_tokens_per_s: Option<f64>,
+    #[serde(serialize_with = "shortest_opt")]
+    pub prompt_compute: Option<f64>,
+    #[serde(serialize_with = "shortest_opt")]
+    pub prompt_cache_hit: Option<f64>,
+    #[serde(serialize_with = "shortest_opt")]
+    pub prompt_external: Option<f64>,
+    #[serde(serialize_with = "shortest_opt")]
+    pub offload_bytes_to_cpu: Option<f64>,
+    #[serde(serialize_with = "shortest_opt")]
+    pub offload_bytes_to_gpu: Option<f64>,
+    #[serde(serialize_with = "shortest_opt")]
+    pub offload_to_cpu_gb_s: Option<f64>,
+    #[serde(serialize_with = "shortest_opt")]
+    pub offload_to_gpu_gb_s: Option<f64>,
+    #[serde(serialize_with = "shortest_opt")]
+    pub offload_seconds_to_cpu: Option<f64>,
+    #[serde(serialize_with = "shortest_opt")]
+    pub offload_seconds_to_gpu: Option<f64>,
+    #[serde(serialize_with = "shortest_opt")]
+    pub ttft_mean_ms: Option<f64>,
+    #[serde(serialize_with = "shortest_opt")]
+    pub itl_mean_ms: Option<f64>,
+    #[serde(serialize_with = "shortest_opt")]
+    pub queue_mean_ms: Option<f64>,
+    pub format_version: u32,
+}
+
+impl MetricsRow {
+    pub const FILE: &'static str = "metrics.csv";
+    pub const VERSION: u32 = 1;
+    /// The header row, in field order.
+    pub const COLUMNS: &'static [&'static str] = &[
+        "time",
+        "rel_s",
+        "running",
+        "waiting",
+        "kv_cache_usage",
+        "preemptions",
+        "prefix_queries",
+        "prefix_hits",
+        "prefix_hits_device",
+        "prefix_hits_host",
+        "prefix_hits_other",
+        "interval_hit_rate",
+        "prompt_tokens",
+        "generation_tokens",
+        "prompt_tokens_per_s",
+        "generation_tokens_per_s",
+        "prompt_compute",
+        "prompt_cache_hit",
+        "prompt_external",
+        "offload_bytes_to_cpu",
+        "offload_bytes_to_gpu",
+        "offload_to_cpu_gb_s",
+        "offload_to_gpu_gb_s",
+        "offload_seconds_to_cpu",
+        "offload_seconds_to_gpu",
+        "ttft_mean_ms",
+        "itl_mean_ms",
+        "queue_mean_ms",
+        "format_version",
+    ];
+}
+
 /// Reads every row of a CSV artifact; a row that does not fit (a missing column, a value of the
 /// wrong type, another format version) fails naming the file, the line and the column.
 pub fn read_csv_rows<T: DeserializeOwned>(
@@ -642,6 +756,26 @@ mod tests {
         assert!(
             e.contains("requests.csv: line 2, column `trace_output_tokens`"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn a_metrics_row_has_its_columns_in_order() {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        let row = MetricsRow {
+            time: 1000.0,
+            running: Some(2.0),
+            kv_cache_usage: Some(0.25),
+            format_version: MetricsRow::VERSION,
+            ..MetricsRow::default()
+        };
+        w.serialize(&row).expect("serialize");
+        let text = String::from_utf8(w.into_inner().expect("bytes")).expect("utf-8");
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some(MetricsRow::COLUMNS.join(",").as_str()));
+        assert_eq!(
+            lines.next(),
+            Some("1000.000,0.000,2,,0.25,,,,,,,,,,,,,,,,,,,,,,,,1")
         );
     }
 

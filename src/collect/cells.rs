@@ -1,13 +1,12 @@
 //! Finding cell artifacts (directories and zips) and reading each into one summary row.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use crate::artifact::ZIP_EXPAND_CAP;
-use crate::artifact::schema::{CellPlan, JsonArtifact, Status, Summary};
+use crate::artifact::schema::{CellPlan, JsonArtifact, MetricsRow, Status, Summary, read_csv_rows};
 
 /// Columns of `summary.csv`, in order (the field order of [`CellResult`]).
 pub const SUMMARY_COLUMNS: &[&str] = &[
@@ -240,22 +239,19 @@ fn read<T: JsonArtifact>(dir: &Path) -> Result<T> {
     T::read(dir)
 }
 
-/// The last row of `metrics.csv` (cumulative server counters at the end of the run), by column.
-fn last_metrics(dir: &Path) -> HashMap<String, f64> {
-    let Ok(mut r) = csv::Reader::from_path(dir.join("metrics.csv")) else {
-        return HashMap::new();
-    };
-    let Ok(headers) = r.headers().cloned() else {
-        return HashMap::new();
-    };
-    let Some(last) = r.records().filter_map(Result::ok).last() else {
-        return HashMap::new();
-    };
-    headers
-        .iter()
-        .zip(last.iter())
-        .filter_map(|(h, v)| Some((h.to_owned(), v.parse().ok()?)))
-        .collect()
+/// The last row of `metrics.csv` (cumulative server counters at the end of the run), if the
+/// cell has one.
+fn last_metrics(dir: &Path) -> Result<Option<MetricsRow>> {
+    let path = dir.join(MetricsRow::FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let mut rows = read_csv_rows(
+        &path,
+        |r: &MetricsRow| r.format_version,
+        MetricsRow::VERSION,
+    )?;
+    Ok(rows.pop())
 }
 
 /// Reads one cell directory.
@@ -271,16 +267,12 @@ pub fn load(dir: &Path) -> Result<CellResult> {
     let tp = plan.cell.tp;
     let gpus = f64::from(tp.max(1));
     let tput = &summary.throughput;
-    let metrics = last_metrics(dir);
-    let metric = |name: &str| metrics.get(name).copied();
-    let server_hit_rate = match (metric("prefix_hits"), metric("prefix_queries")) {
+    let metrics = last_metrics(dir)?.unwrap_or_default();
+    let server_hit_rate = match (metrics.prefix_hits, metrics.prefix_queries) {
         (Some(h), Some(q)) if q > 0.0 => Some(h / q),
         _ => None,
     };
-    let offload_bytes = match (
-        metric("offload_bytes_to_cpu"),
-        metric("offload_bytes_to_gpu"),
-    ) {
+    let offload_bytes = match (metrics.offload_bytes_to_cpu, metrics.offload_bytes_to_gpu) {
         (None, None) => None,
         (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
     };

@@ -3,7 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use kvsweep::artifact::schema::{
-    CacheUse, CellPlan, JsonArtifact, Quantiles, RequestCounts, Status, Summary, Throughput,
+    CacheUse, CellPlan, JsonArtifact, MetricsRow, Quantiles, RequestCounts, Status, Summary,
+    Throughput,
 };
 use kvsweep::engine::EngineKind;
 use kvsweep::spec::{Cell, OffloadBackend, TraceFormat};
@@ -118,22 +119,30 @@ impl SyntheticCell {
         }
         .write(&dir)
         .expect("summary.json");
-        let mut metrics = String::from(
-            "time,rel_s,running,kv_cache_usage,prefix_queries,prefix_hits,interval_hit_rate,prompt_tokens_per_s,generation_tokens_per_s,offload_bytes_to_cpu,offload_bytes_to_gpu,offload_to_cpu_gb_s,offload_to_gpu_gb_s\n",
-        );
+        let mut metrics = csv::Writer::from_path(dir.join(MetricsRow::FILE)).expect("metrics.csv");
         for i in 0..10 {
-            let q = 1000 * (i + 1);
-            metrics.push_str(&format!(
-                "{},{i},{},{},{q},{},0.5,1000,100,{},{},0.1,0.05\n",
-                1000 + i,
-                self.users,
-                0.1 * i as f64,
-                q / 2,
-                i * 1_000_000,
-                i * 500_000
-            ));
+            let q = 1000.0 * f64::from(i + 1);
+            metrics
+                .serialize(MetricsRow {
+                    time: f64::from(1000 + i),
+                    rel_s: f64::from(i),
+                    running: Some(f64::from(self.users)),
+                    kv_cache_usage: Some(0.1 * f64::from(i)),
+                    prefix_queries: Some(q),
+                    prefix_hits: Some(q / 2.0),
+                    interval_hit_rate: Some(0.5),
+                    prompt_tokens_per_s: Some(1000.0),
+                    generation_tokens_per_s: Some(100.0),
+                    offload_bytes_to_cpu: Some(f64::from(i) * 1e6),
+                    offload_bytes_to_gpu: Some(f64::from(i) * 5e5),
+                    offload_to_cpu_gb_s: Some(0.1),
+                    offload_to_gpu_gb_s: Some(0.05),
+                    format_version: MetricsRow::VERSION,
+                    ..MetricsRow::default()
+                })
+                .expect("a metrics row");
         }
-        std::fs::write(dir.join("metrics.csv"), metrics).expect("write metrics");
+        metrics.flush().expect("flush metrics");
         dir
     }
 }

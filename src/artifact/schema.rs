@@ -213,6 +213,84 @@ impl JsonArtifact for CellPlan {
     }
 }
 
+/// The trace set a replay read (`metadata.json` → `traces`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TraceSetInfo {
+    pub files: usize,
+    pub sessions: usize,
+    pub digest: String,
+    pub skipped_records: usize,
+    /// The first 100 records left out, and why.
+    pub skipped: Vec<String>,
+}
+
+/// `metadata.json`: what a replay ran against and with. Written when the run starts and again
+/// as it learns more (the server's answer, the warm-up, the end); the fields it has not learned
+/// yet are absent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Metadata {
+    pub format_version: u32,
+    pub command: Vec<String>,
+    pub kvsweep_version: String,
+    /// `--engine-label`, then what the server turned out to be (`sim` for the simulator).
+    #[serde(deserialize_with = "required")]
+    pub engine: Option<String>,
+    pub url: Vec<String>,
+    pub api: String,
+    pub users: u32,
+    pub duration_s: f64,
+    pub timing: String,
+    pub time_scale: f64,
+    pub seed: u64,
+    /// The lowest and highest token id of completions prompts (none for chat).
+    #[serde(deserialize_with = "required")]
+    pub prompt_token_ids: Option<[u32; 2]>,
+    pub traces: TraceSetInfo,
+    /// Unix seconds.
+    pub started_at: f64,
+    #[serde(deserialize_with = "required")]
+    pub finished_at: Option<f64>,
+    pub completed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub simulated: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The server's `/v1/models` answer, as it gave it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub models: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_template_tokens: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_reset: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup_requests: Option<u64>,
+    /// Set at the end: `null` when the cache did not look warm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm_cache_warning: Option<Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abandoned_requests: Option<usize>,
+}
+
+impl JsonArtifact for Metadata {
+    const FILE: &'static str = "metadata.json";
+    const VERSION: u32 = 1;
+    fn format_version(&self) -> u32 {
+        self.format_version
+    }
+}
+
+impl Metadata {
+    /// The simulator's speed, when the server was the simulator and said it.
+    pub fn sim_speed(&self) -> Option<f64> {
+        self.models.as_ref()?["data"]
+            .as_array()?
+            .iter()
+            .find_map(|m| m["sim_speed"].as_f64())
+    }
+}
+
 /// Count, mean and percentiles of one latency (or speed) over a run; only `count` when empty.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Quantiles {
@@ -777,6 +855,25 @@ mod tests {
             lines.next(),
             Some("1000.000,0.000,2,,0.25,,,,,,,,,,,,,,,,,,,,,,,,1")
         );
+    }
+
+    #[test]
+    fn metadata_written_before_the_server_answered_reads_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let early = Metadata {
+            format_version: Metadata::VERSION,
+            url: vec!["http://localhost:8000".into()],
+            ..Metadata::default()
+        };
+        early.write(dir.path()).expect("write");
+        let text = std::fs::read_to_string(dir.path().join(Metadata::FILE)).expect("read");
+        assert!(!text.contains("\"models\"") && text.contains("\"finished_at\": null"));
+        assert_eq!(Metadata::read(dir.path()).expect("read"), early);
+        let late = Metadata {
+            models: Some(serde_json::json!({"data": [{"id": "m", "sim_speed": 4.0}]})),
+            ..early
+        };
+        assert_eq!(late.sim_speed(), Some(4.0));
     }
 
     #[test]

@@ -28,8 +28,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use crate::artifact::schema::{CellState, JsonArtifact, Status};
-use crate::artifact::write_json_atomic;
+use crate::artifact::schema::{CellState, JsonArtifact, Metadata, Status, TraceSetInfo};
 use crate::sim::rng::mix;
 use crate::trace::{self, Session};
 use client::{Outcome, PromptEncoding};
@@ -98,32 +97,36 @@ pub async fn replay(args: ReplayArgs, mut stop: StopSignal) -> Result<ReplayOutc
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     let started_at = SystemTime::now();
-    let mut metadata = json!({
-        "command": std::env::args().collect::<Vec<_>>(),
-        "kvsweep_version": crate::VERSION,
-        "engine": args.engine_label,
-        "url": args.url,
-        "api": format!("{:?}", args.api).to_lowercase(),
-        "users": args.users,
-        "duration_s": args.duration,
-        "timing": format!("{:?}", args.timing),
-        "time_scale": args.time_scale,
-        "seed": args.seed,
-        // The lowest and highest token id of completions prompts (none for chat).
-        "prompt_token_ids": matches!(prompts.encoding, PromptEncoding::Ids)
+    let mut metadata = Metadata {
+        format_version: Metadata::VERSION,
+        command: std::env::args().collect(),
+        kvsweep_version: crate::VERSION.to_owned(),
+        engine: args.engine_label.clone(),
+        url: args.url.clone(),
+        api: format!("{:?}", args.api).to_lowercase(),
+        users: args.users,
+        duration_s: args.duration,
+        timing: format!("{:?}", args.timing),
+        time_scale: args.time_scale,
+        seed: args.seed,
+        prompt_token_ids: matches!(prompts.encoding, PromptEncoding::Ids)
             .then(|| [prompts.range.lo, vocabulary::highest(prompts.range)]),
-        "traces": {
-            "files": set.files.len(),
-            "sessions": sessions.len(),
-            "digest": set.digest,
-            "skipped_records": set.skipped.len(),
-            "skipped": set.skipped.iter().take(100).map(ToString::to_string).collect::<Vec<_>>(),
+        traces: TraceSetInfo {
+            files: set.files.len(),
+            sessions: sessions.len(),
+            digest: set.digest.clone(),
+            skipped_records: set.skipped.len(),
+            skipped: set
+                .skipped
+                .iter()
+                .take(100)
+                .map(ToString::to_string)
+                .collect(),
         },
-        "started_at": unix(started_at),
-        "finished_at": null,
-        "completed": false,
-    });
-    write_json_atomic(&args.out.join("metadata.json"), &metadata)?;
+        started_at: unix(started_at),
+        ..Metadata::default()
+    };
+    metadata.write(&args.out)?;
     Status::new(CellState::Running, "the replay has not finished").write(&args.out)?;
 
     let pre = match target::prepare(&client, &args, &endpoints, &prompts).await {
@@ -134,14 +137,14 @@ pub async fn replay(args: ReplayArgs, mut stop: StopSignal) -> Result<ReplayOutc
         }
     };
     let engine = target::engine_label(&args, &pre);
-    metadata["engine"] = json!(engine);
-    metadata["simulated"] = json!(engine == "sim");
-    metadata["model"] = json!(pre.model);
-    metadata["models"] = pre.models.clone();
-    metadata["chat_template_tokens"] = json!(pre.template_tokens);
-    metadata["endpoints"] = json!(args.url);
-    metadata["cache_reset"] = json!(args.control.reset_cache);
-    write_json_atomic(&args.out.join("metadata.json"), &metadata)?;
+    metadata.engine = Some(engine.clone());
+    metadata.simulated = Some(engine == "sim");
+    metadata.model = Some(pre.model.clone());
+    metadata.models = Some(pre.models.clone());
+    metadata.chat_template_tokens = Some(pre.template_tokens);
+    metadata.endpoints = Some(args.url.clone());
+    metadata.cache_reset = Some(args.control.reset_cache);
+    metadata.write(&args.out)?;
 
     let builder = trace::prompt::PromptBuilder {
         seed: args.seed,
@@ -153,8 +156,8 @@ pub async fn replay(args: ReplayArgs, mut stop: StopSignal) -> Result<ReplayOutc
         &client, &args, &endpoints, &sessions, &builder, &encoding, &pre, users,
     )
     .await;
-    metadata["warmup_requests"] = json!(warmed);
-    write_json_atomic(&args.out.join("metadata.json"), &metadata)?;
+    metadata.warmup_requests = Some(warmed);
+    metadata.write(&args.out)?;
 
     let mut collector = Collector::create(
         &args.out,
@@ -196,11 +199,11 @@ pub async fn replay(args: ReplayArgs, mut stop: StopSignal) -> Result<ReplayOutc
     if let Some(w) = &warning {
         eprintln!("replay: warning: {w}");
     }
-    metadata["warm_cache_warning"] = json!(warning);
-    metadata["finished_at"] = json!(unix(SystemTime::now()));
-    metadata["completed"] = json!(completed);
-    metadata["abandoned_requests"] = json!(abandoned);
-    write_json_atomic(&args.out.join("metadata.json"), &metadata)?;
+    metadata.warm_cache_warning = Some(warning);
+    metadata.finished_at = Some(unix(SystemTime::now()));
+    metadata.completed = completed;
+    metadata.abandoned_requests = Some(abandoned);
+    metadata.write(&args.out)?;
 
     let p = collector.progress();
     let interrupted = matches!(reason, Some(Stop::Signal(_)));

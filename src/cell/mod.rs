@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail};
-use clap::Parser;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -21,9 +20,10 @@ use crate::engine;
 use crate::engine::process::{self, EngineProcess};
 use crate::metrics::{self, MetricsArgs};
 use crate::render::{self, CellOverrides, CellPlan, CellSelector};
-use crate::replay::{self, ReplayArgs, ReplayOutcome, StopSignal};
+use crate::replay::{self, ReplayOutcome, StopSignal};
 use crate::runner::{Runner, RunnerSet};
-use crate::testers::{self, TestArgs};
+use crate::spec::workload::{self, Workload};
+use crate::testers;
 use crate::trace_cache;
 
 /// Run one sweep cell end to end on this machine.
@@ -46,20 +46,6 @@ pub struct RunCellArgs {
 
 fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
-}
-
-/// `kvsweep replay` flags parsed exactly as the command line would parse them.
-#[derive(Parser)]
-#[command(no_binary_name = true)]
-struct ReplayFlags {
-    #[command(subcommand)]
-    command: ReplayCommand,
-}
-
-#[derive(clap::Subcommand)]
-enum ReplayCommand {
-    Replay(ReplayArgs),
-    Test(TestArgs),
 }
 
 /// A free local port for an engine started on this host.
@@ -232,9 +218,8 @@ async fn drive(
         out.join("commands.txt"),
         artifact::redact(&(commands.join("\n") + "\n"), &env),
     )?;
-    let workload = ReplayFlags::try_parse_from(&replay_argv)
-        .context("the cell's workload flags do not parse")?
-        .command;
+    let workload =
+        workload::parse(&replay_argv).context("the cell's workload flags do not parse")?;
 
     let mut engine = EngineProcess::spawn(&cmd.argv, &cmd.env, server_log, cmd.docker_container)?;
     let tail = |engine: &EngineProcess| Some(process::log_tail(engine.log_path(), 30));
@@ -320,12 +305,12 @@ async fn drive(
 }
 
 /// Runs the cell's replay, or its synthetic test, until it ends or `stop` fires.
-async fn run_workload(workload: ReplayCommand, stop: StopSignal) -> Result<ReplayOutcome> {
+async fn run_workload(workload: Workload, stop: StopSignal) -> Result<ReplayOutcome> {
     match workload {
-        ReplayCommand::Replay(args) => replay::replay(args, stop).await,
+        Workload::Replay(args) => replay::replay(args, stop).await,
         // A tester writes each finished step as it goes (and resumes from progress.json), so
         // stopping it mid-step loses only that step.
-        ReplayCommand::Test(args) => tokio::select! {
+        Workload::Test(args) => tokio::select! {
             r = testers::run_async(&args) => r.map(|()| ReplayOutcome {
                 status: CellState::Ok,
                 reason: "completed".into(),

@@ -12,6 +12,7 @@
 mod inferencex;
 pub mod matrix;
 mod native;
+pub mod workload;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

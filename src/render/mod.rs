@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use minijinja::{Environment, UndefinedBehavior};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::artifact::schema::{JsonArtifact, Status};
 use crate::artifact::{CELL_FILES, SERVER_LOG_CAP_BYTES};
@@ -36,7 +36,8 @@ pub struct RenderArgs {
 }
 
 /// Values the command line gives or overrides; an InferenceX-shape spec has none of them itself.
-#[derive(Debug, Clone, Default, clap::Args)]
+/// A Slurm manifest keeps them as JSON for its resubmits.
+#[derive(Debug, Clone, Default, clap::Args, Serialize, Deserialize)]
 pub struct CellOverrides {
     /// The model the engine serves (for the simulator: a preset name).
     #[arg(long)]

@@ -57,7 +57,7 @@ printf 'data: {"choices":[{"text":"a"}]}\n\ndata: {"usage":{"prompt_tokens":3}}\
 python3 - <<'PY'
 import zipfile
 with zipfile.ZipFile("fuzz/corpus/artifact_zip/seed.zip", "w") as z:
-    z.writestr("status.json", '{"status": "ok"}')
+    z.writestr("status.json", '{"format_version": 1, "status": "ok", "reason": "completed"}')
     z.writestr("tester/summary.csv", "a,b\n1,2\n")
 PY
 

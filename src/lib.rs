@@ -21,6 +21,7 @@ pub mod github;
 pub mod hash;
 pub mod kinds;
 pub mod kvsize;
+pub mod matrix_cell;
 pub mod metrics;
 pub mod model;
 #[cfg(test)]

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use tokio::runtime::Handle;
 
-use crate::cell::{self, CellState};
+use crate::artifact::schema::{CellState, JsonArtifact, Status};
+use crate::cell;
 use crate::render::{self, CellOverrides};
 use crate::runner::RunnerSet;
 use crate::shutdown::Shutdown;
@@ -38,11 +39,19 @@ pub struct SweepArgs {
     pub overrides: CellOverrides,
 }
 
-/// The status a cell directory's `status.json` records, if any.
-pub fn recorded_status(dir: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(dir.join("status.json")).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    v["status"].as_str().map(str::to_owned)
+/// Whether a cell directory's `status.json` says the cell ran ok. A status that does not read
+/// (another version's, a hand-edited one) is said on stderr and the cell runs again.
+fn ran_ok(dir: &Path) -> bool {
+    if !dir.join(Status::FILE).exists() {
+        return false;
+    }
+    match Status::read(dir) {
+        Ok(s) => s.status == CellState::Ok,
+        Err(e) => {
+            eprintln!("kvsweep: {e:#}; running the cell again");
+            false
+        }
+    }
 }
 
 fn short(d: Duration) -> String {
@@ -93,7 +102,7 @@ pub fn run(
     for (i, (mut plan, runner)) in plans.into_iter().enumerate() {
         let dir = cells_dir.join(&plan.cell.name);
         let n = i + 1;
-        if !args.rerun && recorded_status(&dir).as_deref() == Some("ok") {
+        if !args.rerun && ran_ok(&dir) {
             eprintln!("[{n}/{total}] {}: ok before, skipped", plan.cell.name);
             ok += 1;
             continue;

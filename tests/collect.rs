@@ -8,6 +8,7 @@ use std::io::Write;
 use std::path::Path;
 
 use common::cells::SyntheticCell;
+use kvsweep::artifact::schema::{CellState, JsonArtifact, Status};
 
 /// Zips a cell directory's files at the archive's root, as an uploaded artifact is.
 fn zip_dir(dir: &Path, zip_path: &Path) {
@@ -179,6 +180,33 @@ fn collecting_nothing_is_an_error_that_names_the_path() {
 }
 
 #[test]
+fn a_summary_missing_a_field_stops_collect_naming_the_file_and_the_field() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // Beside a good cell: one bad file stops the collect, it is not skipped.
+    SyntheticCell::new("h100", 1, 2, "on").write(tmp.path());
+    let bad = SyntheticCell::new("h100", 1, 4, "on").write(tmp.path());
+    let path = bad.join("summary.json");
+    let mut summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("JSON");
+    summary["throughput"]
+        .as_object_mut()
+        .expect("an object")
+        .remove("total_tokens_per_s");
+    std::fs::write(&path, summary.to_string()).expect("write");
+    let err = common::kvsweep_err(&[
+        "collect",
+        tmp.path().to_str().expect("utf-8"),
+        "--out",
+        tmp.path().join("out").to_str().expect("utf-8"),
+    ]);
+    assert!(err.contains(&path.display().to_string()), "{err}");
+    assert!(
+        err.contains("field `throughput`: missing field `total_tokens_per_s`"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_local_sweep_runs_every_cell_collects_them_and_resumes() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let traces = common::repo_root().join("traces/samples/kv-cache-tester/trace_0538.json");
@@ -213,7 +241,9 @@ fn a_local_sweep_runs_every_cell_collects_them_and_resumes() {
 
     // A cell that did not finish is run again; an ok one is kept.
     let redo = out.join("cells/tiny_cpu_tp1_users2_offloadon/status.json");
-    std::fs::write(&redo, r#"{"status": "running"}"#).expect("write");
+    Status::new(CellState::Running, "killed")
+        .write(redo.parent().expect("a cell directory"))
+        .expect("write");
     let second = run();
     assert!(second.status.success(), "{}", common::stderr(&second));
     let log = common::stderr(&second);

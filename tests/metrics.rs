@@ -121,30 +121,15 @@ fn intervals_derive_rates_and_survive_counter_resets() {
     after.prefix_hits = Some(8_500.0);
     after.ttft_sum = Some(3.0);
     after.ttft_count = Some(15.0);
-    let row = derive(&after, &before, 2.0);
-    // Columns after time/rel_s: see kvsweep::metrics::COLUMNS.
-    let col = |name: &str| {
-        row[kvsweep::metrics::COLUMNS
-            .iter()
-            .position(|c| *c == name)
-            .expect("column")
-            - 2]
-    };
-    assert_eq!(col("interval_hit_rate"), Some(0.75));
-    assert_eq!(col("prompt_tokens_per_s"), Some(1000.0));
-    assert_eq!(col("ttft_mean_ms"), Some(200.0));
+    let row = derive(1002.0, 2.0, &after, &before, 2.0);
+    assert_eq!(row.interval_hit_rate, Some(0.75));
+    assert_eq!(row.prompt_tokens_per_s, Some(1000.0));
+    assert_eq!(row.ttft_mean_ms, Some(200.0));
     // A restarted server: counters drop; the interval counts from zero, never negative.
     let mut restarted = after;
     restarted.prompt_tokens = Some(300.0);
-    let row = derive(&restarted, &after, 1.0);
-    assert_eq!(
-        row[kvsweep::metrics::COLUMNS
-            .iter()
-            .position(|c| *c == "prompt_tokens_per_s")
-            .expect("column")
-            - 2],
-        Some(300.0)
-    );
+    let row = derive(1003.0, 3.0, &restarted, &after, 1.0);
+    assert_eq!(row.prompt_tokens_per_s, Some(300.0));
 }
 
 #[test]

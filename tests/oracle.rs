@@ -7,6 +7,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use common::{csv_rows, kvsweep, kvsweep_err, kvsweep_ok, repo_root, run, write};
+use kvsweep::artifact::schema::{CellPlan, JsonArtifact, Outcome, RequestRow};
+use kvsweep::spec::TraceFormat;
 use serde_json::Value;
 
 fn samples() -> String {
@@ -477,16 +479,45 @@ fn collect_sets_the_bound_for_what_each_cell_sent_beside_the_measured_rate() {
     );
     let cells = dir.path().join("cells");
     let cell = common::cells::SyntheticCell::new("h200", 1, 1, "off").write(&cells);
-    let mut meta = json(&cell.join("cell.json"));
-    meta["traces"] = Value::from(s(&traces));
-    meta["trace_format"] = Value::from("kvct");
-    std::fs::write(cell.join("cell.json"), meta.to_string()).expect("write");
+    let mut plan = CellPlan::read(&cell).expect("cell.json");
+    plan.traces = Some(traces.clone());
+    plan.trace_format = TraceFormat::Kvct;
+    plan.write(&cell).expect("write");
     // Only the first two turns were sent before the cell's time ran out.
-    write(
-        &cell,
-        "requests.csv",
-        "session,request_index,sent_s,trace_input_tokens,status\nconv,0,0.0,640,ok\nconv,1,1.0,1280,ok\n",
-    );
+    let mut requests = csv::Writer::from_path(cell.join(RequestRow::FILE)).expect("requests.csv");
+    for (i, (sent_s, tokens)) in [(0.0, 640), (1.0, 1280)].into_iter().enumerate() {
+        requests
+            .serialize(RequestRow {
+                request_id: i as u64,
+                user: 0,
+                session: "conv".into(),
+                request_index: i as u32,
+                scheduled_s: sent_s,
+                sent_s,
+                done_s: sent_s + 0.5,
+                schedule_delay_ms: 0.0,
+                ttft_ms: Some(50.0),
+                e2e_ms: 500.0,
+                tpot_ms: None,
+                itl_mean_ms: None,
+                itl_max_ms: None,
+                trace_input_tokens: tokens,
+                trace_output_tokens: 10,
+                prompt_tokens: Some(tokens),
+                completion_tokens: Some(10),
+                cached_tokens: None,
+                status: Outcome::Ok,
+                http_status: 200,
+                error: String::new(),
+                endpoint: 0,
+                attempts: 1,
+                effective_ttft_ms: Some(50.0),
+                meets_slo: true,
+                format_version: RequestRow::VERSION,
+            })
+            .expect("a row");
+    }
+    requests.flush().expect("flush");
     let out = dir.path().join("out");
     kvsweep_ok(&["collect", s(&cells), "--out", s(&out)]);
     let row = &csv_rows(&out.join("summary.csv"))[0];

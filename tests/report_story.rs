@@ -8,6 +8,7 @@ use std::path::Path;
 
 use common::cells::SyntheticCell;
 use common::sim::SimServer;
+use kvsweep::artifact::schema::{JsonArtifact, Metadata, Summary};
 
 /// A synthetic cell with the given client hit rate and total tok/s (across its GPUs).
 fn cell(dir: &Path, tp: u32, users: u32, offload: &'static str, hit: f64, total_tps: f64) {
@@ -18,27 +19,25 @@ fn cell(dir: &Path, tp: u32, users: u32, offload: &'static str, hit: f64, total_
 
 /// Sets the client hit rate in a written cell's summary.json.
 fn patch_hit_rate(cell_dir: &Path, hit: f64) {
-    let path = cell_dir.join("summary.json");
-    let mut summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).expect("summary")).expect("json");
-    summary["cache"]["hit_rate"] = serde_json::json!(hit);
-    std::fs::write(&path, summary.to_string()).expect("write summary");
+    let mut summary = Summary::read(cell_dir).expect("summary.json");
+    summary.cache.hit_rate = Some(hit);
+    summary.write(cell_dir).expect("write summary");
 }
 
 /// What a replay against the simulator keeps in metadata.json: its /v1/models answer.
 fn metadata(dir: &Path, speed: f64, time_scale: f64) {
     for entry in std::fs::read_dir(dir).expect("cells") {
-        let meta = serde_json::json!({
-            "engine": "sim",
-            "time_scale": time_scale,
-            "models": {"object": "list", "data": [
+        Metadata {
+            format_version: Metadata::VERSION,
+            engine: Some("sim".into()),
+            time_scale,
+            simulated: Some(true),
+            models: Some(serde_json::json!({"object": "list", "data": [
                 {"id": "llama-3.1-8b", "owned_by": "kvsweep-sim", "sim_speed": speed}
-            ]},
-        });
-        std::fs::write(
-            entry.expect("entry").path().join("metadata.json"),
-            meta.to_string(),
-        )
+            ]})),
+            ..Metadata::default()
+        }
+        .write(&entry.expect("entry").path())
         .expect("write metadata");
     }
 }

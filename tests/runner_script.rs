@@ -13,6 +13,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{kvsweep_ok, repo_root, require_tool, write};
+use kvsweep::artifact::schema::{JsonArtifact, Status};
 
 const FAKE_KVSWEEP: &str = r#"#!/usr/bin/env bash
 set -euo pipefail
@@ -121,10 +122,11 @@ impl Cell {
         self.command(env).spawn().expect("bash runs")
     }
 
+    /// The script's status.json, read back into the artifact schema's `Status` (so the
+    /// script's `printf` and the struct cannot drift apart), as JSON to index.
     fn status(&self) -> serde_json::Value {
-        let text =
-            std::fs::read_to_string(self.results().join("status.json")).expect("status.json");
-        serde_json::from_str(&text).expect("status.json is JSON")
+        let status = Status::read(&self.results()).expect("status.json reads as a Status");
+        serde_json::to_value(status).expect("to JSON")
     }
 
     fn files(&self) -> Vec<String> {

@@ -314,3 +314,36 @@ fn a_model_path_must_not_be_empty_nor_a_max_len_zero() {
         "must be at least 1 token",
     );
 }
+
+#[test]
+fn unknown_replay_option_is_found_when_the_spec_loads() {
+    expect_error(
+        &format!("{NATIVE}replay:\n  max_users: 8\n  max_userz: 4\n"),
+        &[],
+        "14:3: field `replay.max_userz`",
+        "unexpected argument '--max-userz' found (as a `kvsweep replay` option)",
+    );
+}
+
+#[test]
+fn bad_replay_value_is_found_when_the_spec_loads() {
+    expect_error(
+        &format!("{NATIVE}replay:\n  max_users: lots\n"),
+        &[],
+        "13:3: field `replay.max_users`",
+        "invalid value 'lots' for '--max-users <MAX_USERS>'",
+    );
+}
+
+#[test]
+fn unknown_tester_option_is_found_when_the_spec_loads() {
+    expect_error(
+        &format!(
+            "{}tester:\n  kind: cache-rate\n  hit_ratez: [0.5]\n",
+            NATIVE.replace("traces: {path: traces}\n", "")
+        ),
+        &[],
+        "13:3: field `tester.hit_ratez`",
+        "unexpected argument '--hit-ratez' found (as a `kvsweep test cache-rate` option)",
+    );
+}

@@ -11,21 +11,21 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail};
-use clap::Parser;
-use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 
+use crate::artifact::schema::{CellState, JsonArtifact, Status};
 use crate::artifact::{self, SERVER_LOG_CAP_BYTES, write_json_atomic};
 use crate::engine;
 use crate::engine::process::{self, EngineProcess};
 use crate::metrics::{self, MetricsArgs};
 use crate::render::{self, CellOverrides, CellPlan, CellSelector};
-use crate::replay::{self, ReplayArgs, ReplayOutcome};
+use crate::replay::{self, ReplayOutcome};
 use crate::runner::{Runner, RunnerSet};
 use crate::shutdown::{Shutdown, StopSignal, stop_when};
-use crate::testers::{self, TestArgs};
+use crate::spec::workload::{self, Workload};
+use crate::testers;
 use crate::trace_cache;
 
 /// Run one sweep cell end to end on this machine.
@@ -46,57 +46,8 @@ pub struct RunCellArgs {
     pub overrides: CellOverrides,
 }
 
-/// How a cell ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CellState {
-    Ok,
-    /// Stopped early (the engine died, a signal): everything recorded so far is kept.
-    Partial,
-    Failed,
-}
-
-impl CellState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CellState::Ok => "ok",
-            CellState::Partial => "partial",
-            CellState::Failed => "failed",
-        }
-    }
-}
-
-/// The cell's `status.json`.
-#[derive(Debug, Clone, Serialize)]
-pub struct CellStatus {
-    pub status: CellState,
-    pub reason: String,
-    pub cell: String,
-    pub started_at: String,
-    pub finished_at: String,
-    pub requests: u64,
-    pub failed_requests: u64,
-    /// The last lines of the server log, where the engine is why the cell did not finish.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub server_log_tail: Option<String>,
-}
-
 fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
-}
-
-/// `kvsweep replay` flags parsed exactly as the command line would parse them.
-#[derive(Parser)]
-#[command(no_binary_name = true)]
-struct ReplayFlags {
-    #[command(subcommand)]
-    command: ReplayCommand,
-}
-
-#[derive(clap::Subcommand)]
-enum ReplayCommand {
-    Replay(ReplayArgs),
-    Test(TestArgs),
 }
 
 /// A free local port for an engine started on this host.
@@ -112,7 +63,7 @@ pub async fn run_planned(
     runner: &Runner,
     out: &Path,
     interrupt: watch::Receiver<Option<String>>,
-) -> Result<CellStatus> {
+) -> Result<Status> {
     if out.exists()
         && std::fs::read_dir(out)
             .with_context(|| format!("cannot list {}", out.display()))?
@@ -126,25 +77,20 @@ pub async fn run_planned(
     }
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let started = SystemTime::now();
-    let mut status = CellStatus {
-        status: CellState::Failed,
-        reason: "the cell has not finished".into(),
-        cell: plan.cell.name.clone(),
-        started_at: rfc3339(started),
-        finished_at: String::new(),
-        requests: 0,
-        failed_requests: 0,
-        server_log_tail: None,
+    let mut status = Status {
+        cell: Some(plan.cell.name.clone()),
+        started_at: Some(rfc3339(started)),
+        ..Status::new(CellState::Running, "the cell has not finished")
     };
-    write_json_atomic(
-        &out.join("status.json"),
-        &json!({"status": "running", "reason": "the cell has not finished", "cell": plan.cell.name, "started_at": status.started_at}),
-    )?;
+    status.write(out)?;
+    status.status = CellState::Failed;
+    status.requests = Some(0);
+    status.failed_requests = Some(0);
     // Traces named by URL get their local path here, so that `cell.json` records it.
     let mut plan = plan.clone();
     let fetched = fetch_traces(&mut plan).await;
     let plan = &plan;
-    write_json_atomic(&out.join("cell.json"), &serde_json::to_value(plan)?)?;
+    plan.write(out)?;
     let work = tempfile::Builder::new()
         .prefix(&format!("kvsweep-{}-", plan.cell.name))
         .tempdir()
@@ -173,8 +119,8 @@ pub async fn run_planned(
         .take()
         .map(|t| artifact::redact(&t, &[]));
     write_json_atomic(&out.join("versions.json"), &versions(plan, runner))?;
-    status.finished_at = rfc3339(SystemTime::now());
-    write_json_atomic(&out.join("status.json"), &serde_json::to_value(&status)?)?;
+    status.finished_at = Some(rfc3339(SystemTime::now()));
+    status.write(out)?;
     artifact::prune(out)?;
     Ok(status)
 }
@@ -199,7 +145,7 @@ async fn drive(
     out: &Path,
     server_log: &Path,
     interrupt: watch::Receiver<Option<String>>,
-    status: &mut CellStatus,
+    status: &mut Status,
 ) -> Result<()> {
     let launch = plan.launch(runner)?;
     let kvsweep = std::env::current_exe().context("cannot find the kvsweep binary")?;
@@ -260,9 +206,8 @@ async fn drive(
         out.join("commands.txt"),
         artifact::redact(&(commands.join("\n") + "\n"), &env),
     )?;
-    let workload = ReplayFlags::try_parse_from(&replay_argv)
-        .context("the cell's workload flags do not parse")?
-        .command;
+    let workload =
+        workload::parse(&replay_argv).context("the cell's workload flags do not parse")?;
 
     let mut engine = EngineProcess::spawn(&cmd.argv, &cmd.env, server_log, cmd.docker_container)?;
     let tail = |engine: &EngineProcess| Some(process::log_tail(engine.log_path(), 30));
@@ -321,12 +266,12 @@ async fn drive(
 
     match outcome {
         Ok(o) => {
-            status.requests = o.requests;
-            status.failed_requests = o.errors;
+            status.requests = Some(o.requests);
+            status.failed_requests = Some(o.errors);
             let stopped_early = o.interrupted;
             status.reason = o.reason;
             status.status = match (o.status, stopped_early) {
-                ("ok", _) => CellState::Ok,
+                (CellState::Ok, _) => CellState::Ok,
                 // More than 10% failed requests, or none sent: the run finished but is no result.
                 (_, false) => CellState::Failed,
                 (_, true) => CellState::Partial,
@@ -348,21 +293,21 @@ async fn drive(
 }
 
 /// Runs the cell's replay, or its synthetic test, until it ends or `stop` fires.
-async fn run_workload(workload: ReplayCommand, stop: StopSignal) -> Result<ReplayOutcome> {
+async fn run_workload(workload: Workload, stop: StopSignal) -> Result<ReplayOutcome> {
     match workload {
-        ReplayCommand::Replay(args) => replay::replay(args, stop).await,
+        Workload::Replay(args) => replay::replay(args, stop).await,
         // A tester writes each finished step as it goes (and resumes from progress.json), so
         // stopping it mid-step loses only that step.
-        ReplayCommand::Test(args) => tokio::select! {
+        Workload::Test(args) => tokio::select! {
             r = testers::run_async(&args) => r.map(|()| ReplayOutcome {
-                status: "ok",
+                status: CellState::Ok,
                 reason: "completed".into(),
                 interrupted: false,
                 requests: 0,
                 errors: 0,
             }),
             why = stop => Ok(ReplayOutcome {
-                status: "failed",
+                status: CellState::Failed,
                 reason: why,
                 interrupted: true,
                 requests: 0,
@@ -413,9 +358,9 @@ pub fn run(
         let bytes = artifact::pack_zip(&args.out, zip, args.zip_cap_bytes)?;
         eprintln!("kvsweep: packed {bytes} bytes into {}", zip.display());
     }
+    let name = &plan.cell.name;
     eprintln!(
-        "kvsweep: cell {} finished: {} ({}); results in {}",
-        status.cell,
+        "kvsweep: cell {name} finished: {} ({}); results in {}",
         status.status.as_str(),
         status.reason,
         args.out.display()
@@ -424,12 +369,7 @@ pub fn run(
         eprintln!("kvsweep: last lines of the server log:\n{tail}");
     }
     if status.status != CellState::Ok {
-        bail!(
-            "cell {} {}: {}",
-            status.cell,
-            status.status.as_str(),
-            status.reason
-        );
+        bail!("cell {name} {}: {}", status.status.as_str(), status.reason);
     }
     Ok(())
 }

@@ -1,13 +1,12 @@
 //! Finding cell artifacts (directories and zips) and reading each into one summary row.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::artifact::ZIP_EXPAND_CAP;
+use crate::artifact::schema::{CellPlan, JsonArtifact, MetricsRow, Status, Summary, read_csv_rows};
 
 /// Columns of `summary.csv`, in order (the field order of [`CellResult`]).
 pub const SUMMARY_COLUMNS: &[&str] = &[
@@ -233,108 +232,97 @@ fn extract(zip_path: &Path) -> Result<tempfile::TempDir> {
     Ok(tmp)
 }
 
-fn read_json(dir: &Path, name: &str) -> Result<Value> {
-    let path = dir.join(name);
-    if !path.exists() {
-        bail!("missing {name}");
+/// Reads one JSON artifact of a cell: a missing file is a reason to skip the cell (it did not
+/// get that far), a file that does not fit the schema is an error (a [`FormatError`]).
+///
+/// [`FormatError`]: crate::artifact::schema::FormatError
+fn read<T: JsonArtifact>(dir: &Path) -> Result<T> {
+    if !dir.join(T::FILE).exists() {
+        bail!("missing {}", T::FILE);
     }
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
+    T::read(dir)
 }
 
-/// The last row of `metrics.csv` (cumulative server counters at the end of the run), by column.
-fn last_metrics(dir: &Path) -> HashMap<String, f64> {
-    let Ok(mut r) = csv::Reader::from_path(dir.join("metrics.csv")) else {
-        return HashMap::new();
-    };
-    let Ok(headers) = r.headers().cloned() else {
-        return HashMap::new();
-    };
-    let Some(last) = r.records().filter_map(Result::ok).last() else {
-        return HashMap::new();
-    };
-    headers
-        .iter()
-        .zip(last.iter())
-        .filter_map(|(h, v)| Some((h.to_owned(), v.parse().ok()?)))
-        .collect()
+/// The last row of `metrics.csv` (cumulative server counters at the end of the run), if the
+/// cell has one.
+fn last_metrics(dir: &Path) -> Result<Option<MetricsRow>> {
+    let path = dir.join(MetricsRow::FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let mut rows = read_csv_rows(
+        &path,
+        |r: &MetricsRow| r.format_version,
+        MetricsRow::VERSION,
+    )?;
+    Ok(rows.pop())
 }
 
 /// Reads one cell directory.
 pub fn load(dir: &Path) -> Result<CellResult> {
-    let cell = read_json(dir, "cell.json")?;
-    if let Some(kind) = cell["tester"].as_str() {
+    let plan: CellPlan = read(dir)?;
+    if let Some(kind) = &plan.tester {
         bail!(
             "a `kvsweep test {kind}` cell: its results are in tester/ (tester/index.html), not in the sweep's tables"
         );
     }
-    let status = read_json(dir, "status.json")?;
-    let summary = read_json(dir, "summary.json")?;
-    let num = |v: &Value| v.as_f64();
-    let pct = |metric: &str, p: &str| num(&summary[metric][p]);
-    let text = |v: &Value| v.as_str().map(str::to_owned);
-    let c = &cell["cell"];
-    let name = text(&c["name"]).context("cell.json has no cell.name")?;
-    let tp = c["tp"].as_u64().context("cell.json has no cell.tp")? as u32;
+    let status: Status = read(dir)?;
+    let summary: Summary = read(dir)?;
+    let tp = plan.cell.tp;
     let gpus = f64::from(tp.max(1));
-    let tput = |k: &str| num(&summary["throughput"][k]).unwrap_or(0.0);
-    let metrics = last_metrics(dir);
-    let metric = |name: &str| metrics.get(name).copied();
-    let server_hit_rate = match (metric("prefix_hits"), metric("prefix_queries")) {
+    let tput = &summary.throughput;
+    let metrics = last_metrics(dir)?.unwrap_or_default();
+    let server_hit_rate = match (metrics.prefix_hits, metrics.prefix_queries) {
         (Some(h), Some(q)) if q > 0.0 => Some(h / q),
         _ => None,
     };
-    let offload_bytes = match (
-        metric("offload_bytes_to_cpu"),
-        metric("offload_bytes_to_gpu"),
-    ) {
+    let offload_bytes = match (metrics.offload_bytes_to_cpu, metrics.offload_bytes_to_gpu) {
         (None, None) => None,
         (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
     };
-    let engine = text(&cell["engine"]).unwrap_or_else(|| "unknown".into());
-    let tpot_p50 = pct("tpot_ms", "p50");
+    let engine = plan.engine.to_string();
+    let tpot_p50 = summary.tpot_ms.p50;
     Ok(CellResult {
-        runner: text(&cell["runner"]).unwrap_or_else(|| "unknown".into()),
-        model: text(&cell["model"]).unwrap_or_else(|| "unknown".into()),
-        simulated: engine == "sim" || summary["simulated"] == true,
+        runner: plan.runner.clone(),
+        model: plan.model.clone(),
+        simulated: engine == "sim" || summary.simulated,
         engine,
-        precision: text(&cell["precision"]),
+        precision: plan.precision.clone(),
         tp,
-        ep: c["ep"].as_u64().unwrap_or(0) as u32,
-        users: c["users"].as_u64().unwrap_or(0) as u32,
-        offload: text(&c["offload"]).unwrap_or_else(|| "unknown".into()),
-        status: text(&status["status"]).unwrap_or_else(|| "unknown".into()),
-        requests_ok: summary["requests"]["ok"].as_u64().unwrap_or(0),
-        requests_failed: summary["requests"]["failed"].as_u64().unwrap_or(0),
-        error_rate: num(&summary["requests"]["error_rate"]).unwrap_or(0.0),
-        duration_s: num(&summary["duration_s"]).unwrap_or(0.0),
-        input_tps: tput("input_tokens_per_s"),
-        output_tps: tput("output_tokens_per_s"),
-        total_tps: tput("total_tokens_per_s"),
-        input_tps_per_gpu: tput("input_tokens_per_s") / gpus,
-        output_tps_per_gpu: tput("output_tokens_per_s") / gpus,
-        total_tps_per_gpu: tput("total_tokens_per_s") / gpus,
-        ttft_p50_ms: pct("ttft_ms", "p50"),
-        ttft_p90_ms: pct("ttft_ms", "p90"),
-        ttft_p99_ms: pct("ttft_ms", "p99"),
+        ep: plan.cell.ep,
+        users: plan.cell.users,
+        offload: plan.cell.offload.to_string(),
+        status: status.status.as_str().to_owned(),
+        requests_ok: summary.requests.ok,
+        requests_failed: summary.requests.failed,
+        error_rate: summary.requests.error_rate,
+        duration_s: summary.duration_s,
+        input_tps: tput.input_tokens_per_s,
+        output_tps: tput.output_tokens_per_s,
+        total_tps: tput.total_tokens_per_s,
+        input_tps_per_gpu: tput.input_tokens_per_s / gpus,
+        output_tps_per_gpu: tput.output_tokens_per_s / gpus,
+        total_tps_per_gpu: tput.total_tokens_per_s / gpus,
+        ttft_p50_ms: summary.ttft_ms.p50,
+        ttft_p90_ms: summary.ttft_ms.p90,
+        ttft_p99_ms: summary.ttft_ms.p99,
         tpot_p50_ms: tpot_p50,
-        tpot_p90_ms: pct("tpot_ms", "p90"),
-        tpot_p99_ms: pct("tpot_ms", "p99"),
-        itl_p50_ms: pct("itl_ms", "p50"),
-        itl_p90_ms: pct("itl_ms", "p90"),
-        itl_p99_ms: pct("itl_ms", "p99"),
-        e2e_p50_ms: pct("e2e_ms", "p50"),
-        e2e_p90_ms: pct("e2e_ms", "p90"),
-        e2e_p99_ms: pct("e2e_ms", "p99"),
+        tpot_p90_ms: summary.tpot_ms.p90,
+        tpot_p99_ms: summary.tpot_ms.p99,
+        itl_p50_ms: summary.itl_ms.p50,
+        itl_p90_ms: summary.itl_ms.p90,
+        itl_p99_ms: summary.itl_ms.p99,
+        e2e_p50_ms: summary.e2e_ms.p50,
+        e2e_p90_ms: summary.e2e_ms.p90,
+        e2e_p99_ms: summary.e2e_ms.p99,
         interactivity: tpot_p50.filter(|t| *t > 0.0).map(|t| 1000.0 / t),
-        client_hit_rate: num(&summary["cache"]["hit_rate"]),
+        client_hit_rate: summary.cache.hit_rate,
         server_hit_rate,
         oracle_hit_rate: None,
         oracle_lru_hit_rate: None,
         oracle_capacity_tokens: None,
         offload_bytes,
-        name,
+        name: plan.cell.name,
         dir: dir.to_path_buf(),
     })
 }

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
+use crate::artifact::schema::FormatError;
 use crate::pareto::{self, PANELS};
 use cells::{CellResult, Skipped};
 
@@ -143,6 +144,9 @@ pub fn collect(paths: &[PathBuf], out: &Path) -> Result<Collected> {
                     path: dir.display().to_string(),
                 }),
             },
+            // A file that is there but does not fit its format is a bug to see, not a cell to
+            // skip: the tables would be quietly short of it.
+            Err(e) if e.downcast_ref::<FormatError>().is_some() => return Err(e),
             Err(e) => skipped.push(Skipped {
                 cell: cells::dir_name(dir),
                 reason: format!("{e:#}"),

@@ -12,9 +12,9 @@ use serde::Serialize;
 
 pub use crate::kinds::EngineKind;
 use crate::kinds::{Offload, OffloadBackend};
+use crate::matrix_cell::Cell;
 use crate::paths::expand_home;
 use crate::runner::{ContainerRuntime, EngineFlags, PLACEHOLDERS, Runner, Vendor};
-use crate::spec::Cell;
 
 /// The program an engine command runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -22,6 +22,7 @@ use serde_json::json;
 use tokio::runtime::Handle;
 
 use crate::artifact::CsvLog;
+use crate::artifact::schema::MetricsRow;
 use crate::shutdown::Shutdown;
 
 use schema::{Engine, Snapshot};
@@ -108,38 +109,6 @@ const RAW_COLUMNS: &[&str] = &[
     "queue_count",
 ];
 
-/// Columns of `metrics.csv`; documented in README.md ("Server metrics").
-pub const COLUMNS: &[&str] = &[
-    "time",
-    "rel_s",
-    "running",
-    "waiting",
-    "kv_cache_usage",
-    "preemptions",
-    "prefix_queries",
-    "prefix_hits",
-    "prefix_hits_device",
-    "prefix_hits_host",
-    "prefix_hits_other",
-    "interval_hit_rate",
-    "prompt_tokens",
-    "generation_tokens",
-    "prompt_tokens_per_s",
-    "generation_tokens_per_s",
-    "prompt_compute",
-    "prompt_cache_hit",
-    "prompt_external",
-    "offload_bytes_to_cpu",
-    "offload_bytes_to_gpu",
-    "offload_to_cpu_gb_s",
-    "offload_to_gpu_gb_s",
-    "offload_seconds_to_cpu",
-    "offload_seconds_to_gpu",
-    "ttft_mean_ms",
-    "itl_mean_ms",
-    "queue_mean_ms",
-];
-
 fn cell(v: Option<f64>) -> String {
     v.map(|v| format!("{v}")).unwrap_or_default()
 }
@@ -160,48 +129,52 @@ fn ratio(num: Option<f64>, den: Option<f64>) -> Option<f64> {
     }
 }
 
-/// The `metrics.csv` row for the interval from `prev` to `cur`, `dt` seconds long.
-pub fn derive(cur: &Snapshot, prev: &Snapshot, dt: f64) -> Vec<Option<f64>> {
+/// The `metrics.csv` row at unix time `t` (`rel_s` from the first busy scrape) for the interval
+/// from `prev` to `cur`, `dt` seconds long.
+pub fn derive(t: f64, rel_s: f64, cur: &Snapshot, prev: &Snapshot, dt: f64) -> MetricsRow {
     let per_s = |c, p| delta(c, p).map(|d| d / dt.max(1e-9));
     let gb_s = |c, p| per_s(c, p).map(|v| v / 1e9);
     let mean_ms =
         |sum_c, sum_p, n_c, n_p| ratio(delta(sum_c, sum_p), delta(n_c, n_p)).map(|v| v * 1000.0);
-    vec![
-        cur.running,
-        cur.waiting,
-        cur.kv_usage,
-        cur.preemptions,
-        cur.prefix_queries,
-        cur.prefix_hits,
-        cur.prefix_hits_device,
-        cur.prefix_hits_host,
-        cur.prefix_hits_other,
-        ratio(
+    MetricsRow {
+        time: t,
+        rel_s,
+        running: cur.running,
+        waiting: cur.waiting,
+        kv_cache_usage: cur.kv_usage,
+        preemptions: cur.preemptions,
+        prefix_queries: cur.prefix_queries,
+        prefix_hits: cur.prefix_hits,
+        prefix_hits_device: cur.prefix_hits_device,
+        prefix_hits_host: cur.prefix_hits_host,
+        prefix_hits_other: cur.prefix_hits_other,
+        interval_hit_rate: ratio(
             delta(cur.prefix_hits, prev.prefix_hits),
             delta(cur.prefix_queries, prev.prefix_queries),
         ),
-        cur.prompt_tokens,
-        cur.generation_tokens,
-        per_s(cur.prompt_tokens, prev.prompt_tokens),
-        per_s(cur.generation_tokens, prev.generation_tokens),
-        cur.prompt_compute,
-        cur.prompt_cache_hit,
-        cur.prompt_external,
-        cur.offload_bytes_to_cpu,
-        cur.offload_bytes_to_gpu,
-        gb_s(cur.offload_bytes_to_cpu, prev.offload_bytes_to_cpu),
-        gb_s(cur.offload_bytes_to_gpu, prev.offload_bytes_to_gpu),
-        cur.offload_seconds_to_cpu,
-        cur.offload_seconds_to_gpu,
-        mean_ms(cur.ttft_sum, prev.ttft_sum, cur.ttft_count, prev.ttft_count),
-        mean_ms(cur.itl_sum, prev.itl_sum, cur.itl_count, prev.itl_count),
-        mean_ms(
+        prompt_tokens: cur.prompt_tokens,
+        generation_tokens: cur.generation_tokens,
+        prompt_tokens_per_s: per_s(cur.prompt_tokens, prev.prompt_tokens),
+        generation_tokens_per_s: per_s(cur.generation_tokens, prev.generation_tokens),
+        prompt_compute: cur.prompt_compute,
+        prompt_cache_hit: cur.prompt_cache_hit,
+        prompt_external: cur.prompt_external,
+        offload_bytes_to_cpu: cur.offload_bytes_to_cpu,
+        offload_bytes_to_gpu: cur.offload_bytes_to_gpu,
+        offload_to_cpu_gb_s: gb_s(cur.offload_bytes_to_cpu, prev.offload_bytes_to_cpu),
+        offload_to_gpu_gb_s: gb_s(cur.offload_bytes_to_gpu, prev.offload_bytes_to_gpu),
+        offload_seconds_to_cpu: cur.offload_seconds_to_cpu,
+        offload_seconds_to_gpu: cur.offload_seconds_to_gpu,
+        ttft_mean_ms: mean_ms(cur.ttft_sum, prev.ttft_sum, cur.ttft_count, prev.ttft_count),
+        itl_mean_ms: mean_ms(cur.itl_sum, prev.itl_sum, cur.itl_count, prev.itl_count),
+        queue_mean_ms: mean_ms(
             cur.queue_sum,
             prev.queue_sum,
             cur.queue_count,
             prev.queue_count,
         ),
-    ]
+        format_version: MetricsRow::VERSION,
+    }
 }
 
 fn raw_values(s: &Snapshot) -> [Option<f64>; 24] {
@@ -262,7 +235,7 @@ impl Recorder {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         Ok(Self {
             raw: CsvLog::create(&dir.join("metrics_raw.csv"), RAW_COLUMNS)?,
-            rows: CsvLog::create(&dir.join("metrics.csv"), COLUMNS)?,
+            rows: CsvLog::create(&dir.join(MetricsRow::FILE), MetricsRow::COLUMNS)?,
             engine: None,
             cache_config: None,
             prev: None,
@@ -303,9 +276,8 @@ impl Recorder {
                 self.first_active = Some(t);
             }
             if let Some(t0) = self.first_active {
-                let mut row = vec![format!("{t:.3}"), format!("{:.3}", t - t0)];
-                row.extend(derive(&cur, &prev, t - pt).iter().map(|v| cell(*v)));
-                self.rows.append(&row)?;
+                self.rows
+                    .append_row(&derive(t, t - t0, &cur, &prev, t - pt))?;
             }
         }
         self.prev = Some((t, cur));

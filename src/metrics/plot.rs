@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+use crate::artifact::schema::{JsonArtifact, Metadata};
 use crate::plot::{Chart, PALETTE, Series};
 
 /// Draw a cell's server metrics (from `metrics.csv`, and `gpu.csv` where present) as PNGs.
@@ -54,16 +55,18 @@ impl Table {
     }
 }
 
-/// The engine label from the replay's metadata, to title plots (and mark simulated ones).
-fn engine_title(dir: &Path) -> String {
-    let meta = std::fs::read_to_string(dir.join("metadata.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
-    match meta {
-        Some(m) if m["simulated"] == true => "simulated server".into(),
-        Some(m) => m["engine"].as_str().unwrap_or("server").to_owned(),
-        None => "server".into(),
+/// The engine label from the replay's metadata, to title plots (and mark simulated ones); a
+/// directory without a replay's metadata (metrics scraped alone) has plain "server".
+fn engine_title(dir: &Path) -> Result<String> {
+    if !dir.join(Metadata::FILE).exists() {
+        return Ok("server".into());
     }
+    let meta = Metadata::read(dir)?;
+    Ok(if meta.simulated == Some(true) {
+        "simulated server".into()
+    } else {
+        meta.engine.unwrap_or_else(|| "server".into())
+    })
 }
 
 /// The charts of one cell, each with the file name it is saved under.
@@ -182,7 +185,7 @@ pub fn cell_charts(dir: &Path) -> Result<Vec<(&'static str, Chart)>> {
         .exists()
         .then(|| Table::read(&gpu_path))
         .transpose()?;
-    Ok(charts(&metrics, gpu.as_ref(), &engine_title(dir)))
+    Ok(charts(&metrics, gpu.as_ref(), &engine_title(dir)?))
 }
 
 /// Draws the PNGs and returns their paths.

@@ -12,24 +12,8 @@ use crate::trace::prompt::ChatWords;
 use futures_util::StreamExt;
 use serde::Deserialize;
 
-/// How a request ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Ok,
-    /// An HTTP error, a broken stream or an error event.
-    Error,
-    Timeout,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Ok => "ok",
-            Outcome::Error => "error",
-            Outcome::Timeout => "timeout",
-        }
-    }
-}
+/// How a request ended: the artifact schema's, since `requests.csv` records it.
+pub use crate::artifact::schema::Outcome;
 
 /// The server's token counts from the usage chunk.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -4,14 +4,13 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
-use serde::Deserialize;
-use serde_json::Value;
+use anyhow::{Result, bail};
 
 use super::config::GIB;
 use super::{bounds, stream};
+use crate::artifact::schema::{CellPlan, JsonArtifact, RequestRow, read_csv_rows};
 use crate::capacity;
-use crate::kinds::TraceFormat;
+use crate::kinds::Offload;
 use crate::model;
 use crate::runner::RunnerSet;
 use crate::trace::{self, LoadOptions, Session, TraceRequest, TraceSet};
@@ -33,25 +32,17 @@ pub struct CellBound {
 #[derive(Default)]
 pub struct TraceCache(HashMap<PathBuf, Option<TraceSet>>);
 
-#[derive(Deserialize)]
-struct Row {
-    session: String,
-    request_index: usize,
-    sent_s: f64,
-    trace_input_tokens: u32,
-}
-
 /// KV tokens of the cell's server: HBM of its TP group after weights, plus the offload tier.
-fn capacity_tokens(cell: &Value, runners: &RunnerSet) -> Option<f64> {
-    let preset = model::preset(cell["model"].as_str()?)?;
-    let runner = runners.get(cell["runner"].as_str()?)?;
-    let tp = cell["cell"]["tp"].as_f64()?.max(1.0);
+fn capacity_tokens(plan: &CellPlan, runners: &RunnerSet) -> Option<f64> {
+    let preset = model::preset(&plan.model)?;
+    let runner = runners.get(&plan.runner)?;
+    let tp = f64::from(plan.cell.tp.max(1));
     let g = preset.geometry;
     let weights = capacity::weight_bytes(f64::from(g.params_b), g.dtype.bytes() as f64);
     let hbm = capacity::kv_bytes(runner.hbm_gb_per_gpu, tp, GPU_MEMORY_UTILIZATION, weights);
     let per_token = g.kv_bytes_per_token() as f64;
-    let offload = if cell["cell"]["offload"] == "on" {
-        cell["offload_gib"].as_f64().unwrap_or(0.0) * GIB
+    let offload = if plan.cell.offload == Offload::On {
+        plan.offload_gib.unwrap_or(0.0) * GIB
     } else {
         0.0
     };
@@ -61,24 +52,15 @@ fn capacity_tokens(cell: &Value, runners: &RunnerSet) -> Option<f64> {
 /// The bounds for the requests `dir`'s cell sent, or `None` when its traces, model or runner
 /// are not known here (artifacts downloaded from elsewhere, a custom model).
 pub fn bound(dir: &Path, cache: &mut TraceCache, runners: &RunnerSet) -> Result<Option<CellBound>> {
-    let text = std::fs::read_to_string(dir.join("cell.json"))
-        .with_context(|| format!("cannot read {}", dir.join("cell.json").display()))?;
-    let cell: Value = serde_json::from_str(&text)?;
-    let (Some(traces), Some(capacity)) = (cell["traces"].as_str(), capacity_tokens(&cell, runners))
-    else {
+    let plan = CellPlan::read(dir)?;
+    let (Some(traces), Some(capacity)) = (&plan.traces, capacity_tokens(&plan, runners)) else {
         return Ok(None);
     };
-    let format = match cell["trace_format"].as_str() {
-        Some("mooncake") => TraceFormat::Mooncake,
-        Some("kvct") => TraceFormat::Kvct,
-        Some("bailian") => TraceFormat::Bailian,
-        _ => TraceFormat::Auto,
-    };
-    let set = cache.0.entry(PathBuf::from(traces)).or_insert_with(|| {
+    let set = cache.0.entry(traces.clone()).or_insert_with(|| {
         trace::load(
-            &[PathBuf::from(traces)],
+            std::slice::from_ref(traces),
             LoadOptions {
-                format,
+                format: plan.trace_format,
                 jsonl_block_size: None,
                 strict: false,
             },
@@ -98,18 +80,26 @@ pub fn bound(dir: &Path, cache: &mut TraceCache, runners: &RunnerSet) -> Result<
     for s in &set.sessions {
         index(s, &mut sessions);
     }
-    let path = dir.join("requests.csv");
-    let mut reader =
-        csv::Reader::from_path(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    // What was sent, as trace requests cut to what the replay sent (--max-context).
+    let rows = read_csv_rows(
+        &dir.join(RequestRow::FILE),
+        |r: &RequestRow| r.format_version,
+        RequestRow::VERSION,
+    )?;
+    // What was sent, as trace requests cut to what the replay sent (--max-context). A request
+    // the traces do not hold means they changed since the run: a bound on them would be wrong.
     let mut sent: Vec<(f64, &Session, TraceRequest)> = Vec::new();
-    for row in reader.deserialize::<Row>() {
-        let Ok(row) = row else { continue };
-        let Some(session) = sessions.get(row.session.as_str()) else {
-            continue;
-        };
-        let Some(original) = session.requests.get(row.request_index) else {
-            continue;
+    for row in &rows {
+        let original = sessions
+            .get(row.session.as_str())
+            .and_then(|s| Some((*s, s.requests.get(row.request_index as usize)?)));
+        let Some((session, original)) = original else {
+            bail!(
+                "{}: request {} of session `{}` is not in the traces at {}",
+                dir.join(RequestRow::FILE).display(),
+                row.request_index,
+                row.session,
+                traces.display()
+            );
         };
         let mut r = original.clone();
         if row.trace_input_tokens < r.input_tokens {

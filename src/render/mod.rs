@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use minijinja::{Environment, UndefinedBehavior};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use crate::artifact::schema::{JsonArtifact, Status};
 use crate::artifact::{CELL_FILES, SERVER_LOG_CAP_BYTES};
 use crate::engine::{self, LaunchRequest, Program};
 use crate::kinds::{EngineKind, Offload};
@@ -36,7 +37,8 @@ pub struct RenderArgs {
 }
 
 /// Values the command line gives or overrides; an InferenceX-shape spec has none of them itself.
-#[derive(Debug, Clone, Default, clap::Args)]
+/// A Slurm manifest keeps them as JSON for its resubmits.
+#[derive(Debug, Clone, Default, clap::Args, Serialize, Deserialize)]
 pub struct CellOverrides {
     /// The model the engine serves (for the simulator: a preset name).
     #[arg(long)]
@@ -95,45 +97,9 @@ impl CellOverrides {
     }
 }
 
-/// Everything about one cell that the script and `cell.json` record.
-#[derive(Debug, Clone, Serialize)]
-pub struct CellPlan {
-    pub cell: Cell,
-    pub spec: PathBuf,
-    pub runner: String,
-    pub engine: EngineKind,
-    /// The name the engine serves and the replay asks for.
-    pub model: String,
-    /// A local model directory the engine loads (serving it as `model`), as an absolute path.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub model_path: Option<PathBuf>,
-    /// The engine's longest sequence, from the spec's `model.max_len`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_model_len: Option<u32>,
-    pub image: Option<String>,
-    pub precision: Option<String>,
-    pub offload_backend: spec::OffloadBackend,
-    /// GiB of host memory for the offload tier, when offload is on.
-    pub offload_gib: Option<f64>,
-    /// The spec's `engine_args`, appended to the engine command.
-    pub engine_args: Vec<String>,
-    pub duration_s: u64,
-    /// Where a replay cell finds its traces on the machine that runs it, as an absolute path.
-    /// `None` for a tester cell, and for traces named by URL until `run-cell` has fetched them.
-    pub traces: Option<PathBuf>,
-    /// The URL a replay cell's traces are fetched from into the trace cache, when the spec names
-    /// them by URL.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub trace_url: Option<RemoteTraces>,
-    pub trace_format: spec::TraceFormat,
-    /// The cell's workload command line (`kvsweep replay ...`, or `kvsweep test KIND ...` for a
-    /// tester cell), without `--traces`, `--url` and where its results go: the runner adds them.
-    pub replay_args: Vec<String>,
-    /// The synthetic test this cell runs instead of a replay; its results go to `tester/`.
-    pub tester: Option<String>,
-    pub port: u16,
-    pub health_timeout_s: u64,
-}
+/// Everything about one cell that the script and `cell.json` record; its shape is the
+/// artifact schema's.
+pub use crate::artifact::schema::CellPlan;
 
 impl CellPlan {
     /// The engine command line of this cell on `runner`: what the script and run-cell start.
@@ -273,6 +239,7 @@ pub fn plan(sweep: &Sweep, cell: &Cell, runner: &Runner, o: &CellOverrides) -> R
         }
     };
     Ok(CellPlan {
+        format_version: <CellPlan as JsonArtifact>::VERSION,
         cell: cell.clone(),
         spec: sweep.path.clone(),
         runner: runner.name.clone(),
@@ -320,6 +287,8 @@ struct ScriptContext<'a> {
     health_timeout_s: u64,
     server_log_cap_bytes: u64,
     whitelist: &'a [&'a str],
+    /// The `format_version` the script writes into status.json.
+    status_format_version: u32,
     /// `None` when the engine is this kvsweep binary.
     engine_program: Option<String>,
     /// Engine arguments grouped as `--flag value` pairs, one group per script line.
@@ -362,6 +331,7 @@ pub fn render_script(plan: &CellPlan, runner: &Runner, templates: Option<&Path>)
         health_timeout_s: plan.health_timeout_s,
         server_log_cap_bytes: SERVER_LOG_CAP_BYTES,
         whitelist: CELL_FILES,
+        status_format_version: Status::VERSION,
         engine_program,
         engine_args: group_flags(&launch.args),
         engine_env: launch.env,

@@ -32,7 +32,7 @@ use serde_json::json;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
-use crate::artifact::write_json_atomic;
+use crate::artifact::schema::{CellState, JsonArtifact, Metadata, Status, TraceSetInfo};
 use crate::openai::client::{Outcome, PromptEncoding};
 use crate::openai::preflight::{Endpoint, Prompts};
 use crate::openai::vocabulary;
@@ -49,8 +49,8 @@ pub use args::{OnLong, ReplayArgs, Timing};
 /// How a replay ended; `status.json` in its output directory says the same.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReplayOutcome {
-    /// `ok` or `failed`.
-    pub status: &'static str,
+    /// `Ok` or `Failed`.
+    pub status: CellState,
     pub reason: String,
     /// Whether a signal (or the caller's stop) ended it early.
     pub interrupted: bool,
@@ -61,7 +61,7 @@ pub struct ReplayOutcome {
 /// `kvsweep replay` on `runtime`, stopped early by `shutdown`.
 pub fn run(args: &ReplayArgs, runtime: &Handle, shutdown: &Shutdown) -> Result<()> {
     let outcome = runtime.block_on(async { replay(args.clone(), shutdown.stop()?).await })?;
-    if outcome.status != "ok" {
+    if outcome.status != CellState::Ok {
         bail!("the replay failed: {}", outcome.reason);
     }
     Ok(())
@@ -85,56 +85,54 @@ pub async fn replay(args: ReplayArgs, mut stop: StopSignal) -> Result<ReplayOutc
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     let started_at = SystemTime::now();
-    let mut metadata = json!({
-        "command": std::env::args().collect::<Vec<_>>(),
-        "kvsweep_version": crate::VERSION,
-        "engine": args.engine_label,
-        "url": args.url,
-        "api": format!("{:?}", args.api).to_lowercase(),
-        "users": args.users,
-        "duration_s": args.duration,
-        "timing": format!("{:?}", args.timing),
-        "time_scale": args.time_scale,
-        "seed": args.seed,
-        // The lowest and highest token id of completions prompts (none for chat).
-        "prompt_token_ids": matches!(prompts.encoding, PromptEncoding::Ids)
+    let mut metadata = Metadata {
+        format_version: Metadata::VERSION,
+        command: std::env::args().collect(),
+        kvsweep_version: crate::VERSION.to_owned(),
+        engine: args.engine_label.clone(),
+        url: args.url.clone(),
+        api: format!("{:?}", args.api).to_lowercase(),
+        users: args.users,
+        duration_s: args.duration,
+        timing: format!("{:?}", args.timing),
+        time_scale: args.time_scale,
+        seed: args.seed,
+        prompt_token_ids: matches!(prompts.encoding, PromptEncoding::Ids)
             .then(|| [prompts.range.lo, vocabulary::highest(prompts.range)]),
-        "traces": {
-            "files": set.files.len(),
-            "sessions": sessions.len(),
-            "digest": set.digest,
-            "skipped_records": set.skipped.len(),
-            "skipped": set.skipped.iter().take(100).map(ToString::to_string).collect::<Vec<_>>(),
+        traces: TraceSetInfo {
+            files: set.files.len(),
+            sessions: sessions.len(),
+            digest: set.digest.clone(),
+            skipped_records: set.skipped.len(),
+            skipped: set
+                .skipped
+                .iter()
+                .take(100)
+                .map(ToString::to_string)
+                .collect(),
         },
-        "started_at": unix(started_at),
-        "finished_at": null,
-        "completed": false,
-    });
-    write_json_atomic(&args.out.join("metadata.json"), &metadata)?;
-    write_json_atomic(
-        &args.out.join("status.json"),
-        &json!({"status": "running", "reason": "the replay has not finished"}),
-    )?;
+        started_at: unix(started_at),
+        ..Metadata::default()
+    };
+    metadata.write(&args.out)?;
+    Status::new(CellState::Running, "the replay has not finished").write(&args.out)?;
 
     let pre = match target::prepare(&client, &args, &endpoints, &prompts).await {
         Ok(v) => v,
         Err(e) => {
-            write_json_atomic(
-                &args.out.join("status.json"),
-                &json!({"status": "failed", "reason": format!("{e:#}")}),
-            )?;
+            Status::new(CellState::Failed, format!("{e:#}")).write(&args.out)?;
             return Err(e);
         }
     };
     let engine = target::engine_label(&args, &pre);
-    metadata["engine"] = json!(engine);
-    metadata["simulated"] = json!(engine == "sim");
-    metadata["model"] = json!(pre.model);
-    metadata["models"] = pre.models.clone();
-    metadata["chat_template_tokens"] = json!(pre.template_tokens);
-    metadata["endpoints"] = json!(args.url);
-    metadata["cache_reset"] = json!(args.control.reset_cache);
-    write_json_atomic(&args.out.join("metadata.json"), &metadata)?;
+    metadata.engine = Some(engine.clone());
+    metadata.simulated = Some(engine == "sim");
+    metadata.model = Some(pre.model.clone());
+    metadata.models = Some(pre.models.clone());
+    metadata.chat_template_tokens = Some(pre.template_tokens);
+    metadata.endpoints = Some(args.url.clone());
+    metadata.cache_reset = Some(args.control.reset_cache);
+    metadata.write(&args.out)?;
 
     let builder = trace::prompt::PromptBuilder {
         seed: args.seed,
@@ -146,8 +144,8 @@ pub async fn replay(args: ReplayArgs, mut stop: StopSignal) -> Result<ReplayOutc
         &client, &args, &endpoints, &sessions, &builder, &encoding, &pre, users,
     )
     .await;
-    metadata["warmup_requests"] = json!(warmed);
-    write_json_atomic(&args.out.join("metadata.json"), &metadata)?;
+    metadata.warmup_requests = Some(warmed);
+    metadata.write(&args.out)?;
 
     let mut collector = Collector::create(
         &args.out,
@@ -189,19 +187,16 @@ pub async fn replay(args: ReplayArgs, mut stop: StopSignal) -> Result<ReplayOutc
     if let Some(w) = &warning {
         eprintln!("replay: warning: {w}");
     }
-    metadata["warm_cache_warning"] = json!(warning);
-    metadata["finished_at"] = json!(unix(SystemTime::now()));
-    metadata["completed"] = json!(completed);
-    metadata["abandoned_requests"] = json!(abandoned);
-    write_json_atomic(&args.out.join("metadata.json"), &metadata)?;
+    metadata.warm_cache_warning = Some(warning);
+    metadata.finished_at = Some(unix(SystemTime::now()));
+    metadata.completed = completed;
+    metadata.abandoned_requests = Some(abandoned);
+    metadata.write(&args.out)?;
 
     let p = collector.progress();
     let interrupted = matches!(reason, Some(Stop::Signal(_)));
     let (status, why) = verdict(reason, p.requests, abandoned, collector.error_rate());
-    write_json_atomic(
-        &args.out.join("status.json"),
-        &json!({"status": status, "reason": why}),
-    )?;
+    Status::new(status, why.clone()).write(&args.out)?;
     eprintln!(
         "replay{}: {} requests, {} failed, TTFT p50 {:.1} ms, cache hit rate {:.1}%, results in {}",
         if engine == "sim" {
@@ -323,23 +318,23 @@ fn verdict(
     requests: u64,
     abandoned: usize,
     error_rate: f64,
-) -> (&'static str, String) {
+) -> (CellState, String) {
     match reason {
-        Some(Stop::Signal(r) | Stop::Breaker(r)) => ("failed", r),
+        Some(Stop::Signal(r) | Stop::Breaker(r)) => (CellState::Failed, r),
         None if requests == 0 => (
-            "failed",
+            CellState::Failed,
             format!(
                 "no request finished within the duration and drain ({abandoned} abandoned in flight)"
             ),
         ),
         None if error_rate > 0.10 => (
-            "failed",
+            CellState::Failed,
             format!(
                 "{:.1}% of requests failed (more than 10%)",
                 error_rate * 100.0
             ),
         ),
-        None => ("ok", "completed".to_owned()),
+        None => (CellState::Ok, "completed".to_owned()),
     }
 }
 
@@ -395,21 +390,27 @@ mod tests {
             0,
             0.0,
         );
-        assert_eq!((s, why.as_str()), ("failed", "interrupted (SIGINT)"));
+        assert_eq!(
+            (s, why.as_str()),
+            (CellState::Failed, "interrupted (SIGINT)")
+        );
         let (s, why) = verdict(Some(Stop::Breaker("5 errors in a row".into())), 100, 0, 0.0);
-        assert_eq!((s, why.as_str()), ("failed", "5 errors in a row"));
+        assert_eq!((s, why.as_str()), (CellState::Failed, "5 errors in a row"));
         let (s, why) = verdict(None, 0, 3, 0.0);
-        assert_eq!(s, "failed");
+        assert_eq!(s, CellState::Failed);
         assert!(why.contains("3 abandoned"), "{why}");
         let (s, why) = verdict(None, 10, 0, 0.25);
-        assert_eq!(s, "failed");
+        assert_eq!(s, CellState::Failed);
         assert!(why.starts_with("25.0% of requests failed"), "{why}");
     }
 
     #[test]
     fn verdict_accepts_up_to_ten_percent_errors() {
-        assert_eq!(verdict(None, 10, 0, 0.10), ("ok", "completed".to_owned()));
-        assert_eq!(verdict(None, 1, 0, 0.0).0, "ok");
+        assert_eq!(
+            verdict(None, 10, 0, 0.10),
+            (CellState::Ok, "completed".to_owned())
+        );
+        assert_eq!(verdict(None, 1, 0, 0.0).0, CellState::Ok);
     }
 
     #[test]

@@ -12,9 +12,13 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use hdrhistogram::Histogram;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::artifact::{CsvLog, write_json_atomic};
+use crate::artifact::CsvLog;
+use crate::artifact::schema::{
+    CacheUse, EndpointSummary, Goodput, JsonArtifact, Quantiles, RequestCounts, RequestRow,
+    Summary, Throughput, summary_definitions,
+};
 
 use super::control::{self, ControlArgs};
 use crate::openai::client::Outcome;
@@ -69,34 +73,6 @@ impl RequestRecord {
     }
 }
 
-pub const REQUEST_COLUMNS: &[&str] = &[
-    "request_id",
-    "user",
-    "session",
-    "request_index",
-    "scheduled_s",
-    "sent_s",
-    "done_s",
-    "schedule_delay_ms",
-    "ttft_ms",
-    "e2e_ms",
-    "tpot_ms",
-    "itl_mean_ms",
-    "itl_max_ms",
-    "trace_input_tokens",
-    "trace_output_tokens",
-    "prompt_tokens",
-    "completion_tokens",
-    "cached_tokens",
-    "status",
-    "http_status",
-    "error",
-    "endpoint",
-    "attempts",
-    "effective_ttft_ms",
-    "meets_slo",
-];
-
 pub const PERIOD_COLUMNS: &[&str] = &[
     "period",
     "start_s",
@@ -133,20 +109,20 @@ fn record_ms(h: &mut Histogram<u64>, ms: f64) {
     let _ = h.record(((ms * 1000.0).round() as u64).clamp(1, 3_600_000_000));
 }
 
-fn quantiles(h: &Histogram<u64>) -> Value {
+fn quantiles(h: &Histogram<u64>) -> Quantiles {
     let ms = |us: u64| us as f64 / 1000.0;
     if h.is_empty() {
-        return json!({"count": 0});
+        return Quantiles::default();
     }
-    json!({
-        "count": h.len(),
-        "mean": h.mean() / 1000.0,
-        "p50": ms(h.value_at_quantile(0.5)),
-        "p90": ms(h.value_at_quantile(0.9)),
-        "p95": ms(h.value_at_quantile(0.95)),
-        "p99": ms(h.value_at_quantile(0.99)),
-        "max": ms(h.max()),
-    })
+    Quantiles {
+        count: h.len(),
+        mean: Some(h.mean() / 1000.0),
+        p50: Some(ms(h.value_at_quantile(0.5))),
+        p90: Some(ms(h.value_at_quantile(0.9))),
+        p95: Some(ms(h.value_at_quantile(0.95))),
+        p99: Some(ms(h.value_at_quantile(0.99))),
+        max: Some(ms(h.max())),
+    }
 }
 
 /// Sums and histograms over a span of the run.
@@ -337,7 +313,7 @@ impl Collector {
         control: ControlArgs,
     ) -> Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let requests = CsvLog::create(&dir.join("requests.csv"), REQUEST_COLUMNS)?;
+        let requests = CsvLog::create(&dir.join(RequestRow::FILE), RequestRow::COLUMNS)?;
         let periods = CsvLog::create(&dir.join("periods.csv"), PERIOD_COLUMNS)?;
         let endpoints = if endpoints.len() > 1 {
             endpoints
@@ -367,40 +343,38 @@ impl Collector {
     }
 
     pub fn add(&mut self, r: &RequestRecord) -> Result<()> {
-        let opt = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_default();
         let itl_mean =
             (!r.gaps_ms.is_empty()).then(|| r.gaps_ms.iter().sum::<f64>() / r.gaps_ms.len() as f64);
-        let itl_max = r.gaps_ms.iter().copied().reduce(f64::max);
-        let opt_u = |v: Option<u32>| v.map(|v| v.to_string()).unwrap_or_default();
         let good = r.outcome == Outcome::Ok
             && control::meets_slo(&self.control, r.effective_ttft_ms(), r.tpot_ms());
-        self.requests.append([
-            r.id.to_string(),
-            r.user.to_string(),
-            r.session.clone(),
-            r.index.to_string(),
-            format!("{:.6}", r.scheduled_s),
-            format!("{:.6}", r.sent_s),
-            format!("{:.6}", r.done_s),
-            format!("{:.3}", (r.sent_s - r.scheduled_s).max(0.0) * 1000.0),
-            opt(r.ttft_ms),
-            format!("{:.3}", r.e2e_ms),
-            opt(r.tpot_ms()),
-            opt(itl_mean),
-            opt(itl_max),
-            r.trace_input_tokens.to_string(),
-            r.trace_output_tokens.to_string(),
-            opt_u(r.prompt_tokens),
-            opt_u(r.completion_tokens),
-            opt_u(r.cached_tokens),
-            r.outcome.as_str().to_owned(),
-            r.http_status.to_string(),
-            r.error.replace(['\n', '\r'], " "),
-            r.endpoint.to_string(),
-            r.attempts.to_string(),
-            opt(r.effective_ttft_ms()),
-            good.to_string(),
-        ])?;
+        self.requests.append_row(&RequestRow {
+            request_id: r.id,
+            user: r.user,
+            session: r.session.clone(),
+            request_index: r.index,
+            scheduled_s: r.scheduled_s,
+            sent_s: r.sent_s,
+            done_s: r.done_s,
+            schedule_delay_ms: (r.sent_s - r.scheduled_s).max(0.0) * 1000.0,
+            ttft_ms: r.ttft_ms,
+            e2e_ms: r.e2e_ms,
+            tpot_ms: r.tpot_ms(),
+            itl_mean_ms: itl_mean,
+            itl_max_ms: r.gaps_ms.iter().copied().reduce(f64::max),
+            trace_input_tokens: r.trace_input_tokens,
+            trace_output_tokens: r.trace_output_tokens,
+            prompt_tokens: r.prompt_tokens,
+            completion_tokens: r.completion_tokens,
+            cached_tokens: r.cached_tokens,
+            status: r.outcome,
+            http_status: r.http_status,
+            error: r.error.replace(['\n', '\r'], " "),
+            endpoint: r.endpoint,
+            attempts: r.attempts,
+            effective_ttft_ms: r.effective_ttft_ms(),
+            meets_slo: good,
+            format_version: RequestRow::VERSION,
+        })?;
         self.attempts += u64::from(r.attempts);
         if r.fresh && r.outcome == Outcome::Ok {
             self.fresh.0 += 1;
@@ -522,80 +496,75 @@ impl Collector {
         let w = &self.run;
         let d = duration_s.max(1e-9);
         let interactivity = if w.interactivity.is_empty() {
-            json!({"count": 0})
+            Quantiles::default()
         } else {
-            let q = |p: f64| w.interactivity.value_at_quantile(p) as f64 / 1000.0;
-            json!({"count": w.interactivity.len(), "mean": w.interactivity.mean() / 1000.0, "p50": q(0.5), "p90": q(0.9), "p99": q(0.99)})
+            let q = |p: f64| Some(w.interactivity.value_at_quantile(p) as f64 / 1000.0);
+            Quantiles {
+                count: w.interactivity.len(),
+                mean: Some(w.interactivity.mean() / 1000.0),
+                p50: q(0.5),
+                p90: q(0.9),
+                p99: q(0.99),
+                ..Quantiles::default()
+            }
         };
         let ok = w.requests - w.errors;
-        let endpoints: Vec<Value> = self
+        let endpoints = self
             .endpoints
             .iter()
-            .map(|(url, w, _)| {
-                json!({
-                    "url": url,
-                    "requests": w.requests,
-                    "failed": w.errors,
-                    "ttft_ms": quantiles(&w.ttft),
-                    "cache_hit_rate": w.hit_rate(),
-                })
+            .map(|(url, w, _)| EndpointSummary {
+                url: url.clone(),
+                requests: w.requests,
+                failed: w.errors,
+                ttft_ms: quantiles(&w.ttft),
+                cache_hit_rate: w.hit_rate(),
             })
             .collect();
-        let summary = json!({
-            "engine": self.engine,
-            "simulated": self.engine == "sim",
-            "completed": completed,
-            "duration_s": duration_s,
-            "requests": {
-                "total": w.requests,
-                "ok": ok,
-                "failed": w.errors,
-                "error_rate": self.error_rate(),
-                "rate_limited_resends": self.attempts.saturating_sub(w.requests),
+        Summary {
+            format_version: Summary::VERSION,
+            engine: self.engine.clone(),
+            simulated: self.engine == "sim",
+            completed,
+            duration_s,
+            requests: RequestCounts {
+                total: w.requests,
+                ok,
+                failed: w.errors,
+                error_rate: self.error_rate(),
+                rate_limited_resends: self.attempts.saturating_sub(w.requests),
             },
-            "throughput": {
-                "requests_per_s": ok as f64 / d,
-                "input_tokens_per_s": w.prompt_tokens as f64 / d,
-                "output_tokens_per_s": w.output_tokens as f64 / d,
-                "total_tokens_per_s": (w.prompt_tokens + w.output_tokens) as f64 / d,
+            throughput: Throughput {
+                requests_per_s: ok as f64 / d,
+                input_tokens_per_s: w.prompt_tokens as f64 / d,
+                output_tokens_per_s: w.output_tokens as f64 / d,
+                total_tokens_per_s: (w.prompt_tokens + w.output_tokens) as f64 / d,
             },
-            "ttft_ms": quantiles(&w.ttft),
-            "effective_ttft_ms": quantiles(&w.effective_ttft),
-            "itl_ms": quantiles(&w.itl),
-            "tpot_ms": quantiles(&w.tpot),
-            "e2e_ms": quantiles(&w.e2e),
-            "interactivity_tokens_per_s": interactivity,
-            "schedule_delay_ms": quantiles(&w.schedule_delay),
-            "cache": {
-                "prompt_tokens": w.prompt_tokens,
-                "cached_tokens": w.cached_tokens,
-                "hit_rate": w.hit_rate(),
+            ttft_ms: quantiles(&w.ttft),
+            effective_ttft_ms: quantiles(&w.effective_ttft),
+            itl_ms: quantiles(&w.itl),
+            tpot_ms: quantiles(&w.tpot),
+            e2e_ms: quantiles(&w.e2e),
+            interactivity_tokens_per_s: interactivity,
+            schedule_delay_ms: quantiles(&w.schedule_delay),
+            cache: CacheUse {
+                prompt_tokens: w.prompt_tokens,
+                cached_tokens: w.cached_tokens,
+                hit_rate: w.hit_rate(),
             },
-            "goodput": {
-                "slo_ttft_s": self.control.slo_ttft,
-                "slo_decode_tps": self.control.slo_decode_tps,
-                "good_requests": w.good,
-                "requests_per_s": w.good as f64 / d,
-                "output_tokens_per_s": w.good_output_tokens as f64 / d,
-                "fraction": (ok > 0).then(|| w.good as f64 / ok as f64),
+            goodput: Goodput {
+                slo_ttft_s: self.control.slo_ttft,
+                slo_decode_tps: self.control.slo_decode_tps,
+                good_requests: w.good,
+                requests_per_s: w.good as f64 / d,
+                output_tokens_per_s: w.good_output_tokens as f64 / d,
+                fraction: (ok > 0).then(|| w.good as f64 / ok as f64),
             },
-            "adaptive": self.adaptive,
-            "open_loop": self.open_loop,
-            "endpoints": endpoints,
-            "definitions": {
-                "ttft": "request sent to first content chunk, ms; time the client held the request before sending is not included (see schedule_delay)",
-                "effective_ttft": "ttft plus the schedule delay: what a user waits, admission control and 429 back-off included",
-                "itl": "gap between consecutive content chunks of a request, ms, every gap of every request",
-                "tpot": "(e2e - ttft) / (completion_tokens - 1) per request with at least 2 output tokens, ms",
-                "e2e": "request sent to the end of its stream, ms",
-                "interactivity": "1000 / tpot_ms: output tokens per second one user sees",
-                "schedule_delay": "actual send time minus the time the schedule called for, ms",
-                "throughput": "server-reported prompt and completion tokens of successful requests per second of the run",
-                "cache_hit_rate": "sum of usage.prompt_tokens_details.cached_tokens / sum of usage.prompt_tokens (server-reported)",
-                "goodput": "successful requests with effective_ttft <= slo_ttft and decode speed (1000 / tpot) >= slo_decode_tps",
-            },
-        });
-        write_json_atomic(&self.dir.join("summary.json"), &summary)
+            adaptive: self.adaptive.clone(),
+            open_loop: self.open_loop.clone(),
+            endpoints,
+            definitions: summary_definitions(),
+        }
+        .write(&self.dir)
     }
 }
 

@@ -282,7 +282,7 @@ pub fn write(
             subject: subject(&refs),
             stories: story::offload_stories(cells),
             simulated: cells.iter().any(|c| c.simulated),
-            sim_clock: story::SimClock::read(cells).note(),
+            sim_clock: story::SimClock::read(cells)?.note(),
             cell_charts: with_charts,
             version: crate::VERSION,
             headline: headline(cells),

@@ -10,6 +10,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use anyhow::Result;
+
+use crate::artifact::schema::{JsonArtifact, Metadata};
 use crate::collect::cells::CellResult;
 
 /// One tp's offload-on and offload-off cells at the story's user count.
@@ -212,30 +215,25 @@ pub struct SimClock {
 }
 
 impl SimClock {
-    pub fn read(cells: &[CellResult]) -> Self {
+    pub fn read(cells: &[CellResult]) -> Result<Self> {
         let mut clock = Self::default();
         for c in cells.iter().filter(|c| c.simulated) {
-            let Some(meta) = std::fs::read_to_string(c.dir.join("metadata.json"))
-                .ok()
-                .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-            else {
+            if !c.dir.join(Metadata::FILE).exists() {
                 continue;
-            };
-            let speed = meta["models"]["data"]
-                .as_array()
-                .and_then(|models| models.iter().find_map(|m| m["sim_speed"].as_f64()));
+            }
+            let meta = Metadata::read(&c.dir)?;
             clock
                 .speeds
-                .extend(speed.filter(|s| s.is_finite() && *s > 0.0));
+                .extend(meta.sim_speed().filter(|s| s.is_finite() && *s > 0.0));
             clock
                 .time_scales
-                .extend(meta["time_scale"].as_f64().filter(|t| t.is_finite()));
+                .extend(Some(meta.time_scale).filter(|t| t.is_finite()));
         }
         for v in [&mut clock.speeds, &mut clock.time_scales] {
             v.sort_by(f64::total_cmp);
             v.dedup();
         }
-        clock
+        Ok(clock)
     }
 
     /// What the report says about simulated time, or `None` when no cell recorded its speed.

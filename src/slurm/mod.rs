@@ -19,7 +19,7 @@ use crate::render::{self, CellOverrides};
 use crate::runner::{ContainerRuntime, Runner, RunnerSet, Vendor};
 use crate::shutdown::Shutdown;
 use crate::spec::{self, Cell, LoadOptions, Sweep};
-use queue::CellState;
+use queue::TaskState;
 
 const TEMPLATE: &str = include_str!("../../templates/sweep.sbatch.j2");
 const MANIFEST: &str = "slurm-manifest.json";
@@ -116,8 +116,9 @@ pub struct Manifest {
     pub runner: Option<String>,
     pub runners_dir: Option<PathBuf>,
     pub max_parallel: u32,
-    /// `kvsweep run-cell` flags every task adds (the submit's overrides).
-    pub overrides: Vec<String>,
+    /// The submit's overrides, which every task (and every resubmitted one) applies; render
+    /// turns them into `kvsweep run-cell` flags for the script.
+    pub overrides: CellOverrides,
     pub jobs: Vec<Job>,
 }
 
@@ -247,7 +248,7 @@ fn render_job(
     if let Some(r) = &m.runner {
         run_cell_args.extend(["--runner".into(), r.clone()]);
     }
-    run_cell_args.extend(m.overrides.iter().cloned());
+    run_cell_args.extend(m.overrides.to_args());
     let enroot_image = (runner.container == ContainerRuntime::Enroot)
         .then(|| plans.first().and_then(|p| p.image.clone()))
         .flatten();
@@ -372,20 +373,18 @@ fn submit(
         runner: args.runner.clone(),
         runners_dir: runners_dir.map(abs).transpose()?,
         max_parallel: args.max_parallel,
-        overrides: args.overrides.to_args(),
+        overrides: CellOverrides {
+            // The tasks run from another directory.
+            traces: args.overrides.traces.as_deref().map(abs).transpose()?,
+            ..args.overrides.clone()
+        },
         jobs: Vec::new(),
     };
     let sweep = load_sweep(&m, runners)?;
     m.sweep = sweep.settings.name.clone();
     let cells: Vec<&Cell> = sweep.cells.iter().collect();
-    submit_cells(
-        &mut m,
-        &sweep,
-        &cells,
-        &args.overrides,
-        runners,
-        args.dry_run,
-    )?;
+    let overrides = m.overrides.clone();
+    submit_cells(&mut m, &sweep, &cells, &overrides, runners, args.dry_run)?;
     if args.dry_run {
         return Ok(());
     }
@@ -415,26 +414,12 @@ fn resubmit(args: &ResubmitArgs, runners: &RunnerSet, runtime: &Handle) -> Resul
         .filter(|c| redo.contains(&c.name))
         .collect();
     eprintln!("resubmitting {} cells: {}", cells.len(), redo.join(", "));
-    let overrides = overrides_from_args(&m.overrides)?;
+    let overrides = m.overrides.clone();
     submit_cells(&mut m, &sweep, &cells, &overrides, runners, false)?;
     if args.wait {
         wait(&m, runtime)?;
     }
     Ok(())
-}
-
-/// The manifest's run-cell flags parsed back into overrides.
-fn overrides_from_args(args: &[String]) -> Result<CellOverrides> {
-    #[derive(clap::Parser)]
-    #[command(no_binary_name = true)]
-    struct Flags {
-        #[command(flatten)]
-        overrides: CellOverrides,
-    }
-    use clap::Parser;
-    Ok(Flags::try_parse_from(args)
-        .context("the manifest's overrides do not parse")?
-        .overrides)
 }
 
 /// Polls until no cell is queued or running; Ctrl-C cancels this sweep's jobs.
@@ -449,7 +434,7 @@ fn wait(m: &Manifest, runtime: &Handle) -> Result<()> {
         }
         if states.iter().all(|s| !s.state.is_active()) {
             print_states(&states, false)?;
-            return if states.iter().all(|s| s.state == CellState::Ok) {
+            return if states.iter().all(|s| s.state == TaskState::Ok) {
                 Ok(())
             } else {
                 bail!(
@@ -527,5 +512,39 @@ pub fn run(
             Ok(())
         }
         SlurmAction::Resubmit(a) => resubmit(a, runners, runtime),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_manifest_keeps_its_overrides_as_json_and_renders_them_as_flags() {
+        let m = Manifest {
+            sweep: "s".into(),
+            spec: "/s.yaml".into(),
+            out: "/out".into(),
+            kvsweep: "/kvsweep".into(),
+            key: None,
+            runner: None,
+            runners_dir: None,
+            max_parallel: 1,
+            overrides: CellOverrides {
+                model: Some("m".into()),
+                duration: Some(60),
+                traces: Some("/traces".into()),
+                port: 8000,
+                ..CellOverrides::default()
+            },
+            jobs: Vec::new(),
+        };
+        let json = serde_json::to_value(&m).expect("to JSON");
+        assert_eq!(json["overrides"]["duration"], 60);
+        let back: Manifest = serde_json::from_value(json).expect("from JSON");
+        assert_eq!(
+            back.overrides.to_args(),
+            ["--model", "m", "--duration", "60", "--traces", "/traces"]
+        );
     }
 }

@@ -9,12 +9,13 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use super::Manifest;
+use crate::artifact::schema::{CellState, JsonArtifact, Status};
 use crate::runner::Runner;
 
 /// Where a cell of a submitted sweep stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum CellState {
+pub enum TaskState {
     Pending,
     Running,
     Ok,
@@ -26,27 +27,27 @@ pub enum CellState {
     Missing,
 }
 
-impl CellState {
+impl TaskState {
     pub fn as_str(self) -> &'static str {
         match self {
-            CellState::Pending => "pending",
-            CellState::Running => "running",
-            CellState::Ok => "ok",
-            CellState::Partial => "partial",
-            CellState::Failed => "failed",
-            CellState::Unfinished => "unfinished",
-            CellState::Missing => "missing",
+            TaskState::Pending => "pending",
+            TaskState::Running => "running",
+            TaskState::Ok => "ok",
+            TaskState::Partial => "partial",
+            TaskState::Failed => "failed",
+            TaskState::Unfinished => "unfinished",
+            TaskState::Missing => "missing",
         }
     }
 
     pub fn is_active(self) -> bool {
-        matches!(self, CellState::Pending | CellState::Running)
+        matches!(self, TaskState::Pending | TaskState::Running)
     }
 
     pub fn needs_rerun(self) -> bool {
         matches!(
             self,
-            CellState::Partial | CellState::Failed | CellState::Unfinished | CellState::Missing
+            TaskState::Partial | TaskState::Failed | TaskState::Unfinished | TaskState::Missing
         )
     }
 }
@@ -55,7 +56,7 @@ impl CellState {
 #[derive(Debug, Clone, Serialize)]
 pub struct CellStatus {
     pub cell: String,
-    pub state: CellState,
+    pub state: TaskState,
     /// `JOBID_INDEX` of the cell's latest submission.
     pub job: String,
     pub reason: String,
@@ -188,51 +189,50 @@ pub fn cell_states(m: &Manifest) -> Result<Vec<CellStatus>> {
         }
     }
     let cells_dir = m.cells_dir();
-    Ok(latest
+    latest
         .into_iter()
         .map(|(cell, job)| {
             let (state, reason) = match queue.get(&job).map(String::as_str) {
-                Some("PENDING") => (CellState::Pending, String::new()),
-                Some(s) if !s.is_empty() => (CellState::Running, s.to_lowercase()),
-                _ => from_status(&cells_dir.join(&cell)),
+                Some("PENDING") => (TaskState::Pending, String::new()),
+                Some(s) if !s.is_empty() => (TaskState::Running, s.to_lowercase()),
+                _ => from_status(&cells_dir.join(&cell))?,
             };
-            CellStatus {
+            Ok(CellStatus {
                 cell,
                 state,
                 job,
                 reason,
-            }
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// A finished task's state, from what its cell wrote.
-fn from_status(dir: &Path) -> (CellState, String) {
-    let Ok(text) = std::fs::read_to_string(dir.join("status.json")) else {
-        return (
-            CellState::Missing,
+fn from_status(dir: &Path) -> Result<(TaskState, String)> {
+    if !dir.join(Status::FILE).exists() {
+        return Ok((
+            TaskState::Missing,
             "no status.json: cancelled before it started, or lost (see slurm/logs)".into(),
-        );
-    };
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    let reason = v["reason"].as_str().unwrap_or_default().to_owned();
-    let state = match v["status"].as_str() {
-        Some("ok") => CellState::Ok,
-        Some("partial") => CellState::Partial,
-        Some("failed") => CellState::Failed,
-        _ => {
-            return (
-                CellState::Unfinished,
+        ));
+    }
+    let status = Status::read(dir)?;
+    let state = match status.status {
+        CellState::Ok => TaskState::Ok,
+        CellState::Partial => TaskState::Partial,
+        CellState::Failed => TaskState::Failed,
+        CellState::Running => {
+            return Ok((
+                TaskState::Unfinished,
                 "its status still says running but its task is gone: killed".into(),
-            );
+            ));
         }
     };
-    (state, reason)
+    Ok((state, status.reason))
 }
 
 /// `3 ok, 1 running, 2 pending`.
 pub fn tally(states: &[CellStatus]) -> String {
-    let mut counts: Vec<(CellState, usize)> = Vec::new();
+    let mut counts: Vec<(TaskState, usize)> = Vec::new();
     for s in states {
         match counts.iter_mut().find(|(k, _)| *k == s.state) {
             Some((_, n)) => *n += 1,

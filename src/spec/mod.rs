@@ -12,6 +12,7 @@
 mod inferencex;
 pub mod matrix;
 mod native;
+pub mod workload;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -21,25 +22,13 @@ use serde::Serialize;
 
 use crate::kinds::EngineKind;
 pub use crate::kinds::{Offload, OffloadBackend, TraceFormat};
+pub use crate::matrix_cell::Cell;
 use crate::model::Geometry;
 use crate::runner::{Runner, RunnerSet};
 use crate::trace_cache::RemoteTraces;
 use crate::yaml::{SpecError, YamlDoc};
 
 pub use matrix::{MAX_MATRIX_JOBS, Shard};
-
-/// One point of the sweep: what one matrix job runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Cell {
-    /// Unique within the sweep and safe as a file, directory and artifact name.
-    pub name: String,
-    pub runner: Option<String>,
-    pub tp: u32,
-    /// Expert-parallel size; 0 when the cell does not use expert parallelism.
-    pub ep: u32,
-    pub users: u32,
-    pub offload: Offload,
-}
 
 /// Which shape the spec file had.
 #[derive(Debug, Clone, PartialEq, Eq)]

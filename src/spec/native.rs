@@ -5,6 +5,7 @@ use std::path::Path;
 use indexmap::IndexMap;
 use serde::Deserialize;
 
+use super::workload;
 use super::{
     Cell, CellFields, DEFAULT_DURATION_S, LoadOptions, Model, Offload, OffloadBackend,
     OffloadBudget, Settings, Shape, Sweep, TesterSpec, TraceFormat, TraceSource, Traces,
@@ -149,6 +150,9 @@ pub(super) fn load(doc: &YamlDoc, opts: LoadOptions<'_>) -> Result<Sweep, SpecEr
     let mut replay = spec.replay.clone();
     let ignore_eos = take_ignore_eos(doc, &mut replay)?;
     let replay_args = flag_args(doc, "replay", &replay, RESERVED_REPLAY_KEYS)?;
+    if spec.tester.is_none() {
+        workload::check(doc, "replay", None, &replay, &replay_args)?;
+    }
     let traces = spec
         .traces
         .as_ref()
@@ -400,10 +404,9 @@ fn resolve_tester(doc: &YamlDoc, spec: &NativeSpec) -> Result<Option<TesterSpec>
     };
     let mut rest = map.clone();
     rest.shift_remove("kind");
-    Ok(Some(TesterSpec {
-        kind,
-        args: flag_args(doc, "tester", &rest, RESERVED_TESTER_KEYS)?,
-    }))
+    let args = flag_args(doc, "tester", &rest, RESERVED_TESTER_KEYS)?;
+    workload::check(doc, "tester", Some(&kind), &rest, &args)?;
+    Ok(Some(TesterSpec { kind, args }))
 }
 
 /// Turns a mapping of options into command-line flags: `max_delay: 60` → `--max-delay 60`,

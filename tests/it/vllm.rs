@@ -2,7 +2,7 @@
 //! runs): every vLLM command line kvsweep renders is checked by vLLM's own parser and config
 //! validation, and a rendered CPU cell runs end to end against the real engine.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! token budgets, admission limits, the circuit breaker, 429 Retry-After, warm-cache detection
 //! and --reset-cache, warm start and advance, open-loop arrivals, several endpoints.
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};

@@ -7,7 +7,7 @@
 //! find it after the other five sessions ran. Equal hash ids become equal token blocks, so the
 //! server sees the sharing the traces describe.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! `kvsweep sim-server` over real HTTP: the prefix cache, the offload tier, metrics, the OpenAI
 //! request and response shapes, bad requests and every injected fault.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! older vLLM, SGLang and llama.cpp), counter resets, missing metrics, idle trimming, and a live
 //! scrape of `kvsweep sim-server`.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! from `parent_chat_id` chains, 16-token blocks, and `trace analyze`, `trace convert`, `oracle`
 //! and `replay` (against `kvsweep sim-server`) reading them.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! least-privilege permissions, third-party actions pinned by commit SHA, and no expression
 //! interpolated straight into a `run:` script.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

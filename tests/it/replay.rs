@@ -1,7 +1,7 @@
 //! `kvsweep replay` against `kvsweep sim-server`: prompt fidelity on the sample traces, timing,
 //! reproducibility, bad input, failing servers and killed runs.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

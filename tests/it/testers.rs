@@ -1,7 +1,7 @@
 //! `kvsweep test`: the synthetic cache testers against the simulated server, whose cache size
 //! is set, so the cliffs they must find are known.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -4,7 +4,7 @@
 //! Every download comes from a small HTTP server on the loopback address that can also cut its
 //! answers short.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};

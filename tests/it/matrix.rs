@@ -1,7 +1,7 @@
 //! `kvsweep matrix`: the job matrix for both spec shapes, compared with the InferenceX workflow's
 //! own generator where the shape is InferenceX's.
 
-mod common;
+use crate::common;
 
 use common::{kvsweep_err, kvsweep_ok, repo_root, require_tool, run, write};
 use serde_json::{Value, json};

@@ -5,7 +5,7 @@
 //! through KVSWEEP_BIN) whose engine is a tiny Python HTTP server, so these tests check the
 //! script's orchestration, not the simulator.
 
-mod common;
+use crate::common;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

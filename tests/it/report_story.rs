@@ -2,7 +2,7 @@
 //! off at the same tp, how the hit rate and total tok/s/GPU changed; and a simulated sweep says
 //! how much faster than real time it ran.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -3,7 +3,7 @@
 //! prefix-cache hits split by the tier that supplied them, and the cache configuration that
 //! `metrics_meta.json` records.
 
-mod common;
+use crate::common;
 
 use kvsweep::metrics::Recorder;
 use kvsweep::metrics::parse::parse;

@@ -1,7 +1,7 @@
 //! `kvsweep trace analyze | convert | synth | generate` on the sample traces and constructed
 //! cases, and `analyze` against `aiperf analyze-trace` on the same Mooncake file.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -3,7 +3,7 @@
 //! The server must report cached prompt tokens on later turns, and the metrics scraper must
 //! record llama.cpp's own metrics.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -1,6 +1,6 @@
 //! The command line itself: help, version, and subcommands that are not built yet.
 
-mod common;
+use crate::common;
 
 use common::{kvsweep_err, kvsweep_ok, repo_root};
 

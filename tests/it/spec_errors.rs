@@ -1,7 +1,7 @@
 //! Every validation error names the file, line, column and field, with a message saying what is
 //! wrong. Each case checks all four.
 
-mod common;
+use crate::common;
 
 use common::{kvsweep_err, write};
 

@@ -3,9 +3,9 @@
 //! going, account for every request exactly once, and hold its memory flat. And a replay killed
 //! with SIGKILL at a random moment leaves files that parse and that lack only its last second.
 //!
-//! Short in the suite (20 s); `KVSWEEP_SOAK_SECONDS=600 cargo test --test soak` for the long run.
+//! Short in the suite (20 s); `KVSWEEP_SOAK_SECONDS=600 cargo test --test it soak::` for the long run.
 
-mod common;
+use crate::common;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

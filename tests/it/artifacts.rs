@@ -2,7 +2,7 @@
 //! paginated listing, a transient server error, redirects to the zip, a pattern, and an
 //! artifact whose zip tries to escape its folder; then `collect` over what came down.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::Path;

@@ -3,7 +3,7 @@
 //! before it starts, saying what to pass, whether the refusal is an HTTP 400 (kvsweep's
 //! simulator) or an error event inside an HTTP 200 stream (vLLM, mocked here with wiremock).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

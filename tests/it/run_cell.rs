@@ -2,7 +2,7 @@
 //! fails (a bad engine flag, an engine that dies mid-run, too many failed requests, an engine
 //! that never gets healthy, a signal, a directory in use).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,7 +1,7 @@
 //! `kvsweep oracle` and `kvsweep kv-size` end to end: the seed's commands and files, on the
 //! sample traces and on hand-made ones, and their errors.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! `report.html` opened in headless Chromium (Debian `chromium`): it renders with no console
 //! messages, every chart is an inline SVG, and a screenshot is saved beside it.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

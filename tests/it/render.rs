@@ -1,7 +1,7 @@
 //! `kvsweep render`: the runner script for every runner, engine and offload mode passes `bash -n`
 //! and shellcheck and carries the vendor-correct flags.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

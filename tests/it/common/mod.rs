@@ -1,5 +1,4 @@
 //! Helpers shared by the integration tests.
-#![allow(dead_code)] // Each test binary uses a different subset.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

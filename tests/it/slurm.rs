@@ -5,7 +5,7 @@
 //!
 //! One test runs the scenarios in order: the node is exclusive per task, so they share it.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

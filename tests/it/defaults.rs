@@ -1,11 +1,12 @@
 //! Every subcommand run with only its required arguments, on the carried sample traces: it
 //! succeeds, or it stops and says exactly what it needs. A new user's first command is the bare
 //! one, so a default that fails (a 70B model on one card, a server that is not there) is a bug.
-//! `slurm submit` is left to tests/slurm.rs, which submits to a real Slurm, and `test cache-rate`
-//! and `test working-set` to tests/testers.rs: their defaults are the seed tester's schedule (up
-//! to five minutes for each of 21 hit rates), a real benchmark's length rather than a test's.
+//! `slurm submit` is left to tests/it/slurm.rs, which submits to a real Slurm, and `test
+//! cache-rate` and `test working-set` to tests/it/testers.rs: their defaults are the seed tester's
+//! schedule (up to five minutes for each of 21 hit rates), a real benchmark's length rather than a
+//! test's.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

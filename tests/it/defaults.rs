@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::sim::SimServer;
-use common::{kvsweep, kvsweep_err, kvsweep_ok, repo_root, run, stderr};
+use common::{json, kvsweep, kvsweep_err, kvsweep_ok, repo_root, run, stderr};
 
 fn samples() -> PathBuf {
     repo_root().join("traces/samples/kv-cache-tester")
@@ -29,12 +29,6 @@ fn spec() -> PathBuf {
 
 fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
-}
-
-fn json(path: &Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 #[test]

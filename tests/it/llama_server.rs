@@ -54,6 +54,7 @@ fn run_cell(spec: &Path, cell: &str, out: &Path) -> String {
 }
 
 #[test]
+#[cfg_attr(not(feature = "external-tools"), ignore = "needs llama-server")]
 fn a_llama_server_cell_reuses_its_cache_across_turns_and_records_its_metrics() {
     let dir = tempfile::tempdir().expect("tempdir");
     let model_dir = tiny_model(dir.path());
@@ -115,6 +116,7 @@ fn a_llama_server_cell_reuses_its_cache_across_turns_and_records_its_metrics() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "external-tools"), ignore = "needs llama-server")]
 fn a_single_prompt_test_cell_against_llama_server_hits_on_the_repeat() {
     let dir = tempfile::tempdir().expect("tempdir");
     let model_dir = tiny_model(dir.path());

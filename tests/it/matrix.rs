@@ -71,6 +71,7 @@ fn key_selects_an_entry_in_workflow_order() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "external-tools"), ignore = "needs Python with PyYAML")]
 fn the_only_entry_is_used_without_a_key() {
     let dir = tempfile::tempdir().expect("tempdir");
     let spec = write(dir.path(), "one.yaml", "h100-x:\n  tp2: {users: [3]}\n");
@@ -86,6 +87,7 @@ fn the_only_entry_is_used_without_a_key() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "external-tools"), ignore = "needs Python with PyYAML")]
 fn a_file_of_tp_keys_is_the_entry_itself() {
     let dir = tempfile::tempdir().expect("tempdir");
     let spec = write(
@@ -134,6 +136,7 @@ fn several_entries_without_a_key_is_an_error_listing_them() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "external-tools"), ignore = "needs Python with PyYAML")]
 fn every_example_entry_matches_the_reference_generator() {
     let dir = tempfile::tempdir().expect("tempdir");
     let fixture = write(dir.path(), "agentic.yaml", TWO_ENTRIES);

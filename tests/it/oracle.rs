@@ -6,7 +6,7 @@ use crate::common;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use common::{csv_rows, kvsweep, kvsweep_err, kvsweep_ok, repo_root, run, write};
+use common::{csv_rows, json, kvsweep, kvsweep_err, kvsweep_ok, repo_root, run, write};
 use serde_json::Value;
 
 fn samples() -> String {
@@ -28,10 +28,6 @@ fn num(row: &HashMap<String, String>, key: &str) -> f64 {
     row[key]
         .parse()
         .unwrap_or_else(|_| panic!("{key} = `{}` is not a number", row[key]))
-}
-
-fn json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).expect("read")).expect("json")
 }
 
 fn s(p: &Path) -> &str {

@@ -6,7 +6,7 @@ use crate::common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{kvsweep_err, kvsweep_ok, require_tool, run, write};
+use common::{kvsweep_err, kvsweep_ok, write};
 use kvsweep::engine::EngineKind;
 use kvsweep::runner::RunnerSet;
 use kvsweep::spec::{Offload, OffloadBackend};
@@ -118,7 +118,6 @@ fn render_all(dir: &Path) -> Vec<Rendered> {
 
 #[test]
 fn every_runner_engine_and_offload_mode_renders_a_clean_script() {
-    require_tool("shellcheck");
     let dir = tempfile::tempdir().expect("tempdir");
     let rendered = render_all(dir.path());
     // 3 NVIDIA runners × (vllm: off, noprefix, 3 backends; sglang: off, noprefix, native) × 2 tp,
@@ -134,14 +133,7 @@ fn every_runner_engine_and_offload_mode_renders_a_clean_script() {
             .expect("bash");
         assert!(status.success(), "bash -n failed on {}", r.script.display());
     }
-    let out = run(Command::new("shellcheck")
-        .args(["--shell=bash", "--severity=style"])
-        .args(rendered.iter().map(|r| &r.script)));
-    assert!(
-        out.status.success(),
-        "shellcheck findings:\n{}",
-        common::stdout(&out)
-    );
+    common::assert_shellcheck_clean(rendered.iter().map(|r| &r.script));
 
     for r in &rendered {
         check_flags(r);

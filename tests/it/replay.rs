@@ -9,8 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::sim::SimServer;
-use common::{kvsweep, run, write};
-use serde_json::Value;
+use common::{json, kvsweep, run, write};
 
 fn sample(name: &str) -> PathBuf {
     common::repo_root()
@@ -46,10 +45,6 @@ fn rows(out: &Path) -> Vec<HashMap<String, String>> {
                 .collect()
         })
         .collect()
-}
-
-fn json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).expect("read")).expect("valid JSON")
 }
 
 /// Replays sample trace files with three users and no waits; returns the results directory and

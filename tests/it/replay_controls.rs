@@ -5,8 +5,9 @@
 use crate::common;
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
+use common::json;
 use common::sim::SimServer;
 
 fn traces() -> PathBuf {
@@ -30,10 +31,6 @@ fn replay(urls: &[&str], extra: &[&str]) -> (tempfile::TempDir, bool, String) {
     let out = common::run(&mut cmd);
     let ok = out.status.success();
     (dir, ok, common::stderr(&out))
-}
-
-fn json(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).expect("read")).expect("json")
 }
 
 fn f(r: &HashMap<String, String>, col: &str) -> f64 {

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Match, Mock, MockServer, Request, ResponseTemplate};
 
+use common::json;
 use common::sim::SimServer;
 
 /// Token ids a vocabulary of this size holds: 0..VOCAB.
@@ -38,11 +39,6 @@ fn word_tokenizer(dir: &Path, name: &str, size: u32) -> PathBuf {
 /// The served model's tokenizer: `VOCAB` tokens.
 fn small_tokenizer(dir: &Path) -> PathBuf {
     word_tokenizer(dir, "tokenizer.json", VOCAB)
-}
-
-fn json_file(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).expect("valid JSON")
 }
 
 /// `kvsweep replay --api completions` of one short sample session, with no waits.
@@ -78,7 +74,7 @@ fn the_simulator_with_a_small_vocabulary_stops_the_run_in_its_preflight() {
             && stderr.contains("give --tokenizer"),
         "{stderr}"
     );
-    let status = json_file(&out.join("status.json"));
+    let status = json(&out.join("status.json"));
     assert_eq!(status["status"], "failed");
     assert!(
         status["reason"]
@@ -104,7 +100,7 @@ fn the_simulator_with_a_small_vocabulary_stops_the_run_in_its_preflight() {
         assert_eq!(r["status"], "ok", "{r:?}");
         assert_eq!(r["prompt_tokens"], r["trace_input_tokens"], "{r:?}");
     }
-    let meta = json_file(&out.join("metadata.json"));
+    let meta = json(&out.join("metadata.json"));
     assert_eq!(meta["prompt_token_ids"], json!([512, VOCAB - 1]));
 }
 
@@ -213,7 +209,7 @@ async fn an_error_inside_a_200_stream_stops_the_run_in_its_preflight() {
         [1000, 29_999],
         "the two test requests, and nothing after them"
     );
-    assert_eq!(json_file(&out.join("status.json"))["status"], "failed");
+    assert_eq!(json(&out.join("status.json"))["status"], "failed");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -46,6 +46,7 @@ fn open_in_chromium(page: &Path, screenshot: Option<&Path>) -> (String, Vec<Stri
 }
 
 #[test]
+#[cfg_attr(not(feature = "external-tools"), ignore = "needs Chromium")]
 fn the_console_check_catches_a_page_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let page = common::write(
@@ -61,6 +62,7 @@ fn the_console_check_catches_a_page_error() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "external-tools"), ignore = "needs Chromium")]
 fn the_report_renders_in_chromium_without_console_errors() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cells = dir.path().join("cells");

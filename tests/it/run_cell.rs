@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{repo_root, write};
+use common::{json, repo_root, write};
 
 /// A one-cell native spec against the simulator, and a runners dir whose `cpu` runner adds
 /// `sim_args` to the simulator's command line.
@@ -74,14 +74,8 @@ impl Fixture {
     }
 
     fn status(&self) -> serde_json::Value {
-        read_json(&self.out().join("status.json"))
+        json(&self.out().join("status.json"))
     }
-}
-
-fn read_json(path: &Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    serde_json::from_str(&text).expect("JSON")
 }
 
 fn files(dir: &Path) -> Vec<String> {
@@ -134,13 +128,13 @@ fn a_good_cell_leaves_its_whole_artifact_and_a_zip_of_it() {
         csv_len(&f.out().join("metrics.csv")) > 0,
         "the scraper ran beside the replay"
     );
-    let cell = read_json(&f.out().join("cell.json"));
+    let cell = json(&f.out().join("cell.json"));
     assert_eq!(cell["cell"]["users"], 4);
     assert_ne!(cell["port"], 0, "a free port was picked and recorded");
     let commands = std::fs::read_to_string(f.out().join("commands.txt")).expect("commands");
     assert!(commands.contains("sim-server"), "{commands}");
     assert!(commands.contains(" replay "), "{commands}");
-    let versions = read_json(&f.out().join("versions.json"));
+    let versions = json(&f.out().join("versions.json"));
     assert_eq!(versions["engine"], "sim");
 
     let mut archive =
@@ -215,7 +209,7 @@ fn an_engine_that_dies_mid_run_leaves_a_partial_cell_with_what_was_recorded() {
         csv_len(&f.out().join("requests.csv")) > 0,
         "requests so far are kept"
     );
-    let summary = read_json(&f.out().join("summary.json"));
+    let summary = json(&f.out().join("summary.json"));
     assert_eq!(summary["completed"], false, "{summary}");
 }
 

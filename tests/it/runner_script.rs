@@ -147,6 +147,7 @@ fn make_executable(path: &Path) {
 }
 
 #[test]
+#[cfg_attr(not(feature = "external-tools"), ignore = "needs python3 and curl")]
 fn a_good_run_leaves_only_the_whitelisted_files_and_status_ok() {
     let cell = Cell::render(&[]);
     let out = cell.run(&[]);
@@ -208,6 +209,7 @@ fn a_good_run_leaves_only_the_whitelisted_files_and_status_ok() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "external-tools"), ignore = "needs python3 and curl")]
 fn a_failed_replay_is_a_failed_cell_that_keeps_its_results() {
     let cell = Cell::render(&[]);
     let out = cell.run(&[("FAKE_REPLAY_RC", "1")]);
@@ -221,6 +223,7 @@ fn a_failed_replay_is_a_failed_cell_that_keeps_its_results() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "external-tools"), ignore = "needs python3 and curl")]
 fn an_engine_that_dies_fails_fast_with_its_log_tail() {
     let cell = Cell::render(&[]);
     let start = Instant::now();
@@ -243,6 +246,7 @@ fn an_engine_that_dies_fails_fast_with_its_log_tail() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "external-tools"), ignore = "needs python3 and curl")]
 fn an_engine_that_dies_late_in_start_up_fails_at_its_exit_not_at_the_health_timeout() {
     let cell = Cell::render(&["--health-timeout", "600"]);
     let start = Instant::now();
@@ -262,6 +266,7 @@ fn an_engine_that_dies_late_in_start_up_fails_at_its_exit_not_at_the_health_time
 }
 
 #[test]
+#[cfg_attr(not(feature = "external-tools"), ignore = "needs python3 and curl")]
 fn an_engine_that_never_answers_times_out() {
     let cell = Cell::render(&["--health-timeout", "2"]);
     let start = Instant::now();
@@ -275,6 +280,7 @@ fn an_engine_that_never_answers_times_out() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "external-tools"), ignore = "needs python3 and curl")]
 fn a_non_empty_results_directory_is_refused_and_left_alone() {
     let cell = Cell::render(&[]);
     std::fs::create_dir_all(cell.results()).expect("mkdir");
@@ -286,6 +292,7 @@ fn a_non_empty_results_directory_is_refused_and_left_alone() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "external-tools"), ignore = "needs python3 and curl")]
 fn a_terminated_run_stops_the_replay_and_says_so() {
     let cell = Cell::render(&[]);
     let child = cell.spawn(&[("FAKE_REPLAY", "slow")]);
@@ -316,6 +323,7 @@ fn a_terminated_run_stops_the_replay_and_says_so() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "external-tools"), ignore = "needs python3 and curl")]
 fn hostile_values_reach_the_engine_intact_and_inject_nothing() {
     let dir_marker = std::env::temp_dir().join(format!("kvsweep-pwned-{}", std::process::id()));
     let hostile = format!(
@@ -335,6 +343,7 @@ fn hostile_values_reach_the_engine_intact_and_inject_nothing() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "external-tools"), ignore = "needs python3 and curl")]
 fn planted_tokens_never_reach_the_artifact() {
     // A runner whose engine environment holds a secret, and secrets in the script's environment
     // that the engine prints to its log.

@@ -99,6 +99,7 @@ fn queued_jobs() -> String {
 }
 
 #[test]
+#[cfg_attr(not(feature = "external-tools"), ignore = "needs a running Slurm")]
 fn a_sweep_runs_as_a_slurm_array_and_is_managed_from_its_manifest() {
     require_slurm();
     let sweep = Sweep::new();
@@ -238,11 +239,7 @@ fn dry_run_renders_scripts_without_submitting() {
         .expect("script");
     let text = std::fs::read_to_string(&script).expect("script");
     assert!(text.contains("#SBATCH --gres=gpu:b200:1"), "{text}");
-    let lint = Command::new(common::require_tool("shellcheck"))
-        .arg(&script)
-        .output()
-        .expect("shellcheck");
-    assert!(lint.status.success(), "{}", common::stdout(&lint));
+    common::assert_shellcheck_clean([&script]);
 }
 
 #[test]
@@ -274,10 +271,6 @@ fn an_enroot_runner_imports_its_image_once_per_node_under_flock() {
             "{text}"
         );
         assert!(text.contains("export KVSWEEP_ENROOT_SQSH=$SQSH"), "{text}");
-        let lint = Command::new(common::require_tool("shellcheck"))
-            .arg(script)
-            .output()
-            .expect("shellcheck");
-        assert!(lint.status.success(), "{}", common::stdout(&lint));
+        common::assert_shellcheck_clean([script]);
     }
 }

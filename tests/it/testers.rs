@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::sim::SimServer;
-use common::{csv_rows, kvsweep, kvsweep_err, kvsweep_ok, stderr};
+use common::{csv_rows, json, kvsweep, kvsweep_err, kvsweep_ok, stderr};
 use serde_json::Value;
 
 /// Llama 3.1 8B takes 128 KiB a token: 1.048576 GB is 500 blocks of 16 = 8,000 tokens; 1 GiB of
@@ -30,10 +30,6 @@ fn num(row: &HashMap<String, String>, key: &str) -> f64 {
     row[key]
         .parse()
         .unwrap_or_else(|_| panic!("{key} = `{}` in {row:?}", row[key]))
-}
-
-fn json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).expect("read")).expect("json")
 }
 
 /// `kvsweep test cache-rate` at fixed concurrency on 1,024-token prompts, plus `extra`.
@@ -571,12 +567,7 @@ fn a_tester_cell_renders_a_clean_script_and_specs_say_what_is_wrong() {
         script.contains(r#"--output-dir "$OUT_DIR/tester""#),
         "{script}"
     );
-    let lint = common::run(
-        std::process::Command::new(common::require_tool("shellcheck"))
-            .args(["--shell=bash", "--severity=style"])
-            .arg(out.join("run.sh")),
-    );
-    assert!(lint.status.success(), "{}", common::stdout(&lint));
+    common::assert_shellcheck_clean([out.join("run.sh")]);
 
     let bad_kind = common::write(
         dir.path(),

@@ -355,6 +355,7 @@ fn generated_traces_match_their_profile() {
 /// `aiperf analyze-trace` (PyPI aiperf; scripts/install-test-deps.sh installs it) on the same
 /// Mooncake file gives the same figures.
 #[test]
+#[cfg_attr(not(feature = "external-tools"), ignore = "needs AIPerf")]
 fn analyze_matches_aiperf_analyze_trace_on_mooncake() {
     let aiperf = common::require_tool("aiperf");
     let dir = tempfile::tempdir().expect("tempdir");

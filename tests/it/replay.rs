@@ -161,22 +161,48 @@ const TIMED: &str = r#"{"id": "timed", "block_size": 64, "requests": [
   {"t": 5, "in": 150, "out": 3, "hash_ids": [1, 2], "think_time": 0.3, "api_time": 0.2},
   {"t": 6, "in": 200, "out": 3, "hash_ids": [1, 2, 3], "think_time": 0.5, "api_time": 0.2}]}"#;
 
-fn gaps(rows: &[HashMap<String, String>]) -> Vec<f64> {
+/// The CSV's times are rounded to the microsecond.
+const CSV_ROUNDING_S: f64 = 1e-5;
+
+fn secs(r: &HashMap<String, String>, col: &str) -> f64 {
+    r[col].parse().expect("f64")
+}
+
+/// Per request after the first, (when it was scheduled, when it was sent), both from the end of
+/// the answer before it.
+fn gaps(rows: &[HashMap<String, String>]) -> Vec<(f64, f64)> {
     let mut rows: Vec<_> = rows.iter().collect();
     rows.sort_by_key(|r| r["request_index"].parse::<u32>().expect("index"));
     rows.windows(2)
         .map(|w| {
-            w[1]["sent_s"].parse::<f64>().expect("f64")
-                - w[0]["done_s"].parse::<f64>().expect("f64")
+            let done = secs(w[0], "done_s");
+            (
+                secs(w[1], "scheduled_s") - done,
+                secs(w[1], "sent_s") - done,
+            )
         })
         .collect()
 }
 
+/// A send is never early: it is scheduled no sooner than `want` after the answer before it, and
+/// sent no sooner than scheduled. How late it may be is no wall-clock tolerance but the 100 ms
+/// that separate the strategies' waits: a strategy mistaken for another fails.
+fn assert_waited(gaps: &[(f64, f64)], wants: [f64; 2]) {
+    assert_eq!(gaps.len(), wants.len(), "{gaps:?}");
+    for (&(scheduled, sent), want) in gaps.iter().zip(wants) {
+        assert!(
+            scheduled >= want - CSV_ROUNDING_S && sent >= scheduled - CSV_ROUNDING_S,
+            "scheduled {scheduled} and sent {sent} after the answer, before its wait {want}"
+        );
+        assert!(
+            sent < want + 0.1,
+            "sent {sent} after the answer vs wait {want}"
+        );
+    }
+}
+
 #[test]
 fn think_times_are_honoured_by_each_timing_strategy() {
-    // The strategies' gaps differ by 100 ms; 30 ms of tolerance tells them apart and absorbs a
-    // loaded machine's scheduling jitter (the client's own precision, well under 5 ms, is the
-    // replay benchmark's business).
     let sim = SimServer::start(&["--instant"]);
     let dir = tempfile::tempdir().expect("tempdir");
     let trace = write(dir.path(), "timed.json", TIMED);
@@ -187,10 +213,7 @@ fn think_times_are_honoured_by_each_timing_strategy() {
         &["--traces", trace.to_str().expect("utf-8")],
     );
     assert!(out.status.success(), "{}", common::stderr(&out));
-    let g = gaps(&rows(&out_dir));
-    for (gap, want) in g.iter().zip([0.3, 0.5]) {
-        assert!((gap - want).abs() < 0.03, "gap {gap} vs think time {want}");
-    }
+    assert_waited(&gaps(&rows(&out_dir)), [0.3, 0.5]);
 
     let out_dir = dir.path().join("api");
     let out = replay(
@@ -206,11 +229,11 @@ fn think_times_are_honoured_by_each_timing_strategy() {
         ],
     );
     assert!(out.status.success(), "{}", common::stderr(&out));
-    for (gap, want) in gaps(&rows(&out_dir)).iter().zip([0.4, 0.6]) {
-        assert!((gap - want).abs() < 0.03, "gap {gap} vs {want}");
-    }
+    assert_waited(&gaps(&rows(&out_dir)), [0.4, 0.6]);
 
-    // The trace's own spacing, scaled: sends at 0, 0.5 and 0.6 s.
+    // The trace's own spacing, scaled: sends at 0, 0.5 and 0.6 s, never earlier, and later by
+    // less than the 100 ms between the last two (waiting the think time instead would put the
+    // last at 0.8 s or after).
     let out_dir = dir.path().join("original");
     let out = replay(
         &sim,
@@ -230,8 +253,13 @@ fn think_times_are_honoured_by_each_timing_strategy() {
         .map(|r| r["sent_s"].parse().expect("f64"))
         .collect();
     sent.sort_by(f64::total_cmp);
+    assert_eq!(sent.len(), 3);
     for (s, want) in sent.iter().zip([0.0, 0.5, 0.6]) {
-        assert!((s - sent[0] - want).abs() < 0.03, "sent {s} vs {want}");
+        let offset = s - sent[0];
+        assert!(
+            offset >= want - CSV_ROUNDING_S && offset < want + 0.1,
+            "sent {offset} s after the first vs {want}"
+        );
     }
 }
 
@@ -565,30 +593,28 @@ fn fixed_schedule_sends_at_the_timestamps_without_waiting_for_answers() {
         ],
     );
     assert!(out.status.success(), "{}", common::stderr(&out));
-    let mut sent: Vec<(f64, f64)> = rows(&out_dir)
+    let mut sent: Vec<(f64, f64, f64)> = rows(&out_dir)
         .iter()
-        .map(|r| {
-            let at = |k: &str| r[k].parse::<f64>().expect("f64");
-            (at("sent_s"), at("done_s"))
-        })
+        .map(|r| (secs(r, "scheduled_s"), secs(r, "sent_s"), secs(r, "done_s")))
         .collect();
     sent.sort_by(|a, b| a.0.total_cmp(&b.0));
     assert_eq!(sent.len(), 5);
-    // Waiting for answers would space the sends 300 ms apart; the tolerance only absorbs a
-    // loaded machine's scheduling jitter, well below that.
-    for (i, (s, _)) in sent.iter().enumerate() {
-        let offset = s - sent[0].0;
+    // Scheduled at the timestamps exactly, sent no sooner, and each sent before the answer to the
+    // one before it came back: no send waited for an answer.
+    for (i, &(scheduled, s, _)) in sent.iter().enumerate() {
+        let offset = scheduled - sent[0].0;
         assert!(
-            (offset - 0.1 * i as f64).abs() < 0.05,
-            "request {i} sent {offset:.4} s after the first"
+            (offset - 0.1 * i as f64).abs() <= CSV_ROUNDING_S,
+            "request {i} scheduled {offset:.6} s after the first"
         );
+        assert!(s >= scheduled - CSV_ROUNDING_S, "request {i} sent early");
     }
     for pair in sent.windows(2) {
         assert!(
-            pair[1].0 < pair[0].1,
+            pair[1].1 < pair[0].2,
             "a send at {} waited for the answer done at {}",
-            pair[1].0,
-            pair[0].1
+            pair[1].1,
+            pair[0].2
         );
     }
 }

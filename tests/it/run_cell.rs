@@ -156,16 +156,11 @@ fn a_good_cell_leaves_its_whole_artifact_and_a_zip_of_it() {
 #[test]
 fn a_bad_engine_flag_fails_within_the_health_timeout_with_the_log_tail() {
     let f = Fixture::new(&["--frobnicate"], 2, 4);
-    let start = Instant::now();
     let out = f.run("rc_cpu_tp1_users2_offloadoff", &[]);
     assert!(!out.status.success());
-    assert!(
-        start.elapsed() < Duration::from_secs(30),
-        "{:?}",
-        start.elapsed()
-    );
     let status = f.status();
     assert_eq!(status["status"], "failed");
+    // The engine's exit ended the wait, not the health timeout (whose reason says "within").
     assert!(
         status["reason"]
             .as_str()
@@ -182,14 +177,8 @@ fn a_bad_engine_flag_fails_within_the_health_timeout_with_the_log_tail() {
 #[test]
 fn an_engine_that_dies_mid_run_leaves_a_partial_cell_with_what_was_recorded() {
     let f = Fixture::new(&["--speed", "0.5", "--exit-after-s", "4"], 4, 30);
-    let start = Instant::now();
     let out = f.run("rc_cpu_tp1_users4_offloadoff", &[]);
     assert!(!out.status.success());
-    assert!(
-        start.elapsed() < Duration::from_secs(25),
-        "stopped when the engine died, not at the end of the duration: {:?}",
-        start.elapsed()
-    );
     let status = f.status();
     assert_eq!(status["status"], "partial", "{status}");
     assert!(
@@ -211,6 +200,11 @@ fn an_engine_that_dies_mid_run_leaves_a_partial_cell_with_what_was_recorded() {
     );
     let summary = json(&f.out().join("summary.json"));
     assert_eq!(summary["completed"], false, "{summary}");
+    // By the replay's own clock, it was stopped when the engine died, before its 30 s were up.
+    assert!(
+        summary["duration_s"].as_f64().expect("duration") < 30.0,
+        "{summary}"
+    );
 }
 
 #[test]
@@ -236,7 +230,8 @@ fn an_engine_that_never_gets_healthy_times_out() {
     let start = Instant::now();
     let out = f.run("rc_cpu_tp1_users2_offloadoff", &["--health-timeout", "2"]);
     assert!(!out.status.success());
-    assert!(start.elapsed() < Duration::from_secs(20));
+    // Over before the engine would have become healthy: the timeout ended it, not the engine.
+    assert!(start.elapsed() < Duration::from_secs(60));
     let status = f.status();
     assert_eq!(status["status"], "failed");
     assert_eq!(

@@ -263,9 +263,18 @@ fn a_sigkill_leaves_parseable_files_short_of_a_complete_run_by_the_last_second()
     let mut killed = steady_replay(&killed_sim.base, &killed_out, 60)
         .spawn()
         .expect("replay starts");
-    // A moment between 2 and 5 seconds in, different on every run.
-    let after = Duration::from_secs_f64(2.0 + 3.0 * unix_now().fract());
-    std::thread::sleep(after);
+    // Killed once ten rows are on disk, then up to 2 s later, a different moment on every run:
+    // mid-run and with rows to compare, however fast this machine answers.
+    let rows_on_disk = || {
+        std::fs::read_to_string(killed_out.join("requests.csv"))
+            .map_or(0, |t| t.matches('\n').count().saturating_sub(1))
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while rows_on_disk() < 10 {
+        assert!(Instant::now() < deadline, "no ten rows on disk in 60 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs_f64(2.0 * unix_now().fract()));
     killed.kill().expect("SIGKILL");
     let killed_at = unix_now();
     killed.wait().expect("wait");
@@ -311,6 +320,7 @@ fn a_sigkill_leaves_parseable_files_short_of_a_complete_run_by_the_last_second()
     // What is there is what a complete run says of the same requests.
     let complete_facts = request_facts(&csv_rows(&complete_out.join("requests.csv")));
     let killed_facts = request_facts(&killed_rows);
+    assert!(killed_facts.len() >= 10, "{} rows", killed_facts.len());
     for (key, facts) in &killed_facts {
         assert_eq!(
             complete_facts.get(key),

@@ -5,7 +5,7 @@ use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::sim::SimServer;
+use common::sim::{SimServer, sample};
 use serde_json::{Value, json};
 
 /// Llama 3.1 8B in BF16 takes 2 MiB per 16-token block; this holds exactly 8 blocks.
@@ -52,16 +52,6 @@ async fn scrape(sim: &SimServer) -> String {
         .text()
         .await
         .expect("text")
-}
-
-/// The value of an unlabelled-by-us sample, matched by name and an optional label fragment.
-fn sample(text: &str, name: &str, label: &str) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find(|l| l.starts_with(&format!("{name}{{")) && l.contains(label))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no sample {name} {label}"))
 }
 
 #[tokio::test(flavor = "multi_thread")]

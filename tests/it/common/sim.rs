@@ -57,3 +57,13 @@ impl Drop for SimServer {
         let _ = self.child.wait();
     }
 }
+
+/// The value of a `/metrics` sample with labels, matched by name and an optional label fragment.
+pub fn sample(text: &str, name: &str, label: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| l.starts_with(&format!("{name}{{")) && l.contains(label))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {name} {label}"))
+}

@@ -1,7 +1,7 @@
 //! The integration tests, in one binary: one link step instead of one per file, and the helpers
 //! in `common` compiled once for all of them.
 //!
-//! `cargo test` runs the fast tier, which needs nothing but this crate and the system's `bash`.
+//! `cargo test` runs the fast tier, which needs nothing but this crate, `bash` and `kill`.
 //! Tests that need an external tool (shellcheck, actionlint, Python with PyYAML, curl, Chromium,
 //! AIPerf, llama-server, vLLM, a running Slurm) are ignored unless the `external-tools` feature is
 //! on; `scripts/test.sh` installs the tools and turns it on. A new test file is a module here.

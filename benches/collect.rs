@@ -3,7 +3,7 @@
 //!
 //! `cargo bench --bench collect` measures; under `cargo test` it collects 20 cells once.
 
-#[path = "../tests/common/cells.rs"]
+#[path = "../tests/it/common/cells.rs"]
 mod cells;
 
 use std::time::{Duration, Instant};

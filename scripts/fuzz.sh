@@ -4,7 +4,7 @@
 # Runs every fuzz target (fuzz/fuzz_targets/) for SECONDS each (default 60) with cargo fuzz, after
 # seeding its corpus from the repository and the shared sample traces. A crash stops the script
 # non-zero and leaves the input in fuzz/artifacts/TARGET/; keep it as a regression test by copying
-# it to fuzz/regressions/TARGET/ (tests/fuzz_regressions.rs runs them).
+# it to fuzz/regressions/TARGET/ (tests/it/fuzz_regressions.rs runs them).
 #
 # Where the nightly toolchain is installed the targets build optimised with AddressSanitizer.
 # Otherwise, and always with --smoke (what scripts/test.sh runs), they build on the stable

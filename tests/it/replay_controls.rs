@@ -1,0 +1,507 @@
+//! Replay controls against `kvsweep sim-server` and its fault flags: the adaptive controller,
+//! token budgets, admission limits, the circuit breaker, 429 Retry-After, warm-cache detection
+//! and --reset-cache, warm start and advance, open-loop arrivals, several endpoints.
+
+use crate::common;
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+
+use common::json;
+use common::sim::SimServer;
+
+fn traces() -> PathBuf {
+    common::repo_root().join("traces/samples/kv-cache-tester")
+}
+
+/// Runs a replay against `urls` with `extra` flags into a fresh directory; returns it and
+/// whether the replay succeeded.
+fn replay(urls: &[&str], extra: &[&str]) -> (tempfile::TempDir, bool, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cmd = common::kvsweep();
+    cmd.arg("replay");
+    for u in urls {
+        cmd.args(["--url", u]);
+    }
+    cmd.arg("--traces")
+        .arg(traces())
+        .args(["--engine-label", "sim", "--out"])
+        .arg(dir.path())
+        .args(extra);
+    let out = common::run(&mut cmd);
+    let ok = out.status.success();
+    (dir, ok, common::stderr(&out))
+}
+
+fn f(r: &HashMap<String, String>, col: &str) -> f64 {
+    r[col]
+        .parse()
+        .unwrap_or_else(|_| panic!("{col} = `{}`", r[col]))
+}
+
+#[test]
+fn the_adaptive_controller_settles_on_the_largest_user_count_within_the_target() {
+    let sim = SimServer::start(&[]);
+    let (dir, ok, err) = replay(
+        &[&sim.base],
+        &[
+            "--max-users",
+            "16",
+            "--start-users",
+            "1",
+            "--max-ttft",
+            "0.8",
+            "--ttft-metric",
+            "p90",
+            "--ttft-window",
+            "1",
+            "--assessment-period",
+            "2",
+            "--duration",
+            "40",
+            "--time-scale",
+            "0",
+            "--recycle",
+            "--max-context",
+            "8000",
+            "--on-long",
+            "truncate",
+            "--drain",
+            "2",
+        ],
+    );
+    assert!(ok, "{err}");
+    let a = json(&dir.path().join("summary.json"))["adaptive"].clone();
+    let steps = a["steps"].as_array().expect("steps");
+    let capacity = a["capacity_users"].as_u64().expect("a capacity") as u32;
+    assert_eq!(a["settled"], true, "{a:#}");
+    assert!((1..16).contains(&capacity), "{a:#}");
+    // Stated bound: ttft_window × (2·log2(max_users) + 2) = 10 decisions, plus the periods in
+    // which nothing finished (they wait for an answer).
+    let settled_at = steps
+        .iter()
+        .position(|s| s["users"] == capacity && s["next_users"] == capacity)
+        .expect("a step holding the capacity");
+    assert!(
+        settled_at <= 10 + 4,
+        "settled after {settled_at} steps: {a:#}"
+    );
+    // One more user than the capacity missed the target at some point.
+    assert!(
+        steps
+            .iter()
+            .any(|s| s["users"].as_u64() > Some(u64::from(capacity)) && s["within_target"] == false),
+        "{a:#}"
+    );
+    // Once there, the controller holds: the last steps stay at the capacity.
+    let tail = &steps[steps.len().saturating_sub(3)..];
+    assert!(tail.iter().all(|s| s["users"] == capacity), "{a:#}");
+    let periods = common::csv_rows(&dir.path().join("periods.csv"));
+    assert!(
+        periods.iter().any(|p| f(p, "users") > 1.0),
+        "users were added"
+    );
+}
+
+#[test]
+fn token_budgets_hold_within_five_percent_over_a_minute() {
+    let sim = SimServer::start(&["--instant"]);
+    let budget = 240_000.0;
+    let (dir, ok, err) = replay(
+        &[&sim.base],
+        &[
+            "--users",
+            "8",
+            "--duration",
+            "62",
+            "--time-scale",
+            "0",
+            "--recycle",
+            "--max-context",
+            "2000",
+            "--on-long",
+            "truncate",
+            "--itpm-budget",
+            "240000",
+            "--otpm-budget",
+            "600000",
+            "--drain",
+            "1",
+        ],
+    );
+    assert!(ok, "{err}");
+    let reqs = common::csv_rows(&dir.path().join("requests.csv"));
+    let minute: Vec<_> = reqs.iter().filter(|r| f(r, "sent_s") < 60.0).collect();
+    let input: f64 = minute.iter().map(|r| f(r, "trace_input_tokens")).sum();
+    let output: f64 = minute.iter().map(|r| f(r, "trace_output_tokens")).sum();
+    assert!(
+        input <= budget * 1.05 && input >= budget * 0.9,
+        "input tokens in the first minute: {input} for a budget of {budget}"
+    );
+    assert!(output <= 600_000.0 * 1.05, "{output}");
+    let periods = common::csv_rows(&dir.path().join("periods.csv"));
+    assert!(periods.iter().any(|p| !p["itpm_fill"].is_empty()));
+}
+
+#[test]
+fn admission_limits_the_requests_in_flight() {
+    let sim = SimServer::start(&["--speed", "4"]);
+    let (dir, ok, err) = replay(
+        &[&sim.base],
+        &[
+            "--users",
+            "6",
+            "--duration",
+            "8",
+            "--time-scale",
+            "0",
+            "--recycle",
+            "--max-context",
+            "4000",
+            "--on-long",
+            "truncate",
+            "--max-concurrent-requests",
+            "2",
+            "--drain",
+            "10",
+        ],
+    );
+    assert!(ok, "{err}");
+    let reqs = common::csv_rows(&dir.path().join("requests.csv"));
+    assert!(reqs.len() >= 4);
+    let mut events: Vec<(f64, i32)> = reqs
+        .iter()
+        .flat_map(|r| [(f(r, "sent_s"), 1), (f(r, "done_s"), -1)])
+        .collect();
+    events.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let mut live = 0;
+    let mut most = 0;
+    for (_, d) in events {
+        live += d;
+        most = most.max(live);
+    }
+    assert!(most <= 2, "{most} requests in flight at once");
+    assert!(
+        reqs.iter().any(|r| f(r, "schedule_delay_ms") > 100.0),
+        "requests waited for admission"
+    );
+}
+
+#[test]
+fn the_circuit_breaker_trips_on_a_wall_of_errors() {
+    // Half the requests fail: three in a row come soon (the preflight retries through them).
+    let failing = SimServer::start(&["--instant", "--fail-rate", "0.5", "--fail-status", "500"]);
+    let (dir, ok, err) = replay(
+        &[&failing.base],
+        &[
+            "--users",
+            "2",
+            "--duration",
+            "30",
+            "--time-scale",
+            "0",
+            "--recycle",
+            "--max-consecutive-errors",
+            "3",
+            "--circuit-breaker-window",
+            "30",
+        ],
+    );
+    assert!(!ok, "{err}");
+    let status = json(&dir.path().join("status.json"));
+    assert_eq!(status["status"], "failed");
+    assert!(
+        status["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("circuit breaker: 3 errors in a row"),
+        "{status}"
+    );
+    let summary = json(&dir.path().join("summary.json"));
+    assert!(
+        summary["duration_s"].as_f64().expect("duration") < 20.0,
+        "stopped early"
+    );
+}
+
+#[test]
+fn rate_limited_requests_are_sent_again_after_retry_after() {
+    let sim = SimServer::start(&["--instant", "--fail-rate", "0.2", "--fail-status", "429"]);
+    let (dir, ok, err) = replay(
+        &[&sim.base],
+        &[
+            "--users",
+            "3",
+            "--duration",
+            "8",
+            "--time-scale",
+            "0",
+            "--recycle",
+            "--max-context",
+            "4000",
+            "--on-long",
+            "truncate",
+            "--drain",
+            "10",
+        ],
+    );
+    assert!(ok, "{err}");
+    let reqs = common::csv_rows(&dir.path().join("requests.csv"));
+    let retried: Vec<_> = reqs.iter().filter(|r| f(r, "attempts") > 1.0).collect();
+    assert!(!retried.is_empty(), "some requests met a 429");
+    assert!(
+        reqs.iter().all(|r| r["status"] == "ok"),
+        "every request got through"
+    );
+    for r in &retried {
+        assert!(
+            f(r, "schedule_delay_ms") >= 1000.0 * (f(r, "attempts") - 1.0) * 0.95,
+            "waited Retry-After (1 s) per resend: {r:?}"
+        );
+    }
+    let summary = json(&dir.path().join("summary.json"));
+    assert!(summary["requests"]["rate_limited_resends"].as_u64() > Some(0));
+}
+
+#[test]
+fn a_cache_left_warm_is_flagged_and_reset_cache_clears_it() {
+    let sim = SimServer::start(&["--instant"]);
+    let args = [
+        "--users",
+        "3",
+        "--duration",
+        "3",
+        "--time-scale",
+        "0",
+        "--max-context",
+        "8000",
+        "--on-long",
+        "truncate",
+    ];
+    let warning = |dir: &tempfile::TempDir| {
+        json(&dir.path().join("metadata.json"))["warm_cache_warning"].clone()
+    };
+    let (first, ok, err) = replay(&[&sim.base], &args);
+    assert!(ok, "{err}");
+    assert!(warning(&first).is_null(), "a fresh server is cold");
+    let (second, ok, err) = replay(&[&sim.base], &args);
+    assert!(ok, "{err}");
+    assert!(
+        warning(&second)
+            .as_str()
+            .is_some_and(|w| w.contains("warm")),
+        "{}",
+        warning(&second)
+    );
+    assert!(err.contains("warning:"), "{err}");
+    let mut with_reset = args.to_vec();
+    with_reset.push("--reset-cache");
+    let (third, ok, err) = replay(&[&sim.base], &with_reset);
+    assert!(ok, "{err}");
+    assert!(warning(&third).is_null(), "{}", warning(&third));
+    assert_eq!(
+        json(&third.path().join("metadata.json"))["cache_reset"],
+        true
+    );
+}
+
+#[test]
+fn warm_start_and_advance_shape_the_first_requests() {
+    let sim = SimServer::start(&["--instant"]);
+    let (dir, ok, err) = replay(
+        &[&sim.base],
+        &[
+            "--users",
+            "2",
+            "--duration",
+            "3",
+            "--time-scale",
+            "0",
+            "--warm-prefix-pct",
+            "0.5",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(
+        json(&dir.path().join("metadata.json"))["warmup_requests"],
+        2
+    );
+    let reqs = common::csv_rows(&dir.path().join("requests.csv"));
+    // Each user's first request: the first turn of a warmed session.
+    let mut first_turns: HashMap<String, &HashMap<String, String>> = HashMap::new();
+    for r in &reqs {
+        let e = first_turns.entry(r["user"].clone()).or_insert(r);
+        if f(r, "sent_s") < f(e, "sent_s") {
+            *e = r;
+        }
+    }
+    assert_eq!(first_turns.len(), 2);
+    for r in first_turns.values() {
+        assert_eq!(r["request_index"], "0");
+        let share = f(r, "cached_tokens") / f(r, "prompt_tokens");
+        assert!(
+            (0.3..=0.6).contains(&share),
+            "half the first prompt was warmed: {share}"
+        );
+    }
+
+    let (dir, ok, err) = replay(
+        &[&sim.base],
+        &[
+            "--users",
+            "2",
+            "--duration",
+            "3",
+            "--time-scale",
+            "0",
+            "--advance-min",
+            "0.5",
+            "--advance-max",
+            "0.5",
+            "--min-requests",
+            "4",
+        ],
+    );
+    assert!(ok, "{err}");
+    let reqs = common::csv_rows(&dir.path().join("requests.csv"));
+    let mut first_index: HashMap<String, f64> = HashMap::new();
+    for r in &reqs {
+        let e = first_index.entry(r["session"].clone()).or_insert(f64::MAX);
+        *e = e.min(f(r, "request_index"));
+    }
+    assert!(
+        first_index.values().any(|i| *i >= 2.0),
+        "users started part-way into their sessions: {first_index:?}"
+    );
+}
+
+#[test]
+fn open_loop_arrivals_start_sessions_at_the_requested_rate() {
+    let sim = SimServer::start(&["--instant"]);
+    let (dir, ok, err) = replay(
+        &[&sim.base],
+        &[
+            "--request-rate",
+            "4",
+            "--arrival",
+            "constant",
+            "--duration",
+            "5",
+            "--time-scale",
+            "0",
+            "--recycle",
+            "--drain",
+            "2",
+        ],
+    );
+    assert!(ok, "{err}");
+    let o = json(&dir.path().join("summary.json"))["open_loop"].clone();
+    let started = o["sessions_started"].as_u64().expect("started");
+    assert!((18..=21).contains(&started), "{o}");
+    let achieved = o["achieved_sessions_per_s"].as_f64().expect("rate");
+    assert!((3.6..=4.2).contains(&achieved), "{o}");
+}
+
+#[test]
+fn sessions_stick_to_one_endpoint_and_each_endpoint_has_its_own_rows() {
+    let a = SimServer::start(&["--instant"]);
+    let b = SimServer::start(&["--instant"]);
+    let (dir, ok, err) = replay(
+        &[&a.base, &b.base],
+        &[
+            "--users",
+            "6",
+            "--duration",
+            "4",
+            "--time-scale",
+            "0",
+            "--recycle",
+            "--assessment-period",
+            "2",
+        ],
+    );
+    assert!(ok, "{err}");
+    let reqs = common::csv_rows(&dir.path().join("requests.csv"));
+    let mut by_session: HashMap<String, HashSet<String>> = HashMap::new();
+    for r in &reqs {
+        by_session
+            .entry(r["session"].clone() + &r["user"])
+            .or_default()
+            .insert(r["endpoint"].clone());
+    }
+    assert!(by_session.values().all(|e| e.len() == 1), "{by_session:?}");
+    let used: HashSet<&String> = reqs.iter().map(|r| &r["endpoint"]).collect();
+    assert_eq!(used.len(), 2, "both endpoints served sessions");
+    let periods = common::csv_rows(&dir.path().join("periods.csv"));
+    for e in ["all", a.base.as_str(), b.base.as_str()] {
+        assert!(periods.iter().any(|p| p["endpoint"] == e), "rows for {e}");
+    }
+    let summary = json(&dir.path().join("summary.json"));
+    assert_eq!(summary["endpoints"].as_array().expect("endpoints").len(), 2);
+}
+
+#[test]
+fn load_shaping_caps_the_working_set_and_the_new_tokens_of_a_period() {
+    let sim = SimServer::start(&["--instant"]);
+    // A working set of one token: only one user's session is live at a time.
+    let (dir, ok, err) = replay(
+        &[&sim.base],
+        &[
+            "--users",
+            "3",
+            "--duration",
+            "4",
+            "--time-scale",
+            "0",
+            "--recycle",
+            "--max-working-set-tokens",
+            "1",
+            "--drain",
+            "5",
+        ],
+    );
+    assert!(ok, "{err}");
+    let reqs = common::csv_rows(&dir.path().join("requests.csv"));
+    for a in &reqs {
+        for b in &reqs {
+            if a["user"] != b["user"] {
+                // The CSV keeps microseconds: back-to-back requests may touch within rounding.
+                let eps = 1e-4;
+                let overlap =
+                    f(a, "sent_s") + eps < f(b, "done_s") && f(b, "sent_s") + eps < f(a, "done_s");
+                assert!(!overlap, "users {} and {} overlapped", a["user"], b["user"]);
+            }
+        }
+    }
+
+    // One new token a period: a session's first turn (all new) waits for a period of its own.
+    let (dir, ok, err) = replay(
+        &[&sim.base],
+        &[
+            "--users",
+            "4",
+            "--duration",
+            "4",
+            "--time-scale",
+            "0",
+            "--recycle",
+            "--max-new-tokens-per-period",
+            "1",
+            "--assessment-period",
+            "1",
+            "--drain",
+            "5",
+        ],
+    );
+    assert!(ok, "{err}");
+    let reqs = common::csv_rows(&dir.path().join("requests.csv"));
+    let mut per_period: HashMap<u64, u32> = HashMap::new();
+    for r in reqs.iter().filter(|r| r["request_index"] == "0") {
+        *per_period.entry(f(r, "sent_s") as u64).or_default() += 1;
+    }
+    assert!(per_period.values().all(|n| *n <= 1), "{per_period:?}");
+    assert!(
+        per_period.len() >= 2,
+        "first turns spread over periods: {per_period:?}"
+    );
+}

@@ -1,0 +1,321 @@
+//! `kvsweep run-cell` end to end against the simulated server: a good cell, and each way a cell
+//! fails (a bad engine flag, an engine that dies mid-run, too many failed requests, an engine
+//! that never gets healthy, a signal, a directory in use).
+
+use crate::common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::{json, repo_root, write};
+
+/// A one-cell native spec against the simulator, and a runners dir whose `cpu` runner adds
+/// `sim_args` to the simulator's command line.
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new(sim_args: &[&str], users: u32, duration_s: u32) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let traces = repo_root().join("traces/samples/kv-cache-tester/trace_0538.json");
+        write(
+            dir.path(),
+            "spec.yaml",
+            &format!(
+                "name: rc\nmodel:\n  name: llama-3.1-8b\n  preset: llama-3.1-8b\nengine: sim\n\
+                 runners: [cpu]\nduration_s: {duration_s}\ntraces:\n  path: {}\n\
+                 replay:\n  time_scale: 0.05\n  drain: 2\n  recycle: true\n\
+                 tp: [1]\nusers: [{users}]\noffload: [\"off\"]\n",
+                traces.display()
+            ),
+        );
+        let runners = dir.path().join("runners");
+        std::fs::create_dir(&runners).expect("mkdir");
+        // The simulator reads its GPU model from the same runners directory.
+        std::fs::copy(
+            repo_root().join("runners/h100.yaml"),
+            runners.join("h100.yaml"),
+        )
+        .expect("copy h100.yaml");
+        let extra: String = sim_args.iter().map(|a| format!(", \"{a}\"")).collect();
+        write(
+            &runners,
+            "cpu.yaml",
+            &format!(
+                "name: cpu\nvendor: cpu\ngpu: simulated H100\ngpus_per_node: 8\nhbm_gb_per_gpu: 80\n\
+                 hbm_bandwidth_tb_s: 3.35\nbf16_tflops: 989\nhost_dram_gb: 2048\nhost_link_gb_s: 50\n\
+                 slurm:\n  gres_type: null\n  partition: null\ncontainer: none\n\
+                 github:\n  labels: [ubuntu-latest]\nengines:\n  sim:\n    args: [--runner, h100{extra}]\n\
+                 \x20   offload:\n      \"off\": {{}}\n"
+            ),
+        );
+        Self { dir }
+    }
+
+    fn out(&self) -> PathBuf {
+        self.dir.path().join("cell")
+    }
+
+    fn command(&self, cell: &str, extra: &[&str]) -> Command {
+        let mut cmd = common::kvsweep();
+        cmd.env("KVSWEEP_RUNNERS_DIR", self.dir.path().join("runners"))
+            .arg("run-cell")
+            .arg(self.dir.path().join("spec.yaml"))
+            .args(["--cell", cell, "--port", "0", "--out"])
+            .arg(self.out())
+            .args(extra);
+        cmd
+    }
+
+    fn run(&self, cell: &str, extra: &[&str]) -> Output {
+        self.command(cell, extra).output().expect("run-cell starts")
+    }
+
+    fn status(&self) -> serde_json::Value {
+        json(&self.out().join("status.json"))
+    }
+}
+
+fn files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn csv_len(path: &Path) -> usize {
+    csv::Reader::from_path(path).expect("csv").records().count()
+}
+
+#[test]
+fn a_good_cell_leaves_its_whole_artifact_and_a_zip_of_it() {
+    let f = Fixture::new(&["--instant"], 4, 4);
+    let zip_path = f.dir.path().join("cell.zip");
+    let out = f.run(
+        "rc_cpu_tp1_users4_offloadoff",
+        &["--zip", zip_path.to_str().expect("utf-8")],
+    );
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let status = f.status();
+    assert_eq!(status["status"], "ok", "{status}");
+    assert!(status["requests"].as_u64().expect("requests") > 0);
+    let mut expected = vec![
+        "cell.json",
+        "commands.txt",
+        "metadata.json",
+        "metrics.csv",
+        "metrics_meta.json",
+        "metrics_raw.csv",
+        "periods.csv",
+        "requests.csv",
+        "server.log",
+        "status.json",
+        "summary.json",
+        "versions.json",
+    ];
+    let found = files(&f.out());
+    if found.iter().any(|n| n == "gpu.csv") {
+        expected.push("gpu.csv");
+        expected.sort();
+    }
+    assert_eq!(found, expected);
+    assert!(csv_len(&f.out().join("requests.csv")) > 0);
+    assert!(
+        csv_len(&f.out().join("metrics.csv")) > 0,
+        "the scraper ran beside the replay"
+    );
+    let cell = json(&f.out().join("cell.json"));
+    assert_eq!(cell["cell"]["users"], 4);
+    assert_ne!(cell["port"], 0, "a free port was picked and recorded");
+    let commands = std::fs::read_to_string(f.out().join("commands.txt")).expect("commands");
+    assert!(commands.contains("sim-server"), "{commands}");
+    assert!(commands.contains(" replay "), "{commands}");
+    let versions = json(&f.out().join("versions.json"));
+    assert_eq!(versions["engine"], "sim");
+
+    let mut archive =
+        zip::ZipArchive::new(std::fs::File::open(&zip_path).expect("zip")).expect("zip archive");
+    let mut names: Vec<String> = (0..archive.len())
+        .map(|i| {
+            archive
+                .by_index(i)
+                .expect("entry")
+                .name()
+                .expect("name")
+                .into_owned()
+        })
+        .collect();
+    names.sort();
+    assert_eq!(names, found, "the zip holds exactly the artifact's files");
+}
+
+#[test]
+fn a_bad_engine_flag_fails_within_the_health_timeout_with_the_log_tail() {
+    let f = Fixture::new(&["--frobnicate"], 2, 4);
+    let out = f.run("rc_cpu_tp1_users2_offloadoff", &[]);
+    assert!(!out.status.success());
+    let status = f.status();
+    assert_eq!(status["status"], "failed");
+    // The engine's exit ended the wait, not the health timeout (whose reason says "within").
+    assert!(
+        status["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("exited"),
+        "{status}"
+    );
+    let tail = status["server_log_tail"].as_str().expect("tail");
+    assert!(tail.contains("--frobnicate"), "{tail}");
+    assert!(common::stderr(&out).contains("--frobnicate"));
+    assert!(f.out().join("server.log").exists());
+}
+
+#[test]
+fn an_engine_that_dies_mid_run_leaves_a_partial_cell_with_what_was_recorded() {
+    let f = Fixture::new(&["--speed", "0.5", "--exit-after-s", "4"], 4, 30);
+    let out = f.run("rc_cpu_tp1_users4_offloadoff", &[]);
+    assert!(!out.status.success());
+    let status = f.status();
+    assert_eq!(status["status"], "partial", "{status}");
+    assert!(
+        status["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("engine exited mid-run"),
+        "{status}"
+    );
+    assert!(
+        status["server_log_tail"]
+            .as_str()
+            .expect("tail")
+            .contains("--exit-after-s")
+    );
+    assert!(
+        csv_len(&f.out().join("requests.csv")) > 0,
+        "requests so far are kept"
+    );
+    let summary = json(&f.out().join("summary.json"));
+    assert_eq!(summary["completed"], false, "{summary}");
+    // By the replay's own clock, it was stopped when the engine died, before its 30 s were up.
+    assert!(
+        summary["duration_s"].as_f64().expect("duration") < 30.0,
+        "{summary}"
+    );
+}
+
+#[test]
+fn more_than_ten_percent_failed_requests_fail_the_cell() {
+    let f = Fixture::new(&["--instant", "--fail-rate", "0.5"], 4, 3);
+    let out = f.run("rc_cpu_tp1_users4_offloadoff", &[]);
+    assert!(!out.status.success());
+    let status = f.status();
+    assert_eq!(status["status"], "failed", "{status}");
+    assert!(
+        status["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("more than 10%"),
+        "{status}"
+    );
+    assert!(status["failed_requests"].as_u64().expect("count") > 0);
+}
+
+#[test]
+fn an_engine_that_never_gets_healthy_times_out() {
+    let f = Fixture::new(&["--startup-delay-s", "60"], 2, 3);
+    let start = Instant::now();
+    let out = f.run("rc_cpu_tp1_users2_offloadoff", &["--health-timeout", "2"]);
+    assert!(!out.status.success());
+    // Over before the engine would have become healthy: the timeout ended it, not the engine.
+    assert!(start.elapsed() < Duration::from_secs(60));
+    let status = f.status();
+    assert_eq!(status["status"], "failed");
+    assert_eq!(
+        status["reason"],
+        "the engine did not become healthy within 2s"
+    );
+}
+
+#[test]
+fn sigterm_stops_the_cell_and_keeps_a_partial_result() {
+    let f = Fixture::new(&["--speed", "0.5"], 4, 60);
+    let mut child = f
+        .command("rc_cpu_tp1_users4_offloadoff", &[])
+        .spawn()
+        .expect("run-cell starts");
+    let requests = f.out().join("requests.csv");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(requests.exists() && csv_len(&requests) > 0) {
+        assert!(Instant::now() < deadline, "no request finished in 30 s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // SAFETY: sends a signal to a child this test started.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let exit = child.wait().expect("wait");
+    assert!(!exit.success());
+    let status = f.status();
+    assert_eq!(status["status"], "partial", "{status}");
+    assert_eq!(status["reason"], "terminated (SIGTERM)");
+    assert!(csv_len(&requests) > 0);
+}
+
+#[test]
+fn a_directory_in_use_is_refused_and_left_alone() {
+    let f = Fixture::new(&["--instant"], 2, 3);
+    std::fs::create_dir_all(f.out()).expect("mkdir");
+    write(&f.out(), "notes.txt", "mine");
+    let out = f.run("rc_cpu_tp1_users2_offloadoff", &[]);
+    assert!(!out.status.success());
+    assert!(common::stderr(&out).contains("is not empty"));
+    assert_eq!(files(&f.out()), ["notes.txt"]);
+}
+
+#[test]
+fn planted_tokens_never_reach_the_cell_artifact() {
+    let f = Fixture::new(&["--instant"], 1, 2);
+    let cpu = f.dir.path().join("runners/cpu.yaml");
+    let yaml = std::fs::read_to_string(&cpu).expect("cpu.yaml");
+    let yaml = yaml.replacen(
+        "    offload:\n",
+        "    env:\n      SIM_API_TOKEN: tok_planted_in_the_runner_1234\n    offload:\n",
+        1,
+    );
+    std::fs::write(&cpu, yaml).expect("write");
+    let hf = "hf_planted_in_the_environment_5678";
+    let zip_path = f.dir.path().join("cell.zip");
+    let out = f
+        .command(
+            "rc_cpu_tp1_users1_offloadoff",
+            &["--zip", zip_path.to_str().expect("utf-8")],
+        )
+        .env("HF_TOKEN", hf)
+        .output()
+        .expect("run-cell");
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let commands = std::fs::read_to_string(f.out().join("commands.txt")).expect("commands");
+    assert!(
+        commands.contains("export SIM_API_TOKEN=[redacted]"),
+        "{commands}"
+    );
+    for entry in std::fs::read_dir(f.out()).expect("out") {
+        let path = entry.expect("entry").path();
+        let text = String::from_utf8_lossy(&std::fs::read(&path).expect("read")).into_owned();
+        for secret in [hf, "tok_planted_in_the_runner_1234"] {
+            assert!(!text.contains(secret), "{} holds {secret}", path.display());
+        }
+    }
+    let mut zip =
+        zip::ZipArchive::new(std::fs::File::open(&zip_path).expect("zip")).expect("a zip");
+    for i in 0..zip.len() {
+        let mut entry = zip.by_index(i).expect("entry");
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut entry, &mut text).ok();
+        assert!(!text.contains("tok_planted_in_the_runner_1234") && !text.contains(hf));
+    }
+}

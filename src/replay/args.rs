@@ -136,22 +136,28 @@ impl ReplayArgs {
     }
 }
 
+/// `argv` (`replay ...`) parsed as the command line would be, for the replay's unit tests.
 #[cfg(test)]
-mod tests {
+pub(crate) fn parse_argv(argv: &[&str]) -> Result<ReplayArgs, clap::Error> {
     use clap::Parser;
-
-    use super::*;
 
     #[derive(Parser)]
     struct Cli {
         #[command(flatten)]
         args: ReplayArgs,
     }
+    Cli::try_parse_from(argv).map(|c| c.args)
+}
 
-    fn parse(extra: &[&str]) -> Result<ReplayArgs, clap::Error> {
-        let base = ["replay", "--traces", "t.jsonl", "--out", "out"];
-        Cli::try_parse_from(base.iter().chain(extra)).map(|c| c.args)
-    }
+/// `kvsweep replay --traces t.jsonl --out out EXTRA...`, for the replay's unit tests.
+#[cfg(test)]
+pub(crate) fn parse(extra: &[&str]) -> Result<ReplayArgs, clap::Error> {
+    parse_argv(&[&["replay", "--traces", "t.jsonl", "--out", "out"], extra].concat())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     #[test]
     fn defaults_are_the_documented_ones() {
@@ -196,8 +202,8 @@ mod tests {
 
     #[test]
     fn traces_and_out_are_required() {
-        assert!(Cli::try_parse_from(["replay", "--out", "o"]).is_err());
-        assert!(Cli::try_parse_from(["replay", "--traces", "t"]).is_err());
+        assert!(parse_argv(&["replay", "--out", "o"]).is_err());
+        assert!(parse_argv(&["replay", "--traces", "t"]).is_err());
     }
 
     #[test]

@@ -384,21 +384,10 @@ async fn sleep_until_precise(deadline: Instant) {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
-
     use super::*;
 
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: ReplayArgs,
-    }
-
     fn args(extra: &[&str]) -> ReplayArgs {
-        let base = ["replay", "--traces", "t", "--out", "o"];
-        Cli::try_parse_from(base.iter().chain(extra))
-            .expect("test arguments parse")
-            .args
+        crate::replay::args::parse(extra).expect("test arguments parse")
     }
 
     fn req(offset_s: f64, think_time_s: f64, api_time_s: f64) -> TraceRequest {

@@ -40,16 +40,9 @@ pub(super) async fn prepare(
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
     use serde_json::json;
 
     use super::*;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: ReplayArgs,
-    }
 
     fn preflight_of(owner: &str) -> Preflight {
         Preflight {
@@ -61,12 +54,7 @@ mod tests {
 
     #[test]
     fn the_engine_label_is_given_or_read_off_the_simulator() {
-        let parse = |extra: &[&str]| {
-            let base = ["replay", "--traces", "t", "--out", "o"];
-            Cli::try_parse_from(base.iter().chain(extra))
-                .expect("parses")
-                .args
-        };
+        let parse = |extra: &[&str]| crate::replay::args::parse(extra).expect("parses");
         assert_eq!(
             engine_label(&parse(&[]), &preflight_of("kvsweep-sim")),
             "sim"

@@ -71,6 +71,11 @@ pub(super) fn check(
         Some(kind) => (vec!["test", kind], TESTER_STAND_INS),
         None => (vec!["replay"], REPLAY_STAND_INS),
     };
+    // A stand-in the spec may set itself (the replay's `--api`) gives way to the spec's value.
+    let stand_ins = stand_ins
+        .chunks(2)
+        .filter(|pair| !args.iter().any(|a| a == pair[0]))
+        .flatten();
     let argv: Vec<String> = head
         .iter()
         .chain(stand_ins)

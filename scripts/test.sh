@@ -25,6 +25,12 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked --features external-tools -- -D warnings
-cargo test --all-targets --locked --features external-tools
+# The real engines (vLLM, llama.cpp) take both cores for minutes: they run after the rest, alone,
+# so that the tests that watch the replay's timing do not share the machine with them.
+REAL_ENGINES=(vllm::every_rendered_vllm_command_line vllm::rendered_vllm_cells llama_server::)
+skips=()
+for t in "${REAL_ENGINES[@]}"; do skips+=(--skip "$t"); done
+cargo test --all-targets --locked --features external-tools -- "${skips[@]}"
+cargo test --locked --features external-tools --test it -- "${REAL_ENGINES[@]}"
 # Each fuzz target for 10 s (FUZZING.md); scripts/fuzz.sh without --smoke is the long run.
 scripts/fuzz.sh --smoke 10

@@ -187,10 +187,12 @@ async fn replay_session(
         started,
     };
     play(&run, &plan, &session.requests).await;
-    run.admission.leave(user);
     for child in children {
         let _ = child.await;
     }
+    // Only now has the whole session, subagents included, stopped sending: before, another user
+    // could be admitted under --max-working-set-tokens while this one's subagents still ran.
+    run.admission.leave(user);
 }
 
 /// Starts a session's subagents at their start times, in the parent's hash `scope`.

@@ -202,8 +202,10 @@ pub fn plan(sweep: &Sweep, cell: &Cell, runner: &Runner, o: &CellOverrides) -> R
                 .iter()
                 .map(|s| (*s).to_owned())
                 .collect();
-            // The engine's usual API, unless the spec's `replay:` chooses one.
-            if !s.replay_args.iter().any(|a| a == "--api") {
+            // Flags the cell adds by default give way to the spec's own `replay:` choice.
+            let spec_sets = |flag: &str| s.replay_args.iter().any(|a| a == flag);
+            // The engine's usual API, unless the spec chooses one.
+            if !spec_sets("--api") {
                 args.extend(["--api".into(), engine.replay_api().into()]);
             }
             args.extend([
@@ -220,14 +222,13 @@ pub fn plan(sweep: &Sweep, cell: &Cell, runner: &Runner, o: &CellOverrides) -> R
                 args.push("--ignore-eos".into());
             }
             // A cell measures from an empty cache: the preflight's probes are not in it.
-            if engine.reset_path().is_some() && !s.replay_args.iter().any(|a| a == "--reset-cache")
-            {
+            if engine.reset_path().is_some() && !spec_sets("--reset-cache") {
                 args.push("--reset-cache".into());
             }
             // Prompts keep to the served model's vocabulary (completions) or are made of its
             // words (chat) when its tokenizer is at hand, unless the spec names another.
             if let Some(dir) = &model_path
-                && !s.replay_args.iter().any(|a| a == "--tokenizer")
+                && !spec_sets("--tokenizer")
             {
                 args.extend([
                     "--tokenizer".into(),

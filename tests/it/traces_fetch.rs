@@ -540,7 +540,7 @@ fn the_rendered_script_fetches_the_traces_then_replays_them() {
         "--runners-dir",
         runners.to_str().expect("utf-8"),
         "--port",
-        &free_port().to_string(),
+        &kvsweep::cell::free_port().expect("a free port").to_string(),
     ]);
     let script = out.join("run.sh");
     let text = std::fs::read_to_string(&script).expect("script");
@@ -585,13 +585,6 @@ fn the_rendered_script_fetches_the_traces_then_replays_them() {
     );
     assert!(common::csv_rows(&results.join("requests.csv")).len() > 1);
     assert_eq!(server.hits("/corpus.tar.gz"), 1);
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
 }
 
 fn run_cell(spec: &Path, runners: &Path, cache: &Path, out: &Path) -> Output {

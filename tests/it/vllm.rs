@@ -245,11 +245,6 @@ const MAX_CONTEXT: u64 = 12_000;
 /// Seconds each replay runs: long enough for sessions to come back to their cached prefixes.
 const DURATION: &str = "45";
 
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
-}
-
 /// One answered request of requests.csv, with the trace request it replayed.
 struct Answered {
     scope: String,
@@ -435,7 +430,7 @@ fn rendered_vllm_cells_run_for_real_through_their_script_and_run_cell() {
 
     // 1. The example spec as it is, rendered and run by its script: completions with token ids.
     let script_dir = tmp.path().join("script");
-    let port = free_port().to_string();
+    let port = kvsweep::cell::free_port().expect("a free port").to_string();
     common::kvsweep_ok(&[
         "render",
         repo_root()

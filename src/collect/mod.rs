@@ -6,6 +6,7 @@
 
 pub mod cells;
 pub mod compare;
+pub mod validity;
 
 use std::path::{Path, PathBuf};
 
@@ -65,8 +66,7 @@ pub fn pareto_rows(cells: &[CellResult]) -> Vec<ParetoRow> {
                 .iter()
                 .filter_map(|c| Some((*c, panel_point(panel, c)?)))
                 .collect();
-            let pts: Vec<(f64, f64)> = placed.iter().map(|(_, p)| *p).collect();
-            let on = pareto::frontier(&pts, panel.better);
+            let on = validity_frontier(&placed, panel.better);
             rows.extend(placed.iter().zip(on).map(|((c, (x, y)), on)| ParetoRow {
                 panel: panel.id,
                 group: group.clone(),
@@ -78,6 +78,20 @@ pub fn pareto_rows(cells: &[CellResult]) -> Vec<ParetoRow> {
         }
     }
     rows
+}
+
+/// The frontier of the valid points only: an invalid point is drawn but never on it.
+fn validity_frontier(placed: &[(&CellResult, (f64, f64))], better: pareto::Better) -> Vec<bool> {
+    let valid: Vec<(f64, f64)> = placed
+        .iter()
+        .filter(|(c, _)| c.valid)
+        .map(|(_, p)| *p)
+        .collect();
+    let mut on_valid = pareto::frontier(&valid, better).into_iter();
+    placed
+        .iter()
+        .map(|(c, _)| c.valid && on_valid.next().unwrap_or(false))
+        .collect()
 }
 
 fn write_csv<T: Serialize>(path: &Path, rows: &[T], header_if_empty: &[&str]) -> Result<()> {

@@ -13,6 +13,7 @@
 //! says how the run ended.
 
 mod args;
+mod client_cpu;
 pub mod control;
 mod exchange;
 pub mod feedback;
@@ -153,6 +154,7 @@ pub async fn replay(args: ReplayArgs, mut stop: StopSignal) -> Result<ReplayOutc
         &engine,
         &args.url,
         args.control.clone(),
+        args.warmup_window,
     )?;
     let (tx, rx) = mpsc::unbounded_channel();
     let run = Arc::new(Run::new(

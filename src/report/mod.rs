@@ -2,6 +2,7 @@
 //! `report.html`, one offline page with every chart inlined as SVG, opening with the offload story
 //! ([`story`]).
 
+mod invalid_points;
 mod story;
 
 use std::collections::BTreeMap;
@@ -63,6 +64,7 @@ pub fn panel_chart(
     modes.sort_unstable();
     modes.dedup();
     let mut series = Vec::new();
+    let mut invalid_rows = Vec::new();
     for mode in modes {
         let group = format!("{runner}/{mode}");
         let rows: Vec<&ParetoRow> = pareto
@@ -81,6 +83,8 @@ pub fn panel_chart(
             .map(|r| (r.x, r.y))
             .collect();
         front.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let (rows, invalid) = invalid_points::split(rows, cells);
+        invalid_rows.extend(invalid);
         series.push(Series {
             label: format!("offload {mode}"),
             points: rows.iter().map(|r| (r.x, r.y)).collect(),
@@ -96,6 +100,7 @@ pub fn panel_chart(
             point_labels: Vec::new(),
         });
     }
+    series.extend(invalid_points::series(&invalid_rows, cells));
     Chart {
         title: format!("{}: {}", panel.title, subject(cells)),
         x_label: panel.x_label.into(),

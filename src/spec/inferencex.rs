@@ -149,6 +149,7 @@ pub(super) fn load(
             tester: None,
             offload_budget: None,
             offload_backend: OffloadBackend::Native,
+            validity: crate::validity::ValidityThresholds::default(),
         },
         cells,
         matrix_field: entry_field,

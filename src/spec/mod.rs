@@ -115,6 +115,8 @@ pub struct Settings {
     pub tester: Option<TesterSpec>,
     pub offload_budget: Option<OffloadBudget>,
     pub offload_backend: OffloadBackend,
+    /// When a cell's figures are a trustworthy point (the spec's `validity:`, else defaults).
+    pub validity: crate::validity::ValidityThresholds,
 }
 
 /// A `kvsweep test` run as a cell's workload.

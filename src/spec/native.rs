@@ -50,6 +50,9 @@ struct NativeSpec {
     exclude: Vec<CellFilter>,
     #[serde(default)]
     include: Vec<ExtraCell>,
+    /// Overrides of the thresholds that make a cell a trustworthy point.
+    #[serde(default)]
+    validity: crate::validity::ValidityOverrides,
 }
 
 #[derive(Debug, Deserialize)]
@@ -159,6 +162,10 @@ pub(super) fn load(doc: &YamlDoc, opts: LoadOptions<'_>) -> Result<Sweep, SpecEr
         .map(|t| resolve_traces(doc, t))
         .transpose()?;
     let tester = resolve_tester(doc, &spec)?;
+    let validity = spec
+        .validity
+        .resolve()
+        .map_err(|field| doc.error(&format!("validity.{field}"), "must be a number at least 0"))?;
     if spec.duration_s == Some(0) {
         return Err(doc.error("duration_s", "must be at least 1 second"));
     }
@@ -213,6 +220,7 @@ pub(super) fn load(doc: &YamlDoc, opts: LoadOptions<'_>) -> Result<Sweep, SpecEr
             tester,
             offload_budget,
             offload_backend: spec.offload_backend,
+            validity,
         },
         cells,
         matrix_field: "tp".to_owned(),

@@ -8,6 +8,7 @@ use super::{JsonArtifact, required};
 use crate::kinds::{EngineKind, OffloadBackend, TraceFormat};
 use crate::matrix_cell::Cell;
 use crate::trace_cache::RemoteTraces;
+use crate::validity::ValidityThresholds;
 
 /// `cell.json`: everything about one cell that the script and run-cell were given.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -53,6 +54,8 @@ pub struct CellPlan {
     pub tester: Option<String>,
     pub port: u16,
     pub health_timeout_s: u64,
+    /// When the cell's figures are a trustworthy point, for collect's verdict.
+    pub validity: ValidityThresholds,
 }
 
 impl JsonArtifact for CellPlan {

@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use kvsweep::artifact::schema::{
-    CacheUse, CellPlan, JsonArtifact, MetricsRow, Quantiles, RequestCounts, Status, Summary,
-    Throughput,
+    CacheUse, CellPlan, JsonArtifact, MetricsRow, Outcome, Quantiles, RequestCounts, RequestRow,
+    Status, Summary, Throughput,
 };
 use kvsweep::engine::EngineKind;
 use kvsweep::spec::{Cell, OffloadBackend, TraceFormat};
@@ -75,6 +75,7 @@ impl SyntheticCell {
             tester: None,
             port: 8000,
             health_timeout_s: 60,
+            validity: kvsweep::validity::ValidityThresholds::default(),
         };
         plan.write(&dir).expect("cell.json");
         let state = serde_json::from_value(self.status.into()).expect("a cell state");
@@ -145,6 +146,52 @@ impl SyntheticCell {
                 .expect("a metrics row");
         }
         metrics.flush().expect("flush metrics");
+        self.write_requests(&dir);
         dir
+    }
+
+    /// `requests.csv`: the cell's requests sent at an even pace over its 60 s, the failed ones
+    /// among them, each done half a second later.
+    fn write_requests(&self, dir: &Path) {
+        let mut w = csv::Writer::from_path(dir.join(RequestRow::FILE)).expect("requests.csv");
+        let total = self.ok + self.failed;
+        for i in 0..total {
+            let sent_s = 60.0 * i as f64 / total.max(1) as f64;
+            let ok = i >= self.failed;
+            w.serialize(RequestRow {
+                request_id: i,
+                user: (i % u64::from(self.users.max(1))) as u32,
+                session: format!("s{i}"),
+                request_index: 0,
+                scheduled_s: sent_s,
+                sent_s,
+                done_s: sent_s + 0.5,
+                schedule_delay_ms: 0.0,
+                ttft_ms: ok.then_some(self.ttft_p50_ms),
+                e2e_ms: 500.0,
+                tpot_ms: ok.then_some(self.tpot_p50_ms),
+                itl_mean_ms: None,
+                itl_max_ms: None,
+                trace_input_tokens: 1000,
+                trace_output_tokens: 100,
+                prompt_tokens: ok.then_some(1000),
+                completion_tokens: ok.then_some(100),
+                cached_tokens: ok.then_some(600),
+                status: if ok { Outcome::Ok } else { Outcome::Error },
+                http_status: if ok { 200 } else { 500 },
+                error: if ok {
+                    String::new()
+                } else {
+                    "synthetic".into()
+                },
+                endpoint: 0,
+                attempts: 1,
+                effective_ttft_ms: ok.then_some(self.ttft_p50_ms),
+                meets_slo: ok,
+                format_version: RequestRow::VERSION,
+            })
+            .expect("a request row");
+        }
+        w.flush().expect("flush requests");
     }
 }

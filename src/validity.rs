@@ -21,8 +21,8 @@ pub struct ValidityThresholds {
     /// Largest p99 of the client's schedule delay (sent minus scheduled), ms: past it the client,
     /// not the server, set the pace.
     pub max_schedule_delay_p99_ms: f64,
-    /// Largest share of the client machine's cores the replay may keep busy over its run: past
-    /// it the client was saturated.
+    /// Largest share of its cores the replay may want over its run (CPU time plus time waiting
+    /// for a core): past it the client was saturated.
     pub max_client_cpu: f64,
     /// Largest relative change of completed-request throughput from the middle third of the
     /// measured window to the last third (a change also has to be larger than counting noise).
@@ -45,8 +45,8 @@ impl Default for ValidityThresholds {
             max_schedule_delay_p99_ms: 100.0,
             max_client_cpu: 0.9,
             max_steady_state_change: 0.5,
-            max_in_flight_growth: 1.5,
-            max_ttft_growth: 1.5,
+            max_in_flight_growth: 1.25,
+            max_ttft_growth: 1.25,
         }
     }
 }

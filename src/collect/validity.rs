@@ -81,10 +81,10 @@ pub fn judge(e: &Evidence<'_>) -> Verdict {
             t.max_schedule_delay_p99_ms
         ));
     }
-    if s.client_cpu.utilization > t.max_client_cpu {
+    if s.client_cpu.demand > t.max_client_cpu {
         reasons.push(format!(
-            "client-bound: the replay used {:.0} % of {} cores (more than {:.0} %)",
-            s.client_cpu.utilization * 100.0,
+            "client-bound: the replay wanted {:.0} % of its {} cores (more than {:.0} %)",
+            s.client_cpu.demand * 100.0,
             s.client_cpu.cores,
             t.max_client_cpu * 100.0
         ));

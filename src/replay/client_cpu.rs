@@ -1,5 +1,10 @@
 //! The replay's own CPU use over its run: a client that keeps the machine's cores busy sets the
 //! pace itself, and the server's figures then say little about the server.
+//!
+//! CPU time alone under-reads a saturated client on a shared machine (it gets less CPU than it
+//! wants), so the time its threads spent runnable but waiting for a core (`/proc/self/task/*/
+//! schedstat`, Linux) is added to it: `demand` is how much of its cores the client wanted, which
+//! other load on the machine can only raise.
 
 use std::time::Instant;
 
@@ -15,9 +20,23 @@ fn process_cpu_s() -> f64 {
     secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
-/// Where the run's CPU and wall clocks started.
+/// Seconds this process's threads have spent runnable but waiting for a core, summed over its
+/// live threads; 0 where the kernel does not say (no `/proc`, no schedstat).
+fn runqueue_wait_s() -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map(|ns| ns as f64 / 1e9)
+        .sum()
+}
+
+/// Where the run's CPU, run-queue and wall clocks started.
 pub struct CpuClock {
     cpu_s: f64,
+    wait_s: f64,
     wall: Instant,
 }
 
@@ -25,20 +44,25 @@ impl CpuClock {
     pub fn start() -> Self {
         Self {
             cpu_s: process_cpu_s(),
+            wait_s: runqueue_wait_s(),
             wall: Instant::now(),
         }
     }
 
-    /// CPU and wall time since the start, and their ratio over the cores this process may use.
+    /// CPU, run-queue and wall time since the start, over the cores this process may use.
     pub fn reading(&self) -> ClientCpu {
         let cpu_s = (process_cpu_s() - self.cpu_s).max(0.0);
+        let runqueue_wait_s = (runqueue_wait_s() - self.wait_s).max(0.0);
         let wall_s = self.wall.elapsed().as_secs_f64();
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+        let capacity = (wall_s * f64::from(cores)).max(1e-9);
         ClientCpu {
             cpu_s,
+            runqueue_wait_s,
             wall_s,
             cores,
-            utilization: cpu_s / (wall_s * f64::from(cores)).max(1e-9),
+            utilization: cpu_s / capacity,
+            demand: (cpu_s + runqueue_wait_s) / capacity,
         }
     }
 }
@@ -59,5 +83,6 @@ mod tests {
         assert!(r.cpu_s > 0.0, "{r:?}");
         assert!(r.cpu_s <= r.wall_s * f64::from(r.cores) + 0.05, "{r:?}");
         assert!(r.utilization > 0.0 && r.utilization <= 1.05, "{r:?}");
+        assert!(r.demand >= r.utilization, "{r:?}");
     }
 }

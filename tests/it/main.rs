@@ -35,5 +35,6 @@ mod testers;
 mod trace_bailian;
 mod trace_tools;
 mod traces_fetch;
+mod validity;
 mod vllm;
 mod workflows;

@@ -82,10 +82,15 @@ pub struct EndpointSummary {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClientCpu {
     pub cpu_s: f64,
+    /// Time its threads were ready to run but waited for a core (Linux schedstat; 0 elsewhere).
+    pub runqueue_wait_s: f64,
     pub wall_s: f64,
     pub cores: u32,
     /// `cpu_s / (wall_s * cores)`: 1 is every core busy for the whole run.
     pub utilization: f64,
+    /// `(cpu_s + runqueue_wait_s) / (wall_s * cores)`: how much of its cores the client wanted;
+    /// near or past 1, the client was saturated.
+    pub demand: f64,
 }
 
 /// `summary.json`: a replay's figures over the whole run, rewritten at each period's end.
@@ -176,7 +181,7 @@ pub fn summary_definitions() -> IndexMap<String, String> {
         ),
         (
             "client_cpu",
-            "the replay process's user + system CPU seconds over its wall-clock run, as a share of the cores it may use",
+            "the replay process's user + system CPU seconds over its wall-clock run, as a share of the cores it may use (utilization), and with the time it waited for a core added (demand)",
         ),
         (
             "goodput",

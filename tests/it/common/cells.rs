@@ -9,6 +9,34 @@ use kvsweep::artifact::schema::{
 use kvsweep::engine::EngineKind;
 use kvsweep::spec::{Cell, OffloadBackend, TraceFormat};
 
+/// The `cell.json` of a simulator cell on the `cpu` runner, with the default validity thresholds.
+pub fn plan(cell: Cell, duration_s: u64) -> CellPlan {
+    CellPlan {
+        format_version: CellPlan::VERSION,
+        runner: cell.runner.clone().unwrap_or_else(|| "cpu".into()),
+        cell,
+        spec: "synthetic.yaml".into(),
+        engine: EngineKind::Sim,
+        model: "llama-3.1-8b".into(),
+        model_path: None,
+        max_model_len: None,
+        image: None,
+        precision: None,
+        offload_backend: OffloadBackend::default(),
+        offload_gib: None,
+        engine_args: Vec::new(),
+        duration_s,
+        traces: None,
+        trace_url: None,
+        trace_format: TraceFormat::default(),
+        replay_args: Vec::new(),
+        tester: None,
+        port: 8000,
+        health_timeout_s: 60,
+        validity: kvsweep::validity::ValidityThresholds::default(),
+    }
+}
+
 /// What varies between synthetic cells.
 #[derive(Debug, Clone)]
 pub struct SyntheticCell {
@@ -46,9 +74,8 @@ impl SyntheticCell {
     pub fn write(&self, parent: &Path) -> PathBuf {
         let dir = parent.join(&self.name);
         std::fs::create_dir_all(&dir).expect("mkdir");
-        let plan = CellPlan {
-            format_version: CellPlan::VERSION,
-            cell: Cell {
+        let plan = plan(
+            Cell {
                 name: self.name.clone(),
                 runner: Some(self.runner.clone()),
                 tp: self.tp,
@@ -56,27 +83,8 @@ impl SyntheticCell {
                 users: self.users,
                 offload: serde_json::from_value(self.offload.into()).expect("an offload mode"),
             },
-            spec: "synthetic.yaml".into(),
-            runner: self.runner.clone(),
-            engine: EngineKind::Sim,
-            model: "llama-3.1-8b".into(),
-            model_path: None,
-            max_model_len: None,
-            image: None,
-            precision: None,
-            offload_backend: OffloadBackend::default(),
-            offload_gib: None,
-            engine_args: Vec::new(),
-            duration_s: 60,
-            traces: None,
-            trace_url: None,
-            trace_format: TraceFormat::default(),
-            replay_args: Vec::new(),
-            tester: None,
-            port: 8000,
-            health_timeout_s: 60,
-            validity: kvsweep::validity::ValidityThresholds::default(),
-        };
+            60,
+        );
         plan.write(&dir).expect("cell.json");
         let state = serde_json::from_value(self.status.into()).expect("a cell state");
         Status::new(state, "synthetic")

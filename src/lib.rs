@@ -41,6 +41,7 @@ pub mod sim;
 pub mod slurm;
 pub mod spec;
 pub mod stats;
+pub mod student_t;
 pub mod sweep;
 pub mod testers;
 pub mod tokenizer;

@@ -32,6 +32,7 @@ pub mod pareto;
 pub mod paths;
 pub mod plot;
 pub mod render;
+pub mod repeats;
 pub mod replay;
 pub mod report;
 pub mod rng;

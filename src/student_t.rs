@@ -125,7 +125,10 @@ fn beta_fraction(a: f64, b: f64, x: f64) -> f64 {
         let m = f64::from(m);
         let m2 = 2.0 * m;
         let even = m * (b - m) * x / ((a + m2 - 1.0) * (a + m2));
-        for coef in [even, -(a + m) * (a + b + m) * x / ((a + m2) * (a + m2 + 1.0))] {
+        for coef in [
+            even,
+            -(a + m) * (a + b + m) * x / ((a + m2) * (a + m2 + 1.0)),
+        ] {
             d = 1.0 + coef * d;
             if d.abs() < TINY {
                 d = TINY;

@@ -5,11 +5,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
+use indexmap::IndexMap;
+
 use super::validity;
 use crate::artifact::ZIP_EXPAND_CAP;
 use crate::artifact::schema::{
     CellPlan, JsonArtifact, MetricsRow, RequestRow, Status, Summary, read_csv_rows,
 };
+use crate::student_t::Sample;
 
 /// Columns of `summary.csv`, in order (the field order of [`CellResult`]).
 pub const SUMMARY_COLUMNS: &[&str] = &[
@@ -56,6 +59,7 @@ pub const SUMMARY_COLUMNS: &[&str] = &[
     "valid",
     "invalid_reasons",
     "warmup_window_s",
+    "repeats",
 ];
 
 /// How deep under each given path artifacts are looked for.
@@ -118,6 +122,11 @@ pub struct CellResult {
     pub invalid_reasons: String,
     /// Requests sent in the run's first this many seconds are left out of its figures.
     pub warmup_window_s: f64,
+    /// How many runs of the cell its figures are the mean of (their spread: `repeats.csv`).
+    pub repeats: u32,
+    /// Per metric, the repeats' count, mean and standard deviation (empty for one run).
+    #[serde(skip)]
+    pub spread: IndexMap<&'static str, Sample>,
     #[serde(skip)]
     pub dir: PathBuf,
 }
@@ -353,6 +362,8 @@ pub fn load(dir: &Path) -> Result<CellResult> {
         valid: verdict.valid(),
         invalid_reasons: verdict.reasons.join("; "),
         warmup_window_s: summary.warmup_window_s,
+        repeats: 1,
+        spread: IndexMap::new(),
         name: plan.cell.name,
         dir: dir.to_path_buf(),
     })

@@ -6,6 +6,8 @@
 
 pub mod cells;
 pub mod compare;
+pub mod repeats;
+pub mod significance;
 pub mod validity;
 
 use std::path::{Path, PathBuf};
@@ -168,12 +170,18 @@ pub fn collect(paths: &[PathBuf], out: &Path) -> Result<Collected> {
             }),
         }
     }
+    let (mut results, repeat_rows) = repeats::merge(results);
     results.sort_by(|a, b| {
         (&a.runner, &a.offload, a.tp, a.users, &a.name)
             .cmp(&(&b.runner, &b.offload, b.tp, b.users, &b.name))
     });
     skipped.sort_by(|a, b| a.cell.cmp(&b.cell));
     write_csv(&out.join("summary.csv"), &results, cells::SUMMARY_COLUMNS)?;
+    write_csv(
+        &out.join("repeats.csv"),
+        &repeat_rows,
+        repeats::REPEAT_COLUMNS,
+    )?;
     write_csv(
         &out.join("skipped.csv"),
         &skipped,

@@ -2,6 +2,7 @@
 //! `report.html`, one offline page with every chart inlined as SVG, opening with the offload story
 //! ([`story`]).
 
+mod interval_bars;
 mod invalid_points;
 mod story;
 
@@ -83,6 +84,7 @@ pub fn panel_chart(
             .map(|r| (r.x, r.y))
             .collect();
         front.sort_by(|a, b| a.0.total_cmp(&b.0));
+        series.extend(interval_bars::bars(panel, &rows, cells, mode_color(mode)));
         let (rows, invalid) = invalid_points::split(rows, cells);
         invalid_rows.extend(invalid);
         series.push(Series {

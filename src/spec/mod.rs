@@ -117,6 +117,8 @@ pub struct Settings {
     pub offload_backend: OffloadBackend,
     /// When a cell's figures are a trustworthy point (the spec's `validity:`, else defaults).
     pub validity: crate::validity::ValidityThresholds,
+    /// How many times each cell runs (the spec's `repeats:`, default 1).
+    pub repeats: u32,
 }
 
 /// A `kvsweep test` run as a cell's workload.

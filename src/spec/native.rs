@@ -53,6 +53,8 @@ struct NativeSpec {
     /// Overrides of the thresholds that make a cell a trustworthy point.
     #[serde(default)]
     validity: crate::validity::ValidityOverrides,
+    /// How many times each cell runs, each with a fresh engine (and so an empty cache).
+    repeats: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -166,6 +168,9 @@ pub(super) fn load(doc: &YamlDoc, opts: LoadOptions<'_>) -> Result<Sweep, SpecEr
         .validity
         .resolve()
         .map_err(|field| doc.error(&format!("validity.{field}"), "must be a number at least 0"))?;
+    if spec.repeats == Some(0) {
+        return Err(doc.error("repeats", "must be at least 1"));
+    }
     if spec.duration_s == Some(0) {
         return Err(doc.error("duration_s", "must be at least 1 second"));
     }
@@ -221,6 +226,7 @@ pub(super) fn load(doc: &YamlDoc, opts: LoadOptions<'_>) -> Result<Sweep, SpecEr
             offload_budget,
             offload_backend: spec.offload_backend,
             validity,
+            repeats: spec.repeats.unwrap_or(1),
         },
         cells,
         matrix_field: "tp".to_owned(),

@@ -19,6 +19,7 @@ mod metrics;
 mod metrics_vllm;
 mod oracle;
 mod render;
+mod repeats;
 mod replay;
 mod replay_controls;
 mod replay_preflight;

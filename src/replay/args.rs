@@ -70,6 +70,10 @@ pub struct ReplayArgs {
     /// summary.json's figures: the server's caches and queues are still filling.
     #[arg(long, default_value_t = 0.0)]
     pub warmup_window: f64,
+    /// From this many seconds on, stop the run when it is over-saturated (requests in flight and
+    /// TTFT both rising through the run): such a point can only be invalid. 0: never.
+    #[arg(long, default_value_t = 0.0)]
+    pub stop_when_saturated: f64,
     /// Seconds after --duration to wait for answers still streaming; requests still running then
     /// are abandoned (counted in metadata.json, not in requests.csv).
     #[arg(long, default_value_t = 30.0)]

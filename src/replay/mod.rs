@@ -19,6 +19,7 @@ mod exchange;
 pub mod feedback;
 mod output;
 mod progress;
+mod saturation;
 mod schedule;
 mod state;
 mod target;
@@ -273,10 +274,14 @@ async fn watch(
         args.control.max_consecutive_errors,
         args.control.circuit_breaker_window,
     );
+    let mut saturation = saturation::SaturationWatch::new(args.stop_when_saturated);
     let reason = loop {
         tokio::select! {
             Some(r) = rx.recv() => {
                 collector.add(&r)?;
+                if let (Some(w), Some(ttft)) = (saturation.as_mut(), r.ttft_ms) {
+                    w.record_ttft(r.sent_s, ttft);
+                }
                 if let Some(why) = breaker.record(r.outcome == Outcome::Ok, r.done_s) {
                     break Some(Stop::Breaker(why));
                 }
@@ -294,6 +299,9 @@ async fn watch(
                     collector.set_adaptive(c.summary());
                 }
                 progress.show(now, active, collector.progress());
+                if let Some(why) = saturation.as_mut().and_then(|w| w.sample(now, run.in_flight.load(Ordering::Relaxed))) {
+                    break Some(Stop::Saturated(why));
+                }
                 if run.deadline.is_some_and(|d| Instant::now() >= d + Duration::from_secs_f64(args.drain.max(0.0))) {
                     break None;
                 }
@@ -323,6 +331,8 @@ fn verdict(
 ) -> (CellState, String) {
     match reason {
         Some(Stop::Signal(r) | Stop::Breaker(r)) => (CellState::Failed, r),
+        // What it recorded is kept: an invalid point with its reason, not a failed cell.
+        Some(Stop::Saturated(r)) => (CellState::Partial, r),
         None if requests == 0 => (
             CellState::Failed,
             format!(
@@ -346,6 +356,8 @@ enum Stop {
     Signal(String),
     /// The circuit breaker: a wall of errors.
     Breaker(String),
+    /// The over-saturation stop: the queue kept growing (`--stop-when-saturated`).
+    Saturated(String),
 }
 
 fn unix(t: SystemTime) -> f64 {

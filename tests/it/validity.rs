@@ -7,8 +7,8 @@
 //! of users with no think time against an instant server) is never short of work and wants all
 //! of its core (CPU time plus time waiting for it, which a loaded machine only raises); the
 //! over-saturated cell is open loop at several times what a 4-sequence simulated server serves
-//! in modelled time, so its queue and TTFT grow through the window; the healthy cell has think
-//! time and a server with nothing to do.
+//! in modelled time, so its queue and TTFT grow through the window (and the over-saturation
+//! stop ends it early); the healthy cell has think time and a server with nothing to do.
 
 use std::path::{Path, PathBuf};
 
@@ -53,7 +53,12 @@ fn replay_cell(
             .arg(&out)
             .args(args),
     );
-    assert!(done.status.success(), "{name}: {}", common::stderr(&done));
+    // A run the over-saturation stop ended exits non-zero, with everything recorded.
+    assert!(
+        done.status.success() || out.join("summary.json").exists(),
+        "{name}: {}",
+        common::stderr(&done)
+    );
     let cell = Cell {
         name: name.into(),
         runner: Some("cpu".into()),
@@ -151,14 +156,15 @@ fn thin_client_bound_overloaded_and_healthy_cells_get_their_verdicts() {
     });
 
     // About 11 requests a second of 50 output tokens fit 4 sequences of a modelled H100; 10
-    // sessions a second of 5 turns ask for several times that.
+    // sessions a second of 5 turns ask for several times that. The over-saturation stop ends
+    // the run long before its 60 s.
     let over = trace(dir.path(), "over.jsonl", 100, 5, 200, 50);
     let slow = SimServer::start(&["--max-num-seqs", "4"]);
     replay_cell(
         &cells,
         "overloaded",
         10,
-        6,
+        60,
         &slow,
         &over,
         &[
@@ -168,12 +174,25 @@ fn thin_client_bound_overloaded_and_healthy_cells_get_their_verdicts() {
             "constant",
             "--recycle",
             "--duration",
-            "6",
+            "60",
             "--drain",
             "30",
+            "--stop-when-saturated",
+            "5",
         ],
     );
     drop(slow);
+    let status = common::json(&cells.join("overloaded/status.json"));
+    assert_eq!(status["status"], "partial", "{status}");
+    let stopped = status["reason"].as_str().expect("a reason");
+    assert!(
+        stopped.starts_with("over-saturated, stopped at"),
+        "{stopped}"
+    );
+    let ran = common::json(&cells.join("overloaded/summary.json"))["duration_s"]
+        .as_f64()
+        .expect("duration_s");
+    assert!(ran < 30.0, "stopped early, not after its 60 s: {ran}");
 
     let out = dir.path().join("collected");
     common::kvsweep_ok(&[
@@ -202,7 +221,10 @@ fn thin_client_bound_overloaded_and_healthy_cells_get_their_verdicts() {
 
     let (valid, why) = verdict("overloaded");
     assert!(!valid);
-    assert!(why.contains("over-saturated"), "{why}");
+    assert!(
+        why.contains("run stopped early (status partial: over-saturated"),
+        "{why}"
+    );
     assert!(!why.contains("client-bound"), "{why}");
 
     assert_eq!(verdict("healthy"), (true, String::new()));

@@ -49,6 +49,7 @@ pub mod tokenizer;
 pub mod trace;
 pub mod trace_cache;
 pub mod validity;
+pub mod workload;
 pub mod yaml;
 
 /// Version and the git commit the binary was built from.

@@ -21,8 +21,9 @@ use crate::artifact::schema::{
 };
 
 use super::client_cpu::CpuClock;
-use super::control::{self, ControlArgs};
+use super::control;
 use crate::openai::client::Outcome;
+use crate::workload::control::ControlArgs;
 
 /// One finished request, as the collector sees it.
 #[derive(Debug, Clone)]

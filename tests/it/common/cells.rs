@@ -29,8 +29,10 @@ pub fn plan(cell: Cell, duration_s: u64) -> CellPlan {
         traces: None,
         trace_url: None,
         trace_format: TraceFormat::default(),
-        replay_args: Vec::new(),
-        tester: None,
+        workload: kvsweep::workload::parse(
+            &["replay", "--traces", "traces", "--out", "."].map(String::from),
+        )
+        .expect("a replay workload"),
         port: 8000,
         health_timeout_s: 60,
         validity: kvsweep::validity::ValidityThresholds::default(),

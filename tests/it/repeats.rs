@@ -1,6 +1,6 @@
 //! Repeats: a cell run several times is collected into its mean with a 95 % interval that
 //! contains what a long run of the same cell measures, and `compare` tells a real difference
-//! between two repeated sweeps from noise.
+//! between two repeated sweeps from noise. The runs leave their first second out as warm-up.
 
 use std::path::Path;
 
@@ -100,6 +100,23 @@ fn repeated_cells_give_intervals_that_hold_a_long_run_and_compare_tests_the_diff
     for d in [&eight, &long, &four] {
         collect(&d.join("cells"), &d.join("out"));
     }
+
+    // The warm-up's requests are recorded but in no figure, and the window is stated.
+    let long_cell = long.join("cells/healthy");
+    let run_summary = common::json(&long_cell.join("summary.json"));
+    let warm = run_summary["warmup_requests"]
+        .as_u64()
+        .expect("warmup_requests");
+    assert_eq!(run_summary["warmup_window_s"], 1.0);
+    assert!(
+        warm >= 8,
+        "every user's first turn is in the first second: {warm}"
+    );
+    let recorded = common::csv_rows(&long_cell.join("requests.csv")).len() as u64;
+    assert_eq!(
+        run_summary["requests"]["total"].as_u64().expect("total") + warm,
+        recorded
+    );
 
     let summary = common::csv_rows(&eight.join("out/summary.csv"));
     assert_eq!(summary.len(), 1, "three repeats are one row: {summary:?}");

@@ -161,7 +161,8 @@ fn best(values: impl Iterator<Item = Option<f64>>, lower: bool) -> Option<f64> {
 
 fn headline(cells: &[CellResult]) -> Vec<HeadlineRow> {
     let mut groups: BTreeMap<(&str, &str), Vec<&CellResult>> = BTreeMap::new();
-    for c in cells {
+    // An invalid point is no one's best.
+    for c in cells.iter().filter(|c| c.valid) {
         groups
             .entry((c.runner.as_str(), c.offload.as_str()))
             .or_default()

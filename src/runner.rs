@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
+use crate::economics::Economics;
 use crate::kinds::{EngineKind, Offload, OffloadBackend};
 use crate::yaml::{SpecError, YamlDoc};
 
@@ -73,6 +74,10 @@ pub struct Runner {
     pub images: IndexMap<EngineKind, String>,
     /// The engines this runner can start, with their flags.
     pub engines: IndexMap<EngineKind, EngineFlags>,
+    /// Price per GPU-hour and power per GPU, with their sources; `None` for a machine nobody
+    /// rents by the GPU-hour (a laptop, a CI runner): its cells get no cost or energy figures.
+    #[serde(default)]
+    pub economics: Option<Economics>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -174,6 +179,12 @@ impl Runner {
         }
         if self.gpus_per_node == 0 {
             return Err(doc.error("gpus_per_node", "must be at least 1"));
+        }
+        if let Some((field, value)) = self.economics.as_ref().and_then(Economics::invalid_figure) {
+            return Err(doc.error(
+                &format!("economics.{field}"),
+                format!("{value} must be a positive number"),
+            ));
         }
         if self.github.labels.is_empty() {
             return Err(doc.error("github.labels", "needs at least one runs-on label"));

@@ -11,6 +11,7 @@ mod common;
 mod artifacts;
 mod cli;
 mod collect;
+mod cost_energy;
 mod defaults;
 mod fuzz_regressions;
 mod llama_server;

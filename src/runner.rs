@@ -368,6 +368,41 @@ mod tests {
     }
 
     #[test]
+    fn gpu_runners_carry_sourced_prices_and_power() {
+        let set = RunnerSet::builtin().expect("built-in runners");
+        for name in ["b200", "h100", "h200", "mi355x"] {
+            let e = set.get(name).and_then(|r| r.economics.as_ref());
+            let e = e.unwrap_or_else(|| panic!("{name} has no economics"));
+            assert_eq!(e.invalid_figure(), None, "{name}");
+            for kind in crate::economics::PriceKind::ALL {
+                let p = e.prices.get(kind);
+                assert!(!p.source.is_empty() && !p.date.is_empty(), "{name} {kind:?}");
+            }
+        }
+        let mi355x = set.get("mi355x").and_then(|r| r.economics.as_ref());
+        assert_eq!(mi355x.map(|e| e.power.kw_per_gpu), Some(2.65));
+        assert_eq!(set.get("cpu").map(|r| r.economics.is_some()), Some(false));
+    }
+
+    #[test]
+    fn a_price_that_is_not_positive_is_named_with_its_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = include_str!("../runners/h200.yaml")
+            .replace("usd_per_gpu_hour: 1.74", "usd_per_gpu_hour: 0");
+        std::fs::write(dir.path().join("h200.yaml"), text).expect("write");
+        let err = RunnerSet::from_dir(dir.path()).expect_err("must fail");
+        assert_eq!(
+            err.field, "economics.prices.neocloud.usd_per_gpu_hour",
+            "{err}"
+        );
+        assert_eq!(err.line, 72, "{err}");
+        let text = include_str!("../runners/h200.yaml").replace("    date: \"2026-04\"\n", "");
+        std::fs::write(dir.path().join("h200.yaml"), text).expect("write");
+        let err = RunnerSet::from_dir(dir.path()).expect_err("must fail");
+        assert!(err.message.contains("missing field `date`"), "{err}");
+    }
+
+    #[test]
     fn runner_name_must_match_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(

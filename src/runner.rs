@@ -376,7 +376,10 @@ mod tests {
             assert_eq!(e.invalid_figure(), None, "{name}");
             for kind in crate::economics::PriceKind::ALL {
                 let p = e.prices.get(kind);
-                assert!(!p.source.is_empty() && !p.date.is_empty(), "{name} {kind:?}");
+                assert!(
+                    !p.source.is_empty() && !p.date.is_empty(),
+                    "{name} {kind:?}"
+                );
             }
         }
         let mi355x = set.get("mi355x").and_then(|r| r.economics.as_ref());

@@ -55,18 +55,24 @@ fn cheapest<'a>(cells: impl Iterator<Item = &'a CellResult>) -> Option<&'a CellR
     })
 }
 
+/// Dollars to three significant digits: `$1.41`, `$0.145`, `$0.0313`.
 fn dollars(v: f64) -> String {
-    if v >= 10.0 {
-        format!("${v:.1}")
-    } else if v >= 0.1 {
-        format!("${v:.2}")
+    let digits = (2 - v.abs().log10().floor() as i32).max(0) as usize;
+    format!("${v:.digits$}")
+}
+
+/// The relative change, signed, with a decimal below 10 %: `-36 %`, `+2.5 %`, `-0.0 %`.
+fn change(before: f64, after: f64) -> String {
+    let z = (after / before - 1.0) * 100.0;
+    if z.abs() < 10.0 {
+        format!("{z:+.1} %")
     } else {
-        format!("${v:.4}")
+        format!("{z:+.0} %")
     }
 }
 
-/// "At 32 users, offload on changed the cost per million total tokens from $0.52 (tp 1, 41
-/// tok/s/user) to $0.23 (tp 2, 55 tok/s/user): -56 %."
+/// "At 32 users, offload on changed the cost per million total tokens at equal or better
+/// interactivity from $0.520 (tp 1, 41.0 tok/s/user) to $0.230 (tp 2, 55.0 tok/s/user): -56 %."
 fn sentence(users: u32, subject: &str, cells: &[&CellResult]) -> Option<String> {
     let mode = |m: &'static str| cells.iter().copied().filter(move |c| c.offload == m);
     let off = cheapest(mode("off"))?;
@@ -88,13 +94,13 @@ fn sentence(users: u32, subject: &str, cells: &[&CellResult]) -> Option<String> 
         ));
     };
     let on_cost = cost(on)?;
-    let change = (on_cost / off_cost - 1.0) * 100.0;
     Some(format!(
-        "At {users} users{subject}, offload on changed the cost per million total tokens at equal or better interactivity from {} ({}) to {} ({}): {change:+.0} %.",
+        "At {users} users{subject}, offload on changed the cost per million total tokens at equal or better interactivity from {} ({}) to {} ({}): {}.",
         dollars(off_cost),
         at(off),
         dollars(on_cost),
         at(on),
+        change(off_cost, on_cost),
     ))
 }
 
@@ -134,5 +140,20 @@ pub fn section(cells: &[CellResult]) -> CostSection {
         sentences,
         any: cells.iter().any(|c| c.priced_as.is_some()),
         unpriced,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dollars_keep_three_significant_digits() {
+        assert_eq!(dollars(1.41), "$1.41");
+        assert_eq!(dollars(0.14489), "$0.145");
+        assert_eq!(dollars(0.031_26), "$0.0313");
+        assert_eq!(dollars(12.345), "$12.3");
+        assert_eq!(change(0.14489, 0.14486), "-0.0 %");
+        assert_eq!(change(2.0, 1.0), "-50 %");
     }
 }

@@ -314,7 +314,7 @@ pub fn write(
             cells: cell_views,
             skipped,
             cost: cost::section(cells),
-            tiers: tiers::section(cells)?,
+            tiers: tiers::section(cells, &plots)?,
         }))?;
     let path = out.join("report.html");
     std::fs::write(&path, html).with_context(|| format!("cannot write {}", path.display()))?;

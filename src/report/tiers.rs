@@ -2,7 +2,9 @@
 //! and computed, over time; across cells, the share of each by users, per offload mode and tp;
 //! and a table with the offload bandwidth to and from the host (collect::tiers).
 
-use anyhow::Result;
+use std::path::Path;
+
+use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::collect::cells::CellResult;
@@ -74,21 +76,24 @@ pub fn cell_chart(cell: &CellResult) -> Result<Option<Chart>> {
 }
 
 /// Share of prompt tokens from tier `i` (0 HBM, 1 host, 2 computed) by users, a series per
-/// (offload mode, tp, ep).
+/// (runner, offload mode, tp, ep); the runner is named when there are several.
 fn share_chart(cells: &[CellResult], i: usize, what: &str) -> Chart {
-    let mut keys: Vec<(&str, u32, u32)> = cells
+    let mut keys: Vec<(&str, &str, u32, u32)> = cells
         .iter()
-        .map(|c| (c.offload.as_str(), c.tp, c.ep))
+        .map(|c| (c.runner.as_str(), c.offload.as_str(), c.tp, c.ep))
         .collect();
     keys.sort_unstable();
     keys.dedup();
+    let several_runners = keys.iter().any(|k| k.0 != keys[0].0);
     let series = keys
         .iter()
         .enumerate()
-        .map(|(k, &(mode, tp, ep))| {
+        .map(|(k, &(runner, mode, tp, ep))| {
             let mut points: Vec<(f64, f64)> = cells
                 .iter()
-                .filter(|c| (c.offload.as_str(), c.tp, c.ep) == (mode, tp, ep))
+                .filter(|c| {
+                    (c.runner.as_str(), c.offload.as_str(), c.tp, c.ep) == (runner, mode, tp, ep)
+                })
                 .filter_map(|c| Some((f64::from(c.users), shares(c)?[i]? * 100.0)))
                 .collect();
             points.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -96,8 +101,13 @@ fn share_chart(cells: &[CellResult], i: usize, what: &str) -> Chart {
                 0 => format!("tp {tp}"),
                 ep => format!("tp {tp} ep {ep}"),
             };
+            let on = if several_runners {
+                format!("{runner}, ")
+            } else {
+                String::new()
+            };
             Series {
-                label: format!("offload {mode}, {config}"),
+                label: format!("{on}offload {mode}, {config}"),
                 points,
                 color: PALETTE[k % PALETTE.len()],
                 mark: Mark::LineAndPoints,
@@ -113,8 +123,9 @@ fn share_chart(cells: &[CellResult], i: usize, what: &str) -> Chart {
     }
 }
 
-/// The section for `cells`: charts only when some cell has a tier split.
-pub fn section(cells: &[CellResult]) -> Result<TierSection> {
+/// The section for `cells`: charts only when some cell has a tier split, also saved as
+/// `plots/tiers_{hbm,host,computed}.png|svg`.
+pub fn section(cells: &[CellResult], plots: &Path) -> Result<TierSection> {
     let rows: Vec<TierRow> = cells
         .iter()
         .map(|c| {
@@ -134,8 +145,18 @@ pub fn section(cells: &[CellResult]) -> Result<TierSection> {
         .collect();
     let mut charts = Vec::new();
     if cells.iter().any(|c| shares(c).is_some()) {
-        for (i, what) in [(0, "from HBM"), (1, "from the host tier"), (2, "computed")] {
-            charts.push(share_chart(cells, i, what).svg()?);
+        let tiers = [
+            ("hbm", "from HBM"),
+            ("host", "from the host tier"),
+            ("computed", "computed"),
+        ];
+        for (i, (stem, what)) in tiers.into_iter().enumerate() {
+            let chart = share_chart(cells, i, what);
+            chart.save(&plots.join(format!("tiers_{stem}.png")))?;
+            let svg = chart.svg()?;
+            std::fs::write(plots.join(format!("tiers_{stem}.svg")), &svg)
+                .with_context(|| format!("cannot write the {stem} tier chart"))?;
+            charts.push(svg);
         }
     }
     Ok(TierSection { charts, rows })

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use common::cells::SyntheticCell;
-use kvsweep::artifact::schema::{CellPlan, GpuRow, JsonArtifact, Metadata, Summary};
+use kvsweep::artifact::schema::{CellPlan, GpuRow, JsonArtifact, Metadata, MetricsRow, Summary};
 use kvsweep::engine::EngineKind;
 
 /// Makes a synthetic cell a real vLLM cell (not simulated) whose replay started at unix 1000.
@@ -64,6 +64,29 @@ fn gpu_csv(dir: &Path) {
     w.flush().expect("flush");
 }
 
+/// Server counters split by tier over three scrapes 10 s apart: 6,000 prompt tokens, 3,000
+/// from HBM, 2,000 from the host tier; 20 GB to the host and 5 GB back.
+fn tier_metrics(dir: &Path) {
+    let mut w = csv::Writer::from_path(dir.join(MetricsRow::FILE)).expect("metrics.csv");
+    for i in 0..3 {
+        let k = f64::from(i);
+        w.serialize(MetricsRow {
+            time: 1000.0 + 10.0 * k,
+            rel_s: 10.0 * k,
+            prompt_tokens: Some(3000.0 * k),
+            prefix_hits: Some(2500.0 * k),
+            prefix_hits_device: Some(1500.0 * k),
+            prefix_hits_host: Some(1000.0 * k),
+            offload_bytes_to_cpu: Some(1e10 * k),
+            offload_bytes_to_gpu: Some(2.5e9 * k),
+            format_version: MetricsRow::VERSION,
+            ..MetricsRow::default()
+        })
+        .expect("row");
+    }
+    w.flush().expect("flush");
+}
+
 type Rows = Vec<HashMap<String, String>>;
 
 fn row<'a>(rows: &'a Rows, cell: &str) -> &'a HashMap<String, String> {
@@ -93,6 +116,7 @@ fn cells(parent: &Path) -> [String; 4] {
     let dir = on.write(parent);
     as_vllm(&dir);
     gpu_csv(&dir);
+    tier_metrics(&dir);
     let mut off = SyntheticCell::new("h200", 2, 8, "off");
     off.total_tps = 5_000.0;
     as_vllm(&off.write(parent));
@@ -185,10 +209,40 @@ fn constructed_cells_give_the_exact_cost_and_energy_figures() {
         .expect("report")
         .replace("&#x2f;", "/");
     assert!(
-        html.contains("At 8 users with llama-3.1-8b on h200, offload on changed the cost per million total tokens at equal or better interactivity from $0.16 (tp 2, 55.6 tok/s/user) to $0.0783 (tp 2, 55.6 tok/s/user): -50 %."),
+        html.contains("At 8 users with llama-3.1-8b on h200, offload on changed the cost per million total tokens at equal or better interactivity from $0.157 (tp 2, 55.6 tok/s/user) to $0.0783 (tp 2, 55.6 tok/s/user): -50 %."),
         "{html}"
     );
     assert!(html.contains("No price or power figures for runner cpu"));
+}
+
+#[test]
+fn prompt_tokens_are_split_by_cache_tier_per_cell_and_across_cells() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let [on, off, ..] = cells(&tmp.path().join("cells"));
+    let out = tmp.path().join("out");
+    common::kvsweep_ok(&[
+        "collect",
+        tmp.path().join("cells").to_str().expect("utf-8"),
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    let rows = common::csv_rows(&out.join("summary.csv"));
+    assert_figure(&rows, &on, "prompt_tokens_hbm", 3000.0);
+    assert_figure(&rows, &on, "prompt_tokens_host", 2000.0);
+    assert_figure(&rows, &on, "prompt_tokens_computed", 1000.0);
+    assert_figure(&rows, &on, "offload_to_host_gb_s", 1.0);
+    assert_figure(&rows, &on, "offload_from_host_gb_s", 0.25);
+    // The synthetic off cell's server counted hits but no split and no prompt tokens.
+    assert_eq!(row(&rows, &off)["prompt_tokens_host"], "");
+    for stem in ["tiers_hbm", "tiers_host", "tiers_computed"] {
+        let path = out.join(format!("plots/{stem}.png"));
+        assert!(path.metadata().expect("plot").len() > 1000, "{path:?}");
+    }
+    let html = std::fs::read_to_string(out.join("report.html")).expect("report");
+    assert!(html.contains(&format!("Prompt tokens by cache tier: {on}")));
+    assert!(!html.contains(&format!("Prompt tokens by cache tier: {off}")));
+    // The tier table: half of the on cell's prompt tokens from HBM, a third from the host.
+    assert!(html.contains("<td>50.0%</td><td>33.3%</td><td>16.7%</td><td>1.00</td><td>0.25</td>"));
 }
 
 #[test]

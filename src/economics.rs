@@ -104,6 +104,18 @@ impl Economics {
             .find(|(_, v)| !(v.is_finite() && *v > 0.0))
     }
 
+    /// These figures with a spec's in place of theirs.
+    pub fn with_spec(&self, spec: &SpecEconomics) -> Economics {
+        let mut e = self.clone();
+        if let Some(power) = &spec.power {
+            e.power = power.clone();
+        }
+        for (kind, price) in spec.price_list() {
+            *e.prices.get_mut(kind) = price.clone();
+        }
+        e
+    }
+
     /// These figures with `o`'s in place of theirs.
     pub fn overridden(&self, o: &Override) -> Economics {
         let mut e = self.clone();
@@ -135,6 +147,60 @@ pub enum EnergyBasis {
     Estimated,
     /// The simulator's throughput, priced and powered as the runner it modelled.
     Simulated,
+}
+
+/// A sweep spec's figures in place of its runners' (`economics:` in a native spec, carried to
+/// collect in each cell's `cell.json`): any of them, each with its own source and date.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpecEconomics {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power: Option<PowerFigure>,
+    #[serde(default)]
+    pub prices: SpecPrices,
+}
+
+/// The prices a spec gives; the others stay the runner's.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpecPrices {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hyperscaler: Option<Price>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub neocloud: Option<Price>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rental_3y: Option<Price>,
+}
+
+impl SpecEconomics {
+    /// The first figure that is not a positive finite number, as (field, value).
+    pub fn invalid_figure(&self) -> Option<(String, f64)> {
+        let mut figures: Vec<(String, f64)> = self
+            .power
+            .iter()
+            .map(|p| ("power.kw_per_gpu".to_owned(), p.kw_per_gpu))
+            .collect();
+        for (kind, price) in self.price_list() {
+            figures.push((
+                format!("prices.{}.usd_per_gpu_hour", kind.as_str()),
+                price.usd_per_gpu_hour,
+            ));
+        }
+        figures
+            .into_iter()
+            .find(|(_, v)| !(v.is_finite() && *v > 0.0))
+    }
+
+    fn price_list(&self) -> impl Iterator<Item = (PriceKind, &Price)> {
+        let p = &self.prices;
+        [
+            (PriceKind::Hyperscaler, p.hyperscaler.as_ref()),
+            (PriceKind::Neocloud, p.neocloud.as_ref()),
+            (PriceKind::Rental3y, p.rental_3y.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(kind, price)| Some((kind, price?)))
+    }
 }
 
 /// Figures given in place of a runner's (`kvsweep collect --gpu-price`, `--gpu-power-kw`).

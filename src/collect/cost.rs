@@ -11,7 +11,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::artifact::schema::{GpuRow, JsonArtifact, Metadata, read_csv_rows};
+use crate::artifact::schema::{CellPlan, GpuRow, JsonArtifact, Metadata, read_csv_rows};
 use crate::economics::{Economics, EnergyBasis, Override, PriceKind};
 use crate::runner::RunnerSet;
 
@@ -99,7 +99,8 @@ pub fn measured_power_w(rows: &[GpuRow], start: f64, end: f64) -> Option<f64> {
 }
 
 /// Fills `cell`'s cost and energy columns from its runner's figures (or the one its simulator
-/// modelled), overridden by `over`; leaves them empty where the runner has none.
+/// modelled), overridden by its spec's (`cell.json`) and then by `over`; leaves them empty
+/// where the runner has none.
 pub fn fill(cell: &mut CellResult, runners: &RunnerSet, over: &Override) -> Result<()> {
     let dir = cell.dir.clone();
     let meta = match dir.join(Metadata::FILE).exists() {
@@ -114,7 +115,13 @@ pub fn fill(cell: &mut CellResult, runners: &RunnerSet, over: &Override) -> Resu
     let Some(economics) = runners.get(&priced_as).and_then(|r| r.economics.as_ref()) else {
         return Ok(());
     };
-    let economics = economics.overridden(over);
+    // The spec's figures, then the command line's.
+    let plan = CellPlan::read(&dir)?;
+    let economics = match &plan.economics {
+        Some(spec) => economics.with_spec(spec),
+        None => economics.clone(),
+    }
+    .overridden(over);
     // The simulator runs `speed` times faster than the hardware it models.
     let speed = meta
         .as_ref()

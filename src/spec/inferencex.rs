@@ -148,6 +148,7 @@ pub(super) fn load(
             engine_args: Vec::new(),
             offload_budget: None,
             offload_backend: OffloadBackend::Native,
+            economics: None,
         },
         cells,
         matrix_field: entry_field,

@@ -110,6 +110,8 @@ pub struct Settings {
     pub engine_args: Vec<String>,
     pub offload_budget: Option<OffloadBudget>,
     pub offload_backend: OffloadBackend,
+    /// Price and power figures in place of the runners' (`economics:`), for collect.
+    pub economics: Option<crate::economics::SpecEconomics>,
 }
 
 /// Default cell duration, as in the InferenceX workflow.

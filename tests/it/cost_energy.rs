@@ -278,3 +278,69 @@ fn the_command_line_overrides_the_runners_figures() {
     ]);
     assert!(err.contains("hyperscaler, neocloud, rental_3y"), "{err}");
 }
+
+#[test]
+fn a_specs_figures_travel_in_cell_json_and_the_command_line_wins_over_them() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // A native spec rendered: its `economics:` lands in the cell's plan.
+    let spec = std::fs::read_to_string(common::repo_root().join("sweeps/local-sim.yaml"))
+        .expect("spec")
+        .replace(
+            "../traces/generated",
+            common::repo_root()
+                .join("traces/generated")
+                .to_str()
+                .expect("utf-8"),
+        )
+        + "economics:\n  prices:\n    neocloud: {usd_per_gpu_hour: 3.6, source: a quote, date: \"2026-05\"}\n";
+    let spec = common::write(tmp.path(), "spec.yaml", &spec);
+    let rendered = tmp.path().join("rendered");
+    common::kvsweep_ok(&[
+        "render",
+        spec.to_str().expect("utf-8"),
+        "--cell",
+        "local-sim_cpu_tp1_users2_offloadon",
+        "--out",
+        rendered.to_str().expect("utf-8"),
+    ]);
+    // run.sh writes the plan as cell.json when it runs: take it from there.
+    let script = std::fs::read_to_string(rendered.join("run.sh")).expect("run.sh");
+    let json = script
+        .split("<<'KVSWEEP_CELL_JSON'\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\nKVSWEEP_CELL_JSON").next())
+        .expect("the cell.json here-document");
+    let plan: CellPlan = serde_json::from_str(json).expect("cell.json");
+    let given = plan.economics.expect("the spec's economics");
+    let neocloud = given.prices.neocloud.clone().expect("a neocloud price");
+    assert_eq!(
+        (neocloud.usd_per_gpu_hour, neocloud.source.as_str()),
+        (3.6, "a quote")
+    );
+    assert_eq!(given.power, None);
+
+    // Collect prices the cell with the spec's figure, the command line's over it.
+    let [_, off, ..] = cells(&tmp.path().join("cells"));
+    let off_dir = tmp.path().join("cells").join(&off);
+    let mut off_plan = CellPlan::read(&off_dir).expect("cell.json");
+    off_plan.economics = Some(given);
+    off_plan.write(&off_dir).expect("cell.json");
+    let cells_dir = tmp.path().join("cells");
+    let out = tmp.path().join("out");
+    let collect = |extra: &[&str]| {
+        let mut args = vec![
+            "collect",
+            cells_dir.to_str().expect("utf-8"),
+            "--out",
+            out.to_str().expect("utf-8"),
+        ];
+        args.extend_from_slice(extra);
+        common::kvsweep_ok(&args);
+        common::csv_rows(&out.join("summary.csv"))
+    };
+    let rows = collect(&[]);
+    assert_figure(&rows, &off, "usd_per_mtok_total_neocloud", 0.4);
+    assert_figure(&rows, &off, "usd_per_mtok_total_hyperscaler", 1.41 / 9.0);
+    let rows = collect(&["--gpu-price", "neocloud=1.8"]);
+    assert_figure(&rows, &off, "usd_per_mtok_total_neocloud", 0.2);
+}

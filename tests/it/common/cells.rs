@@ -77,6 +77,7 @@ impl SyntheticCell {
             .expect("a replay workload"),
             port: 8000,
             health_timeout_s: 60,
+            economics: None,
         };
         plan.write(&dir).expect("cell.json");
         let state = serde_json::from_value(self.status.into()).expect("a cell state");

@@ -212,12 +212,6 @@ pub struct Override {
     pub source: String,
 }
 
-impl Override {
-    pub fn is_empty(&self) -> bool {
-        self.power_kw_per_gpu.is_none() && self.prices.is_empty()
-    }
-}
-
 /// Parses `KIND=USD` (`neocloud=2.10`), the form of `--gpu-price`.
 pub fn parse_price(text: &str) -> Result<(PriceKind, f64), String> {
     let (kind, usd) = text

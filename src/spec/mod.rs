@@ -10,6 +10,7 @@
 //! the file, line, column and field.
 
 mod inferencex;
+pub mod master;
 pub mod matrix;
 mod native;
 pub mod workload;

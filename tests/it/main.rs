@@ -13,6 +13,7 @@ mod cli;
 mod collect;
 mod defaults;
 mod fuzz_regressions;
+mod inferencex_master;
 mod llama_server;
 mod matrix;
 mod metrics;

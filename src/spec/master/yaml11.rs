@@ -159,8 +159,8 @@ impl Builder {
             )) => *slot = Some(node),
             Some((Open::Map { node: map, key }, _)) => {
                 let Some(key) = key.take() else { return };
-                let name = match key.value {
-                    Value::Str(s) => s,
+                let name = match &key.value {
+                    Value::Str(s) => s.clone(),
                     _ => {
                         let what = key.type_name();
                         return self.fail(
@@ -172,6 +172,16 @@ impl Builder {
                 if name == "<<" {
                     return self.fail(mark, "YAML merge keys (`<<`) are not supported".into());
                 }
+                // A block collection is marked where its first item starts; errors about it
+                // read better at its key.
+                let node = match node.value {
+                    Value::Map(_) | Value::Seq(_) => Node {
+                        line: key.line,
+                        column: key.column,
+                        ..node
+                    },
+                    _ => node,
+                };
                 if let Value::Map(entries) = &mut map.value {
                     // As a Python dict: a repeated key keeps its first position, takes the last value.
                     entries.insert(name, node);

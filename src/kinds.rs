@@ -1,4 +1,5 @@
-//! The shared vocabulary of a sweep: engine kinds, offload modes and backends, trace formats.
+//! The shared vocabulary of a sweep: engine kinds, offload modes and backends, trace formats,
+//! the API a client sends prompts to.
 //!
 //! Specs, runners, engines, the replay and the oracle all name these; they live here, apart from
 //! every one of them, so that none has to import another for a word. Each derives serde (the
@@ -49,10 +50,10 @@ impl EngineKind {
 
     /// The `--api` the replay should use: token ids where the engine accepts them (exact prompt
     /// lengths, no tokenizer mismatch), chat otherwise.
-    pub fn replay_api(self) -> &'static str {
+    pub fn replay_api(self) -> Api {
         match self {
-            EngineKind::Vllm | EngineKind::Sim => "completions",
-            EngineKind::Sglang | EngineKind::LlamaServer => "chat",
+            EngineKind::Vllm | EngineKind::Sim => Api::Completions,
+            EngineKind::Sglang | EngineKind::LlamaServer => Api::Chat,
         }
     }
 }
@@ -113,6 +114,16 @@ impl fmt::Display for OffloadBackend {
             OffloadBackend::SimpleCpu => "simple-cpu",
         })
     }
+}
+
+/// Which endpoint prompts go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Api {
+    /// `/v1/completions` with token-id prompts: exact lengths, no tokenizer involved.
+    Completions,
+    /// `/v1/chat/completions` with text.
+    Chat,
 }
 
 /// Trace file formats the replay reads.
@@ -198,12 +209,19 @@ mod tests {
     }
 
     #[test]
+    fn apis_are_spelled_alike_everywhere() {
+        for a in Api::value_variants() {
+            assert_eq!(cli(a), serialized(a));
+        }
+    }
+
+    #[test]
     fn engine_defaults_follow_the_kind() {
         assert_eq!(EngineKind::Vllm.reset_path(), Some("/reset_prefix_cache"));
         assert_eq!(EngineKind::Sglang.reset_path(), Some("/flush_cache"));
         assert_eq!(EngineKind::LlamaServer.reset_path(), None);
-        assert_eq!(EngineKind::Sim.replay_api(), "completions");
-        assert_eq!(EngineKind::LlamaServer.replay_api(), "chat");
+        assert_eq!(EngineKind::Sim.replay_api(), Api::Completions);
+        assert_eq!(EngineKind::LlamaServer.replay_api(), Api::Chat);
         assert!(
             EngineKind::Vllm.default_health_timeout_s()
                 > EngineKind::Sim.default_health_timeout_s()

@@ -46,6 +46,7 @@ pub mod testers;
 pub mod tokenizer;
 pub mod trace;
 pub mod trace_cache;
+pub mod workload;
 pub mod yaml;
 
 /// Version and the git commit the binary was built from.

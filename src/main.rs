@@ -23,9 +23,9 @@ use kvsweep::sim::SimArgs;
 use kvsweep::slurm::SlurmArgs;
 use kvsweep::spec::matrix::MatrixArgs;
 use kvsweep::sweep::SweepArgs;
-use kvsweep::testers::TestArgs;
 use kvsweep::trace::cli::TraceArgs;
 use kvsweep::trace_cache::TracesArgs;
+use kvsweep::workload::tester::TestArgs;
 
 /// Benchmark LLM inference servers on agentic multi-turn workloads, with and without KV-cache
 /// offload, across a sweep of configurations, and turn the results into Pareto frontiers.

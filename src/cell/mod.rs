@@ -24,9 +24,9 @@ use crate::render::{self, CellOverrides, CellPlan, CellSelector};
 use crate::replay::{self, ReplayOutcome};
 use crate::runner::{Runner, RunnerSet};
 use crate::shutdown::{Shutdown, StopSignal, stop_when};
-use crate::spec::workload::{self, Workload};
 use crate::testers;
 use crate::trace_cache;
+use crate::workload::Workload;
 
 /// Run one sweep cell end to end on this machine.
 #[derive(Debug, Clone, clap::Args)]
@@ -152,24 +152,26 @@ async fn drive(
     let container = format!("kvsweep-{}-{}", plan.cell.name, std::process::id());
     let cmd = engine::host_command(&launch, runner, plan.image.as_deref(), &kvsweep, &container)?;
     let base = format!("http://127.0.0.1:{}", plan.port);
-    let mut replay_argv = plan.replay_args.clone();
-    let (out_flag, workload_out) = match plan.tester {
-        Some(_) => ("--output-dir", out.join("tester")),
-        None => {
+    let mut workload = plan.workload.clone();
+    match &mut workload {
+        Workload::Test(t) => {
+            let common = t
+                .tester
+                .common_mut()
+                .context("the cell's tester does not run against a server")?;
+            common.url = base.clone();
+            common.output_dir = out.join("tester");
+        }
+        Workload::Replay(r) => {
             let traces = plan
                 .traces
                 .as_ref()
                 .context("the cell replays traces but its plan names none")?;
-            replay_argv.extend(["--traces".into(), traces.display().to_string()]);
-            ("--out", out.to_path_buf())
+            r.traces = vec![traces.clone()];
+            r.url = vec![base.clone()];
+            r.out = out.to_path_buf();
         }
-    };
-    replay_argv.extend([
-        "--url".into(),
-        base.clone(),
-        out_flag.into(),
-        workload_out.display().to_string(),
-    ]);
+    }
     let metrics_args = MetricsArgs {
         url: format!("{base}/metrics"),
         out: out.to_path_buf(),
@@ -199,15 +201,13 @@ async fn drive(
     ]));
     commands.push(quoted(
         &std::iter::once(kv)
-            .chain(replay_argv.iter().cloned())
+            .chain(workload.full_argv()?)
             .collect::<Vec<_>>(),
     ));
     std::fs::write(
         out.join("commands.txt"),
         artifact::redact(&(commands.join("\n") + "\n"), &env),
     )?;
-    let workload =
-        workload::parse(&replay_argv).context("the cell's workload flags do not parse")?;
 
     let mut engine = EngineProcess::spawn(&cmd.argv, &cmd.env, server_log, cmd.docker_container)?;
     let tail = |engine: &EngineProcess| Some(process::log_tail(engine.log_path(), 30));
@@ -282,7 +282,7 @@ async fn drive(
         }
         Err(e) => {
             status.status = CellState::Failed;
-            status.reason = match plan.tester.as_deref() {
+            status.reason = match plan.workload.tester_kind() {
                 Some(kind) => format!("the {kind} test failed: {e:#}"),
                 None => format!("the replay failed: {e:#}"),
             };

@@ -261,7 +261,7 @@ fn last_metrics(dir: &Path) -> Result<Option<MetricsRow>> {
 /// Reads one cell directory.
 pub fn load(dir: &Path) -> Result<CellResult> {
     let plan: CellPlan = read(dir)?;
-    if let Some(kind) = &plan.tester {
+    if let Some(kind) = plan.workload.tester_kind() {
         bail!(
             "a `kvsweep test {kind}` cell: its results are in tester/ (tester/index.html), not in the sweep's tables"
         );

@@ -7,11 +7,4 @@ pub mod client;
 pub mod preflight;
 pub mod vocabulary;
 
-/// Which endpoint prompts go to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Api {
-    /// `/v1/completions` with token-id prompts: exact lengths, no tokenizer involved.
-    Completions,
-    /// `/v1/chat/completions` with text.
-    Chat,
-}
+pub use crate::kinds::Api;

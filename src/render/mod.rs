@@ -13,10 +13,11 @@ use serde::{Deserialize, Serialize};
 use crate::artifact::schema::{JsonArtifact, Status};
 use crate::artifact::{CELL_FILES, SERVER_LOG_CAP_BYTES};
 use crate::engine::{self, LaunchRequest, Program};
-use crate::kinds::{EngineKind, Offload};
+use crate::kinds::{EngineKind, Offload, TraceFormat};
 use crate::runner::{ContainerRuntime, Runner, RunnerSet};
-use crate::spec::{self, Cell, LoadOptions, Shape, Sweep, TraceSource};
+use crate::spec::{self, Cell, LoadOptions, Shape, SpecWorkload, Sweep, TraceSource};
 use crate::trace_cache::RemoteTraces;
+use crate::workload::Workload;
 
 const TEMPLATE_NAME: &str = "run-cell.sh.j2";
 const BUILTIN_TEMPLATE: &str = include_str!("../../templates/run-cell.sh.j2");
@@ -145,7 +146,8 @@ pub fn plan(sweep: &Sweep, cell: &Cell, runner: &Runner, o: &CellOverrides) -> R
         _ => None,
     };
     let max_model_len = s.model.as_ref().and_then(|m| m.max_len);
-    let source = match (&o.traces, &s.traces, &s.tester) {
+    let tester = s.workload.workload.tester_kind();
+    let source = match (&o.traces, &s.traces, tester) {
         (Some(t), _, _) => Some(TraceSource::Path(t.clone())),
         (None, Some(t), _) => Some(t.source.clone()),
         (None, None, Some(_)) => None,
@@ -184,61 +186,19 @@ pub fn plan(sweep: &Sweep, cell: &Cell, runner: &Runner, o: &CellOverrides) -> R
     };
     let duration_s = o.duration.unwrap_or(s.duration_s);
     let trace_format = s.traces.as_ref().map(|t| t.format).unwrap_or_default();
-    let replay_args: Vec<String> = match &s.tester {
-        Some(t) => [
-            "test",
-            &t.kind,
-            "--model",
-            &model,
-            "--api",
-            engine.replay_api(),
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .chain(t.args.iter().cloned())
-        .collect(),
-        None => {
-            let mut args: Vec<String> = ["replay", "--model", &model]
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect();
-            // Flags the cell adds by default give way to the spec's own `replay:` choice.
-            let spec_sets = |flag: &str| s.replay_args.iter().any(|a| a == flag);
-            // The engine's usual API, unless the spec chooses one.
-            if !spec_sets("--api") {
-                args.extend(["--api".into(), engine.replay_api().into()]);
-            }
-            args.extend([
-                "--users".into(),
-                cell.users.to_string(),
-                "--duration".into(),
-                duration_s.to_string(),
-                "--format".into(),
-                trace_format.to_string(),
-                "--engine-label".into(),
-                engine.to_string(),
-            ]);
-            if s.ignore_eos {
-                args.push("--ignore-eos".into());
-            }
-            // A cell measures from an empty cache: the preflight's probes are not in it.
-            if engine.reset_path().is_some() && !spec_sets("--reset-cache") {
-                args.push("--reset-cache".into());
-            }
-            // Prompts keep to the served model's vocabulary (completions) or are made of its
-            // words (chat) when its tokenizer is at hand, unless the spec names another.
-            if let Some(dir) = &model_path
-                && !spec_sets("--tokenizer")
-            {
-                args.extend([
-                    "--tokenizer".into(),
-                    dir.join("tokenizer.json").display().to_string(),
-                ]);
-            }
-            args.extend(s.replay_args.iter().cloned());
-            args
-        }
-    };
+    let workload = cell_workload(
+        &s.workload,
+        &CellWorkload {
+            engine,
+            model: &model,
+            model_path: model_path.as_deref(),
+            users: cell.users,
+            duration_s,
+            trace_format,
+            traces: traces.as_deref(),
+            port: o.port,
+        },
+    )?;
     Ok(CellPlan {
         format_version: <CellPlan as JsonArtifact>::VERSION,
         cell: cell.clone(),
@@ -257,13 +217,71 @@ pub fn plan(sweep: &Sweep, cell: &Cell, runner: &Runner, o: &CellOverrides) -> R
         traces,
         trace_url,
         trace_format,
-        replay_args,
-        tester: s.tester.as_ref().map(|t| t.kind.clone()),
+        workload,
         port: o.port,
         health_timeout_s: o
             .health_timeout
             .unwrap_or_else(|| engine.default_health_timeout_s()),
     })
+}
+
+/// What a cell sets in its workload: the parts of the command line that are the cell's.
+struct CellWorkload<'a> {
+    engine: EngineKind,
+    model: &'a str,
+    model_path: Option<&'a Path>,
+    users: u32,
+    duration_s: u64,
+    trace_format: TraceFormat,
+    traces: Option<&'a Path>,
+    port: u16,
+}
+
+/// The spec's workload with the cell's part set. Flags the cell sets by default give way to the
+/// spec's own `replay:` choice.
+fn cell_workload(spec: &SpecWorkload, cell: &CellWorkload<'_>) -> Result<Workload> {
+    let url = format!("http://127.0.0.1:{}", cell.port);
+    let mut workload = spec.workload.clone();
+    match &mut workload {
+        Workload::Replay(r) => {
+            r.model = Some(cell.model.to_owned());
+            // The engine's usual API, unless the spec chooses one.
+            if !spec.sets("api") {
+                r.api = cell.engine.replay_api();
+            }
+            r.users = cell.users;
+            r.duration = cell.duration_s as f64;
+            r.format = cell.trace_format;
+            r.engine_label = Some(cell.engine.to_string());
+            // A cell measures from an empty cache: the preflight's probes are not in it.
+            if cell.engine.reset_path().is_some() && !spec.sets("reset_cache") {
+                r.control.reset_cache = true;
+            }
+            // Prompts keep to the served model's vocabulary (completions) or are made of its
+            // words (chat) when its tokenizer is at hand, unless the spec names another.
+            if let Some(dir) = cell.model_path
+                && !spec.sets("tokenizer")
+            {
+                r.tokenizer = Some(dir.join("tokenizer.json"));
+            }
+            // Where the cell runs, the runner points these at the server, the traces it has
+            // and the cell's directory.
+            r.url = vec![url];
+            r.traces = cell.traces.map(Path::to_path_buf).into_iter().collect();
+            r.out = PathBuf::from(".");
+        }
+        Workload::Test(t) => {
+            let common = t
+                .tester
+                .common_mut()
+                .context("the spec's tester is not one a cell can run")?;
+            common.model = Some(cell.model.to_owned());
+            common.api = cell.engine.replay_api();
+            common.url = url;
+            common.output_dir = PathBuf::from("tester");
+        }
+    }
+    Ok(workload)
 }
 
 /// The template's view of a runner.
@@ -295,7 +313,8 @@ struct ScriptContext<'a> {
     /// Engine arguments grouped as `--flag value` pairs, one group per script line.
     engine_args: Vec<Vec<String>>,
     engine_env: Vec<(String, String)>,
-    replay_args: &'a [String],
+    /// The workload's command line, without what the script adds (`--url`, `--traces`...).
+    workload_argv: Vec<String>,
     /// Where a replay cell's traces are, when the spec gives a path.
     traces: Option<String>,
     /// `kvsweep` arguments that fetch a replay cell's traces named by URL and print their path.
@@ -336,10 +355,10 @@ pub fn render_script(plan: &CellPlan, runner: &Runner, templates: Option<&Path>)
         engine_program,
         engine_args: group_flags(&launch.args),
         engine_env: launch.env,
-        replay_args: &plan.replay_args,
+        workload_argv: plan.workload.argv()?,
         traces: plan.traces.as_ref().map(|t| t.display().to_string()),
         trace_fetch: plan.trace_url.as_ref().map(RemoteTraces::fetch_args),
-        tester: plan.tester.as_deref(),
+        tester: plan.workload.tester_kind(),
         cell_json: serde_json::to_string(plan)?,
     };
     let source = match templates {

@@ -90,7 +90,11 @@ impl RecordBase {
 /// How long to wait before sending again after the `attempts`-th send came back as `m`: only a
 /// 429 is retried, `--rate-limit-retries` times, after its Retry-After or
 /// `--rate-limit-backoff`.
-fn retry_wait(m: &client::Measured, attempts: u32, c: &control::ControlArgs) -> Option<Duration> {
+fn retry_wait(
+    m: &client::Measured,
+    attempts: u32,
+    c: &crate::workload::control::ControlArgs,
+) -> Option<Duration> {
     (m.http_status == 429 && attempts <= c.rate_limit_retries).then(|| {
         m.retry_after
             .unwrap_or_else(|| Duration::from_secs_f64(c.rate_limit_backoff.max(0.0)))
@@ -107,10 +111,10 @@ mod tests {
     #[derive(Parser)]
     struct Cli {
         #[command(flatten)]
-        control: control::ControlArgs,
+        control: crate::workload::control::ControlArgs,
     }
 
-    fn control(extra: &[&str]) -> control::ControlArgs {
+    fn control(extra: &[&str]) -> crate::workload::control::ControlArgs {
         Cli::try_parse_from(std::iter::once(&"x").chain(extra))
             .expect("test arguments parse")
             .control

@@ -7,7 +7,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::control::{ControlArgs, TtftMetric};
+use crate::workload::control::{ControlArgs, TtftMetric};
 
 /// Stops a run after a wall of errors: `max` in a row, all within `window`.
 pub struct Breaker {

@@ -12,7 +12,6 @@
 //! result files) and `progress` (what the terminal shows); this module runs them in order and
 //! says how the run ended.
 
-mod args;
 pub mod control;
 mod exchange;
 pub mod feedback;
@@ -44,7 +43,7 @@ use output::{Collector, FLUSH_EVERY, RequestRecord};
 use progress::Progress;
 use state::{Prompting, Run};
 
-pub use args::{OnLong, ReplayArgs, Timing};
+pub use crate::workload::replay::{OnLong, ReplayArgs, Timing};
 
 /// How a replay ended; `status.json` in its output directory says the same.
 #[derive(Debug, Clone, PartialEq)]

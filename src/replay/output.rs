@@ -20,8 +20,9 @@ use crate::artifact::schema::{
     Summary, Throughput, summary_definitions,
 };
 
-use super::control::{self, ControlArgs};
+use super::control;
 use crate::openai::client::Outcome;
+use crate::workload::control::ControlArgs;
 
 /// One finished request, as the collector sees it.
 #[derive(Debug, Clone)]

@@ -12,11 +12,11 @@ use crate::rng::mix;
 use crate::trace::TraceRequest;
 use crate::trace::prompt::PromptState;
 
-use super::args::{OnLong, ReplayArgs, Timing};
 use super::control;
 use super::exchange::{RecordBase, exchange};
 use super::state::Run;
 use crate::openai::client::PromptBody;
+use crate::workload::replay::{OnLong, ReplayArgs, Timing};
 
 /// The endpoint a session sticks to, chosen by its hash scope: subagents and every turn of a
 /// session reach the server that holds its prefix.
@@ -36,11 +36,11 @@ fn unit(key: u64) -> f64 {
 }
 
 /// Seconds between the `n`-th open-loop session arrival and the next, at `rate` per second.
-fn arrival_gap(arrival: control::Arrival, rate: f64, seed: u64, n: u32) -> f64 {
+fn arrival_gap(arrival: crate::workload::control::Arrival, rate: f64, seed: u64, n: u32) -> f64 {
     match arrival {
-        control::Arrival::Constant => 1.0 / rate,
+        crate::workload::control::Arrival::Constant => 1.0 / rate,
         // An exponential gap from a seeded uniform draw.
-        control::Arrival::Poisson => {
+        crate::workload::control::Arrival::Poisson => {
             -(1.0 - unit(seed ^ u64::from(n) ^ 0x4F50_454E))
                 .max(1e-12)
                 .ln()
@@ -62,7 +62,7 @@ fn ramp_delay(ramp_up: f64, user: u32, initial: u32) -> f64 {
 
 /// Requests of a session of `len` skipped when it is started part-way in: a fraction drawn
 /// from `scope` within [`--advance-min`, `--advance-max`] (0 without `--advance-max`).
-fn advance_skip(c: &control::ControlArgs, scope: u64, len: usize) -> usize {
+fn advance_skip(c: &crate::workload::control::ControlArgs, scope: u64, len: usize) -> usize {
     if c.advance_max <= 0.0 {
         return 0;
     }
@@ -389,7 +389,7 @@ mod tests {
     use super::*;
 
     fn args(extra: &[&str]) -> ReplayArgs {
-        crate::replay::args::parse(extra).expect("test arguments parse")
+        crate::workload::replay::parse(extra).expect("test arguments parse")
     }
 
     fn req(offset_s: f64, think_time_s: f64, api_time_s: f64) -> TraceRequest {
@@ -470,20 +470,29 @@ mod tests {
     #[test]
     fn constant_arrivals_are_evenly_spaced() {
         for n in 0..5 {
-            assert_eq!(arrival_gap(control::Arrival::Constant, 4.0, 1, n), 0.25);
+            assert_eq!(
+                arrival_gap(crate::workload::control::Arrival::Constant, 4.0, 1, n),
+                0.25
+            );
         }
     }
 
     #[test]
     fn poisson_arrivals_are_seeded_and_average_the_rate() {
         let gaps: Vec<f64> = (0..20_000)
-            .map(|n| arrival_gap(control::Arrival::Poisson, 2.0, 7, n))
+            .map(|n| arrival_gap(crate::workload::control::Arrival::Poisson, 2.0, 7, n))
             .collect();
         assert!(gaps.iter().all(|g| g.is_finite() && *g >= 0.0));
         let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
         assert!((mean - 0.5).abs() < 0.02, "mean gap {mean}");
-        assert_eq!(gaps[3], arrival_gap(control::Arrival::Poisson, 2.0, 7, 3));
-        assert_ne!(gaps[3], arrival_gap(control::Arrival::Poisson, 2.0, 8, 3));
+        assert_eq!(
+            gaps[3],
+            arrival_gap(crate::workload::control::Arrival::Poisson, 2.0, 7, 3)
+        );
+        assert_ne!(
+            gaps[3],
+            arrival_gap(crate::workload::control::Arrival::Poisson, 2.0, 8, 3)
+        );
     }
 
     #[test]

@@ -12,11 +12,11 @@ use tokio::sync::{Mutex, mpsc};
 use crate::trace::Session;
 use crate::trace::prompt::PromptBuilder;
 
-use super::args::ReplayArgs;
 use super::control;
 use super::output::RequestRecord;
 use crate::openai::client::PromptEncoding;
 use crate::openai::preflight::Endpoint;
+use crate::workload::replay::ReplayArgs;
 
 /// How the run's prompts are made and named: what the preflight and the flags settled.
 pub(super) struct Prompting {

@@ -3,10 +3,10 @@
 
 use anyhow::Result;
 
-use super::args::ReplayArgs;
 use crate::openai::preflight::{
     Endpoint, Preflight, Prompts, lists_simulator, preflight, reset_cache,
 };
+use crate::workload::replay::ReplayArgs;
 
 /// The engine's name in the results: `--engine-label`, else `sim` for the simulator (whose
 /// /v1/models are owned by `kvsweep-sim`), so that a simulated run is marked as one even when
@@ -54,7 +54,7 @@ mod tests {
 
     #[test]
     fn the_engine_label_is_given_or_read_off_the_simulator() {
-        let parse = |extra: &[&str]| crate::replay::args::parse(extra).expect("parses");
+        let parse = |extra: &[&str]| crate::workload::replay::parse(extra).expect("parses");
         assert_eq!(
             engine_label(&parse(&[]), &preflight_of("kvsweep-sim")),
             "sim"

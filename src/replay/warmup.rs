@@ -8,10 +8,10 @@ use crate::rng::mix;
 use crate::trace::Session;
 use crate::trace::prompt::{PromptBuilder, PromptState};
 
-use super::args::ReplayArgs;
 use super::schedule::{endpoint_index, pass_scope};
 use crate::openai::client::{self, Outcome, PromptBody, PromptEncoding};
 use crate::openai::preflight::{Endpoint, Preflight};
+use crate::workload::replay::ReplayArgs;
 
 /// Sends the first `--warm-prefix-pct` of the first prompt of each session the first `users`
 /// users will take, once, before timing: the run then starts with those prefixes cached.

@@ -19,6 +19,7 @@ use crate::render::{self, CellOverrides};
 use crate::runner::{ContainerRuntime, Runner, RunnerSet, Vendor};
 use crate::shutdown::Shutdown;
 use crate::spec::{self, Cell, LoadOptions, Sweep};
+use crate::workload::Workload;
 use queue::TaskState;
 
 const TEMPLATE: &str = include_str!("../../templates/sweep.sbatch.j2");
@@ -186,13 +187,10 @@ pub fn gres(runner: &Runner, tp: u32) -> Option<String> {
 /// Minutes for a task: the replay's duration and drain, the engine's health timeout, and a
 /// margin for loading and stopping.
 fn time_limit_min(plans: &[render::CellPlan]) -> u64 {
-    let drain = |p: &render::CellPlan| {
-        p.replay_args
-            .iter()
-            .position(|a| a == "--drain")
-            .and_then(|i| p.replay_args.get(i + 1))
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(30.0)
+    let drain = |p: &render::CellPlan| match &p.workload {
+        Workload::Replay(r) => r.drain,
+        // A tester has no drain; the replay's default stands in as a margin.
+        Workload::Test(_) => 30.0,
     };
     let secs = plans
         .iter()

@@ -14,6 +14,7 @@
 use indexmap::IndexMap;
 use serde::Deserialize;
 
+use super::options;
 use super::{
     Cell, CellFields, DEFAULT_DURATION_S, LoadOptions, Offload, OffloadBackend, Settings, Shape,
     Sweep, check_not_empty, check_parallelism, check_unique, find_runner, parse_tp_key,
@@ -143,10 +144,8 @@ pub(super) fn load(
             precision: None,
             duration_s: DEFAULT_DURATION_S,
             traces: None,
-            replay_args: Vec::new(),
-            ignore_eos: true,
+            workload: options::replay(doc, &IndexMap::new())?,
             engine_args: Vec::new(),
-            tester: None,
             offload_budget: None,
             offload_backend: OffloadBackend::Native,
         },

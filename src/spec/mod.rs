@@ -13,7 +13,7 @@ mod inferencex;
 pub mod master;
 pub mod matrix;
 mod native;
-pub mod workload;
+pub mod options;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -30,6 +30,7 @@ use crate::trace_cache::RemoteTraces;
 use crate::yaml::{SpecError, YamlDoc};
 
 pub use matrix::{MAX_MATRIX_JOBS, Shard};
+pub use options::SpecWorkload;
 
 /// Which shape the spec file had.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,28 +104,13 @@ pub struct Settings {
     pub precision: Option<String>,
     pub duration_s: u64,
     pub traces: Option<Traces>,
-    /// Extra `kvsweep replay` arguments, already in command-line form.
-    pub replay_args: Vec<String>,
-    /// Whether replays ask the server for exactly each request's trace output length
-    /// (`--ignore-eos`). On by default: with EOS honoured a model, random or real, stops at a
-    /// length of its own, and the decode load no longer follows the trace.
-    pub ignore_eos: bool,
+    /// What each cell runs against its engine, typed, before the cell sets its own part.
+    pub workload: SpecWorkload,
     /// Extra engine flags every cell's engine command ends with (the spec's `engine_args`), for
     /// what a runner file should not fix for every sweep: the simulator's `--speed`, say.
     pub engine_args: Vec<String>,
-    /// A synthetic cache test the cells run instead of a replay.
-    pub tester: Option<TesterSpec>,
     pub offload_budget: Option<OffloadBudget>,
     pub offload_backend: OffloadBackend,
-}
-
-/// A `kvsweep test` run as a cell's workload.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TesterSpec {
-    /// `single-prompt`, `cache-rate` or `working-set`.
-    pub kind: String,
-    /// Its flags, in command-line form.
-    pub args: Vec<String>,
 }
 
 /// Default cell duration, as in the InferenceX workflow.

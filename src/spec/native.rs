@@ -5,11 +5,11 @@ use std::path::Path;
 use indexmap::IndexMap;
 use serde::Deserialize;
 
-use super::workload;
+use super::options::{self, SpecWorkload};
 use super::{
     Cell, CellFields, DEFAULT_DURATION_S, LoadOptions, Model, Offload, OffloadBackend,
-    OffloadBudget, Settings, Shape, Sweep, TesterSpec, TraceFormat, TraceSource, Traces,
-    check_not_empty, check_parallelism, check_unique, find_runner, parse_tp_key,
+    OffloadBudget, Settings, Shape, Sweep, TraceFormat, TraceSource, Traces, check_not_empty,
+    check_parallelism, check_unique, find_runner, parse_tp_key,
 };
 use crate::kinds::EngineKind;
 use crate::model::{self, Attention, Geometry, KvDtype};
@@ -112,17 +112,6 @@ struct ExtraCell {
     offload: Offload,
 }
 
-/// Replay options that the cell sets itself and a spec must not override.
-const RESERVED_REPLAY_KEYS: &[&str] = &[
-    "url", "users", "duration", "out", "traces", "format", "model",
-];
-
-/// `kvsweep test` flags the cell sets itself (`kind` names the tester).
-const RESERVED_TESTER_KEYS: &[&str] = &["url", "output_dir", "model", "api", "force_restart"];
-
-/// The testers a cell can run.
-const TESTER_KINDS: &[&str] = &["single-prompt", "cache-rate", "working-set"];
-
 /// A cell together with the spec fields it came from, for error locations.
 struct Placed {
     cell: Cell,
@@ -147,18 +136,12 @@ pub(super) fn load(doc: &YamlDoc, opts: LoadOptions<'_>) -> Result<Sweep, SpecEr
     }
     let model = resolve_model(doc, &spec.model)?;
     let offload_budget = resolve_budget(doc, &spec)?;
-    let mut replay = spec.replay.clone();
-    let ignore_eos = take_ignore_eos(doc, &mut replay)?;
-    let replay_args = flag_args(doc, "replay", &replay, RESERVED_REPLAY_KEYS)?;
-    if spec.tester.is_none() {
-        workload::check(doc, "replay", None, &replay, &replay_args)?;
-    }
     let traces = spec
         .traces
         .as_ref()
         .map(|t| resolve_traces(doc, t))
         .transpose()?;
-    let tester = resolve_tester(doc, &spec)?;
+    let workload = resolve_workload(doc, &spec)?;
     if spec.duration_s == Some(0) {
         return Err(doc.error("duration_s", "must be at least 1 second"));
     }
@@ -207,10 +190,8 @@ pub(super) fn load(doc: &YamlDoc, opts: LoadOptions<'_>) -> Result<Sweep, SpecEr
             precision: spec.precision.clone(),
             duration_s: spec.duration_s.unwrap_or(DEFAULT_DURATION_S),
             traces,
-            replay_args,
-            ignore_eos,
+            workload,
             engine_args: spec.engine_args.clone(),
-            tester,
             offload_budget,
             offload_backend: spec.offload_backend,
         },
@@ -249,25 +230,6 @@ fn resolve_traces(doc: &YamlDoc, t: &TracesSpec) -> Result<Traces, SpecError> {
         source,
         format: t.format,
     })
-}
-
-/// Takes `ignore_eos` out of the `replay:` options: a replay in a sweep cell follows the trace's
-/// output lengths unless the spec says `ignore_eos: false` (see [`Settings::ignore_eos`]).
-fn take_ignore_eos(
-    doc: &YamlDoc,
-    replay: &mut IndexMap<String, serde_norway::Value>,
-) -> Result<bool, SpecError> {
-    let Some(key) = replay
-        .keys()
-        .find(|k| k.replace('-', "_") == "ignore_eos")
-        .cloned()
-    else {
-        return Ok(true);
-    };
-    match replay.shift_remove(&key) {
-        Some(serde_norway::Value::Bool(on)) => Ok(on),
-        _ => Err(doc.error(&format!("replay.{key}"), "must be true or false")),
-    }
 }
 
 fn resolve_model(doc: &YamlDoc, m: &ModelSpec) -> Result<Model, SpecError> {
@@ -375,96 +337,21 @@ fn resolve_budget(doc: &YamlDoc, spec: &NativeSpec) -> Result<Option<OffloadBudg
     }
 }
 
-/// The `tester:` mapping: its `kind` and the rest as `kvsweep test KIND` flags. A cell runs a
-/// replay (`traces:`) or a tester, never neither.
-fn resolve_tester(doc: &YamlDoc, spec: &NativeSpec) -> Result<Option<TesterSpec>, SpecError> {
-    let Some(map) = &spec.tester else {
-        if spec.traces.is_none() {
-            return Err(doc.error(
-                "name",
-                "give `traces:` (a trace replay) or `tester:` (a synthetic cache test) for the cells to run",
-            ));
-        }
-        return Ok(None);
-    };
-    if spec.traces.is_some() {
-        return Err(doc.error(
+/// The cells' workload: a replay of `traces:` with the `replay:` options, or the `tester:`
+/// (its `kind` and the rest as `kvsweep test KIND` options), never neither or both.
+fn resolve_workload(doc: &YamlDoc, spec: &NativeSpec) -> Result<SpecWorkload, SpecError> {
+    match (&spec.tester, &spec.traces) {
+        (None, None) => Err(doc.error(
+            "name",
+            "give `traces:` (a trace replay) or `tester:` (a synthetic cache test) for the cells to run",
+        )),
+        (Some(_), Some(_)) => Err(doc.error(
             "tester",
             "a cell runs a trace replay or a tester: remove `traces:` or `tester:`",
-        ));
+        )),
+        (None, Some(_)) => options::replay(doc, &spec.replay),
+        (Some(map), None) => options::tester(doc, map),
     }
-    let kind = match map.get("kind") {
-        Some(serde_norway::Value::String(k)) if TESTER_KINDS.contains(&k.as_str()) => k.clone(),
-        _ => {
-            return Err(doc.error(
-                "tester.kind",
-                format!("must be one of {}", TESTER_KINDS.join(", ")),
-            ));
-        }
-    };
-    let mut rest = map.clone();
-    rest.shift_remove("kind");
-    let args = flag_args(doc, "tester", &rest, RESERVED_TESTER_KEYS)?;
-    workload::check(doc, "tester", Some(&kind), &rest, &args)?;
-    Ok(Some(TesterSpec { kind, args }))
-}
-
-/// Turns a mapping of options into command-line flags: `max_delay: 60` → `--max-delay 60`,
-/// `recycle: true` → `--recycle`, a list repeats the flag.
-fn flag_args(
-    doc: &YamlDoc,
-    section: &str,
-    options: &IndexMap<String, serde_norway::Value>,
-    reserved: &[&str],
-) -> Result<Vec<String>, SpecError> {
-    use serde_norway::Value;
-    let mut args = Vec::new();
-    for (key, value) in options {
-        let field = format!("{section}.{key}");
-        if key.is_empty()
-            || !key
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-'))
-        {
-            return Err(doc.error(
-                &field,
-                "option names use lowercase letters, digits, `_` and `-`",
-            ));
-        }
-        let flag = format!("--{}", key.replace('_', "-"));
-        if reserved.contains(&key.as_str()) {
-            return Err(doc.error(
-                &field,
-                format!("`{flag}` is set by the cell itself; use the spec's own fields instead"),
-            ));
-        }
-        let scalar = |v: &Value, field: &str| -> Result<String, SpecError> {
-            match v {
-                Value::String(s) => Ok(s.clone()),
-                Value::Number(n) => Ok(n.to_string()),
-                Value::Bool(b) => Ok(b.to_string()),
-                _ => Err(doc.error(
-                    field,
-                    "must be a string, a number, a boolean or a list of them",
-                )),
-            }
-        };
-        match value {
-            Value::Bool(true) => args.push(flag),
-            Value::Bool(false) => {}
-            Value::Sequence(items) => {
-                for (i, item) in items.iter().enumerate() {
-                    args.push(flag.clone());
-                    args.push(scalar(item, &format!("{field}[{i}]"))?);
-                }
-            }
-            other => {
-                args.push(flag);
-                args.push(scalar(other, &field)?);
-            }
-        }
-    }
-    Ok(args)
 }
 
 fn expand_axes(doc: &YamlDoc, spec: &NativeSpec) -> Result<Vec<Placed>, SpecError> {

@@ -11,79 +11,9 @@ use serde_json::json;
 
 use super::load::{Ask, Load, SAMPLE_COLUMNS, Sample, Stats};
 use super::output::{self, Progress, f, opt};
-use super::{Common, TtftMetric, plot_lines};
+use super::plot_lines;
 use crate::rng::mix;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Mode {
-    /// Ramp concurrency until the TTFT limit, then measure at the peak.
-    Sustained,
-    /// Measure at --concurrency.
-    Fixed,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Reinit {
-    /// Warm the working set once per context size.
-    Once,
-    /// Warm it again before every hit rate.
-    PerCacheRate,
-}
-
-#[derive(Debug, Clone, clap::Args)]
-pub struct CacheRateArgs {
-    #[command(flatten)]
-    pub common: Common,
-    #[command(flatten)]
-    pub load: LoadShape,
-    /// Context lengths to test, tokens.
-    #[arg(long, required = true, num_args = 1..)]
-    pub context_sizes: Vec<u32>,
-    /// Tokens in the working set (distinct prefixes × context).
-    #[arg(long)]
-    pub working_set_size: u64,
-    /// Target hit rates, percent.
-    #[arg(long, num_args = 1.., default_values_t = (0..=20).map(|i| i * 5).collect::<Vec<u32>>())]
-    pub cache_hit_rates: Vec<u32>,
-    #[arg(long, value_enum, default_value = "sustained")]
-    pub mode: Mode,
-    #[arg(long, value_enum, default_value = "once")]
-    pub reinit_strategy: Reinit,
-    /// Pick prefixes at random instead of round-robin.
-    #[arg(long)]
-    pub random_working_set_selection: bool,
-}
-
-/// Concurrency and timing of a measured load, shared by cache-rate and working-set.
-#[derive(Debug, Clone, clap::Args)]
-pub struct LoadShape {
-    /// Concurrency in fixed mode.
-    #[arg(long, default_value_t = 8)]
-    pub concurrency: usize,
-    #[arg(long, default_value_t = 2)]
-    pub start_concurrency: usize,
-    #[arg(long, default_value_t = 2)]
-    pub concurrency_increment: usize,
-    #[arg(long, default_value_t = 1000)]
-    pub max_concurrency: usize,
-    /// Concurrency of the warm-up pass over the working set.
-    #[arg(long, default_value_t = 16)]
-    pub init_concurrency: usize,
-    /// TTFT limit, seconds.
-    #[arg(long, default_value_t = 2.0)]
-    pub max_ttft: f64,
-    #[arg(long, value_enum, default_value = "p95")]
-    pub ttft_metric: TtftMetric,
-    /// Most seconds one hit rate may take (the ramp stops there).
-    #[arg(long, default_value_t = 300.0)]
-    pub test_duration: f64,
-    /// Seconds per concurrency level of the ramp, and per measurement.
-    #[arg(long, default_value_t = 60.0)]
-    pub ramp_duration: f64,
-    /// Measurements at the peak concurrency.
-    #[arg(long, default_value_t = 3)]
-    pub num_retries: u32,
-}
+use crate::workload::tester::{CacheRateArgs, LoadShape, Mode, Reinit};
 
 /// Columns of the per-request CSVs: where a request belongs, then [`SAMPLE_COLUMNS`], then
 /// `error`.

@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use serde::Serialize;
 
-use super::Common;
 use crate::openai::client::{self, Outcome, PromptBody};
 use crate::openai::preflight::{self, Target};
 use crate::rng::mix;
 use crate::trace::prompt::{PromptBuilder, PromptState};
+use crate::workload::tester::Common;
 
 /// What one request is: which prefix, how much of it is shared, how long the prompt is.
 #[derive(Debug, Clone, Copy)]

@@ -15,69 +15,8 @@ use serde_json::Value;
 use tokio::runtime::Handle;
 
 use self::load::Stats;
-use crate::openai::Api;
 use crate::plot::{Chart, PALETTE, Series};
-
-/// Synthetic cache testers: TTFT vs context, throughput vs hit rate, the working-set cliffs.
-#[derive(Debug, Clone, clap::Args)]
-pub struct TestArgs {
-    #[command(subcommand)]
-    pub tester: Tester,
-}
-
-#[derive(Debug, Clone, clap::Subcommand)]
-pub enum Tester {
-    /// Each context size cold (a miss) then warm (a hit): TTFT and throughput per size.
-    SinglePrompt(single_prompt::SinglePromptArgs),
-    /// Throughput and TTFT at set hit rates over a fixed working set.
-    CacheRate(cache_rate::CacheRateArgs),
-    /// Grow the working set to find the HBM and offload cliffs.
-    WorkingSet(working_set::WorkingSetArgs),
-    /// Redraw the plots and summaries of tester runs from their CSVs, and write index.html.
-    Report(ReportArgs),
-    /// Overlay several cache-rate runs (A/B of configurations).
-    Combine(CombineArgs),
-}
-
-/// Server and output settings every tester shares.
-#[derive(Debug, Clone, clap::Args)]
-pub struct Common {
-    /// The server's base URL.
-    #[arg(long, alias = "api-endpoint", default_value = "http://127.0.0.1:8000")]
-    pub url: String,
-    /// Model name to request (default: the first model /v1/models lists).
-    #[arg(long)]
-    pub model: Option<String>,
-    #[arg(long, value_enum, default_value = "completions")]
-    pub api: Api,
-    /// The server's Hugging Face tokenizer.json, for --api chat.
-    #[arg(long)]
-    pub tokenizer: Option<PathBuf>,
-    /// Tokens generated per request.
-    #[arg(long, default_value_t = 256)]
-    pub output_tokens: u32,
-    /// Cache block alignment of shared prefixes, tokens.
-    #[arg(long, default_value_t = 256)]
-    pub chunk_size: u32,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Seconds before an unanswered request counts as a timeout.
-    #[arg(long, default_value_t = 600.0)]
-    pub request_timeout: f64,
-    #[arg(long)]
-    pub output_dir: PathBuf,
-    /// Ignore progress.json and start over.
-    #[arg(long)]
-    pub force_restart: bool,
-}
-
-/// Which TTFT figure the limit applies to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum TtftMetric {
-    Max,
-    Avg,
-    P95,
-}
+use crate::workload::tester::{CombineArgs, TestArgs, Tester, TtftMetric};
 
 impl TtftMetric {
     pub fn of(self, st: &Stats) -> f64 {
@@ -87,24 +26,6 @@ impl TtftMetric {
             TtftMetric::P95 => st.ttft_p95_ms,
         }
     }
-}
-
-#[derive(Debug, Clone, clap::Args)]
-pub struct ReportArgs {
-    /// A tester's output directory, or a folder of them.
-    pub dir: PathBuf,
-}
-
-#[derive(Debug, Clone, clap::Args)]
-pub struct CombineArgs {
-    /// cache-rate output directories.
-    #[arg(long, required = true, num_args = 1..)]
-    pub output_dirs: Vec<PathBuf>,
-    /// A label per directory (default: the directory names).
-    #[arg(long, num_args = 1..)]
-    pub labels: Vec<String>,
-    #[arg(long, default_value = "combined_output")]
-    pub output: PathBuf,
 }
 
 /// `kvsweep test`, on `runtime`.

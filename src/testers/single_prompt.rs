@@ -6,24 +6,8 @@ use serde_json::json;
 
 use super::load::{Ask, Load, SAMPLE_COLUMNS};
 use super::output::{self, Progress, opt};
-use super::{Common, plot_lines};
-
-#[derive(Debug, Clone, clap::Args)]
-pub struct SinglePromptArgs {
-    #[command(flatten)]
-    pub common: Common,
-    /// Smallest context, tokens (sizes double from here).
-    #[arg(long, default_value_t = 1000)]
-    pub min_tokens: u32,
-    #[arg(long, default_value_t = 128_000)]
-    pub max_tokens: u32,
-    /// Context sizes to test instead of the doubling series.
-    #[arg(long, num_args = 1..)]
-    pub context_sizes: Vec<u32>,
-    /// Cold/warm pairs per context size.
-    #[arg(long, default_value_t = 5)]
-    pub num_iterations: u32,
-}
+use super::plot_lines;
+use crate::workload::tester::SinglePromptArgs;
 
 /// Columns of `single_prompt_results.csv`.
 fn columns() -> Vec<&'static str> {

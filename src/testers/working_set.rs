@@ -12,48 +12,9 @@ use serde_json::json;
 use super::cache_rate::{detail_columns, detail_rows};
 use super::load::{Ask, Load, Stats};
 use super::output::{self, Progress, f};
-use super::{Common, plot_lines};
+use super::plot_lines;
 use crate::rng::mix;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Scale {
-    Linear,
-    Geometric,
-}
-
-#[derive(Debug, Clone, clap::Args)]
-pub struct WorkingSetArgs {
-    #[command(flatten)]
-    pub common: Common,
-    #[arg(long, required = true, num_args = 1..)]
-    pub context_sizes: Vec<u32>,
-    /// Smallest working set, tokens.
-    #[arg(long)]
-    pub min_working_set_size: u64,
-    /// Largest working set, tokens.
-    #[arg(long)]
-    pub max_working_set_size: u64,
-    /// Sizes to test between them (inclusive).
-    #[arg(long, default_value_t = 10)]
-    pub working_set_increments: u32,
-    #[arg(long, value_enum, default_value = "linear")]
-    pub scale: Scale,
-    /// Target hit rates, percent.
-    #[arg(long, num_args = 1.., default_values_t = vec![100u32])]
-    pub cache_hit_rates: Vec<u32>,
-    /// Concurrent requests.
-    #[arg(long, default_value_t = 4)]
-    pub concurrency: usize,
-    /// Round-robin passes over the working set after the warm-up pass (each sends every prefix).
-    #[arg(long, default_value_t = 2)]
-    pub passes: u32,
-    /// KV bytes per token, to report the cliffs in bytes too (or use --kv-model).
-    #[arg(long)]
-    pub kv_bytes_per_token: Option<f64>,
-    /// A model preset whose KV bytes per token size the cliffs in bytes.
-    #[arg(long)]
-    pub kv_model: Option<String>,
-}
+use crate::workload::tester::{Scale, WorkingSetArgs};
 
 /// The sizes tested.
 pub fn sizes(args: &WorkingSetArgs) -> Result<Vec<u64>> {

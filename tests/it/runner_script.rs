@@ -182,7 +182,9 @@ fn a_good_run_leaves_only_the_whitelisted_files_and_status_ok() {
         "{commands}"
     );
     assert!(
-        lines[2].contains(" replay --model llama-3.1-8b --api completions --users 8 --duration 25"),
+        lines[2].contains(
+            " replay --model llama-3.1-8b --api completions --format kvct --users 8 --duration 25 "
+        ),
         "{commands}"
     );
 

@@ -8,6 +8,7 @@ use super::{JsonArtifact, required};
 use crate::kinds::{EngineKind, OffloadBackend, TraceFormat};
 use crate::matrix_cell::Cell;
 use crate::trace_cache::RemoteTraces;
+use crate::workload::Workload;
 
 /// `cell.json`: everything about one cell that the script and run-cell were given.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -45,19 +46,17 @@ pub struct CellPlan {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_url: Option<RemoteTraces>,
     pub trace_format: TraceFormat,
-    /// The cell's workload command line (`kvsweep replay ...`, or `kvsweep test KIND ...` for a
-    /// tester cell), without `--traces`, `--url` and where its results go: the runner adds them.
-    pub replay_args: Vec<String>,
-    /// The synthetic test this cell runs instead of a replay; its results go to `tester/`.
-    #[serde(deserialize_with = "required")]
-    pub tester: Option<String>,
+    /// What the cell runs against its engine, typed: `kvsweep replay` (`--url`, `--traces` and
+    /// `--out` are set where the cell runs) or `kvsweep test KIND`, whose results go to
+    /// `tester/`.
+    pub workload: Workload,
     pub port: u16,
     pub health_timeout_s: u64,
 }
 
 impl JsonArtifact for CellPlan {
     const FILE: &'static str = "cell.json";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     fn format_version(&self) -> u32 {
         self.format_version
     }

@@ -71,8 +71,10 @@ impl SyntheticCell {
             traces: None,
             trace_url: None,
             trace_format: TraceFormat::default(),
-            replay_args: Vec::new(),
-            tester: None,
+            workload: kvsweep::workload::parse(
+                &["replay", "--traces", "traces", "--out", "."].map(String::from),
+            )
+            .expect("a replay workload"),
             port: 8000,
             health_timeout_s: 60,
         };

@@ -1,18 +1,19 @@
-//! The replay's command-line arguments and the choices they name.
+//! `kvsweep replay`'s arguments and the choices they name.
 //!
 //! Kept apart from the run itself so that what a flag means (and which combinations are refused)
-//! can be read and tested without a server.
+//! can be read and tested without a server, and so that a cell's plan (cell.json) can carry them
+//! typed.
 
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
-
-use crate::kinds::TraceFormat;
-use crate::openai::Api;
+use serde::{Deserialize, Serialize};
 
 use super::control;
+use crate::kinds::{Api, TraceFormat};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
 pub enum Timing {
     /// Wait only the trace's think time between a response and the next request.
     ThinkOnly,
@@ -22,7 +23,8 @@ pub enum Timing {
     Original,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
 pub enum OnLong {
     Skip,
     Truncate,
@@ -30,7 +32,7 @@ pub enum OnLong {
 
 /// Replay agentic traces against a server and measure TTFT, inter-token latency, throughput and
 /// cache hits.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
 pub struct ReplayArgs {
     /// The server's base URL (http://host:port); repeat for several endpoints (each session
     /// sticks to one).
@@ -114,6 +116,7 @@ pub struct ReplayArgs {
     #[arg(long)]
     pub engine_label: Option<String>,
     #[command(flatten)]
+    #[serde(flatten)]
     pub control: control::ControlArgs,
 }
 

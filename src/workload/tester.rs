@@ -1,0 +1,247 @@
+//! `kvsweep test`'s arguments: the synthetic cache testers and their tools
+//! ([`crate::testers`] runs them).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::kinds::Api;
+
+/// Synthetic cache testers: TTFT vs context, throughput vs hit rate, the working-set cliffs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
+pub struct TestArgs {
+    #[command(subcommand)]
+    pub tester: Tester,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Subcommand)]
+#[serde(rename_all = "kebab-case")]
+pub enum Tester {
+    /// Each context size cold (a miss) then warm (a hit): TTFT and throughput per size.
+    SinglePrompt(SinglePromptArgs),
+    /// Throughput and TTFT at set hit rates over a fixed working set.
+    CacheRate(CacheRateArgs),
+    /// Grow the working set to find the HBM and offload cliffs.
+    WorkingSet(WorkingSetArgs),
+    /// Redraw the plots and summaries of tester runs from their CSVs, and write index.html.
+    Report(ReportArgs),
+    /// Overlay several cache-rate runs (A/B of configurations).
+    Combine(CombineArgs),
+}
+
+/// Server and output settings every tester shares.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
+pub struct Common {
+    /// The server's base URL.
+    #[arg(long, alias = "api-endpoint", default_value = "http://127.0.0.1:8000")]
+    pub url: String,
+    /// Model name to request (default: the first model /v1/models lists).
+    #[arg(long)]
+    pub model: Option<String>,
+    #[arg(long, value_enum, default_value = "completions")]
+    pub api: Api,
+    /// The server's Hugging Face tokenizer.json, for --api chat.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Tokens generated per request.
+    #[arg(long, default_value_t = 256)]
+    pub output_tokens: u32,
+    /// Cache block alignment of shared prefixes, tokens.
+    #[arg(long, default_value_t = 256)]
+    pub chunk_size: u32,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Seconds before an unanswered request counts as a timeout.
+    #[arg(long, default_value_t = 600.0)]
+    pub request_timeout: f64,
+    #[arg(long)]
+    pub output_dir: PathBuf,
+    /// Ignore progress.json and start over.
+    #[arg(long)]
+    pub force_restart: bool,
+}
+
+/// Which TTFT figure the limit applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum TtftMetric {
+    Max,
+    Avg,
+    P95,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
+pub struct ReportArgs {
+    /// A tester's output directory, or a folder of them.
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
+pub struct CombineArgs {
+    /// cache-rate output directories.
+    #[arg(long, required = true, num_args = 1..)]
+    pub output_dirs: Vec<PathBuf>,
+    /// A label per directory (default: the directory names).
+    #[arg(long, num_args = 1..)]
+    pub labels: Vec<String>,
+    #[arg(long, default_value = "combined_output")]
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
+pub struct SinglePromptArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: Common,
+    /// Smallest context, tokens (sizes double from here).
+    #[arg(long, default_value_t = 1000)]
+    pub min_tokens: u32,
+    #[arg(long, default_value_t = 128_000)]
+    pub max_tokens: u32,
+    /// Context sizes to test instead of the doubling series.
+    #[arg(long, num_args = 1..)]
+    pub context_sizes: Vec<u32>,
+    /// Cold/warm pairs per context size.
+    #[arg(long, default_value_t = 5)]
+    pub num_iterations: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Ramp concurrency until the TTFT limit, then measure at the peak.
+    Sustained,
+    /// Measure at --concurrency.
+    Fixed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reinit {
+    /// Warm the working set once per context size.
+    Once,
+    /// Warm it again before every hit rate.
+    PerCacheRate,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
+pub struct CacheRateArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub load: LoadShape,
+    /// Context lengths to test, tokens.
+    #[arg(long, required = true, num_args = 1..)]
+    pub context_sizes: Vec<u32>,
+    /// Tokens in the working set (distinct prefixes × context).
+    #[arg(long)]
+    pub working_set_size: u64,
+    /// Target hit rates, percent.
+    #[arg(long, num_args = 1.., default_values_t = (0..=20).map(|i| i * 5).collect::<Vec<u32>>())]
+    pub cache_hit_rates: Vec<u32>,
+    #[arg(long, value_enum, default_value = "sustained")]
+    pub mode: Mode,
+    #[arg(long, value_enum, default_value = "once")]
+    pub reinit_strategy: Reinit,
+    /// Pick prefixes at random instead of round-robin.
+    #[arg(long)]
+    pub random_working_set_selection: bool,
+}
+
+/// Concurrency and timing of a measured load, shared by cache-rate and working-set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
+pub struct LoadShape {
+    /// Concurrency in fixed mode.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    #[arg(long, default_value_t = 2)]
+    pub start_concurrency: usize,
+    #[arg(long, default_value_t = 2)]
+    pub concurrency_increment: usize,
+    #[arg(long, default_value_t = 1000)]
+    pub max_concurrency: usize,
+    /// Concurrency of the warm-up pass over the working set.
+    #[arg(long, default_value_t = 16)]
+    pub init_concurrency: usize,
+    /// TTFT limit, seconds.
+    #[arg(long, default_value_t = 2.0)]
+    pub max_ttft: f64,
+    #[arg(long, value_enum, default_value = "p95")]
+    pub ttft_metric: TtftMetric,
+    /// Most seconds one hit rate may take (the ramp stops there).
+    #[arg(long, default_value_t = 300.0)]
+    pub test_duration: f64,
+    /// Seconds per concurrency level of the ramp, and per measurement.
+    #[arg(long, default_value_t = 60.0)]
+    pub ramp_duration: f64,
+    /// Measurements at the peak concurrency.
+    #[arg(long, default_value_t = 3)]
+    pub num_retries: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scale {
+    Linear,
+    Geometric,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
+pub struct WorkingSetArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: Common,
+    #[arg(long, required = true, num_args = 1..)]
+    pub context_sizes: Vec<u32>,
+    /// Smallest working set, tokens.
+    #[arg(long)]
+    pub min_working_set_size: u64,
+    /// Largest working set, tokens.
+    #[arg(long)]
+    pub max_working_set_size: u64,
+    /// Sizes to test between them (inclusive).
+    #[arg(long, default_value_t = 10)]
+    pub working_set_increments: u32,
+    #[arg(long, value_enum, default_value = "linear")]
+    pub scale: Scale,
+    /// Target hit rates, percent.
+    #[arg(long, num_args = 1.., default_values_t = vec![100u32])]
+    pub cache_hit_rates: Vec<u32>,
+    /// Concurrent requests.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Round-robin passes over the working set after the warm-up pass (each sends every prefix).
+    #[arg(long, default_value_t = 2)]
+    pub passes: u32,
+    /// KV bytes per token, to report the cliffs in bytes too (or use --kv-model).
+    #[arg(long)]
+    pub kv_bytes_per_token: Option<f64>,
+    /// A model preset whose KV bytes per token size the cliffs in bytes.
+    #[arg(long)]
+    pub kv_model: Option<String>,
+}
+
+impl Tester {
+    /// The subcommand's name on the command line (`kvsweep test NAME`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Tester::SinglePrompt(_) => "single-prompt",
+            Tester::CacheRate(_) => "cache-rate",
+            Tester::WorkingSet(_) => "working-set",
+            Tester::Report(_) => "report",
+            Tester::Combine(_) => "combine",
+        }
+    }
+
+    /// The server and output settings of a tester that runs against a server.
+    pub fn common_mut(&mut self) -> Option<&mut Common> {
+        match self {
+            Tester::SinglePrompt(a) => Some(&mut a.common),
+            Tester::CacheRate(a) => Some(&mut a.common),
+            Tester::WorkingSet(a) => Some(&mut a.common),
+            Tester::Report(_) | Tester::Combine(_) => None,
+        }
+    }
+}

@@ -100,16 +100,31 @@ fn main() {
             .collect(),
     );
     let process = median((0..runs).map(|_| timed(&mut kvsweep_cmd()).1).collect());
-    println!("master matrix: nvidia-master.yaml + amd-master.yaml -> {JOBS} jobs, median of {runs}");
-    println!("  kvsweep in process (read + check + expand + JSON): {:7.1} ms", ms(lib));
-    println!("  kvsweep matrix (whole process):                    {:7.1} ms", ms(process));
+    println!(
+        "master matrix: nvidia-master.yaml + amd-master.yaml -> {JOBS} jobs, median of {runs}"
+    );
+    println!(
+        "  kvsweep in process (read + check + expand + JSON): {:7.1} ms",
+        ms(lib)
+    );
+    println!(
+        "  kvsweep matrix (whole process):                    {:7.1} ms",
+        ms(process)
+    );
     let Some(inferencex) = std::env::var_os("INFERENCEX_DIR").map(PathBuf::from) else {
         println!("  Python generator: not run (set INFERENCEX_DIR to an InferenceX checkout)");
         return;
     };
     let (theirs, _) = timed(&mut python_cmd(&inferencex));
-    assert_eq!(ours, theirs, "kvsweep and the generator print the same bytes");
-    let python = median((0..5).map(|_| timed(&mut python_cmd(&inferencex)).1).collect());
+    assert_eq!(
+        ours, theirs,
+        "kvsweep and the generator print the same bytes"
+    );
+    let python = median(
+        (0..5)
+            .map(|_| timed(&mut python_cmd(&inferencex)).1)
+            .collect(),
+    );
     println!(
         "  generate_sweep_configs.py (whole process, median of 5): {:7.1} ms; kvsweep is {:.1}x faster",
         ms(python),

@@ -20,6 +20,7 @@ mod metrics;
 mod metrics_vllm;
 mod oracle;
 mod render;
+mod render_agentx;
 mod replay;
 mod replay_controls;
 mod replay_preflight;

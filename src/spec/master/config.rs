@@ -337,7 +337,9 @@ fn seq_len(
     let f = Fields::new(doc, node, path, &["isl", "osl", "search-space"])?;
     let isl = f.req_int("isl")?;
     let osl = f.req_int("osl")?;
-    f.required("search-space")?;
+    if f.required("search-space")?.is_null() {
+        return Err(f.error("search-space", "expected a list of points, found null"));
+    }
     let mut points = Vec::new();
     for (n, path) in f.list("search-space")? {
         points.push(if multinode {
@@ -588,7 +590,9 @@ fn agentic_config(
             })
         }
     };
-    f.required("search-space")?;
+    if f.required("search-space")?.is_null() {
+        return Err(f.error("search-space", "expected a list of points, found null"));
+    }
     let mut points = Vec::new();
     for (n, path) in f.list("search-space")? {
         let p = agentic_point(doc, n, path, multinode)?;
@@ -773,4 +777,32 @@ fn component_scope(f: &Fields<'_>, e: &MasterEntry) -> Result<(), SpecError> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn doc(text: &str) -> Document {
+        Document::parse(Path::new("m.yaml"), text).expect("yaml")
+    }
+
+    const ENTRY: &str = "k:\n  image: i\n  model: m\n  model-prefix: p\n  runner: r\n  precision: fp8\n  framework: vllm\n  multinode: false\n  scenarios:\n    fixed-seq-len:\n    - isl: 1024\n      osl: 1024\n      search-space: SS\n";
+
+    #[test]
+    fn master_configs_are_told_apart_by_scenarios() {
+        assert!(is_master(&doc(&ENTRY.replace("SS", "[]"))));
+        assert!(!is_master(&doc("b200-fp4-dsr1:\n  tp4: {users: [1]}\n")));
+        assert!(!is_master(&doc("name: x\ntp: [1]\n")));
+    }
+
+    #[test]
+    fn a_null_search_space_is_refused_where_it_is() {
+        let err = load(&[doc(&ENTRY.replace("SS", ""))]).expect_err("null search-space");
+        assert_eq!(err.field, "k.scenarios.fixed-seq-len[0].search-space");
+        assert_eq!(err.line, 13, "{err}");
+        let ok = load(&[doc(&ENTRY.replace("SS", "[{tp: 1, conc-list: [4]}]"))]).expect("valid");
+        assert_eq!(ok[0].fixed_seq_len[0].points.len(), 1);
+    }
 }

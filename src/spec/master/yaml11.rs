@@ -172,10 +172,10 @@ impl Builder {
                 if name == "<<" {
                     return self.fail(mark, "YAML merge keys (`<<`) are not supported".into());
                 }
-                // A block collection is marked where its first item starts; errors about it
-                // read better at its key.
+                // A block collection is marked where its first item starts and an empty value
+                // where the next token does; errors about them read better at their key.
                 let node = match node.value {
-                    Value::Map(_) | Value::Seq(_) => Node {
+                    Value::Map(_) | Value::Seq(_) | Value::Null => Node {
                         line: key.line,
                         column: key.column,
                         ..node

@@ -203,6 +203,7 @@ pub(super) fn load(doc: &YamlDoc, opts: LoadOptions<'_>) -> Result<Sweep, SpecEr
             engine_args,
             offload_budget,
             offload_backend: backend,
+            economics: None,
         },
         cells: vec![cell],
         matrix_field: String::new(),

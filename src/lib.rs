@@ -8,13 +8,14 @@
 //! Stages import each other as a tree (the `module_graph` test fails on any cycle); what several
 //! of them need lives below them all: the words a sweep is made of ([`kinds`]), the OpenAI client
 //! and preflight ([`openai`]), the seeded RNG ([`rng`]), hashing ([`hash`]), statistics
-//! ([`stats`]), the KV-capacity formula ([`capacity`]) and the shutdown signal ([`shutdown`]).
+//! ([`stats`]), the KV-capacity formula ([`capacity`]), GPU prices and power ([`economics`]) and the shutdown signal ([`shutdown`]).
 
 pub mod archive;
 pub mod artifact;
 pub mod capacity;
 pub mod cell;
 pub mod collect;
+pub mod economics;
 pub mod engine;
 pub mod fuzz;
 pub mod github;

@@ -1,8 +1,9 @@
 //! Pareto frontiers: the cells no other cell beats on both throughput and latency.
 //!
 //! Each panel puts a throughput per GPU on x (more is better) and a latency or interactivity on
-//! y; a cell is on the frontier when no cell has at least its x and at least as good a y, with
-//! one of them strictly better. Identical points do not dominate each other, so duplicates are
+//! y (the cost and energy panels: interactivity on x, cost or tok/s per MW on y); a cell is on
+//! the frontier when no cell has at least its x and at least as good a y, with one of them
+//! strictly better. Identical points do not dominate each other, so duplicates are
 //! on (or off) the frontier together.
 
 use serde::Serialize;
@@ -15,7 +16,7 @@ pub enum Better {
     Higher,
 }
 
-/// One of the four InferenceX panels.
+/// One of the InferenceX panels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Panel {
     pub id: &'static str,
@@ -28,7 +29,7 @@ pub struct Panel {
     pub better: Better,
 }
 
-pub const PANELS: [Panel; 4] = [
+pub const PANELS: [Panel; 6] = [
     Panel {
         id: "ttft_vs_input_tput",
         title: "TTFT vs input throughput",
@@ -64,6 +65,25 @@ pub const PANELS: [Panel; 4] = [
         x_column: "total_tps_per_gpu",
         y_column: "e2e_p50_ms",
         better: Better::Lower,
+    },
+    // What a buyer compares (collect::cost): interactivity on x, more is better.
+    Panel {
+        id: "cost_vs_interactivity",
+        title: "Cost per million tokens vs interactivity",
+        x_label: "interactivity (tokens/s per user, 1000 / TPOT p50)",
+        y_label: "$ per million total tokens (hyperscaler price)",
+        x_column: "interactivity",
+        y_column: "usd_per_mtok_total_hyperscaler",
+        better: Better::Lower,
+    },
+    Panel {
+        id: "tps_per_mw_vs_interactivity",
+        title: "Tokens/s per MW vs interactivity",
+        x_label: "interactivity (tokens/s per user, 1000 / TPOT p50)",
+        y_label: "total tokens/s per MW",
+        x_column: "interactivity",
+        y_column: "tps_per_mw",
+        better: Better::Higher,
     },
 ];
 

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
+use crate::economics::Economics;
 use crate::kinds::{EngineKind, Offload, OffloadBackend};
 use crate::yaml::{SpecError, YamlDoc};
 
@@ -73,6 +74,10 @@ pub struct Runner {
     pub images: IndexMap<EngineKind, String>,
     /// The engines this runner can start, with their flags.
     pub engines: IndexMap<EngineKind, EngineFlags>,
+    /// Price per GPU-hour and power per GPU, with their sources; `None` for a machine nobody
+    /// rents by the GPU-hour (a laptop, a CI runner): its cells get no cost or energy figures.
+    #[serde(default)]
+    pub economics: Option<Economics>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -174,6 +179,12 @@ impl Runner {
         }
         if self.gpus_per_node == 0 {
             return Err(doc.error("gpus_per_node", "must be at least 1"));
+        }
+        if let Some((field, value)) = self.economics.as_ref().and_then(Economics::invalid_figure) {
+            return Err(doc.error(
+                &format!("economics.{field}"),
+                format!("{value} must be a positive number"),
+            ));
         }
         if self.github.labels.is_empty() {
             return Err(doc.error("github.labels", "needs at least one runs-on label"));
@@ -354,6 +365,44 @@ mod tests {
         let err = RunnerSet::from_dir(dir.path()).expect_err("must fail");
         assert_eq!(err.field, "engines.vllm.offload.unsupported.off", "{err}");
         assert!(err.message.contains("cannot also be unsupported"), "{err}");
+    }
+
+    #[test]
+    fn gpu_runners_carry_sourced_prices_and_power() {
+        let set = RunnerSet::builtin().expect("built-in runners");
+        for name in ["b200", "h100", "h200", "mi355x"] {
+            let e = set.get(name).and_then(|r| r.economics.as_ref());
+            let e = e.unwrap_or_else(|| panic!("{name} has no economics"));
+            assert_eq!(e.invalid_figure(), None, "{name}");
+            for kind in crate::economics::PriceKind::ALL {
+                let p = e.prices.get(kind);
+                assert!(
+                    !p.source.is_empty() && !p.date.is_empty(),
+                    "{name} {kind:?}"
+                );
+            }
+        }
+        let mi355x = set.get("mi355x").and_then(|r| r.economics.as_ref());
+        assert_eq!(mi355x.map(|e| e.power.kw_per_gpu), Some(2.65));
+        assert_eq!(set.get("cpu").map(|r| r.economics.is_some()), Some(false));
+    }
+
+    #[test]
+    fn a_price_that_is_not_positive_is_named_with_its_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = include_str!("../runners/h200.yaml")
+            .replace("usd_per_gpu_hour: 1.74", "usd_per_gpu_hour: 0");
+        std::fs::write(dir.path().join("h200.yaml"), text).expect("write");
+        let err = RunnerSet::from_dir(dir.path()).expect_err("must fail");
+        assert_eq!(
+            err.field, "economics.prices.neocloud.usd_per_gpu_hour",
+            "{err}"
+        );
+        assert_eq!(err.line, 72, "{err}");
+        let text = include_str!("../runners/h200.yaml").replace("    date: \"2026-04\"\n", "");
+        std::fs::write(dir.path().join("h200.yaml"), text).expect("write");
+        let err = RunnerSet::from_dir(dir.path()).expect_err("must fail");
+        assert!(err.message.contains("missing field `date`"), "{err}");
     }
 
     #[test]

@@ -60,6 +60,27 @@ pub const SUMMARY_COLUMNS: &[&str] = &[
     "invalid_reasons",
     "warmup_window_s",
     "repeats",
+    // Cost, energy and cache tiers (collect::cost, collect::tiers).
+    "usd_per_mtok_total_hyperscaler",
+    "usd_per_mtok_input_hyperscaler",
+    "usd_per_mtok_output_hyperscaler",
+    "usd_per_mtok_total_neocloud",
+    "usd_per_mtok_input_neocloud",
+    "usd_per_mtok_output_neocloud",
+    "usd_per_mtok_total_rental_3y",
+    "usd_per_mtok_input_rental_3y",
+    "usd_per_mtok_output_rental_3y",
+    "tps_per_mw",
+    "power_w_per_gpu",
+    "joules_per_output_token",
+    "joules_per_total_token",
+    "energy_basis",
+    "priced_as",
+    "prompt_tokens_hbm",
+    "prompt_tokens_host",
+    "prompt_tokens_computed",
+    "offload_to_host_gb_s",
+    "offload_from_host_gb_s",
 ];
 
 /// How deep under each given path artifacts are looked for.
@@ -127,6 +148,33 @@ pub struct CellResult {
     /// Per metric, the repeats' count, mean and standard deviation (empty for one run).
     #[serde(skip)]
     pub spread: IndexMap<&'static str, Sample>,
+    // Cost and energy (collect::cost): empty where the runner has no price or power figures.
+    /// $ per million total, input and output tokens under each of the runner's prices.
+    pub usd_per_mtok_total_hyperscaler: Option<f64>,
+    pub usd_per_mtok_input_hyperscaler: Option<f64>,
+    pub usd_per_mtok_output_hyperscaler: Option<f64>,
+    pub usd_per_mtok_total_neocloud: Option<f64>,
+    pub usd_per_mtok_input_neocloud: Option<f64>,
+    pub usd_per_mtok_output_neocloud: Option<f64>,
+    pub usd_per_mtok_total_rental_3y: Option<f64>,
+    pub usd_per_mtok_input_rental_3y: Option<f64>,
+    pub usd_per_mtok_output_rental_3y: Option<f64>,
+    /// Total tok/s per megawatt of `power_w_per_gpu`.
+    pub tps_per_mw: Option<f64>,
+    pub power_w_per_gpu: Option<f64>,
+    pub joules_per_output_token: Option<f64>,
+    pub joules_per_total_token: Option<f64>,
+    /// Where the power came from: measured, estimated (the runner's figure) or simulated.
+    pub energy_basis: Option<crate::economics::EnergyBasis>,
+    /// The runner whose figures priced the cell (a simulator cell's modelled hardware).
+    pub priced_as: Option<String>,
+    // Cache tiers (collect::tiers): prompt tokens by where they came from, and offload traffic.
+    pub prompt_tokens_hbm: Option<f64>,
+    pub prompt_tokens_host: Option<f64>,
+    pub prompt_tokens_computed: Option<f64>,
+    /// Mean KV offload bandwidth to and from host memory over the run, GB/s.
+    pub offload_to_host_gb_s: Option<f64>,
+    pub offload_from_host_gb_s: Option<f64>,
     #[serde(skip)]
     pub dir: PathBuf,
 }
@@ -149,6 +197,8 @@ impl CellResult {
             "ttft_p50_ms" => self.ttft_p50_ms,
             "e2e_p50_ms" => self.e2e_p50_ms,
             "interactivity" => self.interactivity,
+            "usd_per_mtok_total_hyperscaler" => self.usd_per_mtok_total_hyperscaler,
+            "tps_per_mw" => self.tps_per_mw,
             _ => None,
         }
     }
@@ -364,6 +414,26 @@ pub fn load(dir: &Path) -> Result<CellResult> {
         warmup_window_s: summary.warmup_window_s,
         repeats: 1,
         spread: IndexMap::new(),
+        usd_per_mtok_total_hyperscaler: None,
+        usd_per_mtok_input_hyperscaler: None,
+        usd_per_mtok_output_hyperscaler: None,
+        usd_per_mtok_total_neocloud: None,
+        usd_per_mtok_input_neocloud: None,
+        usd_per_mtok_output_neocloud: None,
+        usd_per_mtok_total_rental_3y: None,
+        usd_per_mtok_input_rental_3y: None,
+        usd_per_mtok_output_rental_3y: None,
+        tps_per_mw: None,
+        power_w_per_gpu: None,
+        joules_per_output_token: None,
+        joules_per_total_token: None,
+        energy_basis: None,
+        priced_as: None,
+        prompt_tokens_hbm: None,
+        prompt_tokens_host: None,
+        prompt_tokens_computed: None,
+        offload_to_host_gb_s: None,
+        offload_from_host_gb_s: None,
         name: plan.cell.name,
         dir: dir.to_path_buf(),
     })

@@ -6,8 +6,10 @@
 
 pub mod cells;
 pub mod compare;
+pub mod cost;
 pub mod repeats;
 pub mod significance;
+pub mod tiers;
 pub mod validity;
 
 use std::path::{Path, PathBuf};
@@ -28,6 +30,25 @@ pub struct CollectArgs {
     /// Where the tables, plots and report go.
     #[arg(long)]
     pub out: PathBuf,
+    /// A price per GPU-hour in place of every runner's, as KIND=USD (KIND: hyperscaler,
+    /// neocloud, rental_3y); repeatable.
+    #[arg(long = "gpu-price", value_name = "KIND=USD", value_parser = crate::economics::parse_price)]
+    pub gpu_prices: Vec<(crate::economics::PriceKind, f64)>,
+    /// Power per GPU all-in, kW, in place of every runner's (used where no GPU power was
+    /// measured).
+    #[arg(long = "gpu-power-kw", value_name = "KW", value_parser = crate::economics::parse_power_kw)]
+    pub gpu_power_kw: Option<f64>,
+}
+
+impl CollectArgs {
+    /// The price and power figures given on the command line.
+    pub fn economics_override(&self) -> crate::economics::Override {
+        crate::economics::Override {
+            power_kw_per_gpu: self.gpu_power_kw,
+            prices: self.gpu_prices.clone(),
+            source: "kvsweep collect command line".into(),
+        }
+    }
 }
 
 /// One row of `pareto.csv`.
@@ -122,6 +143,15 @@ pub struct Collected {
 
 /// Collects `paths` into `out`: the tables (`summary.csv`, `skipped.csv`, `pareto.csv`).
 pub fn collect(paths: &[PathBuf], out: &Path) -> Result<Collected> {
+    collect_priced(paths, out, &crate::economics::Override::default())
+}
+
+/// [`collect`], pricing the cells with `economics` in place of their runners' figures.
+pub fn collect_priced(
+    paths: &[PathBuf],
+    out: &Path,
+    economics: &crate::economics::Override,
+) -> Result<Collected> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let found = cells::find(paths)?;
     if found.dirs.is_empty() && found.skipped.is_empty() {
@@ -143,6 +173,8 @@ pub fn collect(paths: &[PathBuf], out: &Path) -> Result<Collected> {
         match cells::load(dir) {
             Ok(mut c) => match c.gate() {
                 Ok(()) => {
+                    cost::fill(&mut c, &runners, economics)?;
+                    tiers::fill(&mut c)?;
                     match crate::oracle::replayed::bound(dir, &mut traces, &runners) {
                         Ok(Some(b)) => {
                             c.oracle_hit_rate = Some(b.strict_prefix);

@@ -35,7 +35,7 @@ macro_rules! optional {
 
 /// The `summary.csv` columns averaged over repeats (and given intervals); the others are the
 /// first repeat's (the cell's settings) or, for request counts, summed.
-const METRICS: [(&str, Get, Set); 25] = [
+const METRICS: [(&str, Get, Set); 31] = [
     plain!(error_rate),
     plain!(duration_s),
     plain!(input_tps),
@@ -61,6 +61,12 @@ const METRICS: [(&str, Get, Set); 25] = [
     optional!(server_hit_rate),
     optional!(offload_bytes),
     optional!(oracle_hit_rate),
+    optional!(usd_per_mtok_total_hyperscaler),
+    optional!(usd_per_mtok_total_neocloud),
+    optional!(usd_per_mtok_total_rental_3y),
+    optional!(tps_per_mw),
+    optional!(joules_per_output_token),
+    optional!(joules_per_total_token),
 ];
 
 /// One row of `repeats.csv`: a metric of a repeated cell.

@@ -2,9 +2,11 @@
 //! `report.html`, one offline page with every chart inlined as SVG, opening with the offload story
 //! ([`story`]).
 
+mod cost;
 mod interval_bars;
 mod invalid_points;
 mod story;
+mod tiers;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,6 +22,7 @@ use crate::pareto::{PANELS, Panel};
 use crate::plot::{Chart, Mark, PALETTE, Series};
 
 const TEMPLATE: &str = include_str!("../../templates/report.html.j2");
+const COST_TIERS_TEMPLATE: &str = include_str!("../../templates/report_cost_tiers.html.j2");
 
 /// Sweeps with more cells than this get no per-cell charts in the page: a thousand cells' charts
 /// would make it unusable (and slow to write); `kvsweep metrics plot CELL_DIR` draws one cell's.
@@ -54,7 +57,7 @@ fn subject(cells: &[&CellResult]) -> String {
 }
 
 /// The panel chart of one runner: each offload mode's cells as points labelled with their
-/// users, and that mode's frontier as a line.
+/// configuration and users (`tp 2 32u`), and that mode's frontier as a line.
 pub fn panel_chart(
     panel: &Panel,
     runner: &str,
@@ -76,7 +79,9 @@ pub fn panel_chart(
             cells
                 .iter()
                 .find(|c| c.name == cell)
-                .map_or_else(String::new, |c| format!("  {}u", c.users))
+                .map_or_else(String::new, |c| {
+                    format!("  {} {}u", cost::config_label(c), c.users)
+                })
         };
         let mut front: Vec<(f64, f64)> = rows
             .iter()
@@ -150,6 +155,8 @@ struct ReportContext<'a> {
     panels: Vec<PanelView>,
     cells: Vec<CellView<'a>>,
     skipped: &'a [Skipped],
+    cost: cost::CostSection,
+    tiers: tiers::TierSection,
 }
 
 fn best(values: impl Iterator<Item = Option<f64>>, lower: bool) -> Option<f64> {
@@ -189,7 +196,16 @@ fn headline(cells: &[CellResult]) -> Vec<HeadlineRow> {
 /// Collects `paths` into `out` and draws the plots and `report.html` from what it found;
 /// returns the collected cells and the report's path.
 pub fn collect_into(paths: &[PathBuf], out: &Path) -> Result<(Collected, PathBuf)> {
-    let c = collect::collect(paths, out)?;
+    collect_priced_into(paths, out, &crate::economics::Override::default())
+}
+
+/// [`collect_into`] with price and power figures in place of the runners'.
+fn collect_priced_into(
+    paths: &[PathBuf],
+    out: &Path,
+    economics: &crate::economics::Override,
+) -> Result<(Collected, PathBuf)> {
+    let c = collect::collect_priced(paths, out, economics)?;
     let report = write(out, &c.cells, &c.skipped, &c.pareto)?;
     Ok((c, report))
 }
@@ -216,7 +232,7 @@ fn print_outcome(c: &Collected, report: &Path, out: &Path) {
 
 /// `kvsweep collect`.
 pub fn run_collect(args: &CollectArgs) -> Result<()> {
-    let (c, report) = collect_into(&args.paths, &args.out)?;
+    let (c, report) = collect_priced_into(&args.paths, &args.out, &args.economics_override())?;
     print_outcome(&c, &report, &args.out);
     Ok(())
 }
@@ -239,6 +255,9 @@ pub fn write(
         let members: Vec<&CellResult> = cells.iter().filter(|c| c.runner == *runner).collect();
         for panel in &PANELS {
             let chart = panel_chart(panel, runner, &members, pareto);
+            if cost::unpriced_panel(panel, &chart) {
+                continue;
+            }
             let stem = format!("{}_{runner}", panel.id);
             chart.save(&plots.join(format!("{stem}.png")))?;
             let svg = chart.svg()?;
@@ -261,7 +280,7 @@ pub fn write(
             continue;
         }
         // A cell without server metrics still has its row; it just has no charts.
-        let charts = crate::metrics::plot::cell_charts(&cell.dir)
+        let mut charts: Vec<String> = crate::metrics::plot::cell_charts(&cell.dir)
             .map(|charts| {
                 charts
                     .iter()
@@ -269,6 +288,9 @@ pub fn write(
                     .collect()
             })
             .unwrap_or_default();
+        if let Some(chart) = tiers::cell_chart(cell)? {
+            charts.push(chart.svg()?);
+        }
         cell_views.push(CellView { cell, charts });
     }
     let refs: Vec<&CellResult> = cells.iter().collect();
@@ -276,6 +298,8 @@ pub fn write(
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     env.add_template("report.html", TEMPLATE)
         .context("the report template does not parse")?;
+    env.add_template("cost_tiers.html", COST_TIERS_TEMPLATE)
+        .context("the report's cost and tier template does not parse")?;
     env.add_filter("num", |v: Option<f64>, digits: Option<usize>| -> String {
         v.filter(|v| v.is_finite())
             .map_or_else(|| "–".into(), |v| format!("{v:.*}", digits.unwrap_or(1)))
@@ -297,6 +321,8 @@ pub fn write(
             panels,
             cells: cell_views,
             skipped,
+            cost: cost::section(cells),
+            tiers: tiers::section(cells, &plots)?,
         }))?;
     let path = out.join("report.html");
     std::fs::write(&path, html).with_context(|| format!("cannot write {}", path.display()))?;

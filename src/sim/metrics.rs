@@ -257,6 +257,19 @@ fn render_vllm(out: &mut String, l: &str, c: &Counters, g: Gauges) {
             ("external_kv_transfer", c.offload_hits.to_string()),
         ],
     );
+    // vLLM 0.32's split of cached prompt tokens by the tier that supplied them.
+    metric_by(
+        out,
+        "counter",
+        "vllm:prompt_tokens_cached_by_source_total",
+        "Number of cached prompt tokens by the cache tier that supplied them.",
+        l,
+        "source",
+        &[
+            ("device", c.cache_hits.to_string()),
+            ("host", c.offload_hits.to_string()),
+        ],
+    );
     metric_by(
         out,
         "counter",
@@ -467,6 +480,8 @@ mod tests {
             "vllm:num_requests_running{model_name=\"m\",engine=\"0\"} 2",
             "# TYPE vllm:prefix_cache_hits_total counter",
             "vllm:prompt_tokens_by_source_total{model_name=\"m\",engine=\"0\",source=\"local_compute\"} 24",
+            "vllm:prompt_tokens_cached_by_source_total{model_name=\"m\",engine=\"0\",source=\"device\"} 60",
+            "vllm:prompt_tokens_cached_by_source_total{model_name=\"m\",engine=\"0\",source=\"host\"} 16",
             "# TYPE vllm:time_to_first_token_seconds histogram",
         ] {
             assert!(text.contains(line), "missing `{line}`");

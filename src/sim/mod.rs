@@ -277,6 +277,7 @@ async fn serve(
         kv_capacity_tokens: sim.cache.hbm_blocks * sim.cache.block_size,
         block_size: sim.cache.block_size,
         speed: if args.instant { None } else { Some(args.speed) },
+        runner: args.runner.clone(),
         seed: args.seed,
         faults: Faults {
             fail_rate: args.fail_rate,

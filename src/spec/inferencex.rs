@@ -150,6 +150,7 @@ pub(super) fn load(
             offload_backend: OffloadBackend::Native,
             validity: crate::validity::ValidityThresholds::default(),
             repeats: 1,
+            economics: None,
         },
         cells,
         matrix_field: entry_field,

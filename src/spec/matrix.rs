@@ -8,7 +8,7 @@ use std::str::FromStr;
 use anyhow::{Context, Result, bail};
 use serde_json::{Map, Value, json};
 
-use super::{Cell, LoadOptions, Sweep};
+use super::{Cell, LoadOptions, Sweep, master};
 use crate::runner::RunnerSet;
 
 /// GitHub Actions refuses a matrix of more jobs than this.
@@ -37,8 +37,8 @@ impl FromStr for Shard {
 }
 
 impl Shard {
-    /// The cells of this shard: contiguous, sizes differing by at most one, order kept.
-    pub fn select<'a>(&self, cells: &'a [Cell]) -> &'a [Cell] {
+    /// The items of this shard: contiguous, sizes differing by at most one, order kept.
+    pub fn select<'a, T>(&self, cells: &'a [T]) -> &'a [T] {
         let base = cells.len() / self.count;
         let extra = cells.len() % self.count;
         let i = self.index - 1;
@@ -148,8 +148,10 @@ pub enum MatrixFormat {
 /// Expand a sweep spec into the job matrix (`{"include": [...]}`) a GitHub workflow runs.
 #[derive(Debug, clap::Args)]
 pub struct MatrixArgs {
-    /// The sweep spec (InferenceX or native shape).
-    pub spec: PathBuf,
+    /// The sweep spec (native, InferenceX PR #993 or InferenceX master-config shape); several
+    /// InferenceX master configs are read together, as the InferenceX generator reads them.
+    #[arg(required = true, num_args = 1.., value_name = "SPEC")]
+    pub specs: Vec<PathBuf>,
     /// The entry of an InferenceX-shape spec to expand.
     #[arg(long)]
     pub key: Option<String>,
@@ -164,11 +166,25 @@ pub struct MatrixArgs {
     /// Also append `matrix=`, `count=` and (with --runner) `runs_on=` to the file named by $GITHUB_OUTPUT.
     #[arg(long)]
     pub github_output: bool,
+    #[command(flatten)]
+    pub master: super::master::Filters,
 }
 
 pub fn run(args: &MatrixArgs, runners: &RunnerSet) -> Result<()> {
+    if let Some(doc) = super::master::detect(&args.specs[0]) {
+        return run_master(args, doc, runners);
+    }
+    if args.specs.len() > 1 {
+        bail!("only InferenceX master configs can be read together; give one spec");
+    }
+    if args.master.any_set() {
+        bail!(
+            "{} is not an InferenceX master config; the generator filters (--scenario-type, --max-conc, ...) only apply to those",
+            args.specs[0].display()
+        );
+    }
     let sweep = super::load(
-        &args.spec,
+        &args.specs[0],
         LoadOptions {
             key: args.key.as_deref(),
             runner: args.runner.as_deref(),
@@ -183,26 +199,113 @@ pub fn run(args: &MatrixArgs, runners: &RunnerSet) -> Result<()> {
         MatrixFormat::Table => write!(stdout, "{}", to_table(cells))?,
     }
     if args.github_output {
-        let Some(path) = std::env::var_os("GITHUB_OUTPUT") else {
-            bail!(
-                "--github-output needs $GITHUB_OUTPUT to name a file (it is set inside GitHub Actions)"
-            );
-        };
         let mut lines = format!("matrix={matrix}\ncount={}\n", cells.len());
         if let Some(runner) = args.runner.as_deref().and_then(|r| runners.get(r)) {
             let labels = serde_json::to_string(&runner.github.labels)?;
             let _ = writeln!(lines, "runs_on={labels}");
         }
-        let path = PathBuf::from(path);
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .and_then(|mut f| f.write_all(lines.as_bytes()))
-            .with_context(|| format!("cannot append to $GITHUB_OUTPUT file {}", path.display()))?;
+        append_github_output(&lines)?;
     }
     eprintln!("{} matrix entries", cells.len());
     Ok(())
+}
+
+/// `kvsweep matrix` on InferenceX master configs: the generator's job list on stdout (byte for
+/// byte), sharded with `--shard`; `--github-output` writes it as `{"include": [...]}`.
+fn run_master(
+    args: &MatrixArgs,
+    first: master::yaml11::Document,
+    runners: &RunnerSet,
+) -> Result<()> {
+    let mut docs = vec![first];
+    for path in &args.specs[1..] {
+        match master::detect(path) {
+            Some(doc) => docs.push(doc),
+            None => bail!(
+                "{} is not an InferenceX master config; master configs can only be read with others of their shape",
+                path.display()
+            ),
+        }
+    }
+    if args.key.is_some() {
+        bail!(
+            "--key selects an entry of a PR #993-shape spec; filter master configs with --model-prefix"
+        );
+    }
+    let jobs = master::generate_docs(&docs, &args.master)?;
+    let total = jobs.len();
+    let jobs = match args.shard {
+        Some(shard) => shard.select(&jobs),
+        None => &jobs[..],
+    };
+    let list = master::pyjson::dumps_list(jobs);
+    let mut stdout = std::io::stdout().lock();
+    match args.format {
+        MatrixFormat::Json => writeln!(stdout, "{list}")?,
+        MatrixFormat::Table => write!(stdout, "{}", master_table(jobs))?,
+    }
+    if args.github_output {
+        if jobs.len() > MAX_MATRIX_JOBS {
+            bail!(
+                "{} jobs are more than the {MAX_MATRIX_JOBS} a GitHub matrix allows; split the {total} with --shard I/N (N >= {}) or filter them",
+                jobs.len(),
+                total.div_ceil(MAX_MATRIX_JOBS)
+            );
+        }
+        let mut lines = format!("matrix={{\"include\": {list}}}\ncount={}\n", jobs.len());
+        if let Some(runner) = args.runner.as_deref() {
+            let runner = runners
+                .get(runner)
+                .with_context(|| format!("unknown runner `{runner}` (from --runner)"))?;
+            let labels = serde_json::to_string(&runner.github.labels)?;
+            let _ = writeln!(lines, "runs_on={labels}");
+        }
+        append_github_output(&lines)?;
+    }
+    eprintln!("{} matrix entries", jobs.len());
+    Ok(())
+}
+
+/// Master-config jobs for people: name, runner, framework, concurrency.
+fn master_table(jobs: &[master::yaml11::Value]) -> String {
+    let field = |job: &master::yaml11::Value, key: &str| -> String {
+        match job {
+            master::yaml11::Value::Map(m) => m.get(key).map_or("-".into(), |n| match &n.value {
+                master::yaml11::Value::Str(s) => s.clone(),
+                other => master::pyjson::dumps(other),
+            }),
+            _ => "-".into(),
+        }
+    };
+    let mut out = String::new();
+    for job in jobs {
+        let _ = writeln!(
+            out,
+            "{}  {}  {}  conc={}",
+            field(job, "exp-name"),
+            field(job, "runner"),
+            field(job, "framework"),
+            field(job, "conc")
+        );
+    }
+    let _ = writeln!(out, "{} jobs", jobs.len());
+    out
+}
+
+/// Appends `lines` to the file named by `$GITHUB_OUTPUT`.
+pub(super) fn append_github_output(lines: &str) -> Result<()> {
+    let Some(path) = std::env::var_os("GITHUB_OUTPUT") else {
+        bail!(
+            "--github-output needs $GITHUB_OUTPUT to name a file (it is set inside GitHub Actions)"
+        );
+    };
+    let path = PathBuf::from(path);
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(lines.as_bytes()))
+        .with_context(|| format!("cannot append to $GITHUB_OUTPUT file {}", path.display()))
 }
 
 #[cfg(test)]

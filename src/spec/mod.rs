@@ -9,7 +9,9 @@
 //! Both produce the same [`Sweep`]: settings plus an ordered list of [`Cell`]s. Every error names
 //! the file, line, column and field.
 
+mod agentx;
 mod inferencex;
+pub mod master;
 pub mod matrix;
 mod native;
 pub mod options;
@@ -114,6 +116,8 @@ pub struct Settings {
     pub validity: crate::validity::ValidityThresholds,
     /// How many times each cell runs (the spec's `repeats:`, default 1).
     pub repeats: u32,
+    /// Price and power figures in place of the runners' (`economics:`), for collect.
+    pub economics: Option<crate::economics::SpecEconomics>,
 }
 
 /// Default cell duration, as in the InferenceX workflow.
@@ -200,7 +204,9 @@ fn load_doc(doc: &YamlDoc, opts: LoadOptions<'_>) -> Result<Sweep, SpecError> {
     if keys.is_empty() {
         return Err(doc.error("", "the spec is empty"));
     }
-    let sweep = if keys.iter().any(|k| NATIVE_KEYS.contains(&k.as_str())) {
+    let sweep = if agentx::is_job(&keys) {
+        agentx::load(doc, opts)?
+    } else if keys.iter().any(|k| NATIVE_KEYS.contains(&k.as_str())) {
         native::load(doc, opts)?
     } else {
         inferencex::load(doc, &keys, opts)?

@@ -40,6 +40,9 @@ struct NativeSpec {
     offload_dram_fraction: Option<f64>,
     #[serde(default)]
     offload_backend: OffloadBackend,
+    /// Price and power figures in place of the runners' (README.md, "Cost, energy and cache
+    /// tiers").
+    economics: Option<crate::economics::SpecEconomics>,
     tp: Vec<u32>,
     ep: Option<Vec<u32>>,
     users: Vec<u32>,
@@ -208,11 +211,26 @@ pub(super) fn load(doc: &YamlDoc, opts: LoadOptions<'_>) -> Result<Sweep, SpecEr
             offload_backend: spec.offload_backend,
             validity,
             repeats: spec.repeats.unwrap_or(1),
+            economics: checked_economics(doc, spec.economics.as_ref())?,
         },
         cells,
         matrix_field: "tp".to_owned(),
         matrix_location: (matrix_loc.line, matrix_loc.column),
     })
+}
+
+/// The spec's `economics:`, every figure a positive number.
+fn checked_economics(
+    doc: &YamlDoc,
+    e: Option<&crate::economics::SpecEconomics>,
+) -> Result<Option<crate::economics::SpecEconomics>, SpecError> {
+    if let Some((field, value)) = e.and_then(crate::economics::SpecEconomics::invalid_figure) {
+        return Err(doc.error(
+            &format!("economics.{field}"),
+            format!("{value} must be a positive number"),
+        ));
+    }
+    Ok(e.cloned())
 }
 
 /// The `traces:` mapping: a path (relative to the spec file) or a URL to download.

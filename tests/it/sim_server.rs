@@ -151,6 +151,16 @@ async fn offload_hits_are_counted_and_cost_transfer_time() {
     let from_tier = sample(&m, "vllm:external_prefix_cache_hits_total", "");
     let in_hbm = sample(&m, "vllm:prefix_cache_hits_total", "");
     assert!(from_tier >= 1600.0 * 16.0, "{from_tier}");
+    // The same split under vLLM 0.32's by-tier names, which collect's cache-tier views read.
+    let by_source = |tier: &str| {
+        sample(
+            &m,
+            "vllm:prompt_tokens_cached_by_source_total",
+            &format!("source=\"{tier}\""),
+        )
+    };
+    assert_eq!(by_source("host"), from_tier);
+    assert_eq!(by_source("device"), in_hbm);
     assert_eq!(
         from_tier + in_hbm,
         2.0 * 31_984.0,
@@ -625,6 +635,8 @@ async fn startup_delay_answers_503_until_ready() {
         .await
         .expect("json");
     assert_eq!(models["data"][0]["id"], "llama-3.1-8b");
+    // The hardware it models, which collect prices and powers the cell as.
+    assert_eq!(models["data"][0]["sim_runner"], "h100");
 }
 
 #[test]

@@ -37,6 +37,24 @@ fn expect_error(text: &str, extra_args: &[&str], location: &str, message: &str) 
 }
 
 #[test]
+fn a_spec_price_that_is_not_positive_is_refused() {
+    let text = format!(
+        "{NATIVE}economics:\n  prices:\n    neocloud: {{usd_per_gpu_hour: -2, source: a quote, date: \"2026-05\"}}\n"
+    );
+    expect_error(
+        &text,
+        &[],
+        "14:16",
+        "field `economics.prices.neocloud.usd_per_gpu_hour`: -2 must be a positive number",
+    );
+    let text = format!("{NATIVE}economics:\n  prices:\n    spot: {{usd_per_gpu_hour: 1}}\n");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = write(dir.path(), "spec.yaml", &text);
+    let err = kvsweep_err(&["matrix", spec.to_str().expect("utf-8")]);
+    assert!(err.contains("unknown field `spot`"), "{err}");
+}
+
+#[test]
 fn the_valid_base_spec_passes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let spec = write(dir.path(), "spec.yaml", NATIVE);

@@ -99,6 +99,71 @@ fn check_flags(cases: &[Value]) -> HashMap<String, Value> {
     results
 }
 
+/// The distinct vLLM command lines kvsweep renders for the single-node vLLM AgentX jobs of the
+/// InferenceX master configs (tests/fixtures/inferencex), on runners/b200.yaml, as checker
+/// cases; those with MTP or decode context parallelism are checked on an MLA + MTP geometry.
+fn agentx_cases() -> Vec<Value> {
+    use std::io::Read as _;
+    let runners = RunnerSet::builtin().expect("built-in runners");
+    let runner = runners.get("b200").expect("b200");
+    let golden = repo_root().join("tests/fixtures/inferencex/golden/agentic.json.gz");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(golden).expect("golden"))
+        .read_to_string(&mut text)
+        .expect("gzip");
+    let jobs: Vec<Value> = serde_json::from_str(&text).expect("json");
+    let mut seen = std::collections::HashSet::new();
+    let mut cases = Vec::new();
+    for job in jobs
+        .iter()
+        .filter(|j| j["framework"] == "vllm" && j.get("tp").is_some())
+    {
+        let opts = kvsweep::spec::LoadOptions {
+            key: None,
+            runner: Some("b200"),
+            runners: &runners,
+        };
+        let sweep = match kvsweep::spec::load_text(Path::new("job.json"), job.to_string(), opts) {
+            Ok(s) => s,
+            Err(e) => {
+                // The one backend vLLM jobs use that kvsweep does not render.
+                assert!(e.message.contains("`mooncake`"), "{e}");
+                continue;
+            }
+        };
+        let overrides = kvsweep::render::CellOverrides {
+            traces: Some("/traces".into()),
+            port: 8000,
+            ..Default::default()
+        };
+        let mut plan =
+            kvsweep::render::plan(&sweep, &sweep.cells[0], runner, &overrides).expect("plan");
+        plan.model = "MODEL".into();
+        let launch = plan.launch(runner).expect("launch");
+        // Jobs that differ only in users differ only in the sequence cap: check one of them.
+        let mut shape = launch.args.clone();
+        if let Some(i) = shape.iter().position(|a| a == "--max-num-seqs") {
+            shape.drain(i..(i + 2).min(shape.len()));
+        }
+        if !seen.insert(shape) {
+            continue;
+        }
+        let mla = job["spec-decoding"] == "mtp" || job["dcp-size"] != 1;
+        let env: serde_json::Map<String, Value> = launch
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(v)))
+            .collect();
+        cases.push(json!({
+            "label": format!("AgentX {} on b200 ({})", job["exp-name"], job["image"]),
+            "argv": launch.args,
+            "env": env,
+            "geometry": if mla { Value::from("mla-mtp") } else { Value::Null },
+        }));
+    }
+    cases
+}
+
 /// Every vLLM command line of every runner × offload mode × backend, as a checker case.
 fn rendered_cases() -> Vec<Value> {
     let runners = RunnerSet::builtin().expect("built-in runners");
@@ -177,8 +242,11 @@ fn every_rendered_vllm_command_line_passes_vllms_own_parser_and_config_validatio
     }
 
     let mut cases = rendered_cases();
+    let agentx = agentx_cases();
+    assert!(agentx.len() >= 8, "{} AgentX cases", agentx.len());
+    cases.extend(agentx);
     let rendered = cases.len();
-    assert!(rendered >= 20, "{rendered} cases");
+    assert!(rendered >= 28, "{rendered} cases");
     // The checker must be able to fail: a flag vLLM does not have, and the offloading extra
     // config that vLLM 0.32 no longer takes (num_cpu_blocks instead of cpu_bytes_to_use).
     let serve = |extra: &[&str]| -> Vec<String> {

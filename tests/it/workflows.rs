@@ -160,7 +160,9 @@ fn the_sweep_workflow_has_the_documented_shape() {
     let inputs = wf["on"]["workflow_dispatch"]["inputs"]
         .as_mapping()
         .expect("workflow_dispatch inputs");
-    for input in ["spec", "key", "runner", "duration", "ref"] {
+    for input in [
+        "spec", "key", "runner", "duration", "filters", "shard", "ref",
+    ] {
         assert!(inputs.contains_key(input), "missing input {input}");
     }
     let jobs = &wf["jobs"];

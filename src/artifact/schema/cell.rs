@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::{JsonArtifact, required};
+use crate::economics::SpecEconomics;
 use crate::kinds::{EngineKind, OffloadBackend, TraceFormat};
 use crate::matrix_cell::Cell;
 use crate::trace_cache::RemoteTraces;
@@ -55,6 +56,9 @@ pub struct CellPlan {
     pub health_timeout_s: u64,
     /// When the cell's figures are a trustworthy point, for collect's verdict.
     pub validity: ValidityThresholds,
+    /// The spec's price and power figures in place of the runner's; absent where it gave none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub economics: Option<SpecEconomics>,
 }
 
 impl JsonArtifact for CellPlan {

@@ -81,4 +81,13 @@ impl Metadata {
             .iter()
             .find_map(|m| m["sim_speed"].as_f64())
     }
+
+    /// The runner whose GPUs the simulator modelled, when the server was the simulator and
+    /// said it.
+    pub fn sim_runner(&self) -> Option<&str> {
+        self.models.as_ref()?["data"]
+            .as_array()?
+            .iter()
+            .find_map(|m| m["sim_runner"].as_str())
+    }
 }

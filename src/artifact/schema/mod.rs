@@ -6,6 +6,7 @@
 //! reader refuses a version it does not know.
 
 mod cell;
+mod gpu;
 mod metadata;
 mod rows;
 mod status;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use super::write_json_atomic;
 
 pub use cell::CellPlan;
+pub use gpu::GpuRow;
 pub use metadata::{Metadata, TraceSetInfo};
 pub use rows::{MetricsRow, Outcome, RequestRow};
 pub use status::{CellState, Status};
@@ -295,6 +297,25 @@ mod tests {
             ..early
         };
         assert_eq!(late.sim_speed(), Some(4.0));
+    }
+
+    #[test]
+    fn a_gpu_row_has_the_columns_the_sampler_writes() {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.serialize(GpuRow {
+            time: 1.5,
+            gpu: "0".into(),
+            util_pct: None,
+            mem_used_mib: Some(10.0),
+            mem_total_mib: Some(80.0),
+            power_w: Some(350.5),
+        })
+        .expect("serialize");
+        let text = String::from_utf8(w.into_inner().expect("bytes")).expect("utf-8");
+        assert_eq!(
+            text.lines().next(),
+            Some(crate::metrics::gpu::COLUMNS.join(",").as_str())
+        );
     }
 
     #[test]

@@ -53,6 +53,8 @@ pub struct AppState {
     pub block_size: usize,
     /// How many times faster than modelled time the engine runs; `None` with `--instant`.
     pub speed: Option<f64>,
+    /// The runner whose GPUs are simulated: collect prices and powers the cell as that hardware.
+    pub runner: String,
     pub seed: u64,
     pub faults: Faults,
     pub ready_at: Instant,
@@ -142,6 +144,8 @@ async fn models(State(s): State<Arc<AppState>>) -> Response {
             "max_model_len": s.max_model_len,
             // A replay stores this answer in metadata.json: the report reads the speed there.
             "sim_speed": s.speed,
+            // ... and the hardware it modelled, whose price and power the cell's cost uses.
+            "sim_runner": s.runner,
         }],
     }))
     .into_response()

@@ -36,6 +36,7 @@ pub fn plan(cell: Cell, duration_s: u64) -> CellPlan {
         port: 8000,
         health_timeout_s: 60,
         validity: kvsweep::validity::ValidityThresholds::default(),
+        economics: None,
     }
 }
 

@@ -8,15 +8,19 @@ use crate::common::{self, cells::plan, sim::SimServer};
 use kvsweep::artifact::schema::JsonArtifact;
 use kvsweep::spec::Cell;
 
-/// A Mooncake trace of 50 sessions of 5 small turns, 200 ms of think time apart.
+/// A Mooncake trace of 50 sessions of 1 to 7 small turns, 100 to 300 ms of think time apart:
+/// sessions unlike each other, so that runs with different seeds (which shuffle the sessions)
+/// are different samples of the workload, as repeats on real hardware are.
 fn trace(dir: &Path) -> std::path::PathBuf {
     let mut text = String::new();
     for s in 0..50u32 {
-        for k in 0..5u32 {
+        let delay = 100 + 50 * (s % 5);
+        for k in 0..=(s % 7) {
             let hash_ids: Vec<String> = (0..=k).map(|j| (s * 10 + j).to_string()).collect();
             text.push_str(&format!(
-                "{{\"timestamp\":0,\"input_length\":{},\"output_length\":8,\"hash_ids\":[{}],\"session_id\":\"s{s}\",\"delay\":200}}\n",
+                "{{\"timestamp\":0,\"input_length\":{},\"output_length\":{},\"hash_ids\":[{}],\"session_id\":\"s{s}\",\"delay\":{delay}}}\n",
                 64 * (k + 1),
+                4 + 4 * (s % 3),
                 hash_ids.join(",")
             ));
         }
@@ -24,9 +28,10 @@ fn trace(dir: &Path) -> std::path::PathBuf {
     common::write(dir, "think.jsonl", &text)
 }
 
-/// One run of the 8-user cell `healthy` into `out`, with `users` replay users for `duration` s.
-fn run(out: &Path, sim: &SimServer, traces: &Path, users: u32, duration: u32) {
-    let (users, duration) = (users.to_string(), duration.to_string());
+/// One run of the 8-user cell `healthy` into `out`, with `users` replay users for `duration` s,
+/// the sessions shuffled by `seed`.
+fn run(out: &Path, sim: &SimServer, traces: &Path, users: u32, duration: u32, seed: u32) {
+    let (users, duration, seed) = (users.to_string(), duration.to_string(), seed.to_string());
     let done = common::run(
         common::kvsweep()
             .args([
@@ -39,7 +44,7 @@ fn run(out: &Path, sim: &SimServer, traces: &Path, users: u32, duration: u32) {
             ])
             .args(["--users", &users, "--duration", &duration, "--drain", "5"])
             // The first second is every user's first, shortest turn: not the steady mix.
-            .args(["--warmup-window", "1"])
+            .args(["--warmup-window", "1", "--seed", &seed])
             .arg("--traces")
             .arg(traces)
             .arg("--out")
@@ -82,10 +87,11 @@ fn repeated_cells_give_intervals_that_hold_a_long_run_and_compare_tests_the_diff
             &traces,
             8,
             5,
+            k,
         );
     }
     let long = dir.path().join("long");
-    run(&long.join("cells/healthy"), &sim, &traces, 8, 20);
+    run(&long.join("cells/healthy"), &sim, &traces, 8, 20, 100);
     let four = dir.path().join("four");
     for k in 1..=3 {
         run(
@@ -94,6 +100,7 @@ fn repeated_cells_give_intervals_that_hold_a_long_run_and_compare_tests_the_diff
             &traces,
             4,
             5,
+            10 + k,
         );
     }
     drop(sim);

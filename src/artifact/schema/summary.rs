@@ -133,7 +133,7 @@ pub struct Summary {
 
 impl JsonArtifact for Summary {
     const FILE: &'static str = "summary.json";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     fn format_version(&self) -> u32 {
         self.format_version
     }

@@ -171,12 +171,14 @@ async fn replay_session(
 ) {
     let session = &run.sessions[index];
     let scope = pass_scope(session.scope, pass);
-    let children = session_children(&run, user, index, scope, started);
-    let skip = if advance {
-        advance_skip(&run.args.control, scope, session.requests.len())
-    } else {
-        0
+    // An AgentX lane resumes its first play where its warm-up left it.
+    let agentx_start = (pass == 0).then(|| run.starts.get(&index)).flatten();
+    let skip = match agentx_start {
+        Some(&from) => from,
+        None if advance => advance_skip(&run.args.control, scope, session.requests.len()),
+        None => 0,
     };
+    let children = session_children(&run, user, index, scope, started, skip);
     let plan = Play {
         user,
         session_id: &session.id,
@@ -195,26 +197,60 @@ async fn replay_session(
     run.admission.leave(user);
 }
 
-/// Starts a session's subagents at their start times, in the parent's hash `scope`.
+/// Starts a session's subagents at their start times, in the parent's hash `scope`. A session
+/// started at request `skip` leaves out the subagents that started before that request and
+/// starts the others at their time from it.
 fn session_children(
     run: &Arc<Run>,
     user: u32,
     index: usize,
     scope: u64,
     started: Instant,
+    skip: usize,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    run.sessions[index]
+    let session = &run.sessions[index];
+    // Started part-way, the session's clock starts at request `skip`; subagents that started
+    // before the request before it (the AgentX start turn) are history.
+    let offset = |i: usize| {
+        session
+            .requests
+            .get(i)
+            .map_or(f64::INFINITY, |r| r.offset_s)
+    };
+    let (history_until, from) = match skip {
+        0 => (0.0, 0.0),
+        _ => (offset(skip - 1), offset(skip)),
+    };
+    let cap = run
+        .args
+        .agentx
+        .rules()
+        .trace_idle_gap_cap_s
+        .unwrap_or(f64::INFINITY);
+    session
         .children
         .iter()
         .enumerate()
+        .filter(|(_, child)| child.start_s >= history_until)
         .map(|(ci, child)| {
             let run = run.clone();
-            let at = started + Duration::from_secs_f64(child.start_s * run.args.time_scale);
+            let delay = (child.start_s - from).clamp(0.0, cap) * run.args.time_scale;
+            let at = started + Duration::from_secs_f64(delay);
             tokio::spawn(async move {
-                if run.deadline.is_some_and(|d| at >= d) {
-                    return;
+                match &run.system_idle {
+                    Some(idle) => {
+                        idle_wait(&run, idle, at).await;
+                        if run.expired() {
+                            return;
+                        }
+                    }
+                    None => {
+                        if run.deadline.is_some_and(|d| at >= d) {
+                            return;
+                        }
+                        tokio::time::sleep_until(at.into()).await;
+                    }
                 }
-                tokio::time::sleep_until(at.into()).await;
                 let child = &run.sessions[index].children[ci];
                 let plan = Play {
                     user,
@@ -262,10 +298,19 @@ async fn play(run: &Arc<Run>, p: &Play<'_>, requests: &[TraceRequest]) {
         }
         let scheduled =
             due(args, req, first_offset, started, prev_done).unwrap_or_else(Instant::now);
-        if run.deadline.is_some_and(|d| scheduled >= d) {
-            break;
+        if let Some(idle) = &run.system_idle {
+            // AgentX: the lane waits out its gap (the idle cap may shorten it) and keeps its
+            // trace until the deadline rather than leaving it for a new one.
+            idle_wait(run, idle, scheduled).await;
+            if run.expired() {
+                break;
+            }
+        } else {
+            if run.deadline.is_some_and(|d| scheduled >= d) {
+                break;
+            }
+            sleep_until_precise(scheduled).await;
         }
-        sleep_until_precise(scheduled).await;
 
         let (mut input, mut hash_ids) = (req.input_tokens, &req.hash_ids[..]);
         if args.max_context > 0 && input > args.max_context {
@@ -339,6 +384,20 @@ async fn play(run: &Arc<Run>, p: &Play<'_>, requests: &[TraceRequest]) {
         }
     }
     while pending.join_next().await.is_some() {}
+}
+
+/// Waits until `at` under the system-idle cap, or until the run's deadline if that comes first.
+async fn idle_wait(run: &Run, idle: &super::idle_gap::SystemIdle, at: Instant) {
+    let deadline = async {
+        match run.deadline {
+            Some(d) => tokio::time::sleep_until(d.into()).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = idle.wait_until(at) => {}
+        () = deadline => {}
+    }
 }
 
 /// When `req` is due: with `--fixed-schedule` at its trace offset from the session's start

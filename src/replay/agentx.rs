@@ -312,6 +312,36 @@ mod tests {
         assert_eq!(extra_warmup(0, 2, 10), 0);
     }
 
+    fn rules(extra: &[&str]) -> Rules {
+        crate::workload::replay::parse(extra)
+            .expect("test arguments parse")
+            .agentx
+            .rules()
+    }
+
+    #[test]
+    fn the_scenario_recycles_lanes_forces_output_lengths_and_caps_waits() {
+        let args = crate::workload::replay::parse(&["--scenario", "agentx"]).expect("parses");
+        let a = scenario_args(args.clone(), &args.agentx.rules());
+        assert!(a.recycle && a.ignore_eos);
+        assert_eq!(a.max_delay, 300.0, "the trace idle cap");
+        let plain = crate::workload::replay::parse(&["--max-delay", "60"]).expect("parses");
+        assert_eq!(scenario_args(plain.clone(), &plain.agentx.rules()), plain);
+    }
+
+    #[test]
+    fn each_run_busts_the_cache_with_its_own_marker() {
+        let bust = rules(&["--cache-bust", "first-turn-prefix"]);
+        let first = cache_bust_marker(&bust).expect("a marker");
+        std::thread::sleep(Duration::from_millis(2));
+        assert_ne!(
+            cache_bust_marker(&bust),
+            Some(first),
+            "a rerun gets another"
+        );
+        assert_eq!(cache_bust_marker(&rules(&[])), None);
+    }
+
     #[test]
     fn the_gate_waits_for_the_floor_then_stops_past_the_threshold() {
         let mut g = FailureGate::new(Some(0.10), 4);

@@ -472,13 +472,20 @@ fn agentx_matches_aiperf_inferencex_agentx_mvp_side_by_side() {
     eprintln!(
         "side by side: profiled kvsweep {} / AIPerf {}; input tokens {kv_prompt} / {ap_prompt}; \
          hit rate {kv_hit:.3} / {ap_hit:.3}; largest idle gap {kv_gap:.2} s / {ap_gap:.2} s; \
-         kvsweep lanes {:?}; AIPerf lanes (warm-up, profiled) {:?}",
+         kvsweep lanes (start, turns, profiled) {:?}; AIPerf lanes (warm-up, profiled) {:?}",
         kv_rows.len(),
         ap_profiled.len(),
         record
             .lanes
             .iter()
-            .map(|l| (&l.session, l.start_turn, l.turns))
+            .map(|l| {
+                let tree = format!("{}/", l.session);
+                let profiled = kv_rows
+                    .iter()
+                    .filter(|r| r["session"] == l.session || r["session"].starts_with(&tree))
+                    .count();
+                (&l.session, l.start_turn, l.turns, profiled)
+            })
             .collect::<Vec<_>>(),
         ap.iter()
             .filter(|r| r.phase == "warmup")
@@ -511,4 +518,42 @@ fn trace_input(traces: &Path, conversation: &str, turn: usize) -> f64 {
         .nth(turn)
         .and_then(|r| r["in"].as_f64())
         .unwrap_or_else(|| panic!("no turn {turn} in {conversation}"))
+}
+
+#[test]
+fn a_spec_runs_the_scenario_with_replay_scenario_agentx() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = common::write(
+        dir.path(),
+        "spec.yaml",
+        "name: agx\nmodel: {name: llama-3.1-8b, preset: llama-3.1-8b}\nengine: sim\n\
+         runners: [cpu]\ntraces: {path: traces}\n\
+         replay: {scenario: agentx, warmup_requests_per_lane: 1}\n\
+         tp: [1]\nusers: [2]\noffload: [\"off\"]\n",
+    );
+    let out = dir.path().join("out");
+    common::kvsweep_ok(&[
+        "render",
+        spec.to_str().expect("utf-8"),
+        "--cell",
+        "agx_cpu_tp1_users2_offloadoff",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    let script = std::fs::read_to_string(out.join("run.sh")).expect("script");
+    let replay = script
+        .lines()
+        .find(|l| l.starts_with("replay_cmd=("))
+        .expect("a replay command");
+    assert!(replay.contains(" --scenario agentx "), "{replay}");
+    assert!(replay.contains(" --warmup-requests-per-lane 1"), "{replay}");
+    let bad = common::write(
+        dir.path(),
+        "bad.yaml",
+        &std::fs::read_to_string(&spec)
+            .expect("spec")
+            .replace("scenario: agentx", "scenario: agentz"),
+    );
+    let err = common::kvsweep_err(&["matrix", bad.to_str().expect("utf-8")]);
+    assert!(err.contains("agentz"), "{err}");
 }

@@ -188,8 +188,9 @@ async fn replay_session(
         fresh: pass == 0 && skip == 0,
         started,
     };
-    play(&run, &plan, &session.requests).await;
-    for child in children {
+    let mut children = children;
+    play(&run, &plan, &session.requests, &mut children).await;
+    for (_, child) in children {
         let _ = child.await;
     }
     // Only now has the whole session, subagents included, stopped sending: before, another user
@@ -207,7 +208,7 @@ fn session_children(
     scope: u64,
     started: Instant,
     skip: usize,
-) -> Vec<tokio::task::JoinHandle<()>> {
+) -> Vec<Subagent> {
     let session = &run.sessions[index];
     // Started part-way, the session's clock starts at request `skip`; subagents that started
     // before the request before it (the AgentX start turn) are history.
@@ -236,7 +237,7 @@ fn session_children(
             let run = run.clone();
             let delay = (child.start_s - from).clamp(0.0, cap) * run.args.time_scale;
             let at = started + Duration::from_secs_f64(delay);
-            tokio::spawn(async move {
+            let handle = tokio::spawn(async move {
                 match &run.system_idle {
                     Some(idle) => {
                         idle_wait(&run, idle, at).await;
@@ -261,10 +262,29 @@ fn session_children(
                     fresh: false,
                     started: at,
                 };
-                play(&run, &plan, &child.requests).await;
-            })
+                play(&run, &plan, &child.requests, &mut Vec::new()).await;
+            });
+            (child.start_s, handle)
         })
         .collect()
+}
+
+/// A running subagent: its start in its parent's trace time, and its task.
+type Subagent = (f64, tokio::task::JoinHandle<()>);
+
+/// With `--scenario agentx`, waits for the subagents that start before `offset_s` (the next
+/// turn's time in the parent's trace) to finish: the parent's join turn follows its children.
+async fn join_subagents(run: &Run, children: &mut Vec<Subagent>, offset_s: f64) {
+    if children.is_empty() || !run.args.agentx.rules().join_subagents {
+        return;
+    }
+    let (done_before, rest): (Vec<_>, Vec<_>) = std::mem::take(children)
+        .into_iter()
+        .partition(|(start_s, _)| *start_s < offset_s);
+    *children = rest;
+    for (_, child) in done_before {
+        let _ = child.await;
+    }
 }
 
 /// Which requests of which session `play` sends, as whom.
@@ -282,7 +302,13 @@ struct Play<'a> {
 }
 
 /// Sends a list of requests in order, with the run's timing strategy.
-async fn play(run: &Arc<Run>, p: &Play<'_>, requests: &[TraceRequest]) {
+/// `children` are the session's subagents, joined before the turns that follow them (AgentX).
+async fn play(
+    run: &Arc<Run>,
+    p: &Play<'_>,
+    requests: &[TraceRequest],
+    children: &mut Vec<Subagent>,
+) {
     let args = &run.args;
     let (user, scope, block_size, started) = (p.user, p.scope, p.block_size, p.started);
     let mut state = PromptState::default();
@@ -296,6 +322,7 @@ async fn play(run: &Arc<Run>, p: &Play<'_>, requests: &[TraceRequest]) {
         if adaptive && user >= *run.target_users.borrow() {
             break;
         }
+        join_subagents(run, children, req.offset_s).await;
         let scheduled =
             due(args, req, first_offset, started, prev_done).unwrap_or_else(Instant::now);
         if let Some(idle) = &run.system_idle {

@@ -79,6 +79,9 @@ pub struct Rules {
     /// Requests ask for exactly the trace's output length (the scenario's
     /// `require_ignore_eos`).
     pub ignore_eos: bool,
+    /// A parent's turn waits for the subagents that started before it to finish (AIPerf gates
+    /// a parent's join turn on its children).
+    pub join_subagents: bool,
 }
 
 impl AgentxArgs {
@@ -122,6 +125,7 @@ impl AgentxArgs {
             failed_request_threshold: self.failed_request_threshold.or(by_scenario(0.10)),
             recycle: agentx,
             ignore_eos: agentx,
+            join_subagents: agentx,
         }
     }
 }
@@ -146,6 +150,7 @@ mod tests {
                 failed_request_threshold: None,
                 recycle: false,
                 ignore_eos: false,
+                join_subagents: false,
             }
         );
     }
@@ -162,7 +167,7 @@ mod tests {
         assert_eq!(r.trace_idle_gap_cap_s, Some(300.0));
         assert_eq!(r.cache_bust, CacheBust::FirstTurnPrefix);
         assert_eq!(r.failed_request_threshold, Some(0.10));
-        assert!(r.recycle && r.ignore_eos);
+        assert!(r.recycle && r.ignore_eos && r.join_subagents);
     }
 
     #[test]

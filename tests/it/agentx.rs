@@ -557,3 +557,77 @@ fn a_spec_runs_the_scenario_with_replay_scenario_agentx() {
     let err = common::kvsweep_err(&["matrix", bad.to_str().expect("utf-8")]);
     assert!(err.contains("agentz"), "{err}");
 }
+
+#[test]
+fn a_parents_turn_waits_for_the_subagents_started_before_it() {
+    let sim = SimServer::start(&["--speed", "50"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let traces = traces(dir.path(), &["0277"]);
+    // Start at turn 0 (primed), so turn 1 (t = 228 s) follows subagents 1-3 (t = 79-211 s).
+    let (out, ok, err) = replay(
+        &sim,
+        &traces,
+        dir.path(),
+        &[
+            "--scenario",
+            "agentx",
+            "--trajectory-start-min-ratio",
+            "0",
+            "--trajectory-start-max-ratio",
+            "0",
+            "--warmup-requests-per-lane",
+            "0",
+            "--time-scale",
+            "0.01",
+            "--duration",
+            "30",
+        ],
+    );
+    assert!(ok, "{err}");
+    let rows = requests(&out);
+    let first_pass: Vec<&HashMap<String, String>> = {
+        // Everything the tree sent before the root's turn 1.
+        let restart = rows
+            .iter()
+            .filter(|r| r["session"] == "trace_0277" && r["request_index"] == "1")
+            .map(|r| num(r, "sent_s"))
+            .fold(f64::INFINITY, f64::min);
+        assert!(restart.is_finite(), "turn 1 was never sent: {rows:?}");
+        rows.iter()
+            .filter(|r| r["session"] != "trace_0277" && num(r, "sent_s") < restart)
+            .collect()
+    };
+    let agents: std::collections::BTreeSet<&str> =
+        first_pass.iter().map(|r| r["session"].as_str()).collect();
+    for a in ["agent_001", "agent_002", "agent_003"] {
+        assert!(
+            agents.contains(format!("trace_0277/{a}").as_str()),
+            "{a} ran before turn 1"
+        );
+    }
+    // Turn 1 joins the subagents that started before it (agent_004 starts after it in the
+    // trace, but at its own offset from the session's start: see AGENTX.md).
+    let first_pass: Vec<_> = first_pass
+        .into_iter()
+        .filter(|r| r["session"] != "trace_0277/agent_004")
+        .collect();
+    let joined = first_pass
+        .iter()
+        .map(|r| num(r, "done_s"))
+        .fold(0.0, f64::max);
+    let turn1 = rows
+        .iter()
+        .find(|r| r["session"] == "trace_0277" && r["request_index"] == "1")
+        .expect("turn 1");
+    assert!(
+        num(turn1, "sent_s") >= joined,
+        "turn 1 sent at {} before its subagents finished at {joined}",
+        turn1["sent_s"]
+    );
+    let before_turn1 = |agent: &str| first_pass.iter().filter(|r| r["session"] == agent).count();
+    assert_eq!(
+        before_turn1("trace_0277/agent_002"),
+        12,
+        "every request of the subagent before turn 1"
+    );
+}

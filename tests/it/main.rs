@@ -8,6 +8,7 @@
 
 mod common;
 
+mod agentx;
 mod artifacts;
 mod cli;
 mod collect;

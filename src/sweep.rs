@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use tokio::runtime::Handle;
 
-use crate::artifact::schema::{CellState, JsonArtifact, Status};
+use crate::artifact::schema::{CellPlan, CellState, JsonArtifact, Status, Summary};
 use crate::cell;
 use crate::render::{self, CellOverrides};
 use crate::runner::RunnerSet;
@@ -42,14 +42,27 @@ pub struct SweepArgs {
     pub overrides: CellOverrides,
 }
 
-/// Whether a cell directory's `status.json` says the cell ran ok. A status that does not read
-/// (another version's, a hand-edited one) is said on stderr and the cell runs again.
+/// Whether a cell directory's `status.json` says the cell ran ok, with its plan and summary in
+/// this kvsweep's formats. An artifact that does not read (another version's, a hand-edited
+/// one) is said on stderr and the cell runs again.
 fn ran_ok(dir: &Path) -> bool {
     if !dir.join(Status::FILE).exists() {
         return false;
     }
-    match Status::read(dir) {
-        Ok(s) => s.status == CellState::Ok,
+    // A cell an older kvsweep left (artifacts of another format_version) runs again, rather
+    // than being skipped here and refused by collect.
+    let current_and_ok = || -> anyhow::Result<bool> {
+        if Status::read(dir)?.status != CellState::Ok {
+            return Ok(false);
+        }
+        let plan = CellPlan::read(dir)?;
+        if plan.workload.tester_kind().is_none() {
+            Summary::read(dir)?;
+        }
+        Ok(true)
+    };
+    match current_and_ok() {
+        Ok(ok) => ok,
         Err(e) => {
             eprintln!("kvsweep: {e:#}; running the cell again");
             false

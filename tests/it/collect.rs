@@ -260,6 +260,25 @@ fn a_local_sweep_runs_every_cell_collects_them_and_resumes() {
             .expect("status")
             .contains("\"ok\"")
     );
+
+    // An ok cell an older kvsweep left (another summary.json format) is run again, not skipped
+    // into a collect that would refuse it.
+    let old = out.join("cells/tiny_cpu_tp1_users1_offloadon/summary.json");
+    let mut summary = common::json(&old);
+    summary["format_version"] = serde_json::json!(1);
+    std::fs::write(&old, summary.to_string()).expect("write");
+    let third = run();
+    assert!(third.status.success(), "{}", common::stderr(&third));
+    let log = common::stderr(&third);
+    assert!(log.contains("summary.json"), "{log}");
+    assert!(
+        log.contains("[1/2] tiny_cpu_tp1_users1_offloadon: running"),
+        "{log}"
+    );
+    assert!(
+        log.contains("[2/2] tiny_cpu_tp1_users2_offloadon: ok before, skipped"),
+        "{log}"
+    );
 }
 
 /// Collects synthetic cells of `users` × on/off, throughput scaled by `scale`, into `dir`.

@@ -35,6 +35,9 @@ pub struct SweepArgs {
     /// Run every cell again, even those whose last run was ok.
     #[arg(long)]
     pub rerun: bool,
+    /// Run each cell this many times (over the spec's `repeats:`), into cells/<cell>/repeat-K/.
+    #[arg(long)]
+    pub repeats: Option<u32>,
     #[command(flatten)]
     pub overrides: CellOverrides,
 }
@@ -78,6 +81,7 @@ pub fn run(
     let mut overrides = args.overrides.clone();
     // Cells run one at a time on this host: each engine gets a free port.
     overrides.port = 0;
+    let repeats = crate::repeats::resolve(args.repeats, sweep.settings.repeats)?;
     let mut plans = Vec::new();
     for cell in &sweep.cells {
         let runner = render::cell_runner(&sweep, cell, runners)?;
@@ -90,6 +94,17 @@ pub fn run(
         runtime.block_on(cell::fetch_traces(plan))?;
     }
 
+    // Each repeat is a run of its own, with its own folder, status and resume.
+    let cells = &cells_dir;
+    let plans: Vec<_> = plans
+        .into_iter()
+        .flat_map(|(plan, runner)| {
+            (1..=repeats).map(move |k| {
+                let dir = crate::repeats::dir(&cells.join(&plan.cell.name), k, repeats);
+                (plan.clone(), runner, dir)
+            })
+        })
+        .collect();
     let total = plans.len();
     let started = Instant::now();
     let mut ran = 0u32;
@@ -99,8 +114,7 @@ pub fn run(
         sweep.settings.name,
         args.out.display()
     );
-    for (i, (mut plan, runner)) in plans.into_iter().enumerate() {
-        let dir = cells_dir.join(&plan.cell.name);
+    for (i, (mut plan, runner, dir)) in plans.into_iter().enumerate() {
         let n = i + 1;
         if !args.rerun && ran_ok(&dir) {
             eprintln!("[{n}/{total}] {}: ok before, skipped", plan.cell.name);

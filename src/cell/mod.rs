@@ -21,6 +21,7 @@ use crate::engine;
 use crate::engine::process::{self, EngineProcess};
 use crate::metrics::{self, MetricsArgs};
 use crate::render::{self, CellOverrides, CellPlan, CellSelector};
+use crate::repeats;
 use crate::replay::{self, ReplayOutcome};
 use crate::runner::{Runner, RunnerSet};
 use crate::shutdown::{Shutdown, StopSignal, stop_when};
@@ -42,6 +43,9 @@ pub struct RunCellArgs {
     /// The most bytes the zip may hold before packing is refused.
     #[arg(long, default_value_t = artifact::ZIP_CAP_BYTES)]
     pub zip_cap_bytes: u64,
+    /// Run the cell this many times (over the spec's `repeats:`), into OUT/repeat-K/.
+    #[arg(long)]
+    pub repeats: Option<u32>,
     #[command(flatten)]
     pub overrides: CellOverrides,
 }
@@ -349,11 +353,20 @@ pub fn run(
 ) -> Result<()> {
     let (sweep, cell, runner) = render::select(&args.cell, runners)?;
     let mut plan = render::plan(&sweep, &cell, runner, &args.overrides)?;
-    if plan.port == 0 {
-        plan.port = free_port()?;
-    }
+    let fixed_port = plan.port != 0;
     let interrupt = shutdown.watch()?;
-    let status = runtime.block_on(run_planned(&plan, runner, &args.out, interrupt))?;
+    let n = repeats::resolve(args.repeats, sweep.settings.repeats)?;
+    let mut status = Status::new(CellState::Failed, "not run");
+    for k in 1..=n {
+        if !fixed_port {
+            plan.port = free_port()?;
+        }
+        let out = repeats::dir(&args.out, k, n);
+        status = runtime.block_on(run_planned(&plan, runner, &out, interrupt.clone()))?;
+        if status.status != CellState::Ok {
+            break;
+        }
+    }
     if let Some(zip) = &args.zip {
         let bytes = artifact::pack_zip(&args.out, zip, args.zip_cap_bytes)?;
         eprintln!("kvsweep: packed {bytes} bytes into {}", zip.display());

@@ -5,8 +5,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
+use indexmap::IndexMap;
+
+use super::validity;
 use crate::artifact::ZIP_EXPAND_CAP;
-use crate::artifact::schema::{CellPlan, JsonArtifact, MetricsRow, Status, Summary, read_csv_rows};
+use crate::artifact::schema::{
+    CellPlan, JsonArtifact, MetricsRow, RequestRow, Status, Summary, read_csv_rows,
+};
+use crate::student_t::Sample;
 
 /// Columns of `summary.csv`, in order (the field order of [`CellResult`]).
 pub const SUMMARY_COLUMNS: &[&str] = &[
@@ -57,6 +63,10 @@ pub const SUMMARY_COLUMNS: &[&str] = &[
     "oracle_lru_hit_rate",
     "oracle_capacity_tokens",
     "offload_bytes",
+    "valid",
+    "invalid_reasons",
+    "warmup_window_s",
+    "repeats",
     // Cost, energy and cache tiers (collect::cost, collect::tiers).
     "usd_per_mtok_total_hyperscaler",
     "usd_per_mtok_input_hyperscaler",
@@ -142,6 +152,18 @@ pub struct CellResult {
     pub oracle_capacity_tokens: Option<f64>,
     /// Bytes moved between GPU and host cache tiers, both ways, as the server counted them.
     pub offload_bytes: Option<f64>,
+    /// Whether the cell is a trustworthy point (`collect::validity`): an invalid one stays in
+    /// the tables and plots, marked, and is never on a frontier.
+    pub valid: bool,
+    /// Why it is not, `; `-separated; empty when valid.
+    pub invalid_reasons: String,
+    /// Requests sent in the run's first this many seconds are left out of its figures.
+    pub warmup_window_s: f64,
+    /// How many runs of the cell its figures are the mean of (their spread: `repeats.csv`).
+    pub repeats: u32,
+    /// Per metric, the repeats' count, mean and standard deviation (empty for one run).
+    #[serde(skip)]
+    pub spread: IndexMap<&'static str, Sample>,
     // Cost and energy (collect::cost): empty where the runner has no price or power figures.
     /// $ per million total, input and output tokens under each of the runner's prices.
     pub usd_per_mtok_total_hyperscaler: Option<f64>,
@@ -203,9 +225,10 @@ impl CellResult {
         }
     }
 
-    /// Whether the cell is a result: it finished ok, with at most 10% failed requests.
+    /// Whether the cell is a result: it finished (ok, or stopped early with what it recorded
+    /// kept), with at most 10% failed requests. A result can still be an invalid point.
     pub fn gate(&self) -> std::result::Result<(), String> {
-        if self.status != "ok" {
+        if self.status != "ok" && self.status != "partial" {
             return Err(format!("status {}", self.status));
         }
         if self.requests_ok == 0 {
@@ -340,6 +363,20 @@ pub fn load(dir: &Path) -> Result<CellResult> {
     }
     let status: Status = read(dir)?;
     let summary: Summary = read(dir)?;
+    if !dir.join(RequestRow::FILE).exists() {
+        bail!("missing {}", RequestRow::FILE);
+    }
+    let requests = read_csv_rows(
+        &dir.join(RequestRow::FILE),
+        |r: &RequestRow| r.format_version,
+        RequestRow::VERSION,
+    )?;
+    let verdict = validity::judge(&validity::Evidence {
+        plan: &plan,
+        status: &status,
+        summary: &summary,
+        requests: &requests,
+    });
     let tp = plan.cell.tp;
     let gpus = f64::from(tp.max(1));
     let tput = &summary.throughput;
@@ -400,6 +437,11 @@ pub fn load(dir: &Path) -> Result<CellResult> {
         oracle_lru_hit_rate: None,
         oracle_capacity_tokens: None,
         offload_bytes,
+        valid: verdict.valid(),
+        invalid_reasons: verdict.reasons.join("; "),
+        warmup_window_s: summary.warmup_window_s,
+        repeats: 1,
+        spread: IndexMap::new(),
         usd_per_mtok_total_hyperscaler: None,
         usd_per_mtok_input_hyperscaler: None,
         usd_per_mtok_output_hyperscaler: None,

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+use super::significance::{self, Spread};
 use crate::pareto::{self, PANELS};
 use crate::plot::{Chart, Mark, PALETTE, Series};
 
@@ -104,6 +105,7 @@ pub fn run(args: &CompareArgs) -> Result<()> {
     let fb = parse_filters(&args.b_where)?;
     let a = keep(read_summary(&args.a)?, &fa, "a")?;
     let b = keep(read_summary(&args.b)?, &fb, "b")?;
+    let (spread_a, spread_b) = (Spread::beside(&args.a)?, Spread::beside(&args.b)?);
     let match_on: Vec<&str> = MATCH_ON
         .iter()
         .copied()
@@ -124,11 +126,19 @@ pub fn run(args: &CompareArgs) -> Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))?;
     let mut header = vec!["match".to_owned(), "a_cell".into(), "b_cell".into()];
     for m in METRICS {
-        header.extend([format!("{m}_a"), format!("{m}_b"), format!("{m}_ratio")]);
+        header.extend([
+            format!("{m}_a"),
+            format!("{m}_b"),
+            format!("{m}_ratio"),
+            format!("{m}_p_value"),
+            format!("{m}_significant"),
+        ]);
     }
     w.write_record(&header)?;
     let mut matched = 0usize;
     let mut tput_ratios = Vec::new();
+    // Per metric: matched cells with repeats on both sides, and how many differ significantly.
+    let mut tested: indexmap::IndexMap<&str, (usize, usize)> = indexmap::IndexMap::new();
     for ra in &a {
         let k = key(ra);
         let Some(rb) = b_by_key.get(&k) else {
@@ -154,6 +164,15 @@ pub fn run(args: &CompareArgs) -> Result<()> {
             for v in [va, vb, ratio] {
                 rec.push(v.map(|v| format!("{v}")).unwrap_or_default());
             }
+            let cell = |r: &Row| r.get("cell").cloned().unwrap_or_default();
+            let welch = significance::test(&spread_a, &cell(ra), &spread_b, &cell(rb), m);
+            if let Some((_, significant)) = welch {
+                let t = tested.entry(*m).or_insert((0, 0));
+                t.0 += 1;
+                t.1 += usize::from(significant);
+            }
+            rec.push(welch.map(|(p, _)| format!("{p}")).unwrap_or_default());
+            rec.push(welch.map(|(_, s)| s.to_string()).unwrap_or_default());
         }
         w.write_record(&rec)?;
     }
@@ -181,6 +200,17 @@ pub fn run(args: &CompareArgs) -> Result<()> {
         args.b_label,
         args.a_label
     );
+    for (metric, (n, significant)) in &tested {
+        eprintln!(
+            "compare: {metric}: {significant} of {n} matched cells differ significantly (Welch's t-test, {:.0} %)",
+            significance::ALPHA * 100.0
+        );
+    }
+    if tested.is_empty() {
+        eprintln!(
+            "compare: no repeats on both sides (repeats.csv), so no difference is tested against the noise"
+        );
+    }
     println!("{}", path.display());
     Ok(())
 }
@@ -194,8 +224,14 @@ fn overlay(panel: &pareto::Panel, a: &[Row], b: &[Row], a_label: &str, b_label: 
             .iter()
             .filter_map(|r| Some((num(r, x_col)?, num(r, y_col)?)))
             .collect();
-        let on = pareto::frontier(&pts, panel.better);
-        let mut front: Vec<(f64, f64)> = pts
+        // An invalid cell is drawn but, as in collect, never on a frontier.
+        let valid: Vec<(f64, f64)> = rows
+            .iter()
+            .filter(|r| r.get("valid").is_none_or(|v| v != "false"))
+            .filter_map(|r| Some((num(r, x_col)?, num(r, y_col)?)))
+            .collect();
+        let on = pareto::frontier(&valid, panel.better);
+        let mut front: Vec<(f64, f64)> = valid
             .iter()
             .zip(&on)
             .filter(|(_, o)| **o)

@@ -152,13 +152,17 @@ fn panel_metric(panel: &Panel) -> (&'static str, Better) {
 
 /// Applies the North Star policy to one panel's frontier over `cells` (one comparison group):
 /// `on[i]` stays true only if cell `i` is also on the frontier of the panel's metric against
-/// E2E-normalized interactivity P90. A cell without that figure cannot be a North Star winner;
+/// E2E-normalized interactivity P90 among the group's valid cells. A cell without that figure
+/// (or an invalid one) cannot be a North Star winner;
 /// a group where no cell has it (cells without per-request records) keeps its frontier as is.
 pub fn north_star(panel: &Panel, cells: &[&CellResult], on: &mut [bool]) {
     let (metric, better) = panel_metric(panel);
     let points: Vec<Option<(f64, f64)>> = cells
         .iter()
         .map(|c| {
+            if !c.valid {
+                return None;
+            }
             Some((c.column(NORTH_STAR_COLUMN)?, c.column(metric)?))
                 .filter(|(x, y)| x.is_finite() && y.is_finite())
         })

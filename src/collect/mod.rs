@@ -8,7 +8,10 @@ pub mod cells;
 pub mod compare;
 pub mod cost;
 pub mod inferencex;
+pub mod repeats;
+pub mod significance;
 pub mod tiers;
+pub mod validity;
 
 use std::path::{Path, PathBuf};
 
@@ -87,8 +90,7 @@ pub fn pareto_rows(cells: &[CellResult]) -> Vec<ParetoRow> {
                 .iter()
                 .filter_map(|c| Some((*c, panel_point(panel, c)?)))
                 .collect();
-            let pts: Vec<(f64, f64)> = placed.iter().map(|(_, p)| *p).collect();
-            let mut on = pareto::frontier(&pts, panel.better);
+            let mut on = validity_frontier(&placed, panel.better);
             let group_cells: Vec<&CellResult> = placed.iter().map(|(c, _)| *c).collect();
             inferencex::north_star(panel, &group_cells, &mut on);
             rows.extend(placed.iter().zip(on).map(|((c, (x, y)), on)| ParetoRow {
@@ -102,6 +104,20 @@ pub fn pareto_rows(cells: &[CellResult]) -> Vec<ParetoRow> {
         }
     }
     rows
+}
+
+/// The frontier of the valid points only: an invalid point is drawn but never on it.
+fn validity_frontier(placed: &[(&CellResult, (f64, f64))], better: pareto::Better) -> Vec<bool> {
+    let valid: Vec<(f64, f64)> = placed
+        .iter()
+        .filter(|(c, _)| c.valid)
+        .map(|(_, p)| *p)
+        .collect();
+    let mut on_valid = pareto::frontier(&valid, better).into_iter();
+    placed
+        .iter()
+        .map(|(c, _)| c.valid && on_valid.next().unwrap_or(false))
+        .collect()
 }
 
 fn write_csv<T: Serialize>(path: &Path, rows: &[T], header_if_empty: &[&str]) -> Result<()> {
@@ -190,12 +206,18 @@ pub fn collect_priced(
             }),
         }
     }
+    let (mut results, repeat_rows) = repeats::merge(results);
     results.sort_by(|a, b| {
         (&a.runner, &a.offload, a.tp, a.users, &a.name)
             .cmp(&(&b.runner, &b.offload, b.tp, b.users, &b.name))
     });
     skipped.sort_by(|a, b| a.cell.cmp(&b.cell));
     write_csv(&out.join("summary.csv"), &results, cells::SUMMARY_COLUMNS)?;
+    write_csv(
+        &out.join("repeats.csv"),
+        &repeat_rows,
+        repeats::REPEAT_COLUMNS,
+    )?;
     write_csv(
         &out.join("skipped.csv"),
         &skipped,

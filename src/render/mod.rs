@@ -222,6 +222,7 @@ pub fn plan(sweep: &Sweep, cell: &Cell, runner: &Runner, o: &CellOverrides) -> R
         health_timeout_s: o
             .health_timeout
             .unwrap_or_else(|| engine.default_health_timeout_s()),
+        validity: s.validity.clone(),
         economics: s.economics.clone(),
     })
 }

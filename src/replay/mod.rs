@@ -12,11 +12,13 @@
 //! result files) and `progress` (what the terminal shows); this module runs them in order and
 //! says how the run ended.
 
+mod client_cpu;
 pub mod control;
 mod exchange;
 pub mod feedback;
 mod output;
 mod progress;
+mod saturation;
 mod schedule;
 mod state;
 mod target;
@@ -152,6 +154,7 @@ pub async fn replay(args: ReplayArgs, mut stop: StopSignal) -> Result<ReplayOutc
         &engine,
         &args.url,
         args.control.clone(),
+        args.warmup_window,
     )?;
     let (tx, rx) = mpsc::unbounded_channel();
     let run = Arc::new(Run::new(
@@ -270,10 +273,14 @@ async fn watch(
         args.control.max_consecutive_errors,
         args.control.circuit_breaker_window,
     );
+    let mut saturation = saturation::SaturationWatch::new(args.stop_when_saturated);
     let reason = loop {
         tokio::select! {
             Some(r) = rx.recv() => {
                 collector.add(&r)?;
+                if let (Some(w), Some(ttft)) = (saturation.as_mut(), r.ttft_ms) {
+                    w.record_ttft(r.sent_s, ttft);
+                }
                 if let Some(why) = breaker.record(r.outcome == Outcome::Ok, r.done_s) {
                     break Some(Stop::Breaker(why));
                 }
@@ -291,6 +298,9 @@ async fn watch(
                     collector.set_adaptive(c.summary());
                 }
                 progress.show(now, active, collector.progress());
+                if let Some(why) = saturation.as_mut().and_then(|w| w.sample(now, run.in_flight.load(Ordering::Relaxed))) {
+                    break Some(Stop::Saturated(why));
+                }
                 if run.deadline.is_some_and(|d| Instant::now() >= d + Duration::from_secs_f64(args.drain.max(0.0))) {
                     break None;
                 }
@@ -320,6 +330,8 @@ fn verdict(
 ) -> (CellState, String) {
     match reason {
         Some(Stop::Signal(r) | Stop::Breaker(r)) => (CellState::Failed, r),
+        // What it recorded is kept: an invalid point with its reason, not a failed cell.
+        Some(Stop::Saturated(r)) => (CellState::Partial, r),
         None if requests == 0 => (
             CellState::Failed,
             format!(
@@ -343,6 +355,8 @@ enum Stop {
     Signal(String),
     /// The circuit breaker: a wall of errors.
     Breaker(String),
+    /// The over-saturation stop: the queue kept growing (`--stop-when-saturated`).
+    Saturated(String),
 }
 
 fn unix(t: SystemTime) -> f64 {

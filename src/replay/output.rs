@@ -20,6 +20,7 @@ use crate::artifact::schema::{
     Summary, Throughput, summary_definitions,
 };
 
+use super::client_cpu::CpuClock;
 use super::control;
 use crate::openai::client::Outcome;
 use crate::workload::control::ControlArgs;
@@ -235,6 +236,10 @@ pub struct Collector {
     attempts: u64,
     adaptive: Option<Value>,
     open_loop: Option<Value>,
+    /// Requests sent before this (seconds from the start) stay out of the run's figures.
+    warmup_window_s: f64,
+    warmup_requests: u64,
+    cpu: CpuClock,
 }
 
 /// A closed assessment period, for the adaptive controller.
@@ -312,6 +317,7 @@ impl Collector {
         engine: &str,
         endpoints: &[String],
         control: ControlArgs,
+        warmup_window_s: f64,
     ) -> Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let requests = CsvLog::create(&dir.join(RequestRow::FILE), RequestRow::COLUMNS)?;
@@ -340,6 +346,9 @@ impl Collector {
             attempts: 0,
             adaptive: None,
             open_loop: None,
+            warmup_window_s,
+            warmup_requests: 0,
+            cpu: CpuClock::start(),
         })
     }
 
@@ -382,10 +391,17 @@ impl Collector {
             self.fresh.1 += u64::from(r.prompt_tokens.unwrap_or(r.trace_input_tokens));
             self.fresh.2 += u64::from(r.cached_tokens.unwrap_or(0));
         }
-        self.run.add(r, &self.control);
         self.period.add(r, &self.control);
+        let warming = r.sent_s < self.warmup_window_s;
+        if warming {
+            self.warmup_requests += 1;
+        } else {
+            self.run.add(r, &self.control);
+        }
         if let Some((_, run, period)) = self.endpoints.get_mut(r.endpoint) {
-            run.add(r, &self.control);
+            if !warming {
+                run.add(r, &self.control);
+            }
             period.add(r, &self.control);
         }
         Ok(())
@@ -495,7 +511,7 @@ impl Collector {
 
     pub fn write_summary(&self, duration_s: f64, completed: bool) -> Result<()> {
         let w = &self.run;
-        let d = duration_s.max(1e-9);
+        let d = (duration_s - self.warmup_window_s).max(1e-9);
         let interactivity = if w.interactivity.is_empty() {
             Quantiles::default()
         } else {
@@ -563,6 +579,9 @@ impl Collector {
             adaptive: self.adaptive.clone(),
             open_loop: self.open_loop.clone(),
             endpoints,
+            warmup_window_s: self.warmup_window_s,
+            warmup_requests: self.warmup_requests,
+            client_cpu: self.cpu.reading(),
             definitions: summary_definitions(),
         }
         .write(&self.dir)

@@ -262,7 +262,13 @@ async fn play(run: &Arc<Run>, p: &Play<'_>, requests: &[TraceRequest]) {
         }
         let scheduled =
             due(args, req, first_offset, started, prev_done).unwrap_or_else(Instant::now);
-        if run.deadline.is_some_and(|d| scheduled >= d) {
+        if let Some(d) = run.deadline
+            && scheduled >= d
+        {
+            // The user is still thinking when the run ends: it thinks until then, instead of
+            // starting its next session at once (every user bursting through first turns in
+            // the run's last think time, which no steady state has).
+            tokio::time::sleep_until(d.into()).await;
             break;
         }
         sleep_until_precise(scheduled).await;

@@ -3,6 +3,8 @@
 //! ([`story`]).
 
 mod cost;
+mod interval_bars;
+mod invalid_points;
 mod story;
 mod tiers;
 
@@ -66,6 +68,7 @@ pub fn panel_chart(
     modes.sort_unstable();
     modes.dedup();
     let mut series = Vec::new();
+    let mut invalid_rows = Vec::new();
     for mode in modes {
         let group = format!("{runner}/{mode}");
         let rows: Vec<&ParetoRow> = pareto
@@ -86,6 +89,9 @@ pub fn panel_chart(
             .map(|r| (r.x, r.y))
             .collect();
         front.sort_by(|a, b| a.0.total_cmp(&b.0));
+        series.extend(interval_bars::bars(panel, &rows, cells, mode_color(mode)));
+        let (rows, invalid) = invalid_points::split(rows, cells);
+        invalid_rows.extend(invalid);
         series.push(Series {
             label: format!("offload {mode}"),
             points: rows.iter().map(|r| (r.x, r.y)).collect(),
@@ -101,6 +107,7 @@ pub fn panel_chart(
             point_labels: Vec::new(),
         });
     }
+    series.extend(invalid_points::series(&invalid_rows, cells));
     Chart {
         title: format!("{}: {}", panel.title, subject(cells)),
         x_label: panel.x_label.into(),
@@ -161,7 +168,8 @@ fn best(values: impl Iterator<Item = Option<f64>>, lower: bool) -> Option<f64> {
 
 fn headline(cells: &[CellResult]) -> Vec<HeadlineRow> {
     let mut groups: BTreeMap<(&str, &str), Vec<&CellResult>> = BTreeMap::new();
-    for c in cells {
+    // An invalid point is no one's best.
+    for c in cells.iter().filter(|c| c.valid) {
         groups
             .entry((c.runner.as_str(), c.offload.as_str()))
             .or_default()

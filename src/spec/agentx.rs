@@ -204,6 +204,8 @@ pub(super) fn load(doc: &YamlDoc, opts: LoadOptions<'_>) -> Result<Sweep, SpecEr
             offload_budget,
             offload_backend: backend,
             economics: None,
+            validity: crate::validity::ValidityThresholds::default(),
+            repeats: 1,
         },
         cells: vec![cell],
         matrix_field: String::new(),

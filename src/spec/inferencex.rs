@@ -148,6 +148,8 @@ pub(super) fn load(
             engine_args: Vec::new(),
             offload_budget: None,
             offload_backend: OffloadBackend::Native,
+            validity: crate::validity::ValidityThresholds::default(),
+            repeats: 1,
             economics: None,
         },
         cells,

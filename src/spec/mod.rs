@@ -112,6 +112,10 @@ pub struct Settings {
     pub engine_args: Vec<String>,
     pub offload_budget: Option<OffloadBudget>,
     pub offload_backend: OffloadBackend,
+    /// When a cell's figures are a trustworthy point (the spec's `validity:`, else defaults).
+    pub validity: crate::validity::ValidityThresholds,
+    /// How many times each cell runs (the spec's `repeats:`, default 1).
+    pub repeats: u32,
     /// Price and power figures in place of the runners' (`economics:`), for collect.
     pub economics: Option<crate::economics::SpecEconomics>,
 }

@@ -53,6 +53,11 @@ struct NativeSpec {
     exclude: Vec<CellFilter>,
     #[serde(default)]
     include: Vec<ExtraCell>,
+    /// Overrides of the thresholds that make a cell a trustworthy point.
+    #[serde(default)]
+    validity: crate::validity::ValidityOverrides,
+    /// How many times each cell runs, each with a fresh engine (and so an empty cache).
+    repeats: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -145,6 +150,13 @@ pub(super) fn load(doc: &YamlDoc, opts: LoadOptions<'_>) -> Result<Sweep, SpecEr
         .map(|t| resolve_traces(doc, t))
         .transpose()?;
     let workload = resolve_workload(doc, &spec)?;
+    let validity = spec
+        .validity
+        .resolve()
+        .map_err(|field| doc.error(&format!("validity.{field}"), "must be a number at least 0"))?;
+    if spec.repeats == Some(0) {
+        return Err(doc.error("repeats", "must be at least 1"));
+    }
     if spec.duration_s == Some(0) {
         return Err(doc.error("duration_s", "must be at least 1 second"));
     }
@@ -197,6 +209,8 @@ pub(super) fn load(doc: &YamlDoc, opts: LoadOptions<'_>) -> Result<Sweep, SpecEr
             engine_args: spec.engine_args.clone(),
             offload_budget,
             offload_backend: spec.offload_backend,
+            validity,
+            repeats: spec.repeats.unwrap_or(1),
             economics: checked_economics(doc, spec.economics.as_ref())?,
         },
         cells,

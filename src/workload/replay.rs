@@ -68,6 +68,14 @@ pub struct ReplayArgs {
     /// at once.
     #[arg(long, default_value_t = 0.0)]
     pub ramp_up: f64,
+    /// Requests sent in the first this many seconds are recorded in requests.csv but left out of
+    /// summary.json's figures: the server's caches and queues are still filling.
+    #[arg(long, default_value_t = 0.0)]
+    pub warmup_window: f64,
+    /// From this many seconds on, stop the run when it is over-saturated (requests in flight and
+    /// TTFT both rising through the run): such a point can only be invalid. 0: never.
+    #[arg(long, default_value_t = 0.0)]
+    pub stop_when_saturated: f64,
     /// Seconds after --duration to wait for answers still streaming; requests still running then
     /// are abandoned (counted in metadata.json, not in requests.csv).
     #[arg(long, default_value_t = 30.0)]
@@ -125,6 +133,16 @@ impl ReplayArgs {
     pub fn validate(&self) -> Result<()> {
         if self.users == 0 {
             bail!("--users must be at least 1");
+        }
+        if !(self.warmup_window.is_finite() && self.warmup_window >= 0.0) {
+            bail!("--warmup-window must be a number of seconds at least 0");
+        }
+        if self.duration > 0.0 && self.warmup_window >= self.duration {
+            bail!(
+                "--warmup-window {} leaves nothing of --duration {} to measure",
+                self.warmup_window,
+                self.duration
+            );
         }
         Ok(())
     }

@@ -183,7 +183,7 @@ fn a_good_run_leaves_only_the_whitelisted_files_and_status_ok() {
     );
     assert!(
         lines[2].contains(
-            " replay --model llama-3.1-8b --api completions --format kvct --users 8 --duration 25 "
+            " replay --model llama-3.1-8b --api completions --format kvct --users 8 --duration 14 "
         ),
         "{commands}"
     );

@@ -9,6 +9,7 @@ use crate::economics::SpecEconomics;
 use crate::kinds::{EngineKind, OffloadBackend, TraceFormat};
 use crate::matrix_cell::Cell;
 use crate::trace_cache::RemoteTraces;
+use crate::validity::ValidityThresholds;
 use crate::workload::Workload;
 
 /// `cell.json`: everything about one cell that the script and run-cell were given.
@@ -53,6 +54,8 @@ pub struct CellPlan {
     pub workload: Workload,
     pub port: u16,
     pub health_timeout_s: u64,
+    /// When the cell's figures are a trustworthy point, for collect's verdict.
+    pub validity: ValidityThresholds,
     /// The spec's price and power figures in place of the runner's; absent where it gave none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub economics: Option<SpecEconomics>,

@@ -26,7 +26,7 @@ pub use metadata::{Metadata, TraceSetInfo};
 pub use rows::{MetricsRow, Outcome, RequestRow};
 pub use status::{CellState, Status};
 pub use summary::{
-    CacheUse, EndpointSummary, Goodput, Quantiles, RequestCounts, Summary, Throughput,
+    CacheUse, ClientCpu, EndpointSummary, Goodput, Quantiles, RequestCounts, Summary, Throughput,
     summary_definitions,
 };
 

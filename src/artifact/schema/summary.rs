@@ -78,6 +78,21 @@ pub struct EndpointSummary {
     pub cache_hit_rate: Option<f64>,
 }
 
+/// The replay process's CPU use over its run (user + system), against the cores it may use.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClientCpu {
+    pub cpu_s: f64,
+    /// Time its threads were ready to run but waited for a core (Linux schedstat; 0 elsewhere).
+    pub runqueue_wait_s: f64,
+    pub wall_s: f64,
+    pub cores: u32,
+    /// `cpu_s / (wall_s * cores)`: 1 is every core busy for the whole run.
+    pub utilization: f64,
+    /// `(cpu_s + runqueue_wait_s) / (wall_s * cores)`: how much of its cores the client wanted;
+    /// near or past 1, the client was saturated.
+    pub demand: f64,
+}
+
 /// `summary.json`: a replay's figures over the whole run, rewritten at each period's end.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
@@ -105,13 +120,20 @@ pub struct Summary {
     pub open_loop: Option<Value>,
     /// Per endpoint, when the run had more than one.
     pub endpoints: Vec<EndpointSummary>,
+    /// Requests sent in the first this many seconds are in requests.csv but not in these
+    /// figures (the warm-up window; 0: none); throughput is over the rest of the run.
+    pub warmup_window_s: f64,
+    /// Requests the warm-up window left out of the figures.
+    pub warmup_requests: u64,
+    /// The replay's own CPU use: a saturated client makes the run invalid.
+    pub client_cpu: ClientCpu,
     /// What each figure means, by name.
     pub definitions: IndexMap<String, String>,
 }
 
 impl JsonArtifact for Summary {
     const FILE: &'static str = "summary.json";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     fn format_version(&self) -> u32 {
         self.format_version
     }
@@ -152,6 +174,14 @@ pub fn summary_definitions() -> IndexMap<String, String> {
         (
             "cache_hit_rate",
             "sum of usage.prompt_tokens_details.cached_tokens / sum of usage.prompt_tokens (server-reported)",
+        ),
+        (
+            "warmup_window",
+            "requests sent in the first warmup_window_s seconds are in requests.csv but in no figure here; rates divide by the run's duration less the window",
+        ),
+        (
+            "client_cpu",
+            "the replay process's user + system CPU seconds over its wall-clock run, as a share of the cores it may use (utilization), and with the time it waited for a core added (demand)",
         ),
         (
             "goodput",

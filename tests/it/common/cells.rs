@@ -3,11 +3,42 @@
 use std::path::{Path, PathBuf};
 
 use kvsweep::artifact::schema::{
-    CacheUse, CellPlan, JsonArtifact, MetricsRow, Quantiles, RequestCounts, Status, Summary,
-    Throughput,
+    CacheUse, CellPlan, JsonArtifact, MetricsRow, Outcome, Quantiles, RequestCounts, RequestRow,
+    Status, Summary, Throughput,
 };
 use kvsweep::engine::EngineKind;
 use kvsweep::spec::{Cell, OffloadBackend, TraceFormat};
+
+/// The `cell.json` of a simulator cell on the `cpu` runner, with the default validity thresholds.
+pub fn plan(cell: Cell, duration_s: u64) -> CellPlan {
+    CellPlan {
+        format_version: CellPlan::VERSION,
+        runner: cell.runner.clone().unwrap_or_else(|| "cpu".into()),
+        cell,
+        spec: "synthetic.yaml".into(),
+        engine: EngineKind::Sim,
+        model: "llama-3.1-8b".into(),
+        model_path: None,
+        max_model_len: None,
+        image: None,
+        precision: None,
+        offload_backend: OffloadBackend::default(),
+        offload_gib: None,
+        engine_args: Vec::new(),
+        duration_s,
+        traces: None,
+        trace_url: None,
+        trace_format: TraceFormat::default(),
+        workload: kvsweep::workload::parse(
+            &["replay", "--traces", "traces", "--out", "."].map(String::from),
+        )
+        .expect("a replay workload"),
+        port: 8000,
+        health_timeout_s: 60,
+        validity: kvsweep::validity::ValidityThresholds::default(),
+        economics: None,
+    }
+}
 
 /// What varies between synthetic cells.
 #[derive(Debug, Clone)]
@@ -46,9 +77,8 @@ impl SyntheticCell {
     pub fn write(&self, parent: &Path) -> PathBuf {
         let dir = parent.join(&self.name);
         std::fs::create_dir_all(&dir).expect("mkdir");
-        let plan = CellPlan {
-            format_version: CellPlan::VERSION,
-            cell: Cell {
+        let plan = plan(
+            Cell {
                 name: self.name.clone(),
                 runner: Some(self.runner.clone()),
                 tp: self.tp,
@@ -56,29 +86,8 @@ impl SyntheticCell {
                 users: self.users,
                 offload: serde_json::from_value(self.offload.into()).expect("an offload mode"),
             },
-            spec: "synthetic.yaml".into(),
-            runner: self.runner.clone(),
-            engine: EngineKind::Sim,
-            model: "llama-3.1-8b".into(),
-            model_path: None,
-            max_model_len: None,
-            image: None,
-            precision: None,
-            offload_backend: OffloadBackend::default(),
-            offload_gib: None,
-            engine_args: Vec::new(),
-            duration_s: 60,
-            traces: None,
-            trace_url: None,
-            trace_format: TraceFormat::default(),
-            workload: kvsweep::workload::parse(
-                &["replay", "--traces", "traces", "--out", "."].map(String::from),
-            )
-            .expect("a replay workload"),
-            port: 8000,
-            health_timeout_s: 60,
-            economics: None,
-        };
+            60,
+        );
         plan.write(&dir).expect("cell.json");
         let state = serde_json::from_value(self.status.into()).expect("a cell state");
         Status::new(state, "synthetic")
@@ -148,6 +157,52 @@ impl SyntheticCell {
                 .expect("a metrics row");
         }
         metrics.flush().expect("flush metrics");
+        self.write_requests(&dir);
         dir
+    }
+
+    /// `requests.csv`: the cell's requests sent at an even pace over its 60 s, the failed ones
+    /// among them, each done half a second later.
+    fn write_requests(&self, dir: &Path) {
+        let mut w = csv::Writer::from_path(dir.join(RequestRow::FILE)).expect("requests.csv");
+        let total = self.ok + self.failed;
+        for i in 0..total {
+            let sent_s = 60.0 * i as f64 / total.max(1) as f64;
+            let ok = i >= self.failed;
+            w.serialize(RequestRow {
+                request_id: i,
+                user: (i % u64::from(self.users.max(1))) as u32,
+                session: format!("s{i}"),
+                request_index: 0,
+                scheduled_s: sent_s,
+                sent_s,
+                done_s: sent_s + 0.5,
+                schedule_delay_ms: 0.0,
+                ttft_ms: ok.then_some(self.ttft_p50_ms),
+                e2e_ms: 500.0,
+                tpot_ms: ok.then_some(self.tpot_p50_ms),
+                itl_mean_ms: None,
+                itl_max_ms: None,
+                trace_input_tokens: 1000,
+                trace_output_tokens: 100,
+                prompt_tokens: ok.then_some(1000),
+                completion_tokens: ok.then_some(100),
+                cached_tokens: ok.then_some(600),
+                status: if ok { Outcome::Ok } else { Outcome::Error },
+                http_status: if ok { 200 } else { 500 },
+                error: if ok {
+                    String::new()
+                } else {
+                    "synthetic".into()
+                },
+                endpoint: 0,
+                attempts: 1,
+                effective_ttft_ms: ok.then_some(self.ttft_p50_ms),
+                meets_slo: ok,
+                format_version: RequestRow::VERSION,
+            })
+            .expect("a request row");
+        }
+        w.flush().expect("flush requests");
     }
 }

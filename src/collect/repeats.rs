@@ -1,0 +1,134 @@
+//! A cell run several times (`repeats:`) becomes one row of `summary.csv` holding each metric's
+//! mean, and rows of `repeats.csv` with its count, mean, standard deviation and 95 % Student-t
+//! interval, so that plots can draw the interval and `compare` can test a difference.
+
+use indexmap::IndexMap;
+use serde::Serialize;
+
+use super::cells::CellResult;
+use crate::student_t::Sample;
+
+/// The confidence level of the intervals.
+pub const LEVEL: f64 = 0.95;
+
+type Get = fn(&CellResult) -> Option<f64>;
+type Set = fn(&mut CellResult, f64);
+
+macro_rules! plain {
+    ($f:ident) => {
+        (
+            stringify!($f),
+            (|c: &CellResult| Some(c.$f)) as Get,
+            (|c: &mut CellResult, v: f64| c.$f = v) as Set,
+        )
+    };
+}
+macro_rules! optional {
+    ($f:ident) => {
+        (
+            stringify!($f),
+            (|c: &CellResult| c.$f) as Get,
+            (|c: &mut CellResult, v: f64| c.$f = Some(v)) as Set,
+        )
+    };
+}
+
+/// The `summary.csv` columns averaged over repeats (and given intervals); the others are the
+/// first repeat's (the cell's settings) or, for request counts, summed.
+const METRICS: [(&str, Get, Set); 31] = [
+    plain!(error_rate),
+    plain!(duration_s),
+    plain!(input_tps),
+    plain!(output_tps),
+    plain!(total_tps),
+    plain!(input_tps_per_gpu),
+    plain!(output_tps_per_gpu),
+    plain!(total_tps_per_gpu),
+    optional!(ttft_p50_ms),
+    optional!(ttft_p90_ms),
+    optional!(ttft_p99_ms),
+    optional!(tpot_p50_ms),
+    optional!(tpot_p90_ms),
+    optional!(tpot_p99_ms),
+    optional!(itl_p50_ms),
+    optional!(itl_p90_ms),
+    optional!(itl_p99_ms),
+    optional!(e2e_p50_ms),
+    optional!(e2e_p90_ms),
+    optional!(e2e_p99_ms),
+    optional!(interactivity),
+    optional!(client_hit_rate),
+    optional!(server_hit_rate),
+    optional!(offload_bytes),
+    optional!(oracle_hit_rate),
+    optional!(usd_per_mtok_total_hyperscaler),
+    optional!(usd_per_mtok_total_neocloud),
+    optional!(usd_per_mtok_total_rental_3y),
+    optional!(tps_per_mw),
+    optional!(joules_per_output_token),
+    optional!(joules_per_total_token),
+];
+
+/// One row of `repeats.csv`: a metric of a repeated cell.
+#[derive(Debug, Clone, Serialize)]
+pub struct RepeatRow {
+    pub cell: String,
+    pub metric: &'static str,
+    pub n: usize,
+    pub mean: f64,
+    pub sd: f64,
+    pub ci95_low: Option<f64>,
+    pub ci95_high: Option<f64>,
+}
+
+/// Columns of `repeats.csv`, in order.
+pub const REPEAT_COLUMNS: &[&str] = &["cell", "metric", "n", "mean", "sd", "ci95_low", "ci95_high"];
+
+/// Merges the repeats of each cell (results with the same cell name) into one result; returns
+/// the merged results, in first-seen order, and the `repeats.csv` rows.
+pub fn merge(results: Vec<CellResult>) -> (Vec<CellResult>, Vec<RepeatRow>) {
+    let mut groups: IndexMap<String, Vec<CellResult>> = IndexMap::new();
+    for r in results {
+        groups.entry(r.name.clone()).or_default().push(r);
+    }
+    let mut merged = Vec::new();
+    let mut rows = Vec::new();
+    for (name, group) in groups {
+        if group.len() == 1 {
+            merged.extend(group);
+            continue;
+        }
+        let mut cell = group[0].clone();
+        cell.repeats = group.len() as u32;
+        cell.requests_ok = group.iter().map(|c| c.requests_ok).sum();
+        cell.requests_failed = group.iter().map(|c| c.requests_failed).sum();
+        cell.valid = group.iter().all(|c| c.valid);
+        cell.invalid_reasons = group
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !c.valid)
+            .map(|(k, c)| format!("repeat {}: {}", k + 1, c.invalid_reasons))
+            .collect::<Vec<_>>()
+            .join("; ");
+        for (metric, get, set) in METRICS {
+            let values: Vec<f64> = group.iter().filter_map(get).collect();
+            let Some(s) = Sample::of(&values) else {
+                continue;
+            };
+            set(&mut cell, s.mean);
+            let hw = s.half_width(LEVEL);
+            rows.push(RepeatRow {
+                cell: name.clone(),
+                metric,
+                n: s.n,
+                mean: s.mean,
+                sd: s.sd,
+                ci95_low: hw.map(|h| s.mean - h),
+                ci95_high: hw.map(|h| s.mean + h),
+            });
+            cell.spread.insert(metric, s);
+        }
+        merged.push(cell);
+    }
+    (merged, rows)
+}

@@ -1,0 +1,41 @@
+//! The 95 % intervals of repeated cells in the Pareto panels: a bar along each axis through the
+//! point, drawn as short line series in the point's colour.
+
+use plotters::style::RGBColor;
+
+use crate::collect::ParetoRow;
+use crate::collect::cells::CellResult;
+use crate::collect::repeats::LEVEL;
+use crate::pareto::Panel;
+use crate::plot::Series;
+
+/// The interval bars of `rows`' cells on `panel`: none for a cell run once.
+pub fn bars(
+    panel: &Panel,
+    rows: &[&ParetoRow],
+    cells: &[&CellResult],
+    color: RGBColor,
+) -> Vec<Series> {
+    let mut out = Vec::new();
+    for r in rows {
+        let Some(cell) = cells.iter().find(|c| c.name == r.cell) else {
+            continue;
+        };
+        let half = |column: &str| cell.spread.get(column).and_then(|s| s.half_width(LEVEL));
+        if let Some(h) = half(panel.y_column) {
+            out.push(Series::line(
+                "",
+                vec![(r.x, r.y - h), (r.x, r.y + h)],
+                color,
+            ));
+        }
+        if let Some(h) = half(panel.x_column) {
+            out.push(Series::line(
+                "",
+                vec![(r.x - h, r.y), (r.x + h, r.y)],
+                color,
+            ));
+        }
+    }
+    out
+}

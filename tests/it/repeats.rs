@@ -1,0 +1,181 @@
+//! Repeats: a cell run several times is collected into its mean with a 95 % interval that
+//! contains what a long run of the same cell measures, and `compare` tells a real difference
+//! between two repeated sweeps from noise. The runs leave their first second out as warm-up.
+
+use std::path::Path;
+
+use crate::common::{self, cells::plan, sim::SimServer};
+use kvsweep::artifact::schema::JsonArtifact;
+use kvsweep::spec::Cell;
+
+/// A Mooncake trace of 50 sessions of 1 to 7 small turns, 100 to 300 ms of think time apart:
+/// sessions unlike each other, so that runs with different seeds (which shuffle the sessions)
+/// are different samples of the workload, as repeats on real hardware are.
+fn trace(dir: &Path) -> std::path::PathBuf {
+    let mut text = String::new();
+    for s in 0..50u32 {
+        let delay = 100 + 50 * (s % 5);
+        for k in 0..=(s % 7) {
+            let hash_ids: Vec<String> = (0..=k).map(|j| (s * 10 + j).to_string()).collect();
+            text.push_str(&format!(
+                "{{\"timestamp\":0,\"input_length\":{},\"output_length\":{},\"hash_ids\":[{}],\"session_id\":\"s{s}\",\"delay\":{delay}}}\n",
+                64 * (k + 1),
+                4 + 4 * (s % 3),
+                hash_ids.join(",")
+            ));
+        }
+    }
+    common::write(dir, "think.jsonl", &text)
+}
+
+/// One run of the 8-user cell `healthy` into `out`, with `users` replay users for `duration` s,
+/// the sessions shuffled by `seed`.
+fn run(out: &Path, sim: &SimServer, traces: &Path, users: u32, duration: u32, seed: u32) {
+    let (users, duration, seed) = (users.to_string(), duration.to_string(), seed.to_string());
+    let done = common::run(
+        common::kvsweep()
+            .args([
+                "replay",
+                "--url",
+                &sim.base,
+                "--format",
+                "mooncake",
+                "--recycle",
+            ])
+            .args(["--users", &users, "--duration", &duration, "--drain", "5"])
+            // The first second is every user's first, shortest turn: not the steady mix.
+            .args(["--warmup-window", "1", "--seed", &seed])
+            .arg("--traces")
+            .arg(traces)
+            .arg("--out")
+            .arg(out),
+    );
+    assert!(done.status.success(), "{}", common::stderr(&done));
+    let cell = Cell {
+        name: "healthy".into(),
+        runner: Some("cpu".into()),
+        tp: 1,
+        ep: 0,
+        users: 8,
+        offload: serde_json::from_value("off".into()).expect("an offload mode"),
+    };
+    plan(cell, u64::from(duration.parse::<u32>().expect("seconds")))
+        .write(out)
+        .expect("cell.json");
+}
+
+fn collect(cells: &Path, out: &Path) {
+    common::kvsweep_ok(&[
+        "collect",
+        cells.to_str().expect("utf-8"),
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+}
+
+#[test]
+fn repeated_cells_give_intervals_that_hold_a_long_run_and_compare_tests_the_difference() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let traces = trace(dir.path());
+    let sim = SimServer::start(&["--instant"]);
+
+    let eight = dir.path().join("eight");
+    for k in 1..=3 {
+        run(
+            &eight.join(format!("cells/healthy/repeat-{k}")),
+            &sim,
+            &traces,
+            8,
+            5,
+            k,
+        );
+    }
+    let long = dir.path().join("long");
+    run(&long.join("cells/healthy"), &sim, &traces, 8, 20, 100);
+    let four = dir.path().join("four");
+    for k in 1..=3 {
+        run(
+            &four.join(format!("cells/healthy/repeat-{k}")),
+            &sim,
+            &traces,
+            4,
+            5,
+            10 + k,
+        );
+    }
+    drop(sim);
+    for d in [&eight, &long, &four] {
+        collect(&d.join("cells"), &d.join("out"));
+    }
+
+    // The warm-up's requests are recorded but in no figure, and the window is stated.
+    let long_cell = long.join("cells/healthy");
+    let run_summary = common::json(&long_cell.join("summary.json"));
+    let warm = run_summary["warmup_requests"]
+        .as_u64()
+        .expect("warmup_requests");
+    assert_eq!(run_summary["warmup_window_s"], 1.0);
+    assert!(
+        warm >= 8,
+        "every user's first turn is in the first second: {warm}"
+    );
+    let recorded = common::csv_rows(&long_cell.join("requests.csv")).len() as u64;
+    assert_eq!(
+        run_summary["requests"]["total"].as_u64().expect("total") + warm,
+        recorded
+    );
+
+    let summary = common::csv_rows(&eight.join("out/summary.csv"));
+    assert_eq!(summary.len(), 1, "three repeats are one row: {summary:?}");
+    assert_eq!(summary[0]["repeats"], "3");
+    let long_row = &common::csv_rows(&long.join("out/summary.csv"))[0];
+    let repeats = common::csv_rows(&eight.join("out/repeats.csv"));
+    let interval = |metric: &str| {
+        let r = repeats
+            .iter()
+            .find(|r| r["metric"] == metric)
+            .unwrap_or_else(|| panic!("{metric} in repeats.csv: {repeats:?}"));
+        let f = |c: &str| r[c].parse::<f64>().expect(c);
+        assert_eq!(r["n"], "3");
+        assert!(f("ci95_low") <= f("mean") && f("mean") <= f("ci95_high"));
+        assert_eq!(summary[0][metric].parse::<f64>().expect("mean"), f("mean"));
+        (f("ci95_low"), f("ci95_high"))
+    };
+    for metric in ["total_tps_per_gpu", "output_tps_per_gpu"] {
+        let (lo, hi) = interval(metric);
+        let long_mean = long_row[metric].parse::<f64>().expect(metric);
+        assert!(
+            lo <= long_mean && long_mean <= hi,
+            "{metric}: the long run's {long_mean} is outside the repeats' interval [{lo}, {hi}]"
+        );
+    }
+
+    // Against itself nothing differs; against half the users throughput does.
+    let compare = |b: &Path, out: &str| {
+        let out = dir.path().join(out);
+        common::kvsweep_ok(&[
+            "compare",
+            eight.join("out").to_str().expect("utf-8"),
+            b.join("out").to_str().expect("utf-8"),
+            "--out",
+            out.to_str().expect("utf-8"),
+        ]);
+        common::csv_rows(&out.join("compare.csv")).remove(0)
+    };
+    let same = compare(&eight, "same");
+    assert_eq!(same["total_tps_per_gpu_significant"], "false");
+    let halved = compare(&four, "halved");
+    assert_eq!(
+        halved["total_tps_per_gpu_significant"], "true",
+        "{halved:?}"
+    );
+    assert!(
+        halved["total_tps_per_gpu_p_value"]
+            .parse::<f64>()
+            .expect("p")
+            < 0.05
+    );
+    // A sweep without repeats has nothing to test against.
+    let single = compare(&long, "single");
+    assert_eq!(single["total_tps_per_gpu_significant"], "");
+}

@@ -34,7 +34,7 @@ pub const PANELS: [Panel; 7] = [
     // on x, the North Star frontier every other panel's frontier is gated by.
     Panel {
         id: "agentx_tput_vs_e2e_norm_intvty",
-        title: "Throughput per GPU vs E2E-normalized interactivity (AgentX North Star)",
+        title: "Throughput vs E2E-normalized interactivity",
         x_label: "E2E-normalized interactivity P90 (output tokens/s per user)",
         y_label: "total tokens/s per GPU",
         x_column: "e2e_norm_intvty_p90",

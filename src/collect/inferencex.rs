@@ -103,8 +103,9 @@ pub fn per_gpu_throughput(
     })
 }
 
-/// Fills the cell's InferenceX columns from its `requests.csv` (successful requests: AIPerf
-/// exports carry metrics only for those). Token counts are the server's where it reported
+/// Fills the cell's InferenceX columns from its `requests.csv`: the successful requests (AIPerf
+/// exports carry metrics only for those) of the profiling window, sent after the warm-up window
+/// (InferenceX aggregates AIPerf's profiling phase only). Token counts are the server's where it reported
 /// them, else the trace's. A cell without `requests.csv` keeps the columns empty.
 pub fn fill(c: &mut CellResult) -> Result<()> {
     let path = c.dir.join(RequestRow::FILE);
@@ -116,7 +117,10 @@ pub fn fill(c: &mut CellResult) -> Result<()> {
         |r: &RequestRow| r.format_version,
         RequestRow::VERSION,
     )?;
-    let ok: Vec<&RequestRow> = rows.iter().filter(|r| r.status == Outcome::Ok).collect();
+    let ok: Vec<&RequestRow> = rows
+        .iter()
+        .filter(|r| r.status == Outcome::Ok && r.sent_s >= c.warmup_window_s)
+        .collect();
     let output_tokens =
         |r: &RequestRow| f64::from(r.completion_tokens.unwrap_or(r.trace_output_tokens));
     let input_tokens = |r: &RequestRow| f64::from(r.prompt_tokens.unwrap_or(r.trace_input_tokens));

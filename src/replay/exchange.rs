@@ -20,6 +20,9 @@ pub(super) async fn exchange(
     let timeout = Duration::from_secs_f64(run.args.request_timeout.max(1.0));
     let endpoint = &run.endpoints[record.endpoint];
     run.in_flight.fetch_add(1, Ordering::SeqCst);
+    if let Some(idle) = &run.system_idle {
+        idle.sent();
+    }
     let mut attempts = 0u32;
     let (m, sent_s) = loop {
         attempts += 1;
@@ -43,6 +46,9 @@ pub(super) async fn exchange(
     };
     let _ = run.records.send(record.finish(m, sent_s, attempts));
     run.in_flight.fetch_sub(1, Ordering::SeqCst);
+    if let Some(idle) = &run.system_idle {
+        idle.finished();
+    }
 }
 
 /// The part of a record known before the request is sent.

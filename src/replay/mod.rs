@@ -12,10 +12,12 @@
 //! result files) and `progress` (what the terminal shows); this module runs them in order and
 //! says how the run ended.
 
+pub mod agentx;
 mod client_cpu;
 pub mod control;
 mod exchange;
 pub mod feedback;
+mod idle_gap;
 mod output;
 mod progress;
 mod saturation;
@@ -71,6 +73,8 @@ pub fn run(args: &ReplayArgs, runtime: &Handle, shutdown: &Shutdown) -> Result<(
 /// Replays the traces into `args.out` until they, the duration or `stop` end it.
 pub async fn replay(args: ReplayArgs, mut stop: StopSignal) -> Result<ReplayOutcome> {
     args.validate()?;
+    let rules = args.agentx.rules();
+    let args = agentx::scenario_args(args, &rules);
     let (set, sessions) = load_sessions(&args)?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.users as usize * 2 + 8)
@@ -135,8 +139,9 @@ pub async fn replay(args: ReplayArgs, mut stop: StopSignal) -> Result<ReplayOutc
     metadata.cache_reset = Some(args.control.reset_cache);
     metadata.write(&args.out)?;
 
+    let marker = agentx::cache_bust_marker(&rules);
     let builder = trace::prompt::PromptBuilder {
-        seed: args.seed,
+        seed: args.seed ^ marker.unwrap_or(0),
         range: prompts.range,
     };
     let encoding = prompts.encoding;
@@ -145,6 +150,21 @@ pub async fn replay(args: ReplayArgs, mut stop: StopSignal) -> Result<ReplayOutc
         &client, &args, &endpoints, &sessions, &builder, &encoding, &pre, users,
     )
     .await;
+    let lanes = agentx::warm_lanes(
+        &agentx::WarmupContext {
+            client: &client,
+            args: &args,
+            endpoints: &endpoints,
+            builder: &builder,
+            encoding: &encoding,
+            pre: &pre,
+        },
+        &sessions,
+        users,
+        &rules,
+    )
+    .await;
+    let warmed = warmed + lanes.iter().map(|l| l.warmup_requests).sum::<u64>();
     metadata.warmup_requests = Some(warmed);
     metadata.write(&args.out)?;
 
@@ -157,7 +177,7 @@ pub async fn replay(args: ReplayArgs, mut stop: StopSignal) -> Result<ReplayOutc
         args.warmup_window,
     )?;
     let (tx, rx) = mpsc::unbounded_channel();
-    let run = Arc::new(Run::new(
+    let mut run = Run::new(
         args.clone(),
         client,
         endpoints,
@@ -170,8 +190,16 @@ pub async fn replay(args: ReplayArgs, mut stop: StopSignal) -> Result<ReplayOutc
         },
         users,
         tx,
-    ));
-    let (reason, abandoned, duration) = watch(&run, &mut collector, rx, &mut stop).await?;
+    );
+    run.starts = lanes
+        .iter()
+        .filter(|l| l.profile_from > 0)
+        .map(|l| (l.lane as usize, l.profile_from))
+        .collect();
+    let run = Arc::new(run);
+    let mut gate = agentx::FailureGate::new(rules.failed_request_threshold, users);
+    let (reason, abandoned, duration) =
+        watch(&run, &mut collector, rx, &mut stop, &mut gate).await?;
     let completed = reason.is_none();
     if let Some(rate) = args.control.request_rate {
         let started = run.arrivals.load(Ordering::Relaxed);
@@ -197,7 +225,25 @@ pub async fn replay(args: ReplayArgs, mut stop: StopSignal) -> Result<ReplayOutc
 
     let p = collector.progress();
     let interrupted = matches!(reason, Some(Stop::Signal(_)));
-    let (status, why) = verdict(reason, p.requests, abandoned, collector.error_rate());
+    let (mut status, mut why) = verdict(reason, p.requests, abandoned, collector.error_rate());
+    if let (CellState::Ok, Some(over)) = (&status, gate.exceeded()) {
+        (status, why) = (CellState::Failed, over);
+    }
+    if *args.agentx != crate::workload::agentx::AgentxArgs::default() {
+        let (skipped_s, jumps) = run.system_idle.as_ref().map_or((0.0, 0), |i| i.skipped());
+        agentx::AgentxRecord {
+            start_ratio: rules.start_ratio,
+            warmup_requests_per_lane: rules.warmup_requests_per_lane,
+            system_idle_gap_cap_s: rules.system_idle_gap_cap_s,
+            trace_idle_gap_cap_s: rules.trace_idle_gap_cap_s,
+            failed_request_threshold: rules.failed_request_threshold,
+            cache_bust_marker: marker,
+            lanes,
+            system_idle_skipped_s: skipped_s,
+            system_idle_jumps: jumps,
+        }
+        .write(&args.out)?;
+    }
     Status::new(status, why.clone()).write(&args.out)?;
     eprintln!(
         "replay{}: {} requests, {} failed, TTFT p50 {:.1} ms, cache hit rate {:.1}%, results in {}",
@@ -260,6 +306,7 @@ async fn watch(
     collector: &mut Collector,
     mut rx: mpsc::UnboundedReceiver<RequestRecord>,
     stop: &mut StopSignal,
+    gate: &mut agentx::FailureGate,
 ) -> Result<(Option<Stop>, usize, f64)> {
     let args = &run.args;
     let mut controller = args
@@ -282,6 +329,9 @@ async fn watch(
                     w.record_ttft(r.sent_s, ttft);
                 }
                 if let Some(why) = breaker.record(r.outcome == Outcome::Ok, r.done_s) {
+                    break Some(Stop::Breaker(why));
+                }
+                if let Some(why) = gate.record(r.outcome == Outcome::Ok) {
                     break Some(Stop::Breaker(why));
                 }
             }

@@ -171,12 +171,14 @@ async fn replay_session(
 ) {
     let session = &run.sessions[index];
     let scope = pass_scope(session.scope, pass);
-    let children = session_children(&run, user, index, scope, started);
-    let skip = if advance {
-        advance_skip(&run.args.control, scope, session.requests.len())
-    } else {
-        0
+    // An AgentX lane resumes its first play where its warm-up left it.
+    let agentx_start = (pass == 0).then(|| run.starts.get(&index)).flatten();
+    let skip = match agentx_start {
+        Some(&from) => from,
+        None if advance => advance_skip(&run.args.control, scope, session.requests.len()),
+        None => 0,
     };
+    let children = session_children(&run, user, index, scope, started, skip);
     let plan = Play {
         user,
         session_id: &session.id,
@@ -186,8 +188,9 @@ async fn replay_session(
         fresh: pass == 0 && skip == 0,
         started,
     };
-    play(&run, &plan, &session.requests).await;
-    for child in children {
+    let mut children = children;
+    play(&run, &plan, &session.requests, &mut children).await;
+    for (_, child) in children {
         let _ = child.await;
     }
     // Only now has the whole session, subagents included, stopped sending: before, another user
@@ -195,26 +198,60 @@ async fn replay_session(
     run.admission.leave(user);
 }
 
-/// Starts a session's subagents at their start times, in the parent's hash `scope`.
+/// Starts a session's subagents at their start times, in the parent's hash `scope`. A session
+/// started at request `skip` leaves out the subagents that started before that request and
+/// starts the others at their time from it.
 fn session_children(
     run: &Arc<Run>,
     user: u32,
     index: usize,
     scope: u64,
     started: Instant,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    run.sessions[index]
+    skip: usize,
+) -> Vec<Subagent> {
+    let session = &run.sessions[index];
+    // Started part-way, the session's clock starts at request `skip`; subagents that started
+    // before the request before it (the AgentX start turn) are history.
+    let offset = |i: usize| {
+        session
+            .requests
+            .get(i)
+            .map_or(f64::INFINITY, |r| r.offset_s)
+    };
+    let (history_until, from) = match skip {
+        0 => (0.0, 0.0),
+        _ => (offset(skip - 1), offset(skip)),
+    };
+    let cap = run
+        .args
+        .agentx
+        .rules()
+        .trace_idle_gap_cap_s
+        .unwrap_or(f64::INFINITY);
+    session
         .children
         .iter()
         .enumerate()
+        .filter(|(_, child)| child.start_s >= history_until)
         .map(|(ci, child)| {
             let run = run.clone();
-            let at = started + Duration::from_secs_f64(child.start_s * run.args.time_scale);
-            tokio::spawn(async move {
-                if run.deadline.is_some_and(|d| at >= d) {
-                    return;
+            let delay = (child.start_s - from).clamp(0.0, cap) * run.args.time_scale;
+            let at = started + Duration::from_secs_f64(delay);
+            let handle = tokio::spawn(async move {
+                match &run.system_idle {
+                    Some(idle) => {
+                        idle_wait(&run, idle, at).await;
+                        if run.expired() {
+                            return;
+                        }
+                    }
+                    None => {
+                        if run.deadline.is_some_and(|d| at >= d) {
+                            return;
+                        }
+                        tokio::time::sleep_until(at.into()).await;
+                    }
                 }
-                tokio::time::sleep_until(at.into()).await;
                 let child = &run.sessions[index].children[ci];
                 let plan = Play {
                     user,
@@ -225,10 +262,29 @@ fn session_children(
                     fresh: false,
                     started: at,
                 };
-                play(&run, &plan, &child.requests).await;
-            })
+                play(&run, &plan, &child.requests, &mut Vec::new()).await;
+            });
+            (child.start_s, handle)
         })
         .collect()
+}
+
+/// A running subagent: its start in its parent's trace time, and its task.
+type Subagent = (f64, tokio::task::JoinHandle<()>);
+
+/// With `--scenario agentx`, waits for the subagents that start before `offset_s` (the next
+/// turn's time in the parent's trace) to finish: the parent's join turn follows its children.
+async fn join_subagents(run: &Run, children: &mut Vec<Subagent>, offset_s: f64) {
+    if children.is_empty() || !run.args.agentx.rules().join_subagents {
+        return;
+    }
+    let (done_before, rest): (Vec<_>, Vec<_>) = std::mem::take(children)
+        .into_iter()
+        .partition(|(start_s, _)| *start_s < offset_s);
+    *children = rest;
+    for (_, child) in done_before {
+        let _ = child.await;
+    }
 }
 
 /// Which requests of which session `play` sends, as whom.
@@ -246,7 +302,13 @@ struct Play<'a> {
 }
 
 /// Sends a list of requests in order, with the run's timing strategy.
-async fn play(run: &Arc<Run>, p: &Play<'_>, requests: &[TraceRequest]) {
+/// `children` are the session's subagents, joined before the turns that follow them (AgentX).
+async fn play(
+    run: &Arc<Run>,
+    p: &Play<'_>,
+    requests: &[TraceRequest],
+    children: &mut Vec<Subagent>,
+) {
     let args = &run.args;
     let (user, scope, block_size, started) = (p.user, p.scope, p.block_size, p.started);
     let mut state = PromptState::default();
@@ -260,18 +322,28 @@ async fn play(run: &Arc<Run>, p: &Play<'_>, requests: &[TraceRequest]) {
         if adaptive && user >= *run.target_users.borrow() {
             break;
         }
+        join_subagents(run, children, req.offset_s).await;
         let scheduled =
             due(args, req, first_offset, started, prev_done).unwrap_or_else(Instant::now);
-        if let Some(d) = run.deadline
-            && scheduled >= d
-        {
-            // The user is still thinking when the run ends: it thinks until then, instead of
-            // starting its next session at once (every user bursting through first turns in
-            // the run's last think time, which no steady state has).
-            tokio::time::sleep_until(d.into()).await;
-            break;
+        if let Some(idle) = &run.system_idle {
+            // AgentX: the lane waits out its gap (the idle cap may shorten it) and keeps its
+            // trace until the deadline rather than leaving it for a new one.
+            idle_wait(run, idle, scheduled).await;
+            if run.expired() {
+                break;
+            }
+        } else {
+            if let Some(d) = run.deadline
+                && scheduled >= d
+            {
+                // The user is still thinking when the run ends: it thinks until then, instead
+                // of starting its next session at once (every user bursting through first
+                // turns in the run's last think time, which no steady state has).
+                tokio::time::sleep_until(d.into()).await;
+                break;
+            }
+            sleep_until_precise(scheduled).await;
         }
-        sleep_until_precise(scheduled).await;
 
         let (mut input, mut hash_ids) = (req.input_tokens, &req.hash_ids[..]);
         if args.max_context > 0 && input > args.max_context {
@@ -345,6 +417,20 @@ async fn play(run: &Arc<Run>, p: &Play<'_>, requests: &[TraceRequest]) {
         }
     }
     while pending.join_next().await.is_some() {}
+}
+
+/// Waits until `at` under the system-idle cap, or until the run's deadline if that comes first.
+async fn idle_wait(run: &Run, idle: &super::idle_gap::SystemIdle, at: Instant) {
+    let deadline = async {
+        match run.deadline {
+            Some(d) => tokio::time::sleep_until(d.into()).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = idle.wait_until(at) => {}
+        () = deadline => {}
+    }
 }
 
 /// When `req` is due: with `--fixed-schedule` at its trace offset from the session's start

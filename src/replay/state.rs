@@ -3,7 +3,7 @@
 //! share. Its own module so that scheduling and sending both read it without importing each
 //! other.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::time::{Duration, Instant};
 
@@ -13,6 +13,7 @@ use crate::trace::Session;
 use crate::trace::prompt::PromptBuilder;
 
 use super::control;
+use super::idle_gap::SystemIdle;
 use super::output::RequestRecord;
 use crate::openai::client::PromptEncoding;
 use crate::openai::preflight::Endpoint;
@@ -52,6 +53,11 @@ pub(super) struct Run {
     /// Requests sent and not yet recorded.
     pub(super) in_flight: AtomicUsize,
     pub(super) records: mpsc::UnboundedSender<RequestRecord>,
+    /// The AgentX start turn of the sessions the warm-up started part-way (by session index):
+    /// their first play is profiled from there.
+    pub(super) starts: HashMap<usize, usize>,
+    /// The whole-system idle cap (`--system-idle-gap-cap`), if on.
+    pub(super) system_idle: Option<SystemIdle>,
 }
 
 impl Run {
@@ -86,6 +92,12 @@ impl Run {
             active_users: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
             records,
+            starts: HashMap::new(),
+            system_idle: args
+                .agentx
+                .rules()
+                .system_idle_gap_cap_s
+                .map(|cap| SystemIdle::new(cap, start)),
             client,
             endpoints,
             args,

@@ -6,6 +6,7 @@
 //! `tester:` options become these structs when the spec loads, travel in the plan, and become a
 //! command line only where a script needs one ([`Workload::argv`], used by render).
 
+pub mod agentx;
 pub mod argv;
 pub mod control;
 pub mod replay;

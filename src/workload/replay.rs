@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
-use super::control;
+use super::{agentx, control};
 use crate::kinds::{Api, TraceFormat};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -126,6 +126,9 @@ pub struct ReplayArgs {
     #[command(flatten)]
     #[serde(flatten)]
     pub control: control::ControlArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub agentx: Box<agentx::AgentxArgs>,
 }
 
 impl ReplayArgs {

@@ -7,20 +7,24 @@ use crate::common;
 use std::path::Path;
 
 use common::cells::SyntheticCell;
-use kvsweep::artifact::schema::{Outcome, RequestRow};
+use kvsweep::artifact::schema::{JsonArtifact, Outcome, RequestRow, Summary};
 
-/// Writes `requests.csv` into `dir`: ten successful requests, request `i` sent at `i` s and
-/// done at `i + 2` s (a 0..11 s span), each of `e2e_ms` with 1000 prompt and `osl` completion
-/// tokens, and one failed request that would change every figure were it counted.
+/// Writes `requests.csv` into `dir`: ten successful requests, request `i` sent at `i + 1` s and
+/// done at `i + 3` s (a 1..12 s span), each of `e2e_ms` with 1000 prompt and `osl` completion
+/// tokens; a failed request and a warm-up request (sent in the summary's 0.5 s warm-up window)
+/// that would change every figure were they counted.
 fn write_requests(dir: &Path, e2e_ms: f64, osl: u32) {
+    let mut summary = Summary::read(dir).expect("summary.json");
+    summary.warmup_window_s = 0.5;
+    summary.write(dir).expect("summary.json");
     let row = |i: u32, status: Outcome| RequestRow {
         request_id: u64::from(i),
         user: i % 2,
         session: format!("s{}", i % 2),
         request_index: i / 2,
-        scheduled_s: f64::from(i),
-        sent_s: f64::from(i),
-        done_s: f64::from(i) + 2.0,
+        scheduled_s: f64::from(i) + 1.0,
+        sent_s: f64::from(i) + 1.0,
+        done_s: f64::from(i) + 3.0,
         schedule_delay_ms: 0.0,
         ttft_ms: Some(100.0),
         e2e_ms,
@@ -52,6 +56,13 @@ fn write_requests(dir: &Path, e2e_ms: f64, osl: u32) {
     failed.http_status = 500;
     failed.error = "boom".into();
     w.serialize(failed).expect("a row");
+    let mut warming = row(11, Outcome::Ok);
+    warming.scheduled_s = 0.0;
+    warming.sent_s = 0.2;
+    warming.done_s = 0.3;
+    warming.e2e_ms = 100.0;
+    warming.completion_tokens = Some(1);
+    w.serialize(warming).expect("a row");
     w.flush().expect("flush");
 }
 

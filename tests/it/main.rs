@@ -8,6 +8,7 @@
 
 mod common;
 
+mod agentx;
 mod agentx_metrics;
 mod artifacts;
 mod cli;

@@ -1,6 +1,6 @@
 //! Repeats: a cell run several times is collected into its mean with a 95 % interval that
 //! contains what a long run of the same cell measures, and `compare` tells a real difference
-//! between two repeated sweeps from noise. The runs leave their first second out as warm-up.
+//! between two repeated sweeps from noise. The runs leave their first three seconds out as warm-up.
 
 use std::path::Path;
 
@@ -43,8 +43,9 @@ fn run(out: &Path, sim: &SimServer, traces: &Path, users: u32, duration: u32, se
                 "--recycle",
             ])
             .args(["--users", &users, "--duration", &duration, "--drain", "5"])
-            // The first second is every user's first, shortest turn: not the steady mix.
-            .args(["--warmup-window", "1", "--seed", &seed])
+            // Users start on their sessions' first, shortest turns; the steady mix (more users on
+            // later, longer turns) takes a few sessions' length to settle: not measured.
+            .args(["--warmup-window", "3", "--seed", &seed])
             .arg("--traces")
             .arg(traces)
             .arg("--out")
@@ -86,12 +87,12 @@ fn repeated_cells_give_intervals_that_hold_a_long_run_and_compare_tests_the_diff
             &sim,
             &traces,
             8,
-            5,
+            8,
             k,
         );
     }
     let long = dir.path().join("long");
-    run(&long.join("cells/healthy"), &sim, &traces, 8, 20, 100);
+    run(&long.join("cells/healthy"), &sim, &traces, 8, 23, 100);
     let four = dir.path().join("four");
     for k in 1..=3 {
         run(
@@ -99,7 +100,7 @@ fn repeated_cells_give_intervals_that_hold_a_long_run_and_compare_tests_the_diff
             &sim,
             &traces,
             4,
-            5,
+            8,
             10 + k,
         );
     }
@@ -114,10 +115,10 @@ fn repeated_cells_give_intervals_that_hold_a_long_run_and_compare_tests_the_diff
     let warm = run_summary["warmup_requests"]
         .as_u64()
         .expect("warmup_requests");
-    assert_eq!(run_summary["warmup_window_s"], 1.0);
+    assert_eq!(run_summary["warmup_window_s"], 3.0);
     assert!(
         warm >= 8,
-        "every user's first turn is in the first second: {warm}"
+        "every user's first turn is in the first three seconds: {warm}"
     );
     let recorded = common::csv_rows(&long_cell.join("requests.csv")).len() as u64;
     assert_eq!(

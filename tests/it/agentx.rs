@@ -1,0 +1,633 @@
+//! The AgentX replay scenario (`kvsweep replay --scenario agentx`): its rules against
+//! `kvsweep sim-server`, and side by side with AIPerf 0.13.0's `inferencex-agentx-mvp` scenario
+//! on the same carried traces against the same simulator.
+
+use crate::common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use common::sim::SimServer;
+use kvsweep::replay::agentx::{AgentxRecord, LaneStart};
+
+/// Copies carried kv-cache-tester traces (trace_0277 has subagents) into `dir/traces`.
+fn traces(dir: &Path, names: &[&str]) -> PathBuf {
+    let to = dir.join("traces");
+    std::fs::create_dir_all(&to).expect("traces dir");
+    let from = common::repo_root().join("traces/samples/kv-cache-tester");
+    for n in names {
+        let file = format!("trace_{n}.json");
+        std::fs::copy(from.join(&file), to.join(&file)).expect("copy trace");
+    }
+    to
+}
+
+/// Runs `kvsweep replay` with `extra` into `dir/kv`; returns the directory, whether it
+/// succeeded and its stderr.
+fn replay(sim: &SimServer, traces: &Path, dir: &Path, extra: &[&str]) -> (PathBuf, bool, String) {
+    let out_dir = dir.join("kv");
+    let out = common::run(
+        common::kvsweep()
+            .args(["replay", "--url", &sim.base, "--api", "chat", "--traces"])
+            .arg(traces)
+            .arg("--out")
+            .arg(&out_dir)
+            .args(extra),
+    );
+    (out_dir, out.status.success(), common::stderr(&out))
+}
+
+fn num(r: &HashMap<String, String>, col: &str) -> f64 {
+    r[col]
+        .parse()
+        .unwrap_or_else(|_| panic!("{col} = `{}`", r[col]))
+}
+
+/// The longest time nothing was in flight between the first request's start and the last
+/// one's end, from (start, end) intervals.
+fn largest_idle_gap(mut spans: Vec<(f64, f64)>) -> f64 {
+    spans.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut busy_until = f64::NEG_INFINITY;
+    let mut gap = 0.0f64;
+    for (start, end) in spans {
+        if busy_until > f64::NEG_INFINITY {
+            gap = gap.max(start - busy_until);
+        }
+        busy_until = busy_until.max(end);
+    }
+    gap
+}
+
+/// The rows of requests.csv.
+fn requests(dir: &Path) -> Vec<HashMap<String, String>> {
+    common::csv_rows(&dir.join("requests.csv"))
+}
+
+/// Turn `k` of a lane is in [int(0.25 n), int(0.75 n)], kept at most n - 2.
+fn assert_in_start_range(l: &LaneStart) {
+    let n = l.turns;
+    let lo = ((0.25 * n as f64) as usize).min(n - 2);
+    let hi = ((0.75 * n as f64) as usize).min(n - 2);
+    assert!(
+        (lo..=hi).contains(&l.start_turn),
+        "{}: start turn {} of {n} outside {lo}..={hi}",
+        l.session,
+        l.start_turn
+    );
+}
+
+#[test]
+fn lanes_start_part_way_primed_warmed_and_profiled_from_there() {
+    let sim = SimServer::start(&["--speed", "50"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let traces = traces(dir.path(), &["0012", "0019", "0021", "0277"]);
+    let (out, ok, err) = replay(
+        &sim,
+        &traces,
+        dir.path(),
+        &[
+            "--scenario",
+            "agentx",
+            "--users",
+            "4",
+            "--duration",
+            "4",
+            "--warmup-requests-per-lane",
+            "2",
+        ],
+    );
+    assert!(ok, "{err}");
+    let record = AgentxRecord::read(&out).expect("agentx.json");
+    assert_eq!(record.start_ratio, Some((0.25, 0.75)));
+    assert_eq!(record.system_idle_gap_cap_s, Some(10.0));
+    assert_eq!(record.trace_idle_gap_cap_s, Some(300.0));
+    assert!(record.cache_bust_marker.is_some(), "agentx busts the cache");
+    assert_eq!(record.lanes.len(), 4, "one lane per user");
+    let rows = requests(&out);
+    for l in &record.lanes {
+        assert_in_start_range(l);
+        let extra = 2.min(l.turns - l.start_turn - 2);
+        assert_eq!(l.warmup_requests as usize, 1 + extra, "{l:?}");
+        assert_eq!(l.profile_from, l.start_turn + 1 + extra, "{l:?}");
+        // The lane's first profiled request is the turn after its warm-up, found cached.
+        let first = rows
+            .iter()
+            .filter(|r| r["session"] == l.session)
+            .min_by(|a, b| num(a, "sent_s").total_cmp(&num(b, "sent_s")))
+            .unwrap_or_else(|| panic!("{} sent nothing", l.session));
+        assert_eq!(num(first, "request_index") as usize, l.profile_from);
+        assert!(
+            num(first, "cached_tokens") > 0.5 * num(first, "prompt_tokens"),
+            "{}: primed up to its start, yet {first:?}",
+            l.session
+        );
+    }
+    let metadata = common::json(&out.join("metadata.json"));
+    let warmed: u64 = record.lanes.iter().map(|l| l.warmup_requests).sum();
+    assert_eq!(
+        metadata["warmup_requests"], warmed,
+        "warm-up is not profiled"
+    );
+}
+
+#[test]
+fn the_system_idle_cap_sends_what_the_trace_would_leave_waiting() {
+    let sim = SimServer::start(&["--speed", "50"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let traces = traces(dir.path(), &["0019"]);
+    let (out, ok, err) = replay(
+        &sim,
+        &traces,
+        dir.path(),
+        &[
+            "--scenario",
+            "agentx",
+            "--system-idle-gap-cap",
+            "0.2",
+            "--warmup-requests-per-lane",
+            "0",
+            "--duration",
+            "4",
+        ],
+    );
+    assert!(ok, "{err}");
+    let trace: serde_json::Value = common::json(&traces.join("trace_0019.json"));
+    let think: Vec<f64> = trace["requests"]
+        .as_array()
+        .expect("requests")
+        .iter()
+        .filter(|r| r["type"] != "subagent")
+        .map(|r| r["think_time"].as_f64().unwrap_or(0.0).min(300.0))
+        .collect();
+    let rows = requests(&out);
+    assert!(rows.len() >= 3, "{rows:?}");
+    let sent: Vec<f64> = rows.iter().map(|r| num(r, "sent_s")).collect();
+    let span =
+        sent.iter().cloned().fold(0.0, f64::max) - sent.iter().cloned().fold(f64::MAX, f64::min);
+    // With one user nothing else is in flight during a think time: the trace's own waits add
+    // up to more than the whole run, so only the cap can have sent these requests.
+    let waited: f64 = rows
+        .iter()
+        .map(|r| num(r, "request_index") as usize)
+        .skip(1)
+        .map(|i| think[i])
+        .sum();
+    assert!(
+        waited > span + 1.0,
+        "the trace waits {waited} s, the run took {span} s"
+    );
+    let record = AgentxRecord::read(&out).expect("agentx.json");
+    assert!(
+        record.system_idle_jumps >= 1 && record.system_idle_skipped_s > 1.0,
+        "{record:?}"
+    );
+}
+
+#[test]
+fn the_failed_request_threshold_stops_the_run_and_fails_it() {
+    let sim = SimServer::start(&["--speed", "50", "--fail-rate", "0.5"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let traces = traces(dir.path(), &["0012", "0019"]);
+    let (out, ok, err) = replay(
+        &sim,
+        &traces,
+        dir.path(),
+        &[
+            "--scenario",
+            "agentx",
+            "--users",
+            "2",
+            "--duration",
+            "120",
+            "--time-scale",
+            "0.01",
+        ],
+    );
+    assert!(!ok, "half the requests failed, yet the replay succeeded");
+    assert!(err.contains("--failed-request-threshold 0.1"), "{err}");
+    let status = common::json(&out.join("status.json"));
+    assert_eq!(status["status"], "failed");
+    assert!(
+        status["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("profiled requests failed"))
+    );
+    let metadata = common::json(&out.join("metadata.json"));
+    assert_eq!(metadata["completed"], false, "stopped before its end");
+    assert!(
+        requests(&out).len() >= 10,
+        "judged only from the grace floor on"
+    );
+}
+
+/// One record of AIPerf's profile_export.jsonl, as far as the comparison reads it.
+struct AiperfRecord {
+    phase: String,
+    conversation: String,
+    root: String,
+    turn: usize,
+    start_s: f64,
+    end_s: f64,
+    prompt_tokens: f64,
+    cached_tokens: f64,
+}
+
+fn aiperf_records(path: &Path) -> Vec<AiperfRecord> {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    text.lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+            let m = &v["metadata"];
+            let metric = |k: &str| v["metrics"][k]["value"].as_f64().unwrap_or(0.0);
+            let ns = |k: &str| m[k].as_f64().unwrap_or_else(|| panic!("{k} in {line}")) / 1e9;
+            AiperfRecord {
+                phase: m["benchmark_phase"].as_str().expect("phase").to_owned(),
+                conversation: m["conversation_id"]
+                    .as_str()
+                    .expect("conversation")
+                    .to_owned(),
+                root: m["root_correlation_id"].as_str().expect("root").to_owned(),
+                turn: m["turn_index"].as_u64().expect("turn") as usize,
+                start_s: ns("request_start_ns"),
+                end_s: ns("request_end_ns"),
+                prompt_tokens: metric("usage_prompt_tokens"),
+                cached_tokens: metric("usage_prompt_cache_read_tokens"),
+            }
+        })
+        .collect()
+}
+
+/// o200k_base as tiktoken caches it: AIPerf's `--tokenizer builtin` cannot download it offline;
+/// the tiktoken-rs crate kvsweep builds with ships the same file.
+fn tiktoken_cache(dir: &Path) -> PathBuf {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .expect("CARGO_HOME or HOME");
+    let src = std::fs::read_dir(home.join("registry/src"))
+        .expect("cargo registry")
+        .flatten()
+        .flat_map(|index| {
+            std::fs::read_dir(index.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .map(|krate| krate.path().join("assets/o200k_base.tiktoken"))
+        .find(|p| p.is_file() && p.to_string_lossy().contains("tiktoken-rs-"))
+        .expect("tiktoken-rs's o200k_base.tiktoken in the cargo registry");
+    let cache = dir.join("tiktoken");
+    std::fs::create_dir_all(&cache).expect("tiktoken cache");
+    std::fs::copy(src, cache.join("fb374d419588a4632f3f557e76b4b70aebbca790")).expect("copy");
+    cache
+}
+
+fn hit_rate(cached: f64, prompt: f64) -> f64 {
+    cached / prompt.max(1.0)
+}
+
+/// AIPerf 0.13.0 `--scenario inferencex-agentx-mvp` and `kvsweep replay --scenario agentx` on the
+/// same four carried traces, 4 users, seed 42, 60 s each, against one simulator. AIPerf 0.13.0
+/// has no `--warmup-requests-per-lane` (InferenceX runs AIPerf main): kvsweep runs with 0 extra
+/// warm-up requests to match it, and AIPerf gets InferenceX's other flags. What differs and why
+/// is in the report; this asserts what the two share by construction.
+#[test]
+#[cfg_attr(not(feature = "external-tools"), ignore = "needs aiperf 0.13.0")]
+fn agentx_matches_aiperf_inferencex_agentx_mvp_side_by_side() {
+    let aiperf = common::require_tool("aiperf");
+    let sim = SimServer::start(&["--speed", "20"]);
+    // AIPerf's ZeroMQ socket paths live under TMPDIR and must stay under 108 characters.
+    let dir = tempfile::Builder::new()
+        .prefix("agx")
+        .tempdir_in("/tmp")
+        .expect("tempdir");
+    let traces = traces(dir.path(), &["0012", "0019", "0021", "0277"]);
+    let artifacts = dir.path().join("aiperf");
+    let out = std::process::Command::new(aiperf)
+        .env("TMPDIR", dir.path())
+        .env("TIKTOKEN_CACHE_DIR", tiktoken_cache(dir.path()))
+        .args([
+            "profile",
+            "--scenario",
+            "inferencex-agentx-mvp",
+            "--url",
+            &sim.base,
+        ])
+        .args([
+            "--model",
+            "llama-3.1-8b",
+            "--endpoint-type",
+            "chat",
+            "--streaming",
+        ])
+        .args([
+            "--tokenizer",
+            "builtin",
+            "--custom-dataset-type",
+            "weka_trace",
+        ])
+        .arg("--input-file")
+        .arg(&traces)
+        .args([
+            "--concurrency",
+            "4",
+            "--benchmark-duration",
+            "60",
+            "--random-seed",
+            "42",
+        ])
+        .args([
+            "--trajectory-start-min-ratio",
+            "0.25",
+            "--trajectory-start-max-ratio",
+            "0.75",
+        ])
+        .args([
+            "--failed-request-threshold",
+            "0.10",
+            "--trace-idle-gap-cap-seconds",
+            "300",
+        ])
+        // Short runs: the scenario's 900 s minimum becomes a warning (submission_valid=false);
+        // priming bursts at once rather than spread over the traces' recorded lead.
+        .args(["--unsafe-override", "--burst-phase-starts"])
+        .args([
+            "--ui-type",
+            "none",
+            "--no-gpu-telemetry",
+            "--output-artifact-dir",
+        ])
+        .arg(&artifacts)
+        .output()
+        .expect("aiperf runs");
+    assert!(
+        out.status.success(),
+        "aiperf failed:\n{}",
+        common::stderr(&out)
+    );
+    let (kv, ok, err) = replay(
+        &sim,
+        &traces,
+        dir.path(),
+        &[
+            "--scenario",
+            "agentx",
+            "--users",
+            "4",
+            "--seed",
+            "42",
+            "--duration",
+            "60",
+            "--warmup-requests-per-lane",
+            "0",
+        ],
+    );
+    assert!(ok, "{err}");
+
+    // Warm-up: one priming request per lane in both, and profiling resumes after it.
+    let ap = aiperf_records(&artifacts.join("profile_export.jsonl"));
+    let mut ap_lanes: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    for r in &ap {
+        let lane = ap_lanes.entry(&r.root).or_default();
+        if r.phase == "warmup" {
+            lane.0 += 1;
+        } else {
+            lane.1 += 1;
+        }
+    }
+    assert_eq!(ap_lanes.len(), 4, "AIPerf: one trajectory per lane");
+    assert!(
+        ap_lanes.values().all(|l| l.0 == 1),
+        "AIPerf warm-up: {ap_lanes:?}"
+    );
+    let record = AgentxRecord::read(&kv).expect("agentx.json");
+    assert_eq!(record.lanes.len(), 4, "kvsweep: one lane per user");
+    for l in &record.lanes {
+        assert_eq!(l.warmup_requests, 1, "kvsweep warm-up: {l:?}");
+        assert_eq!(l.profile_from, l.start_turn + 1);
+        assert_in_start_range(l);
+    }
+    for w in ap.iter().filter(|r| r.phase == "warmup") {
+        let next = ap
+            .iter()
+            .filter(|r| r.phase == "profiling" && r.conversation == w.conversation)
+            .map(|r| r.turn)
+            .min();
+        assert!(
+            next.is_none_or(|t| t == w.turn + 1),
+            "AIPerf resumes after its primer"
+        );
+    }
+
+    // Profiled requests: both tools wait the trace's think times under the same caps.
+    let ap_profiled: Vec<&AiperfRecord> = ap.iter().filter(|r| r.phase == "profiling").collect();
+    let kv_rows = requests(&kv);
+    let ratio = kv_rows.len() as f64 / ap_profiled.len() as f64;
+    assert!(
+        (0.5..=2.0).contains(&ratio),
+        "kvsweep {} vs AIPerf {} profiled",
+        kv_rows.len(),
+        ap_profiled.len()
+    );
+
+    // The largest system-idle gap stays under the 10 s cap (plus scheduling slack) in both.
+    let ap_gap = largest_idle_gap(ap_profiled.iter().map(|r| (r.start_s, r.end_s)).collect());
+    let kv_gap = largest_idle_gap(
+        kv_rows
+            .iter()
+            .map(|r| (num(r, "sent_s"), num(r, "done_s")))
+            .collect(),
+    );
+    assert!(
+        ap_gap < 13.0 && kv_gap < 13.0,
+        "idle gaps: AIPerf {ap_gap} s, kvsweep {kv_gap} s"
+    );
+
+    // Input tokens: kvsweep's prompts are exactly the trace's; AIPerf's (its builtin
+    // tokenizer's text, counted by the server) within 2 %. Hit rates within 5 points: both
+    // prime each lane up to its start and then extend the same contexts.
+    let kv_prompt: f64 = kv_rows.iter().map(|r| num(r, "prompt_tokens")).sum();
+    let kv_trace: f64 = kv_rows.iter().map(|r| num(r, "trace_input_tokens")).sum();
+    let kv_cached: f64 = kv_rows.iter().map(|r| num(r, "cached_tokens")).sum();
+    assert_eq!(kv_prompt, kv_trace);
+    let ap_prompt: f64 = ap_profiled.iter().map(|r| r.prompt_tokens).sum();
+    let ap_cached: f64 = ap_profiled.iter().map(|r| r.cached_tokens).sum();
+    let ap_trace: f64 = ap_profiled
+        .iter()
+        .map(|r| trace_input(&traces, &r.conversation, r.turn))
+        .sum();
+    assert!(
+        (ap_prompt / ap_trace - 1.0).abs() < 0.02,
+        "AIPerf {ap_prompt} vs trace {ap_trace}"
+    );
+    let (kv_hit, ap_hit) = (
+        hit_rate(kv_cached, kv_prompt),
+        hit_rate(ap_cached, ap_prompt),
+    );
+    assert!(
+        (kv_hit - ap_hit).abs() < 0.05,
+        "hit rates: kvsweep {kv_hit}, AIPerf {ap_hit}"
+    );
+    eprintln!(
+        "side by side: profiled kvsweep {} / AIPerf {}; input tokens {kv_prompt} / {ap_prompt}; \
+         hit rate {kv_hit:.3} / {ap_hit:.3}; largest idle gap {kv_gap:.2} s / {ap_gap:.2} s; \
+         kvsweep lanes (start, turns, profiled) {:?}; AIPerf lanes (warm-up, profiled) {:?}",
+        kv_rows.len(),
+        ap_profiled.len(),
+        record
+            .lanes
+            .iter()
+            .map(|l| {
+                let tree = format!("{}/", l.session);
+                let profiled = kv_rows
+                    .iter()
+                    .filter(|r| r["session"] == l.session || r["session"].starts_with(&tree))
+                    .count();
+                (&l.session, l.start_turn, l.turns, profiled)
+            })
+            .collect::<Vec<_>>(),
+        ap.iter()
+            .filter(|r| r.phase == "warmup")
+            .map(|r| (&r.conversation, r.turn, ap_lanes[r.root.as_str()]))
+            .collect::<Vec<_>>(),
+    );
+}
+
+/// The trace's input tokens of AIPerf's `conversation` (`trace_N` or `trace_N::sa:agent`)
+/// turn `turn`.
+fn trace_input(traces: &Path, conversation: &str, turn: usize) -> f64 {
+    let (root, agent) = match conversation.split_once("::sa:") {
+        Some((root, agent)) => (root, Some(agent)),
+        None => (conversation, None),
+    };
+    let trace = common::json(&traces.join(format!("{root}.json")));
+    let mut requests = &trace["requests"];
+    if let Some(agent) = agent {
+        requests = requests
+            .as_array()
+            .and_then(|rs| rs.iter().find(|r| r["agent_id"] == agent))
+            .map(|r| &r["requests"])
+            .unwrap_or_else(|| panic!("no subagent {agent} in {root}"));
+    }
+    requests
+        .as_array()
+        .expect("requests")
+        .iter()
+        .filter(|r| r["type"] != "subagent")
+        .nth(turn)
+        .and_then(|r| r["in"].as_f64())
+        .unwrap_or_else(|| panic!("no turn {turn} in {conversation}"))
+}
+
+#[test]
+fn a_spec_runs_the_scenario_with_replay_scenario_agentx() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = common::write(
+        dir.path(),
+        "spec.yaml",
+        "name: agx\nmodel: {name: llama-3.1-8b, preset: llama-3.1-8b}\nengine: sim\n\
+         runners: [cpu]\ntraces: {path: traces}\n\
+         replay: {scenario: agentx, warmup_requests_per_lane: 1}\n\
+         tp: [1]\nusers: [2]\noffload: [\"off\"]\n",
+    );
+    let out = dir.path().join("out");
+    common::kvsweep_ok(&[
+        "render",
+        spec.to_str().expect("utf-8"),
+        "--cell",
+        "agx_cpu_tp1_users2_offloadoff",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    let script = std::fs::read_to_string(out.join("run.sh")).expect("script");
+    let replay = script
+        .lines()
+        .find(|l| l.starts_with("replay_cmd=("))
+        .expect("a replay command");
+    assert!(replay.contains(" --scenario agentx "), "{replay}");
+    assert!(replay.contains(" --warmup-requests-per-lane 1"), "{replay}");
+    let bad = common::write(
+        dir.path(),
+        "bad.yaml",
+        &std::fs::read_to_string(&spec)
+            .expect("spec")
+            .replace("scenario: agentx", "scenario: agentz"),
+    );
+    let err = common::kvsweep_err(&["matrix", bad.to_str().expect("utf-8")]);
+    assert!(err.contains("agentz"), "{err}");
+}
+
+#[test]
+fn a_parents_turn_waits_for_the_subagents_started_before_it() {
+    let sim = SimServer::start(&["--speed", "50"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let traces = traces(dir.path(), &["0277"]);
+    // Start at turn 0 (primed), so turn 1 (t = 228 s) follows subagents 1-3 (t = 79-211 s).
+    let (out, ok, err) = replay(
+        &sim,
+        &traces,
+        dir.path(),
+        &[
+            "--scenario",
+            "agentx",
+            "--trajectory-start-min-ratio",
+            "0",
+            "--trajectory-start-max-ratio",
+            "0",
+            "--warmup-requests-per-lane",
+            "0",
+            "--time-scale",
+            "0.01",
+            "--duration",
+            "30",
+        ],
+    );
+    assert!(ok, "{err}");
+    let rows = requests(&out);
+    let first_pass: Vec<&HashMap<String, String>> = {
+        // Everything the tree sent before the root's turn 1.
+        let restart = rows
+            .iter()
+            .filter(|r| r["session"] == "trace_0277" && r["request_index"] == "1")
+            .map(|r| num(r, "sent_s"))
+            .fold(f64::INFINITY, f64::min);
+        assert!(restart.is_finite(), "turn 1 was never sent: {rows:?}");
+        rows.iter()
+            .filter(|r| r["session"] != "trace_0277" && num(r, "sent_s") < restart)
+            .collect()
+    };
+    let agents: std::collections::BTreeSet<&str> =
+        first_pass.iter().map(|r| r["session"].as_str()).collect();
+    for a in ["agent_001", "agent_002", "agent_003"] {
+        assert!(
+            agents.contains(format!("trace_0277/{a}").as_str()),
+            "{a} ran before turn 1"
+        );
+    }
+    // Turn 1 joins the subagents that started before it (agent_004 starts after it in the
+    // trace, but at its own offset from the session's start: see AGENTX.md).
+    let first_pass: Vec<_> = first_pass
+        .into_iter()
+        .filter(|r| r["session"] != "trace_0277/agent_004")
+        .collect();
+    let joined = first_pass
+        .iter()
+        .map(|r| num(r, "done_s"))
+        .fold(0.0, f64::max);
+    let turn1 = rows
+        .iter()
+        .find(|r| r["session"] == "trace_0277" && r["request_index"] == "1")
+        .expect("turn 1");
+    assert!(
+        num(turn1, "sent_s") >= joined,
+        "turn 1 sent at {} before its subagents finished at {joined}",
+        turn1["sent_s"]
+    );
+    let before_turn1 = |agent: &str| first_pass.iter().filter(|r| r["session"] == agent).count();
+    assert_eq!(
+        before_turn1("trace_0277/agent_002"),
+        12,
+        "every request of the subagent before turn 1"
+    );
+}

@@ -29,7 +29,18 @@ pub struct Panel {
     pub better: Better,
 }
 
-pub const PANELS: [Panel; 6] = [
+pub const PANELS: [Panel; 7] = [
+    // InferenceX's AgentX default view (collect::inferencex): E2E-normalized interactivity P90
+    // on x, the North Star frontier every other panel's frontier is gated by.
+    Panel {
+        id: "agentx_tput_vs_e2e_norm_intvty",
+        title: "Throughput vs E2E-normalized interactivity",
+        x_label: "E2E-normalized interactivity P90 (output tokens/s per user)",
+        y_label: "total tokens/s per GPU",
+        x_column: "e2e_norm_intvty_p90",
+        y_column: "total_tps_per_gpu",
+        better: Better::Higher,
+    },
     Panel {
         id: "ttft_vs_input_tput",
         title: "TTFT vs input throughput",

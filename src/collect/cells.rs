@@ -50,6 +50,13 @@ pub const SUMMARY_COLUMNS: &[&str] = &[
     "e2e_p90_ms",
     "e2e_p99_ms",
     "interactivity",
+    // InferenceX's AgentX metrics (collect::inferencex).
+    "e2e_norm_intvty_p50",
+    "e2e_norm_intvty_p90",
+    "e2e_norm_intvty_p99",
+    "agentx_input_tps_per_gpu",
+    "agentx_output_tps_per_gpu",
+    "agentx_total_tps_per_gpu",
     "client_hit_rate",
     "server_hit_rate",
     "oracle_hit_rate",
@@ -125,6 +132,15 @@ pub struct CellResult {
     pub e2e_p99_ms: Option<f64>,
     /// 1000 / TPOT p50: output tokens per second one user sees.
     pub interactivity: Option<f64>,
+    // InferenceX's AgentX metrics (collect::inferencex): empty without requests.csv.
+    /// 1 / percentile(E2E latency / output tokens): output tokens/s/user, slow tail at P90.
+    pub e2e_norm_intvty_p50: Option<f64>,
+    pub e2e_norm_intvty_p90: Option<f64>,
+    pub e2e_norm_intvty_p99: Option<f64>,
+    /// Tokens of the successful requests over first start to last end, per GPU (TP × PP × PCP).
+    pub agentx_input_tps_per_gpu: Option<f64>,
+    pub agentx_output_tps_per_gpu: Option<f64>,
+    pub agentx_total_tps_per_gpu: Option<f64>,
     pub client_hit_rate: Option<f64>,
     pub server_hit_rate: Option<f64>,
     /// The best hit rate any cache of the cell's size could reach on the requests it sent
@@ -199,6 +215,12 @@ impl CellResult {
             "interactivity" => self.interactivity,
             "usd_per_mtok_total_hyperscaler" => self.usd_per_mtok_total_hyperscaler,
             "tps_per_mw" => self.tps_per_mw,
+            "e2e_norm_intvty_p50" => self.e2e_norm_intvty_p50,
+            "e2e_norm_intvty_p90" => self.e2e_norm_intvty_p90,
+            "e2e_norm_intvty_p99" => self.e2e_norm_intvty_p99,
+            "agentx_input_tps_per_gpu" => self.agentx_input_tps_per_gpu,
+            "agentx_output_tps_per_gpu" => self.agentx_output_tps_per_gpu,
+            "agentx_total_tps_per_gpu" => self.agentx_total_tps_per_gpu,
             _ => None,
         }
     }
@@ -403,6 +425,12 @@ pub fn load(dir: &Path) -> Result<CellResult> {
         e2e_p90_ms: summary.e2e_ms.p90,
         e2e_p99_ms: summary.e2e_ms.p99,
         interactivity: tpot_p50.filter(|t| *t > 0.0).map(|t| 1000.0 / t),
+        e2e_norm_intvty_p50: None,
+        e2e_norm_intvty_p90: None,
+        e2e_norm_intvty_p99: None,
+        agentx_input_tps_per_gpu: None,
+        agentx_output_tps_per_gpu: None,
+        agentx_total_tps_per_gpu: None,
         client_hit_rate: summary.cache.hit_rate,
         server_hit_rate,
         oracle_hit_rate: None,

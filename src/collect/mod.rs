@@ -7,6 +7,7 @@
 pub mod cells;
 pub mod compare;
 pub mod cost;
+pub mod inferencex;
 pub mod repeats;
 pub mod significance;
 pub mod tiers;
@@ -89,7 +90,9 @@ pub fn pareto_rows(cells: &[CellResult]) -> Vec<ParetoRow> {
                 .iter()
                 .filter_map(|c| Some((*c, panel_point(panel, c)?)))
                 .collect();
-            let on = validity_frontier(&placed, panel.better);
+            let mut on = validity_frontier(&placed, panel.better);
+            let group_cells: Vec<&CellResult> = placed.iter().map(|(c, _)| *c).collect();
+            inferencex::north_star(panel, &group_cells, &mut on);
             rows.extend(placed.iter().zip(on).map(|((c, (x, y)), on)| ParetoRow {
                 panel: panel.id,
                 group: group.clone(),
@@ -175,6 +178,7 @@ pub fn collect_priced(
                 Ok(()) => {
                     cost::fill(&mut c, &runners, economics)?;
                     tiers::fill(&mut c)?;
+                    inferencex::fill(&mut c)?;
                     match crate::oracle::replayed::bound(dir, &mut traces, &runners) {
                         Ok(Some(b)) => {
                             c.oracle_hit_rate = Some(b.strict_prefix);

@@ -35,7 +35,7 @@ macro_rules! optional {
 
 /// The `summary.csv` columns averaged over repeats (and given intervals); the others are the
 /// first repeat's (the cell's settings) or, for request counts, summed.
-const METRICS: [(&str, Get, Set); 31] = [
+const METRICS: [(&str, Get, Set); 37] = [
     plain!(error_rate),
     plain!(duration_s),
     plain!(input_tps),
@@ -57,6 +57,12 @@ const METRICS: [(&str, Get, Set); 31] = [
     optional!(e2e_p90_ms),
     optional!(e2e_p99_ms),
     optional!(interactivity),
+    optional!(e2e_norm_intvty_p50),
+    optional!(e2e_norm_intvty_p90),
+    optional!(e2e_norm_intvty_p99),
+    optional!(agentx_input_tps_per_gpu),
+    optional!(agentx_output_tps_per_gpu),
+    optional!(agentx_total_tps_per_gpu),
     optional!(client_hit_rate),
     optional!(server_hit_rate),
     optional!(offload_bytes),

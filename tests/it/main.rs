@@ -9,6 +9,7 @@
 mod common;
 
 mod agentx;
+mod agentx_metrics;
 mod artifacts;
 mod cli;
 mod collect;

@@ -162,7 +162,7 @@ impl SyntheticCell {
     }
 
     /// `requests.csv`: the cell's requests sent at an even pace over its 60 s, the failed ones
-    /// among them, each done half a second later.
+    /// among them, each taking the summary's E2E p50.
     fn write_requests(&self, dir: &Path) {
         let mut w = csv::Writer::from_path(dir.join(RequestRow::FILE)).expect("requests.csv");
         let total = self.ok + self.failed;
@@ -176,10 +176,11 @@ impl SyntheticCell {
                 request_index: 0,
                 scheduled_s: sent_s,
                 sent_s,
-                done_s: sent_s + 0.5,
+                done_s: sent_s + self.ttft_p50_ms * 10.0 / 1000.0,
                 schedule_delay_ms: 0.0,
                 ttft_ms: ok.then_some(self.ttft_p50_ms),
-                e2e_ms: 500.0,
+                // The summary's E2E p50, so the cell's E2E-normalized interactivity agrees.
+                e2e_ms: self.ttft_p50_ms * 10.0,
                 tpot_ms: ok.then_some(self.tpot_p50_ms),
                 itl_mean_ms: None,
                 itl_max_ms: None,

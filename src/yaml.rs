@@ -54,16 +54,23 @@ pub struct YamlDoc {
     positions: HashMap<String, Location>,
 }
 
-impl YamlDoc {
-    /// Reads and indexes a file.
-    pub fn read(path: &Path) -> Result<Self, SpecError> {
-        let text = std::fs::read_to_string(path).map_err(|e| SpecError {
+impl SpecError {
+    /// A file that cannot be read at all: the error has no position.
+    pub fn unreadable(path: &Path, e: &std::io::Error) -> Self {
+        SpecError {
             file: path.to_path_buf(),
             line: 0,
             column: 0,
             field: String::new(),
             message: format!("cannot read file: {e}"),
-        })?;
+        }
+    }
+}
+
+impl YamlDoc {
+    /// Reads and indexes a file.
+    pub fn read(path: &Path) -> Result<Self, SpecError> {
+        let text = std::fs::read_to_string(path).map_err(|e| SpecError::unreadable(path, &e))?;
         Self::from_text(path, text)
     }
 

@@ -65,13 +65,7 @@ pub struct Document {
 
 impl Document {
     pub fn read(path: &Path) -> Result<Self, SpecError> {
-        let text = std::fs::read_to_string(path).map_err(|e| SpecError {
-            file: path.to_path_buf(),
-            line: 0,
-            column: 0,
-            field: String::new(),
-            message: format!("cannot read file: {e}"),
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|e| SpecError::unreadable(path, &e))?;
         Self::parse(path, &text)
     }
 

@@ -513,6 +513,14 @@ pub fn run(args: &RenderArgs, runners: &RunnerSet) -> Result<()> {
     let cell = &cell;
     let plan = plan(&sweep, cell, runner, &args.overrides)?;
     let script = render_script(&plan, runner, args.templates.as_deref())?;
+    if sweep.settings.repeats > 1 {
+        eprintln!(
+            "kvsweep: the spec asks for repeats: {}, but a runner script runs its cell once; \
+             run the repeats as separate jobs, or with `kvsweep run-cell` / `sweep --local` / \
+             `slurm submit`, which run them in turn",
+            sweep.settings.repeats
+        );
+    }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     let path = args.out.join("run.sh");

@@ -184,9 +184,10 @@ pub fn gres(runner: &Runner, tp: u32) -> Option<String> {
     }
 }
 
-/// Minutes for a task: the replay's duration and drain, the engine's health timeout, and a
-/// margin for loading and stopping.
-fn time_limit_min(plans: &[render::CellPlan]) -> u64 {
+/// Minutes for a task: the replay's duration and drain and the engine's health timeout, once
+/// per repeat (run-cell runs the spec's `repeats:` one after another), and a margin for loading
+/// and stopping.
+fn time_limit_min(plans: &[render::CellPlan], repeats: u32) -> u64 {
     let drain = |p: &render::CellPlan| match &p.workload {
         Workload::Replay(r) => r.drain,
         // A tester has no drain; the replay's default stands in as a margin.
@@ -196,7 +197,7 @@ fn time_limit_min(plans: &[render::CellPlan]) -> u64 {
         .iter()
         .map(|p| p.duration_s as f64 + drain(p) + p.health_timeout_s as f64)
         .fold(0.0, f64::max);
-    ((secs + 600.0) / 60.0).ceil() as u64
+    ((secs * f64::from(repeats.max(1)) + 600.0) / 60.0).ceil() as u64
 }
 
 /// Cells grouped by (runner, tp): one array job each, since an array shares its resources.
@@ -258,7 +259,7 @@ fn render_job(
         tp,
         cells: &names,
         max_parallel: m.max_parallel.max(1),
-        time_limit_min: time_limit_min(&plans),
+        time_limit_min: time_limit_min(&plans, sweep.settings.repeats),
         log_dir: m.out.join("slurm/logs").display().to_string(),
         gres: gres(runner, tp),
         partition: runner.slurm.partition.as_deref(),

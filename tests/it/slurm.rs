@@ -240,6 +240,34 @@ fn dry_run_renders_scripts_without_submitting() {
     let text = std::fs::read_to_string(&script).expect("script");
     assert!(text.contains("#SBATCH --gres=gpu:b200:1"), "{text}");
     common::assert_shellcheck_clean([&script]);
+
+    // A task runs the spec's repeats one after another: its time limit covers them all.
+    let minutes = |spec: &Path, out: &str| -> u64 {
+        let out = sweep.out(out);
+        let o = sweep.run(&["slurm", "submit", s(spec), "--out", s(&out), "--dry-run"]);
+        assert!(o.status.success(), "{}", common::stderr(&o));
+        let script = std::fs::read_dir(out.join("slurm"))
+            .expect("dir")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.extension().is_some_and(|e| e == "sbatch"))
+            .expect("script");
+        let text = std::fs::read_to_string(&script).expect("script");
+        let line = text
+            .lines()
+            .find_map(|l| l.strip_prefix("#SBATCH --time="))
+            .unwrap_or_else(|| panic!("a time limit in {text}"));
+        line.trim().parse().expect("minutes")
+    };
+    let once = sweep.spec("slurm-b200", 600);
+    let text = std::fs::read_to_string(&once).expect("spec");
+    let repeated = write(
+        sweep.dir.path(),
+        "repeated.yaml",
+        &format!("{text}repeats: 40\n"),
+    );
+    let (one, forty) = (minutes(&once, "once"), minutes(&repeated, "forty"));
+    assert!(one < 30, "{one} minutes for one 10-minute run");
+    assert!(forty >= 400, "{forty} minutes for forty 10-minute runs");
 }
 
 #[test]

@@ -2,6 +2,8 @@
 //! mean, and rows of `repeats.csv` with its count, mean, standard deviation and 95 % Student-t
 //! interval, so that plots can draw the interval and `compare` can test a difference.
 
+use std::path::PathBuf;
+
 use indexmap::IndexMap;
 use serde::Serialize;
 
@@ -90,16 +92,18 @@ pub struct RepeatRow {
 /// Columns of `repeats.csv`, in order.
 pub const REPEAT_COLUMNS: &[&str] = &["cell", "metric", "n", "mean", "sd", "ci95_low", "ci95_high"];
 
-/// Merges the repeats of each cell (results with the same cell name) into one result; returns
-/// the merged results, in first-seen order, and the `repeats.csv` rows.
+/// Merges the repeats of each cell (the `repeat-K/` runs of one cell folder) into one result;
+/// returns the merged results, in first-seen order, and the `repeats.csv` rows.
 pub fn merge(results: Vec<CellResult>) -> (Vec<CellResult>, Vec<RepeatRow>) {
-    let mut groups: IndexMap<String, Vec<CellResult>> = IndexMap::new();
+    let mut groups: IndexMap<PathBuf, Vec<CellResult>> = IndexMap::new();
     for r in results {
-        groups.entry(r.name.clone()).or_default().push(r);
+        let key = crate::repeats::cell_of(&r.dir).to_path_buf();
+        groups.entry(key).or_default().push(r);
     }
     let mut merged = Vec::new();
     let mut rows = Vec::new();
-    for (name, group) in groups {
+    for group in groups.into_values() {
+        let name = group[0].name.clone();
         if group.len() == 1 {
             merged.extend(group);
             continue;

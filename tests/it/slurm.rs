@@ -121,11 +121,7 @@ fn a_sweep_runs_as_a_slurm_array_and_is_managed_from_its_manifest() {
     let spec = sweep.spec("slurm-sim", 3);
     let o = sweep.run(&["slurm", "submit", s(&spec), "--out", s(&out), "--wait"]);
     assert!(o.status.success(), "{}", common::stderr(&o));
-    let script = std::fs::read_dir(out.join("slurm"))
-        .expect("scripts")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|e| e == "sbatch"))
-        .expect("an sbatch script");
+    let script = sbatch_script(&out);
     let text = std::fs::read_to_string(&script).expect("script");
     for line in [
         "#SBATCH --gres=gpu:h100:1",
@@ -223,6 +219,15 @@ fn a_sweep_runs_as_a_slurm_array_and_is_managed_from_its_manifest() {
     assert!(o.status.success(), "{}", common::stderr(&o));
 }
 
+/// The first array job script `slurm submit` wrote under `out`.
+fn sbatch_script(out: &Path) -> PathBuf {
+    std::fs::read_dir(out.join("slurm"))
+        .expect("scripts")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|e| e == "sbatch"))
+        .expect("an sbatch script")
+}
+
 #[test]
 fn dry_run_renders_scripts_without_submitting() {
     let sweep = Sweep::new();
@@ -232,11 +237,7 @@ fn dry_run_renders_scripts_without_submitting() {
     assert!(o.status.success(), "{}", common::stderr(&o));
     assert!(common::stdout(&o).contains("would run: sbatch --parsable"));
     assert!(!out.join("slurm-manifest.json").exists());
-    let script = std::fs::read_dir(out.join("slurm"))
-        .expect("dir")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|e| e == "sbatch"))
-        .expect("script");
+    let script = sbatch_script(&out);
     let text = std::fs::read_to_string(&script).expect("script");
     assert!(text.contains("#SBATCH --gres=gpu:b200:1"), "{text}");
     common::assert_shellcheck_clean([&script]);
@@ -246,11 +247,7 @@ fn dry_run_renders_scripts_without_submitting() {
         let out = sweep.out(out);
         let o = sweep.run(&["slurm", "submit", s(spec), "--out", s(&out), "--dry-run"]);
         assert!(o.status.success(), "{}", common::stderr(&o));
-        let script = std::fs::read_dir(out.join("slurm"))
-            .expect("dir")
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| p.extension().is_some_and(|e| e == "sbatch"))
-            .expect("script");
+        let script = sbatch_script(&out);
         let text = std::fs::read_to_string(&script).expect("script");
         let line = text
             .lines()

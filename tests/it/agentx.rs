@@ -580,7 +580,7 @@ fn a_parents_turn_waits_for_the_subagents_started_before_it() {
             "--time-scale",
             "0.01",
             "--duration",
-            "30",
+            "12",
         ],
     );
     assert!(ok, "{err}");

@@ -2,7 +2,8 @@
 //! contains what a long run of the same cell measures, and `compare` tells a real difference
 //! between two repeated sweeps from noise. The runs leave their first three seconds out as warm-up.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
 
 use crate::common::{self, cells::plan, sim::SimServer};
 use kvsweep::artifact::schema::JsonArtifact;
@@ -11,7 +12,7 @@ use kvsweep::spec::Cell;
 /// A Mooncake trace of 50 sessions of 1 to 7 small turns, 100 to 300 ms of think time apart:
 /// sessions unlike each other, so that runs with different seeds (which shuffle the sessions)
 /// are different samples of the workload, as repeats on real hardware are.
-fn trace(dir: &Path) -> std::path::PathBuf {
+fn trace(dir: &Path) -> PathBuf {
     let mut text = String::new();
     for s in 0..50u32 {
         let delay = 100 + 50 * (s % 5);
@@ -30,9 +31,23 @@ fn trace(dir: &Path) -> std::path::PathBuf {
 
 /// One run of the 8-user cell `healthy` into `out`, with `users` replay users for `duration` s,
 /// the sessions shuffled by `seed`.
-fn run(out: &Path, sim: &SimServer, traces: &Path, users: u32, duration: u32, seed: u32) {
-    let (users, duration, seed) = (users.to_string(), duration.to_string(), seed.to_string());
-    let done = common::run(
+struct Run<'a> {
+    out: PathBuf,
+    users: u32,
+    duration: u32,
+    seed: u32,
+    traces: &'a Path,
+}
+
+impl Run<'_> {
+    /// Starts the replay: the runs of the test go at once (the simulator answers instantly and
+    /// the think times pace the users, so they do not slow each other down).
+    fn start(&self, sim: &SimServer) -> Child {
+        let (users, duration, seed) = (
+            self.users.to_string(),
+            self.duration.to_string(),
+            self.seed.to_string(),
+        );
         common::kvsweep()
             .args([
                 "replay",
@@ -47,22 +62,31 @@ fn run(out: &Path, sim: &SimServer, traces: &Path, users: u32, duration: u32, se
             // later, longer turns) takes a few sessions' length to settle: not measured.
             .args(["--warmup-window", "3", "--seed", &seed])
             .arg("--traces")
-            .arg(traces)
+            .arg(self.traces)
             .arg("--out")
-            .arg(out),
-    );
-    assert!(done.status.success(), "{}", common::stderr(&done));
-    let cell = Cell {
-        name: "healthy".into(),
-        runner: Some("cpu".into()),
-        tp: 1,
-        ep: 0,
-        users: 8,
-        offload: serde_json::from_value("off".into()).expect("an offload mode"),
-    };
-    plan(cell, u64::from(duration.parse::<u32>().expect("seconds")))
-        .write(out)
-        .expect("cell.json");
+            .arg(&self.out)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kvsweep replay starts")
+    }
+
+    /// Waits for the replay and writes the cell's plan beside its results.
+    fn finish(&self, child: Child) {
+        let done = child.wait_with_output().expect("kvsweep replay runs");
+        assert!(done.status.success(), "{}", common::stderr(&done));
+        let cell = Cell {
+            name: "healthy".into(),
+            runner: Some("cpu".into()),
+            tp: 1,
+            ep: 0,
+            users: 8,
+            offload: serde_json::from_value("off".into()).expect("an offload mode"),
+        };
+        plan(cell, u64::from(self.duration))
+            .write(&self.out)
+            .expect("cell.json");
+    }
 }
 
 fn collect(cells: &Path, out: &Path) {
@@ -81,28 +105,24 @@ fn repeated_cells_give_intervals_that_hold_a_long_run_and_compare_tests_the_diff
     let sim = SimServer::start(&["--instant"]);
 
     let eight = dir.path().join("eight");
-    for k in 1..=3 {
-        run(
-            &eight.join(format!("cells/healthy/repeat-{k}")),
-            &sim,
-            &traces,
-            8,
-            8,
-            k,
-        );
-    }
     let long = dir.path().join("long");
-    run(&long.join("cells/healthy"), &sim, &traces, 8, 23, 100);
     let four = dir.path().join("four");
+    let run = |out: PathBuf, users: u32, duration: u32, seed: u32| Run {
+        out,
+        users,
+        duration,
+        seed,
+        traces: &traces,
+    };
+    let mut runs = vec![run(long.join("cells/healthy"), 8, 16, 100)];
     for k in 1..=3 {
-        run(
-            &four.join(format!("cells/healthy/repeat-{k}")),
-            &sim,
-            &traces,
-            4,
-            8,
-            10 + k,
-        );
+        let repeat = format!("cells/healthy/repeat-{k}");
+        runs.push(run(eight.join(&repeat), 8, 8, k));
+        runs.push(run(four.join(&repeat), 4, 8, 10 + k));
+    }
+    let started: Vec<Child> = runs.iter().map(|r| r.start(&sim)).collect();
+    for (r, child) in runs.iter().zip(started) {
+        r.finish(child);
     }
     drop(sim);
     for d in [&eight, &long, &four] {

@@ -104,16 +104,21 @@ fn the_adaptive_controller_settles_on_the_largest_user_count_within_the_target()
 }
 
 #[test]
-fn token_budgets_hold_within_five_percent_over_a_minute() {
+fn token_budgets_hold_over_a_window_to_the_bucket_bound() {
+    // The bucket admits `rate` tokens a second plus its burst (0.6 s of budget) and at most one
+    // request beyond: over a minute that is the budget within 5 %; over the 15 s looked at here
+    // the same bound, stated exactly (a minute-long run would spend a minute proving it again).
+    let (budget, window, largest_prompt) = (240_000.0, 15.0, 2_000.0);
+    let rate = budget / 60.0;
+    let bound = rate * window + rate * 0.6 + largest_prompt;
     let sim = SimServer::start(&["--instant"]);
-    let budget = 240_000.0;
     let (dir, ok, err) = replay(
         &[&sim.base],
         &[
             "--users",
             "8",
             "--duration",
-            "62",
+            "17",
             "--time-scale",
             "0",
             "--recycle",
@@ -131,14 +136,17 @@ fn token_budgets_hold_within_five_percent_over_a_minute() {
     );
     assert!(ok, "{err}");
     let reqs = common::csv_rows(&dir.path().join("requests.csv"));
-    let minute: Vec<_> = reqs.iter().filter(|r| f(r, "sent_s") < 60.0).collect();
-    let input: f64 = minute.iter().map(|r| f(r, "trace_input_tokens")).sum();
-    let output: f64 = minute.iter().map(|r| f(r, "trace_output_tokens")).sum();
+    let sent: Vec<_> = reqs.iter().filter(|r| f(r, "sent_s") < window).collect();
+    let input: f64 = sent.iter().map(|r| f(r, "trace_input_tokens")).sum();
+    let output: f64 = sent.iter().map(|r| f(r, "trace_output_tokens")).sum();
     assert!(
-        input <= budget * 1.05 && input >= budget * 0.9,
-        "input tokens in the first minute: {input} for a budget of {budget}"
+        input <= bound && input >= rate * window * 0.9,
+        "input tokens in the first {window} s: {input} for {rate}/s (at most {bound})"
     );
-    assert!(output <= 600_000.0 * 1.05, "{output}");
+    assert!(
+        output <= 600_000.0 / 60.0 * (window + 0.6) + 2_000.0,
+        "{output}"
+    );
     let periods = common::csv_rows(&dir.path().join("periods.csv"));
     assert!(periods.iter().any(|p| !p["itpm_fill"].is_empty()));
 }

@@ -670,17 +670,14 @@ fn a_model_that_does_not_fit_is_refused_at_start() {
 #[tokio::test(flavor = "multi_thread")]
 async fn running_out_of_blocks_preempts_the_newest_request_which_still_finishes() {
     // 8 blocks of 16 tokens. Each request, 33 prompt tokens and 60 generated, needs 6 blocks by
-    // its end: one alone fits, two cannot. The second is admitted beside the first as long as
-    // it arrives before the first holds 6 blocks (about 45 of its decode steps, a second at a
-    // quarter of modelled speed, so a loaded machine's late send still lands inside it); then,
-    // as both grow, the older needs a block and the newer is preempted, recomputed later, and
-    // still completes.
-    let sim = SimServer::start(&["--kv-cache-gb", EIGHT_BLOCKS_GB, "--speed", "0.25"]);
+    // its end: one alone fits, two cannot. Both are sent at once; the later to arrive is admitted
+    // beside the other as long as it arrives before that one holds 6 blocks (about 45 of its
+    // decode steps: 2.5 s at a tenth of modelled speed, so a loaded machine's late send still
+    // lands inside it); then, as both grow, the older needs a block and the newer is preempted,
+    // recomputed later, and still completes.
+    let sim = SimServer::start(&["--kv-cache-gb", EIGHT_BLOCKS_GB, "--speed", "0.1"]);
     let body = |start: u32| json!({"prompt": ids(start, 33), "max_tokens": 60, "ignore_eos": true});
-    let (a, b) = tokio::join!(complete(&sim, body(1000)), async {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-        complete(&sim, body(2000)).await
-    });
+    let (a, b) = tokio::join!(complete(&sim, body(1000)), complete(&sim, body(2000)));
     for (status, body) in [a, b] {
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["usage"]["completion_tokens"], 60);

@@ -31,6 +31,15 @@ REAL_ENGINES=(vllm::every_rendered_vllm_command_line vllm::rendered_vllm_cells l
 skips=()
 for t in "${REAL_ENGINES[@]}"; do skips+=(--skip "$t"); done
 cargo test --all-targets --locked --features external-tools -- "${skips[@]}"
-cargo test --locked --features external-tools --test it -- "${REAL_ENGINES[@]}"
+real_log=$(mktemp)
+trap 'rm -f "$real_log"' EXIT
+cargo test --locked --features external-tools --test it -- "${REAL_ENGINES[@]}" 2>&1 | tee "$real_log"
+# A renamed test would leave its name here matching nothing, and this pass would pass empty.
+for t in "${REAL_ENGINES[@]}"; do
+  grep -q "^test ${t}.* \.\.\. ok\$" "$real_log" || {
+    echo "error: no real-engine test named ${t} ran (scripts/test.sh REAL_ENGINES)" >&2
+    exit 1
+  }
+done
 # Each fuzz target for 10 s (FUZZING.md); scripts/fuzz.sh without --smoke is the long run.
 scripts/fuzz.sh --smoke 10

@@ -24,14 +24,11 @@
 //!   ids), never from the server's answer, which is what AIPerf's default pre-canned mode does
 //!   (`AIPERF_DATASET_WEKA_LIVE_ASSISTANT_RESPONSES=0` in `build_replay_cmd`).
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
-
 use super::schedule::{endpoint_index, pass_scope};
+use crate::artifact::schema::LaneStart;
 use crate::openai::client::{self, Outcome, PromptBody, PromptEncoding};
 use crate::openai::preflight::{Endpoint, Preflight};
 use crate::rng::mix;
@@ -39,9 +36,6 @@ use crate::trace::Session;
 use crate::trace::prompt::{PromptBuilder, PromptState};
 use crate::workload::agentx::{CacheBust, Rules};
 use crate::workload::replay::ReplayArgs;
-
-/// The file (in the results directory) that records each lane's start and warm-up.
-pub const AGENTX_FILE: &str = "agentx.json";
 
 /// A uniform draw in [0, 1) from the seeded mixer.
 fn unit(key: u64) -> f64 {
@@ -92,51 +86,6 @@ pub(super) fn cache_bust_marker(rules: &Rules) -> Option<u64> {
             .map_or(0, |d| d.as_nanos() as u64);
         mix(nanos ^ u64::from(std::process::id()))
     })
-}
-
-/// One lane's start, as agentx.json records it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LaneStart {
-    pub lane: u32,
-    pub session: String,
-    pub turns: usize,
-    /// The start turn (primed whole, before timing).
-    pub start_turn: usize,
-    /// Warm-up requests answered (the primer and the extra one-token turns).
-    pub warmup_requests: u64,
-    /// The first profiled turn.
-    pub profile_from: usize,
-}
-
-/// agentx.json: the scenario's rules as run and each lane's start.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AgentxRecord {
-    pub start_ratio: Option<(f64, f64)>,
-    pub warmup_requests_per_lane: u32,
-    pub system_idle_gap_cap_s: Option<f64>,
-    pub trace_idle_gap_cap_s: Option<f64>,
-    pub failed_request_threshold: Option<f64>,
-    /// The per-run marker mixed into every prompt (`--cache-bust first-turn-prefix`), if any.
-    pub cache_bust_marker: Option<u64>,
-    pub lanes: Vec<LaneStart>,
-    /// Seconds the system-idle cap skipped, and how many times it moved the waits.
-    pub system_idle_skipped_s: f64,
-    pub system_idle_jumps: u64,
-}
-
-impl AgentxRecord {
-    pub fn write(&self, dir: &Path) -> Result<()> {
-        let path = dir.join(AGENTX_FILE);
-        let text = serde_json::to_string_pretty(self).context("cannot serialize agentx.json")?;
-        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
-    }
-
-    pub fn read(dir: &Path) -> Result<Self> {
-        let path = dir.join(AGENTX_FILE);
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("{} is malformed", path.display()))
-    }
 }
 
 /// What the warm-up needs from the run being prepared.

@@ -35,7 +35,9 @@ use serde_json::json;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
-use crate::artifact::schema::{CellState, JsonArtifact, Metadata, Status, TraceSetInfo};
+use crate::artifact::schema::{
+    AgentxRecord, CellState, JsonArtifact, Metadata, Status, TraceSetInfo,
+};
 use crate::openai::client::{Outcome, PromptEncoding};
 use crate::openai::preflight::{Endpoint, Prompts};
 use crate::openai::vocabulary;
@@ -231,7 +233,8 @@ pub async fn replay(args: ReplayArgs, mut stop: StopSignal) -> Result<ReplayOutc
     }
     if *args.agentx != crate::workload::agentx::AgentxArgs::default() {
         let (skipped_s, jumps) = run.system_idle.as_ref().map_or((0.0, 0), |i| i.skipped());
-        agentx::AgentxRecord {
+        AgentxRecord {
+            format_version: AgentxRecord::VERSION,
             start_ratio: rules.start_ratio,
             warmup_requests_per_lane: rules.warmup_requests_per_lane,
             system_idle_gap_cap_s: rules.system_idle_gap_cap_s,

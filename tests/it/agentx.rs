@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use common::sim::SimServer;
-use kvsweep::replay::agentx::{AgentxRecord, LaneStart};
+use kvsweep::artifact::schema::{AgentxRecord, JsonArtifact, LaneStart};
 
 /// Copies carried kv-cache-tester traces (trace_0277 has subagents) into `dir/traces`.
 fn traces(dir: &Path, names: &[&str]) -> PathBuf {

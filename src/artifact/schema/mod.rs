@@ -5,6 +5,7 @@
 //! other, instead of a reader quietly taking a zero. Each file carries a `format_version`; a
 //! reader refuses a version it does not know.
 
+mod agentx;
 mod cell;
 mod gpu;
 mod metadata;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::write_json_atomic;
 
+pub use agentx::{AgentxRecord, LaneStart};
 pub use cell::CellPlan;
 pub use gpu::GpuRow;
 pub use metadata::{Metadata, TraceSetInfo};

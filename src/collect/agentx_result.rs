@@ -10,8 +10,9 @@
 //! to 5 decimals and integral ones written as integers, as `round_floats` does.
 //!
 //! `collect` writes, per AgentX cell, under `OUT/agentx/`: `<RESULT_FILENAME>/aiperf_artifacts/`
-//! (the exports: `RESULT_DIR` for InferenceX's processor) and `<RESULT_FILENAME>.json` (the
-//! aggregate), `RESULT_FILENAME` named as InferenceX's `benchmark-tmpl.yml` names it. It writes
+//! (the exports; `<RESULT_FILENAME>/` is `RESULT_DIR` for InferenceX's processor, with the
+//! engine's `server.log` and the processor's environment in `inferencex.env`) and
+//! `<RESULT_FILENAME>.json` (the aggregate), `RESULT_FILENAME` named as InferenceX's `benchmark-tmpl.yml` names it. It writes
 //! them in collect rather than in the cell: they derive from the cell's final artifacts alone
 //! (the metrics scraper outlives the replay), a downloaded or zipped cell gets them too, and a
 //! cell's upload stays the files it has always been.
@@ -92,6 +93,46 @@ impl Identity {
             self.conc,
             self.runner
         )
+    }
+
+    /// The environment InferenceX's processor reads, as `NAME=value` lines a shell sources
+    /// (`set -a; . inferencex.env`): with it, `process_agentic_result.py` run on the exports
+    /// makes the aggregate kvsweep wrote.
+    pub fn env_file(&self) -> String {
+        let backend_metadata = self
+            .kv_offload_backend
+            .as_ref()
+            .map(|name| json!({"name": name}).to_string())
+            .unwrap_or_default();
+        let vars = [
+            ("RESULT_FILENAME", self.result_filename()),
+            ("RUNNER_TYPE", self.runner.clone()),
+            ("CONC", self.conc.to_string()),
+            ("IMAGE", self.image.clone()),
+            ("MODEL", self.model.clone()),
+            ("FRAMEWORK", self.framework.clone()),
+            ("PRECISION", self.precision.clone()),
+            ("SPEC_DECODING", "none".to_owned()),
+            ("DISAGG", "false".to_owned()),
+            ("IS_MULTINODE", "false".to_owned()),
+            ("TP", self.tp.to_string()),
+            ("EP_SIZE", self.ep.to_string()),
+            ("DP_ATTENTION", "false".to_owned()),
+            ("KV_OFFLOADING", self.kv_offloading.clone()),
+            (
+                "KV_OFFLOAD_BACKEND",
+                self.kv_offload_backend.clone().unwrap_or_default(),
+            ),
+            ("KV_OFFLOAD_BACKEND_METADATA", backend_metadata),
+            ("TOTAL_CPU_DRAM_GB", self.cpu_dram_gb.to_string()),
+        ];
+        vars.iter()
+            .map(|(k, v)| {
+                let quoted =
+                    shlex::try_quote(v).map_or_else(|_| "''".to_owned(), |q| q.into_owned());
+                format!("{k}={quoted}\n")
+            })
+            .collect()
     }
 
     /// The GPUs of a single-node run: `TP × PP × PCP` (`_gpu_shape`), PP = PCP = 1.
@@ -863,6 +904,9 @@ pub fn write(dir: &Path, out: &Path) -> Result<Option<std::path::PathBuf>> {
         std::fs::write(&to, bytes).with_context(|| format!("cannot write {}", to.display()))?;
     }
     let log = log.map(|b| String::from_utf8_lossy(&b).replace('\0', ""));
+    let env = result_dir.join("inferencex.env");
+    std::fs::write(&env, id.env_file())
+        .with_context(|| format!("cannot write {}", env.display()))?;
     let agg = aggregate(
         &id,
         &exports.records,

@@ -64,6 +64,20 @@ for env in "$work"/collect/agentx/*/inferencex.env; do
             "$result_dir/aiperf_artifacts" --failed-request-threshold 0.10
     ) | sed "s#$golden/##" | tee -a "$golden/processor.log"
 done
+
+# The real AIPerf run carried for the schema (tests/fixtures/aiperf/agentx-0.13.0) through the
+# same processor, with a fixed identity: kvsweep's aggregate of an AIPerf run is checked too.
+real="$work/aiperf-real"
+mkdir -p "$real/aiperf_artifacts"
+cp "$repo"/tests/fixtures/aiperf/agentx-0.13.0/*.json* "$real/aiperf_artifacts/"
+(
+    cd "$inferencex"
+    HF_HOME="$work/no-hf" RESULT_DIR="$real" AGENTIC_OUTPUT_DIR="$golden" \
+        RESULT_FILENAME=aiperf-0.13.0-real RUNNER_TYPE=cpu CONC=4 MODEL=llama-3.1-8b \
+        FRAMEWORK=vllm PRECISION=bf16 TP=1 EP_SIZE=1 KV_OFFLOADING=none TOTAL_CPU_DRAM_GB=0 \
+        python3 -m utils.agentic.aggregation.process_agentic_result
+) | sed "s#$golden/##" | tee -a "$golden/processor.log"
+
 cp "$inferencex/LICENSE" "$golden/LICENSE-InferenceX"
 chmod 644 "$golden/LICENSE-InferenceX"
 inferencex_commit=$(git -C "$inferencex" rev-parse HEAD 2>/dev/null || echo "unknown")
@@ -75,5 +89,8 @@ Made by \`scripts/regen-agentx-goldens.sh\` from the cells in \`../cells\`: each
 $inferencex_commit, Apache-2.0, see \`LICENSE-InferenceX\`) made from the exports
 \`kvsweep collect\` wrote for the cell; \`processor.log\` is its output and that of
 \`validate_agentic_result.py --failed-request-threshold 0.10\`, which accepted each one.
+\`aiperf-0.13.0-real.json\` is the processor's aggregate of the real AIPerf run in
+\`tests/fixtures/aiperf/agentx-0.13.0\` (RUNNER_TYPE=cpu CONC=4 MODEL=llama-3.1-8b FRAMEWORK=vllm
+PRECISION=bf16 TP=1 KV_OFFLOADING=none).
 EOF
 echo "goldens in $golden"

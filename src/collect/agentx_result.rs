@@ -936,3 +936,91 @@ pub fn write_or_warn(dir: &Path, out: &Path, cell: &str) -> Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kv_pool_is_the_engines_last_size_each_or_the_untagged_sizes_summed() {
+        // InferenceX's own test cases (test_process_agentic_result.py).
+        let dp = [
+            "INFO (EngineCore_DP0 pid=100) GPU KV cache size: 5,000,000 tokens",
+            "INFO (EngineCore_DP0 pid=100) GPU KV cache size: 5,000,000 tokens",
+            "INFO (EngineCore_DP1 pid=101) GPU KV cache size: 6,500,000 tokens",
+        ]
+        .join("\n");
+        assert_eq!(kv_pool_tokens_from_log(&dp), Some(11_500_000));
+        let bare = "GPU KV cache size: 1,000 tokens\nnoise\nGPU KV cache size: 2,000 tokens";
+        assert_eq!(kv_pool_tokens_from_log(bare), Some(3_000));
+        assert_eq!(
+            kv_pool_tokens_from_log(
+                "INFO (EngineCore pid=123) GPU KV cache size: 11,294,463 tokens"
+            ),
+            Some(11_294_463)
+        );
+        assert_eq!(kv_pool_tokens_from_log("GPU KV cache size: , tokens"), None);
+        assert_eq!(kv_pool_tokens_from_log("KV cache 427232 tokens"), None);
+    }
+
+    #[test]
+    fn an_error_is_categorised_by_type_then_code_then_message() {
+        let e = |t: Option<&str>, code: Option<i64>, message: &str| crate::aiperf::ErrorDetails {
+            code,
+            error_type: t.map(str::to_owned),
+            message: message.to_owned(),
+            cause: None,
+            cause_chain: None,
+            details: None,
+        };
+        assert_eq!(
+            error_category(&e(Some("TimeoutError"), Some(500), "x")),
+            "TimeoutError"
+        );
+        assert_eq!(error_category(&e(None, Some(500), "x")), "500");
+        assert_eq!(
+            error_category(&e(None, None, "  ConnectionReset: peer\nmore")),
+            "ConnectionReset"
+        );
+        assert_eq!(error_category(&e(None, None, "")), "unknown");
+    }
+
+    #[test]
+    fn floats_are_rounded_to_5_decimals_and_integral_ones_become_integers() {
+        let v =
+            round_floats(json!({"a": 0.123456789, "b": [2.0, 0.0, 1.000001], "c": 3, "d": "s"}));
+        assert_eq!(v, json!({"a": 0.12346, "b": [2, 0.0, 1], "c": 3, "d": "s"}));
+        assert!(v["b"][0].is_i64() && v["b"][1].is_f64());
+    }
+
+    #[test]
+    fn the_result_filename_is_inferencexs() {
+        let id = Identity {
+            runner: "h200-nv_0".into(),
+            conc: 16,
+            image: String::new(),
+            model: "m".into(),
+            framework: "vllm".into(),
+            precision: "fp8".into(),
+            tp: 8,
+            ep: 1,
+            kv_offloading: "dram".into(),
+            kv_offload_backend: Some("native".into()),
+            cpu_dram_gb: 256,
+            exp_name: "dsr1_agentic".into(),
+        };
+        assert_eq!(
+            id.result_filename(),
+            "dsr1_agentic_fp8_vllm_tp8-pp1-dcp1-pcp1-ep1-dpafalse_disagg-false_spec-none_conc16_h200-nv_0"
+        );
+        let env = id.env_file();
+        assert!(
+            env.contains("KV_OFFLOAD_BACKEND_METADATA='{\"name\":\"native\"}'\n"),
+            "{env}"
+        );
+        assert!(
+            env.contains("TOTAL_CPU_DRAM_GB=256\n") && env.contains("IMAGE=''\n"),
+            "{env}"
+        );
+    }
+}

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use kvsweep::aiperf::{CreditPhase, read_profile_export, read_records, read_server_metrics};
 use kvsweep::artifact::schema::{CellPlan, JsonArtifact};
+use kvsweep::collect::agentx_result::{Identity, aggregate};
 use serde_json::Value;
 
 fn fixture() -> PathBuf {
@@ -149,11 +150,13 @@ fn collect() -> Collected {
     }
 }
 
+/// The goldens of the fixture cells (named by their `RESULT_FILENAME`).
 fn goldens() -> Vec<PathBuf> {
     let mut g: Vec<PathBuf> = std::fs::read_dir(fixture().join("golden"))
         .expect("golden")
         .map(|e| e.expect("entry").path())
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .filter(|p| !p.to_string_lossy().ends_with(REAL_AIPERF_GOLDEN))
         .collect();
     g.sort();
     g
@@ -163,7 +166,7 @@ fn goldens() -> Vec<PathBuf> {
 fn the_aggregate_is_the_one_inferencex_makes_from_the_cells_exports() {
     let c = agentx_results();
     let goldens = goldens();
-    assert_eq!(goldens.len(), 2, "one golden per fixture cell");
+    assert_eq!(goldens.len(), 3, "one golden per fixture cell");
     for golden in &goldens {
         let name = golden.file_name().expect("name");
         let ours = c.agentx.join(name);
@@ -186,6 +189,56 @@ fn the_aggregate_is_the_one_inferencex_makes_from_the_cells_exports() {
     assert_eq!(agg["kv_offloading"], "dram");
     assert_eq!(agg["kv_offload_backend"]["name"], "native");
     assert_eq!(agg["scenario_type"], "agentic-coding");
+    // The cell with server errors and a warm-up window: both counted, neither in the figures.
+    let faults = goldens
+        .iter()
+        .find(|g| g.to_string_lossy().contains("faults"))
+        .expect("the faults cell");
+    let agg = common::json(&c.agentx.join(faults.file_name().expect("name")));
+    let acc = &agg["request_accounting"];
+    assert_eq!(acc["records_warmup_dropped"], 7);
+    assert_eq!(acc["records_error_dropped"], 2);
+    assert_eq!(acc["error_categories"]["500"], 2);
+    assert_eq!(agg["num_requests_successful"], 9);
+}
+
+/// The golden InferenceX's processor made from the real AIPerf run carried for the schema.
+const REAL_AIPERF_GOLDEN: &str = "aiperf-0.13.0-real.json";
+
+/// kvsweep's aggregate of a real AIPerf 0.13.0 run (warm-up records, per-chunk latencies,
+/// AIPerf's own server-metrics export) is the one InferenceX's processor makes from it, with
+/// the identity the regen script gives the processor.
+#[test]
+fn the_aggregate_of_a_real_aiperf_run_is_the_one_inferencex_makes() {
+    let dir = common::repo_root().join("tests/fixtures/aiperf/agentx-0.13.0");
+    let records = read_records(&dir.join("profile_export.jsonl")).expect("records");
+    let profile = read_profile_export(&dir.join("profile_export_aiperf.json")).expect("aggregate");
+    let server = read_server_metrics(&dir.join("server_metrics_export.json")).expect("server");
+    let id = Identity {
+        runner: "cpu".into(),
+        conc: 4,
+        image: String::new(),
+        model: "llama-3.1-8b".into(),
+        framework: "vllm".into(),
+        precision: "bf16".into(),
+        tp: 1,
+        ep: 1,
+        kv_offloading: "none".into(),
+        kv_offload_backend: None,
+        cpu_dram_gb: 0,
+        exp_name: String::new(),
+    };
+    let ours = aggregate(&id, &records, Some(&profile), Some(&server), None).expect("aggregate");
+    let golden = common::json(&fixture().join("golden").join(REAL_AIPERF_GOLDEN));
+    let mut diff = Vec::new();
+    differences(&ours, &golden, "", &mut diff);
+    assert!(
+        diff.is_empty(),
+        "differs from InferenceX's:\n{}",
+        diff.join("\n")
+    );
+    // The warm-up records are counted and left out.
+    assert_eq!(ours["request_accounting"]["records_warmup_dropped"], 4);
 }
 
 #[test]
@@ -203,12 +256,13 @@ fn the_exports_read_back_and_pass_inferencexs_validity_gate() {
             read_profile_export(&artifacts.join("profile_export_aiperf.json")).expect("aggregate");
         let server =
             read_server_metrics(&artifacts.join("server_metrics_export.json")).expect("server");
-        assert!(!records.is_empty());
-        assert!(
+        let profiled = |failed: bool| {
             records
                 .iter()
-                .all(|r| r.metadata.benchmark_phase == CreditPhase::Profiling)
-        );
+                .filter(|r| r.metadata.benchmark_phase == CreditPhase::Profiling)
+                .filter(|r| r.error.is_some() == failed)
+                .count() as f64
+        };
         assert!(server.metrics.contains_key("vllm:prompt_tokens_by_source"));
         // validate_agentic_result.py: request_count.avg present and non-negative, completed
         // requests positive, errors / completed within --failed-request-threshold 0.10.
@@ -216,7 +270,7 @@ fn the_exports_read_back_and_pass_inferencexs_validity_gate() {
         let ok = avg("request_count").expect("request_count.avg");
         let errors = avg("error_request_count").unwrap_or(0.0);
         let completed = avg("completed_request_count").unwrap_or(ok + errors);
-        assert_eq!(ok, records.len() as f64);
+        assert_eq!((ok, errors), (profiled(false), profiled(true)));
         assert!(completed > 0.0 && errors / completed <= 0.10);
         // AIPerf's verdict on a 30 s run of local traces: not a submission, and why.
         let md = profile.metadata.as_ref().expect("metadata");
@@ -268,7 +322,8 @@ with open(d + "/server_metrics_export.json") as f:
 kinds = {n: type(m).__name__ for n, m in server.metrics.items()}
 assert kinds["vllm:prompt_tokens"] == "CounterMetricData", kinds
 assert kinds["vllm:kv_cache_usage_perc"] == "GaugeMetricData", kinds
-assert agg.request_count.avg == len(records), (agg.request_count, len(records))
+ok = [r for r in records if r.metadata.benchmark_phase == "profiling" and r.error is None]
+assert agg.request_count.avg == len(ok), (agg.request_count, len(ok))
 assert agg.metadata["submission_valid"] is False
 print(len(records), len(metrics), len(kinds))
 "#;

@@ -15,8 +15,8 @@ use indexmap::IndexMap;
 
 use super::records::{self, Timeline};
 use super::schema::{
-    AggregateEntry, CreditPhase, JsonMetricResult, PROFILE_EXPORT_FILE, ProfileExport,
-    RECORDS_FILE, RecordInfo, RunMetadata, SERVER_METRICS_FILE, ServerMetricsExport,
+    AggregateEntry, CreditPhase, ErrorDetailsCount, JsonMetricResult, PROFILE_EXPORT_FILE,
+    ProfileExport, RECORDS_FILE, RecordInfo, RunMetadata, SERVER_METRICS_FILE, ServerMetricsExport,
 };
 use super::server_metrics::{self, Window};
 use super::submission;
@@ -88,22 +88,7 @@ pub fn from_cell(dir: &Path) -> Result<CellExports> {
         warmup_window_s: summary.warmup_window_s,
     };
     let records = records::records(&rows, timeline);
-    let theory = plan
-        .traces
-        .as_ref()
-        .filter(|p| p.exists())
-        .and_then(|p| {
-            trace::load(
-                std::slice::from_ref(p),
-                LoadOptions {
-                    format: plan.trace_format,
-                    jsonl_block_size: args.block_size,
-                    strict: false,
-                },
-            )
-            .ok()
-        })
-        .map(|set| TheoreticalHits::of(&set.sessions));
+    let theory = theoretical_hits(&plan, args.block_size, dir);
     let profiled: Vec<&RequestRow> = rows
         .iter()
         .filter(|r| r.sent_s >= summary.warmup_window_s)
@@ -119,6 +104,7 @@ pub fn from_cell(dir: &Path) -> Result<CellExports> {
     });
     let mut profile = profile_export(&records, &profiled, theory.as_ref());
     profile.metadata = metadata;
+    profile.error_summary = Some(error_summary(&records));
     profile.was_cancelled = Some(!meta.completed);
     profile.is_complete = Some(meta.completed);
     profile.start_time = Some(super::iso_time(timeline.start_unix_s));
@@ -133,6 +119,60 @@ pub fn from_cell(dir: &Path) -> Result<CellExports> {
         profile,
         server_metrics,
     })
+}
+
+/// The theoretical hits of the cell's traces, when they are still where `cell.json` says (a
+/// warning when they are there but do not load).
+fn theoretical_hits(
+    plan: &CellPlan,
+    block_size: Option<u32>,
+    dir: &Path,
+) -> Option<TheoreticalHits> {
+    let path = plan.traces.as_ref().filter(|p| p.exists())?;
+    let loaded = trace::load(
+        std::slice::from_ref(path),
+        LoadOptions {
+            format: plan.trace_format,
+            jsonl_block_size: block_size,
+            strict: false,
+        },
+    );
+    match loaded {
+        Ok(set) => Some(TheoreticalHits::of(&set.sessions)),
+        Err(e) => {
+            eprintln!(
+                "warning: {}: no theoretical prefix-cache hit rate: {e:#}",
+                dir.display()
+            );
+            None
+        }
+    }
+}
+
+/// AIPerf's `error_summary`: each distinct error (code, type, message) and how often the
+/// profiled requests met it, in order of first appearance.
+fn error_summary(records: &[RecordInfo]) -> Vec<ErrorDetailsCount> {
+    let mut out: Vec<ErrorDetailsCount> = Vec::new();
+    let profiled = records
+        .iter()
+        .filter(|r| r.metadata.benchmark_phase == CreditPhase::Profiling);
+    for e in profiled.filter_map(|r| r.error.as_ref()) {
+        let same = |c: &&mut ErrorDetailsCount| {
+            (
+                c.error_details.code,
+                &c.error_details.error_type,
+                &c.error_details.message,
+            ) == (e.code, &e.error_type, &e.message)
+        };
+        match out.iter_mut().find(same) {
+            Some(c) => c.count += 1,
+            None => out.push(ErrorDetailsCount {
+                error_details: e.clone(),
+                count: 1,
+            }),
+        }
+    }
+    out
 }
 
 /// The server-metrics export of a cell whose scraper saw a vLLM-named server.

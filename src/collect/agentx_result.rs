@@ -49,7 +49,7 @@ pub struct Identity {
     pub kv_offload_backend: Option<String>,
     /// `TOTAL_CPU_DRAM_GB`.
     pub cpu_dram_gb: u64,
-    /// The cell, as `EXP_NAME`.
+    /// The cell, as `EXP_NAME` (with its folder's name when that differs: `CELL_repeat-2`).
     pub exp_name: String,
 }
 
@@ -892,7 +892,12 @@ pub fn write(dir: &Path, out: &Path) -> Result<Option<std::path::PathBuf>> {
         return Ok(None);
     }
     let exports = crate::aiperf::cell_export::from_cell(dir)?;
-    let id = Identity::of(&plan);
+    let mut id = Identity::of(&plan);
+    // A repeat (`repeat-K/`) or a variant in a folder of its own name gets its own file.
+    let folder = super::cells::dir_name(dir);
+    if folder != plan.cell.name {
+        id.exp_name = format!("{}_{folder}", id.exp_name);
+    }
     let name = id.result_filename();
     let root = out.join("agentx");
     let result_dir = root.join(&name);

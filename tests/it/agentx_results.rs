@@ -271,6 +271,12 @@ fn the_exports_read_back_and_pass_inferencexs_validity_gate() {
         let errors = avg("error_request_count").unwrap_or(0.0);
         let completed = avg("completed_request_count").unwrap_or(ok + errors);
         assert_eq!((ok, errors), (profiled(false), profiled(true)));
+        let summary = profile.error_summary.as_ref().expect("error_summary");
+        assert_eq!(
+            summary.iter().map(|c| c.count as f64).sum::<f64>(),
+            errors,
+            "{summary:?}"
+        );
         assert!(completed > 0.0 && errors / completed <= 0.10);
         // AIPerf's verdict on a 30 s run of local traces: not a submission, and why.
         let md = profile.metadata.as_ref().expect("metadata");
@@ -354,4 +360,39 @@ print(len(records), len(metrics), len(kinds))
             common::stderr(&out)
         );
     }
+}
+
+/// Two runs of one cell (`repeat-K/` folders) get an aggregate each, named apart.
+#[test]
+fn each_repeat_of_a_cell_gets_its_own_result_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cells = cells(dir.path());
+    let cell = std::fs::read_dir(&cells)
+        .expect("cells")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.to_string_lossy().ends_with("offloadoff"))
+        .expect("a cell");
+    let out = dir.path().join("collect");
+    let mut names = Vec::new();
+    for k in 1..=2 {
+        let repeat = dir.path().join("repeats").join(format!("repeat-{k}"));
+        std::fs::create_dir_all(&repeat).expect("repeat dir");
+        for f in std::fs::read_dir(&cell).expect("cell") {
+            let f = f.expect("file").path();
+            std::fs::copy(&f, repeat.join(f.file_name().expect("name"))).expect("copy");
+        }
+        let path = kvsweep::collect::agentx_result::write(&repeat, &out)
+            .expect("AgentX results")
+            .expect("an AgentX cell");
+        names.push(
+            path.file_name()
+                .expect("name")
+                .to_string_lossy()
+                .into_owned(),
+        );
+    }
+    assert_ne!(names[0], names[1]);
+    assert!(names[0].contains("_repeat-1_none_sim_tp1-"), "{names:?}");
+    assert!(out.join("agentx").join(&names[0]).is_file());
+    assert!(out.join("agentx").join(&names[1]).is_file());
 }

@@ -8,7 +8,9 @@
 //! rather than made up: AIPerf's per-chunk latencies, warm-up requests (kvsweep counts them in
 //! `metadata.json` only), HTTP timing breakdowns.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use anyhow::{Context, Result, bail};
 use indexmap::IndexMap;
@@ -59,8 +61,13 @@ impl CellExports {
     }
 }
 
+/// Theoretical hits by trace set (path, format, block size), so that a collect loads each set
+/// once: a sweep's cells share one.
+#[derive(Default)]
+pub struct TraceHitsCache(HashMap<(PathBuf, String, Option<u32>), Option<Rc<TheoreticalHits>>>);
+
 /// The exports of the replay cell in `dir`.
-pub fn from_cell(dir: &Path) -> Result<CellExports> {
+pub fn from_cell(dir: &Path, cache: &mut TraceHitsCache) -> Result<CellExports> {
     let plan = CellPlan::read(dir)?;
     let Workload::Replay(args) = &plan.workload else {
         bail!(
@@ -88,7 +95,14 @@ pub fn from_cell(dir: &Path) -> Result<CellExports> {
         warmup_window_s: summary.warmup_window_s,
     };
     let records = records::records(&rows, timeline);
-    let theory = theoretical_hits(&plan, args.block_size, dir);
+    let theory = plan.traces.as_ref().and_then(|path| {
+        let key = (path.clone(), plan.trace_format.to_string(), args.block_size);
+        cache
+            .0
+            .entry(key)
+            .or_insert_with(|| theoretical_hits(&plan, args.block_size, dir).map(Rc::new))
+            .clone()
+    });
     let profiled: Vec<&RequestRow> = rows
         .iter()
         .filter(|r| r.sent_s >= summary.warmup_window_s)
@@ -102,7 +116,7 @@ pub fn from_cell(dir: &Path) -> Result<CellExports> {
             submission_invalid_reasons: (!reasons.is_empty()).then_some(reasons),
         }
     });
-    let mut profile = profile_export(&records, &profiled, theory.as_ref());
+    let mut profile = profile_export(&records, &profiled, theory.as_deref());
     profile.metadata = metadata;
     profile.error_summary = Some(error_summary(&records));
     profile.was_cancelled = Some(!meta.completed);

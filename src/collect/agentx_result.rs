@@ -24,6 +24,7 @@ use anyhow::{Context, Result};
 use serde_json::{Map, Value, json};
 
 use super::inferencex::percentile;
+pub use crate::aiperf::cell_export::TraceHitsCache;
 use crate::aiperf::{CreditPhase, ProfileExport, RecordInfo, ServerMetric, ServerMetricsExport};
 use crate::artifact::schema::CellPlan;
 use crate::kinds::Offload;
@@ -882,7 +883,11 @@ pub fn aggregate(
 
 /// Writes the cell's exports and aggregate under `out/agentx/` (see the module doc) and
 /// returns the aggregate's path; `None` for a cell that did not run the AgentX scenario.
-pub fn write(dir: &Path, out: &Path) -> Result<Option<std::path::PathBuf>> {
+pub fn write(
+    dir: &Path,
+    out: &Path,
+    traces: &mut TraceHitsCache,
+) -> Result<Option<std::path::PathBuf>> {
     use crate::artifact::schema::JsonArtifact;
     let plan = CellPlan::read(dir)?;
     let crate::workload::Workload::Replay(args) = &plan.workload else {
@@ -891,7 +896,7 @@ pub fn write(dir: &Path, out: &Path) -> Result<Option<std::path::PathBuf>> {
     if args.agentx.scenario.is_none() {
         return Ok(None);
     }
-    let exports = crate::aiperf::cell_export::from_cell(dir)?;
+    let exports = crate::aiperf::cell_export::from_cell(dir, traces)?;
     let mut id = Identity::of(&plan);
     // A repeat (`repeat-K/`) or a variant in a folder of its own name gets its own file.
     let folder = super::cells::dir_name(dir);
@@ -926,8 +931,13 @@ pub fn write(dir: &Path, out: &Path) -> Result<Option<std::path::PathBuf>> {
 
 /// [`write`] for `collect`: a cell whose files do not fit their format stops the collect (as
 /// everywhere in collect); any other failure is a warning, the cell's other results stand.
-pub fn write_or_warn(dir: &Path, out: &Path, cell: &str) -> Result<()> {
-    match write(dir, out) {
+pub fn write_or_warn(
+    dir: &Path,
+    out: &Path,
+    cell: &str,
+    traces: &mut TraceHitsCache,
+) -> Result<()> {
+    match write(dir, out, traces) {
         Ok(_) => Ok(()),
         Err(e)
             if e.downcast_ref::<crate::artifact::schema::FormatError>()

@@ -121,9 +121,11 @@ fn agentx_results() -> Collected {
     let dir = tempfile::tempdir().expect("tempdir");
     let cells = cells(dir.path());
     let out = dir.path().join("collect");
+    // One trace cache for every cell, as collect keeps it.
+    let mut traces = kvsweep::collect::agentx_result::TraceHitsCache::default();
     for cell in std::fs::read_dir(&cells).expect("cells") {
         let cell = cell.expect("entry").path();
-        kvsweep::collect::agentx_result::write(&cell, &out)
+        kvsweep::collect::agentx_result::write(&cell, &out, &mut traces)
             .expect("AgentX results")
             .expect("an AgentX cell");
     }
@@ -381,7 +383,7 @@ fn each_repeat_of_a_cell_gets_its_own_result_file() {
             let f = f.expect("file").path();
             std::fs::copy(&f, repeat.join(f.file_name().expect("name"))).expect("copy");
         }
-        let path = kvsweep::collect::agentx_result::write(&repeat, &out)
+        let path = kvsweep::collect::agentx_result::write(&repeat, &out, &mut Default::default())
             .expect("AgentX results")
             .expect("an AgentX cell");
         names.push(

@@ -85,3 +85,115 @@ pub fn invalid_reasons(args: &ReplayArgs, rows: &[&RequestRow], completed: bool)
     flag(!completed, "run_cancelled");
     reasons
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workload::{Workload, parse};
+
+    fn args(extra: &[&str]) -> ReplayArgs {
+        let mut argv = vec![
+            "replay",
+            "--traces",
+            "t",
+            "--out",
+            ".",
+            "--scenario",
+            "agentx",
+        ];
+        argv.extend_from_slice(extra);
+        match parse(&argv.iter().map(|s| s.to_string()).collect::<Vec<_>>()) {
+            Ok(Workload::Replay(a)) => a,
+            other => panic!("a replay: {other:?}"),
+        }
+    }
+
+    fn row(status: Outcome, http_status: u16, error: &str) -> RequestRow {
+        RequestRow {
+            request_id: 0,
+            user: 0,
+            session: "s".into(),
+            request_index: 0,
+            scheduled_s: 0.0,
+            sent_s: 0.0,
+            done_s: 1.0,
+            schedule_delay_ms: 0.0,
+            ttft_ms: None,
+            e2e_ms: 1000.0,
+            tpot_ms: None,
+            itl_mean_ms: None,
+            itl_max_ms: None,
+            trace_input_tokens: 10,
+            trace_output_tokens: 10,
+            prompt_tokens: None,
+            completion_tokens: None,
+            cached_tokens: None,
+            status,
+            http_status,
+            error: error.into(),
+            endpoint: 0,
+            attempts: 1,
+            effective_ttft_ms: None,
+            meets_slo: false,
+            format_version: RequestRow::VERSION,
+        }
+    }
+
+    #[test]
+    fn a_full_length_agentx_replay_breaks_only_the_corpus_lock() {
+        let ok = row(Outcome::Ok, 200, "");
+        let rows = vec![&ok; 200];
+        assert_eq!(
+            invalid_reasons(&args(&["--duration", "1800"]), &rows, true),
+            ["unpinned_dataset"]
+        );
+    }
+
+    #[test]
+    fn each_broken_lock_is_named() {
+        let ok = row(Outcome::Ok, 200, "");
+        let overflow = row(
+            Outcome::Error,
+            400,
+            "This model's maximum context length is 131072 tokens",
+        );
+        // 2 overflows in 100 responses: 2 % > 1 %.
+        let mut rows = vec![&ok; 98];
+        rows.extend([&overflow, &overflow]);
+        let a = args(&[
+            "--duration",
+            "60",
+            "--time-scale",
+            "0.05",
+            "--max-delay",
+            "20",
+            "--max-context",
+            "65536",
+            "--system-idle-gap-cap",
+            "30",
+            "--cache-bust",
+            "none",
+        ]);
+        assert_eq!(
+            invalid_reasons(&a, &rows, false),
+            [
+                "benchmark_duration_below_minimum",
+                "unpinned_dataset",
+                "trace_delays_scaled",
+                "inter_turn_delay_capped",
+                "input_truncated",
+                "system_idle_gap_cap_changed",
+                "cache_bust_changed",
+                "context_overflow_rate_exceeded",
+                "run_cancelled",
+            ]
+        );
+        // One overflow in 100 is the limit, not past it.
+        let mut rows = vec![&ok; 99];
+        rows.push(&overflow);
+        assert!(
+            !invalid_reasons(&args(&["--duration", "900"]), &rows, true)
+                .contains(&"context_overflow_rate_exceeded".to_owned())
+        );
+    }
+}

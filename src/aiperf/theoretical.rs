@@ -113,4 +113,50 @@ mod tests {
         assert_eq!(h.get("u", 0), Some((0, 2)));
         assert_eq!(h.get("t", 2), None);
     }
+
+    /// On the requests a real AIPerf 0.13.0 run profiled (carried beside its files), the same
+    /// hit and total blocks as AIPerf reported.
+    #[test]
+    fn the_blocks_of_a_real_aiperf_runs_requests_are_aiperfs() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(
+            root.join("tests/fixtures/aiperf/agentx-0.13.0/profiled_turns.json"),
+        )
+        .expect("profiled_turns.json");
+        let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+        let traces: Vec<std::path::PathBuf> = ["0012", "0019", "0021", "0277"]
+            .iter()
+            .map(|n| root.join(format!("traces/samples/kv-cache-tester/trace_{n}.json")))
+            .collect();
+        let set = crate::trace::load(
+            &traces,
+            crate::trace::LoadOptions {
+                format: crate::kinds::TraceFormat::Kvct,
+                jsonl_block_size: None,
+                strict: true,
+            },
+        )
+        .expect("traces");
+        let h = TheoreticalHits::of(&set.sessions);
+        let (mut hits, mut total) = (0, 0);
+        for turn in v["turns"].as_array().expect("turns") {
+            let conversation = turn[0].as_str().expect("id");
+            // AIPerf's `trace::sa:agent` is kvsweep's `trace/agent`.
+            let session = conversation.replace("::sa:", "/");
+            let index = turn[1].as_u64().expect("index") as u32;
+            let (h, t) = h
+                .get(&session, index)
+                .unwrap_or_else(|| panic!("{session} {index}"));
+            hits += h;
+            total += t;
+        }
+        let aiperf = &v["theoretical_prefix_cache_hit"];
+        assert_eq!(
+            (hits, total),
+            (
+                aiperf["sum"].as_u64().unwrap(),
+                aiperf["count"].as_u64().unwrap()
+            )
+        );
+    }
 }

@@ -4,6 +4,7 @@
 //! Inputs are found the way `actions/download-artifact` leaves them (a folder of artifact
 //! folders), as downloaded zips (one per artifact), or as a sweep's `cells/` folder.
 
+pub mod agentx_result;
 pub mod cells;
 pub mod compare;
 pub mod cost;
@@ -170,6 +171,7 @@ pub fn collect_priced(
     let mut results = Vec::new();
     let mut skipped = found.skipped;
     let mut traces = crate::oracle::replayed::TraceCache::default();
+    let mut agentx_traces = agentx_result::TraceHitsCache::default();
     let runner_dir = std::env::var_os("KVSWEEP_RUNNERS_DIR").map(PathBuf::from);
     let runners = crate::runner::RunnerSet::load(runner_dir.as_deref())?;
     for dir in &found.dirs {
@@ -179,6 +181,7 @@ pub fn collect_priced(
                     cost::fill(&mut c, &runners, economics)?;
                     tiers::fill(&mut c)?;
                     inferencex::fill(&mut c)?;
+                    agentx_result::write_or_warn(dir, out, &c.name, &mut agentx_traces)?;
                     match crate::oracle::replayed::bound(dir, &mut traces, &runners) {
                         Ok(Some(b)) => {
                             c.oracle_hit_rate = Some(b.strict_prefix);

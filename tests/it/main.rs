@@ -10,6 +10,7 @@ mod common;
 
 mod agentx;
 mod agentx_metrics;
+mod agentx_results;
 mod artifacts;
 mod cli;
 mod collect;

@@ -22,6 +22,7 @@ pub const CELL_FILES: &[&str] = &[
     "periods.csv",
     "summary.json",
     "metadata.json",
+    "agentx.json",
     "metrics.csv",
     "metrics_raw.csv",
     "metrics_meta.json",

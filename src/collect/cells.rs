@@ -26,6 +26,7 @@ pub const SUMMARY_COLUMNS: &[&str] = &[
     "users",
     "offload",
     "simulated",
+    "measured_by",
     "status",
     "requests_ok",
     "requests_failed",
@@ -107,6 +108,9 @@ pub struct CellResult {
     pub users: u32,
     pub offload: String,
     pub simulated: bool,
+    /// Which tool sent the requests and timed them: kvsweep's replay, or AIPerf (an AIPerf
+    /// artifact directory collected as a cell, `collect::aiperf_cells`).
+    pub measured_by: MeasuredBy,
     pub status: String,
     pub requests_ok: u64,
     pub requests_failed: u64,
@@ -195,6 +199,14 @@ pub struct CellResult {
     pub dir: PathBuf,
 }
 
+/// The tool whose requests and timings a cell's figures are (`summary.csv` → `measured_by`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MeasuredBy {
+    Kvsweep,
+    Aiperf,
+}
+
 /// A cell left out of the summary, and why.
 #[derive(Debug, Clone, Serialize)]
 pub struct Skipped {
@@ -248,6 +260,8 @@ impl CellResult {
 /// that live as long as this.
 pub struct Found {
     pub dirs: Vec<PathBuf>,
+    /// AIPerf artifact directories (`collect::aiperf_cells`), each to be converted into a cell.
+    pub aiperf: Vec<PathBuf>,
     pub skipped: Vec<Skipped>,
     /// Where zips were unpacked: `dirs` inside them last as long as this.
     pub extracted: Extracted,
@@ -256,6 +270,13 @@ pub struct Found {
 /// Zips unpacked into temporary folders, removed when this is dropped.
 pub struct Extracted(Vec<tempfile::TempDir>);
 
+impl Extracted {
+    /// Keeps `dir` (and what collect read from it) until this is dropped.
+    pub fn keep(&mut self, dir: tempfile::TempDir) {
+        self.0.push(dir);
+    }
+}
+
 pub fn dir_name(dir: &Path) -> String {
     dir.file_name().map_or_else(
         || dir.display().to_string(),
@@ -263,10 +284,12 @@ pub fn dir_name(dir: &Path) -> String {
     )
 }
 
-/// Finds cell directories (a directory with `status.json` or `cell.json`) and artifact zips.
+/// Finds cell directories (a directory with `status.json` or `cell.json`), AIPerf artifact
+/// directories and artifact zips.
 pub fn find(paths: &[PathBuf]) -> Result<Found> {
     let mut found = Found {
         dirs: Vec::new(),
+        aiperf: Vec::new(),
         skipped: Vec::new(),
         extracted: Extracted(Vec::new()),
     };
@@ -302,6 +325,10 @@ fn walk(path: &Path, depth: usize, found: &mut Found) -> Result<()> {
     }
     if path.join("status.json").is_file() || path.join("cell.json").is_file() {
         found.dirs.push(path.to_path_buf());
+        return Ok(());
+    }
+    if super::aiperf_cells::is_artifact_dir(path) {
+        found.aiperf.push(path.to_path_buf());
         return Ok(());
     }
     if depth >= MAX_DEPTH {
@@ -395,6 +422,7 @@ pub fn load(dir: &Path) -> Result<CellResult> {
         runner: plan.runner.clone(),
         model: plan.model.clone(),
         simulated: engine == "sim" || summary.simulated,
+        measured_by: MeasuredBy::Kvsweep,
         engine,
         precision: plan.precision.clone(),
         tp,

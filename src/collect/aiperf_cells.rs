@@ -1,0 +1,676 @@
+//! AIPerf runs as cells: `kvsweep collect` finds AIPerf's artifact directories among its inputs
+//! (a folder holding `profile_export.jsonl` and `profile_export_aiperf.json`, as AIPerf 0.13.0
+//! writes them and InferenceX keeps them in `RESULT_DIR/aiperf_artifacts/`) and turns each into a
+//! kvsweep cell directory, so that its summary row, validity verdict, InferenceX metrics and
+//! Pareto points come from the same code as kvsweep's own cells.
+//!
+//! The conversion: each per-request record of `profile_export.jsonl` becomes the
+//! [`RequestRecord`] kvsweep's replay would have made of that request, and the replay's own
+//! collector writes `requests.csv` and `summary.json` from them; `cell.json` and `status.json`
+//! say what AIPerf's input config and the user's placement ([`Placement`]) say about the run.
+//!
+//! What AIPerf's records lack, and how it is handled:
+//!
+//! - Where the run ran (runner, TP, offload mode, engine): AIPerf does not know; the user says
+//!   it with `--aiperf-cell DIR:runner=R,tp=N,offload=MODE,engine=E`, and an AIPerf directory
+//!   without one is an error naming it. Users are the profiling phase's concurrency.
+//! - The output length the trace asked for (`trace_output_tokens`): not recorded; it takes the
+//!   length AIPerf counted (`output_sequence_length`).
+//! - The client's CPU use: AIPerf does not record it; `summary.json`'s `client_cpu` is all zero
+//!   with `cores: 0` (not measured), so the client-bound CPU check cannot flag an AIPerf point.
+//! - Retries: AIPerf sends each request once (`attempts` 1).
+//! - The server's cache counters: not read from AIPerf's server-metrics export, so
+//!   `server_hit_rate` stays empty; `client_hit_rate` comes from the records' usage
+//!   (`usage_prompt_cache_read_tokens` over `usage_prompt_tokens`), as kvsweep's does.
+//!
+//! A record that lacks a field the summary needs is an error naming the file, the line and the
+//! field, never a zero. AIPerf's warm-up phase becomes kvsweep's warm-up window (the profiling
+//! phase's first send), so both tools' figures count the profiling phase only; the run's
+//! duration is its first send to its last answer (AIPerf's own throughputs divide by its
+//! phase's time range, grace period included).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+use crate::artifact::schema::{
+    CellPlan, CellState, ClientCpu, FormatError, JsonArtifact, Outcome, Status, parse_json,
+};
+use crate::kinds::{EngineKind, Offload, OffloadBackend, TraceFormat};
+use crate::matrix_cell::Cell;
+use crate::replay::output::{Collector, RequestRecord};
+use crate::validity::ValidityThresholds;
+
+/// AIPerf's per-request records.
+pub const RECORDS_FILE: &str = "profile_export.jsonl";
+/// AIPerf's aggregate, with the input config the run was given.
+pub const AGGREGATE_FILE: &str = "profile_export_aiperf.json";
+
+/// Whether `dir` holds an AIPerf run's artifacts.
+pub fn is_artifact_dir(dir: &Path) -> bool {
+    dir.join(RECORDS_FILE).is_file() && dir.join(AGGREGATE_FILE).is_file()
+}
+
+/// Where an AIPerf run ran, which its artifacts do not say: `--aiperf-cell
+/// DIR:runner=R,tp=N,offload=on|off|noprefix,engine=vllm|sglang|llama-server|sim`, optionally
+/// with `ep=N`, `precision=P` and `name=CELL`. It places the AIPerf artifact directory `DIR` or
+/// any under it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Placement {
+    pub dir: PathBuf,
+    pub runner: String,
+    pub tp: u32,
+    pub ep: u32,
+    pub offload: Offload,
+    pub engine: EngineKind,
+    pub precision: Option<String>,
+    pub name: Option<String>,
+}
+
+impl FromStr for Placement {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let usage =
+            "DIR:runner=R,tp=N,offload=on|off|noprefix,engine=E[,ep=N,precision=P,name=CELL]";
+        let (dir, settings) = s
+            .rsplit_once(':')
+            .ok_or_else(|| format!("`{s}`: expected {usage}"))?;
+        if dir.is_empty() {
+            return Err(format!("`{s}`: no directory before `:` (expected {usage})"));
+        }
+        let mut given: HashMap<&str, &str> = HashMap::new();
+        for pair in settings.split(',').filter(|p| !p.is_empty()) {
+            let (key, value) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("`{pair}` in `{s}`: expected KEY=VALUE"))?;
+            if ![
+                "runner",
+                "tp",
+                "ep",
+                "offload",
+                "engine",
+                "precision",
+                "name",
+            ]
+            .contains(&key)
+            {
+                return Err(format!(
+                    "unknown key `{key}` in `{s}` (runner, tp, offload, engine, ep, precision, name)"
+                ));
+            }
+            if given.insert(key, value).is_some() {
+                return Err(format!("`{key}` given twice in `{s}`"));
+            }
+        }
+        let need = |key: &str| {
+            given.get(key).copied().ok_or_else(|| {
+                format!("`{s}` does not say `{key}=`: collect cannot place the AIPerf run without it ({usage})")
+            })
+        };
+        let number = |key: &str, v: &str| {
+            v.parse::<u32>()
+                .map_err(|e| format!("`{key}={v}` in `{s}`: {e}"))
+        };
+        let offload = need("offload")?;
+        let engine = need("engine")?;
+        Ok(Placement {
+            dir: PathBuf::from(dir),
+            runner: need("runner")?.to_owned(),
+            tp: number("tp", need("tp")?)?.max(1),
+            ep: given.get("ep").map_or(Ok(0), |v| number("ep", v))?,
+            offload: clap::ValueEnum::from_str(offload, true).map_err(|_| {
+                format!("`offload={offload}` in `{s}`: not one of on, off, noprefix")
+            })?,
+            engine: clap::ValueEnum::from_str(engine, true).map_err(|_| {
+                format!("`engine={engine}` in `{s}`: not one of vllm, sglang, llama-server, sim")
+            })?,
+            precision: given.get("precision").map(|p| (*p).to_owned()),
+            name: given.get("name").map(|n| (*n).to_owned()),
+        })
+    }
+}
+
+/// The placement that covers `dir`: the one naming it or the nearest folder above it.
+pub fn placement_for<'a>(dir: &Path, placements: &'a [Placement]) -> Result<&'a Placement> {
+    let canonical = |p: &Path| {
+        p.canonicalize()
+            .with_context(|| format!("cannot resolve {}", p.display()))
+    };
+    let dir_c = canonical(dir)?;
+    let mut best: Option<(&Placement, usize)> = None;
+    for p in placements {
+        let at = canonical(&p.dir)?;
+        if dir_c.starts_with(&at) {
+            let depth = at.components().count();
+            if best.is_none_or(|(_, d)| depth > d) {
+                best = Some((p, depth));
+            }
+        }
+    }
+    best.map(|(p, _)| p).ok_or_else(|| {
+        anyhow::anyhow!(
+            "{}: AIPerf artifacts, but collect cannot place the run (AIPerf does not record the runner, TP, offload mode or engine): give --aiperf-cell {}:runner=R,tp=N,offload=on|off|noprefix,engine=E",
+            dir.display(),
+            dir.display()
+        )
+    })
+}
+
+/// The parts of `profile_export_aiperf.json` a cell needs.
+#[derive(Debug, Deserialize)]
+struct Aggregate {
+    input_config: InputConfig,
+    was_cancelled: bool,
+    is_complete: bool,
+    #[serde(default)]
+    metadata: Option<AggregateMetadata>,
+}
+
+#[derive(Debug, Deserialize)]
+struct AggregateMetadata {
+    #[serde(default)]
+    submission_valid: Option<bool>,
+    #[serde(default)]
+    submission_invalid_reasons: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct InputConfig {
+    models: Models,
+    phases: Vec<Phase>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Models {
+    items: Vec<ModelItem>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ModelItem {
+    name: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Phase {
+    kind: String,
+    #[serde(default)]
+    concurrency: Option<u32>,
+    #[serde(default)]
+    duration: Option<f64>,
+}
+
+/// One line of `profile_export.jsonl` (AIPerf's `MetricRecordInfo`), the fields kvsweep reads.
+#[derive(Debug, Deserialize)]
+struct Record {
+    metadata: RecordMetadata,
+    metrics: RecordMetrics,
+    #[serde(default)]
+    error: Option<RecordError>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RecordMetadata {
+    session_num: u64,
+    #[serde(default)]
+    x_correlation_id: Option<String>,
+    #[serde(default)]
+    root_correlation_id: Option<String>,
+    #[serde(default)]
+    conversation_id: Option<String>,
+    #[serde(default)]
+    turn_index: Option<u32>,
+    #[serde(default)]
+    credit_issued_ns: Option<i64>,
+    request_start_ns: i64,
+    request_end_ns: i64,
+    benchmark_phase: String,
+}
+
+/// A record's metric: `{"value": ..., "unit": ...}`.
+#[derive(Debug, Deserialize)]
+struct Metric<T> {
+    value: T,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RecordMetrics {
+    request_latency: Option<Metric<f64>>,
+    time_to_first_token: Option<Metric<f64>>,
+    inter_chunk_latency: Option<Metric<Vec<f64>>>,
+    output_sequence_length: Option<Metric<f64>>,
+    input_sequence_length: Option<Metric<f64>>,
+    usage_prompt_tokens: Option<Metric<f64>>,
+    usage_completion_tokens: Option<Metric<f64>>,
+    usage_prompt_cache_read_tokens: Option<Metric<f64>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RecordError {
+    #[serde(default)]
+    code: Option<u16>,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    message: String,
+}
+
+/// A format error in one of the AIPerf files of `dir`.
+fn format_error(dir: &Path, file: &str, message: String) -> anyhow::Error {
+    FormatError {
+        file: dir.join(file),
+        message,
+    }
+    .into()
+}
+
+fn read_aggregate(dir: &Path) -> Result<Aggregate> {
+    let text = std::fs::read_to_string(dir.join(AGGREGATE_FILE))
+        .map_err(|e| format_error(dir, AGGREGATE_FILE, format!("cannot read: {e}")))?;
+    parse_json(&text).map_err(|m| format_error(dir, AGGREGATE_FILE, m))
+}
+
+/// The records with their line numbers (1-based), in file order.
+fn read_records(dir: &Path) -> Result<Vec<(usize, Record)>> {
+    let text = std::fs::read_to_string(dir.join(RECORDS_FILE))
+        .map_err(|e| format_error(dir, RECORDS_FILE, format!("cannot read: {e}")))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            parse_json(l)
+                .map(|r| (i + 1, r))
+                .map_err(|m| format_error(dir, RECORDS_FILE, format!("line {}: {m}", i + 1)))
+        })
+        .collect()
+}
+
+/// A whole token count from a record metric.
+fn tokens(v: f64) -> u32 {
+    v.round().clamp(0.0, f64::from(u32::MAX)) as u32
+}
+
+/// Converts the AIPerf run in `src` into a kvsweep cell directory `cell_dir`, placed by
+/// `placement`; returns the cell's name.
+pub fn convert(src: &Path, placement: &Placement, cell_dir: &Path) -> Result<String> {
+    let aggregate = read_aggregate(src)?;
+    let records = read_records(src)?;
+    let missing = |line: usize, field: &str| {
+        format_error(
+            src,
+            RECORDS_FILE,
+            format!("line {line}: field `{field}` is missing"),
+        )
+    };
+    let config_error = |m: &str| format_error(src, AGGREGATE_FILE, m.to_owned());
+    let profiling = aggregate
+        .input_config
+        .phases
+        .iter()
+        .find(|p| p.kind == "profiling")
+        .ok_or_else(|| config_error("field `input_config.phases`: no phase of kind profiling"))?;
+    let users = profiling.concurrency.ok_or_else(|| {
+        config_error(
+            "field `input_config.phases[kind=profiling].concurrency` is missing: kvsweep counts users as AIPerf's concurrency",
+        )
+    })?;
+    let model = aggregate
+        .input_config
+        .models
+        .items
+        .first()
+        .map(|m| m.name.clone())
+        .ok_or_else(|| config_error("field `input_config.models.items` is empty"))?;
+    if records.is_empty() {
+        bail!(format_error(src, RECORDS_FILE, "no records".into()));
+    }
+
+    // The run starts at its first credit (AIPerf's schedule) or send, whichever is first.
+    let t0 = records
+        .iter()
+        .map(|(_, r)| {
+            r.metadata
+                .credit_issued_ns
+                .unwrap_or(r.metadata.request_start_ns)
+                .min(r.metadata.request_start_ns)
+        })
+        .min()
+        .unwrap_or(0);
+    let secs = |ns: i64| (ns - t0) as f64 / 1e9;
+    let mut lanes: HashMap<String, u32> = HashMap::new();
+    let mut by_send: Vec<&(usize, Record)> = records.iter().collect();
+    by_send.sort_by_key(|(_, r)| r.metadata.request_start_ns);
+    let mut converted = Vec::with_capacity(records.len());
+    for (id, (line, r)) in by_send.iter().enumerate() {
+        let m = &r.metadata;
+        let lane = m
+            .root_correlation_id
+            .clone()
+            .or_else(|| m.x_correlation_id.clone())
+            .unwrap_or_else(|| format!("session-{}", m.session_num));
+        let next = lanes.len() as u32;
+        let user = *lanes.entry(lane).or_insert(next);
+        let session = m
+            .conversation_id
+            .clone()
+            .ok_or_else(|| missing(*line, "metadata.conversation_id"))?;
+        let index = m
+            .turn_index
+            .ok_or_else(|| missing(*line, "metadata.turn_index"))?;
+        let sent_s = secs(m.request_start_ns);
+        let done_s = secs(m.request_end_ns);
+        let metric = |v: &Option<Metric<f64>>| v.as_ref().map(|m| m.value);
+        let mut rec = RequestRecord {
+            id: id as u64,
+            user,
+            session,
+            index,
+            endpoint: 0,
+            scheduled_s: m.credit_issued_ns.map_or(sent_s, secs),
+            sent_s,
+            attempts: 1,
+            fresh: false,
+            done_s,
+            ttft_ms: None,
+            e2e_ms: (done_s - sent_s) * 1000.0,
+            gaps_ms: Vec::new(),
+            trace_input_tokens: 0,
+            trace_output_tokens: 0,
+            prompt_tokens: None,
+            completion_tokens: None,
+            cached_tokens: None,
+            outcome: Outcome::Ok,
+            http_status: 200,
+            error: String::new(),
+        };
+        let metrics = &r.metrics;
+        rec.trace_input_tokens = metric(&metrics.input_sequence_length).map_or(0, tokens);
+        if let Some(e) = &r.error {
+            let timeout = e
+                .kind
+                .as_deref()
+                .is_some_and(|k| k.to_ascii_lowercase().contains("timeout"));
+            rec.outcome = if timeout {
+                Outcome::Timeout
+            } else {
+                Outcome::Error
+            };
+            rec.http_status = e.code.unwrap_or(0);
+            rec.error = e.message.clone();
+            converted.push((r.metadata.benchmark_phase.as_str(), rec));
+            continue;
+        }
+        let need = |v: &Option<Metric<f64>>, field: &str| {
+            metric(v).ok_or_else(|| missing(*line, &format!("metrics.{field}")))
+        };
+        rec.e2e_ms = need(&metrics.request_latency, "request_latency")?;
+        rec.trace_input_tokens = tokens(need(
+            &metrics.input_sequence_length,
+            "input_sequence_length",
+        )?);
+        let osl = tokens(need(
+            &metrics.output_sequence_length,
+            "output_sequence_length",
+        )?);
+        rec.trace_output_tokens = osl;
+        rec.completion_tokens = Some(metric(&metrics.usage_completion_tokens).map_or(osl, tokens));
+        rec.prompt_tokens = metric(&metrics.usage_prompt_tokens).map(tokens);
+        rec.cached_tokens = metric(&metrics.usage_prompt_cache_read_tokens).map(tokens);
+        rec.ttft_ms = metric(&metrics.time_to_first_token);
+        rec.gaps_ms = metrics
+            .inter_chunk_latency
+            .as_ref()
+            .map(|m| m.value.clone())
+            .unwrap_or_default();
+        converted.push((r.metadata.benchmark_phase.as_str(), rec));
+    }
+
+    // AIPerf's warm-up phase is kvsweep's warm-up window: it ends at the profiling phase's
+    // first send, and no warm-up request may be sent after that.
+    let first_profiled = converted
+        .iter()
+        .filter(|(phase, _)| *phase == "profiling")
+        .map(|(_, r)| r.sent_s)
+        .reduce(f64::min)
+        .ok_or_else(|| {
+            format_error(src, RECORDS_FILE, "no record of the profiling phase".into())
+        })?;
+    let has_warmup = converted.iter().any(|(phase, _)| *phase == "warmup");
+    let warmup_window_s = if has_warmup { first_profiled } else { 0.0 };
+    if let Some((phase, late)) = converted
+        .iter()
+        .find(|(phase, r)| *phase != "profiling" && r.sent_s >= warmup_window_s)
+    {
+        bail!(format_error(
+            src,
+            RECORDS_FILE,
+            format!(
+                "a {phase} request (conversation {}, turn {}) was sent after profiling began: AIPerf's phases overlap, and kvsweep's warm-up window cannot hold them",
+                late.session, late.index
+            )
+        ));
+    }
+    let duration_s = converted.iter().map(|(_, r)| r.done_s).fold(0.0, f64::max);
+    let name = placement.name.clone().unwrap_or_else(|| {
+        format!(
+            "aiperf_tp{}_users{users}_offload{}",
+            placement.tp,
+            placement.offload.as_str()
+        )
+    });
+    let planned_s = warmup_window_s + profiling.duration.unwrap_or(duration_s - warmup_window_s);
+    // The replay that stands for the run: its users and duration; the run-time flags point at
+    // the AIPerf directory, whose input config names AIPerf's own dataset and server.
+    let src_text = src.display().to_string();
+    let workload = crate::workload::parse(
+        &[
+            "replay",
+            "--model",
+            &model,
+            "--api",
+            "chat",
+            "--users",
+            &users.to_string(),
+            "--duration",
+            &format!("{planned_s:.3}"),
+            "--traces",
+            &src_text,
+            "--out",
+            &src_text,
+            "--url",
+            "http://aiperf.invalid",
+        ]
+        .map(str::to_owned),
+    )
+    .context("the replay workload that stands for the AIPerf run")?;
+    let crate::workload::Workload::Replay(replay_args) = &workload else {
+        bail!("`replay` parsed as another workload");
+    };
+    let mut collector = Collector::create(
+        cell_dir,
+        duration_s + 1.0,
+        placement.engine.as_str(),
+        &[],
+        replay_args.control.clone(),
+        warmup_window_s,
+    )?;
+    let mut by_end: Vec<&RequestRecord> = converted.iter().map(|(_, r)| r).collect();
+    by_end.sort_by(|a, b| a.done_s.total_cmp(&b.done_s));
+    for r in by_end {
+        collector.add(r)?;
+    }
+    collector.flush()?;
+    let completed = aggregate.is_complete && !aggregate.was_cancelled;
+    let mut summary = collector.summary(duration_s, completed);
+    // Not measured: AIPerf does not record its client's CPU use (`cores: 0` says so).
+    summary.client_cpu = ClientCpu::default();
+    summary.write(cell_dir)?;
+
+    let plan = CellPlan {
+        format_version: CellPlan::VERSION,
+        cell: Cell {
+            name: name.clone(),
+            runner: Some(placement.runner.clone()),
+            tp: placement.tp,
+            ep: placement.ep,
+            users,
+            offload: placement.offload,
+        },
+        spec: src.join(AGGREGATE_FILE),
+        runner: placement.runner.clone(),
+        engine: placement.engine,
+        model,
+        model_path: None,
+        max_model_len: None,
+        image: None,
+        precision: placement.precision.clone(),
+        offload_backend: OffloadBackend::default(),
+        offload_gib: None,
+        engine_args: Vec::new(),
+        duration_s: planned_s.ceil() as u64,
+        traces: None,
+        trace_url: None,
+        trace_format: TraceFormat::Auto,
+        workload,
+        port: 0,
+        health_timeout_s: 0,
+        validity: ValidityThresholds::default(),
+        economics: None,
+    };
+    plan.write(cell_dir)?;
+    let (state, reason) = if completed {
+        (CellState::Ok, "AIPerf run complete".to_owned())
+    } else {
+        (
+            CellState::Partial,
+            format!(
+                "AIPerf run {}",
+                if aggregate.was_cancelled {
+                    "cancelled"
+                } else {
+                    "incomplete"
+                }
+            ),
+        )
+    };
+    let mut status = Status::new(state, reason);
+    status.cell = Some(name.clone());
+    status.requests = Some(records.len() as u64);
+    status.failed_requests = Some(
+        converted
+            .iter()
+            .filter(|(_, r)| r.outcome != Outcome::Ok)
+            .count() as u64,
+    );
+    status.write(cell_dir)?;
+    Ok(name)
+}
+
+/// AIPerf's own verdict on the run (`metadata.submission_valid`, as InferenceX gates on it),
+/// as an invalid reason; `None` when AIPerf judged it valid or did not judge it.
+pub fn submission_verdict(src: &Path) -> Result<Option<String>> {
+    let aggregate = read_aggregate(src)?;
+    Ok(aggregate.metadata.and_then(|m| {
+        (m.submission_valid == Some(false)).then(|| {
+            format!(
+                "AIPerf: submission_valid false ({})",
+                m.submission_invalid_reasons.join(", ")
+            )
+        })
+    }))
+}
+
+/// The paths collect searches: the given ones, and each placement's folder not already under
+/// one of them (so `--aiperf-cell DIR:...` alone collects DIR).
+pub fn search_paths(paths: &[PathBuf], placements: &[Placement]) -> Vec<PathBuf> {
+    let canonical = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    let given: Vec<PathBuf> = paths.iter().map(|p| canonical(p)).collect();
+    let mut all = paths.to_vec();
+    for p in placements {
+        if !given.iter().any(|g| canonical(&p.dir).starts_with(g)) {
+            all.push(p.dir.clone());
+        }
+    }
+    all
+}
+
+/// An AIPerf run converted into a kvsweep cell directory for this collect.
+#[derive(Debug)]
+pub struct ConvertedCell {
+    /// The cell directory collect reads.
+    pub dir: PathBuf,
+    /// The AIPerf artifact directory it was made from.
+    pub source: PathBuf,
+    /// AIPerf's own verdict, when it judged the run not valid for submission.
+    pub aiperf_verdict: Option<String>,
+}
+
+/// The AIPerf runs of one collect, converted.
+#[derive(Debug, Default)]
+pub struct Converted(Vec<ConvertedCell>);
+
+impl Converted {
+    /// The converted run whose cell directory is `dir`.
+    pub fn get(&self, dir: &Path) -> Option<&ConvertedCell> {
+        self.0.iter().find(|c| c.dir == dir)
+    }
+
+    /// The cell directories, for collect to read like any other.
+    pub fn dirs(&self) -> impl Iterator<Item = PathBuf> + '_ {
+        self.0.iter().map(|c| c.dir.clone())
+    }
+}
+
+/// Converts each AIPerf directory found (once, however many paths reached it) into a cell
+/// directory in a temporary folder handed to `keep`; a placement that reaches no AIPerf
+/// directory is an error, as is a directory no placement reaches.
+pub fn convert_all(
+    found: &[PathBuf],
+    placements: &[Placement],
+    mut keep: impl FnMut(tempfile::TempDir),
+) -> Result<Converted> {
+    let mut seen: Vec<PathBuf> = Vec::new();
+    let mut used = vec![false; placements.len()];
+    let mut converted = Converted::default();
+    for src in found {
+        let canonical = src
+            .canonicalize()
+            .with_context(|| format!("cannot resolve {}", src.display()))?;
+        if seen.contains(&canonical) {
+            continue;
+        }
+        seen.push(canonical);
+        let placement = placement_for(src, placements)?;
+        if let Some(i) = placements.iter().position(|p| p == placement) {
+            used[i] = true;
+        }
+        let tmp = tempfile::Builder::new()
+            .prefix("kvsweep-aiperf-")
+            .tempdir()
+            .context("a temporary folder for an AIPerf cell")?;
+        let name = {
+            let staging = tmp.path().join("cell");
+            let name = convert(src, placement, &staging)
+                .with_context(|| format!("collecting the AIPerf run in {}", src.display()))?;
+            let dir = tmp.path().join(&name);
+            std::fs::rename(&staging, &dir)
+                .with_context(|| format!("cannot name {}", dir.display()))?;
+            name
+        };
+        converted.0.push(ConvertedCell {
+            dir: tmp.path().join(name),
+            source: src.clone(),
+            aiperf_verdict: submission_verdict(src)?,
+        });
+        keep(tmp);
+    }
+    if let Some(unused) = placements.iter().zip(&used).find(|(_, u)| !**u) {
+        bail!(
+            "--aiperf-cell {}: no AIPerf artifacts ({RECORDS_FILE} and {AGGREGATE_FILE}) in it or under it",
+            unused.0.dir.display()
+        );
+    }
+    Ok(converted)
+}

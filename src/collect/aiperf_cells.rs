@@ -674,3 +674,267 @@ pub fn convert_all(
     }
     Ok(converted)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::artifact::schema::{RequestRow, Summary, read_csv_rows};
+    use serde_json::{Value, json};
+
+    const S: i64 = 1_000_000_000;
+
+    fn placement(dir: &Path) -> Placement {
+        format!("{}:runner=h200,tp=2,offload=on,engine=vllm", dir.display())
+            .parse()
+            .expect("a placement")
+    }
+
+    /// A record of `phase` in lane `root`, sent at `start_s` and answered at `end_s`.
+    fn record(phase: &str, root: &str, turn: u32, start_s: f64, end_s: f64) -> Value {
+        let ns = |s: f64| (s * 1e9) as i64 + 100 * S;
+        json!({
+            "metadata": {
+                "session_num": 0, "x_correlation_id": format!("{root}-{turn}"),
+                "root_correlation_id": root, "conversation_id": format!("trace_{root}"),
+                "turn_index": turn, "credit_issued_ns": ns(start_s) - 2_000_000,
+                "request_start_ns": ns(start_s), "request_end_ns": ns(end_s),
+                "worker_id": "w", "record_processor_id": "r", "benchmark_phase": phase,
+            },
+            "metrics": {
+                "request_latency": {"value": (end_s - start_s) * 1000.0, "unit": "ms"},
+                "time_to_first_token": {"value": 100.0, "unit": "ms"},
+                "inter_chunk_latency": {"value": [10.0, 20.0, 30.0], "unit": "ms"},
+                "output_sequence_length": {"value": 4, "unit": "tokens"},
+                "input_sequence_length": {"value": 1000, "unit": "tokens"},
+                "usage_prompt_tokens": {"value": 1010, "unit": "tokens"},
+                "usage_completion_tokens": {"value": 4, "unit": "tokens"},
+                "usage_prompt_cache_read_tokens": {"value": 505, "unit": "tokens"},
+            },
+        })
+    }
+
+    fn aggregate() -> Value {
+        json!({
+            "input_config": {
+                "models": {"items": [{"name": "llama-3.1-8b"}]},
+                "phases": [{"name": "profiling", "kind": "profiling", "concurrency": 2, "duration": 10.0}],
+            },
+            "was_cancelled": false,
+            "is_complete": true,
+            "metadata": {"submission_valid": false, "submission_invalid_reasons": ["unsafe_override"]},
+        })
+    }
+
+    fn write_run(dir: &Path, records: &[Value], aggregate: &Value) {
+        let lines: Vec<String> = records.iter().map(Value::to_string).collect();
+        std::fs::write(dir.join(RECORDS_FILE), lines.join("\n") + "\n").expect("records");
+        std::fs::write(dir.join(AGGREGATE_FILE), aggregate.to_string()).expect("aggregate");
+    }
+
+    /// Two lanes warmed up, then profiled; one profiled request failed.
+    fn run() -> Vec<Value> {
+        let mut failed = record("profiling", "b", 2, 3.0, 3.5);
+        failed["metrics"] = json!({});
+        failed["error"] = json!({"code": 500, "type": "HTTPError", "message": "boom"});
+        vec![
+            record("warmup", "a", 0, 0.0, 1.0),
+            record("warmup", "b", 0, 0.1, 1.5),
+            record("profiling", "a", 1, 2.0, 3.0),
+            record("profiling", "b", 1, 2.5, 4.0),
+            failed,
+            record("profiling", "a", 2, 5.0, 6.0),
+        ]
+    }
+
+    #[test]
+    fn a_placement_names_where_the_run_ran_and_refuses_what_is_missing() {
+        let p: Placement =
+            "/r/aiperf_artifacts:runner=b200,tp=8,offload=noprefix,engine=sglang,ep=8,name=x"
+                .parse()
+                .expect("parses");
+        assert_eq!(p.dir, PathBuf::from("/r/aiperf_artifacts"));
+        assert_eq!((p.runner.as_str(), p.tp, p.ep), ("b200", 8, 8));
+        assert_eq!(
+            (p.offload, p.engine),
+            (Offload::Noprefix, EngineKind::Sglang)
+        );
+        assert_eq!(p.name.as_deref(), Some("x"));
+        let e = "d:runner=h200,tp=8,engine=vllm"
+            .parse::<Placement>()
+            .unwrap_err();
+        assert!(e.contains("does not say `offload=`"), "{e}");
+        let e = "d:runner=h200,tp=8,offload=on,engine=trt"
+            .parse::<Placement>()
+            .unwrap_err();
+        assert!(
+            e.contains("`engine=trt`") && e.contains("vllm, sglang"),
+            "{e}"
+        );
+        let e = "d:runner=h200,tp=8,offload=on,engine=vllm,users=4"
+            .parse::<Placement>()
+            .unwrap_err();
+        assert!(e.contains("unknown key `users`"), "{e}");
+        assert!("runner=h200".parse::<Placement>().is_err());
+    }
+
+    #[test]
+    fn records_become_request_rows_and_the_warm_up_phase_the_warm_up_window() {
+        let src = tempfile::tempdir().expect("tempdir");
+        write_run(src.path(), &run(), &aggregate());
+        let out = tempfile::tempdir().expect("tempdir");
+        let cell = out.path().join("cell");
+        let name = convert(src.path(), &placement(src.path()), &cell).expect("converts");
+        assert_eq!(name, "aiperf_tp2_users2_offloadon");
+        let plan = CellPlan::read(&cell).expect("cell.json");
+        assert_eq!(
+            (plan.cell.users, plan.cell.tp, plan.engine),
+            (2, 2, EngineKind::Vllm)
+        );
+        assert_eq!(plan.model, "llama-3.1-8b");
+        let rows = read_csv_rows(
+            &cell.join(RequestRow::FILE),
+            |r: &RequestRow| r.format_version,
+            RequestRow::VERSION,
+        )
+        .expect("requests.csv");
+        assert_eq!(rows.len(), 6);
+        // Lanes are users in order of their first send; times count from the first credit,
+        // 2 ms before the first send.
+        let first = rows
+            .iter()
+            .find(|r| r.session == "trace_a" && r.request_index == 1);
+        let first = first.expect("lane a, turn 1");
+        assert_eq!(first.user, 0);
+        assert!((first.scheduled_s - 2.0).abs() < 1e-6, "{first:?}");
+        assert!((first.sent_s - 2.002).abs() < 1e-6, "{first:?}");
+        assert!((first.e2e_ms - 1000.0).abs() < 1e-6);
+        assert_eq!(first.itl_max_ms, Some(30.0));
+        assert_eq!(
+            (first.prompt_tokens, first.cached_tokens),
+            (Some(1010), Some(505))
+        );
+        let failed: Vec<&RequestRow> = rows.iter().filter(|r| r.status != Outcome::Ok).collect();
+        assert_eq!(failed.len(), 1);
+        assert_eq!((failed[0].user, failed[0].http_status), (1, 500));
+        assert_eq!(failed[0].error, "boom");
+
+        let s = Summary::read(&cell).expect("summary.json");
+        // The warm-up window ends at the first profiled send: the two warm-ups stay out.
+        assert!(
+            (s.warmup_window_s - 2.002).abs() < 1e-6,
+            "{}",
+            s.warmup_window_s
+        );
+        assert_eq!(s.warmup_requests, 2);
+        assert_eq!((s.requests.ok, s.requests.failed), (3, 1));
+        // First send 2 ms after the first credit, last answer at 6 s: 6.002 s.
+        assert!((s.duration_s - 6.002).abs() < 1e-6, "{}", s.duration_s);
+        assert_eq!(s.cache.hit_rate, Some(0.5));
+        // The summary's histograms keep three significant digits.
+        let near = |v: Option<f64>, want: f64| v.is_some_and(|v| (v - want).abs() <= want * 1e-3);
+        assert!(near(s.ttft_ms.p50, 100.0), "{:?}", s.ttft_ms);
+        // E2E 1000, 1500 and 1000 ms over the 3 profiled successes.
+        assert!(near(s.e2e_ms.p50, 1000.0), "{:?}", s.e2e_ms);
+        assert!(near(s.e2e_ms.max, 1500.0), "{:?}", s.e2e_ms);
+        // 3 × 1010 prompt tokens over 6.002 − 2.002 = 4 s.
+        assert!((s.throughput.input_tokens_per_s - 3030.0 / 4.0).abs() < 1e-6);
+        assert_eq!(s.client_cpu.cores, 0, "not measured");
+        let status = Status::read(&cell).expect("status.json");
+        assert_eq!(status.status, CellState::Ok);
+        assert_eq!(
+            submission_verdict(src.path()).expect("verdict").as_deref(),
+            Some("AIPerf: submission_valid false (unsafe_override)")
+        );
+    }
+
+    #[test]
+    fn a_record_without_a_needed_field_is_named_with_its_file_and_line() {
+        let src = tempfile::tempdir().expect("tempdir");
+        let mut records = run();
+        records[3]["metrics"]
+            .as_object_mut()
+            .expect("metrics")
+            .remove("request_latency");
+        write_run(src.path(), &records, &aggregate());
+        let out = tempfile::tempdir().expect("tempdir");
+        let e = convert(src.path(), &placement(src.path()), &out.path().join("c"))
+            .expect_err("no latency");
+        let text = format!("{e:#}");
+        assert!(
+            text.contains(
+                "profile_export.jsonl: line 4: field `metrics.request_latency` is missing"
+            ),
+            "{text}"
+        );
+        assert!(e.downcast_ref::<FormatError>().is_some());
+
+        // A line cut short names its line too.
+        let full = std::fs::read_to_string(src.path().join(RECORDS_FILE)).expect("read");
+        let cut = &full[..full.len() - 40];
+        std::fs::write(src.path().join(RECORDS_FILE), cut).expect("write");
+        let e = convert(src.path(), &placement(src.path()), &out.path().join("d"))
+            .expect_err("a truncated line");
+        assert!(
+            format!("{e:#}").contains("profile_export.jsonl: line 6"),
+            "{e:#}"
+        );
+
+        // The input config must say the users.
+        write_run(src.path(), &run(), &{
+            let mut a = aggregate();
+            a["input_config"]["phases"][0]
+                .as_object_mut()
+                .expect("phase")
+                .remove("concurrency");
+            a
+        });
+        let e = convert(src.path(), &placement(src.path()), &out.path().join("e"))
+            .expect_err("no concurrency");
+        assert!(
+            format!("{e:#}").contains("profile_export_aiperf.json: field `input_config.phases[kind=profiling].concurrency` is missing"),
+            "{e:#}"
+        );
+    }
+
+    #[test]
+    fn a_warm_up_request_sent_after_profiling_began_is_refused() {
+        let src = tempfile::tempdir().expect("tempdir");
+        let mut records = run();
+        records.push(record("warmup", "c", 0, 2.5, 2.6));
+        write_run(src.path(), &records, &aggregate());
+        let out = tempfile::tempdir().expect("tempdir");
+        let e = convert(src.path(), &placement(src.path()), &out.path().join("c"))
+            .expect_err("overlapping phases");
+        assert!(
+            format!("{e:#}").contains(
+                "a warmup request (conversation trace_c, turn 0) was sent after profiling began"
+            ),
+            "{e:#}"
+        );
+    }
+
+    #[test]
+    fn an_aiperf_directory_is_placed_by_the_nearest_placement_or_refused() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let run_dir = root.path().join("result/aiperf_artifacts");
+        std::fs::create_dir_all(&run_dir).expect("mkdir");
+        let outer = placement(root.path());
+        let mut inner = placement(&root.path().join("result"));
+        inner.runner = "b200".into();
+        let both = [outer.clone(), inner];
+        assert_eq!(
+            placement_for(&run_dir, &both).expect("placed").runner,
+            "b200"
+        );
+        let other = tempfile::tempdir().expect("tempdir");
+        let e = placement_for(&run_dir, &[placement(other.path())]).expect_err("not placed");
+        let text = format!("{e:#}");
+        assert!(
+            text.contains("cannot place the run") && text.contains("--aiperf-cell"),
+            "{text}"
+        );
+        // A placement reaching no AIPerf run is refused too.
+        let e = convert_all(&[], &[outer], |_| {}).expect_err("unused");
+        assert!(format!("{e:#}").contains("no AIPerf artifacts"), "{e:#}");
+    }
+}

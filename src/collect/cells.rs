@@ -207,6 +207,16 @@ pub enum MeasuredBy {
     Aiperf,
 }
 
+impl MeasuredBy {
+    /// What a chart's point label adds, so an AIPerf point is never taken for kvsweep's.
+    pub fn point_label(self) -> &'static str {
+        match self {
+            MeasuredBy::Kvsweep => "",
+            MeasuredBy::Aiperf => " (AIPerf)",
+        }
+    }
+}
+
 /// A cell left out of the summary, and why.
 #[derive(Debug, Clone, Serialize)]
 pub struct Skipped {

@@ -80,7 +80,12 @@ pub fn panel_chart(
                 .iter()
                 .find(|c| c.name == cell)
                 .map_or_else(String::new, |c| {
-                    format!("  {} {}u", cost::config_label(c), c.users)
+                    format!(
+                        "  {} {}u{}",
+                        cost::config_label(c),
+                        c.users,
+                        c.measured_by.point_label()
+                    )
                 })
         };
         let mut front: Vec<(f64, f64)> = rows

@@ -10,6 +10,7 @@
 //! and preflight ([`openai`]), the seeded RNG ([`rng`]), hashing ([`hash`]), statistics
 //! ([`stats`]), the KV-capacity formula ([`capacity`]), GPU prices and power ([`economics`]) and the shutdown signal ([`shutdown`]).
 
+pub mod aiperf;
 pub mod archive;
 pub mod artifact;
 pub mod capacity;

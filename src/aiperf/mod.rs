@@ -6,6 +6,7 @@
 //! (the server's Prometheus `/metrics` reduced over the run). [`schema`] mirrors its pydantic
 //! models field by field.
 
+pub mod input_config;
 pub mod schema;
 
 pub use schema::{

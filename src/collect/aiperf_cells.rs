@@ -34,20 +34,17 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use anyhow::{Context, Result, bail};
-use serde::Deserialize;
 
+use crate::aiperf::input_config::InputConfig;
+use crate::aiperf::schema::{PROFILE_EXPORT_FILE as AGGREGATE_FILE, RECORDS_FILE};
+use crate::aiperf::{CreditPhase, MetricValueKind, ProfileExport, RecordInfo};
 use crate::artifact::schema::{
-    CellPlan, CellState, ClientCpu, FormatError, JsonArtifact, Outcome, Status, parse_json,
+    CellPlan, CellState, ClientCpu, FormatError, JsonArtifact, Outcome, Status,
 };
 use crate::kinds::{EngineKind, Offload, OffloadBackend, TraceFormat};
 use crate::matrix_cell::Cell;
 use crate::replay::output::{Collector, RequestRecord};
 use crate::validity::ValidityThresholds;
-
-/// AIPerf's per-request records.
-pub const RECORDS_FILE: &str = "profile_export.jsonl";
-/// AIPerf's aggregate, with the input config the run was given.
-pub const AGGREGATE_FILE: &str = "profile_export_aiperf.json";
 
 /// Whether `dir` holds an AIPerf run's artifacts.
 pub fn is_artifact_dir(dir: &Path) -> bool {
@@ -160,103 +157,6 @@ pub fn placement_for<'a>(dir: &Path, placements: &'a [Placement]) -> Result<&'a 
     })
 }
 
-/// The parts of `profile_export_aiperf.json` a cell needs.
-#[derive(Debug, Deserialize)]
-struct Aggregate {
-    input_config: InputConfig,
-    was_cancelled: bool,
-    is_complete: bool,
-    #[serde(default)]
-    metadata: Option<AggregateMetadata>,
-}
-
-#[derive(Debug, Deserialize)]
-struct AggregateMetadata {
-    #[serde(default)]
-    submission_valid: Option<bool>,
-    #[serde(default)]
-    submission_invalid_reasons: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct InputConfig {
-    models: Models,
-    phases: Vec<Phase>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Models {
-    items: Vec<ModelItem>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ModelItem {
-    name: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct Phase {
-    kind: String,
-    #[serde(default)]
-    concurrency: Option<u32>,
-    #[serde(default)]
-    duration: Option<f64>,
-}
-
-/// One line of `profile_export.jsonl` (AIPerf's `MetricRecordInfo`), the fields kvsweep reads.
-#[derive(Debug, Deserialize)]
-struct Record {
-    metadata: RecordMetadata,
-    metrics: RecordMetrics,
-    #[serde(default)]
-    error: Option<RecordError>,
-}
-
-#[derive(Debug, Deserialize)]
-struct RecordMetadata {
-    session_num: u64,
-    #[serde(default)]
-    x_correlation_id: Option<String>,
-    #[serde(default)]
-    root_correlation_id: Option<String>,
-    #[serde(default)]
-    conversation_id: Option<String>,
-    #[serde(default)]
-    turn_index: Option<u32>,
-    #[serde(default)]
-    credit_issued_ns: Option<i64>,
-    request_start_ns: i64,
-    request_end_ns: i64,
-    benchmark_phase: String,
-}
-
-/// A record's metric: `{"value": ..., "unit": ...}`.
-#[derive(Debug, Deserialize)]
-struct Metric<T> {
-    value: T,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct RecordMetrics {
-    request_latency: Option<Metric<f64>>,
-    time_to_first_token: Option<Metric<f64>>,
-    inter_chunk_latency: Option<Metric<Vec<f64>>>,
-    output_sequence_length: Option<Metric<f64>>,
-    input_sequence_length: Option<Metric<f64>>,
-    usage_prompt_tokens: Option<Metric<f64>>,
-    usage_completion_tokens: Option<Metric<f64>>,
-    usage_prompt_cache_read_tokens: Option<Metric<f64>>,
-}
-
-#[derive(Debug, Deserialize)]
-struct RecordError {
-    #[serde(default)]
-    code: Option<u16>,
-    #[serde(default, rename = "type")]
-    kind: Option<String>,
-    message: String,
-}
-
 /// A format error in one of the AIPerf files of `dir`.
 fn format_error(dir: &Path, file: &str, message: String) -> anyhow::Error {
     FormatError {
@@ -264,27 +164,6 @@ fn format_error(dir: &Path, file: &str, message: String) -> anyhow::Error {
         message,
     }
     .into()
-}
-
-fn read_aggregate(dir: &Path) -> Result<Aggregate> {
-    let text = std::fs::read_to_string(dir.join(AGGREGATE_FILE))
-        .map_err(|e| format_error(dir, AGGREGATE_FILE, format!("cannot read: {e}")))?;
-    parse_json(&text).map_err(|m| format_error(dir, AGGREGATE_FILE, m))
-}
-
-/// The records with their line numbers (1-based), in file order.
-fn read_records(dir: &Path) -> Result<Vec<(usize, Record)>> {
-    let text = std::fs::read_to_string(dir.join(RECORDS_FILE))
-        .map_err(|e| format_error(dir, RECORDS_FILE, format!("cannot read: {e}")))?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            parse_json(l)
-                .map(|r| (i + 1, r))
-                .map_err(|m| format_error(dir, RECORDS_FILE, format!("line {}: {m}", i + 1)))
-        })
-        .collect()
 }
 
 /// A whole token count from a record metric.
@@ -295,8 +174,13 @@ fn tokens(v: f64) -> u32 {
 /// Converts the AIPerf run in `src` into a kvsweep cell directory `cell_dir`, placed by
 /// `placement`; returns the cell's name.
 pub fn convert(src: &Path, placement: &Placement, cell_dir: &Path) -> Result<String> {
-    let aggregate = read_aggregate(src)?;
-    let records = read_records(src)?;
+    let aggregate = crate::aiperf::read_profile_export(&src.join(AGGREGATE_FILE))?;
+    // AIPerf writes one record per line: the record at index i is on line i + 1.
+    let records: Vec<(usize, RecordInfo)> = crate::aiperf::read_records(&src.join(RECORDS_FILE))?
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| (i + 1, r))
+        .collect();
     let missing = |line: usize, field: &str| {
         format_error(
             src,
@@ -304,25 +188,26 @@ pub fn convert(src: &Path, placement: &Placement, cell_dir: &Path) -> Result<Str
             format!("line {line}: field `{field}` is missing"),
         )
     };
-    let config_error = |m: &str| format_error(src, AGGREGATE_FILE, m.to_owned());
-    let profiling = aggregate
+    let config_error = |m: String| format_error(src, AGGREGATE_FILE, m);
+    let config = aggregate
         .input_config
-        .phases
-        .iter()
-        .find(|p| p.kind == "profiling")
-        .ok_or_else(|| config_error("field `input_config.phases`: no phase of kind profiling"))?;
+        .as_ref()
+        .ok_or_else(|| config_error("field `input_config` is missing".into()))
+        .and_then(|v| InputConfig::from_value(v).map_err(config_error))?;
+    let profiling = config.profiling().ok_or_else(|| {
+        config_error("field `input_config.phases`: no phase of kind profiling".into())
+    })?;
     let users = profiling.concurrency.ok_or_else(|| {
         config_error(
-            "field `input_config.phases[kind=profiling].concurrency` is missing: kvsweep counts users as AIPerf's concurrency",
+            "field `input_config.phases[kind=profiling].concurrency` is missing: kvsweep counts users as AIPerf's concurrency".into(),
         )
     })?;
-    let model = aggregate
-        .input_config
+    let model = config
         .models
         .items
         .first()
         .map(|m| m.name.clone())
-        .ok_or_else(|| config_error("field `input_config.models.items` is empty"))?;
+        .ok_or_else(|| config_error("field `input_config.models.items` is empty".into()))?;
     if records.is_empty() {
         bail!(format_error(src, RECORDS_FILE, "no records".into()));
     }
@@ -338,9 +223,9 @@ pub fn convert(src: &Path, placement: &Placement, cell_dir: &Path) -> Result<Str
         })
         .min()
         .unwrap_or(0);
-    let secs = |ns: i64| (ns - t0) as f64 / 1e9;
+    let secs = |ns: u64| ns.saturating_sub(t0) as f64 / 1e9;
     let mut lanes: HashMap<String, u32> = HashMap::new();
-    let mut by_send: Vec<&(usize, Record)> = records.iter().collect();
+    let mut by_send: Vec<&(usize, RecordInfo)> = records.iter().collect();
     by_send.sort_by_key(|(_, r)| r.metadata.request_start_ns);
     let mut converted = Vec::with_capacity(records.len());
     for (id, (line, r)) in by_send.iter().enumerate() {
@@ -358,10 +243,11 @@ pub fn convert(src: &Path, placement: &Placement, cell_dir: &Path) -> Result<Str
             .ok_or_else(|| missing(*line, "metadata.conversation_id"))?;
         let index = m
             .turn_index
-            .ok_or_else(|| missing(*line, "metadata.turn_index"))?;
+            .ok_or_else(|| missing(*line, "metadata.turn_index"))?
+            .try_into()
+            .with_context(|| format!("line {line}: metadata.turn_index"))?;
         let sent_s = secs(m.request_start_ns);
         let done_s = secs(m.request_end_ns);
-        let metric = |v: &Option<Metric<f64>>| v.as_ref().map(|m| m.value);
         let mut rec = RequestRecord {
             id: id as u64,
             user,
@@ -385,11 +271,10 @@ pub fn convert(src: &Path, placement: &Placement, cell_dir: &Path) -> Result<Str
             http_status: 200,
             error: String::new(),
         };
-        let metrics = &r.metrics;
-        rec.trace_input_tokens = metric(&metrics.input_sequence_length).map_or(0, tokens);
+        rec.trace_input_tokens = r.metric("input_sequence_length").map_or(0, tokens);
         if let Some(e) = &r.error {
             let timeout = e
-                .kind
+                .error_type
                 .as_deref()
                 .is_some_and(|k| k.to_ascii_lowercase().contains("timeout"));
             rec.outcome = if timeout {
@@ -397,57 +282,54 @@ pub fn convert(src: &Path, placement: &Placement, cell_dir: &Path) -> Result<Str
             } else {
                 Outcome::Error
             };
-            rec.http_status = e.code.unwrap_or(0);
+            rec.http_status = e.code.and_then(|c| u16::try_from(c).ok()).unwrap_or(0);
             rec.error = e.message.clone();
-            converted.push((r.metadata.benchmark_phase.as_str(), rec));
+            converted.push((r.metadata.benchmark_phase, rec));
             continue;
         }
-        let need = |v: &Option<Metric<f64>>, field: &str| {
-            metric(v).ok_or_else(|| missing(*line, &format!("metrics.{field}")))
+        let need = |tag: &str| {
+            r.metric(tag)
+                .ok_or_else(|| missing(*line, &format!("metrics.{tag}")))
         };
-        rec.e2e_ms = need(&metrics.request_latency, "request_latency")?;
-        rec.trace_input_tokens = tokens(need(
-            &metrics.input_sequence_length,
-            "input_sequence_length",
-        )?);
-        let osl = tokens(need(
-            &metrics.output_sequence_length,
-            "output_sequence_length",
-        )?);
+        rec.e2e_ms = need("request_latency")?;
+        rec.trace_input_tokens = tokens(need("input_sequence_length")?);
+        let osl = tokens(need("output_sequence_length")?);
         rec.trace_output_tokens = osl;
-        rec.completion_tokens = Some(metric(&metrics.usage_completion_tokens).map_or(osl, tokens));
-        rec.prompt_tokens = metric(&metrics.usage_prompt_tokens).map(tokens);
-        rec.cached_tokens = metric(&metrics.usage_prompt_cache_read_tokens).map(tokens);
-        rec.ttft_ms = metric(&metrics.time_to_first_token);
-        rec.gaps_ms = metrics
-            .inter_chunk_latency
-            .as_ref()
-            .map(|m| m.value.clone())
-            .unwrap_or_default();
-        converted.push((r.metadata.benchmark_phase.as_str(), rec));
+        rec.completion_tokens = Some(r.metric("usage_completion_tokens").map_or(osl, tokens));
+        rec.prompt_tokens = r.metric("usage_prompt_tokens").map(tokens);
+        rec.cached_tokens = r.metric("usage_prompt_cache_read_tokens").map(tokens);
+        rec.ttft_ms = r.metric("time_to_first_token");
+        if let Some(MetricValueKind::List(gaps)) =
+            r.metrics.get("inter_chunk_latency").map(|m| &m.value)
+        {
+            rec.gaps_ms = gaps.clone();
+        }
+        converted.push((r.metadata.benchmark_phase, rec));
     }
 
     // AIPerf's warm-up phase is kvsweep's warm-up window: it ends at the profiling phase's
     // first send, and no warm-up request may be sent after that.
     let first_profiled = converted
         .iter()
-        .filter(|(phase, _)| *phase == "profiling")
+        .filter(|(phase, _)| *phase == CreditPhase::Profiling)
         .map(|(_, r)| r.sent_s)
         .reduce(f64::min)
         .ok_or_else(|| {
             format_error(src, RECORDS_FILE, "no record of the profiling phase".into())
         })?;
-    let has_warmup = converted.iter().any(|(phase, _)| *phase == "warmup");
-    let warmup_window_s = if has_warmup { first_profiled } else { 0.0 };
-    if let Some((phase, late)) = converted
+    let has_warmup = converted
         .iter()
-        .find(|(phase, r)| *phase != "profiling" && r.sent_s >= warmup_window_s)
+        .any(|(phase, _)| *phase == CreditPhase::Warmup);
+    let warmup_window_s = if has_warmup { first_profiled } else { 0.0 };
+    if let Some((_, late)) = converted
+        .iter()
+        .find(|(phase, r)| *phase == CreditPhase::Warmup && r.sent_s >= warmup_window_s)
     {
         bail!(format_error(
             src,
             RECORDS_FILE,
             format!(
-                "a {phase} request (conversation {}, turn {}) was sent after profiling began: AIPerf's phases overlap, and kvsweep's warm-up window cannot hold them",
+                "a warm-up request (conversation {}, turn {}) was sent after profiling began: AIPerf's phases overlap, and kvsweep's warm-up window cannot hold them",
                 late.session, late.index
             )
         ));
@@ -502,7 +384,9 @@ pub fn convert(src: &Path, placement: &Placement, cell_dir: &Path) -> Result<Str
         collector.add(r)?;
     }
     collector.flush()?;
-    let completed = aggregate.is_complete && !aggregate.was_cancelled;
+    // Absent flags: AIPerf did not say the run was cut short.
+    let cancelled = aggregate.was_cancelled == Some(true);
+    let completed = !cancelled && aggregate.is_complete != Some(false);
     let mut summary = collector.summary(duration_s, completed);
     // Not measured: AIPerf does not record its client's CPU use (`cores: 0` says so).
     summary.client_cpu = ClientCpu::default();
@@ -547,11 +431,7 @@ pub fn convert(src: &Path, placement: &Placement, cell_dir: &Path) -> Result<Str
             CellState::Partial,
             format!(
                 "AIPerf run {}",
-                if aggregate.was_cancelled {
-                    "cancelled"
-                } else {
-                    "incomplete"
-                }
+                if cancelled { "cancelled" } else { "incomplete" }
             ),
         )
     };
@@ -570,16 +450,17 @@ pub fn convert(src: &Path, placement: &Placement, cell_dir: &Path) -> Result<Str
 
 /// AIPerf's own verdict on the run (`metadata.submission_valid`, as InferenceX gates on it),
 /// as an invalid reason; `None` when AIPerf judged it valid or did not judge it.
-pub fn submission_verdict(src: &Path) -> Result<Option<String>> {
-    let aggregate = read_aggregate(src)?;
-    Ok(aggregate.metadata.and_then(|m| {
-        (m.submission_valid == Some(false)).then(|| {
-            format!(
-                "AIPerf: submission_valid false ({})",
-                m.submission_invalid_reasons.join(", ")
-            )
-        })
-    }))
+pub fn submission_verdict(aggregate: &ProfileExport) -> Option<String> {
+    let m = aggregate.metadata.as_ref()?;
+    (m.submission_valid == Some(false)).then(|| {
+        format!(
+            "AIPerf: submission_valid false ({})",
+            m.submission_invalid_reasons
+                .as_deref()
+                .unwrap_or_default()
+                .join(", ")
+        )
+    })
 }
 
 /// The paths collect searches: the given ones, and each placement's folder not already under
@@ -662,7 +543,9 @@ pub fn convert_all(
         converted.0.push(ConvertedCell {
             dir: tmp.path().join(name),
             source: src.clone(),
-            aiperf_verdict: submission_verdict(src)?,
+            aiperf_verdict: submission_verdict(&crate::aiperf::read_profile_export(
+                &src.join(AGGREGATE_FILE),
+            )?),
         });
         keep(tmp);
     }
@@ -842,7 +725,11 @@ mod tests {
         let status = Status::read(&cell).expect("status.json");
         assert_eq!(status.status, CellState::Ok);
         assert_eq!(
-            submission_verdict(src.path()).expect("verdict").as_deref(),
+            submission_verdict(
+                &crate::aiperf::read_profile_export(&src.path().join(AGGREGATE_FILE))
+                    .expect("the aggregate")
+            )
+            .as_deref(),
             Some("AIPerf: submission_valid false (unsafe_override)")
         );
     }
@@ -907,7 +794,7 @@ mod tests {
             .expect_err("overlapping phases");
         assert!(
             format!("{e:#}").contains(
-                "a warmup request (conversation trace_c, turn 0) was sent after profiling began"
+                "a warm-up request (conversation trace_c, turn 0) was sent after profiling began"
             ),
             "{e:#}"
         );

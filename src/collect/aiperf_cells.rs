@@ -19,8 +19,10 @@
 //! - The client's CPU use: AIPerf does not record it; `summary.json`'s `client_cpu` is all zero
 //!   with `cores: 0` (not measured), so the client-bound CPU check cannot flag an AIPerf point.
 //! - Retries: AIPerf sends each request once (`attempts` 1).
-//! - The server's cache counters: not read from AIPerf's server-metrics export, so
-//!   `server_hit_rate` stays empty; `client_hit_rate` comes from the records' usage
+//! - The server's counters: from `server_metrics_export.json` where the run has one
+//!   (`aiperf_server_metrics`: the profiling phase's increases, so `server_hit_rate`, the cache
+//!   tiers and offload traffic count what kvsweep's scraper would); without it they stay empty
+//!   (not measured). `client_hit_rate` comes from the records' usage
 //!   (`usage_prompt_cache_read_tokens` over `usage_prompt_tokens`), as kvsweep's does.
 //!
 //! A record that lacks a field the summary needs is an error naming the file, the line and the
@@ -36,10 +38,12 @@ use std::str::FromStr;
 use anyhow::{Context, Result, bail};
 
 use crate::aiperf::input_config::InputConfig;
-use crate::aiperf::schema::{PROFILE_EXPORT_FILE as AGGREGATE_FILE, RECORDS_FILE};
+use crate::aiperf::schema::{
+    PROFILE_EXPORT_FILE as AGGREGATE_FILE, RECORDS_FILE, SERVER_METRICS_FILE,
+};
 use crate::aiperf::{CreditPhase, MetricValueKind, ProfileExport, RecordInfo};
 use crate::artifact::schema::{
-    CellPlan, CellState, ClientCpu, FormatError, JsonArtifact, Outcome, Status,
+    CellPlan, CellState, ClientCpu, FormatError, JsonArtifact, MetricsRow, Outcome, Status,
 };
 use crate::kinds::{EngineKind, Offload, OffloadBackend, TraceFormat};
 use crate::matrix_cell::Cell;
@@ -424,6 +428,7 @@ pub fn convert(src: &Path, placement: &Placement, cell_dir: &Path) -> Result<Str
         economics: None,
     };
     plan.write(cell_dir)?;
+    write_server_metrics(src, cell_dir)?;
     let (state, reason) = if completed {
         (CellState::Ok, "AIPerf run complete".to_owned())
     } else {
@@ -446,6 +451,42 @@ pub fn convert(src: &Path, placement: &Placement, cell_dir: &Path) -> Result<Str
     );
     status.write(cell_dir)?;
     Ok(name)
+}
+
+/// Writes `metrics.csv` from the run's server-metrics export, if it has one.
+fn write_server_metrics(src: &Path, cell_dir: &Path) -> Result<()> {
+    let path = src.join(SERVER_METRICS_FILE);
+    if !path.is_file() {
+        return Ok(());
+    }
+    let export = crate::aiperf::read_server_metrics(&path)?;
+    let range = export
+        .summary
+        .phase_time_ranges
+        .as_ref()
+        .and_then(|r| r.get("profiling"))
+        .and_then(|r| Some((r.start_ns?, r.end_ns?)))
+        .ok_or_else(|| {
+            format_error(
+                src,
+                SERVER_METRICS_FILE,
+                "field `summary.phase_time_ranges.profiling` (start_ns and end_ns) is missing"
+                    .into(),
+            )
+        })?;
+    let secs = |ns: u64| ns as f64 / 1e9;
+    let Some(rows) = super::aiperf_server_metrics::rows(&export, secs(range.0), secs(range.1))
+    else {
+        return Ok(());
+    };
+    let out = cell_dir.join(MetricsRow::FILE);
+    let mut w =
+        csv::Writer::from_path(&out).with_context(|| format!("cannot write {}", out.display()))?;
+    for row in rows {
+        w.serialize(row)?;
+    }
+    w.flush()?;
+    Ok(())
 }
 
 /// AIPerf's own verdict on the run (`metadata.submission_valid`, as InferenceX gates on it),

@@ -5,6 +5,7 @@
 //! folders), as downloaded zips (one per artifact), or as a sweep's `cells/` folder.
 
 pub mod aiperf_cells;
+pub mod aiperf_server_metrics;
 pub mod cells;
 pub mod compare;
 pub mod cost;

@@ -175,6 +175,85 @@ fn tokens(v: f64) -> u32 {
     v.round().clamp(0.0, f64::from(u32::MAX)) as u32
 }
 
+/// The request kvsweep's replay would have recorded for AIPerf record `r`, as request `id` of
+/// user `user`, its times in seconds from the run's start (`secs`); the error names the field
+/// the record lacks.
+fn request_record(
+    r: &RecordInfo,
+    id: u64,
+    user: u32,
+    secs: &dyn Fn(u64) -> f64,
+) -> Result<RequestRecord, String> {
+    let m = &r.metadata;
+    let missing = |field: &str| format!("field `{field}` is missing");
+    let sent_s = secs(m.request_start_ns);
+    let done_s = secs(m.request_end_ns);
+    let mut rec = RequestRecord {
+        id,
+        user,
+        session: m
+            .conversation_id
+            .clone()
+            .ok_or_else(|| missing("metadata.conversation_id"))?,
+        index: m
+            .turn_index
+            .ok_or_else(|| missing("metadata.turn_index"))
+            .and_then(|t| {
+                u32::try_from(t).map_err(|e| format!("field `metadata.turn_index`: {e}"))
+            })?,
+        endpoint: 0,
+        scheduled_s: m.credit_issued_ns.map_or(sent_s, secs),
+        sent_s,
+        attempts: 1,
+        fresh: false,
+        done_s,
+        ttft_ms: None,
+        e2e_ms: (done_s - sent_s) * 1000.0,
+        gaps_ms: Vec::new(),
+        trace_input_tokens: r.metric("input_sequence_length").map_or(0, tokens),
+        trace_output_tokens: 0,
+        prompt_tokens: None,
+        completion_tokens: None,
+        cached_tokens: None,
+        outcome: Outcome::Ok,
+        http_status: 200,
+        error: String::new(),
+    };
+    if let Some(e) = &r.error {
+        // A failed record carries only the metrics it reached: its timings are the error's.
+        let timeout = e
+            .error_type
+            .as_deref()
+            .is_some_and(|k| k.to_ascii_lowercase().contains("timeout"));
+        rec.outcome = if timeout {
+            Outcome::Timeout
+        } else {
+            Outcome::Error
+        };
+        rec.http_status = e.code.and_then(|c| u16::try_from(c).ok()).unwrap_or(0);
+        rec.error = e.message.clone();
+        return Ok(rec);
+    }
+    let need = |tag: &str| {
+        r.metric(tag)
+            .ok_or_else(|| missing(&format!("metrics.{tag}")))
+    };
+    rec.e2e_ms = need("request_latency")?;
+    rec.trace_input_tokens = tokens(need("input_sequence_length")?);
+    let osl = tokens(need("output_sequence_length")?);
+    rec.trace_output_tokens = osl;
+    rec.completion_tokens = Some(r.metric("usage_completion_tokens").map_or(osl, tokens));
+    rec.prompt_tokens = r.metric("usage_prompt_tokens").map(tokens);
+    rec.cached_tokens = r.metric("usage_prompt_cache_read_tokens").map(tokens);
+    rec.ttft_ms = r.metric("time_to_first_token");
+    if let Some(MetricValueKind::List(gaps)) =
+        r.metrics.get("inter_chunk_latency").map(|m| &m.value)
+    {
+        rec.gaps_ms = gaps.clone();
+    }
+    Ok(rec)
+}
+
 /// Converts the AIPerf run in `src` into a kvsweep cell directory `cell_dir`, placed by
 /// `placement`; returns the cell's name.
 pub fn convert(src: &Path, placement: &Placement, cell_dir: &Path) -> Result<String> {
@@ -185,13 +264,6 @@ pub fn convert(src: &Path, placement: &Placement, cell_dir: &Path) -> Result<Str
         .enumerate()
         .map(|(i, r)| (i + 1, r))
         .collect();
-    let missing = |line: usize, field: &str| {
-        format_error(
-            src,
-            RECORDS_FILE,
-            format!("line {line}: field `{field}` is missing"),
-        )
-    };
     let config_error = |m: String| format_error(src, AGGREGATE_FILE, m);
     let config = aggregate
         .input_config
@@ -241,74 +313,9 @@ pub fn convert(src: &Path, placement: &Placement, cell_dir: &Path) -> Result<Str
             .unwrap_or_else(|| format!("session-{}", m.session_num));
         let next = lanes.len() as u32;
         let user = *lanes.entry(lane).or_insert(next);
-        let session = m
-            .conversation_id
-            .clone()
-            .ok_or_else(|| missing(*line, "metadata.conversation_id"))?;
-        let index = m
-            .turn_index
-            .ok_or_else(|| missing(*line, "metadata.turn_index"))?
-            .try_into()
-            .with_context(|| format!("line {line}: metadata.turn_index"))?;
-        let sent_s = secs(m.request_start_ns);
-        let done_s = secs(m.request_end_ns);
-        let mut rec = RequestRecord {
-            id: id as u64,
-            user,
-            session,
-            index,
-            endpoint: 0,
-            scheduled_s: m.credit_issued_ns.map_or(sent_s, secs),
-            sent_s,
-            attempts: 1,
-            fresh: false,
-            done_s,
-            ttft_ms: None,
-            e2e_ms: (done_s - sent_s) * 1000.0,
-            gaps_ms: Vec::new(),
-            trace_input_tokens: 0,
-            trace_output_tokens: 0,
-            prompt_tokens: None,
-            completion_tokens: None,
-            cached_tokens: None,
-            outcome: Outcome::Ok,
-            http_status: 200,
-            error: String::new(),
-        };
-        rec.trace_input_tokens = r.metric("input_sequence_length").map_or(0, tokens);
-        if let Some(e) = &r.error {
-            let timeout = e
-                .error_type
-                .as_deref()
-                .is_some_and(|k| k.to_ascii_lowercase().contains("timeout"));
-            rec.outcome = if timeout {
-                Outcome::Timeout
-            } else {
-                Outcome::Error
-            };
-            rec.http_status = e.code.and_then(|c| u16::try_from(c).ok()).unwrap_or(0);
-            rec.error = e.message.clone();
-            converted.push((r.metadata.benchmark_phase, rec));
-            continue;
-        }
-        let need = |tag: &str| {
-            r.metric(tag)
-                .ok_or_else(|| missing(*line, &format!("metrics.{tag}")))
-        };
-        rec.e2e_ms = need("request_latency")?;
-        rec.trace_input_tokens = tokens(need("input_sequence_length")?);
-        let osl = tokens(need("output_sequence_length")?);
-        rec.trace_output_tokens = osl;
-        rec.completion_tokens = Some(r.metric("usage_completion_tokens").map_or(osl, tokens));
-        rec.prompt_tokens = r.metric("usage_prompt_tokens").map(tokens);
-        rec.cached_tokens = r.metric("usage_prompt_cache_read_tokens").map(tokens);
-        rec.ttft_ms = r.metric("time_to_first_token");
-        if let Some(MetricValueKind::List(gaps)) =
-            r.metrics.get("inter_chunk_latency").map(|m| &m.value)
-        {
-            rec.gaps_ms = gaps.clone();
-        }
-        converted.push((r.metadata.benchmark_phase, rec));
+        let rec = request_record(r, id as u64, user, &secs)
+            .map_err(|field| format_error(src, RECORDS_FILE, format!("line {line}: {field}")))?;
+        converted.push((m.benchmark_phase, rec));
     }
 
     // AIPerf's warm-up phase is kvsweep's warm-up window: it ends at the profiling phase's
@@ -396,9 +403,10 @@ pub fn convert(src: &Path, placement: &Placement, cell_dir: &Path) -> Result<Str
     summary.client_cpu = ClientCpu::default();
     summary.write(cell_dir)?;
 
-    let plan = CellPlan {
-        format_version: CellPlan::VERSION,
-        cell: Cell {
+    let plan = cell_plan(
+        src,
+        placement,
+        Cell {
             name: name.clone(),
             runner: Some(placement.runner.clone()),
             tp: placement.tp,
@@ -406,27 +414,10 @@ pub fn convert(src: &Path, placement: &Placement, cell_dir: &Path) -> Result<Str
             users,
             offload: placement.offload,
         },
-        spec: src.join(AGGREGATE_FILE),
-        runner: placement.runner.clone(),
-        engine: placement.engine,
         model,
-        model_path: None,
-        max_model_len: None,
-        image: None,
-        precision: placement.precision.clone(),
-        offload_backend: OffloadBackend::default(),
-        offload_gib: None,
-        engine_args: Vec::new(),
-        duration_s: planned_s.ceil() as u64,
-        traces: None,
-        trace_url: None,
-        trace_format: TraceFormat::Auto,
         workload,
-        port: 0,
-        health_timeout_s: 0,
-        validity: ValidityThresholds::default(),
-        economics: None,
-    };
+        planned_s.ceil() as u64,
+    );
     plan.write(cell_dir)?;
     write_server_metrics(src, cell_dir)?;
     let (state, reason) = if completed {
@@ -451,6 +442,43 @@ pub fn convert(src: &Path, placement: &Placement, cell_dir: &Path) -> Result<Str
     );
     status.write(cell_dir)?;
     Ok(name)
+}
+
+/// The `cell.json` of an AIPerf run: where the placement says it ran, what it replayed
+/// (`workload`), the default validity thresholds; no traces (AIPerf's dataset is named in its
+/// own input config) and no engine settings (AIPerf does not record them).
+fn cell_plan(
+    src: &Path,
+    placement: &Placement,
+    cell: Cell,
+    model: String,
+    workload: crate::workload::Workload,
+    duration_s: u64,
+) -> CellPlan {
+    CellPlan {
+        format_version: CellPlan::VERSION,
+        cell,
+        spec: src.join(AGGREGATE_FILE),
+        runner: placement.runner.clone(),
+        engine: placement.engine,
+        model,
+        model_path: None,
+        max_model_len: None,
+        image: None,
+        precision: placement.precision.clone(),
+        offload_backend: OffloadBackend::default(),
+        offload_gib: None,
+        engine_args: Vec::new(),
+        duration_s,
+        traces: None,
+        trace_url: None,
+        trace_format: TraceFormat::Auto,
+        workload,
+        port: 0,
+        health_timeout_s: 0,
+        validity: ValidityThresholds::default(),
+        economics: None,
+    }
 }
 
 /// Writes `metrics.csv` from the run's server-metrics export, if it has one.

@@ -575,12 +575,22 @@ impl Converted {
 
 /// Converts each AIPerf directory found (once, however many paths reached it) into a cell
 /// directory in a temporary folder handed to `keep`; a placement that reaches no AIPerf
-/// directory is an error, as is a directory no placement reaches.
+/// directory or names a runner `runners` lacks is an error, as is a directory no placement
+/// reaches.
 pub fn convert_all(
     found: &[PathBuf],
     placements: &[Placement],
+    runners: &crate::runner::RunnerSet,
     mut keep: impl FnMut(tempfile::TempDir),
 ) -> Result<Converted> {
+    if let Some(p) = placements.iter().find(|p| runners.get(&p.runner).is_none()) {
+        bail!(
+            "--aiperf-cell {}: no runner `{}` (runners: {})",
+            p.dir.display(),
+            p.runner,
+            runners.names().join(", ")
+        );
+    }
     let mut seen: Vec<PathBuf> = Vec::new();
     let mut used = vec![false; placements.len()];
     let mut converted = Converted::default();
@@ -890,7 +900,14 @@ mod tests {
             "{text}"
         );
         // A placement reaching no AIPerf run is refused too.
-        let e = convert_all(&[], &[outer], |_| {}).expect_err("unused");
+        let runners = crate::runner::RunnerSet::builtin().expect("runners");
+        let e = convert_all(&[], &[outer.clone()], &runners, |_| {}).expect_err("unused");
         assert!(format!("{e:#}").contains("no AIPerf artifacts"), "{e:#}");
+        let typo = Placement {
+            runner: "h2OO".into(),
+            ..outer
+        };
+        let e = convert_all(&[], &[typo], &runners, |_| {}).expect_err("no such runner");
+        assert!(format!("{e:#}").contains("no runner `h2OO`"), "{e:#}");
     }
 }

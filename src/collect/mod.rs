@@ -188,9 +188,12 @@ pub fn collect_priced(
     aiperf: &[aiperf_cells::Placement],
 ) -> Result<Collected> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let runner_dir = std::env::var_os("KVSWEEP_RUNNERS_DIR").map(PathBuf::from);
+    let runners = crate::runner::RunnerSet::load(runner_dir.as_deref())?;
     let mut found = cells::find(&aiperf_cells::search_paths(paths, aiperf))?;
     let extracted = &mut found.extracted;
-    let converted = aiperf_cells::convert_all(&found.aiperf, aiperf, |t| extracted.keep(t))?;
+    let converted =
+        aiperf_cells::convert_all(&found.aiperf, aiperf, &runners, |t| extracted.keep(t))?;
     found.dirs.extend(converted.dirs());
     if found.dirs.is_empty() && found.skipped.is_empty() {
         bail!(
@@ -205,8 +208,6 @@ pub fn collect_priced(
     let mut results = Vec::new();
     let mut skipped = found.skipped;
     let mut traces = crate::oracle::replayed::TraceCache::default();
-    let runner_dir = std::env::var_os("KVSWEEP_RUNNERS_DIR").map(PathBuf::from);
-    let runners = crate::runner::RunnerSet::load(runner_dir.as_deref())?;
     for dir in &found.dirs {
         match cells::load(dir) {
             Ok(mut c) => match mark_aiperf(&mut c, &converted).gate() {

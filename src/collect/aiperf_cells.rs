@@ -901,7 +901,8 @@ mod tests {
         );
         // A placement reaching no AIPerf run is refused too.
         let runners = crate::runner::RunnerSet::builtin().expect("runners");
-        let e = convert_all(&[], &[outer.clone()], &runners, |_| {}).expect_err("unused");
+        let e =
+            convert_all(&[], std::slice::from_ref(&outer), &runners, |_| {}).expect_err("unused");
         assert!(format!("{e:#}").contains("no AIPerf artifacts"), "{e:#}");
         let typo = Placement {
             runner: "h2OO".into(),

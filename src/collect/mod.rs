@@ -4,6 +4,7 @@
 //! Inputs are found the way `actions/download-artifact` leaves them (a folder of artifact
 //! folders), as downloaded zips (one per artifact), or as a sweep's `cells/` folder.
 
+pub mod agentx_result;
 pub mod aiperf_cells;
 pub mod aiperf_server_metrics;
 pub mod cells;
@@ -215,6 +216,7 @@ pub fn collect_priced(
                     cost::fill(&mut c, &runners, economics)?;
                     tiers::fill(&mut c)?;
                     inferencex::fill(&mut c)?;
+                    agentx_result::write_or_warn(dir, out, &c.name)?;
                     match crate::oracle::replayed::bound(dir, &mut traces, &runners) {
                         Ok(Some(b)) => {
                             c.oracle_hit_rate = Some(b.strict_prefix);

@@ -37,6 +37,7 @@ use std::str::FromStr;
 
 use anyhow::{Context, Result, bail};
 
+use super::cells::{CellResult, MeasuredBy, Skipped, dir_name};
 use crate::aiperf::input_config::InputConfig;
 use crate::aiperf::schema::{
     PROFILE_EXPORT_FILE as AGGREGATE_FILE, RECORDS_FILE, SERVER_METRICS_FILE,
@@ -49,11 +50,6 @@ use crate::kinds::{EngineKind, Offload, OffloadBackend, TraceFormat};
 use crate::matrix_cell::Cell;
 use crate::replay::output::{Collector, RequestRecord};
 use crate::validity::ValidityThresholds;
-
-/// Whether `dir` holds an AIPerf run's artifacts.
-pub fn is_artifact_dir(dir: &Path) -> bool {
-    dir.join(RECORDS_FILE).is_file() && dir.join(AGGREGATE_FILE).is_file()
-}
 
 /// Where an AIPerf run ran, which its artifacts do not say: `--aiperf-cell
 /// DIR:runner=R,tp=N,offload=on|off|noprefix,engine=vllm|sglang|llama-server|sim`, optionally
@@ -551,25 +547,52 @@ pub fn search_paths(paths: &[PathBuf], placements: &[Placement]) -> Vec<PathBuf>
 pub struct ConvertedCell {
     /// The cell directory collect reads.
     pub dir: PathBuf,
-    /// The AIPerf artifact directory it was made from.
-    pub source: PathBuf,
     /// AIPerf's own verdict, when it judged the run not valid for submission.
     pub aiperf_verdict: Option<String>,
 }
 
 /// The AIPerf runs of one collect, converted.
 #[derive(Debug, Default)]
-pub struct Converted(Vec<ConvertedCell>);
+pub struct Converted {
+    cells: Vec<ConvertedCell>,
+    /// AIPerf-format folders that are no AIPerf run: kvsweep's own exports of its cells (a
+    /// previous collect's `agentx/*/aiperf_artifacts`), whose cells collect reads themselves.
+    pub skipped: Vec<Skipped>,
+}
 
 impl Converted {
-    /// The converted run whose cell directory is `dir`.
-    pub fn get(&self, dir: &Path) -> Option<&ConvertedCell> {
-        self.0.iter().find(|c| c.dir == dir)
-    }
-
     /// The cell directories, for collect to read like any other.
     pub fn dirs(&self) -> impl Iterator<Item = PathBuf> + '_ {
-        self.0.iter().map(|c| c.dir.clone())
+        self.cells.iter().map(|c| c.dir.clone())
+    }
+
+    /// Marks a cell made from an AIPerf run as measured by AIPerf, with AIPerf's own verdict
+    /// among its invalid reasons; any other cell is left as it is.
+    pub fn mark<'c>(&self, c: &'c mut CellResult) -> &'c mut CellResult {
+        let Some(run) = self.cells.iter().find(|r| r.dir == c.dir) else {
+            return c;
+        };
+        c.measured_by = MeasuredBy::Aiperf;
+        if let Some(reason) = &run.aiperf_verdict {
+            c.valid = false;
+            c.invalid_reasons = [c.invalid_reasons.as_str(), reason]
+                .into_iter()
+                .filter(|r| !r.is_empty())
+                .collect::<Vec<_>>()
+                .join("; ");
+        }
+        c
+    }
+}
+
+/// Whether AIPerf-format exports were written by kvsweep (`exported_by`, as
+/// `crate::aiperf::cell_export` marks them) rather than by an AIPerf run.
+fn exported_by_kvsweep(aggregate: &ProfileExport) -> bool {
+    match aggregate.entries.get("exported_by") {
+        Some(crate::aiperf::AggregateEntry::Other(v)) => {
+            v.as_str().is_some_and(|s| s.starts_with("kvsweep"))
+        }
+        _ => false,
     }
 }
 
@@ -602,6 +625,19 @@ pub fn convert_all(
             continue;
         }
         seen.push(canonical);
+        let aggregate = crate::aiperf::read_profile_export(&src.join(AGGREGATE_FILE))?;
+        if exported_by_kvsweep(&aggregate) {
+            converted.skipped.push(Skipped {
+                // InferenceX's RESULT_DIR names the run; `aiperf_artifacts` does not.
+                cell: src
+                    .parent()
+                    .filter(|_| src.ends_with("aiperf_artifacts"))
+                    .map_or_else(|| dir_name(src), dir_name),
+                reason: "kvsweep's AIPerf-format export of one of its cells, not an AIPerf run (collect the cell itself)".into(),
+                path: src.display().to_string(),
+            });
+            continue;
+        }
         let placement = placement_for(src, placements)?;
         if let Some(i) = placements.iter().position(|p| p == placement) {
             used[i] = true;
@@ -610,21 +646,15 @@ pub fn convert_all(
             .prefix("kvsweep-aiperf-")
             .tempdir()
             .context("a temporary folder for an AIPerf cell")?;
-        let name = {
-            let staging = tmp.path().join("cell");
-            let name = convert(src, placement, &staging)
-                .with_context(|| format!("collecting the AIPerf run in {}", src.display()))?;
-            let dir = tmp.path().join(&name);
-            std::fs::rename(&staging, &dir)
-                .with_context(|| format!("cannot name {}", dir.display()))?;
-            name
-        };
-        converted.0.push(ConvertedCell {
-            dir: tmp.path().join(name),
-            source: src.clone(),
-            aiperf_verdict: submission_verdict(&crate::aiperf::read_profile_export(
-                &src.join(AGGREGATE_FILE),
-            )?),
+        let staging = tmp.path().join("cell");
+        let name = convert(src, placement, &staging)
+            .with_context(|| format!("collecting the AIPerf run in {}", src.display()))?;
+        let dir = tmp.path().join(&name);
+        std::fs::rename(&staging, &dir)
+            .with_context(|| format!("cannot name {}", dir.display()))?;
+        converted.cells.push(ConvertedCell {
+            dir,
+            aiperf_verdict: submission_verdict(&aggregate),
         });
         keep(tmp);
     }
@@ -910,5 +940,27 @@ mod tests {
         };
         let e = convert_all(&[], &[typo], &runners, |_| {}).expect_err("no such runner");
         assert!(format!("{e:#}").contains("no runner `h2OO`"), "{e:#}");
+    }
+
+    #[test]
+    fn kvsweeps_own_aiperf_format_exports_are_skipped_not_placed() {
+        let src = tempfile::tempdir().expect("tempdir");
+        let mut agg = aggregate();
+        agg["exported_by"] = json!("kvsweep 0.1.0");
+        write_run(src.path(), &run(), &agg);
+        let runners = crate::runner::RunnerSet::builtin().expect("runners");
+        let found = [src.path().to_path_buf()];
+        let c = convert_all(&found, &[], &runners, |_| {}).expect("no placement needed");
+        assert_eq!(c.dirs().count(), 0);
+        assert_eq!(c.skipped.len(), 1);
+        assert!(
+            c.skipped[0].reason.contains("not an AIPerf run"),
+            "{:?}",
+            c.skipped
+        );
+        // Without the mark, the same files are an AIPerf run that needs a placement.
+        write_run(src.path(), &run(), &aggregate());
+        let e = convert_all(&found, &[], &runners, |_| {}).expect_err("unplaced");
+        assert!(format!("{e:#}").contains("--aiperf-cell"), "{e:#}");
     }
 }

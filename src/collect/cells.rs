@@ -337,7 +337,7 @@ fn walk(path: &Path, depth: usize, found: &mut Found) -> Result<()> {
         found.dirs.push(path.to_path_buf());
         return Ok(());
     }
-    if super::aiperf_cells::is_artifact_dir(path) {
+    if is_aiperf_dir(path) {
         found.aiperf.push(path.to_path_buf());
         return Ok(());
     }
@@ -353,6 +353,12 @@ fn walk(path: &Path, depth: usize, found: &mut Found) -> Result<()> {
         walk(&child, depth + 1, found)?;
     }
     Ok(())
+}
+
+/// Whether `dir` holds an AIPerf run's artifacts (`collect::aiperf_cells` makes a cell of it).
+pub fn is_aiperf_dir(dir: &Path) -> bool {
+    use crate::aiperf::schema::{PROFILE_EXPORT_FILE, RECORDS_FILE};
+    dir.join(RECORDS_FILE).is_file() && dir.join(PROFILE_EXPORT_FILE).is_file()
 }
 
 /// Extracts an artifact zip into a new temporary folder.

@@ -117,26 +117,6 @@ pub fn pareto_rows(cells: &[CellResult]) -> Vec<ParetoRow> {
     rows
 }
 
-/// Marks a cell converted from an AIPerf run as measured by AIPerf, with AIPerf's own verdict
-/// among its invalid reasons.
-fn mark_aiperf<'c>(
-    c: &'c mut CellResult,
-    converted: &aiperf_cells::Converted,
-) -> &'c mut CellResult {
-    if let Some(run) = converted.get(&c.dir) {
-        c.measured_by = cells::MeasuredBy::Aiperf;
-        if let Some(reason) = &run.aiperf_verdict {
-            c.valid = false;
-            c.invalid_reasons = [c.invalid_reasons.as_str(), reason]
-                .into_iter()
-                .filter(|r| !r.is_empty())
-                .collect::<Vec<_>>()
-                .join("; ");
-        }
-    }
-    c
-}
-
 /// The frontier of the valid points only: an invalid point is drawn but never on it.
 fn validity_frontier(placed: &[(&CellResult, (f64, f64))], better: pareto::Better) -> Vec<bool> {
     let valid: Vec<(f64, f64)> = placed
@@ -193,9 +173,10 @@ pub fn collect_priced(
     let runners = crate::runner::RunnerSet::load(runner_dir.as_deref())?;
     let mut found = cells::find(&aiperf_cells::search_paths(paths, aiperf))?;
     let extracted = &mut found.extracted;
-    let converted =
+    let mut converted =
         aiperf_cells::convert_all(&found.aiperf, aiperf, &runners, |t| extracted.keep(t))?;
     found.dirs.extend(converted.dirs());
+    found.skipped.append(&mut converted.skipped);
     if found.dirs.is_empty() && found.skipped.is_empty() {
         bail!(
             "no cell artifacts under {}: a cell directory holds status.json and cell.json",
@@ -211,7 +192,7 @@ pub fn collect_priced(
     let mut traces = crate::oracle::replayed::TraceCache::default();
     for dir in &found.dirs {
         match cells::load(dir) {
-            Ok(mut c) => match mark_aiperf(&mut c, &converted).gate() {
+            Ok(mut c) => match converted.mark(&mut c).gate() {
                 Ok(()) => {
                     cost::fill(&mut c, &runners, economics)?;
                     tiers::fill(&mut c)?;

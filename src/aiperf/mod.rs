@@ -7,6 +7,7 @@
 //! models field by field; [`cell_export`] writes a kvsweep cell as those files.
 
 pub mod cell_export;
+pub mod input_config;
 pub mod records;
 pub mod schema;
 pub mod server_metrics;

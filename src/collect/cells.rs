@@ -26,6 +26,7 @@ pub const SUMMARY_COLUMNS: &[&str] = &[
     "users",
     "offload",
     "simulated",
+    "measured_by",
     "status",
     "requests_ok",
     "requests_failed",
@@ -107,6 +108,9 @@ pub struct CellResult {
     pub users: u32,
     pub offload: String,
     pub simulated: bool,
+    /// Which tool sent the requests and timed them: kvsweep's replay, or AIPerf (an AIPerf
+    /// artifact directory collected as a cell, `collect::aiperf_cells`).
+    pub measured_by: MeasuredBy,
     pub status: String,
     pub requests_ok: u64,
     pub requests_failed: u64,
@@ -195,6 +199,24 @@ pub struct CellResult {
     pub dir: PathBuf,
 }
 
+/// The tool whose requests and timings a cell's figures are (`summary.csv` → `measured_by`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MeasuredBy {
+    Kvsweep,
+    Aiperf,
+}
+
+impl MeasuredBy {
+    /// What a chart's point label adds, so an AIPerf point is never taken for kvsweep's.
+    pub fn point_label(self) -> &'static str {
+        match self {
+            MeasuredBy::Kvsweep => "",
+            MeasuredBy::Aiperf => " (AIPerf)",
+        }
+    }
+}
+
 /// A cell left out of the summary, and why.
 #[derive(Debug, Clone, Serialize)]
 pub struct Skipped {
@@ -248,6 +270,8 @@ impl CellResult {
 /// that live as long as this.
 pub struct Found {
     pub dirs: Vec<PathBuf>,
+    /// AIPerf artifact directories (`collect::aiperf_cells`), each to be converted into a cell.
+    pub aiperf: Vec<PathBuf>,
     pub skipped: Vec<Skipped>,
     /// Where zips were unpacked: `dirs` inside them last as long as this.
     pub extracted: Extracted,
@@ -256,6 +280,13 @@ pub struct Found {
 /// Zips unpacked into temporary folders, removed when this is dropped.
 pub struct Extracted(Vec<tempfile::TempDir>);
 
+impl Extracted {
+    /// Keeps `dir` (and what collect read from it) until this is dropped.
+    pub fn keep(&mut self, dir: tempfile::TempDir) {
+        self.0.push(dir);
+    }
+}
+
 pub fn dir_name(dir: &Path) -> String {
     dir.file_name().map_or_else(
         || dir.display().to_string(),
@@ -263,10 +294,12 @@ pub fn dir_name(dir: &Path) -> String {
     )
 }
 
-/// Finds cell directories (a directory with `status.json` or `cell.json`) and artifact zips.
+/// Finds cell directories (a directory with `status.json` or `cell.json`), AIPerf artifact
+/// directories and artifact zips.
 pub fn find(paths: &[PathBuf]) -> Result<Found> {
     let mut found = Found {
         dirs: Vec::new(),
+        aiperf: Vec::new(),
         skipped: Vec::new(),
         extracted: Extracted(Vec::new()),
     };
@@ -304,6 +337,10 @@ fn walk(path: &Path, depth: usize, found: &mut Found) -> Result<()> {
         found.dirs.push(path.to_path_buf());
         return Ok(());
     }
+    if is_aiperf_dir(path) {
+        found.aiperf.push(path.to_path_buf());
+        return Ok(());
+    }
     if depth >= MAX_DEPTH {
         return Ok(());
     }
@@ -316,6 +353,12 @@ fn walk(path: &Path, depth: usize, found: &mut Found) -> Result<()> {
         walk(&child, depth + 1, found)?;
     }
     Ok(())
+}
+
+/// Whether `dir` holds an AIPerf run's artifacts (`collect::aiperf_cells` makes a cell of it).
+pub fn is_aiperf_dir(dir: &Path) -> bool {
+    use crate::aiperf::schema::{PROFILE_EXPORT_FILE, RECORDS_FILE};
+    dir.join(RECORDS_FILE).is_file() && dir.join(PROFILE_EXPORT_FILE).is_file()
 }
 
 /// Extracts an artifact zip into a new temporary folder.
@@ -395,6 +438,7 @@ pub fn load(dir: &Path) -> Result<CellResult> {
         runner: plan.runner.clone(),
         model: plan.model.clone(),
         simulated: engine == "sim" || summary.simulated,
+        measured_by: MeasuredBy::Kvsweep,
         engine,
         precision: plan.precision.clone(),
         tp,

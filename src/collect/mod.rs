@@ -5,6 +5,8 @@
 //! folders), as downloaded zips (one per artifact), or as a sweep's `cells/` folder.
 
 pub mod agentx_result;
+pub mod aiperf_cells;
+pub mod aiperf_server_metrics;
 pub mod cells;
 pub mod compare;
 pub mod cost;
@@ -26,8 +28,9 @@ use cells::{CellResult, Skipped};
 /// Aggregate cell artifacts into tables, Pareto frontiers, plots and an HTML report.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CollectArgs {
-    /// Cell directories, zips, or folders holding them (searched a few levels deep).
-    #[arg(required = true)]
+    /// Cell directories, zips, AIPerf artifact directories, or folders holding them (searched a
+    /// few levels deep).
+    #[arg(required_unless_present = "aiperf_cells")]
     pub paths: Vec<PathBuf>,
     /// Where the tables, plots and report go.
     #[arg(long)]
@@ -40,6 +43,13 @@ pub struct CollectArgs {
     /// measured).
     #[arg(long = "gpu-power-kw", value_name = "KW", value_parser = crate::economics::parse_power_kw)]
     pub gpu_power_kw: Option<f64>,
+    /// An AIPerf run (a folder holding profile_export.jsonl and profile_export_aiperf.json, or
+    /// a folder above it) to collect as a cell, with where it ran, which AIPerf does not record:
+    /// DIR:runner=R,tp=N,offload=on|off|noprefix,engine=vllm|sglang|llama-server|sim, optionally
+    /// ep=N, precision=P, name=CELL. Users are AIPerf's concurrency. Repeatable; DIR is searched
+    /// like the PATHs.
+    #[arg(long = "aiperf-cell", value_name = "DIR:KEY=VALUE,...")]
+    pub aiperf_cells: Vec<aiperf_cells::Placement>,
 }
 
 impl CollectArgs {
@@ -147,17 +157,26 @@ pub struct Collected {
 
 /// Collects `paths` into `out`: the tables (`summary.csv`, `skipped.csv`, `pareto.csv`).
 pub fn collect(paths: &[PathBuf], out: &Path) -> Result<Collected> {
-    collect_priced(paths, out, &crate::economics::Override::default())
+    collect_priced(paths, out, &crate::economics::Override::default(), &[])
 }
 
-/// [`collect`], pricing the cells with `economics` in place of their runners' figures.
+/// [`collect`], pricing the cells with `economics` in place of their runners' figures, and
+/// placing AIPerf runs with `aiperf`.
 pub fn collect_priced(
     paths: &[PathBuf],
     out: &Path,
     economics: &crate::economics::Override,
+    aiperf: &[aiperf_cells::Placement],
 ) -> Result<Collected> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let found = cells::find(paths)?;
+    let runner_dir = std::env::var_os("KVSWEEP_RUNNERS_DIR").map(PathBuf::from);
+    let runners = crate::runner::RunnerSet::load(runner_dir.as_deref())?;
+    let mut found = cells::find(&aiperf_cells::search_paths(paths, aiperf))?;
+    let extracted = &mut found.extracted;
+    let mut converted =
+        aiperf_cells::convert_all(&found.aiperf, aiperf, &runners, |t| extracted.keep(t))?;
+    found.dirs.extend(converted.dirs());
+    found.skipped.append(&mut converted.skipped);
     if found.dirs.is_empty() && found.skipped.is_empty() {
         bail!(
             "no cell artifacts under {}: a cell directory holds status.json and cell.json",
@@ -172,11 +191,9 @@ pub fn collect_priced(
     let mut skipped = found.skipped;
     let mut traces = crate::oracle::replayed::TraceCache::default();
     let mut agentx_traces = agentx_result::TraceHitsCache::default();
-    let runner_dir = std::env::var_os("KVSWEEP_RUNNERS_DIR").map(PathBuf::from);
-    let runners = crate::runner::RunnerSet::load(runner_dir.as_deref())?;
     for dir in &found.dirs {
         match cells::load(dir) {
-            Ok(mut c) => match c.gate() {
+            Ok(mut c) => match converted.mark(&mut c).gate() {
                 Ok(()) => {
                     cost::fill(&mut c, &runners, economics)?;
                     tiers::fill(&mut c)?;

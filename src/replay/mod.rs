@@ -18,7 +18,7 @@ pub mod control;
 mod exchange;
 pub mod feedback;
 mod idle_gap;
-mod output;
+pub mod output;
 mod progress;
 mod saturation;
 mod schedule;

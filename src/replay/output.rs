@@ -510,6 +510,12 @@ impl Collector {
     }
 
     pub fn write_summary(&self, duration_s: f64, completed: bool) -> Result<()> {
+        self.summary(duration_s, completed).write(&self.dir)
+    }
+
+    /// The run's figures so far, as `summary.json` holds them (`collect` also builds an AIPerf
+    /// run's summary with this, so both tools' points come from one definition).
+    pub fn summary(&self, duration_s: f64, completed: bool) -> Summary {
         let w = &self.run;
         let d = (duration_s - self.warmup_window_s).max(1e-9);
         let interactivity = if w.interactivity.is_empty() {
@@ -584,7 +590,6 @@ impl Collector {
             client_cpu: self.cpu.reading(),
             definitions: summary_definitions(),
         }
-        .write(&self.dir)
     }
 }
 

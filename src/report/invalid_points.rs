@@ -35,7 +35,9 @@ pub fn series(rows: &[&ParetoRow], cells: &[&CellResult]) -> Option<Series> {
                 cells
                     .iter()
                     .find(|c| c.name == r.cell)
-                    .map_or_else(String::new, |c| format!("  {}u ✗", c.users))
+                    .map_or_else(String::new, |c| {
+                        format!("  {}u ✗{}", c.users, c.measured_by.point_label())
+                    })
             })
             .collect(),
     })

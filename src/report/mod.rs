@@ -80,7 +80,12 @@ pub fn panel_chart(
                 .iter()
                 .find(|c| c.name == cell)
                 .map_or_else(String::new, |c| {
-                    format!("  {} {}u", cost::config_label(c), c.users)
+                    format!(
+                        "  {} {}u{}",
+                        cost::config_label(c),
+                        c.users,
+                        c.measured_by.point_label()
+                    )
                 })
         };
         let mut front: Vec<(f64, f64)> = rows
@@ -196,7 +201,7 @@ fn headline(cells: &[CellResult]) -> Vec<HeadlineRow> {
 /// Collects `paths` into `out` and draws the plots and `report.html` from what it found;
 /// returns the collected cells and the report's path.
 pub fn collect_into(paths: &[PathBuf], out: &Path) -> Result<(Collected, PathBuf)> {
-    collect_priced_into(paths, out, &crate::economics::Override::default())
+    collect_priced_into(paths, out, &crate::economics::Override::default(), &[])
 }
 
 /// [`collect_into`] with price and power figures in place of the runners'.
@@ -204,8 +209,9 @@ fn collect_priced_into(
     paths: &[PathBuf],
     out: &Path,
     economics: &crate::economics::Override,
+    aiperf: &[collect::aiperf_cells::Placement],
 ) -> Result<(Collected, PathBuf)> {
-    let c = collect::collect_priced(paths, out, economics)?;
+    let c = collect::collect_priced(paths, out, economics, aiperf)?;
     let report = write(out, &c.cells, &c.skipped, &c.pareto)?;
     Ok((c, report))
 }
@@ -232,7 +238,12 @@ fn print_outcome(c: &Collected, report: &Path, out: &Path) {
 
 /// `kvsweep collect`.
 pub fn run_collect(args: &CollectArgs) -> Result<()> {
-    let (c, report) = collect_priced_into(&args.paths, &args.out, &args.economics_override())?;
+    let (c, report) = collect_priced_into(
+        &args.paths,
+        &args.out,
+        &args.economics_override(),
+        &args.aiperf_cells,
+    )?;
     print_outcome(&c, &report, &args.out);
     Ok(())
 }

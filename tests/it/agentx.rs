@@ -7,20 +7,9 @@ use crate::common;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
+use common::aiperf::carried_traces as traces;
 use common::sim::SimServer;
 use kvsweep::artifact::schema::{AgentxRecord, JsonArtifact, LaneStart};
-
-/// Copies carried kv-cache-tester traces (trace_0277 has subagents) into `dir/traces`.
-fn traces(dir: &Path, names: &[&str]) -> PathBuf {
-    let to = dir.join("traces");
-    std::fs::create_dir_all(&to).expect("traces dir");
-    let from = common::repo_root().join("traces/samples/kv-cache-tester");
-    for n in names {
-        let file = format!("trace_{n}.json");
-        std::fs::copy(from.join(&file), to.join(&file)).expect("copy trace");
-    }
-    to
-}
 
 /// Runs `kvsweep replay` with `extra` into `dir/kv`; returns the directory, whether it
 /// succeeded and its stderr.
@@ -258,31 +247,6 @@ fn aiperf_records(path: &Path) -> Vec<AiperfRecord> {
         .collect()
 }
 
-/// o200k_base as tiktoken caches it: AIPerf's `--tokenizer builtin` cannot download it offline;
-/// the tiktoken-rs crate kvsweep builds with ships the same file.
-fn tiktoken_cache(dir: &Path) -> PathBuf {
-    let home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
-        .expect("CARGO_HOME or HOME");
-    let src = std::fs::read_dir(home.join("registry/src"))
-        .expect("cargo registry")
-        .flatten()
-        .flat_map(|index| {
-            std::fs::read_dir(index.path())
-                .into_iter()
-                .flatten()
-                .flatten()
-        })
-        .map(|krate| krate.path().join("assets/o200k_base.tiktoken"))
-        .find(|p| p.is_file() && p.to_string_lossy().contains("tiktoken-rs-"))
-        .expect("tiktoken-rs's o200k_base.tiktoken in the cargo registry");
-    let cache = dir.join("tiktoken");
-    std::fs::create_dir_all(&cache).expect("tiktoken cache");
-    std::fs::copy(src, cache.join("fb374d419588a4632f3f557e76b4b70aebbca790")).expect("copy");
-    cache
-}
-
 fn hit_rate(cached: f64, prompt: f64) -> f64 {
     cached / prompt.max(1.0)
 }
@@ -295,7 +259,6 @@ fn hit_rate(cached: f64, prompt: f64) -> f64 {
 #[test]
 #[cfg_attr(not(feature = "external-tools"), ignore = "needs aiperf 0.13.0")]
 fn agentx_matches_aiperf_inferencex_agentx_mvp_side_by_side() {
-    let aiperf = common::require_tool("aiperf");
     let sim = SimServer::start(&["--speed", "20"]);
     // AIPerf's ZeroMQ socket paths live under TMPDIR and must stay under 108 characters.
     let dir = tempfile::Builder::new()
@@ -304,63 +267,7 @@ fn agentx_matches_aiperf_inferencex_agentx_mvp_side_by_side() {
         .expect("tempdir");
     let traces = traces(dir.path(), &["0012", "0019", "0021", "0277"]);
     let artifacts = dir.path().join("aiperf");
-    let out = std::process::Command::new(aiperf)
-        .env("TMPDIR", dir.path())
-        .env("TIKTOKEN_CACHE_DIR", tiktoken_cache(dir.path()))
-        .args([
-            "profile",
-            "--scenario",
-            "inferencex-agentx-mvp",
-            "--url",
-            &sim.base,
-        ])
-        .args([
-            "--model",
-            "llama-3.1-8b",
-            "--endpoint-type",
-            "chat",
-            "--streaming",
-        ])
-        .args([
-            "--tokenizer",
-            "builtin",
-            "--custom-dataset-type",
-            "weka_trace",
-        ])
-        .arg("--input-file")
-        .arg(&traces)
-        .args([
-            "--concurrency",
-            "4",
-            "--benchmark-duration",
-            "60",
-            "--random-seed",
-            "42",
-        ])
-        .args([
-            "--trajectory-start-min-ratio",
-            "0.25",
-            "--trajectory-start-max-ratio",
-            "0.75",
-        ])
-        .args([
-            "--failed-request-threshold",
-            "0.10",
-            "--trace-idle-gap-cap-seconds",
-            "300",
-        ])
-        // Short runs: the scenario's 900 s minimum becomes a warning (submission_valid=false);
-        // priming bursts at once rather than spread over the traces' recorded lead.
-        .args(["--unsafe-override", "--burst-phase-starts"])
-        .args([
-            "--ui-type",
-            "none",
-            "--no-gpu-telemetry",
-            "--output-artifact-dir",
-        ])
-        .arg(&artifacts)
-        .output()
-        .expect("aiperf runs");
+    let out = common::aiperf::profile_agentx(&sim, &traces, &artifacts, dir.path(), 4, 60);
     assert!(
         out.status.success(),
         "aiperf failed:\n{}",

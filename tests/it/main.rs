@@ -11,6 +11,7 @@ mod common;
 mod agentx;
 mod agentx_metrics;
 mod agentx_results;
+mod aiperf_collect;
 mod artifacts;
 mod cli;
 mod collect;

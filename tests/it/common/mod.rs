@@ -98,5 +98,6 @@ pub fn assert_shellcheck_clean<P: AsRef<std::ffi::OsStr>>(scripts: impl IntoIter
     );
 }
 
+pub mod aiperf;
 pub mod cells;
 pub mod sim;

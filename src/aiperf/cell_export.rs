@@ -28,6 +28,7 @@ use crate::artifact::schema::{
 };
 use crate::trace::{self, LoadOptions};
 use crate::workload::Workload;
+use crate::workload::replay::ReplayArgs;
 
 /// The name AIPerf's scenario goes by, which kvsweep's `--scenario agentx` follows.
 pub const AGENTX_SCENARIO: &str = "inferencex-agentx-mvp";
@@ -117,6 +118,7 @@ pub fn from_cell(dir: &Path, cache: &mut TraceHitsCache) -> Result<CellExports> 
         }
     });
     let mut profile = profile_export(&records, &profiled, theory.as_deref());
+    profile.input_config = Some(input_config(&plan, args));
     profile.metadata = metadata;
     profile.error_summary = Some(error_summary(&records));
     profile.was_cancelled = Some(!meta.completed);
@@ -132,6 +134,25 @@ pub fn from_cell(dir: &Path, cache: &mut TraceHitsCache) -> Result<CellExports> 
         records,
         profile,
         server_metrics,
+    })
+}
+
+/// The part of AIPerf's `input_config` a replay cell can say: the model asked for and the
+/// profiling phase (concurrency = users, duration). With it, a reader of AIPerf runs (kvsweep's
+/// own collect among them) places the export as it places an AIPerf run.
+fn input_config(plan: &CellPlan, args: &ReplayArgs) -> serde_json::Value {
+    let model = args.model.clone().unwrap_or_else(|| plan.model.clone());
+    let scenario = args.agentx.scenario.is_some().then_some(AGENTX_SCENARIO);
+    serde_json::json!({
+        "models": {"items": [{"name": model}]},
+        "phases": [{
+            "name": "profiling",
+            "kind": "profiling",
+            "type": "concurrency",
+            "duration": args.duration,
+            "concurrency": args.users,
+        }],
+        "scenario": scenario,
     })
 }
 

@@ -398,3 +398,75 @@ fn each_repeat_of_a_cell_gets_its_own_result_file() {
     assert!(out.join("agentx").join(&names[0]).is_file());
     assert!(out.join("agentx").join(&names[1]).is_file());
 }
+
+/// A kvsweep cell exported in AIPerf's formats reads back, through the reader collect uses for
+/// AIPerf runs, to the figures of the cell itself: the writer and the reader of the AIPerf
+/// formats agree, and an export loses nothing collect needs.
+#[test]
+fn a_cells_aiperf_export_reads_back_to_the_cells_own_figures() {
+    use kvsweep::artifact::schema::Summary;
+    use kvsweep::collect::aiperf_cells::{Placement, convert};
+    let c = agentx_results();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut checked = 0;
+    for golden in goldens() {
+        let stem = golden.file_stem().expect("stem").to_string_lossy();
+        let cell = stem.split("_none_").next().expect("the cell's name");
+        let exports = c.agentx.join(&*stem).join("aiperf_artifacts");
+        let offload = if cell.contains("offloadon") {
+            "on"
+        } else {
+            "off"
+        };
+        let placement: Placement = format!(
+            "{}:runner=cpu,tp=1,offload={offload},engine=sim",
+            exports.display()
+        )
+        .parse()
+        .expect("a placement");
+        let back = dir.path().join(cell);
+        convert(&exports, &placement, &back).expect("the export reads as an AIPerf run");
+        let ours = Summary::read(&fixture().join("cells").join(cell)).expect("summary.json");
+        let read = Summary::read(&back).expect("the converted summary.json");
+
+        let (o, r) = (&ours.requests, &read.requests);
+        assert_eq!(
+            (r.total, r.ok, r.failed),
+            (o.total, o.ok, o.failed),
+            "{cell}"
+        );
+        assert_eq!(read.warmup_requests, ours.warmup_requests, "{cell}");
+        assert_eq!(
+            (read.cache.prompt_tokens, read.cache.cached_tokens),
+            (ours.cache.prompt_tokens, ours.cache.cached_tokens),
+            "{cell}"
+        );
+        // AIPerf's records keep times in integer nanoseconds and latencies in ms: the same
+        // figures to well under a microsecond, so to 1e-6 of their size.
+        let close = |what: &str, a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => assert!(
+                (a - b).abs() <= 1e-6 * b.abs().max(1.0),
+                "{cell} {what}: read back {a}, the cell's {b}"
+            ),
+            _ => assert_eq!(a, b, "{cell} {what}"),
+        };
+        for (what, a, b) in [
+            ("ttft", &read.ttft_ms, &ours.ttft_ms),
+            ("e2e", &read.e2e_ms, &ours.e2e_ms),
+            // AIPerf's inter_token_latency; the gaps between tokens are not in requests.csv,
+            // so a kvsweep export has no inter_chunk_latency and the gap quantiles stay behind.
+            ("tpot", &read.tpot_ms, &ours.tpot_ms),
+        ] {
+            assert_eq!(a.count, b.count, "{cell} {what} count");
+            for (q, x, y) in [
+                ("p50", a.p50, b.p50),
+                ("p90", a.p90, b.p90),
+                ("p99", a.p99, b.p99),
+            ] {
+                close(&format!("{what} {q}"), x, y);
+            }
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 3, "every fixture cell");
+}

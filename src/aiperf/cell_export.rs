@@ -26,9 +26,9 @@ use super::theoretical::TheoreticalHits;
 use crate::artifact::schema::{
     CellPlan, JsonArtifact, Metadata, MetricsRow, Outcome, RequestRow, Summary, read_csv_rows,
 };
+use crate::kinds::TraceFormat;
 use crate::trace::{self, LoadOptions};
 use crate::workload::Workload;
-use crate::workload::replay::ReplayArgs;
 
 /// The name AIPerf's scenario goes by, which kvsweep's `--scenario agentx` follows.
 pub const AGENTX_SCENARIO: &str = "inferencex-agentx-mvp";
@@ -118,7 +118,7 @@ pub fn from_cell(dir: &Path, cache: &mut TraceHitsCache) -> Result<CellExports> 
         }
     });
     let mut profile = profile_export(&records, &profiled, theory.as_deref());
-    profile.input_config = Some(input_config(&plan, args));
+    profile.input_config = Some(input_config(&plan, &meta));
     profile.metadata = metadata;
     profile.error_summary = Some(error_summary(&records));
     profile.was_cancelled = Some(!meta.completed);
@@ -137,20 +137,42 @@ pub fn from_cell(dir: &Path, cache: &mut TraceHitsCache) -> Result<CellExports> 
     })
 }
 
-/// The part of AIPerf's `input_config` a replay cell can say: the model asked for and the
-/// profiling phase (concurrency = users, duration). With it, a reader of AIPerf runs (kvsweep's
-/// own collect among them) places the export as it places an AIPerf run.
-fn input_config(plan: &CellPlan, args: &ReplayArgs) -> serde_json::Value {
-    let model = args.model.clone().unwrap_or_else(|| plan.model.clone());
-    let scenario = args.agentx.scenario.is_some().then_some(AGENTX_SCENARIO);
+/// The part of AIPerf's `input_config` (its `BenchmarkConfig`, which forbids unknown keys) a
+/// replay cell can say, from what `metadata.json` records the replay ran with: the model, the
+/// endpoints, the traces and seed, the profiling phase (concurrency = users, duration) and the
+/// scenario. With it a reader of AIPerf runs (kvsweep's own collect among them) places the
+/// export as it places an AIPerf run.
+fn input_config(plan: &CellPlan, meta: &Metadata) -> serde_json::Value {
+    // AIPerf's dataset formats for the trace formats both tools read.
+    let format = match plan.trace_format {
+        TraceFormat::Kvct => Some("weka_trace"),
+        TraceFormat::Mooncake => Some("mooncake_trace"),
+        TraceFormat::Auto | TraceFormat::Bailian => None,
+    };
+    let mut dataset = serde_json::json!({
+        "name": "main",
+        "type": "file",
+        "path": plan.traces,
+        "random_seed": meta.seed,
+    });
+    if let Some(format) = format {
+        dataset["format"] = format.into();
+    }
+    let scenario = match &plan.workload {
+        Workload::Replay(args) => args.agentx.scenario.is_some().then_some(AGENTX_SCENARIO),
+        Workload::Test(_) => None,
+    };
     serde_json::json!({
-        "models": {"items": [{"name": model}]},
+        "models": {"items": [{"name": meta.model.as_deref().unwrap_or(&plan.model)}]},
+        // kvsweep's --api values are AIPerf's endpoint types (chat, completions).
+        "endpoint": {"urls": meta.url, "type": meta.api, "streaming": true},
+        "datasets": [dataset],
         "phases": [{
             "name": "profiling",
             "kind": "profiling",
             "type": "concurrency",
-            "duration": args.duration,
-            "concurrency": args.users,
+            "duration": meta.duration_s,
+            "concurrency": meta.users,
         }],
         "scenario": scenario,
     })

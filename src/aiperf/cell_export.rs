@@ -314,6 +314,7 @@ fn profile_export(
         .collect();
     let errors = profiling.len() - ok.len();
     let values = |tag: &str| -> Vec<f64> { ok.iter().filter_map(|r| r.metric(tag)).collect() };
+    let dist = |tag: &str, unit: &str| distribution(unit, values(tag));
     let mut entries: IndexMap<String, AggregateEntry> = IndexMap::new();
     let mut put = |tag: &str, m: Option<JsonMetricResult>| {
         if let Some(m) = m {
@@ -333,44 +334,32 @@ fn profile_export(
         "request_throughput",
         per_s(ok.len() as f64).map(|v| JsonMetricResult::scalar("requests/sec", v)),
     );
-    put(
-        "request_latency",
-        distribution("ms", values("request_latency")),
-    );
+    put("request_latency", dist("request_latency", "ms"));
     put(
         "request_count",
         Some(JsonMetricResult::scalar("requests", ok.len() as f64)),
     );
-    put(
-        "time_to_first_token",
-        distribution("ms", values("time_to_first_token")),
-    );
-    put(
-        "inter_token_latency",
-        distribution("ms", values("inter_token_latency")),
-    );
+    put("time_to_first_token", dist("time_to_first_token", "ms"));
+    put("inter_token_latency", dist("inter_token_latency", "ms"));
     put(
         "output_token_throughput",
         per_s(total_osl).map(|v| JsonMetricResult::scalar("tokens/sec", v)),
     );
     put(
         "output_token_throughput_per_user",
-        distribution(
-            "tokens/sec/user",
-            values("output_token_throughput_per_user"),
-        ),
+        dist("output_token_throughput_per_user", "tokens/sec/user"),
     );
     put(
         "output_sequence_length",
-        distribution("tokens", values("output_sequence_length")),
+        dist("output_sequence_length", "tokens"),
     );
     put(
         "input_sequence_length",
-        distribution("tokens", values("input_sequence_length")),
+        dist("input_sequence_length", "tokens"),
     );
     put(
         "usage_prompt_cache_read_tokens",
-        distribution("tokens", values("usage_prompt_cache_read_tokens")),
+        dist("usage_prompt_cache_read_tokens", "tokens"),
     );
     put(
         "total_output_tokens",

@@ -418,36 +418,23 @@ pub enum ServerMetric {
     Unknown(GaugeMetric),
 }
 
-/// A gauge family's HELP text, unit and series.
+/// A family's HELP text, unit and series (`S`: the series of its kind).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GaugeMetric {
+pub struct MetricFamily<S> {
     pub description: String,
     /// Inferred from the name's suffix (`_seconds`, `_perc`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unit: Option<String>,
-    #[serde(default)]
-    pub series: Vec<GaugeSeries>,
+    #[serde(default = "Vec::new")]
+    pub series: Vec<S>,
 }
 
+/// A gauge family.
+pub type GaugeMetric = MetricFamily<GaugeSeries>;
 /// A counter family.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CounterMetric {
-    pub description: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unit: Option<String>,
-    #[serde(default)]
-    pub series: Vec<CounterSeries>,
-}
-
+pub type CounterMetric = MetricFamily<CounterSeries>;
 /// A histogram family.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HistogramMetric {
-    pub description: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unit: Option<String>,
-    #[serde(default)]
-    pub series: Vec<HistogramSeries>,
-}
+pub type HistogramMetric = MetricFamily<HistogramSeries>;
 
 /// `GaugeSeries`: one endpoint + label set of a gauge.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -260,11 +260,7 @@ fn hit_rate(cached: f64, prompt: f64) -> f64 {
 #[cfg_attr(not(feature = "external-tools"), ignore = "needs aiperf 0.13.0")]
 fn agentx_matches_aiperf_inferencex_agentx_mvp_side_by_side() {
     let sim = SimServer::start(&["--speed", "20"]);
-    // AIPerf's ZeroMQ socket paths live under TMPDIR and must stay under 108 characters.
-    let dir = tempfile::Builder::new()
-        .prefix("agx")
-        .tempdir_in("/tmp")
-        .expect("tempdir");
+    let dir = common::aiperf::short_tempdir("agx");
     let traces = traces(dir.path(), &["0012", "0019", "0021", "0277"]);
     let artifacts = dir.path().join("aiperf");
     let out = common::aiperf::profile_agentx(&sim, &traces, &artifacts, dir.path(), 4, 60);

@@ -232,11 +232,7 @@ fn a_record_missing_a_field_is_named_with_its_file_line_and_field() {
 #[cfg_attr(not(feature = "external-tools"), ignore = "needs aiperf 0.13.0")]
 fn aiperf_and_kvsweep_runs_against_one_simulator_sit_on_one_chart() {
     let sim = SimServer::start(&["--speed", "20"]);
-    // AIPerf's ZeroMQ socket paths live under TMPDIR and must stay under 108 characters.
-    let dir = tempfile::Builder::new()
-        .prefix("apc")
-        .tempdir_in("/tmp")
-        .expect("tempdir");
+    let dir = common::aiperf::short_tempdir("apc");
     let traces = common::aiperf::carried_traces(dir.path(), &["0012", "0019", "0021", "0277"]);
     let artifacts = dir.path().join("result/aiperf_artifacts");
     let out = common::aiperf::profile_agentx(&sim, &traces, &artifacts, dir.path(), 4, 30);

@@ -6,6 +6,15 @@ use std::process::Output;
 
 use super::sim::SimServer;
 
+/// A working folder for an AIPerf run: AIPerf's ZeroMQ socket paths live under its TMPDIR and
+/// must stay under 108 characters, so it is short and under /tmp.
+pub fn short_tempdir(prefix: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in("/tmp")
+        .expect("tempdir")
+}
+
 /// Copies carried kv-cache-tester traces (trace_0277 has subagents) into `dir/traces`.
 pub fn carried_traces(dir: &Path, names: &[&str]) -> PathBuf {
     let to = dir.join("traces");

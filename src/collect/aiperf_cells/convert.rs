@@ -1,45 +1,14 @@
-//! AIPerf runs as cells: `kvsweep collect` finds AIPerf's artifact directories among its inputs
-//! (a folder holding `profile_export.jsonl` and `profile_export_aiperf.json`, as AIPerf 0.13.0
-//! writes them and InferenceX keeps them in `RESULT_DIR/aiperf_artifacts/`) and turns each into a
-//! kvsweep cell directory, so that its summary row, validity verdict, InferenceX metrics and
-//! Pareto points come from the same code as kvsweep's own cells.
-//!
-//! The conversion: each per-request record of `profile_export.jsonl` becomes the
-//! [`RequestRecord`] kvsweep's replay would have made of that request, and the replay's own
-//! collector writes `requests.csv` and `summary.json` from them; `cell.json` and `status.json`
-//! say what AIPerf's input config and the user's placement ([`Placement`]) say about the run.
-//!
-//! What AIPerf's records lack, and how it is handled:
-//!
-//! - Where the run ran (runner, TP, offload mode, engine): AIPerf does not know; the user says
-//!   it with `--aiperf-cell DIR:runner=R,tp=N,offload=MODE,engine=E`, and an AIPerf directory
-//!   without one is an error naming it. Users are the profiling phase's concurrency.
-//! - The output length the trace asked for (`trace_output_tokens`): not recorded; it takes the
-//!   length AIPerf counted (`output_sequence_length`).
-//! - The client's CPU use: AIPerf does not record it; `summary.json`'s `client_cpu` is all zero
-//!   with `cores: 0` (not measured), so the client-bound CPU check cannot flag an AIPerf point.
-//! - Retries: AIPerf sends each request once (`attempts` 1).
-//! - The server's counters: from `server_metrics_export.json` where the run has one
-//!   (`aiperf_server_metrics`: the profiling phase's increases, so `server_hit_rate`, the cache
-//!   tiers and offload traffic count what kvsweep's scraper would); without it they stay empty
-//!   (not measured). `client_hit_rate` comes from the records' usage
-//!   (`usage_prompt_cache_read_tokens` over `usage_prompt_tokens`), as kvsweep's does.
-//!
-//! A record that lacks a field the summary needs is an error naming the file, the line and the
-//! field, never a zero. kvsweep's own AIPerf-format exports of its cells (`exported_by:
-//! kvsweep`, a previous collect's `agentx/*/aiperf_artifacts`) are no AIPerf run: they are
-//! skipped with that reason, their cells being collected themselves. AIPerf's warm-up phase becomes kvsweep's warm-up window (the profiling
-//! phase's first send), so both tools' figures count the profiling phase only; the run's
-//! duration is its first send to its last answer (AIPerf's own throughputs divide by its
-//! phase's time range, grace period included).
+//! One AIPerf run converted into a kvsweep cell directory: each record of
+//! `profile_export.jsonl` as the request kvsweep's replay would have recorded, then
+//! `requests.csv`, `summary.json`, `cell.json`, `metrics.csv` and `status.json` from them and
+//! from AIPerf's aggregate; and AIPerf's own submission verdict on the run.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::str::FromStr;
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
-use super::cells::{CellResult, MeasuredBy, Skipped, dir_name};
+use super::Placement;
 use crate::aiperf::input_config::InputConfig;
 use crate::aiperf::schema::{
     PROFILE_EXPORT_FILE as AGGREGATE_FILE, RECORDS_FILE, SERVER_METRICS_FILE,
@@ -48,116 +17,10 @@ use crate::aiperf::{CreditPhase, MetricValueKind, ProfileExport, RecordInfo};
 use crate::artifact::schema::{
     CellPlan, CellState, ClientCpu, FormatError, JsonArtifact, MetricsRow, Outcome, Status,
 };
-use crate::kinds::{EngineKind, Offload, OffloadBackend, TraceFormat};
+use crate::kinds::{OffloadBackend, TraceFormat};
 use crate::matrix_cell::Cell;
 use crate::replay::output::{Collector, RequestRecord};
 use crate::validity::ValidityThresholds;
-
-/// Where an AIPerf run ran, which its artifacts do not say: `--aiperf-cell
-/// DIR:runner=R,tp=N,offload=on|off|noprefix,engine=vllm|sglang|llama-server|sim`, optionally
-/// with `ep=N`, `precision=P` and `name=CELL`. It places the AIPerf artifact directory `DIR` or
-/// any under it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Placement {
-    pub dir: PathBuf,
-    pub runner: String,
-    pub tp: u32,
-    pub ep: u32,
-    pub offload: Offload,
-    pub engine: EngineKind,
-    pub precision: Option<String>,
-    pub name: Option<String>,
-}
-
-impl FromStr for Placement {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let usage =
-            "DIR:runner=R,tp=N,offload=on|off|noprefix,engine=E[,ep=N,precision=P,name=CELL]";
-        let (dir, settings) = s
-            .rsplit_once(':')
-            .ok_or_else(|| format!("`{s}`: expected {usage}"))?;
-        if dir.is_empty() {
-            return Err(format!("`{s}`: no directory before `:` (expected {usage})"));
-        }
-        let mut given: HashMap<&str, &str> = HashMap::new();
-        for pair in settings.split(',').filter(|p| !p.is_empty()) {
-            let (key, value) = pair
-                .split_once('=')
-                .ok_or_else(|| format!("`{pair}` in `{s}`: expected KEY=VALUE"))?;
-            if ![
-                "runner",
-                "tp",
-                "ep",
-                "offload",
-                "engine",
-                "precision",
-                "name",
-            ]
-            .contains(&key)
-            {
-                return Err(format!(
-                    "unknown key `{key}` in `{s}` (runner, tp, offload, engine, ep, precision, name)"
-                ));
-            }
-            if given.insert(key, value).is_some() {
-                return Err(format!("`{key}` given twice in `{s}`"));
-            }
-        }
-        let need = |key: &str| {
-            given.get(key).copied().ok_or_else(|| {
-                format!("`{s}` does not say `{key}=`: collect cannot place the AIPerf run without it ({usage})")
-            })
-        };
-        let number = |key: &str, v: &str| {
-            v.parse::<u32>()
-                .map_err(|e| format!("`{key}={v}` in `{s}`: {e}"))
-        };
-        let offload = need("offload")?;
-        let engine = need("engine")?;
-        Ok(Placement {
-            dir: PathBuf::from(dir),
-            runner: need("runner")?.to_owned(),
-            tp: number("tp", need("tp")?)?.max(1),
-            ep: given.get("ep").map_or(Ok(0), |v| number("ep", v))?,
-            offload: clap::ValueEnum::from_str(offload, true).map_err(|_| {
-                format!("`offload={offload}` in `{s}`: not one of on, off, noprefix")
-            })?,
-            engine: clap::ValueEnum::from_str(engine, true).map_err(|_| {
-                format!("`engine={engine}` in `{s}`: not one of vllm, sglang, llama-server, sim")
-            })?,
-            precision: given.get("precision").map(|p| (*p).to_owned()),
-            name: given.get("name").map(|n| (*n).to_owned()),
-        })
-    }
-}
-
-/// The placement that covers `dir`: the one naming it or the nearest folder above it.
-pub fn placement_for<'a>(dir: &Path, placements: &'a [Placement]) -> Result<&'a Placement> {
-    let canonical = |p: &Path| {
-        p.canonicalize()
-            .with_context(|| format!("cannot resolve {}", p.display()))
-    };
-    let dir_c = canonical(dir)?;
-    let mut best: Option<(&Placement, usize)> = None;
-    for p in placements {
-        let at = canonical(&p.dir)?;
-        if dir_c.starts_with(&at) {
-            let depth = at.components().count();
-            if best.is_none_or(|(_, d)| depth > d) {
-                best = Some((p, depth));
-            }
-        }
-    }
-    best.map(|(p, _)| p).ok_or_else(|| {
-        anyhow::anyhow!(
-            "{}: AIPerf artifacts, but collect cannot place the run (AIPerf does not record the runner, TP, offload mode or engine): give --aiperf-cell {}:runner=R,tp=N,offload=on|off|noprefix,engine=E",
-            dir.display(),
-            dir.display()
-        )
-    })
-}
 
 /// A format error in one of the AIPerf files of `dir`.
 fn format_error(dir: &Path, file: &str, message: String) -> anyhow::Error {
@@ -254,7 +117,7 @@ fn request_record(
 
 /// Converts the AIPerf run in `src` into a kvsweep cell directory `cell_dir`, placed by
 /// `placement`; returns the cell's name.
-pub fn convert(src: &Path, placement: &Placement, cell_dir: &Path) -> Result<String> {
+pub(super) fn convert(src: &Path, placement: &Placement, cell_dir: &Path) -> Result<String> {
     let aggregate = crate::aiperf::read_profile_export(&src.join(AGGREGATE_FILE))?;
     // AIPerf writes one record per line: the record at index i is on line i + 1.
     let records: Vec<(usize, RecordInfo)> = crate::aiperf::read_records(&src.join(RECORDS_FILE))?
@@ -501,7 +364,8 @@ fn write_server_metrics(src: &Path, cell_dir: &Path) -> Result<()> {
             )
         })?;
     let secs = |ns: u64| ns as f64 / 1e9;
-    let Some(rows) = super::aiperf_server_metrics::rows(&export, secs(range.0), secs(range.1))
+    let Some(rows) =
+        crate::collect::aiperf_server_metrics::rows(&export, secs(range.0), secs(range.1))
     else {
         return Ok(());
     };
@@ -517,7 +381,7 @@ fn write_server_metrics(src: &Path, cell_dir: &Path) -> Result<()> {
 
 /// AIPerf's own verdict on the run (`metadata.submission_valid`, as InferenceX gates on it),
 /// as an invalid reason; `None` when AIPerf judged it valid or did not judge it.
-pub fn submission_verdict(aggregate: &ProfileExport) -> Option<String> {
+pub(super) fn submission_verdict(aggregate: &ProfileExport) -> Option<String> {
     let m = aggregate.metadata.as_ref()?;
     (m.submission_valid == Some(false)).then(|| {
         format!(
@@ -530,246 +394,12 @@ pub fn submission_verdict(aggregate: &ProfileExport) -> Option<String> {
     })
 }
 
-/// The paths collect searches: the given ones, and each placement's folder not already under
-/// one of them (so `--aiperf-cell DIR:...` alone collects DIR).
-pub fn search_paths(paths: &[PathBuf], placements: &[Placement]) -> Vec<PathBuf> {
-    let canonical = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
-    let given: Vec<PathBuf> = paths.iter().map(|p| canonical(p)).collect();
-    let mut all = paths.to_vec();
-    for p in placements {
-        if !given.iter().any(|g| canonical(&p.dir).starts_with(g)) {
-            all.push(p.dir.clone());
-        }
-    }
-    all
-}
-
-/// An AIPerf run converted into a kvsweep cell directory for this collect.
-#[derive(Debug)]
-pub struct ConvertedCell {
-    /// The cell directory collect reads.
-    pub dir: PathBuf,
-    /// AIPerf's own verdict, when it judged the run not valid for submission.
-    pub aiperf_verdict: Option<String>,
-}
-
-/// The AIPerf runs of one collect, converted.
-#[derive(Debug, Default)]
-pub struct Converted {
-    cells: Vec<ConvertedCell>,
-    /// AIPerf-format folders that are no AIPerf run: kvsweep's own exports of its cells (a
-    /// previous collect's `agentx/*/aiperf_artifacts`), whose cells collect reads themselves.
-    pub skipped: Vec<Skipped>,
-}
-
-impl Converted {
-    /// The cell directories, for collect to read like any other.
-    pub fn dirs(&self) -> impl Iterator<Item = PathBuf> + '_ {
-        self.cells.iter().map(|c| c.dir.clone())
-    }
-
-    /// Marks a cell made from an AIPerf run as measured by AIPerf, with AIPerf's own verdict
-    /// among its invalid reasons; any other cell is left as it is.
-    pub fn mark<'c>(&self, c: &'c mut CellResult) -> &'c mut CellResult {
-        let Some(run) = self.cells.iter().find(|r| r.dir == c.dir) else {
-            return c;
-        };
-        c.measured_by = MeasuredBy::Aiperf;
-        if let Some(reason) = &run.aiperf_verdict {
-            c.valid = false;
-            c.invalid_reasons = [c.invalid_reasons.as_str(), reason]
-                .into_iter()
-                .filter(|r| !r.is_empty())
-                .collect::<Vec<_>>()
-                .join("; ");
-        }
-        c
-    }
-}
-
-/// Whether AIPerf-format exports were written by kvsweep (`exported_by`, as
-/// `crate::aiperf::cell_export` marks them) rather than by an AIPerf run.
-fn exported_by_kvsweep(aggregate: &ProfileExport) -> bool {
-    match aggregate.entries.get("exported_by") {
-        Some(crate::aiperf::AggregateEntry::Other(v)) => {
-            v.as_str().is_some_and(|s| s.starts_with("kvsweep"))
-        }
-        _ => false,
-    }
-}
-
-/// Converts each AIPerf directory found (once, however many paths reached it) into a cell
-/// directory in a temporary folder handed to `keep`; a placement that reaches no AIPerf
-/// directory or names a runner `runners` lacks is an error, as is a directory no placement
-/// reaches.
-pub fn convert_all(
-    found: &[PathBuf],
-    placements: &[Placement],
-    runners: &crate::runner::RunnerSet,
-    mut keep: impl FnMut(tempfile::TempDir),
-) -> Result<Converted> {
-    if let Some(p) = placements.iter().find(|p| runners.get(&p.runner).is_none()) {
-        bail!(
-            "--aiperf-cell {}: no runner `{}` (runners: {})",
-            p.dir.display(),
-            p.runner,
-            runners.names().join(", ")
-        );
-    }
-    let mut seen: Vec<PathBuf> = Vec::new();
-    let mut used = vec![false; placements.len()];
-    let mut converted = Converted::default();
-    for src in found {
-        let canonical = src
-            .canonicalize()
-            .with_context(|| format!("cannot resolve {}", src.display()))?;
-        if seen.contains(&canonical) {
-            continue;
-        }
-        seen.push(canonical);
-        let aggregate = crate::aiperf::read_profile_export(&src.join(AGGREGATE_FILE))?;
-        if exported_by_kvsweep(&aggregate) {
-            converted.skipped.push(Skipped {
-                // InferenceX's RESULT_DIR names the run; `aiperf_artifacts` does not.
-                cell: src
-                    .parent()
-                    .filter(|_| src.ends_with("aiperf_artifacts"))
-                    .map_or_else(|| dir_name(src), dir_name),
-                reason: "kvsweep's AIPerf-format export of one of its cells, not an AIPerf run (collect the cell itself)".into(),
-                path: src.display().to_string(),
-            });
-            continue;
-        }
-        let placement = placement_for(src, placements)?;
-        if let Some(i) = placements.iter().position(|p| p == placement) {
-            used[i] = true;
-        }
-        let tmp = tempfile::Builder::new()
-            .prefix("kvsweep-aiperf-")
-            .tempdir()
-            .context("a temporary folder for an AIPerf cell")?;
-        let staging = tmp.path().join("cell");
-        let name = convert(src, placement, &staging)
-            .with_context(|| format!("collecting the AIPerf run in {}", src.display()))?;
-        let dir = tmp.path().join(&name);
-        std::fs::rename(&staging, &dir)
-            .with_context(|| format!("cannot name {}", dir.display()))?;
-        converted.cells.push(ConvertedCell {
-            dir,
-            aiperf_verdict: submission_verdict(&aggregate),
-        });
-        keep(tmp);
-    }
-    if let Some(unused) = placements.iter().zip(&used).find(|(_, u)| !**u) {
-        bail!(
-            "--aiperf-cell {}: no AIPerf artifacts ({RECORDS_FILE} and {AGGREGATE_FILE}) in it or under it",
-            unused.0.dir.display()
-        );
-    }
-    Ok(converted)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::artifact::schema::{RequestRow, Summary, read_csv_rows};
-    use serde_json::{Value, json};
-
-    const S: i64 = 1_000_000_000;
-
-    fn placement(dir: &Path) -> Placement {
-        format!("{}:runner=h200,tp=2,offload=on,engine=vllm", dir.display())
-            .parse()
-            .expect("a placement")
-    }
-
-    /// A record of `phase` in lane `root`, sent at `start_s` and answered at `end_s`.
-    fn record(phase: &str, root: &str, turn: u32, start_s: f64, end_s: f64) -> Value {
-        let ns = |s: f64| (s * 1e9) as i64 + 100 * S;
-        json!({
-            "metadata": {
-                "session_num": 0, "x_correlation_id": format!("{root}-{turn}"),
-                "root_correlation_id": root, "conversation_id": format!("trace_{root}"),
-                "turn_index": turn, "credit_issued_ns": ns(start_s) - 2_000_000,
-                "request_start_ns": ns(start_s), "request_end_ns": ns(end_s),
-                "worker_id": "w", "record_processor_id": "r", "benchmark_phase": phase,
-            },
-            "metrics": {
-                "request_latency": {"value": (end_s - start_s) * 1000.0, "unit": "ms"},
-                "time_to_first_token": {"value": 100.0, "unit": "ms"},
-                "inter_chunk_latency": {"value": [10.0, 20.0, 30.0], "unit": "ms"},
-                "output_sequence_length": {"value": 4, "unit": "tokens"},
-                "input_sequence_length": {"value": 1000, "unit": "tokens"},
-                "usage_prompt_tokens": {"value": 1010, "unit": "tokens"},
-                "usage_completion_tokens": {"value": 4, "unit": "tokens"},
-                "usage_prompt_cache_read_tokens": {"value": 505, "unit": "tokens"},
-            },
-        })
-    }
-
-    fn aggregate() -> Value {
-        json!({
-            "input_config": {
-                "models": {"items": [{"name": "llama-3.1-8b"}]},
-                "phases": [{"name": "profiling", "kind": "profiling", "concurrency": 2, "duration": 10.0}],
-            },
-            "was_cancelled": false,
-            "is_complete": true,
-            "metadata": {"submission_valid": false, "submission_invalid_reasons": ["unsafe_override"]},
-        })
-    }
-
-    fn write_run(dir: &Path, records: &[Value], aggregate: &Value) {
-        let lines: Vec<String> = records.iter().map(Value::to_string).collect();
-        std::fs::write(dir.join(RECORDS_FILE), lines.join("\n") + "\n").expect("records");
-        std::fs::write(dir.join(AGGREGATE_FILE), aggregate.to_string()).expect("aggregate");
-    }
-
-    /// Two lanes warmed up, then profiled; one profiled request failed.
-    fn run() -> Vec<Value> {
-        let mut failed = record("profiling", "b", 2, 3.0, 3.5);
-        failed["metrics"] = json!({});
-        failed["error"] = json!({"code": 500, "type": "HTTPError", "message": "boom"});
-        vec![
-            record("warmup", "a", 0, 0.0, 1.0),
-            record("warmup", "b", 0, 0.1, 1.5),
-            record("profiling", "a", 1, 2.0, 3.0),
-            record("profiling", "b", 1, 2.5, 4.0),
-            failed,
-            record("profiling", "a", 2, 5.0, 6.0),
-        ]
-    }
-
-    #[test]
-    fn a_placement_names_where_the_run_ran_and_refuses_what_is_missing() {
-        let p: Placement =
-            "/r/aiperf_artifacts:runner=b200,tp=8,offload=noprefix,engine=sglang,ep=8,name=x"
-                .parse()
-                .expect("parses");
-        assert_eq!(p.dir, PathBuf::from("/r/aiperf_artifacts"));
-        assert_eq!((p.runner.as_str(), p.tp, p.ep), ("b200", 8, 8));
-        assert_eq!(
-            (p.offload, p.engine),
-            (Offload::Noprefix, EngineKind::Sglang)
-        );
-        assert_eq!(p.name.as_deref(), Some("x"));
-        let e = "d:runner=h200,tp=8,engine=vllm"
-            .parse::<Placement>()
-            .unwrap_err();
-        assert!(e.contains("does not say `offload=`"), "{e}");
-        let e = "d:runner=h200,tp=8,offload=on,engine=trt"
-            .parse::<Placement>()
-            .unwrap_err();
-        assert!(
-            e.contains("`engine=trt`") && e.contains("vllm, sglang"),
-            "{e}"
-        );
-        let e = "d:runner=h200,tp=8,offload=on,engine=vllm,users=4"
-            .parse::<Placement>()
-            .unwrap_err();
-        assert!(e.contains("unknown key `users`"), "{e}");
-        assert!("runner=h200".parse::<Placement>().is_err());
-    }
+    use crate::collect::aiperf_cells::fixtures::{aggregate, placement, record, run, write_run};
+    use crate::kinds::EngineKind;
 
     #[test]
     fn records_become_request_rows_and_the_warm_up_phase_the_warm_up_window() {
@@ -909,60 +539,5 @@ mod tests {
             ),
             "{e:#}"
         );
-    }
-
-    #[test]
-    fn an_aiperf_directory_is_placed_by_the_nearest_placement_or_refused() {
-        let root = tempfile::tempdir().expect("tempdir");
-        let run_dir = root.path().join("result/aiperf_artifacts");
-        std::fs::create_dir_all(&run_dir).expect("mkdir");
-        let outer = placement(root.path());
-        let mut inner = placement(&root.path().join("result"));
-        inner.runner = "b200".into();
-        let both = [outer.clone(), inner];
-        assert_eq!(
-            placement_for(&run_dir, &both).expect("placed").runner,
-            "b200"
-        );
-        let other = tempfile::tempdir().expect("tempdir");
-        let e = placement_for(&run_dir, &[placement(other.path())]).expect_err("not placed");
-        let text = format!("{e:#}");
-        assert!(
-            text.contains("cannot place the run") && text.contains("--aiperf-cell"),
-            "{text}"
-        );
-        // A placement reaching no AIPerf run is refused too.
-        let runners = crate::runner::RunnerSet::builtin().expect("runners");
-        let e =
-            convert_all(&[], std::slice::from_ref(&outer), &runners, |_| {}).expect_err("unused");
-        assert!(format!("{e:#}").contains("no AIPerf artifacts"), "{e:#}");
-        let typo = Placement {
-            runner: "h2OO".into(),
-            ..outer
-        };
-        let e = convert_all(&[], &[typo], &runners, |_| {}).expect_err("no such runner");
-        assert!(format!("{e:#}").contains("no runner `h2OO`"), "{e:#}");
-    }
-
-    #[test]
-    fn kvsweeps_own_aiperf_format_exports_are_skipped_not_placed() {
-        let src = tempfile::tempdir().expect("tempdir");
-        let mut agg = aggregate();
-        agg["exported_by"] = json!("kvsweep 0.1.0");
-        write_run(src.path(), &run(), &agg);
-        let runners = crate::runner::RunnerSet::builtin().expect("runners");
-        let found = [src.path().to_path_buf()];
-        let c = convert_all(&found, &[], &runners, |_| {}).expect("no placement needed");
-        assert_eq!(c.dirs().count(), 0);
-        assert_eq!(c.skipped.len(), 1);
-        assert!(
-            c.skipped[0].reason.contains("not an AIPerf run"),
-            "{:?}",
-            c.skipped
-        );
-        // Without the mark, the same files are an AIPerf run that needs a placement.
-        write_run(src.path(), &run(), &aggregate());
-        let e = convert_all(&found, &[], &runners, |_| {}).expect_err("unplaced");
-        assert!(format!("{e:#}").contains("--aiperf-cell"), "{e:#}");
     }
 }

@@ -117,7 +117,7 @@ fn request_record(
 
 /// Converts the AIPerf run in `src` into a kvsweep cell directory `cell_dir`, placed by
 /// `placement`; returns the cell's name.
-pub(super) fn convert(src: &Path, placement: &Placement, cell_dir: &Path) -> Result<String> {
+pub fn convert(src: &Path, placement: &Placement, cell_dir: &Path) -> Result<String> {
     let aggregate = crate::aiperf::read_profile_export(&src.join(AGGREGATE_FILE))?;
     // AIPerf writes one record per line: the record at index i is on line i + 1.
     let records: Vec<(usize, RecordInfo)> = crate::aiperf::read_records(&src.join(RECORDS_FILE))?

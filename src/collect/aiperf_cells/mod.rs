@@ -47,7 +47,8 @@ use anyhow::{Context, Result, bail};
 use super::cells::{CellResult, MeasuredBy, Skipped, dir_name};
 use crate::aiperf::ProfileExport;
 use crate::aiperf::schema::{PROFILE_EXPORT_FILE as AGGREGATE_FILE, RECORDS_FILE};
-use convert::{convert, submission_verdict};
+pub use convert::convert;
+use convert::submission_verdict;
 pub use placement::Placement;
 use placement::placement_for;
 

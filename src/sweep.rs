@@ -23,7 +23,7 @@ pub struct SweepArgs {
     /// Run the cells on this machine (for a cluster, see `kvsweep slurm submit`).
     #[arg(long, required = true)]
     pub local: bool,
-    /// The sweep's directory: cells/<cell>/ for each cell, then the collected results.
+    /// The sweep's directory: `cells/<cell>/` for each cell, then the collected results.
     #[arg(long)]
     pub out: PathBuf,
     /// The entry of an InferenceX-shape spec.
@@ -35,7 +35,7 @@ pub struct SweepArgs {
     /// Run every cell again, even those whose last run was ok.
     #[arg(long)]
     pub rerun: bool,
-    /// Run each cell this many times (over the spec's `repeats:`), into cells/<cell>/repeat-K/.
+    /// Run each cell this many times (over the spec's `repeats:`), into `cells/<cell>/repeat-K/`.
     #[arg(long)]
     pub repeats: Option<u32>,
     #[command(flatten)]

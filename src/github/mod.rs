@@ -27,7 +27,7 @@ pub struct ArtifactsArgs {
 
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum ArtifactsAction {
-    /// Download and extract the run's artifacts into OUT/<artifact>/ (needs GITHUB_TOKEN).
+    /// Download and extract the run's artifacts into `OUT/<artifact>/` (needs GITHUB_TOKEN).
     Download(DownloadArgs),
 }
 

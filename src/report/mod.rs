@@ -1,6 +1,6 @@
 //! The sweep's pictures and page: the Pareto panels per runner (`plots/*.png|svg`) and
 //! `report.html`, one offline page with every chart inlined as SVG, opening with the offload story
-//! ([`story`]).
+//! (`story`).
 
 mod cost;
 mod interval_bars;

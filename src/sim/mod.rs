@@ -115,7 +115,7 @@ pub struct SimArgs {
     /// Share of requests that stall (with --stall-ms).
     #[arg(long, default_value_t = 1.0)]
     pub stall_rate: f64,
-    /// Share of streams cut off half-way, without [DONE].
+    /// Share of streams cut off half-way, without `[DONE]`.
     #[arg(long, default_value_t = 0.0)]
     pub drop_stream_rate: f64,
     /// /health answers 503 (and completions are refused) for this long after start.

@@ -10,12 +10,12 @@
 //! to 5 decimals and integral ones written as integers, as `round_floats` does.
 //!
 //! `collect` writes, per AgentX cell, under `OUT/agentx/`: `<RESULT_FILENAME>/aiperf_artifacts/`
-//! (the exports; `<RESULT_FILENAME>/` is `RESULT_DIR` for InferenceX's processor, with the
-//! engine's `server.log` and the processor's environment in `inferencex.env`) and
-//! `<RESULT_FILENAME>.json` (the aggregate), `RESULT_FILENAME` named as InferenceX's `benchmark-tmpl.yml` names it. It writes
-//! them in collect rather than in the cell: they derive from the cell's final artifacts alone
-//! (the metrics scraper outlives the replay), a downloaded or zipped cell gets them too, and a
-//! cell's upload stays the files it has always been.
+//! (the exports; `<RESULT_FILENAME>/` is `RESULT_DIR` for InferenceX's processor, with the engine's
+//! `server.log` and the processor's environment in `inferencex.env`) and `<RESULT_FILENAME>.json`
+//! (the aggregate), `RESULT_FILENAME` named as InferenceX's `benchmark-tmpl.yml` names it. It
+//! writes them in collect rather than in the cell: they derive from the cell's final artifacts
+//! alone (the metrics scraper outlives the replay), a downloaded or zipped cell gets them too, and
+//! a cell's upload stays the files it has always been.
 //!
 //! The parts, as InferenceX splits them: `requests` (`request_metrics.py`), `server`
 //! (`server_metrics.py`); this module builds the aggregate (`build_agg` of
@@ -283,7 +283,7 @@ pub fn write(
     Ok(Some(path))
 }
 
-/// [`write`] for `collect`: a cell whose files do not fit their format stops the collect (as
+/// [`write()`] for `collect`: a cell whose files do not fit their format stops the collect (as
 /// everywhere in collect); any other failure is a warning, the cell's other results stand.
 pub fn write_or_warn(
     dir: &Path,

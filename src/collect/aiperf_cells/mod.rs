@@ -27,12 +27,12 @@
 //!   (`usage_prompt_cache_read_tokens` over `usage_prompt_tokens`), as kvsweep's does.
 //!
 //! A record that lacks a field the summary needs is an error naming the file, the line and the
-//! field, never a zero. kvsweep's own AIPerf-format exports of its cells (`exported_by:
-//! kvsweep`, a previous collect's `agentx/*/aiperf_artifacts`) are no AIPerf run: they are
-//! skipped with that reason, their cells being collected themselves. AIPerf's warm-up phase becomes kvsweep's warm-up window (the profiling
-//! phase's first send), so both tools' figures count the profiling phase only; the run's
-//! duration is its first send to its last answer (AIPerf's own throughputs divide by its
-//! phase's time range, grace period included).
+//! field, never a zero. kvsweep's own AIPerf-format exports of its cells (`exported_by: kvsweep`, a
+//! previous collect's `agentx/*/aiperf_artifacts`) are no AIPerf run: they are skipped with that
+//! reason, their cells being collected themselves. AIPerf's warm-up phase becomes kvsweep's warm-up
+//! window (the profiling phase's first send), so both tools' figures count the profiling phase
+//! only; the run's duration is its first send to its last answer (AIPerf's own throughputs divide
+//! by its phase's time range, grace period included).
 //!
 //! The parts: `placement` (where a run ran, which the user says), `convert` (one run into one
 //! cell directory); this module finds the runs to convert and converts them for a collect.

@@ -6,7 +6,7 @@
 //! - [`yaml11`]: the files read as PyYAML reads them, with every node's position;
 //! - [`config`] and [`runners`]: the typed configs, checked by the generator's validation rules;
 //! - [`filters`]: the `full-sweep` filters and the concurrency lists they shape;
-//! - [`expand`] and [`dram`]: the job entries, fixed-seq-len and agentic, single- and multi-node;
+//! - `expand` and `dram`: the job entries, fixed-seq-len and agentic, single- and multi-node;
 //! - [`pyjson`]: `json.dumps` output.
 //!
 //! Deliberate differences: where pydantic would coerce (`tp: "4"`, `dp-attn: 1`) we refuse, and

@@ -436,19 +436,31 @@ pub type CounterMetric = MetricFamily<CounterSeries>;
 /// A histogram family.
 pub type HistogramMetric = MetricFamily<HistogramSeries>;
 
-/// `GaugeSeries`: one endpoint + label set of a gauge.
+/// One endpoint + label set of a gauge or counter (`GaugeSeries`, `CounterSeries`): its stats
+/// over the phase and its timeslices, of the family's kind.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GaugeSeries {
+pub struct MetricSeries<Stats, Slice> {
     /// The full `/metrics` URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint_url: Option<String>,
     /// Absent when the series has no labels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<IndexMap<String, String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stats: Option<GaugeStats>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeslices: Option<Vec<GaugeTimeslice>>,
+    #[serde(default = "none", skip_serializing_if = "Option::is_none")]
+    pub stats: Option<Stats>,
+    #[serde(default = "none", skip_serializing_if = "Option::is_none")]
+    pub timeslices: Option<Vec<Slice>>,
+}
+
+/// A gauge's series.
+pub type GaugeSeries = MetricSeries<GaugeStats, GaugeTimeslice>;
+/// A counter's series.
+pub type CounterSeries = MetricSeries<CounterStats, CounterTimeslice>;
+
+/// serde's default for an absent optional field of a generic type (a plain `default` would ask
+/// the type parameter for `Default`).
+fn none<T>() -> Option<T> {
+    None
 }
 
 /// `GaugeStats`: the gauge's distribution over the phase's scrapes.
@@ -493,19 +505,6 @@ pub struct GaugeTimeslice {
     pub avg: f64,
     pub min: f64,
     pub max: f64,
-}
-
-/// `CounterSeries`: one endpoint + label set of a counter.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CounterSeries {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoint_url: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub labels: Option<IndexMap<String, String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stats: Option<CounterStats>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeslices: Option<Vec<CounterTimeslice>>,
 }
 
 /// `CounterStats`: the counter's increase over the phase.

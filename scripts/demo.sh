@@ -23,7 +23,12 @@ echo "== running the sweep into $OUT (every number is from the simulated server)
 "$KVSWEEP" sweep "$SPEC" --local --out "$OUT"
 
 echo "== results"
-column -s, -t < <(cut -d, -f1,8,9,12,21,22,25,35 "$OUT/summary.csv") 2>/dev/null || cat "$OUT/summary.csv"
+# The columns by name (summary.csv gains columns over time; positions would drift).
+SHOWN=cell,users,offload,valid,requests_ok,total_tps_per_gpu,ttft_p50_ms,tpot_p50_ms,e2e_norm_intvty_p90
+awk -F, -v want="$SHOWN" '
+  NR == 1 { n = split(want, w, ","); for (i = 1; i <= NF; i++) at[$i] = i }
+  { row = ""; for (j = 1; j <= n; j++) row = row (j > 1 ? "," : "") (w[j] in at ? $(at[w[j]]) : "?"); print row }
+' "$OUT/summary.csv" | column -s, -t
 echo "== the offload story (the first line of $OUT/report.html)"
 sed -n 's|^<p class="story">\(.*\)</p>$|\1|p' "$OUT/report.html" | sed 's|&#x2f;|/|g'
 echo "== Pareto plots in $OUT/plots, the report in $OUT/report.html"

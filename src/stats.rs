@@ -13,6 +13,18 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo as f64)
 }
 
+/// The mean and the population standard deviation (numpy's `std`, Python's
+/// `statistics.pstdev`) of `v`; `None` for no values.
+pub fn mean_pstdev(v: &[f64]) -> Option<(f64, f64)> {
+    if v.is_empty() {
+        return None;
+    }
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let std = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
+    Some((mean, std))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -32,5 +44,16 @@ mod tests {
         assert_eq!(percentile(&[7.0], 10.0), 7.0);
         assert_eq!(percentile(&[7.0], 99.0), 7.0);
         assert_eq!(percentile(&[], 50.0), 0.0);
+    }
+
+    #[test]
+    fn the_standard_deviation_is_the_populations() {
+        // numpy.std([2, 4, 4, 4, 5, 5, 7, 9]) == 2.0
+        assert_eq!(
+            mean_pstdev(&[2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0]),
+            Some((5.0, 2.0))
+        );
+        assert_eq!(mean_pstdev(&[3.0]), Some((3.0, 0.0)));
+        assert_eq!(mean_pstdev(&[]), None);
     }
 }

@@ -269,13 +269,9 @@ fn server_metrics_of(
 /// AIPerf's distribution of one record metric: numpy's linear percentiles, population standard
 /// deviation, count and sum.
 fn distribution(unit: &str, mut v: Vec<f64>) -> Option<JsonMetricResult> {
-    if v.is_empty() {
-        return None;
-    }
     v.sort_by(f64::total_cmp);
-    let n = v.len() as f64;
+    let (mean, std) = crate::stats::mean_pstdev(&v)?;
     let sum: f64 = v.iter().sum();
-    let mean = sum / n;
     let p = |q: f64| Some(crate::stats::percentile(&v, q));
     Some(JsonMetricResult {
         unit: unit.to_owned(),
@@ -291,7 +287,7 @@ fn distribution(unit: &str, mut v: Vec<f64>) -> Option<JsonMetricResult> {
         p99: p(99.0),
         min: v.first().and_then(|x| serde_json::Number::from_f64(*x)),
         max: v.last().and_then(|x| serde_json::Number::from_f64(*x)),
-        std: Some((v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt()),
+        std: Some(std),
         count: Some(v.len() as u64),
         sum: serde_json::Number::from_f64(sum),
     })

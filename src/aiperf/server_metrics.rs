@@ -68,13 +68,8 @@ fn gauge(
         .filter(|r| r.time >= window.start_s && r.time <= window.end_s)
         .filter_map(value)
         .collect();
-    if v.is_empty() {
-        return None;
-    }
     v.sort_by(f64::total_cmp);
-    let n = v.len() as f64;
-    let mean = v.iter().sum::<f64>() / n;
-    let std = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
+    let (mean, std) = crate::stats::mean_pstdev(&v)?;
     let p = |q: f64| Some(crate::stats::percentile(&v, q));
     Some(GaugeStats {
         avg: Some(mean),

@@ -7,6 +7,7 @@ use serde_json::{Map, Value, json};
 
 use crate::aiperf::{CreditPhase, ProfileExport, RecordInfo};
 use crate::collect::inferencex::percentile;
+use crate::stats::mean_pstdev;
 
 /// `load_records_with_accounting`: the successful profiling records, and the count of every
 /// record by what happened to it.
@@ -62,19 +63,6 @@ fn error_category(e: &crate::aiperf::ErrorDetails) -> String {
     }
 }
 
-fn mean(v: &[f64]) -> f64 {
-    v.iter().sum::<f64>() / v.len() as f64
-}
-
-/// `statistics.pstdev`, 0 for one value.
-fn pstdev(v: &[f64]) -> f64 {
-    if v.len() < 2 {
-        return 0.0;
-    }
-    let m = mean(v);
-    (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / v.len() as f64).sqrt()
-}
-
 fn pct(v: &[f64], p: f64) -> f64 {
     percentile(v, p).unwrap_or(0.0)
 }
@@ -83,14 +71,14 @@ fn pct(v: &[f64], p: f64) -> f64 {
 /// no values.
 fn stats(v: &[f64]) -> Map<String, Value> {
     let mut m = Map::new();
-    if v.is_empty() {
+    let Some((mean, std)) = mean_pstdev(v) else {
         return m;
-    }
-    m.insert("mean".into(), json!(mean(v)));
+    };
+    m.insert("mean".into(), json!(mean));
     for (k, p) in [("p50", 50.0), ("p75", 75.0), ("p90", 90.0), ("p95", 95.0)] {
         m.insert(k.into(), json!(pct(v, p)));
     }
-    m.insert("std".into(), json!(pstdev(v)));
+    m.insert("std".into(), json!(std));
     m
 }
 
@@ -108,8 +96,8 @@ fn interactivity(latency: &Map<String, Value>, per_request: &[f64]) -> Map<Strin
         .filter(|v| **v > 0.0)
         .map(|v| 1.0 / v)
         .collect();
-    if !inverse.is_empty() {
-        m.insert("std".into(), json!(pstdev(&inverse)));
+    if let Some((_, std)) = mean_pstdev(&inverse) {
+        m.insert("std".into(), json!(std));
     }
     m
 }

@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod model;
 #[cfg(test)]
 mod module_graph;
+pub mod numpy_random;
 pub mod openai;
 pub mod oracle;
 pub mod pareto;

@@ -82,6 +82,7 @@ mod tests {
             scope: 1,
             block_size: 64,
             start_s,
+            end_s: None,
             requests,
             children,
         }

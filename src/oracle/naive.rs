@@ -184,6 +184,7 @@ pub fn session(id: &str, scope: u64, requests: Vec<TraceRequest>) -> Session {
         scope,
         block_size: 4,
         start_s: 0.0,
+        end_s: None,
         requests,
         children: vec![],
     }

@@ -2,14 +2,17 @@
 //! (`--scenario agentx`; the rules and their flags are [`crate::workload::agentx`]).
 //!
 //! Sources, each rule with the one it follows:
-//! - Start position: each lane's trace starts at a turn `k` drawn uniformly from
-//!   `[int(min·n), int(max·n)]` of its `n` turns, kept at most `n - 2` so at least one turn is
-//!   profiled after the warm-up (AIPerf 0.13.0 `timing/trajectory_source.py`,
-//!   `_build_trajectory_for_lane`; InferenceX `build_replay_cmd`: "Sample each trajectory's warmup
-//!   start position uniformly from [25%, 75%] of the trace's turn count, clamped by AIPerf to leave
-//!   at least one profile turn after warmup").
-//! - Cache primed up to there: turn `k` is sent whole, asking for one token, before timing
-//!   (AIPerf's WARMUP phase replays each stream's last turn before t*, its prefix back-seeded).
+//! - Start position: AIPerf 0.13.0's wall-clock snapshot ([`super::trajectory`]): each lane draws
+//!   an instant t* in [min, max] of its trace's span with numpy's generator seeded from
+//!   sha256("{seed}:{trace}:{lane}"), and every stream live there (the root, subagents in flight)
+//!   resumes at its first turn after t* (`timing/trajectory_source.py`,
+//!   `_build_timestamped_trajectory`). Where nothing is live at t*, AIPerf's fallback for traces
+//!   without timestamps: a turn `k` drawn uniformly from `[int(min·n), int(max·n)]`, at most
+//!   `n - 2` ([`start_turn`]; kvsweep draws it with its own mixer, not numpy's `choice`).
+//! - Cache primed up to there: each live stream's last turn before t* is sent whole, asking for
+//!   one token, before timing (AIPerf's WARMUP phase, its prefix back-seeded), all at once
+//!   (`--burst-phase-starts`); profiling then sends each lane's streams at their recorded
+//!   spacing from its earliest one.
 //! - Warm-up requests per lane: then `--warmup-requests-per-lane` more turns, one token each, no
 //!   waits (`build_replay_cmd`: "advance every trajectory lane by this many additional one-token
 //!   requests with no idle delay. Profiling begins after those requests drain and resumes from the
@@ -28,7 +31,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::schedule::{endpoint_index, pass_scope};
-use crate::artifact::schema::LaneStart;
+use super::trajectory::{Resume, Snapshot, Stream, Timeline};
+use crate::artifact::schema::{LaneStart, SubagentStart};
 use crate::openai::client::{self, Outcome, PromptBody, PromptEncoding};
 use crate::openai::preflight::{Endpoint, Preflight};
 use crate::rng::mix;
@@ -42,9 +46,9 @@ fn unit(key: u64) -> f64 {
     (mix(key) >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// The turn a lane starts a trace of `n` turns at (its cache primed up to and including it), or
-/// `None` when the trace has too few turns to split into a warm-up and a profiled part (AIPerf
-/// skips such traces at trajectory selection).
+/// The fallback start: the turn a lane starts a trace of `n` turns at (its cache primed up to and
+/// including it), or `None` when the trace has too few turns to split into a warm-up and a
+/// profiled part (AIPerf skips such traces at trajectory selection).
 pub fn start_turn(ratio: (f64, f64), key: u64, n: usize) -> Option<usize> {
     match n {
         0 | 1 => None,
@@ -98,55 +102,158 @@ pub(super) struct WarmupContext<'a> {
     pub(super) pre: &'a Preflight,
 }
 
-/// Starts the first `users` sessions (one per lane) at their start turns: primes each up to its
-/// start turn and sends its extra warm-up turns, all lanes at once, before timing. Returns each
-/// lane's start; the sessions' index in `sessions` is the lane.
+/// Starts `users` lanes at their sampled instants, lane `i` on session `i` (wrapping, as AIPerf's
+/// sequential sampler does: lane `n + i` replays session `i` in its second pass): primes each
+/// stream live there (the root and its live subagents) up to its last turn before it, sends the
+/// root's extra warm-up turns, all lanes at once, before timing. Returns each lane's start and
+/// where its first play resumes.
 pub(super) async fn warm_lanes(
     cx: &WarmupContext<'_>,
     sessions: &[Session],
     users: u32,
     rules: &Rules,
-) -> Vec<LaneStart> {
+) -> Vec<(LaneStart, Resume)> {
     let Some(ratio) = rules.start_ratio else {
         return Vec::new();
     };
-    let lanes = sessions
-        .iter()
-        .take(users as usize)
-        .enumerate()
-        .map(|(lane, s)| warm_lane(cx, lane as u32, s, ratio, rules.warmup_requests_per_lane));
+    if sessions.is_empty() {
+        return Vec::new();
+    }
+    let lanes = (0..users).map(|lane| {
+        let n = sessions.len() as u32;
+        let session = &sessions[(lane % n) as usize];
+        warm_lane(cx, lane, u64::from(lane / n), session, ratio, rules)
+    });
     futures_util::future::join_all(lanes).await
+}
+
+/// The lane's start: AIPerf's wall-clock snapshot, or, where the trace has nothing live at any
+/// instant AIPerf could draw, its fallback turn-count rule.
+fn lane_plan(
+    session: &Session,
+    seed: u64,
+    lane: u32,
+    ratio: (f64, f64),
+    rules: &Rules,
+) -> (Option<Snapshot>, Option<usize>) {
+    let timeline = Timeline::new(session, rules.trace_idle_gap_cap_s);
+    match timeline.snapshot(ratio, seed, &session.id, lane as usize) {
+        Some(snap) => {
+            let primed = snap.root.as_ref().and_then(Stream::primed_turn);
+            (Some(snap), primed)
+        }
+        None => (
+            None,
+            start_turn(
+                ratio,
+                mix(seed ^ pass_scope(session.scope, 0) ^ u64::from(lane)),
+                session.requests.len(),
+            ),
+        ),
+    }
 }
 
 async fn warm_lane(
     cx: &WarmupContext<'_>,
     lane: u32,
+    pass: u64,
     session: &Session,
     ratio: (f64, f64),
-    extra: u32,
-) -> LaneStart {
+    rules: &Rules,
+) -> (LaneStart, Resume) {
     let n = session.requests.len();
-    let scope = pass_scope(session.scope, 0);
-    let Some(k) = start_turn(ratio, mix(cx.args.seed ^ scope ^ u64::from(lane)), n) else {
-        return LaneStart {
-            lane,
-            session: session.id.clone(),
-            turns: n,
-            start_turn: 0,
-            warmup_requests: 0,
-            profile_from: 0,
-        };
+    let scope = pass_scope(session.scope, pass);
+    let cap = rules.trace_idle_gap_cap_s.unwrap_or(f64::INFINITY);
+    let (snapshot, primed) = lane_plan(session, cx.args.seed, lane, ratio, rules);
+    // The root's first profiled turn: after its primer and extra warm-up turns; its next turn
+    // at t* when nothing of it is primed; past its end when all its turns were before t*.
+    let (last_warm, root_from) = match (primed, &snapshot) {
+        (Some(k), _) => {
+            let last = k + extra_warmup(k, n, rules.warmup_requests_per_lane);
+            (Some(last), last + 1)
+        }
+        (None, Some(snap)) => (None, snap.root.as_ref().map_or(n, |r| r.next_turn)),
+        (None, None) => (None, 0),
     };
-    let last = k + extra_warmup(k, n, extra);
+    let mut answered = 0;
+    if let Some(last) = last_warm {
+        answered += prime(cx, &session.id, scope, session, primed.unwrap_or(0)..=last).await;
+    }
+    let mut subagents = Vec::new();
+    for s in snapshot.iter().flat_map(|snap| &snap.children) {
+        let Some(child) = s.child.and_then(|i| session.children.get(i)) else {
+            continue;
+        };
+        if let Some(k) = s.primed_turn() {
+            answered += prime(cx, &child.id, scope, child, k..=k).await;
+        }
+        subagents.push(SubagentStart {
+            session: child.id.clone(),
+            start_turn: s.primed_turn(),
+            profile_from: s.next_turn,
+        });
+    }
+    let resume = match &snapshot {
+        Some(snap) => snap.resume(root_from, cap),
+        None => legacy_resume(session, primed, root_from, cap),
+    };
+    let start = LaneStart {
+        lane,
+        session: session.id.clone(),
+        turns: n,
+        t_star_s: snapshot.as_ref().map(|s| s.t_star_s),
+        start_turn: primed.unwrap_or(0),
+        warmup_requests: answered,
+        profile_from: root_from,
+        subagents,
+    };
+    (start, resume)
+}
+
+/// The fallback's resume: the root from `root_from`, the subagents that start after the primed
+/// turn at their time from the turn after it.
+fn legacy_resume(session: &Session, primed: Option<usize>, root_from: usize, cap: f64) -> Resume {
+    let offset = |i: usize| {
+        session
+            .requests
+            .get(i)
+            .map_or(f64::INFINITY, |r| r.offset_s)
+    };
+    let (history_until, from) = match primed {
+        Some(k) => (offset(k), offset(k + 1)),
+        None => (0.0, 0.0),
+    };
+    Resume {
+        root_from,
+        root_delay_s: 0.0,
+        children: session
+            .children
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.start_s >= history_until)
+            .map(|(i, c)| (i, 0, (c.start_s - from).clamp(0.0, cap)))
+            .collect(),
+    }
+}
+
+/// Sends `turns` of `stream` whole, one token each, in order; returns how many were answered.
+async fn prime(
+    cx: &WarmupContext<'_>,
+    id: &str,
+    scope: u64,
+    stream: &Session,
+    turns: std::ops::RangeInclusive<usize>,
+) -> u64 {
     let endpoint = &cx.endpoints[endpoint_index(scope, cx.endpoints.len())];
     let timeout = Duration::from_secs_f64(cx.args.request_timeout.max(1.0));
     let mut state = PromptState::default();
     let mut answered = 0;
-    for (i, req) in session.requests.iter().enumerate().take(last + 1).skip(k) {
+    let (skip, take) = (*turns.start(), turns.end() + 1);
+    for (i, req) in stream.requests.iter().enumerate().take(take).skip(skip) {
         cx.builder.build(
             &mut state,
             scope,
-            session.block_size,
+            stream.block_size,
             &req.hash_ids,
             req.input_tokens,
             cx.pre.template_tokens,
@@ -159,19 +266,12 @@ async fn warm_lane(
             1,
             false,
         );
-        let m = client::send(cx.client, &endpoint.url, &session.id, body, timeout, || {}).await;
+        let m = client::send(cx.client, &endpoint.url, id, body, timeout, || {}).await;
         if m.outcome() == Outcome::Ok {
             answered += 1;
         }
     }
-    LaneStart {
-        lane,
-        session: session.id.clone(),
-        turns: n,
-        start_turn: k,
-        warmup_requests: answered,
-        profile_from: last + 1,
-    }
+    answered
 }
 
 /// The failed-request threshold: counts the profiled requests and says when the share failed

@@ -24,6 +24,7 @@ mod saturation;
 mod schedule;
 mod state;
 mod target;
+mod trajectory;
 mod warmup;
 
 use std::sync::Arc;
@@ -166,7 +167,7 @@ pub async fn replay(args: ReplayArgs, mut stop: StopSignal) -> Result<ReplayOutc
         &rules,
     )
     .await;
-    let warmed = warmed + lanes.iter().map(|l| l.warmup_requests).sum::<u64>();
+    let warmed = warmed + lanes.iter().map(|(l, _)| l.warmup_requests).sum::<u64>();
     metadata.warmup_requests = Some(warmed);
     metadata.write(&args.out)?;
 
@@ -193,10 +194,15 @@ pub async fn replay(args: ReplayArgs, mut stop: StopSignal) -> Result<ReplayOutc
         users,
         tx,
     );
+    let n = run.sessions.len();
     run.starts = lanes
         .iter()
-        .filter(|l| l.profile_from > 0)
-        .map(|l| (l.lane as usize, l.profile_from))
+        .map(|(l, resume)| {
+            (
+                (l.lane as usize % n, u64::from(l.lane) / n as u64),
+                resume.clone(),
+            )
+        })
         .collect();
     let run = Arc::new(run);
     let mut gate = agentx::FailureGate::new(rules.failed_request_threshold, users);
@@ -241,7 +247,7 @@ pub async fn replay(args: ReplayArgs, mut stop: StopSignal) -> Result<ReplayOutc
             trace_idle_gap_cap_s: rules.trace_idle_gap_cap_s,
             failed_request_threshold: rules.failed_request_threshold,
             cache_bust_marker: marker,
-            lanes,
+            lanes: lanes.into_iter().map(|(l, _)| l).collect(),
             system_idle_skipped_s: skipped_s,
             system_idle_jumps: jumps,
         }
@@ -270,7 +276,9 @@ pub async fn replay(args: ReplayArgs, mut stop: StopSignal) -> Result<ReplayOutc
     })
 }
 
-/// Loads the traces and keeps the sessions with at least `--min-requests`, in the seed's order.
+/// Loads the traces and keeps the sessions with at least `--min-requests`, in the seed's order;
+/// AgentX lanes keep the file-name order (AIPerf's weka loader samples its traces sequentially:
+/// lane `i` takes trace `i`, wrapping).
 fn load_sessions(args: &ReplayArgs) -> Result<(trace::TraceSet, Vec<Session>)> {
     let set = trace::load(
         &args.traces,
@@ -289,7 +297,9 @@ fn load_sessions(args: &ReplayArgs) -> Result<(trace::TraceSet, Vec<Session>)> {
     if sessions.is_empty() {
         bail!("no session has at least {} requests", args.min_requests);
     }
-    shuffle(&mut sessions, args.seed);
+    if args.agentx.rules().start_ratio.is_none() {
+        shuffle(&mut sessions, args.seed);
+    }
     Ok((set, sessions))
 }
 

@@ -15,6 +15,7 @@ use crate::trace::prompt::PromptState;
 use super::control;
 use super::exchange::{RecordBase, exchange};
 use super::state::Run;
+use super::trajectory::{Resume, Timeline};
 use crate::openai::client::PromptBody;
 use crate::workload::replay::{OnLong, ReplayArgs, Timing};
 
@@ -172,23 +173,36 @@ async fn replay_session(
     let session = &run.sessions[index];
     let scope = pass_scope(session.scope, pass);
     // An AgentX lane resumes its first play where its warm-up left it.
-    let agentx_start = (pass == 0).then(|| run.starts.get(&index)).flatten();
-    let skip = match agentx_start {
-        Some(&from) => from,
+    let resume = run.starts.get(&(index, pass));
+    let skip = match resume {
+        Some(r) => r.root_from,
         None if advance => advance_skip(&run.args.control, scope, session.requests.len()),
         None => 0,
     };
-    let children = session_children(&run, user, index, scope, started, skip);
+    let mut children = session_children(&run, user, index, scope, started, resume, skip);
     let plan = Play {
         user,
         session_id: &session.id,
         scope,
         block_size: session.block_size,
-        skip: skip.min(session.requests.len().saturating_sub(1)),
+        // A resumed root whose turns were all before t* sends none; a part-way start sends at
+        // least the session's last turn.
+        skip: match resume {
+            Some(_) => skip,
+            None => skip.min(session.requests.len().saturating_sub(1)),
+        },
         fresh: pass == 0 && skip == 0,
         started,
     };
-    let mut children = children;
+    // Under --burst-phase-starts AIPerf sends a lane's streams at their spacing from its
+    // earliest one: the root waits its share.
+    if let Some(delay) = resume.map(|r| r.root_delay_s).filter(|d| *d > 0.0) {
+        let at = started + Duration::from_secs_f64(delay * run.args.time_scale);
+        match &run.system_idle {
+            Some(idle) => idle_wait(&run, idle, at).await,
+            None => sleep_until_precise(at).await,
+        }
+    }
     play(&run, &plan, &session.requests, &mut children).await;
     for (_, child) in children {
         let _ = child.await;
@@ -198,20 +212,29 @@ async fn replay_session(
     run.admission.leave(user);
 }
 
-/// Starts a session's subagents at their start times, in the parent's hash `scope`. A session
-/// started at request `skip` leaves out the subagents that started before that request and
-/// starts the others at their time from it.
+/// Starts a session's subagents at their start times, in the parent's hash `scope`: from their
+/// first turn at their time from the session's start (started at request `skip`, from that
+/// request's time, leaving out those that started before the request before it), or, resumed
+/// by the AgentX warm-up, the ones `resume` names from their turn and delay (the others are
+/// history).
 fn session_children(
     run: &Arc<Run>,
     user: u32,
     index: usize,
     scope: u64,
     started: Instant,
+    resume: Option<&Resume>,
     skip: usize,
 ) -> Vec<Subagent> {
     let session = &run.sessions[index];
-    // Started part-way, the session's clock starts at request `skip`; subagents that started
-    // before the request before it (the AgentX start turn) are history.
+    let rules = run.args.agentx.rules();
+    let cap = rules.trace_idle_gap_cap_s.unwrap_or(f64::INFINITY);
+    // AIPerf joins a subagent at the parent's first turn at or after its end.
+    let joins = if rules.join_subagents && !session.children.is_empty() {
+        Timeline::new(session, rules.trace_idle_gap_cap_s).join_turns()
+    } else {
+        vec![None; session.children.len()]
+    };
     let offset = |i: usize| {
         session
             .requests
@@ -222,21 +245,22 @@ fn session_children(
         0 => (0.0, 0.0),
         _ => (offset(skip - 1), offset(skip)),
     };
-    let cap = run
-        .args
-        .agentx
-        .rules()
-        .trace_idle_gap_cap_s
-        .unwrap_or(f64::INFINITY);
-    session
-        .children
-        .iter()
-        .enumerate()
-        .filter(|(_, child)| child.start_s >= history_until)
-        .map(|(ci, child)| {
+    let starts: Vec<(usize, usize, f64)> = match resume {
+        Some(r) => r.children.clone(),
+        None => session
+            .children
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.start_s >= history_until)
+            .map(|(ci, c)| (ci, 0, (c.start_s - from).clamp(0.0, cap)))
+            .collect(),
+    };
+    starts
+        .into_iter()
+        .filter(|(ci, _, _)| *ci < session.children.len())
+        .map(|(ci, from, delay)| {
             let run = run.clone();
-            let delay = (child.start_s - from).clamp(0.0, cap) * run.args.time_scale;
-            let at = started + Duration::from_secs_f64(delay);
+            let at = started + Duration::from_secs_f64(delay * run.args.time_scale);
             let handle = tokio::spawn(async move {
                 match &run.system_idle {
                     Some(idle) => {
@@ -258,31 +282,33 @@ fn session_children(
                     session_id: &child.id,
                     scope,
                     block_size: child.block_size,
-                    skip: 0,
+                    skip: from,
                     fresh: false,
                     started: at,
                 };
                 play(&run, &plan, &child.requests, &mut Vec::new()).await;
             });
-            (child.start_s, handle)
+            // A resumed subagent whose join turn the root has passed runs in the background.
+            let join = joins[ci].filter(|j| resume.is_none_or(|r| *j >= r.root_from));
+            (join, handle)
         })
         .collect()
 }
 
-/// A running subagent: its start in its parent's trace time, and its task.
-type Subagent = (f64, tokio::task::JoinHandle<()>);
+/// A running subagent: the parent turn that joins it (`None`: the session's end), and its task.
+type Subagent = (Option<usize>, tokio::task::JoinHandle<()>);
 
-/// With `--scenario agentx`, waits for the subagents that start before `offset_s` (the next
-/// turn's time in the parent's trace) to finish: the parent's join turn follows its children.
-async fn join_subagents(run: &Run, children: &mut Vec<Subagent>, offset_s: f64) {
+/// With `--scenario agentx`, waits for the subagents that parent turn `turn` joins (and any
+/// earlier join left waiting) to finish.
+async fn join_subagents(run: &Run, children: &mut Vec<Subagent>, turn: usize) {
     if children.is_empty() || !run.args.agentx.rules().join_subagents {
         return;
     }
-    let (done_before, rest): (Vec<_>, Vec<_>) = std::mem::take(children)
+    let (due, rest): (Vec<_>, Vec<_>) = std::mem::take(children)
         .into_iter()
-        .partition(|(start_s, _)| *start_s < offset_s);
+        .partition(|(join, _)| join.is_some_and(|j| j <= turn));
     *children = rest;
-    for (_, child) in done_before {
+    for (_, child) in due {
         let _ = child.await;
     }
 }
@@ -322,7 +348,7 @@ async fn play(
         if adaptive && user >= *run.target_users.borrow() {
             break;
         }
-        join_subagents(run, children, req.offset_s).await;
+        join_subagents(run, children, i).await;
         let scheduled =
             due(args, req, first_offset, started, prev_done).unwrap_or_else(Instant::now);
         if let Some(idle) = &run.system_idle {

@@ -15,6 +15,7 @@ use crate::trace::prompt::PromptBuilder;
 use super::control;
 use super::idle_gap::SystemIdle;
 use super::output::RequestRecord;
+use super::trajectory::Resume;
 use crate::openai::client::PromptEncoding;
 use crate::openai::preflight::Endpoint;
 use crate::workload::replay::ReplayArgs;
@@ -53,9 +54,8 @@ pub(super) struct Run {
     /// Requests sent and not yet recorded.
     pub(super) in_flight: AtomicUsize,
     pub(super) records: mpsc::UnboundedSender<RequestRecord>,
-    /// The AgentX start turn of the sessions the warm-up started part-way (by session index):
-    /// their first play is profiled from there.
-    pub(super) starts: HashMap<usize, usize>,
+    /// Where the plays the AgentX warm-up started part-way (by session index and pass) resume.
+    pub(super) starts: HashMap<(usize, u64), Resume>,
     /// The whole-system idle cap (`--system-idle-gap-cap`), if on.
     pub(super) system_idle: Option<SystemIdle>,
 }

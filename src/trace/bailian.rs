@@ -265,6 +265,7 @@ impl Conversations<'_> {
             scope: self.scope,
             block_size: self.block_size,
             start_s: start_s.max(0.0),
+            end_s: None,
             requests,
             children: Vec::new(),
         }

@@ -26,6 +26,7 @@ struct Request<'a> {
     hash_ids: Option<Vec<u64>>,
     think_time: Option<f64>,
     api_time: Option<f64>,
+    duration_ms: Option<f64>,
     agent_id: Option<String>,
     #[serde(borrow)]
     requests: Option<Vec<&'a RawValue>>,
@@ -55,6 +56,7 @@ pub(super) fn parse(file: &Path, text: &str, scope: u64, set: &mut TraceSet) {
         scope,
         block_size,
         start_s: 0.0,
+        end_s: None,
         requests: Vec::new(),
         children: Vec::new(),
     };
@@ -104,6 +106,10 @@ fn read_requests(
                 scope: session.scope,
                 block_size: session.block_size,
                 start_s: r.t,
+                end_s: r
+                    .duration_ms
+                    .filter(|d| d.is_finite())
+                    .map(|d| r.t + d.max(0.0) / 1000.0),
                 requests: Vec::new(),
                 children: Vec::new(),
             };

@@ -49,6 +49,10 @@ pub struct Session {
     pub block_size: u32,
     /// Seconds after its parent's start (subagents, branches) or after the file's start (JSONL).
     pub start_s: f64,
+    /// When a subagent finished, in its parent's trace time (kv-cache-tester `t + duration_ms`);
+    /// `None` where the trace does not say. The AgentX replay joins a subagent at the parent's
+    /// first turn after it, as AIPerf does.
+    pub end_s: Option<f64>,
     pub requests: Vec<TraceRequest>,
     /// Subagents or branches: sessions that run alongside this one from their `start_s`.
     pub children: Vec<Session>,

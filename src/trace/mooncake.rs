@@ -90,6 +90,7 @@ pub(super) fn parse(file: &Path, text: &str, scope: u64, block_size: u32, set: &
                         scope,
                         block_size,
                         start_s: at_s,
+                        end_s: None,
                         requests: vec![request(0.0)],
                         children: Vec::new(),
                     });
@@ -100,6 +101,7 @@ pub(super) fn parse(file: &Path, text: &str, scope: u64, block_size: u32, set: &
                 scope,
                 block_size,
                 start_s: at_s,
+                end_s: None,
                 requests: vec![request(0.0)],
                 children: Vec::new(),
             }),

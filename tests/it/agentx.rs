@@ -4,7 +4,7 @@
 
 use crate::common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use common::aiperf::carried_traces as traces;
@@ -52,17 +52,18 @@ fn requests(dir: &Path) -> Vec<HashMap<String, String>> {
     common::csv_rows(&dir.join("requests.csv"))
 }
 
-/// Turn `k` of a lane is in [int(0.25 n), int(0.75 n)], kept at most n - 2.
-fn assert_in_start_range(l: &LaneStart) {
-    let n = l.turns;
-    let lo = ((0.25 * n as f64) as usize).min(n - 2);
-    let hi = ((0.75 * n as f64) as usize).min(n - 2);
-    assert!(
-        (lo..=hi).contains(&l.start_turn),
-        "{}: start turn {} of {n} outside {lo}..={hi}",
-        l.session,
-        l.start_turn
-    );
+/// The profiled rows of the lane replaying `session` (its root and subagents), earliest first.
+fn lane_rows<'a>(
+    rows: &'a [HashMap<String, String>],
+    session: &str,
+) -> Vec<&'a HashMap<String, String>> {
+    let tree = format!("{session}/");
+    let mut lane: Vec<_> = rows
+        .iter()
+        .filter(|r| r["session"] == session || r["session"].starts_with(&tree))
+        .collect();
+    lane.sort_by(|a, b| num(a, "sent_s").total_cmp(&num(b, "sent_s")));
+    lane
 }
 
 #[test]
@@ -94,22 +95,48 @@ fn lanes_start_part_way_primed_warmed_and_profiled_from_there() {
     assert_eq!(record.lanes.len(), 4, "one lane per user");
     let rows = requests(&out);
     for l in &record.lanes {
-        assert_in_start_range(l);
-        let extra = 2.min(l.turns - l.start_turn - 2);
-        assert_eq!(l.warmup_requests as usize, 1 + extra, "{l:?}");
-        assert_eq!(l.profile_from, l.start_turn + 1 + extra, "{l:?}");
-        // The lane's first profiled request is the turn after its warm-up, found cached.
-        let first = rows
-            .iter()
-            .filter(|r| r["session"] == l.session)
-            .min_by(|a, b| num(a, "sent_s").total_cmp(&num(b, "sent_s")))
-            .unwrap_or_else(|| panic!("{} sent nothing", l.session));
-        assert_eq!(num(first, "request_index") as usize, l.profile_from);
         assert!(
-            num(first, "cached_tokens") > 0.5 * num(first, "prompt_tokens"),
-            "{}: primed up to its start, yet {first:?}",
-            l.session
+            l.t_star_s.is_some(),
+            "the carried traces have timestamps: {l:?}"
         );
+        let extra = 2.min(l.turns - l.start_turn - 2);
+        let primed_subagents = l
+            .subagents
+            .iter()
+            .filter(|s| s.start_turn.is_some())
+            .count();
+        assert_eq!(
+            l.warmup_requests as usize,
+            1 + extra + primed_subagents,
+            "{l:?}"
+        );
+        assert_eq!(l.profile_from, l.start_turn + 1 + extra, "{l:?}");
+        // The lane's first profiled request is the turn after the warm-up of one of its live
+        // streams, found cached when that stream was primed.
+        let first = *lane_rows(&rows, &l.session)
+            .first()
+            .unwrap_or_else(|| panic!("{} sent nothing", l.session));
+        let stream = (
+            first["session"].as_str(),
+            num(first, "request_index") as usize,
+        );
+        let primed = if stream == (l.session.as_str(), l.profile_from) {
+            true
+        } else {
+            let s = l
+                .subagents
+                .iter()
+                .find(|s| (s.session.as_str(), s.profile_from) == stream)
+                .unwrap_or_else(|| panic!("{stream:?} is not where {l:?} resumes"));
+            s.start_turn.is_some()
+        };
+        if primed {
+            assert!(
+                num(first, "cached_tokens") > 0.5 * num(first, "prompt_tokens"),
+                "{}: primed up to its start, yet {first:?}",
+                l.session
+            );
+        }
     }
     let metadata = common::json(&out.join("metadata.json"));
     let warmed: u64 = record.lanes.iter().map(|l| l.warmup_requests).sum();
@@ -213,8 +240,12 @@ fn the_failed_request_threshold_stops_the_run_and_fails_it() {
 struct AiperfRecord {
     phase: String,
     conversation: String,
+    /// The trace file the request came from (`source_trace_id`).
+    trace: String,
     root: String,
     turn: usize,
+    /// AIPerf's count of the prompt's tokens (`input_sequence_length`).
+    input_tokens: f64,
     start_s: f64,
     end_s: f64,
     prompt_tokens: f64,
@@ -236,8 +267,10 @@ fn aiperf_records(path: &Path) -> Vec<AiperfRecord> {
                     .as_str()
                     .expect("conversation")
                     .to_owned(),
+                trace: m["source_trace_id"].as_str().expect("trace").to_owned(),
                 root: m["root_correlation_id"].as_str().expect("root").to_owned(),
                 turn: m["turn_index"].as_u64().expect("turn") as usize,
+                input_tokens: metric("input_sequence_length"),
                 start_s: ns("request_start_ns"),
                 end_s: ns("request_end_ns"),
                 prompt_tokens: metric("usage_prompt_tokens"),
@@ -251,11 +284,19 @@ fn hit_rate(cached: f64, prompt: f64) -> f64 {
     cached / prompt.max(1.0)
 }
 
+/// The side-by-side seed: with it every lane profiles 3 requests within 20 s of the trace (so a
+/// 30 s run sees them in both tools) and trace_0277's lane resumes two subagents mid-flight
+/// (agent_002 at turn 11, agent_003 at turn 14) beside its root (turn 4); the lanes' first
+/// requests of different streams are at least 6 s apart in the trace, more than the two tools'
+/// waits differ (AIPerf waits `t` minus the previous `api_time`, kvsweep the recorded
+/// `think_time`, its rounding).
+const SEED: u64 = 1220;
+
 /// AIPerf 0.13.0 `--scenario inferencex-agentx-mvp` and `kvsweep replay --scenario agentx` on the
-/// same four carried traces, 4 users, seed 42, 60 s each, against one simulator. AIPerf 0.13.0
+/// same four carried traces, 4 users, [`SEED`], 30 s each, against one simulator. AIPerf 0.13.0
 /// has no `--warmup-requests-per-lane` (InferenceX runs AIPerf main): kvsweep runs with 0 extra
-/// warm-up requests to match it, and AIPerf gets InferenceX's other flags. What differs and why
-/// is in the report; this asserts what the two share by construction.
+/// warm-up requests to match it, and AIPerf gets InferenceX's other flags. Every lane primes the
+/// same streams at the same turns in both and profiles the same first 3 requests.
 #[test]
 #[cfg_attr(not(feature = "external-tools"), ignore = "needs aiperf 0.13.0")]
 fn agentx_matches_aiperf_inferencex_agentx_mvp_side_by_side() {
@@ -263,7 +304,7 @@ fn agentx_matches_aiperf_inferencex_agentx_mvp_side_by_side() {
     let dir = common::aiperf::short_tempdir("agx");
     let traces = traces(dir.path(), &["0012", "0019", "0021", "0277"]);
     let artifacts = dir.path().join("aiperf");
-    let out = common::aiperf::profile_agentx(&sim, &traces, &artifacts, dir.path(), 4, 60);
+    let out = common::aiperf::profile_agentx(&sim, &traces, &artifacts, dir.path(), 4, 30, SEED);
     assert!(
         out.status.success(),
         "aiperf failed:\n{}",
@@ -279,53 +320,90 @@ fn agentx_matches_aiperf_inferencex_agentx_mvp_side_by_side() {
             "--users",
             "4",
             "--seed",
-            "42",
+            &SEED.to_string(),
             "--duration",
-            "60",
+            "30",
             "--warmup-requests-per-lane",
             "0",
         ],
     );
     assert!(ok, "{err}");
 
-    // Warm-up: one priming request per lane in both, and profiling resumes after it.
+    // Start turns: per lane (one trace each), the streams primed before timing and their
+    // turns are the same in both: the root's last turn before the lane's instant t* and each
+    // subagent's live at t* (AIPerf's warm-up records; kvsweep's agentx.json).
     let ap = aiperf_records(&artifacts.join("profile_export.jsonl"));
-    let mut ap_lanes: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
-    for r in &ap {
-        let lane = ap_lanes.entry(&r.root).or_default();
-        if r.phase == "warmup" {
-            lane.0 += 1;
-        } else {
-            lane.1 += 1;
-        }
-    }
-    assert_eq!(ap_lanes.len(), 4, "AIPerf: one trajectory per lane");
-    assert!(
-        ap_lanes.values().all(|l| l.0 == 1),
-        "AIPerf warm-up: {ap_lanes:?}"
-    );
     let record = AgentxRecord::read(&kv).expect("agentx.json");
+    let kv_rows = requests(&kv);
+    let roots: BTreeSet<&str> = ap.iter().map(|r| r.root.as_str()).collect();
+    assert_eq!(roots.len(), 4, "AIPerf: one trajectory per lane");
     assert_eq!(record.lanes.len(), 4, "kvsweep: one lane per user");
+    let mut figures = Vec::new();
     for l in &record.lanes {
-        assert_eq!(l.warmup_requests, 1, "kvsweep warm-up: {l:?}");
-        assert_eq!(l.profile_from, l.start_turn + 1);
-        assert_in_start_range(l);
-    }
-    for w in ap.iter().filter(|r| r.phase == "warmup") {
-        let next = ap
+        let lane: Vec<&AiperfRecord> = ap.iter().filter(|r| r.trace == l.session).collect();
+        let ap_primed: BTreeSet<(String, usize)> = lane
             .iter()
-            .filter(|r| r.phase == "profiling" && r.conversation == w.conversation)
-            .map(|r| r.turn)
-            .min();
-        assert!(
-            next.is_none_or(|t| t == w.turn + 1),
-            "AIPerf resumes after its primer"
+            .filter(|r| r.phase == "warmup")
+            .map(|r| (r.conversation.clone(), r.turn))
+            .collect();
+        let kv_primed: BTreeSet<(String, usize)> =
+            std::iter::once((l.session.clone(), l.start_turn))
+                .chain(
+                    l.subagents
+                        .iter()
+                        .filter_map(|s| Some((aiperf_conversation(&s.session), s.start_turn?))),
+                )
+                .collect();
+        assert_eq!(
+            kv_primed, ap_primed,
+            "{}: primed streams and turns",
+            l.session
         );
+        assert_eq!(l.warmup_requests as usize, ap_primed.len(), "{l:?}");
+
+        // The first 3 profiled requests of the lane: the same stream, turn and prompt size.
+        let mut ap_first: Vec<&&AiperfRecord> =
+            lane.iter().filter(|r| r.phase == "profiling").collect();
+        ap_first.sort_by(|a, b| a.start_s.total_cmp(&b.start_s));
+        let ap_first: Vec<(String, usize, f64)> = ap_first
+            .iter()
+            .take(3)
+            .map(|r| (r.conversation.clone(), r.turn, r.input_tokens))
+            .collect();
+        let kv_first: Vec<(String, usize, f64)> = lane_rows(&kv_rows, &l.session)
+            .iter()
+            .take(3)
+            .map(|r| {
+                (
+                    aiperf_conversation(&r["session"]),
+                    num(r, "request_index") as usize,
+                    num(r, "prompt_tokens"),
+                )
+            })
+            .collect();
+        assert_eq!(
+            kv_first.len(),
+            3,
+            "{}: kvsweep profiled {kv_first:?}",
+            l.session
+        );
+        let streams = |v: &[(String, usize, f64)]| -> Vec<(String, usize)> {
+            v.iter().map(|(c, t, _)| (c.clone(), *t)).collect()
+        };
+        assert_eq!(
+            streams(&kv_first),
+            streams(&ap_first),
+            "{}: first profiled requests",
+            l.session
+        );
+        for ((_, _, kv_in), (c, t, ap_in)) in kv_first.iter().zip(&ap_first) {
+            assert_eq!(kv_in, ap_in, "{c} turn {t}: prompt tokens");
+        }
+        figures.push((l.session.clone(), l.start_turn, l.turns, kv_first));
     }
 
     // Profiled requests: both tools wait the trace's think times under the same caps.
     let ap_profiled: Vec<&AiperfRecord> = ap.iter().filter(|r| r.phase == "profiling").collect();
-    let kv_rows = requests(&kv);
     let ratio = kv_rows.len() as f64 / ap_profiled.len() as f64;
     assert!(
         (0.5..=2.0).contains(&ratio),
@@ -375,26 +453,18 @@ fn agentx_matches_aiperf_inferencex_agentx_mvp_side_by_side() {
     eprintln!(
         "side by side: profiled kvsweep {} / AIPerf {}; input tokens {kv_prompt} / {ap_prompt}; \
          hit rate {kv_hit:.3} / {ap_hit:.3}; largest idle gap {kv_gap:.2} s / {ap_gap:.2} s; \
-         kvsweep lanes (start, turns, profiled) {:?}; AIPerf lanes (warm-up, profiled) {:?}",
+         lanes (trace, start turn, turns, first 3 profiled) {figures:?}",
         kv_rows.len(),
         ap_profiled.len(),
-        record
-            .lanes
-            .iter()
-            .map(|l| {
-                let tree = format!("{}/", l.session);
-                let profiled = kv_rows
-                    .iter()
-                    .filter(|r| r["session"] == l.session || r["session"].starts_with(&tree))
-                    .count();
-                (&l.session, l.start_turn, l.turns, profiled)
-            })
-            .collect::<Vec<_>>(),
-        ap.iter()
-            .filter(|r| r.phase == "warmup")
-            .map(|r| (&r.conversation, r.turn, ap_lanes[r.root.as_str()]))
-            .collect::<Vec<_>>(),
     );
+}
+
+/// AIPerf's name of a kvsweep session: `trace/agent` is AIPerf's `trace::sa:agent`.
+fn aiperf_conversation(session: &str) -> String {
+    match session.split_once('/') {
+        Some((trace, agent)) => format!("{trace}::sa:{agent}"),
+        None => session.to_owned(),
+    }
 }
 
 /// The trace's input tokens of AIPerf's `conversation` (`trace_N` or `trace_N::sa:agent`)
@@ -462,11 +532,15 @@ fn a_spec_runs_the_scenario_with_replay_scenario_agentx() {
 }
 
 #[test]
-fn a_parents_turn_waits_for_the_subagents_started_before_it() {
+fn a_parents_turn_waits_for_the_subagents_that_end_before_it() {
     let sim = SimServer::start(&["--speed", "50"]);
     let dir = tempfile::tempdir().expect("tempdir");
     let traces = traces(dir.path(), &["0277"]);
-    // Start at turn 0 (primed), so turn 1 (t = 228 s) follows subagents 1-3 (t = 79-211 s).
+    // t* at the trace's start: the root from turn 0, every subagent spawned at its time. As in
+    // AIPerf, a subagent joins the parent's first turn after it that starts at or after its end:
+    // agent_001 (t 79 s, ends 139 s) joins turn 1 (228 s); agent_002 (ends 348 s) and
+    // agent_003 (ends 403 s) join turn 7 (763 s); agent_004 (ends 1061 s) runs in the
+    // background.
     let (out, ok, err) = replay(
         &sim,
         &traces,
@@ -488,49 +562,26 @@ fn a_parents_turn_waits_for_the_subagents_started_before_it() {
     );
     assert!(ok, "{err}");
     let rows = requests(&out);
-    let first_pass: Vec<&HashMap<String, String>> = {
-        // Everything the tree sent before the root's turn 1.
-        let restart = rows
-            .iter()
-            .filter(|r| r["session"] == "trace_0277" && r["request_index"] == "1")
-            .map(|r| num(r, "sent_s"))
-            .fold(f64::INFINITY, f64::min);
-        assert!(restart.is_finite(), "turn 1 was never sent: {rows:?}");
+    let sent = |turn: &str| {
         rows.iter()
-            .filter(|r| r["session"] != "trace_0277" && num(r, "sent_s") < restart)
-            .collect()
+            .find(|r| r["session"] == "trace_0277" && r["request_index"] == turn)
+            .map(|r| num(r, "sent_s"))
+            .unwrap_or_else(|| panic!("turn {turn} was never sent: {rows:?}"))
     };
-    let agents: std::collections::BTreeSet<&str> =
-        first_pass.iter().map(|r| r["session"].as_str()).collect();
-    for a in ["agent_001", "agent_002", "agent_003"] {
-        assert!(
-            agents.contains(format!("trace_0277/{a}").as_str()),
-            "{a} ran before turn 1"
-        );
-    }
-    // Turn 1 joins the subagents that started before it (agent_004 starts after it in the
-    // trace, but at its own offset from the session's start: see AGENTX.md).
-    let first_pass: Vec<_> = first_pass
-        .into_iter()
-        .filter(|r| r["session"] != "trace_0277/agent_004")
-        .collect();
-    let joined = first_pass
+    let done = |agent: &str| {
+        let agent = format!("trace_0277/{agent}");
+        let mine: Vec<_> = rows.iter().filter(|r| r["session"] == agent).collect();
+        assert!(!mine.is_empty(), "{agent} never ran");
+        mine.iter().map(|r| num(r, "done_s")).fold(0.0, f64::max)
+    };
+    assert!(sent("1") >= done("agent_001"), "turn 1 joins agent_001");
+    let agent_002 = rows
         .iter()
-        .map(|r| num(r, "done_s"))
-        .fold(0.0, f64::max);
-    let turn1 = rows
-        .iter()
-        .find(|r| r["session"] == "trace_0277" && r["request_index"] == "1")
-        .expect("turn 1");
+        .filter(|r| r["session"] == "trace_0277/agent_002")
+        .count();
+    assert_eq!(agent_002, 12, "every request of agent_002 ran");
     assert!(
-        num(turn1, "sent_s") >= joined,
-        "turn 1 sent at {} before its subagents finished at {joined}",
-        turn1["sent_s"]
-    );
-    let before_turn1 = |agent: &str| first_pass.iter().filter(|r| r["session"] == agent).count();
-    assert_eq!(
-        before_turn1("trace_0277/agent_002"),
-        12,
-        "every request of the subagent before turn 1"
+        sent("7") >= done("agent_002").max(done("agent_003")),
+        "turn 7 joins agent_002 and agent_003"
     );
 }

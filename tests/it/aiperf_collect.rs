@@ -235,7 +235,7 @@ fn aiperf_and_kvsweep_runs_against_one_simulator_sit_on_one_chart() {
     let dir = common::aiperf::short_tempdir("apc");
     let traces = common::aiperf::carried_traces(dir.path(), &["0012", "0019", "0021", "0277"]);
     let artifacts = dir.path().join("result/aiperf_artifacts");
-    let out = common::aiperf::profile_agentx(&sim, &traces, &artifacts, dir.path(), 4, 30);
+    let out = common::aiperf::profile_agentx(&sim, &traces, &artifacts, dir.path(), 4, 30, 42);
     assert!(
         out.status.success(),
         "aiperf failed:\n{}",

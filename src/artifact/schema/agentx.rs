@@ -11,11 +11,28 @@ pub struct LaneStart {
     pub lane: u32,
     pub session: String,
     pub turns: usize,
-    /// The start turn (primed whole, before timing).
+    /// The sampled instant t*, seconds into the trace on its idle-capped timeline (AIPerf's
+    /// wall-clock snapshot); `None` where the lane fell back to the turn-count rule.
+    #[serde(deserialize_with = "required")]
+    pub t_star_s: Option<f64>,
+    /// The root's start turn (primed whole, before timing): its last turn before t*.
     pub start_turn: usize,
-    /// Warm-up requests answered (the primer and the extra one-token turns).
+    /// Warm-up requests answered (the primers and the extra one-token turns).
     pub warmup_requests: u64,
-    /// The first profiled turn.
+    /// The root's first profiled turn (its turn count when all its turns were before t*).
+    pub profile_from: usize,
+    /// The subagents live at t*, resumed with the root.
+    pub subagents: Vec<SubagentStart>,
+}
+
+/// A subagent live at a lane's sampled instant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubagentStart {
+    pub session: String,
+    /// Its turn primed before timing (`None`: it had sent nothing yet).
+    #[serde(deserialize_with = "required")]
+    pub start_turn: Option<usize>,
+    /// Its first profiled turn.
     pub profile_from: usize,
 }
 
@@ -43,7 +60,8 @@ pub struct AgentxRecord {
 
 impl JsonArtifact for AgentxRecord {
     const FILE: &'static str = "agentx.json";
-    const VERSION: u32 = 1;
+    /// 2: each lane's sampled instant and its live subagents.
+    const VERSION: u32 = 2;
     fn format_version(&self) -> u32 {
         self.format_version
     }

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::write_json_atomic;
 
-pub use agentx::{AgentxRecord, LaneStart};
+pub use agentx::{AgentxRecord, LaneStart, SubagentStart};
 pub use cell::CellPlan;
 pub use gpu::GpuRow;
 pub use metadata::{Metadata, TraceSetInfo};

@@ -53,7 +53,7 @@ pub fn tiktoken_cache(dir: &Path) -> PathBuf {
 }
 
 /// Runs `aiperf profile --scenario inferencex-agentx-mvp` on `traces` against `sim` with
-/// `users` lanes for `duration_s`, seed 42, writing its artifacts to `artifacts`. `tmp` must be
+/// `users` lanes for `duration_s` with `--random-seed seed`, writing its artifacts to `artifacts`. `tmp` must be
 /// a short path: AIPerf's ZeroMQ socket paths live under TMPDIR and must stay under 108
 /// characters. Short runs need `--unsafe-override` (the scenario's 900 s minimum becomes a
 /// warning, `submission_valid: false`); priming bursts at once (`--burst-phase-starts`) rather
@@ -65,6 +65,7 @@ pub fn profile_agentx(
     tmp: &Path,
     users: u32,
     duration_s: u32,
+    seed: u64,
 ) -> Output {
     let aiperf = super::require_tool("aiperf");
     std::process::Command::new(aiperf)
@@ -94,7 +95,7 @@ pub fn profile_agentx(
         .arg(traces)
         .args(["--concurrency", &users.to_string()])
         .args(["--benchmark-duration", &duration_s.to_string()])
-        .args(["--random-seed", "42"])
+        .args(["--random-seed", &seed.to_string()])
         .args([
             "--trajectory-start-min-ratio",
             "0.25",

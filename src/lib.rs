@@ -13,6 +13,7 @@
 pub mod aiperf;
 pub mod archive;
 pub mod artifact;
+pub mod calibrate;
 pub mod capacity;
 pub mod cell;
 pub mod collect;
@@ -34,6 +35,7 @@ pub mod oracle;
 pub mod pareto;
 pub mod paths;
 pub mod plot;
+pub mod predict;
 pub mod render;
 pub mod repeats;
 pub mod replay;

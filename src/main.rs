@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use tokio::runtime::Handle;
 
+use kvsweep::calibrate::CalibrateArgs;
 use kvsweep::cell::RunCellArgs;
 use kvsweep::collect::CollectArgs;
 use kvsweep::collect::compare::CompareArgs;
@@ -15,6 +16,7 @@ use kvsweep::github::ArtifactsArgs;
 use kvsweep::kvsize::KvSizeArgs;
 use kvsweep::metrics::MetricsCommand;
 use kvsweep::oracle::OracleArgs;
+use kvsweep::predict::PredictArgs;
 use kvsweep::render::RenderArgs;
 use kvsweep::replay::ReplayArgs;
 use kvsweep::runner::RunnerSet;
@@ -55,6 +57,10 @@ enum Command {
     RunCell(RunCellArgs),
     /// Run a whole sweep locally, then collect and report.
     Sweep(SweepArgs),
+    /// Fit the simulator's time model to measured cells of one engine, model, runner and TP.
+    Calibrate(CalibrateArgs),
+    /// Predict a sweep with the calibrated simulator on a virtual clock, then collect it.
+    Predict(PredictArgs),
     /// Submit, watch and cancel a sweep on a Slurm cluster.
     Slurm(SlurmArgs),
     /// Aggregate cell artifacts into tables, Pareto frontiers and plots.
@@ -106,6 +112,8 @@ fn dispatch(cli: Cli, rt: &Handle, shutdown: &Shutdown) -> Result<()> {
         Command::Metrics(args) => kvsweep::metrics::command(args, rt, shutdown),
         Command::RunCell(args) => kvsweep::cell::run(args, &runners()?, rt, shutdown),
         Command::Sweep(args) => kvsweep::sweep::run(args, &runners()?, rt, shutdown),
+        Command::Calibrate(args) => kvsweep::calibrate::run(args),
+        Command::Predict(args) => kvsweep::predict::run(args, &runners()?),
         Command::Slurm(args) => {
             kvsweep::slurm::run(args, &runners()?, cli.runners_dir.as_deref(), rt)
         }

@@ -10,7 +10,7 @@ use indexmap::IndexMap;
 use super::validity;
 use crate::artifact::ZIP_EXPAND_CAP;
 use crate::artifact::schema::{
-    CellPlan, JsonArtifact, MetricsRow, RequestRow, Status, Summary, read_csv_rows,
+    CellPlan, JsonArtifact, MetricsRow, Prediction, RequestRow, Status, Summary, read_csv_rows,
 };
 use crate::student_t::Sample;
 
@@ -205,6 +205,9 @@ pub struct CellResult {
 pub enum MeasuredBy {
     Kvsweep,
     Aiperf,
+    /// Not measured: `kvsweep predict`'s calibrated simulator on a virtual clock
+    /// (`prediction.json` in the cell).
+    Predicted,
 }
 
 impl MeasuredBy {
@@ -213,6 +216,7 @@ impl MeasuredBy {
         match self {
             MeasuredBy::Kvsweep => "",
             MeasuredBy::Aiperf => " (AIPerf)",
+            MeasuredBy::Predicted => " (predicted)",
         }
     }
 }
@@ -226,6 +230,15 @@ pub struct Skipped {
 }
 
 impl CellResult {
+    /// The offload mode a chart groups it under: a predicted cell apart from measured ones, so
+    /// that both frontiers show on one panel.
+    pub fn mode(&self) -> String {
+        match self.measured_by {
+            MeasuredBy::Predicted => format!("{} predicted", self.offload),
+            _ => self.offload.clone(),
+        }
+    }
+
     /// A numeric `summary.csv` column the Pareto panels plot.
     pub fn column(&self, name: &str) -> Option<f64> {
         match name {
@@ -438,7 +451,11 @@ pub fn load(dir: &Path) -> Result<CellResult> {
         runner: plan.runner.clone(),
         model: plan.model.clone(),
         simulated: engine == "sim" || summary.simulated,
-        measured_by: MeasuredBy::Kvsweep,
+        measured_by: if dir.join(Prediction::FILE).is_file() {
+            MeasuredBy::Predicted
+        } else {
+            MeasuredBy::Kvsweep
+        },
         engine,
         precision: plan.precision.clone(),
         tp,

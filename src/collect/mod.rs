@@ -11,6 +11,7 @@ pub mod cells;
 pub mod compare;
 pub mod cost;
 pub mod inferencex;
+pub mod prediction_error;
 pub mod repeats;
 pub mod significance;
 pub mod tiers;
@@ -85,7 +86,7 @@ pub fn pareto_rows(cells: &[CellResult]) -> Vec<ParetoRow> {
     let mut groups: Vec<(String, Vec<&CellResult>)> = Vec::new();
     for c in cells {
         for key in [
-            format!("{}/{}", c.runner, c.offload),
+            format!("{}/{}", c.runner, c.mode()),
             format!("{}/all", c.runner),
         ] {
             match groups.iter_mut().find(|(k, _)| *k == key) {
@@ -150,6 +151,8 @@ pub struct Collected {
     pub cells: Vec<CellResult>,
     pub skipped: Vec<Skipped>,
     pub pareto: Vec<ParetoRow>,
+    /// Measured cells against their predicted twins (`prediction_error.csv`); empty without.
+    pub prediction_error: Vec<prediction_error::ErrorRow>,
     /// Zipped cells unpacked for this collect: their folders (`CellResult::dir`) stay readable
     /// (server metrics for the report's charts) until this is dropped.
     pub extracted: cells::Extracted,
@@ -249,10 +252,19 @@ pub fn collect_priced(
         &pareto,
         &["panel", "group", "cell", "x", "y", "on_frontier"],
     )?;
+    let errors = prediction_error::rows(&results);
+    if !errors.is_empty() {
+        write_csv(
+            &out.join("prediction_error.csv"),
+            &errors,
+            prediction_error::COLUMNS,
+        )?;
+    }
     Ok(Collected {
         cells: results,
         skipped,
         pareto,
+        prediction_error: errors,
         extracted: found.extracted,
     })
 }

@@ -51,6 +51,7 @@ use progress::Progress;
 use state::{Prompting, Run};
 
 pub use crate::workload::replay::{OnLong, ReplayArgs, Timing};
+pub use schedule::pass_scope;
 
 /// How a replay ended; `status.json` in its output directory says the same.
 #[derive(Debug, Clone, PartialEq)]
@@ -279,7 +280,7 @@ pub async fn replay(args: ReplayArgs, mut stop: StopSignal) -> Result<ReplayOutc
 /// Loads the traces and keeps the sessions with at least `--min-requests`, in the seed's order;
 /// AgentX lanes keep the file-name order (AIPerf's weka loader samples its traces sequentially:
 /// lane `i` takes trace `i`, wrapping).
-fn load_sessions(args: &ReplayArgs) -> Result<(trace::TraceSet, Vec<Session>)> {
+pub fn load_sessions(args: &ReplayArgs) -> Result<(trace::TraceSet, Vec<Session>)> {
     let set = trace::load(
         &args.traces,
         trace::LoadOptions {

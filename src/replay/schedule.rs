@@ -27,7 +27,7 @@ pub(super) fn endpoint_index(scope: u64, endpoints: usize) -> usize {
 
 /// The hash scope of a session's `pass`-th replay: a recycled session is a new user with new
 /// content.
-pub(super) fn pass_scope(session_scope: u64, pass: u64) -> u64 {
+pub fn pass_scope(session_scope: u64, pass: u64) -> u64 {
     mix(session_scope ^ pass.wrapping_mul(0xA5A5_A5A5))
 }
 

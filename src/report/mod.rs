@@ -16,7 +16,8 @@ use minijinja::Environment;
 use plotters::style::RGBColor;
 use serde::Serialize;
 
-use crate::collect::cells::{CellResult, Skipped};
+use crate::collect::cells::{CellResult, MeasuredBy, Skipped};
+use crate::collect::prediction_error;
 use crate::collect::{self, CollectArgs, Collected, ParetoRow};
 use crate::pareto::{PANELS, Panel};
 use crate::plot::{Chart, Mark, PALETTE, Series};
@@ -34,6 +35,8 @@ fn mode_color(mode: &str) -> RGBColor {
         "on" => PALETTE[0],
         "off" => PALETTE[1],
         "noprefix" => PALETTE[2],
+        // Predictions beside the measured modes they predict.
+        m if m.ends_with(" predicted") => PALETTE[3],
         _ => PALETTE[4],
     }
 }
@@ -64,7 +67,7 @@ pub fn panel_chart(
     cells: &[&CellResult],
     pareto: &[ParetoRow],
 ) -> Chart {
-    let mut modes: Vec<&str> = cells.iter().map(|c| c.offload.as_str()).collect();
+    let mut modes: Vec<String> = cells.iter().map(|c| c.mode()).collect();
     modes.sort_unstable();
     modes.dedup();
     let mut series = Vec::new();
@@ -78,7 +81,7 @@ pub fn panel_chart(
         let users = |cell: &str| {
             cells
                 .iter()
-                .find(|c| c.name == cell)
+                .find(|c| c.name == cell && c.mode() == mode)
                 .map_or_else(String::new, |c| {
                     format!(
                         "  {} {}u{}",
@@ -94,20 +97,20 @@ pub fn panel_chart(
             .map(|r| (r.x, r.y))
             .collect();
         front.sort_by(|a, b| a.0.total_cmp(&b.0));
-        series.extend(interval_bars::bars(panel, &rows, cells, mode_color(mode)));
+        series.extend(interval_bars::bars(panel, &rows, cells, mode_color(&mode)));
         let (rows, invalid) = invalid_points::split(rows, cells);
         invalid_rows.extend(invalid);
         series.push(Series {
             label: format!("offload {mode}"),
             points: rows.iter().map(|r| (r.x, r.y)).collect(),
-            color: mode_color(mode),
+            color: mode_color(&mode),
             mark: Mark::Points,
             point_labels: rows.iter().map(|r| users(&r.cell)).collect(),
         });
         series.push(Series {
             label: String::new(),
             points: front,
-            color: mode_color(mode),
+            color: mode_color(&mode),
             mark: Mark::Line,
             point_labels: Vec::new(),
         });
@@ -162,6 +165,11 @@ struct ReportContext<'a> {
     skipped: &'a [Skipped],
     cost: cost::CostSection,
     tiers: tiers::TierSection,
+    /// Whether some cells are `kvsweep predict`'s, not measured.
+    predicted: bool,
+    /// Measured cells against their predictions, and the median |error| per metric.
+    prediction_error: Vec<prediction_error::ErrorRow>,
+    prediction_medians: Vec<prediction_error::MedianError>,
 }
 
 fn best(values: impl Iterator<Item = Option<f64>>, lower: bool) -> Option<f64> {
@@ -305,6 +313,7 @@ pub fn write(
         cell_views.push(CellView { cell, charts });
     }
     let refs: Vec<&CellResult> = cells.iter().collect();
+    let errors = prediction_error::rows(cells);
     let mut env = Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     env.add_template("report.html", TEMPLATE)
@@ -334,6 +343,9 @@ pub fn write(
             skipped,
             cost: cost::section(cells),
             tiers: tiers::section(cells, &plots)?,
+            predicted: cells.iter().any(|c| c.measured_by == MeasuredBy::Predicted),
+            prediction_medians: prediction_error::medians(&errors),
+            prediction_error: errors,
         }))?;
     let path = out.join("report.html");
     std::fs::write(&path, html).with_context(|| format!("cannot write {}", path.display()))?;

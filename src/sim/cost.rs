@@ -11,7 +11,11 @@
 //! - offload loads: bytes over the host links of the TP group.
 //!
 //! So prefill cost grows with prompt length and context, decode cost with batch size and context.
+//!
+//! With a calibration (`sim::calibration`), the step time is instead the fitted linear model of
+//! the same [`StepWork`], in the measured engine's seconds.
 
+use super::calibration::Calibration;
 use crate::model::Geometry;
 use crate::runner::Runner;
 
@@ -31,6 +35,19 @@ pub struct CostModel {
     flops_per_token: f64,
     attn_flops_per_pair: f64,
     kv_bytes_per_token: f64,
+    /// Fitted step terms that replace the roofline.
+    calibrated: Option<Fitted>,
+}
+
+/// The calibrated step model's coefficients, in seconds per unit of [`StepWork`].
+#[derive(Debug, Clone, Copy)]
+struct Fitted {
+    overhead: f64,
+    prefill_token: f64,
+    prefill_pair: f64,
+    decode_seq: f64,
+    decode_context: f64,
+    load_token: f64,
 }
 
 /// What one step computes.
@@ -60,11 +77,45 @@ impl CostModel {
             flops_per_token: 2.0 * f64::from(geometry.active_params_b) * 1e9,
             attn_flops_per_pair: 4.0 * f64::from(geometry.layers) * f64::from(geometry.hidden),
             kv_bytes_per_token: geometry.kv_bytes_per_token() as f64,
+            calibrated: None,
+        }
+    }
+
+    /// The fitted step model of `calibration` (KV bytes per token from it too).
+    pub fn calibrated(calibration: &Calibration) -> Self {
+        let t = &calibration.terms;
+        let load = t.load_per_token.value;
+        let kv = calibration.limits.kv_bytes_per_token.max(1) as f64;
+        Self {
+            flops_per_s: 0.0,
+            hbm_bytes_per_s: 0.0,
+            // Transfers are counted at the fitted load rate (both ways); no fitted rate: free.
+            host_bytes_per_s: if load > 0.0 { kv / load } else { f64::INFINITY },
+            weight_bytes: 0.0,
+            flops_per_token: 0.0,
+            attn_flops_per_pair: 0.0,
+            kv_bytes_per_token: kv,
+            calibrated: Some(Fitted {
+                overhead: t.step_overhead.value,
+                prefill_token: t.prefill_per_token.value,
+                prefill_pair: t.prefill_per_pair.value,
+                decode_seq: t.decode_per_seq.value,
+                decode_context: t.decode_per_context.value,
+                load_token: load,
+            }),
         }
     }
 
     /// Modelled seconds for a step.
     pub fn step_seconds(&self, w: &StepWork) -> f64 {
+        if let Some(f) = &self.calibrated {
+            return f.overhead
+                + f.prefill_token * w.prefill_tokens as f64
+                + f.prefill_pair * w.prefill_pairs as f64
+                + f.decode_seq * w.decode_seqs as f64
+                + f.decode_context * w.decode_context as f64
+                + f.load_token * w.loaded_tokens as f64;
+        }
         let tokens = (w.prefill_tokens + w.decode_seqs) as f64;
         let pairs = (w.prefill_pairs + w.decode_context) as f64;
         let flops = tokens * self.flops_per_token + pairs * self.attn_flops_per_pair;

@@ -6,6 +6,10 @@
 //! the running-request limit and free blocks allow. A preempted request goes back to the front of
 //! the queue and recomputes its prompt and what it had generated. The loop owns all state; the
 //! HTTP side talks to it through [`Command`]s and hears back through [`Event`]s.
+//!
+//! The engine is generic over its clock ([`Clock`]): served over HTTP it runs on wall time
+//! ([`Instant`], sleeping each step's modelled time), and `kvsweep predict` runs the very same
+//! [`Engine::step`] on a virtual clock ([`VirtualTime`]) that jumps from step to step.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -16,9 +20,31 @@ use super::cache::{BlockId, PrefixCache};
 use super::cost::{CostModel, StepWork};
 use super::metrics::{self, Counters, Flavor, Gauges};
 
+/// A point in time the engine can measure durations between.
+pub trait Clock: Copy {
+    /// Seconds from `earlier` to `self` (never negative).
+    fn seconds_since(self, earlier: Self) -> f64;
+}
+
+impl Clock for Instant {
+    fn seconds_since(self, earlier: Self) -> f64 {
+        self.duration_since(earlier).as_secs_f64()
+    }
+}
+
+/// Seconds on a simulated clock: modelled time, which passes only as steps are run.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Default)]
+pub struct VirtualTime(pub f64);
+
+impl Clock for VirtualTime {
+    fn seconds_since(self, earlier: Self) -> f64 {
+        (self.0 - earlier.0).max(0.0)
+    }
+}
+
 /// What the HTTP side sends the loop.
 pub enum Command {
-    Submit(Request),
+    Submit(Request<Instant>),
     /// Render `/metrics`.
     Metrics(oneshot::Sender<String>),
     /// Forget every unreferenced cached block.
@@ -26,7 +52,7 @@ pub enum Command {
 }
 
 /// A request the loop should serve.
-pub struct Request {
+pub struct Request<T> {
     pub prompt_len: usize,
     /// Chained hashes of the prompt's full blocks.
     pub hashes: Vec<u64>,
@@ -34,7 +60,7 @@ pub struct Request {
     pub output_len: u32,
     /// Whether reaching `output_len` is a natural stop (`stop`) or the length limit (`length`).
     pub natural_stop: bool,
-    pub arrived: Instant,
+    pub arrived: T,
     pub events: mpsc::UnboundedSender<Event>,
 }
 
@@ -79,15 +105,15 @@ pub struct EngineConfig {
     pub flavor: Flavor,
 }
 
-struct Seq {
+struct Seq<T> {
     prompt_len: usize,
     hashes: Vec<u64>,
     output_len: u32,
     natural_stop: bool,
     events: mpsc::UnboundedSender<Event>,
-    arrived: Instant,
-    scheduled: Option<Instant>,
-    last_token: Option<Instant>,
+    arrived: T,
+    scheduled: Option<T>,
+    last_token: Option<T>,
     blocks: Vec<BlockId>,
     /// Tokens whose KV exists (hits count as computed).
     computed: usize,
@@ -98,7 +124,7 @@ struct Seq {
     pending_load: usize,
 }
 
-impl Seq {
+impl<T> Seq<T> {
     /// Tokens that must be in the KV cache before the next token is produced.
     fn context_target(&self) -> usize {
         self.prompt_len + self.generated as usize
@@ -112,13 +138,13 @@ impl Seq {
 /// With `--instant`, how many steps run between yields to the HTTP side.
 const INSTANT_STEPS_PER_YIELD: u64 = 16;
 
-pub struct Engine {
+pub struct Engine<T> {
     config: EngineConfig,
     model_name: String,
     cache: PrefixCache,
     cost: CostModel,
-    waiting: VecDeque<Seq>,
-    running: Vec<Seq>,
+    waiting: VecDeque<Seq<T>>,
+    running: Vec<Seq<T>>,
     counters: Counters,
 }
 
@@ -129,7 +155,7 @@ enum Work {
     Prefill(usize),
 }
 
-impl Engine {
+impl<T: Clock> Engine<T> {
     pub fn new(
         config: EngineConfig,
         model_name: String,
@@ -147,7 +173,36 @@ impl Engine {
         }
     }
 
-    /// Runs until every sender of `commands` is gone.
+    /// Runs one step starting at `now`: plans it, and applies its results at `now` plus its
+    /// modelled time, which is returned. `None` when nothing can run until a request arrives.
+    pub fn step(&mut self, now: T, end: impl FnOnce(f64) -> T) -> Option<f64> {
+        let (work, plan) = self.schedule(now)?;
+        let modelled = self.cost.step_seconds(&work);
+        self.apply(&plan, end(modelled));
+        Some(modelled)
+    }
+
+    pub fn block_size(&self) -> usize {
+        self.cache.config().block_size
+    }
+
+    /// Whether any request is queued or running.
+    pub fn busy(&self) -> bool {
+        !self.running.is_empty() || !self.waiting.is_empty()
+    }
+
+    /// The engine's `/metrics` text now.
+    pub fn metrics_text(&self) -> String {
+        let gauges = Gauges {
+            running: self.running.len(),
+            waiting: self.waiting.len(),
+            kv_usage: self.cache.usage(),
+        };
+        metrics::render(self.config.flavor, &self.model_name, &self.counters, gauges)
+    }
+}
+
+impl Engine<Instant> {
     pub async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         let mut deadline = Instant::now();
         let mut instant_steps: u64 = 0;
@@ -162,7 +217,7 @@ impl Engine {
             while let Ok(cmd) = commands.try_recv() {
                 self.handle(cmd);
             }
-            let Some((work, plan)) = self.schedule() else {
+            let Some((work, plan)) = self.schedule(Instant::now()) else {
                 // Nothing can run until something arrives.
                 match commands.recv().await {
                     Some(cmd) => self.handle(cmd),
@@ -197,17 +252,7 @@ impl Engine {
         match cmd {
             Command::Submit(req) => self.submit(req),
             Command::Metrics(reply) => {
-                let gauges = Gauges {
-                    running: self.running.len(),
-                    waiting: self.waiting.len(),
-                    kv_usage: self.cache.usage(),
-                };
-                let _ = reply.send(metrics::render(
-                    self.config.flavor,
-                    &self.model_name,
-                    &self.counters,
-                    gauges,
-                ));
+                let _ = reply.send(self.metrics_text());
             }
             Command::Reset(reply) => {
                 self.cache.reset();
@@ -215,8 +260,11 @@ impl Engine {
             }
         }
     }
+}
 
-    fn submit(&mut self, req: Request) {
+impl<T: Clock> Engine<T> {
+    /// Queues a request, or rejects it at once when it can never fit the KV cache.
+    pub fn submit(&mut self, req: Request<T>) {
         let max_tokens = req.prompt_len + req.output_len as usize;
         if self.cache.blocks_for(max_tokens) > self.cache.config().hbm_blocks {
             let _ = req.events.send(Event::Rejected(format!(
@@ -243,7 +291,7 @@ impl Engine {
     }
 
     /// Plans one step. `None` when nothing can run (only possible with no running requests).
-    fn schedule(&mut self) -> Option<(StepWork, Vec<Work>)> {
+    fn schedule(&mut self, now: T) -> Option<(StepWork, Vec<Work>)> {
         let bs = self.cache.config().block_size;
         // With free steps, chunking prefills would only cost loop iterations.
         let mut budget = if self.config.instant {
@@ -310,12 +358,9 @@ impl Engine {
                 self.counters.offload_hits += alloc.offload_hit_tokens as u64;
                 self.counters.prompt_tokens += seq.prompt_len as u64;
             }
-            let now = Instant::now();
             if seq.scheduled.is_none() {
                 seq.scheduled = Some(now);
-                self.counters
-                    .queue
-                    .observe(now.duration_since(seq.arrived).as_secs_f64());
+                self.counters.queue.observe(now.seconds_since(seq.arrived));
             }
             let chunk = (target - seq.computed).min(budget);
             budget -= chunk;
@@ -360,7 +405,7 @@ impl Engine {
     }
 
     /// Applies a step's results at time `now`: progress, tokens, finished requests.
-    fn apply(&mut self, plan: &[Work], now: Instant) {
+    fn apply(&mut self, plan: &[Work], now: T) {
         let transfers = self.cache.take_transfers();
         let block_bytes = self.cost.kv_bytes_per_token() * self.cache.config().block_size as f64;
         let stored = transfers.stored_blocks as f64 * block_bytes;
@@ -395,14 +440,8 @@ impl Engine {
             seq.generated += 1;
             self.counters.generation_tokens += 1;
             match seq.last_token {
-                None => self
-                    .counters
-                    .ttft
-                    .observe(now.duration_since(seq.arrived).as_secs_f64()),
-                Some(last) => self
-                    .counters
-                    .itl
-                    .observe(now.duration_since(last).as_secs_f64()),
+                None => self.counters.ttft.observe(now.seconds_since(seq.arrived)),
+                Some(last) => self.counters.itl.observe(now.seconds_since(last)),
             }
             seq.last_token = Some(now);
             let alive = seq.events.send(Event::Token(position)).is_ok();
@@ -432,9 +471,7 @@ impl Engine {
                 FinishReason::Stop => self.counters.finished_stop += 1,
                 FinishReason::Length => self.counters.finished_length += 1,
             }
-            self.counters
-                .e2e
-                .observe(now.duration_since(seq.arrived).as_secs_f64());
+            self.counters.e2e.observe(now.seconds_since(seq.arrived));
         }
     }
 }

@@ -7,6 +7,7 @@
 //! (engine `sim`).
 
 mod cache;
+pub mod calibration;
 mod cost;
 mod engine;
 mod http;
@@ -25,12 +26,14 @@ use tokio::sync::mpsc;
 
 pub use cache::{Allocation, CacheConfig, PrefixCache, block_hashes};
 pub use cost::{CostModel, StepWork};
+pub use engine::{Event, FinishReason, Request, VirtualTime};
 
 use crate::capacity;
 use crate::model::{self, KvDtype};
 use crate::runner::RunnerSet;
 use crate::shutdown::Shutdown;
 use crate::tokenizer::Tokenizer;
+use calibration::Calibration;
 use engine::{Engine, EngineConfig};
 use http::{AppState, Faults, OutputVocab};
 use metrics::Flavor;
@@ -83,6 +86,13 @@ pub struct SimArgs {
     pub max_num_seqs: usize,
     #[arg(long, default_value_t = 8192)]
     pub max_num_batched_tokens: usize,
+    /// A calibration file (`kvsweep calibrate`): step times from its fitted model instead of
+    /// the roofline, and the KV capacity, block size, --max-num-seqs and
+    /// --max-num-batched-tokens of the engine it was fitted to (--runner, --model, --dtype,
+    /// --kv-cache-gb and --gpu-memory-utilization are then unused; the model is served under
+    /// the calibration's name unless --served-model-name says otherwise).
+    #[arg(long, value_name = "FILE")]
+    pub calibration: Option<PathBuf>,
     /// Run this many times faster than modelled time: a step modelled at 10 ms takes 1 ms at
     /// speed 10. Served rates are then this many times the modelled hardware's, latencies this
     /// many times shorter; /v1/models reports the speed (`sim_speed`) so results can say so.
@@ -140,10 +150,90 @@ pub struct SimSetup {
     pub cost: CostModel,
     pub model_name: String,
     pub kv_bytes_per_token: u64,
+    pub max_num_seqs: usize,
+    pub max_num_batched_tokens: usize,
+}
+
+/// The setup a calibration fixes: its step model, KV capacity and scheduling limits.
+pub fn calibrated_setup(args: &SimArgs, c: &Calibration) -> SimSetup {
+    let l = &c.limits;
+    let block_bytes = (l.kv_bytes_per_token.max(1) * l.block_size as u64) as f64;
+    SimSetup {
+        cache: CacheConfig {
+            hbm_blocks: l.kv_capacity_tokens / l.block_size,
+            offload_blocks: (args.offload_gb * 1024f64.powi(3) / block_bytes)
+                .floor()
+                .max(0.0) as usize,
+            block_size: l.block_size,
+            prefix_caching: args.prefix_caching == OnOff::On,
+        },
+        cost: CostModel::calibrated(c),
+        model_name: args
+            .served_model_name
+            .clone()
+            .unwrap_or_else(|| c.identity.model.clone()),
+        kv_bytes_per_token: l.kv_bytes_per_token,
+        max_num_seqs: l.max_num_seqs,
+        max_num_batched_tokens: l.max_num_batched_tokens,
+    }
+}
+
+/// Where the simulated model stops on its own for `prompt` (a request without `ignore_eos`),
+/// as the HTTP server decides it with `--seed seed`.
+pub fn natural_output_len(seed: u64, prompt: &[u32]) -> u32 {
+    http::natural_len(seed, http::prompt_key(prompt))
+}
+
+/// The simulated engine on a virtual clock, for `kvsweep predict`: the same step function the
+/// HTTP server runs, with no sleeping.
+pub struct VirtualEngine(Engine<VirtualTime>);
+
+impl VirtualEngine {
+    pub fn new(sim: &SimSetup, flavor: Flavor) -> Self {
+        Self(Engine::new(
+            EngineConfig {
+                max_num_seqs: sim.max_num_seqs.max(1),
+                max_batched_tokens: sim.max_num_batched_tokens.max(1),
+                speed: 1.0,
+                instant: false,
+                flavor,
+            },
+            sim.model_name.clone(),
+            PrefixCache::new(sim.cache),
+            sim.cost,
+        ))
+    }
+
+    pub fn submit(&mut self, req: Request<VirtualTime>) {
+        self.0.submit(req);
+    }
+
+    /// Runs one step from `now`; returns when it ends, or `None` when nothing can run.
+    pub fn step(&mut self, now: f64) -> Option<f64> {
+        self.0
+            .step(VirtualTime(now), |d| VirtualTime(now + d))
+            .map(|d| now + d)
+    }
+
+    pub fn busy(&self) -> bool {
+        self.0.busy()
+    }
+
+    /// Tokens per KV block (prompts are hashed by whole blocks).
+    pub fn block_size(&self) -> usize {
+        self.0.block_size()
+    }
+
+    pub fn metrics_text(&self) -> String {
+        self.0.metrics_text()
+    }
 }
 
 /// Sizes the cache and the cost model. Errors when the model does not fit the simulated GPUs.
 pub fn setup(args: &SimArgs, runners: &RunnerSet) -> Result<SimSetup> {
+    if let Some(path) = &args.calibration {
+        return Ok(calibrated_setup(args, &Calibration::load(path)?));
+    }
     let runner = runners.get(&args.runner).with_context(|| {
         format!(
             "unknown runner `{}`; known: {}",
@@ -214,6 +304,8 @@ pub fn setup(args: &SimArgs, runners: &RunnerSet) -> Result<SimSetup> {
             .clone()
             .unwrap_or_else(|| args.model.clone()),
         kv_bytes_per_token: per_token,
+        max_num_seqs: args.max_num_seqs,
+        max_num_batched_tokens: args.max_num_batched_tokens,
     })
 }
 
@@ -255,8 +347,8 @@ async fn serve(
     let (tx, rx) = mpsc::unbounded_channel();
     let engine = Engine::new(
         EngineConfig {
-            max_num_seqs: args.max_num_seqs.max(1),
-            max_batched_tokens: args.max_num_batched_tokens.max(1),
+            max_num_seqs: sim.max_num_seqs.max(1),
+            max_batched_tokens: sim.max_num_batched_tokens.max(1),
             speed: args.speed,
             instant: args.instant,
             flavor: args.metrics_flavor,

@@ -24,6 +24,7 @@ mod matrix;
 mod metrics;
 mod metrics_vllm;
 mod oracle;
+mod predict;
 mod render;
 mod render_agentx;
 mod repeats;

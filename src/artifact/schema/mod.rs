@@ -9,6 +9,7 @@ mod agentx;
 mod cell;
 mod gpu;
 mod metadata;
+mod prediction;
 mod rows;
 mod status;
 mod summary;
@@ -25,6 +26,7 @@ pub use agentx::{AgentxRecord, LaneStart, SubagentStart};
 pub use cell::CellPlan;
 pub use gpu::GpuRow;
 pub use metadata::{Metadata, TraceSetInfo};
+pub use prediction::Prediction;
 pub use rows::{MetricsRow, Outcome, RequestRow};
 pub use status::{CellState, Status};
 pub use summary::{

@@ -248,7 +248,7 @@ fn output_length(
         ));
     }
     // Where the simulated model would stop on its own: 16–512 tokens, fixed by seed and prompt.
-    let natural = 16 + (rng::mix(seed ^ key) % 497) as u32;
+    let natural = natural_len(seed, key);
     let cap = max_tokens.unwrap_or(u32::try_from(room).unwrap_or(u32::MAX));
     Ok(if p.ignore_eos {
         (cap, false)
@@ -326,8 +326,13 @@ async fn serve(s: Arc<AppState>, p: Prepared) -> Response {
     }
 }
 
+/// Where the simulated model stops on its own for a prompt of `key`: 16–512 tokens.
+pub(super) fn natural_len(seed: u64, key: u64) -> u32 {
+    16 + (rng::mix(seed ^ key) % 497) as u32
+}
+
 /// A key for a prompt's content, which fixes the simulated output for it.
-fn prompt_key(ids: &[u32]) -> u64 {
+pub(super) fn prompt_key(ids: &[u32]) -> u64 {
     let bytes: Vec<u8> = ids.iter().flat_map(|t| t.to_le_bytes()).collect();
     xxhash_rust::xxh3::xxh3_64(&bytes)
 }

@@ -1,0 +1,119 @@
+//! `prediction_error.csv`: how far `kvsweep predict`'s figures are from measured cells of the
+//! same configuration (runner, engine, model, TP, users, offload mode), metric by metric.
+//!
+//! The error of a latency or throughput is relative, (predicted − measured) / measured in
+//! percent; the error of a hit rate is the difference in percentage points (a rate near zero
+//! makes a relative error meaningless).
+
+use serde::Serialize;
+
+use super::cells::{CellResult, MeasuredBy};
+
+/// Columns of `prediction_error.csv`.
+pub const COLUMNS: &[&str] = &["cell", "metric", "predicted", "measured", "error", "unit"];
+
+/// One metric of one measured cell against its prediction.
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorRow {
+    pub cell: String,
+    pub metric: &'static str,
+    pub predicted: f64,
+    pub measured: f64,
+    /// Percent for latencies and throughputs, percentage points for the hit rate.
+    pub error: f64,
+    pub unit: &'static str,
+}
+
+type Getter = fn(&CellResult) -> Option<f64>;
+
+/// The metrics compared, and whether each is a rate compared in points.
+const METRICS: &[(&str, Getter, bool)] = &[
+    ("ttft_p50_ms", |c| c.ttft_p50_ms, false),
+    ("ttft_p90_ms", |c| c.ttft_p90_ms, false),
+    ("ttft_p99_ms", |c| c.ttft_p99_ms, false),
+    ("tpot_p50_ms", |c| c.tpot_p50_ms, false),
+    ("itl_p50_ms", |c| c.itl_p50_ms, false),
+    ("e2e_p50_ms", |c| c.e2e_p50_ms, false),
+    ("e2e_p90_ms", |c| c.e2e_p90_ms, false),
+    ("total_tps_per_gpu", |c| Some(c.total_tps_per_gpu), false),
+    ("output_tps_per_gpu", |c| Some(c.output_tps_per_gpu), false),
+    ("server_hit_rate", |c| c.server_hit_rate, true),
+];
+
+/// What makes two cells the same configuration.
+fn config(c: &CellResult) -> (&str, &str, &str, u32, u32, &str) {
+    (&c.runner, &c.engine, &c.model, c.tp, c.users, &c.offload)
+}
+
+/// Every metric of every measured cell that has a predicted twin; empty when there is none.
+pub fn rows(cells: &[CellResult]) -> Vec<ErrorRow> {
+    let mut out = Vec::new();
+    for measured in cells
+        .iter()
+        .filter(|c| c.measured_by != MeasuredBy::Predicted)
+    {
+        let Some(predicted) = cells
+            .iter()
+            .find(|p| p.measured_by == MeasuredBy::Predicted && config(p) == config(measured))
+        else {
+            continue;
+        };
+        for (metric, get, points) in METRICS {
+            let (Some(p), Some(m)) = (get(predicted), get(measured)) else {
+                continue;
+            };
+            let (error, unit) = if *points {
+                ((p - m) * 100.0, "points")
+            } else if m != 0.0 {
+                ((p - m) / m * 100.0, "%")
+            } else {
+                continue;
+            };
+            out.push(ErrorRow {
+                cell: measured.name.clone(),
+                metric,
+                predicted: p,
+                measured: m,
+                error,
+                unit,
+            });
+        }
+    }
+    out
+}
+
+/// One metric's median |error| over the cells compared.
+#[derive(Debug, Clone, Serialize)]
+pub struct MedianError {
+    pub metric: &'static str,
+    pub median_abs_error: f64,
+    pub unit: &'static str,
+    pub cells: usize,
+}
+
+pub fn medians(rows: &[ErrorRow]) -> Vec<MedianError> {
+    METRICS
+        .iter()
+        .filter_map(|(metric, _, _)| {
+            let mut v: Vec<f64> = rows
+                .iter()
+                .filter(|r| r.metric == *metric)
+                .map(|r| r.error.abs())
+                .collect();
+            let unit = rows.iter().find(|r| r.metric == *metric)?.unit;
+            v.sort_by(f64::total_cmp);
+            let n = v.len();
+            let median = if n % 2 == 1 {
+                v[n / 2]
+            } else {
+                (v[n / 2 - 1] + v[n / 2]) / 2.0
+            };
+            Some(MedianError {
+                metric,
+                median_abs_error: median,
+                unit,
+                cells: n,
+            })
+        })
+        .collect()
+}

@@ -5,7 +5,8 @@
 # turn (simulated server, metrics scraper, trace replay), then the collect step (summary.csv,
 # Pareto frontiers, plots and report.html). Re-running resumes: cells already ok are skipped.
 # The simulator runs 20× faster than real time (sweeps/local-sim.yaml scales the replay's waits
-# by 1/20 to match), so each 25 s cell models about 8 minutes of serving.
+# by 1/20 to match), so each 14 s run models about 5 minutes of serving; the table shows the
+# modelled H100's figures (collect puts them back into its time).
 # Usage: scripts/demo.sh [SPEC] [OUT]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -10,7 +10,8 @@ use indexmap::IndexMap;
 use super::validity;
 use crate::artifact::ZIP_EXPAND_CAP;
 use crate::artifact::schema::{
-    CellPlan, JsonArtifact, MetricsRow, Prediction, RequestRow, Status, Summary, read_csv_rows,
+    CellPlan, FormatError, JsonArtifact, Metadata, MetricsRow, Prediction, RequestRow, Status,
+    Summary, read_csv_rows,
 };
 use crate::student_t::Sample;
 
@@ -26,6 +27,7 @@ pub const SUMMARY_COLUMNS: &[&str] = &[
     "users",
     "offload",
     "simulated",
+    "sim_speed",
     "measured_by",
     "status",
     "requests_ok",
@@ -108,6 +110,10 @@ pub struct CellResult {
     pub users: u32,
     pub offload: String,
     pub simulated: bool,
+    /// How many times faster than the hardware it modelled a simulated cell's server ran
+    /// (`metadata.json` → `simulator.speed`). Every rate and latency of the row is already the
+    /// modelled hardware's (`collect::modelled_time`); the cell's own files stay in wall-clock time.
+    pub sim_speed: Option<f64>,
     /// Which tool sent the requests and timed them: kvsweep's replay, or AIPerf (an AIPerf
     /// artifact directory collected as a cell, `collect::aiperf_cells`).
     pub measured_by: MeasuredBy,
@@ -409,7 +415,25 @@ fn last_metrics(dir: &Path) -> Result<Option<MetricsRow>> {
     Ok(rows.pop())
 }
 
-/// Reads one cell directory.
+/// The speed of the simulator a cell's replay ran against, from its `metadata.json`; `None`
+/// for another engine, a simulator that took no time (`--instant`), or a cell without the file.
+fn sim_speed(dir: &Path) -> Result<Option<f64>> {
+    if !dir.join(Metadata::FILE).exists() {
+        return Ok(None);
+    }
+    let speed = Metadata::read(dir)?.simulator().and_then(|s| s.speed);
+    match speed {
+        Some(s) if !(s.is_finite() && s > 0.0) => Err(FormatError {
+            file: dir.join(Metadata::FILE),
+            message: format!("simulator speed {s}: a speed must be a positive number"),
+        }
+        .into()),
+        _ => Ok(speed),
+    }
+}
+
+/// Reads one cell directory: its figures as the replay measured them, in wall-clock time
+/// (`collect::modelled_time` then turns a simulated cell's into the modelled hardware's).
 pub fn load(dir: &Path) -> Result<CellResult> {
     let plan: CellPlan = read(dir)?;
     if let Some(kind) = plan.workload.tester_kind() {
@@ -447,10 +471,12 @@ pub fn load(dir: &Path) -> Result<CellResult> {
     };
     let engine = plan.engine.to_string();
     let tpot_p50 = summary.tpot_ms.p50;
+    let sim_speed = sim_speed(dir)?;
     Ok(CellResult {
         runner: plan.runner.clone(),
         model: plan.model.clone(),
-        simulated: engine == "sim" || summary.simulated,
+        simulated: engine == "sim" || summary.simulated || sim_speed.is_some(),
+        sim_speed,
         measured_by: if dir.join(Prediction::FILE).is_file() {
             MeasuredBy::Predicted
         } else {

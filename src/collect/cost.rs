@@ -5,7 +5,8 @@
 //! Power is the GPUs' own, measured (`gpu.csv`, integrated over the replay's window) where the
 //! cell sampled it, else the runner's all-in figure per GPU, and the figures say which
 //! ([`EnergyBasis`]). A simulated cell is priced and powered as the hardware the simulator
-//! modelled, at the rate that hardware would serve (its tok/s divided by the simulator's speed).
+//! modelled, at the rate that hardware would serve: its tok/s are already in that hardware's
+//! time when they get here (`collect::modelled_time`).
 
 use std::path::Path;
 
@@ -100,16 +101,20 @@ pub fn measured_power_w(rows: &[GpuRow], start: f64, end: f64) -> Option<f64> {
 
 /// Fills `cell`'s cost and energy columns from its runner's figures (or the one its simulator
 /// modelled), overridden by its spec's (`cell.json`) and then by `over`; leaves them empty
-/// where the runner has none.
+/// where the runner has none. A simulated `cell`'s rates must already be the modelled
+/// hardware's ([`super::modelled_time::convert`]).
 pub fn fill(cell: &mut CellResult, runners: &RunnerSet, over: &Override) -> Result<()> {
     let dir = cell.dir.clone();
     let meta = match dir.join(Metadata::FILE).exists() {
         true => Some(Metadata::read(&dir)?),
         false => None,
     };
-    let sim_runner = meta.as_ref().and_then(Metadata::sim_runner);
+    let sim_runner = meta
+        .as_ref()
+        .and_then(Metadata::simulator)
+        .and_then(|s| s.runner);
     let priced_as = match (cell.simulated, sim_runner) {
-        (true, Some(modelled)) => modelled.to_owned(),
+        (true, Some(modelled)) => modelled,
         _ => cell.runner.clone(),
     };
     let Some(economics) = runners.get(&priced_as).and_then(|r| r.economics.as_ref()) else {
@@ -122,16 +127,10 @@ pub fn fill(cell: &mut CellResult, runners: &RunnerSet, over: &Override) -> Resu
         None => economics.clone(),
     }
     .overridden(over);
-    // The simulator runs `speed` times faster than the hardware it models.
-    let speed = meta
-        .as_ref()
-        .and_then(Metadata::sim_speed)
-        .filter(|s| cell.simulated && s.is_finite() && *s > 0.0)
-        .unwrap_or(1.0);
     let rates = PerGpuRates {
-        input: cell.input_tps_per_gpu / speed,
-        output: cell.output_tps_per_gpu / speed,
-        total: cell.total_tps_per_gpu / speed,
+        input: cell.input_tps_per_gpu,
+        output: cell.output_tps_per_gpu,
+        total: cell.total_tps_per_gpu,
     };
     let measured = match &meta {
         Some(m) if !cell.simulated => gpu_power(&dir, m.started_at, cell.duration_s)?,

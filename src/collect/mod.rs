@@ -11,6 +11,7 @@ pub mod cells;
 pub mod compare;
 pub mod cost;
 pub mod inferencex;
+pub mod modelled_time;
 pub mod prediction_error;
 pub mod repeats;
 pub mod significance;
@@ -47,8 +48,9 @@ pub struct CollectArgs {
     /// An AIPerf run (a folder holding profile_export.jsonl and profile_export_aiperf.json, or
     /// a folder above it) to collect as a cell, with where it ran, which AIPerf does not record:
     /// DIR:runner=R,tp=N,offload=on|off|noprefix,engine=vllm|sglang|llama-server|sim, optionally
-    /// ep=N, precision=P, name=CELL. Users are AIPerf's concurrency. Repeatable; DIR is searched
-    /// like the PATHs.
+    /// ep=N, precision=P, name=CELL, and speed=X for a simulator run with --speed X (its figures
+    /// are then put into the modelled hardware's time). Users are AIPerf's concurrency.
+    /// Repeatable; DIR is searched like the PATHs.
     #[arg(long = "aiperf-cell", value_name = "DIR:KEY=VALUE,...")]
     pub aiperf_cells: Vec<aiperf_cells::Placement>,
 }
@@ -198,9 +200,12 @@ pub fn collect_priced(
         match cells::load(dir) {
             Ok(mut c) => match converted.mark(&mut c).gate() {
                 Ok(()) => {
-                    cost::fill(&mut c, &runners, economics)?;
+                    // The figures read off the cell's files, in wall-clock time; then, once,
+                    // into the modelled hardware's time, before anything derives from them.
                     tiers::fill(&mut c)?;
                     inferencex::fill(&mut c)?;
+                    modelled_time::convert(&mut c);
+                    cost::fill(&mut c, &runners, economics)?;
                     agentx_result::write_or_warn(dir, out, &c.name, &mut agentx_traces)?;
                     match crate::oracle::replayed::bound(dir, &mut traces, &runners) {
                         Ok(Some(b)) => {

@@ -55,31 +55,72 @@ impl Table {
     }
 }
 
-/// The engine label from the replay's metadata, to title plots (and mark simulated ones); a
-/// directory without a replay's metadata (metrics scraped alone) has plain "server".
-fn engine_title(dir: &Path) -> Result<String> {
-    if !dir.join(Metadata::FILE).exists() {
-        return Ok("server".into());
-    }
-    let meta = Metadata::read(dir)?;
-    Ok(if meta.simulated == Some(true) {
-        "simulated server".into()
-    } else {
-        meta.engine.unwrap_or_else(|| "server".into())
-    })
+/// What the charts of a cell say of its server: the engine label from the replay's metadata
+/// (a directory without one, metrics scraped alone, has plain "server"), and the speed of a
+/// simulator that ran faster than the hardware it modelled.
+struct Server {
+    title: String,
+    /// Modelled seconds per wall-clock second: the charts draw the modelled hardware's time
+    /// and rates, as the sweep's tables do (`collect::modelled_time`). 1 for a real engine.
+    speed: f64,
 }
 
-/// The charts of one cell, each with the file name it is saved under.
-fn charts(metrics: &Table, gpu: Option<&Table>, engine: &str) -> Vec<(&'static str, Chart)> {
-    let chart = |title: &str, y_label: &str, series: Vec<(&str, &str)>| Chart {
+impl Server {
+    fn of(dir: &Path) -> Result<Self> {
+        if !dir.join(Metadata::FILE).exists() {
+            return Ok(Self {
+                title: "server".into(),
+                speed: 1.0,
+            });
+        }
+        let meta = Metadata::read(dir)?;
+        let speed = meta
+            .simulator()
+            .and_then(|s| s.speed)
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .unwrap_or(1.0);
+        let title = if meta.simulated == Some(true) {
+            "simulated server".into()
+        } else {
+            meta.engine.unwrap_or_else(|| "server".into())
+        };
+        Ok(Self { title, speed })
+    }
+
+    /// The time axis' label.
+    fn time_label(&self) -> String {
+        if self.speed == 1.0 {
+            "time since first request (s)".into()
+        } else {
+            format!(
+                "modelled time since first request (s; the simulator ran {}× faster)",
+                self.speed
+            )
+        }
+    }
+}
+
+/// The charts of one cell, each with the file name it is saved under. Rates are per second of
+/// the modelled hardware's time, as the x axis.
+fn charts(metrics: &Table, gpu: Option<&Table>, server: &Server) -> Vec<(&'static str, Chart)> {
+    let speed = server.speed;
+    let engine = &server.title;
+    // `rate`: whether the column is per second (divided by the speed) or a level.
+    let chart = |title: &str, y_label: &str, rate: bool, series: Vec<(&str, &str)>| Chart {
         title: format!("{title} ({engine})"),
-        x_label: "time since first request (s)".into(),
+        x_label: server.time_label(),
         y_label: y_label.into(),
         series: series
             .into_iter()
             .enumerate()
             .map(|(i, (label, col))| {
-                Series::line(label, metrics.xy("rel_s", col), PALETTE[i % PALETTE.len()])
+                let per = if rate { speed } else { 1.0 };
+                let points = metrics
+                    .xy("rel_s", col)
+                    .into_iter()
+                    .map(|(x, y)| (x * speed, y / per))
+                    .collect();
+                Series::line(label, points, PALETTE[i % PALETTE.len()])
             })
             .collect(),
     };
@@ -89,6 +130,7 @@ fn charts(metrics: &Table, gpu: Option<&Table>, engine: &str) -> Vec<(&'static s
             chart(
                 "KV cache usage",
                 "fraction of GPU KV cache in use",
+                false,
                 vec![("KV cache usage", "kv_cache_usage")],
             ),
         ),
@@ -97,6 +139,7 @@ fn charts(metrics: &Table, gpu: Option<&Table>, engine: &str) -> Vec<(&'static s
             chart(
                 "Prefix-cache hit rate per interval",
                 "hits / queried tokens",
+                false,
                 vec![("interval hit rate", "interval_hit_rate")],
             ),
         ),
@@ -105,6 +148,7 @@ fn charts(metrics: &Table, gpu: Option<&Table>, engine: &str) -> Vec<(&'static s
             chart(
                 "Requests in the engine",
                 "requests",
+                false,
                 vec![("running", "running"), ("waiting", "waiting")],
             ),
         ),
@@ -113,6 +157,7 @@ fn charts(metrics: &Table, gpu: Option<&Table>, engine: &str) -> Vec<(&'static s
             chart(
                 "Token throughput",
                 "tokens/s",
+                true,
                 vec![
                     ("prompt tokens/s", "prompt_tokens_per_s"),
                     ("generation tokens/s", "generation_tokens_per_s"),
@@ -124,6 +169,7 @@ fn charts(metrics: &Table, gpu: Option<&Table>, engine: &str) -> Vec<(&'static s
             chart(
                 "KV offload bandwidth",
                 "GB/s",
+                true,
                 vec![
                     ("GPU → CPU", "offload_to_cpu_gb_s"),
                     ("CPU → GPU", "offload_to_gpu_gb_s"),
@@ -144,9 +190,10 @@ fn charts(metrics: &Table, gpu: Option<&Table>, engine: &str) -> Vec<(&'static s
                     continue;
                 };
                 let id = format!("{g}");
+                let point = ((t - t0) * speed, u);
                 match per_gpu.iter_mut().find(|(known, _)| *known == id) {
-                    Some((_, pts)) => pts.push((t - t0, u)),
-                    None => per_gpu.push((id, vec![(t - t0, u)])),
+                    Some((_, pts)) => pts.push(point),
+                    None => per_gpu.push((id, vec![point])),
                 }
             }
         }
@@ -154,7 +201,7 @@ fn charts(metrics: &Table, gpu: Option<&Table>, engine: &str) -> Vec<(&'static s
             "gpu_util.png",
             Chart {
                 title: "GPU utilization".into(),
-                x_label: "time since first request (s)".into(),
+                x_label: server.time_label(),
                 y_label: "utilization (%)".into(),
                 series: per_gpu
                     .into_iter()
@@ -185,7 +232,7 @@ pub fn cell_charts(dir: &Path) -> Result<Vec<(&'static str, Chart)>> {
         .exists()
         .then(|| Table::read(&gpu_path))
         .transpose()?;
-    Ok(charts(&metrics, gpu.as_ref(), &engine_title(dir)?))
+    Ok(charts(&metrics, gpu.as_ref(), &Server::of(dir)?))
 }
 
 /// Draws the PNGs and returns their paths.

@@ -37,7 +37,7 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
 use crate::artifact::schema::{
-    AgentxRecord, CellState, JsonArtifact, Metadata, Status, TraceSetInfo,
+    AgentxRecord, CellState, JsonArtifact, Metadata, Simulator, Status, TraceSetInfo,
 };
 use crate::openai::client::{Outcome, PromptEncoding};
 use crate::openai::preflight::{Endpoint, Prompts};
@@ -137,6 +137,7 @@ pub async fn replay(args: ReplayArgs, mut stop: StopSignal) -> Result<ReplayOutc
     metadata.engine = Some(engine.clone());
     metadata.simulated = Some(engine == "sim");
     metadata.model = Some(pre.model.clone());
+    metadata.simulator = Simulator::from_models(&pre.models);
     metadata.models = Some(pre.models.clone());
     metadata.chat_template_tokens = Some(pre.template_tokens);
     metadata.endpoints = Some(args.url.clone());

@@ -3,14 +3,19 @@
 //! cell (collect::cost).
 //!
 //! The comparison takes, at each user count, offload off's cheapest configuration (tp, ep) and
-//! the cheapest offload-on one that is at least as interactive: a cheaper token that a user
-//! receives more slowly is not what offload is bought for.
+//! an offload-on cell at least as interactive: a cheaper token that a user receives more slowly
+//! is not what offload is bought for. Like is compared with like: the offload-on cell is the one
+//! of the same configuration where that one is as interactive, else the cheapest that is (and a
+//! sentence names a cheaper offload-on configuration when there is one). Two figures whose
+//! repeats' 95 % intervals overlap (`collect::repeats`) are equal: noise is neither a gain, a
+//! loss, nor a reason to pass a configuration over. A single run's interval is its value.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 use crate::collect::cells::CellResult;
+use crate::collect::repeats::LEVEL;
 use crate::pareto::Panel;
 use crate::plot::Chart;
 
@@ -71,37 +76,104 @@ fn change(before: f64, after: f64) -> String {
     }
 }
 
+/// `c`'s figure `value` of `metric` as its repeats' interval; a point for a single run.
+fn interval(c: &CellResult, metric: &str, value: f64) -> (f64, f64) {
+    match c.spread.get(metric).and_then(|s| s.half_width(LEVEL)) {
+        Some(h) => (value - h, value + h),
+        None => (value, value),
+    }
+}
+
+/// Whether `a` and `b`'s figures of `metric` are equal within their repeats' intervals.
+fn within_noise(
+    a: &CellResult,
+    b: &CellResult,
+    metric: &str,
+    get: fn(&CellResult) -> Option<f64>,
+) -> bool {
+    let (Some(va), Some(vb)) = (get(a), get(b)) else {
+        return false;
+    };
+    let (ia, ib) = (interval(a, metric, va), interval(b, metric, vb));
+    ia.0 <= ib.1 && ib.0 <= ia.1
+}
+
+/// Whether `c` is at least as interactive as `floor`, counting noise as equal.
+fn as_interactive(c: &CellResult, floor: &CellResult) -> bool {
+    let get = |c: &CellResult| c.interactivity.filter(|v| v.is_finite());
+    get(c).unwrap_or(0.0) >= get(floor).unwrap_or(0.0)
+        || within_noise(c, floor, "interactivity", get)
+}
+
+fn same_cost(a: &CellResult, b: &CellResult) -> bool {
+    within_noise(a, b, "usd_per_mtok_total_hyperscaler", cost)
+}
+
+/// "tp 1, 41.0 tok/s/user".
+fn at(c: &CellResult) -> String {
+    format!(
+        "{}, {:.1} tok/s/user",
+        config_label(c),
+        c.interactivity.unwrap_or(f64::NAN)
+    )
+}
+
 /// "At 32 users, offload on changed the cost per million total tokens at equal or better
-/// interactivity from $0.520 (tp 1, 41.0 tok/s/user) to $0.230 (tp 2, 55.0 tok/s/user): -56 %."
+/// interactivity from $0.520 (tp 1, 41.0 tok/s/user) to $0.230 (tp 1, 55.0 tok/s/user): -56 %."
+/// or, within noise, "... left the cost ... unchanged within the repeats' 95 % intervals: ...".
 fn sentence(users: u32, subject: &str, cells: &[&CellResult]) -> Option<String> {
     let mode = |m: &'static str| cells.iter().copied().filter(move |c| c.offload == m);
     let off = cheapest(mode("off"))?;
     mode("on").find(|c| cost(c).is_some())?;
     let off_cost = cost(off)?;
-    let floor = off.interactivity.unwrap_or(0.0);
-    let at = |c: &CellResult| {
-        format!(
-            "{}, {:.1} tok/s/user",
-            config_label(c),
-            c.interactivity.unwrap_or(f64::NAN)
-        )
-    };
-    let Some(on) = cheapest(mode("on").filter(|c| c.interactivity.unwrap_or(0.0) >= floor)) else {
+    let as_good = || mode("on").filter(|c| cost(c).is_some() && as_interactive(c, off));
+    let Some(cheapest_on) = cheapest(as_good()) else {
         return Some(format!(
             "At {users} users{subject}, no offload-on configuration reached offload off's interactivity ({}): offload off costs {} per million total tokens there.",
             at(off),
             dollars(off_cost)
         ));
     };
+    let same_config = as_good().find(|c| (c.tp, c.ep) == (off.tp, off.ep));
+    let on = same_config.unwrap_or(cheapest_on);
     let on_cost = cost(on)?;
-    Some(format!(
-        "At {users} users{subject}, offload on changed the cost per million total tokens at equal or better interactivity from {} ({}) to {} ({}): {}.",
-        dollars(off_cost),
-        at(off),
-        dollars(on_cost),
-        at(on),
-        change(off_cost, on_cost),
-    ))
+    let mut text = if same_cost(off, on) {
+        let repeated = [off, on]
+            .iter()
+            .any(|c| c.spread.contains_key("usd_per_mtok_total_hyperscaler"));
+        let within = if repeated {
+            " within the repeats' 95 % intervals"
+        } else {
+            ""
+        };
+        format!(
+            "At {users} users{subject}, offload on left the cost per million total tokens at equal or better interactivity unchanged{within}: {} off ({}), {} on ({}).",
+            dollars(off_cost),
+            at(off),
+            dollars(on_cost),
+            at(on),
+        )
+    } else {
+        format!(
+            "At {users} users{subject}, offload on changed the cost per million total tokens at equal or better interactivity from {} ({}) to {} ({}): {}.",
+            dollars(off_cost),
+            at(off),
+            dollars(on_cost),
+            at(on),
+            change(off_cost, on_cost),
+        )
+    };
+    let cheaper_elsewhere =
+        (cheapest_on.tp, cheapest_on.ep) != (on.tp, on.ep) && !same_cost(on, cheapest_on);
+    if cheaper_elsewhere && let Some(c) = cost(cheapest_on) {
+        text.push_str(&format!(
+            " The cheapest offload-on configuration as interactive, {}, costs {} ({} against offload off).",
+            at(cheapest_on),
+            dollars(c),
+            change(off_cost, c),
+        ));
+    }
+    Some(text)
 }
 
 /// The section for `cells`.

@@ -1,5 +1,6 @@
 //! What report.html says first: the offload story in one sentence computed from the cells, and
-//! how much faster than real time a simulated sweep ran.
+//! how much faster than real time a simulated sweep ran (and that its figures are the modelled
+//! hardware's nonetheless).
 //!
 //! The sentence compares offload on with offload off at the highest user count where both ran at
 //! the same tp (and ep): that is where the working set presses hardest on HBM, so it is where a
@@ -203,9 +204,9 @@ fn thousands(v: f64) -> String {
     out
 }
 
-/// How the simulated cells' clock related to real time, from what each replay kept in
-/// `metadata.json`: the simulator's `sim_speed` (its /v1/models answer) and the replay's
-/// `time_scale`.
+/// How the simulated cells' clock related to real time: the simulator's speed (`sim_speed`,
+/// which collect read from each cell's `metadata.json` and turned its figures into the modelled
+/// hardware's time with) and the replay's `time_scale` (`metadata.json`).
 #[derive(Debug, Default)]
 pub struct SimClock {
     /// Distinct speeds, ascending; empty when no cell recorded one.
@@ -218,13 +219,11 @@ impl SimClock {
     pub fn read(cells: &[CellResult]) -> Result<Self> {
         let mut clock = Self::default();
         for c in cells.iter().filter(|c| c.simulated) {
+            clock.speeds.extend(c.sim_speed);
             if !c.dir.join(Metadata::FILE).exists() {
                 continue;
             }
             let meta = Metadata::read(&c.dir)?;
-            clock
-                .speeds
-                .extend(meta.sim_speed().filter(|s| s.is_finite() && *s > 0.0));
             clock
                 .time_scales
                 .extend(Some(meta.time_scale).filter(|t| t.is_finite()));
@@ -256,10 +255,15 @@ impl SimClock {
             [t] => format!(" The replay scaled the think times of the traces by {t}."),
             _ => String::new(),
         };
+        let factor = if slow == fast {
+            times.clone()
+        } else {
+            format!("each cell's speed ({times})")
+        };
         Some(format!(
             "The simulator {ran}: each second of a cell modelled {times} s of serving.{waits} \
-             Rates and latencies here are in wall-clock time, so tok/s are {times} times what the modelled GPUs would serve and latencies {times} times shorter; \
-             ratios between cells are unaffected."
+             Every figure here is the modelled hardware's, in its time: the tok/s measured in wall-clock time were divided by {factor} and the latencies multiplied by it, \
+             so rates, latencies, cost and energy describe one machine (summary.csv keeps the speed, sim_speed; the cells' own files stay in wall-clock time)."
         ))
     }
 }

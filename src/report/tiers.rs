@@ -43,19 +43,21 @@ fn shares(c: &CellResult) -> Option<[Option<f64>; 3]> {
     (total > 0.0).then(|| parts.map(|p| p.map(|v| v / total)))
 }
 
-/// The chart of one cell: prompt tokens per second from each tier, per scrape interval.
+/// The chart of one cell: prompt tokens per second from each tier, per scrape interval, in
+/// the modelled hardware's time for a simulator that ran faster (as the cell's row).
 pub fn cell_chart(cell: &CellResult) -> Result<Option<Chart>> {
     let rows = metrics_rows(&cell.dir)?;
+    let speed = cell.sim_speed.unwrap_or(1.0);
     let mut hbm = Vec::new();
     let mut host = Vec::new();
     let mut computed = Vec::new();
     for pair in rows.windows(2) {
-        let dt = pair[1].time - pair[0].time;
+        let dt = (pair[1].time - pair[0].time) * speed;
         if dt <= 0.0 {
             continue;
         }
         let r = TierTokens::at(&pair[1]).rate_since(&TierTokens::at(&pair[0]), dt);
-        let x = pair[1].rel_s;
+        let x = pair[1].rel_s * speed;
         hbm.extend(r.hbm.map(|v| (x, v)));
         host.extend(r.host.map(|v| (x, v)));
         computed.extend(r.computed.map(|v| (x, v)));
@@ -65,7 +67,11 @@ pub fn cell_chart(cell: &CellResult) -> Result<Option<Chart>> {
     }
     Ok(Some(Chart {
         title: format!("Prompt tokens by cache tier: {}", cell.name),
-        x_label: "time since first request (s)".into(),
+        x_label: if speed == 1.0 {
+            "time since first request (s)".into()
+        } else {
+            "modelled time since first request (s)".into()
+        },
         y_label: "prompt tokens/s".into(),
         series: vec![
             Series::line("from HBM", hbm, PALETTE[0]),

@@ -285,7 +285,7 @@ fn aiperf_and_kvsweep_runs_against_one_simulator_sit_on_one_chart() {
         dir.path().join("cells").to_str().expect("utf-8"),
         "--aiperf-cell",
         &format!(
-            "{}:runner=cpu,tp=1,offload=off,engine=sim",
+            "{}:runner=cpu,tp=1,offload=off,engine=sim,speed=20",
             dir.path().join("result").display()
         ),
         "--out",
@@ -298,6 +298,12 @@ fn aiperf_and_kvsweep_runs_against_one_simulator_sit_on_one_chart() {
     assert_eq!(
         (ap["measured_by"].as_str(), kv["measured_by"].as_str()),
         ("aiperf", "kvsweep")
+    );
+    // Both in the modelled hardware's time: the replay read the speed off the simulator, the
+    // AIPerf run's placement gave it.
+    assert_eq!(
+        (ap["sim_speed"].as_str(), kv["sim_speed"].as_str()),
+        ("20.0", "20.0")
     );
 
     // The AIPerf row counts what AIPerf's own aggregate counts.

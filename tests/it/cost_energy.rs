@@ -171,6 +171,10 @@ fn constructed_cells_give_the_exact_cost_and_energy_figures() {
     assert_figure(&rows, &sim, "usd_per_mtok_output_neocloud", 2.34 / 0.144);
     assert_figure(&rows, &sim, "joules_per_output_token", 2170.0 / 40.0);
     assert_eq!(row(&rows, &sim)["energy_basis"], "simulated");
+    // ... and its row says so in every figure: the B200's tok/s, the speed kept.
+    assert_figure(&rows, &sim, "total_tps_per_gpu", 400.0);
+    assert_figure(&rows, &sim, "sim_speed", 20.0);
+    assert_eq!(row(&rows, &unknown)["sim_speed"], "");
     assert_eq!(row(&rows, &sim)["priced_as"], "b200");
 
     // The `cpu` runner has no figures of its own: empty, not zero.
@@ -343,4 +347,79 @@ fn a_specs_figures_travel_in_cell_json_and_the_command_line_wins_over_them() {
     assert_figure(&rows, &off, "usd_per_mtok_total_hyperscaler", 1.41 / 9.0);
     let rows = collect(&["--gpu-price", "neocloud=1.8"]);
     assert_figure(&rows, &off, "usd_per_mtok_total_neocloud", 0.2);
+}
+
+/// The report's cost sentence of a collect of `cells`, at `users`.
+fn cost_sentence(cells: &Path, users: u32) -> String {
+    let out = cells.parent().expect("parent").join("out");
+    common::kvsweep_ok(&[
+        "collect",
+        cells.to_str().expect("utf-8"),
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    let html = std::fs::read_to_string(out.join("report.html"))
+        .expect("report")
+        .replace("&#x27;", "'")
+        .replace("&#x2f;", "/");
+    // The story opens "At N users (tp ...": the cost sentence has a comma after the users.
+    let start = html
+        .find(&format!("At {users} users, "))
+        .unwrap_or_else(|| panic!("no sentence at {users} users: {html}"));
+    let end = start + html[start..].find("</").expect("the sentence ends");
+    html[start..end].to_owned()
+}
+
+/// At 2 users offload changes nothing: the tp 1 cells, each run twice, differ by noise alone,
+/// offload on's interactivity a little lower than off's but inside the repeats' intervals. The
+/// sentence says nothing changed, at tp 1, rather than comparing with the dearer tp 2.
+#[test]
+fn the_cost_sentence_calls_noise_no_change_and_keeps_the_configuration() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cells = tmp.path().join("cells");
+    for (tp, offload, runs) in [
+        (1, "off", [(2000.0, 9.40), (2020.0, 9.50)]),
+        (1, "on", [(2010.0, 9.48), (1990.0, 9.56)]),
+        (2, "off", [(2300.0, 5.7), (2320.0, 5.8)]),
+        (2, "on", [(2280.0, 5.6), (2300.0, 5.7)]),
+    ] {
+        for (k, (total_tps, tpot)) in (1..).zip(runs) {
+            let mut c = SyntheticCell::new("h100", tp, 2, offload);
+            c.total_tps = total_tps;
+            c.tpot_p50_ms = tpot;
+            c.write_repeat(&cells, k);
+        }
+    }
+    let sentence = cost_sentence(&cells, 2);
+    assert!(
+        sentence.starts_with("At 2 users, offload on left the cost per million total tokens at equal or better interactivity unchanged within the repeats' 95 % intervals: $0.180 off (tp 1, 105.8 tok/s/user), $0.181 on (tp 1, 105.0 tok/s/user)."),
+        "{sentence}"
+    );
+    assert!(!sentence.contains("tp 2"), "{sentence}");
+}
+
+/// Single runs: offload on at offload off's cheapest configuration (tp 1) is compared with it,
+/// and a cheaper offload-on configuration elsewhere (tp 2) gets a sentence of its own.
+#[test]
+fn the_cost_sentence_compares_the_same_configuration_and_names_a_cheaper_one() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cells = tmp.path().join("cells");
+    // Per GPU: tp 1 off 4,000 and on 5,000 tok/s at 50 tok/s/user; tp 2 off 1,000 and on
+    // 6,000 at 100.
+    for (tp, offload, total_tps, tpot) in [
+        (1, "off", 4000.0, 20.0),
+        (1, "on", 5000.0, 20.0),
+        (2, "off", 2000.0, 10.0),
+        (2, "on", 12_000.0, 10.0),
+    ] {
+        let mut c = SyntheticCell::new("h100", tp, 8, offload);
+        c.total_tps = total_tps;
+        c.tpot_p50_ms = tpot;
+        c.write(&cells);
+    }
+    // $1.30 an hour: 1.3 / (4,000 × 0.0036) = $0.0903; 5,000 → $0.0722; 6,000 → $0.0602.
+    assert_eq!(
+        cost_sentence(&cells, 8),
+        "At 8 users, offload on changed the cost per million total tokens at equal or better interactivity from $0.0903 (tp 1, 50.0 tok/s/user) to $0.0722 (tp 1, 50.0 tok/s/user): -20 %. The cheapest offload-on configuration as interactive, tp 2, 100.0 tok/s/user, costs $0.0602 (-33 % against offload off)."
+    );
 }

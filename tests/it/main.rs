@@ -23,6 +23,7 @@ mod llama_server;
 mod matrix;
 mod metrics;
 mod metrics_vllm;
+mod modelled_time;
 mod oracle;
 mod predict;
 mod render;

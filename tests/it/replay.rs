@@ -442,7 +442,10 @@ fn a_killed_run_leaves_parseable_files_marked_incomplete() {
     child.wait().expect("wait");
     let rows = rows(dir.path());
     assert!(rows.len() >= 10);
-    assert_eq!(json(&dir.path().join("metadata.json"))["completed"], false);
+    let metadata = json(&dir.path().join("metadata.json"));
+    assert_eq!(metadata["completed"], false);
+    // The simulator's speed, typed, for collect to put the figures into the modelled time.
+    assert_eq!(metadata["simulator"]["speed"], 10.0, "{metadata}");
     assert_eq!(json(&dir.path().join("summary.json"))["completed"], false);
     assert_eq!(json(&dir.path().join("status.json"))["status"], "running");
     let periods = csv::Reader::from_path(dir.path().join("periods.csv"))

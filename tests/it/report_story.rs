@@ -185,7 +185,10 @@ fn a_simulated_sweep_says_how_much_faster_than_real_time_it_ran() {
         html.contains("The simulator ran 10× faster than real time: each second of a cell modelled 10 s of serving. The replay scaled the think times of the traces by 0.1."),
         "{html}"
     );
-    assert!(html.contains("tok/s are 10 times what the modelled GPUs would serve"));
+    assert!(
+        html.contains("the tok/s measured in wall-clock time were divided by 10 and the latencies multiplied by it"),
+        "{html}"
+    );
 }
 
 /// The `sim_speed` in the /v1/models answer of a simulator started with `args`.

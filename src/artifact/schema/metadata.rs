@@ -5,6 +5,9 @@ use serde_json::Value;
 
 use super::{JsonArtifact, required};
 
+/// Who owns the simulated server's models in its `/v1/models` answer.
+const SIMULATOR_OWNER: &str = "kvsweep-sim";
+
 /// The trace set a replay read (`metadata.json` → `traces`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TraceSetInfo {
@@ -14,6 +17,37 @@ pub struct TraceSetInfo {
     pub skipped_records: usize,
     /// The first 100 records left out, and why.
     pub skipped: Vec<String>,
+}
+
+/// The simulated server's clock and hardware (`metadata.json` → `simulator`), as its
+/// `/v1/models` answer gave them (`sim_speed`, `sim_runner`). Collect puts a simulated cell's
+/// figures into the modelled hardware's time with the speed, and prices the cell as the runner.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Simulator {
+    /// How many times faster than the modelled hardware the simulator ran (`--speed`): its
+    /// rates are this many times the hardware's, its latencies this many times shorter. `null`
+    /// with `--instant`, whose steps take no time at all.
+    #[serde(deserialize_with = "required")]
+    pub speed: Option<f64>,
+    /// The runner whose GPUs it modelled.
+    #[serde(deserialize_with = "required")]
+    pub runner: Option<String>,
+}
+
+impl Simulator {
+    /// What a `/v1/models` answer says of the simulator: `None` when no model in it is the
+    /// simulator's (owned by `kvsweep-sim`, or with its `sim_speed` or `sim_runner`).
+    pub fn from_models(models: &Value) -> Option<Self> {
+        models["data"].as_array()?.iter().find_map(|m| {
+            let own = m["owned_by"] == SIMULATOR_OWNER
+                || m.get("sim_speed").is_some()
+                || m.get("sim_runner").is_some();
+            own.then(|| Self {
+                speed: m["sim_speed"].as_f64(),
+                runner: m["sim_runner"].as_str().map(str::to_owned),
+            })
+        })
+    }
 }
 
 /// `metadata.json`: what a replay ran against and with. Written when the run starts and again
@@ -50,6 +84,9 @@ pub struct Metadata {
     /// The server's `/v1/models` answer, as it gave it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub models: Option<Value>,
+    /// When the server was the simulator: its speed and modelled hardware, typed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub simulator: Option<Simulator>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chat_template_tokens: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -74,20 +111,12 @@ impl JsonArtifact for Metadata {
 }
 
 impl Metadata {
-    /// The simulator's speed, when the server was the simulator and said it.
-    pub fn sim_speed(&self) -> Option<f64> {
-        self.models.as_ref()?["data"]
-            .as_array()?
-            .iter()
-            .find_map(|m| m["sim_speed"].as_f64())
-    }
-
-    /// The runner whose GPUs the simulator modelled, when the server was the simulator and
-    /// said it.
-    pub fn sim_runner(&self) -> Option<&str> {
-        self.models.as_ref()?["data"]
-            .as_array()?
-            .iter()
-            .find_map(|m| m["sim_runner"].as_str())
+    /// The simulator's speed and hardware, when the server was the simulator. A
+    /// `metadata.json` written before the replay recorded `simulator` has them only in the
+    /// `/v1/models` answer it kept (`models`), so they are read there.
+    pub fn simulator(&self) -> Option<Simulator> {
+        self.simulator
+            .clone()
+            .or_else(|| Simulator::from_models(self.models.as_ref()?))
     }
 }

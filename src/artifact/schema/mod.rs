@@ -25,7 +25,7 @@ use super::write_json_atomic;
 pub use agentx::{AgentxRecord, LaneStart, SubagentStart};
 pub use cell::CellPlan;
 pub use gpu::GpuRow;
-pub use metadata::{Metadata, TraceSetInfo};
+pub use metadata::{Metadata, Simulator, TraceSetInfo};
 pub use prediction::Prediction;
 pub use rows::{MetricsRow, Outcome, RequestRow};
 pub use status::{CellState, Status};
@@ -296,11 +296,40 @@ mod tests {
         let text = std::fs::read_to_string(dir.path().join(Metadata::FILE)).expect("read");
         assert!(!text.contains("\"models\"") && text.contains("\"finished_at\": null"));
         assert_eq!(Metadata::read(dir.path()).expect("read"), early);
-        let late = Metadata {
+        // Written before `simulator` was recorded: read off the /v1/models answer it kept.
+        let older = Metadata {
             models: Some(serde_json::json!({"data": [{"id": "m", "sim_speed": 4.0}]})),
-            ..early
+            ..early.clone()
         };
-        assert_eq!(late.sim_speed(), Some(4.0));
+        let at_4 = Simulator {
+            speed: Some(4.0),
+            runner: None,
+        };
+        assert_eq!(older.simulator(), Some(at_4.clone()));
+        // The typed field wins, and reads back as written.
+        let late = Metadata {
+            simulator: Some(Simulator {
+                speed: Some(20.0),
+                runner: Some("h100".into()),
+            }),
+            ..older
+        };
+        late.write(dir.path()).expect("write");
+        let back = Metadata::read(dir.path()).expect("read");
+        assert_eq!(back.simulator().and_then(|s| s.speed), Some(20.0));
+        assert_eq!(back, late);
+        // A real engine's answer names no simulator.
+        let vllm = serde_json::json!({"data": [{"id": "m", "owned_by": "vllm"}]});
+        assert_eq!(Simulator::from_models(&vllm), None);
+        let instant = serde_json::json!({"data": [{"id": "m", "owned_by": "kvsweep-sim", "sim_speed": null}]});
+        assert_eq!(
+            Simulator::from_models(&instant),
+            Some(Simulator {
+                speed: None,
+                runner: None
+            })
+        );
+        assert_ne!(Simulator::from_models(&instant), Some(at_4));
     }
 
     #[test]

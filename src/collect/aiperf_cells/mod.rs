@@ -73,6 +73,8 @@ pub struct ConvertedCell {
     pub dir: PathBuf,
     /// AIPerf's own verdict, when it judged the run not valid for submission.
     pub aiperf_verdict: Option<String>,
+    /// The simulator's speed its placement gave (`speed=`).
+    pub sim_speed: Option<f64>,
 }
 
 /// The AIPerf runs of one collect, converted.
@@ -91,12 +93,16 @@ impl Converted {
     }
 
     /// Marks a cell made from an AIPerf run as measured by AIPerf, with AIPerf's own verdict
-    /// among its invalid reasons; any other cell is left as it is.
+    /// among its invalid reasons and the simulator's speed its placement gave; any other cell
+    /// is left as it is.
     pub fn mark<'c>(&self, c: &'c mut CellResult) -> &'c mut CellResult {
         let Some(run) = self.cells.iter().find(|r| r.dir == c.dir) else {
             return c;
         };
         c.measured_by = MeasuredBy::Aiperf;
+        if run.sim_speed.is_some() {
+            c.sim_speed = run.sim_speed;
+        }
         if let Some(reason) = &run.aiperf_verdict {
             c.valid = false;
             c.invalid_reasons = [c.invalid_reasons.as_str(), reason]
@@ -179,6 +185,7 @@ pub fn convert_all(
         converted.cells.push(ConvertedCell {
             dir,
             aiperf_verdict: submission_verdict(&aggregate),
+            sim_speed: placement.sim_speed,
         });
         keep(tmp);
     }

@@ -11,8 +11,9 @@ use crate::kinds::{EngineKind, Offload};
 
 /// Where an AIPerf run ran, which its artifacts do not say: `--aiperf-cell
 /// DIR:runner=R,tp=N,offload=on|off|noprefix,engine=vllm|sglang|llama-server|sim`, optionally
-/// with `ep=N`, `precision=P` and `name=CELL`. It places the AIPerf artifact directory `DIR` or
-/// any under it.
+/// with `ep=N`, `precision=P`, `name=CELL` and, for the simulator, `speed=X` (its `--speed`,
+/// which a replay reads off the server but AIPerf does not record). It places the AIPerf
+/// artifact directory `DIR` or any under it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Placement {
     pub dir: PathBuf,
@@ -23,14 +24,16 @@ pub struct Placement {
     pub engine: EngineKind,
     pub precision: Option<String>,
     pub name: Option<String>,
+    /// The simulator's speed (`engine=sim` only): collect puts the run's figures into the
+    /// modelled hardware's time with it, as it does a replay's (`collect::modelled_time`).
+    pub sim_speed: Option<f64>,
 }
 
 impl FromStr for Placement {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let usage =
-            "DIR:runner=R,tp=N,offload=on|off|noprefix,engine=E[,ep=N,precision=P,name=CELL]";
+        let usage = "DIR:runner=R,tp=N,offload=on|off|noprefix,engine=E[,ep=N,precision=P,name=CELL,speed=X]";
         let (dir, settings) = s
             .rsplit_once(':')
             .ok_or_else(|| format!("`{s}`: expected {usage}"))?;
@@ -50,11 +53,12 @@ impl FromStr for Placement {
                 "engine",
                 "precision",
                 "name",
+                "speed",
             ]
             .contains(&key)
             {
                 return Err(format!(
-                    "unknown key `{key}` in `{s}` (runner, tp, offload, engine, ep, precision, name)"
+                    "unknown key `{key}` in `{s}` (runner, tp, offload, engine, ep, precision, name, speed)"
                 ));
             }
             if given.insert(key, value).is_some() {
@@ -71,7 +75,27 @@ impl FromStr for Placement {
                 .map_err(|e| format!("`{key}={v}` in `{s}`: {e}"))
         };
         let offload = need("offload")?;
-        let engine = need("engine")?;
+        let engine: EngineKind =
+            clap::ValueEnum::from_str(need("engine")?, true).map_err(|_| {
+                format!(
+                    "`engine={}` in `{s}`: not one of vllm, sglang, llama-server, sim",
+                    given["engine"]
+                )
+            })?;
+        let sim_speed = match given.get("speed") {
+            None => None,
+            Some(_) if engine != EngineKind::Sim => {
+                return Err(format!(
+                    "`speed=` in `{s}`: only the simulator (engine=sim) has a speed"
+                ));
+            }
+            Some(v) => Some(
+                v.parse::<f64>()
+                    .ok()
+                    .filter(|x| x.is_finite() && *x > 0.0)
+                    .ok_or_else(|| format!("`speed={v}` in `{s}`: not a positive number"))?,
+            ),
+        };
         Ok(Placement {
             dir: PathBuf::from(dir),
             runner: need("runner")?.to_owned(),
@@ -80,11 +104,10 @@ impl FromStr for Placement {
             offload: clap::ValueEnum::from_str(offload, true).map_err(|_| {
                 format!("`offload={offload}` in `{s}`: not one of on, off, noprefix")
             })?,
-            engine: clap::ValueEnum::from_str(engine, true).map_err(|_| {
-                format!("`engine={engine}` in `{s}`: not one of vllm, sglang, llama-server, sim")
-            })?,
+            engine,
             precision: given.get("precision").map(|p| (*p).to_owned()),
             name: given.get("name").map(|n| (*n).to_owned()),
+            sim_speed,
         })
     }
 }
@@ -147,6 +170,19 @@ mod tests {
             .parse::<Placement>()
             .unwrap_err();
         assert!(e.contains("unknown key `users`"), "{e}");
+        let sim: Placement = "d:runner=cpu,tp=1,offload=off,engine=sim,speed=20"
+            .parse()
+            .expect("parses");
+        assert_eq!((sim.engine, sim.sim_speed), (EngineKind::Sim, Some(20.0)));
+        assert_eq!(p.sim_speed, None);
+        let e = "d:runner=h200,tp=8,offload=on,engine=vllm,speed=20"
+            .parse::<Placement>()
+            .unwrap_err();
+        assert!(e.contains("only the simulator"), "{e}");
+        let e = "d:runner=cpu,tp=1,offload=on,engine=sim,speed=0"
+            .parse::<Placement>()
+            .unwrap_err();
+        assert!(e.contains("`speed=0`") && e.contains("positive"), "{e}");
         assert!("runner=h200".parse::<Placement>().is_err());
     }
 }

@@ -1,11 +1,39 @@
 //! Repeated runs of a cell (`repeats: N` in a spec, `--repeats N` on `sweep` and `run-cell`):
-//! where each run's artifacts go. Each repeat starts its own engine, so each starts with an
-//! empty cache: the repeats are independent samples of the same cell, which collect turns into
-//! a mean, a standard deviation and a 95 % interval per metric.
+//! where each run's artifacts go, and the seed each runs with. Each repeat starts its own engine,
+//! so each starts with an empty cache, and replays its own seed (another session order, other
+//! prompt content): the repeats sample the workload as reruns would, and collect turns them into
+//! a mean, a standard deviation and a 95 % interval per metric that covers both the workload
+//! sample and the run-to-run noise. Replaying one seed N times would measure timing jitter only.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
+
+use crate::rng::mix;
+use crate::workload::Workload;
+
+/// The seed of repeat `k` (1-based) of a cell whose workload has seed `base`: repeat 1 keeps
+/// `base` (a cell run once is its own first repeat), each later one gets a seed mixed from
+/// `base` and `k`. Two sweeps with the same base seed run the same set of seeds, so that
+/// `compare` sets like against like.
+pub fn seed(base: u64, k: u32) -> u64 {
+    if k <= 1 {
+        base
+    } else {
+        mix(base ^ u64::from(k).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    }
+}
+
+/// `workload` as repeat `k` of `n` runs it: with its own seed when there are several.
+pub fn workload(workload: &Workload, k: u32, n: u32) -> Workload {
+    let mut w = workload.clone();
+    if n > 1
+        && let Some(s) = w.seed_mut()
+    {
+        *s = seed(*s, k);
+    }
+    w
+}
 
 /// The folder of repeat `k` (1-based) of a cell of `n` repeats: the cell's own folder for a
 /// single run, `repeat-K/` inside it otherwise (collect finds both, and groups the repeats of
@@ -57,5 +85,26 @@ mod tests {
         assert_eq!(resolve(None, 3).expect("spec"), 3);
         assert_eq!(resolve(Some(2), 3).expect("flag"), 2);
         assert!(resolve(Some(0), 3).is_err());
+    }
+
+    #[test]
+    fn each_repeat_gets_its_own_seed_and_the_same_base_the_same_ones() {
+        let seeds: Vec<u64> = (1..=5).map(|k| seed(7, k)).collect();
+        assert_eq!(seeds[0], 7, "the first repeat keeps the base seed");
+        let distinct: std::collections::HashSet<_> = seeds.iter().collect();
+        assert_eq!(distinct.len(), 5, "{seeds:?}");
+        assert_eq!(seeds, (1..=5).map(|k| seed(7, k)).collect::<Vec<_>>());
+        assert_ne!(seed(8, 2), seed(7, 2), "another base, other seeds");
+
+        let argv: Vec<String> = ["replay", "--traces", "t", "--out", "o", "--seed", "7"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        let mut w = crate::workload::parse(&argv).expect("parses");
+        assert_eq!(workload(&w, 2, 1), w, "a single run keeps its seed");
+        let second = workload(&w, 2, 3);
+        assert_eq!(second.clone().seed_mut().copied(), Some(seed(7, 2)));
+        *w.seed_mut().expect("a replay has a seed") = seed(7, 2);
+        assert_eq!(second, w, "only the seed changes");
     }
 }

@@ -114,7 +114,9 @@ pub fn run(
         .flat_map(|(plan, runner)| {
             (1..=repeats).map(move |k| {
                 let dir = crate::repeats::dir(&cells.join(&plan.cell.name), k, repeats);
-                (plan.clone(), runner, dir)
+                let mut plan = plan.clone();
+                plan.workload = crate::repeats::workload(&plan.workload, k, repeats);
+                (plan, runner, dir)
             })
         })
         .collect();

@@ -362,7 +362,11 @@ pub fn run(
             plan.port = free_port()?;
         }
         let out = repeats::dir(&args.out, k, n);
-        status = runtime.block_on(run_planned(&plan, runner, &out, interrupt.clone()))?;
+        let repeat = render::CellPlan {
+            workload: repeats::workload(&plan.workload, k, n),
+            ..plan.clone()
+        };
+        status = runtime.block_on(run_planned(&repeat, runner, &out, interrupt.clone()))?;
         if status.status != CellState::Ok {
             break;
         }

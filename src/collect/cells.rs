@@ -174,6 +174,9 @@ pub struct CellResult {
     /// Per metric, the repeats' count, mean and standard deviation (empty for one run).
     #[serde(skip)]
     pub spread: IndexMap<&'static str, Sample>,
+    /// The seed its workload ran with (each repeat has its own; `repeats.csv` lists them).
+    #[serde(skip)]
+    pub seed: Option<u64>,
     // Cost and energy (collect::cost): empty where the runner has no price or power figures.
     /// $ per million total, input and output tokens under each of the runner's prices.
     pub usd_per_mtok_total_hyperscaler: Option<f64>,
@@ -529,6 +532,7 @@ pub fn load(dir: &Path) -> Result<CellResult> {
         warmup_window_s: summary.warmup_window_s,
         repeats: 1,
         spread: IndexMap::new(),
+        seed: plan.workload.seed(),
         usd_per_mtok_total_hyperscaler: None,
         usd_per_mtok_input_hyperscaler: None,
         usd_per_mtok_output_hyperscaler: None,

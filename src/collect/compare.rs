@@ -124,7 +124,12 @@ pub fn run(args: &CompareArgs) -> Result<()> {
     let path = args.out.join("compare.csv");
     let mut w = csv::Writer::from_path(&path)
         .with_context(|| format!("cannot write {}", path.display()))?;
-    let mut header = vec!["match".to_owned(), "a_cell".into(), "b_cell".into()];
+    let mut header = vec![
+        "match".to_owned(),
+        "a_cell".into(),
+        "b_cell".into(),
+        "same_seeds".into(),
+    ];
     for m in METRICS {
         header.extend([
             format!("{m}_a"),
@@ -139,16 +144,23 @@ pub fn run(args: &CompareArgs) -> Result<()> {
     let mut tput_ratios = Vec::new();
     // Per metric: matched cells with repeats on both sides, and how many differ significantly.
     let mut tested: indexmap::IndexMap<&str, (usize, usize)> = indexmap::IndexMap::new();
+    let mut seeds_differ = Vec::new();
+    let cell = |r: &Row| r.get("cell").cloned().unwrap_or_default();
     for ra in &a {
         let k = key(ra);
         let Some(rb) = b_by_key.get(&k) else {
             continue;
         };
         matched += 1;
+        let same = significance::same_seeds(&spread_a, &cell(ra), &spread_b, &cell(rb));
+        if same == Some(false) {
+            seeds_differ.push(k.clone());
+        }
         let mut rec = vec![
             k,
-            ra.get("cell").cloned().unwrap_or_default(),
-            rb.get("cell").cloned().unwrap_or_default(),
+            cell(ra),
+            cell(rb),
+            same.map(|s| s.to_string()).unwrap_or_default(),
         ];
         for m in METRICS {
             let (va, vb) = (num(ra, m), num(rb, m));
@@ -164,7 +176,6 @@ pub fn run(args: &CompareArgs) -> Result<()> {
             for v in [va, vb, ratio] {
                 rec.push(v.map(|v| format!("{v}")).unwrap_or_default());
             }
-            let cell = |r: &Row| r.get("cell").cloned().unwrap_or_default();
             let welch = significance::test(&spread_a, &cell(ra), &spread_b, &cell(rb), m);
             if let Some((_, significant)) = welch {
                 let t = tested.entry(*m).or_insert((0, 0));
@@ -204,6 +215,19 @@ pub fn run(args: &CompareArgs) -> Result<()> {
         eprintln!(
             "compare: {metric}: {significant} of {n} matched cells differ significantly (Welch's t-test, {:.0} %)",
             significance::ALPHA * 100.0
+        );
+    }
+    if !tested.is_empty() {
+        eprintln!(
+            "compare: the tests use the repeats' spread: {}",
+            super::repeats::COVERS
+        );
+    }
+    if !seeds_differ.is_empty() {
+        eprintln!(
+            "compare: warning: {} matched cells ran different seeds on each side ({}): their repeats sampled different workloads, so a difference mixes the systems' with the samples'",
+            seeds_differ.len(),
+            seeds_differ.join("; ")
         );
     }
     if tested.is_empty() {

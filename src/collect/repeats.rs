@@ -1,6 +1,8 @@
 //! A cell run several times (`repeats:`) becomes one row of `summary.csv` holding each metric's
 //! mean, and rows of `repeats.csv` with its count, mean, standard deviation and 95 % Student-t
-//! interval, so that plots can draw the interval and `compare` can test a difference.
+//! interval, and the seeds of the repeats, so that plots can draw the interval and `compare` can
+//! test a difference. Each repeat replays its own seed ([`crate::repeats::seed`]), so the
+//! interval covers the workload's sampling as well as the run-to-run noise.
 
 use std::path::PathBuf;
 
@@ -87,10 +89,24 @@ pub struct RepeatRow {
     pub sd: f64,
     pub ci95_low: Option<f64>,
     pub ci95_high: Option<f64>,
+    /// The repeats' seeds, `;`-separated, in repeat order (empty where a run's plan has none).
+    pub seeds: String,
 }
 
 /// Columns of `repeats.csv`, in order.
-pub const REPEAT_COLUMNS: &[&str] = &["cell", "metric", "n", "mean", "sd", "ci95_low", "ci95_high"];
+pub const REPEAT_COLUMNS: &[&str] = &[
+    "cell",
+    "metric",
+    "n",
+    "mean",
+    "sd",
+    "ci95_low",
+    "ci95_high",
+    "seeds",
+];
+
+/// What the intervals of `repeats.csv` cover, for the report and `compare`.
+pub const COVERS: &str = "each repeat is a fresh engine replaying its own seed (session order and prompt content), so the 95 % interval covers the workload's sampling and run-to-run noise, not timing jitter alone";
 
 /// Merges the repeats of each cell (the `repeat-K/` runs of one cell folder) into one result;
 /// returns the merged results, in first-seen order, and the `repeats.csv` rows.
@@ -102,8 +118,14 @@ pub fn merge(results: Vec<CellResult>) -> (Vec<CellResult>, Vec<RepeatRow>) {
     }
     let mut merged = Vec::new();
     let mut rows = Vec::new();
-    for group in groups.into_values() {
+    for mut group in groups.into_values() {
+        group.sort_by_key(|c| repeat_index(&c.dir));
         let name = group[0].name.clone();
+        let seeds = group
+            .iter()
+            .map(|c| c.seed.map(|s| s.to_string()).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join(";");
         if group.len() == 1 {
             merged.extend(group);
             continue;
@@ -135,10 +157,20 @@ pub fn merge(results: Vec<CellResult>) -> (Vec<CellResult>, Vec<RepeatRow>) {
                 sd: s.sd,
                 ci95_low: hw.map(|h| s.mean - h),
                 ci95_high: hw.map(|h| s.mean + h),
+                seeds: seeds.clone(),
             });
             cell.spread.insert(metric, s);
         }
         merged.push(cell);
     }
     (merged, rows)
+}
+
+/// K of a `repeat-K/` folder, for ordering a cell's repeats (0 for anything else).
+fn repeat_index(dir: &std::path::Path) -> u32 {
+    dir.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("repeat-"))
+        .and_then(|k| k.parse().ok())
+        .unwrap_or(0)
 }

@@ -13,9 +13,12 @@ use crate::student_t::{Sample, welch_p_value};
 /// The significance level of the test.
 pub const ALPHA: f64 = 0.05;
 
-/// A collected sweep's repeats: per cell and metric, the sample.
+/// A collected sweep's repeats: per cell and metric, the sample; per cell, the repeats' seeds.
 #[derive(Debug, Default)]
-pub struct Spread(HashMap<(String, String), Sample>);
+pub struct Spread {
+    samples: HashMap<(String, String), Sample>,
+    seeds: HashMap<String, String>,
+}
 
 #[derive(Deserialize)]
 struct Row {
@@ -24,6 +27,7 @@ struct Row {
     n: usize,
     mean: f64,
     sd: f64,
+    seeds: String,
 }
 
 impl Spread {
@@ -41,10 +45,11 @@ impl Spread {
         }
         let mut r = csv::Reader::from_path(&path)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        let mut map = HashMap::new();
+        let mut spread = Self::default();
         for (i, row) in r.deserialize::<Row>().enumerate() {
             let row = row.with_context(|| format!("{}: row {}", path.display(), i + 2))?;
-            map.insert(
+            spread.seeds.insert(row.cell.clone(), row.seeds);
+            spread.samples.insert(
                 (row.cell, row.metric),
                 Sample {
                     n: row.n,
@@ -53,12 +58,26 @@ impl Spread {
                 },
             );
         }
-        Ok(Self(map))
+        Ok(spread)
     }
 
     fn get(&self, cell: &str, metric: &str) -> Option<&Sample> {
-        self.0.get(&(cell.to_owned(), metric.to_owned()))
+        self.samples.get(&(cell.to_owned(), metric.to_owned()))
     }
+
+    /// The set of seeds `cell`'s repeats ran with, sorted; `None` without repeats.
+    fn seed_set(&self, cell: &str) -> Option<Vec<&str>> {
+        let mut seeds: Vec<&str> = self.seeds.get(cell)?.split(';').collect();
+        seeds.sort_unstable();
+        Some(seeds)
+    }
+}
+
+/// Whether the repeats of `a_cell` in `a` and `b_cell` in `b` ran the same set of seeds (so
+/// both sides sampled the same workloads, and their difference is the systems'); `None`
+/// without repeats on both sides.
+pub fn same_seeds(a: &Spread, a_cell: &str, b: &Spread, b_cell: &str) -> Option<bool> {
+    Some(a.seed_set(a_cell)? == b.seed_set(b_cell)?)
 }
 
 /// Welch's p-value for `metric` between cell `a_cell` of `a` and `b_cell` of `b`, and whether

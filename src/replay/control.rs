@@ -61,6 +61,9 @@ impl TokenBucket {
 /// What admission needs to know about a request.
 pub struct AdmitRequest {
     pub user: u32,
+    /// Which of the user's contexts it extends: 0 for its session, `k + 1` for the session's
+    /// `k`-th subagent, which runs beside it with a context of its own.
+    pub context: u32,
     pub input_tokens: u32,
     pub output_tokens: u32,
     /// Prompt tokens the server is not expected to have cached.
@@ -76,8 +79,9 @@ struct Gate {
     otpm: Option<TokenBucket>,
     period: u64,
     period_new_tokens: u64,
-    /// Live users' contexts: tokens and last activity.
-    working_set: HashMap<u32, (u64, Instant)>,
+    /// Live contexts by (user, context): tokens and last activity. A user with subagents
+    /// running holds its session's context and each subagent's.
+    working_set: HashMap<(u32, u32), (u64, Instant)>,
 }
 
 /// Admission control shared by every user of a run.
@@ -197,10 +201,14 @@ impl Admission {
                 return Some(Duration::from_secs_f64(next.max(0.001)));
             }
         }
-        if a.max_working_set_tokens > 0 && !g.working_set.contains_key(&req.user) {
+        // A user not yet live waits until its first prompt fits beside every live context; a
+        // live user's requests (its subagents' included) go, and their contexts count.
+        if a.max_working_set_tokens > 0 {
             let max_age = Duration::from_secs_f64(a.cache_max_age.max(0.0));
             g.working_set
                 .retain(|_, (_, last)| now.saturating_duration_since(*last) <= max_age);
+        }
+        if a.max_working_set_tokens > 0 && !g.working_set.keys().any(|(u, _)| *u == req.user) {
             let live: u64 = g.working_set.values().map(|(t, _)| t).sum();
             if !g.working_set.is_empty()
                 && live + u64::from(req.input_tokens) > a.max_working_set_tokens
@@ -230,7 +238,7 @@ impl Admission {
         }
         if self.args.max_working_set_tokens > 0 {
             g.working_set.insert(
-                req.user,
+                (req.user, req.context),
                 (
                     u64::from(req.input_tokens) + u64::from(req.output_tokens),
                     Instant::now(),
@@ -239,9 +247,21 @@ impl Admission {
         }
     }
 
-    /// A user's session ended: its context leaves the working set.
+    /// A user's session ended: its contexts (its subagents' too) leave the working set.
     pub fn leave(&self, user: u32) {
-        if self.lock().working_set.remove(&user).is_some() {
+        let mut g = self.lock();
+        let before = g.working_set.len();
+        g.working_set.retain(|(u, _), _| *u != user);
+        let left = g.working_set.len() < before;
+        drop(g);
+        if left {
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// A subagent finished: its context leaves the working set; its parent's stays.
+    pub fn leave_context(&self, user: u32, context: u32) {
+        if self.lock().working_set.remove(&(user, context)).is_some() {
             self.changed.notify_waiters();
         }
     }
@@ -272,6 +292,52 @@ pub fn meets_slo(args: &ControlArgs, effective_ttft_ms: Option<f64>, tpot_ms: Op
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn capped(tokens: u64) -> Admission {
+        let mut args = crate::workload::replay::parse(&[])
+            .expect("defaults parse")
+            .control;
+        args.max_working_set_tokens = tokens;
+        Admission::new(&args, Instant::now(), 30.0)
+    }
+
+    fn request(user: u32, context: u32, input_tokens: u32) -> AdmitRequest {
+        AdmitRequest {
+            user,
+            context,
+            input_tokens,
+            output_tokens: 0,
+            new_tokens: input_tokens,
+        }
+    }
+
+    #[test]
+    fn the_working_set_counts_a_parent_and_its_running_subagents() {
+        let a = capped(1000);
+        let mut g = a.lock();
+        // User 0: its session (600 tokens) and a subagent (300) beside it.
+        for r in [request(0, 0, 600), request(0, 1, 300)] {
+            assert!(a.check(&mut g, &r).is_none(), "a live user's requests go");
+            a.take(&mut g, &r);
+        }
+        assert!(
+            a.check(&mut g, &request(1, 0, 200)).is_some(),
+            "600 + 300 + 200 is over 1000: the new user waits"
+        );
+        drop(g);
+        a.leave_context(0, 1);
+        let mut g = a.lock();
+        assert!(
+            a.check(&mut g, &request(1, 0, 200)).is_none(),
+            "the subagent finished: 600 + 200 fits"
+        );
+        drop(g);
+        a.leave(0);
+        assert!(
+            a.lock().working_set.is_empty(),
+            "the session took its contexts"
+        );
+    }
 
     #[test]
     fn a_bucket_admits_its_budget_and_no_more() {

@@ -10,13 +10,15 @@ use crate::openai::client::{self, PromptBody};
 
 /// Waits for admission, sends one request (again after a 429, honouring Retry-After), and
 /// hands its record to the collector. The time spent waiting counts in the schedule delay and
-/// so in the effective TTFT.
+/// so in the effective TTFT. Returns whether the request was sent: one still waiting for
+/// admission when `--duration` ends is not (counted in `Run::unsent_at_deadline`), and a 429
+/// whose resend would go after the deadline keeps that answer as its record.
 pub(super) async fn exchange(
     run: &Run,
     record: RecordBase,
     body: PromptBody,
     admit: control::AdmitRequest,
-) {
+) -> bool {
     let timeout = Duration::from_secs_f64(run.args.request_timeout.max(1.0));
     let endpoint = &run.endpoints[record.endpoint];
     run.in_flight.fetch_add(1, Ordering::SeqCst);
@@ -24,10 +26,9 @@ pub(super) async fn exchange(
         idle.sent();
     }
     let mut attempts = 0u32;
-    let (m, sent_s) = loop {
+    let mut answered: Option<(client::Measured, f64)> = None;
+    while let Some((mut permit, sent_s)) = admit_in_time(run, &admit).await {
         attempts += 1;
-        let mut permit = run.admission.admit(&admit).await;
-        let sent_s = run.since_start(Instant::now());
         let m = client::send(
             &run.client,
             &endpoint.url,
@@ -38,17 +39,50 @@ pub(super) async fn exchange(
         )
         .await;
         drop(permit);
-        if let Some(wait) = retry_wait(&m, attempts, &run.args.control) {
-            tokio::time::sleep(wait).await;
-            continue;
+        let wait = retry_wait(&m, attempts, &run.args.control);
+        answered = Some((m, sent_s));
+        match wait {
+            Some(wait) => tokio::time::sleep(wait).await,
+            None => break,
         }
-        break (m, sent_s);
-    };
-    let _ = run.records.send(record.finish(m, sent_s, attempts));
+    }
+    let sent = answered.is_some();
+    match answered {
+        Some((m, sent_s)) => {
+            let _ = run.records.send(record.finish(m, sent_s, attempts));
+        }
+        None => {
+            run.unsent_at_deadline.fetch_add(1, Ordering::Relaxed);
+        }
+    }
     run.in_flight.fetch_sub(1, Ordering::SeqCst);
     if let Some(idle) = &run.system_idle {
         idle.finished();
     }
+    sent
+}
+
+/// Waits for admission, but not past the run's deadline: the permit and the send time (seconds
+/// from the start, before the deadline), or `None` when the deadline came first. The deadline
+/// is checked when admission lets the request go, so a request held by an admission control
+/// (`--max-concurrent-requests`, token budgets, the working-set cap) is never sent after
+/// `--duration`.
+async fn admit_in_time<'a>(
+    run: &'a Run,
+    req: &control::AdmitRequest,
+) -> Option<(control::Permit<'a>, f64)> {
+    let permit = match run.deadline {
+        None => run.admission.admit(req).await,
+        Some(deadline) => tokio::select! {
+            permit = run.admission.admit(req) => permit,
+            () = tokio::time::sleep_until(deadline.into()) => return None,
+        },
+    };
+    let now = Instant::now();
+    if run.deadline.is_some_and(|d| now >= d) {
+        return None;
+    }
+    Some((permit, run.since_start(now)))
 }
 
 /// The part of a record known before the request is sent.

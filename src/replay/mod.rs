@@ -222,6 +222,13 @@ pub async fn replay(args: ReplayArgs, mut stop: StopSignal) -> Result<ReplayOutc
                 / if args.duration > 0.0 { args.duration.min(duration) } else { duration }.max(1e-9),
         }));
     }
+    let unsent = run.unsent_at_deadline.load(Ordering::Relaxed);
+    collector.set_unsent_at_deadline(unsent);
+    if unsent > 0 {
+        eprintln!(
+            "replay: {unsent} requests were still held by admission control at the end of --duration and were not sent"
+        );
+    }
     collector.write_summary(duration, completed)?;
     let warning = collector.warm_cache_warning();
     if let Some(w) = &warning {

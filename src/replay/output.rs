@@ -239,6 +239,8 @@ pub struct Collector {
     /// Requests sent before this (seconds from the start) stay out of the run's figures.
     warmup_window_s: f64,
     warmup_requests: u64,
+    /// Requests held by admission past the deadline, not sent (`Run::unsent_at_deadline`).
+    unsent_at_deadline: u64,
     cpu: CpuClock,
 }
 
@@ -348,6 +350,7 @@ impl Collector {
             open_loop: None,
             warmup_window_s,
             warmup_requests: 0,
+            unsent_at_deadline: 0,
             cpu: CpuClock::start(),
         })
     }
@@ -468,6 +471,11 @@ impl Collector {
         self.adaptive = Some(v);
     }
 
+    /// Requests admission still held when the deadline came, which were not sent.
+    pub fn set_unsent_at_deadline(&mut self, n: u64) {
+        self.unsent_at_deadline = n;
+    }
+
     /// The open-loop arrival figures, for summary.json.
     pub fn set_open_loop(&mut self, v: Value) {
         self.open_loop = Some(v);
@@ -478,7 +486,7 @@ impl Collector {
     pub fn warm_cache_warning(&self) -> Option<String> {
         let (n, prompt, cached) = self.fresh;
         let share = cached as f64 / prompt.max(1) as f64;
-        let expected = self.control.warm_prefix_pct.clamp(0.0, 1.0);
+        let expected = self.control.warm_prefix_pct;
         (n > 0 && share > (expected + 0.25).max(0.5)).then(|| {
             format!(
                 "{:.0}% of the first turns' prompt tokens ({n} sessions) were already cached: the server's cache looks warm from an earlier run; use --reset-cache or restart it",
@@ -555,6 +563,7 @@ impl Collector {
                 failed: w.errors,
                 error_rate: self.error_rate(),
                 rate_limited_resends: self.attempts.saturating_sub(w.requests),
+                unsent_at_deadline: self.unsent_at_deadline,
             },
             throughput: Throughput {
                 requests_per_s: ok as f64 / d,

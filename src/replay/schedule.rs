@@ -182,6 +182,7 @@ async fn replay_session(
     let mut children = session_children(&run, user, index, scope, started, resume, skip);
     let plan = Play {
         user,
+        context: 0,
         session_id: &session.id,
         scope,
         block_size: session.block_size,
@@ -279,6 +280,7 @@ fn session_children(
                 let child = &run.sessions[index].children[ci];
                 let plan = Play {
                     user,
+                    context: ci as u32 + 1,
                     session_id: &child.id,
                     scope,
                     block_size: child.block_size,
@@ -287,6 +289,7 @@ fn session_children(
                     started: at,
                 };
                 play(&run, &plan, &child.requests, &mut Vec::new()).await;
+                run.admission.leave_context(user, plan.context);
             });
             // A resumed subagent whose join turn the root has passed runs in the background.
             let join = joins[ci].filter(|j| resume.is_none_or(|r| *j >= r.root_from));
@@ -316,6 +319,8 @@ async fn join_subagents(run: &Run, children: &mut Vec<Subagent>, turn: usize) {
 /// Which requests of which session `play` sends, as whom.
 struct Play<'a> {
     user: u32,
+    /// Which of the user's contexts: 0 its session, `k + 1` the session's `k`-th subagent.
+    context: u32,
     session_id: &'a str,
     scope: u64,
     block_size: u32,
@@ -371,16 +376,9 @@ async fn play(
             sleep_until_precise(scheduled).await;
         }
 
-        let (mut input, mut hash_ids) = (req.input_tokens, &req.hash_ids[..]);
-        if args.max_context > 0 && input > args.max_context {
-            match args.on_long {
-                OnLong::Skip => continue,
-                OnLong::Truncate => {
-                    input = args.max_context;
-                    hash_ids = &hash_ids[..hash_ids.len().min((input / block_size) as usize)];
-                }
-            }
-        }
+        let Some((input, hash_ids)) = as_sent(args, req, block_size) else {
+            continue;
+        };
         let id = run.next_id.fetch_add(1, Ordering::Relaxed);
         // A chat template adds its own tokens around the message; the message makes up the rest.
         run.builder.build(
@@ -429,6 +427,7 @@ async fn play(
         };
         let admit = control::AdmitRequest {
             user,
+            context: p.context,
             input_tokens: input,
             output_tokens: req.output_tokens,
             new_tokens,
@@ -437,12 +436,36 @@ async fn play(
             let run = run.clone();
             pending.spawn(async move { exchange(&run, record, body, admit).await });
         } else {
-            exchange(run, record, body, admit).await;
+            if !exchange(run, record, body, admit).await {
+                // Held by admission until the deadline: the session ends here.
+                break;
+            }
             prev_done = Some(Instant::now());
             state.restore(tokens);
         }
     }
     while pending.join_next().await.is_some() {}
+}
+
+/// The prompt length and hash ids `req` is sent with under `--max-context`: cut to the limit
+/// (and to the whole blocks within it) with `--on-long truncate`, `None` (not sent) with
+/// `skip`. The warm-up uses it too, so that it warms a share of what is actually sent.
+pub(super) fn as_sent<'a>(
+    args: &ReplayArgs,
+    req: &'a TraceRequest,
+    block_size: u32,
+) -> Option<(u32, &'a [u64])> {
+    let (input, hash_ids) = (req.input_tokens, &req.hash_ids[..]);
+    if args.max_context == 0 || input <= args.max_context {
+        return Some((input, hash_ids));
+    }
+    match args.on_long {
+        OnLong::Skip => None,
+        OnLong::Truncate => {
+            let blocks = (args.max_context / block_size.max(1)) as usize;
+            Some((args.max_context, &hash_ids[..hash_ids.len().min(blocks)]))
+        }
+    }
 }
 
 /// Waits until `at` under the system-idle cap, or until the run's deadline if that comes first.
@@ -583,6 +606,27 @@ mod tests {
             at, started,
             "an offset before the first is sent at the start"
         );
+    }
+
+    #[test]
+    fn a_long_prompt_is_cut_to_max_context_or_skipped() {
+        let mut long = req(0.0, 0.0, 0.0);
+        long.input_tokens = 1000;
+        long.hash_ids = (0..16).collect();
+        let a = args(&["--max-context", "300", "--on-long", "truncate"]);
+        let (input, ids) = as_sent(&a, &long, 64).expect("truncated, not skipped");
+        assert_eq!(
+            (input, ids.len()),
+            (300, 4),
+            "300 tokens: 4 whole 64-token blocks"
+        );
+        let a = args(&["--max-context", "300"]);
+        assert!(as_sent(&a, &long, 64).is_none(), "skipped by default");
+        let a = args(&["--max-context", "1000"]);
+        let (input, ids) = as_sent(&a, &long, 64).expect("within the limit");
+        assert_eq!((input, ids.len()), (1000, 16));
+        let (input, _) = as_sent(&args(&[]), &long, 64).expect("no limit");
+        assert_eq!(input, 1000);
     }
 
     #[test]

@@ -53,6 +53,8 @@ pub(super) struct Run {
     pub(super) active_users: AtomicUsize,
     /// Requests sent and not yet recorded.
     pub(super) in_flight: AtomicUsize,
+    /// Requests due before the deadline but still waiting for admission at it: not sent.
+    pub(super) unsent_at_deadline: AtomicU64,
     pub(super) records: mpsc::UnboundedSender<RequestRecord>,
     /// Where the plays the AgentX warm-up started part-way (by session index and pass) resume.
     pub(super) starts: HashMap<(usize, u64), Resume>,
@@ -91,6 +93,7 @@ impl Run {
             next_id: AtomicU64::new(0),
             active_users: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
+            unsent_at_deadline: AtomicU64::new(0),
             records,
             starts: HashMap::new(),
             system_idle: args

@@ -1,5 +1,11 @@
-//! The warm-up: part of each first prompt sent once before timing, so that a run can start with
-//! those prefixes cached (`--warm-prefix-pct`).
+//! The warm-up: part of each starting session's first prompt sent once before timing, so that
+//! a run can start with those prefixes cached (`--warm-prefix-pct`).
+//!
+//! kvsweep warms each starting session's own prefix, a share of the first prompt it sends (after
+//! `--max-context`). kv-cache-tester's flag of the same name (also a share, 0 to 1) warms one
+//! canonical prefix, a share of the largest tool + system prompt, that every conversation shares;
+//! kvsweep's traces carry no such shared prefix, only hash ids, so it warms what each session
+//! will read.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,14 +14,14 @@ use crate::rng::mix;
 use crate::trace::Session;
 use crate::trace::prompt::{PromptBuilder, PromptState};
 
-use super::schedule::{endpoint_index, pass_scope};
+use super::schedule::{as_sent, endpoint_index, pass_scope};
 use crate::openai::client::{self, Outcome, PromptBody, PromptEncoding};
 use crate::openai::preflight::{Endpoint, Preflight};
 use crate::workload::replay::ReplayArgs;
 
-/// Sends the first `--warm-prefix-pct` of the first prompt of each session the first `users`
-/// users will take, once, before timing: the run then starts with those prefixes cached.
-/// Returns how many warm-up requests were sent.
+/// Sends the first `--warm-prefix-pct` of the first prompt that each session the first `users`
+/// users will take sends (after `--max-context`), once, before timing: the run then starts with
+/// those prefixes cached. Returns how many warm-up requests were sent.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn warm_up(
     client: &reqwest::Client,
@@ -27,17 +33,22 @@ pub(super) async fn warm_up(
     pre: &Preflight,
     users: u32,
 ) -> u64 {
-    let pct = args.control.warm_prefix_pct.clamp(0.0, 1.0);
-    if pct <= 0.0 {
+    let share = args.control.warm_prefix_pct;
+    if share <= 0.0 {
         return 0;
     }
     let mut sent = 0;
     for session in sessions.iter().take(users as usize) {
-        let Some(first) = session.requests.first() else {
+        // The first prompt the session sends: with `--on-long skip`, the first within the limit.
+        let Some((first_input, first_ids)) = session
+            .requests
+            .iter()
+            .find_map(|r| as_sent(args, r, session.block_size))
+        else {
             continue;
         };
-        let (input, blocks) = warm_prefix(first.input_tokens, session.block_size, pct);
-        let hash_ids = &first.hash_ids[..first.hash_ids.len().min(blocks)];
+        let (input, blocks) = warm_prefix(first_input, session.block_size, share);
+        let hash_ids = &first_ids[..first_ids.len().min(blocks)];
         let scope = pass_scope(session.scope, 0);
         let mut state = PromptState::default();
         builder.build(
@@ -72,10 +83,11 @@ pub(super) async fn warm_up(
     }
     sent
 }
-/// The warm-up prompt's length for a first prompt of `input` tokens (at least one) and the
-/// whole hash blocks it covers.
-fn warm_prefix(input: u32, block_size: u32, pct: f64) -> (u32, usize) {
-    let tokens = ((f64::from(input) * pct) as u32).max(1);
+
+/// The warm-up prompt's length for a first prompt of `input` tokens as sent (at least one, at
+/// most `input`, so never over `--max-context`) and the whole hash blocks it covers.
+fn warm_prefix(input: u32, block_size: u32, share: f64) -> (u32, usize) {
+    let tokens = ((f64::from(input) * share) as u32).clamp(1, input.max(1));
     (tokens, (tokens / block_size.max(1)) as usize)
 }
 
@@ -88,6 +100,16 @@ mod tests {
         assert_eq!(warm_prefix(1000, 16, 0.5), (500, 31));
         assert_eq!(warm_prefix(1000, 512, 1.0), (1000, 1));
         assert_eq!(warm_prefix(100, 512, 0.5), (50, 0), "shorter than a block");
+    }
+
+    #[test]
+    fn the_warm_prefix_is_never_longer_than_the_prompt() {
+        assert_eq!(warm_prefix(1000, 16, 1.0), (1000, 62));
+        assert_eq!(
+            warm_prefix(1000, 16, 1.5),
+            (1000, 62),
+            "even past a share of 1"
+        );
     }
 
     #[test]

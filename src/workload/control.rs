@@ -40,8 +40,9 @@ pub struct ControlArgs {
     #[arg(long, default_value_t = 600.0, help_heading = "Load shaping")]
     pub cache_max_age: f64,
 
-    /// Before timing, send this share of each starting session's first prompt once (0: off).
-    #[arg(long, default_value_t = 0.0, help_heading = "Warm start")]
+    /// Before timing, send this share (0 to 1: 0.5 is half) of the first prompt each starting
+    /// session sends, after --max-context, once (0: off).
+    #[arg(long, default_value_t = 0.0, value_parser = share, help_heading = "Warm start")]
     pub warm_prefix_pct: f64,
     /// Start users part-way into their session: at least this share of it skipped.
     #[arg(long, default_value_t = 0.0, help_heading = "Warm start")]
@@ -104,6 +105,27 @@ pub struct ControlArgs {
         help_heading = "Open loop"
     )]
     pub arrival: Arrival,
+}
+
+/// Parses a share from 0 to 1, refusing anything else: a percentage given by mistake (`50`)
+/// would otherwise mean far more than meant.
+pub fn share(text: &str) -> Result<f64, String> {
+    let v: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number"))?;
+    check_share(v)
+}
+
+/// `v` when it is a share from 0 to 1, else why not.
+pub fn check_share(v: f64) -> Result<f64, String> {
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!(
+            "{v} is not a share from 0 to 1 (a share, not a percentage: 50 % is 0.5)"
+        ))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

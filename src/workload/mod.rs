@@ -118,6 +118,26 @@ impl Workload {
         Ok(head.into_iter().map(str::to_owned).chain(flags).collect())
     }
 
+    /// The seed that fixes what the workload sends (session order, prompt content; a tester's
+    /// prompts), to give each repeat of a cell its own; `None` for a tester tool that sends
+    /// nothing.
+    pub fn seed_mut(&mut self) -> Option<&mut u64> {
+        match self {
+            Workload::Replay(a) => Some(&mut a.seed),
+            Workload::Test(t) => match &mut t.tester {
+                Tester::SinglePrompt(a) => Some(&mut a.common.seed),
+                Tester::CacheRate(a) => Some(&mut a.common.seed),
+                Tester::WorkingSet(a) => Some(&mut a.common.seed),
+                Tester::Report(_) | Tester::Combine(_) => None,
+            },
+        }
+    }
+
+    /// The workload's seed (see [`Workload::seed_mut`]).
+    pub fn seed(&self) -> Option<u64> {
+        self.clone().seed_mut().copied()
+    }
+
     /// The synthetic test this workload runs, when it is one (`cache-rate`, ...).
     pub fn tester_kind(&self) -> Option<&'static str> {
         match self {

@@ -140,6 +140,9 @@ impl ReplayArgs {
         if !(self.warmup_window.is_finite() && self.warmup_window >= 0.0) {
             bail!("--warmup-window must be a number of seconds at least 0");
         }
+        // A plan read back from cell.json did not go through the flag's parser.
+        control::check_share(self.control.warm_prefix_pct)
+            .map_err(|e| anyhow::anyhow!("--warm-prefix-pct: {e}"))?;
         if self.duration > 0.0 && self.warmup_window >= self.duration {
             bail!(
                 "--warmup-window {} leaves nothing of --duration {} to measure",

@@ -83,9 +83,9 @@ impl Run<'_> {
             users: 8,
             offload: serde_json::from_value("off".into()).expect("an offload mode"),
         };
-        plan(cell, u64::from(self.duration))
-            .write(&self.out)
-            .expect("cell.json");
+        let mut plan = plan(cell, u64::from(self.duration));
+        *plan.workload.seed_mut().expect("a replay's seed") = u64::from(self.seed);
+        plan.write(&self.out).expect("cell.json");
     }
 }
 
@@ -118,7 +118,8 @@ fn repeated_cells_give_intervals_that_hold_a_long_run_and_compare_tests_the_diff
     for k in 1..=3 {
         let repeat = format!("cells/healthy/repeat-{k}");
         runs.push(run(eight.join(&repeat), 8, 8, k));
-        runs.push(run(four.join(&repeat), 4, 8, 10 + k));
+        // The same seeds on both sides: repeat k of each replays the same sample.
+        runs.push(run(four.join(&repeat), 4, 8, k));
     }
     let started: Vec<Child> = runs.iter().map(|r| r.start(&sim)).collect();
     for (r, child) in runs.iter().zip(started) {
@@ -199,4 +200,143 @@ fn repeated_cells_give_intervals_that_hold_a_long_run_and_compare_tests_the_diff
     // A sweep without repeats has nothing to test against.
     let single = compare(&long, "single");
     assert_eq!(single["total_tps_per_gpu_significant"], "");
+}
+
+/// A Mooncake trace of 40 sessions of 1 to 5 turns with 16 to 48 output tokens: decode-bound at
+/// a few users, and sessions unlike each other, so that two seeds sample different workloads.
+fn decode_trace(dir: &Path) -> PathBuf {
+    let mut text = String::new();
+    for s in 0..40u32 {
+        for k in 0..=(s % 5) {
+            let hash_ids: Vec<String> = (0..=k).map(|j| (s * 10 + j).to_string()).collect();
+            text.push_str(&format!(
+                "{{\"timestamp\":0,\"input_length\":{},\"output_length\":{},\"hash_ids\":[{}],\"session_id\":\"s{s}\"}}\n",
+                512 * (k + 1),
+                16 + 8 * (s % 5),
+                hash_ids.join(",")
+            ));
+        }
+    }
+    common::write(dir, "decode.jsonl", &text)
+}
+
+/// `kvsweep sweep --local` of a one-cell spec, 3 repeats of 4 users for 5 s, against the
+/// simulator at `speed`, with replay seed 7; returns the running sweep.
+fn start_sweep(dir: &Path, side: &str, speed: &str, traces: &Path) -> (PathBuf, Child) {
+    let spec = common::write(
+        dir,
+        &format!("{side}.yaml"),
+        &format!(
+            "name: rep\nmodel:\n  name: llama-3.1-8b\n  preset: llama-3.1-8b\nengine: sim\n\
+             runners: [cpu]\nduration_s: 5\nrepeats: 3\nengine_args: [--speed, \"{speed}\"]\n\
+             traces:\n  path: {}\n  format: mooncake\n\
+             replay:\n  time_scale: 0\n  drain: 2\n  recycle: true\n  seed: 7\n\
+             tp: [1]\nusers: [4]\noffload: [\"off\"]\n",
+            traces.display()
+        ),
+    );
+    let out = dir.join(side);
+    let child = common::kvsweep()
+        .arg("sweep")
+        .arg(&spec)
+        .arg("--local")
+        .arg("--out")
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kvsweep sweep starts");
+    (out, child)
+}
+
+#[test]
+fn repeats_sample_their_own_seeds_and_compare_tells_a_slower_server_from_a_rerun() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let traces = decode_trace(dir.path());
+    // Two sweeps of the same build and settings (A/A), and one whose simulator is 10 % slower.
+    let runs: Vec<(PathBuf, Child)> = [("a", "1"), ("a_again", "1"), ("slower", "0.9")]
+        .iter()
+        .map(|(side, speed)| start_sweep(dir.path(), side, speed, &traces))
+        .collect();
+    let mut outs = Vec::new();
+    for (out, child) in runs {
+        let done = child.wait_with_output().expect("kvsweep sweep runs");
+        assert!(done.status.success(), "{}", common::stderr(&done));
+        outs.push(out);
+    }
+    let (a, a_again, slower) = (&outs[0], &outs[1], &outs[2]);
+
+    // Each repeat ran its own seed, derived from the spec's and the repeat's number, and says so
+    // in its plan and its metadata; the first keeps the spec's.
+    let seeds: Vec<u64> = (1..=3).map(|k| kvsweep::repeats::seed(7, k)).collect();
+    assert_eq!(seeds[0], 7);
+    let cell = a.join("cells/rep_cpu_tp1_users4_offloadoff");
+    for (k, seed) in (1..=3).zip(&seeds) {
+        let run = cell.join(format!("repeat-{k}"));
+        assert_eq!(common::json(&run.join("metadata.json"))["seed"], *seed);
+        assert_eq!(
+            common::json(&run.join("cell.json"))["workload"]["replay"]["seed"],
+            *seed
+        );
+    }
+    // Different seeds sent different workloads: the sessions in the order they were first sent.
+    let order = |k: u32| {
+        let mut reqs = common::csv_rows(&cell.join(format!("repeat-{k}/requests.csv")));
+        reqs.sort_by(|x, y| {
+            let t = |r: &std::collections::HashMap<String, String>| {
+                r["sent_s"].parse::<f64>().expect("sent_s")
+            };
+            t(x).total_cmp(&t(y))
+        });
+        let mut sessions: Vec<String> = Vec::new();
+        for r in reqs {
+            if !sessions.contains(&r["session"]) {
+                sessions.push(r["session"].clone());
+            }
+        }
+        sessions.truncate(8);
+        sessions
+    };
+    assert_ne!(order(1), order(2));
+    assert_ne!(order(2), order(3));
+    // repeats.csv records the seeds, the same on every side of the comparison.
+    let joined = seeds
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(";");
+    for out in &outs {
+        let rows = common::csv_rows(&out.join("repeats.csv"));
+        assert!(!rows.is_empty());
+        assert!(rows.iter().all(|r| r["seeds"] == joined), "{rows:?}");
+    }
+
+    let compare = |b: &Path, name: &str| {
+        let out = dir.path().join(name);
+        let done = common::run(common::kvsweep().args([
+            "compare",
+            a.to_str().expect("utf-8"),
+            b.to_str().expect("utf-8"),
+            "--out",
+            out.to_str().expect("utf-8"),
+        ]));
+        assert!(done.status.success(), "{}", common::stderr(&done));
+        let log = common::stderr(&done);
+        assert!(
+            log.contains("covers the workload's sampling"),
+            "compare says what the interval covers: {log}"
+        );
+        common::csv_rows(&out.join("compare.csv")).remove(0)
+    };
+    // A rerun of the same build differs by no more than the workload's sampling does.
+    let aa = compare(a_again, "aa");
+    assert_eq!(aa["same_seeds"], "true");
+    assert_eq!(aa["tpot_p50_ms_significant"], "false", "{aa:?}");
+    assert_eq!(aa["total_tps_per_gpu_significant"], "false", "{aa:?}");
+    // A 10 % slower server does.
+    let ab = compare(slower, "slower");
+    assert_eq!(ab["same_seeds"], "true");
+    let ratio: f64 = ab["tpot_p50_ms_ratio"].parse().expect("a ratio");
+    assert!((1.05..1.2).contains(&ratio), "{ab:?}");
+    assert_eq!(ab["tpot_p50_ms_significant"], "true", "{ab:?}");
 }

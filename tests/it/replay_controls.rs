@@ -522,3 +522,262 @@ fn load_shaping_caps_the_working_set_and_the_new_tokens_of_a_period() {
         "first turns spread over periods: {per_period:?}"
     );
 }
+
+/// The latest send in `requests.csv` and `summary.json`'s count of requests admission still held
+/// at the deadline.
+fn last_send_and_unsent(dir: &std::path::Path) -> (f64, u64) {
+    let reqs = common::csv_rows(&dir.join("requests.csv"));
+    assert!(!reqs.is_empty(), "some requests were sent");
+    let last = reqs.iter().map(|r| f(r, "sent_s")).fold(f64::MIN, f64::max);
+    let summary = json(&dir.join("summary.json"));
+    let unsent = summary["requests"]["unsent_at_deadline"]
+        .as_u64()
+        .expect("summary.json: requests.unsent_at_deadline");
+    (last, unsent)
+}
+
+#[test]
+fn no_request_is_sent_after_the_deadline_under_any_admission_control() {
+    // Four users who always want to send (no think time) against controls that let fewer go:
+    // at the deadline some wait for admission. The drain is long enough for them to get it.
+    let sim = SimServer::start(&["--speed", "4"]);
+    let duration = 3.0;
+    for control in [
+        &["--max-concurrent-requests", "1"][..],
+        &["--max-working-set-tokens", "1"],
+        &["--itpm-budget", "60000"],
+        &["--otpm-budget", "600"],
+    ] {
+        let mut flags = vec![
+            "--users",
+            "4",
+            "--duration",
+            "3",
+            "--time-scale",
+            "0",
+            "--recycle",
+            "--max-context",
+            "4000",
+            "--on-long",
+            "truncate",
+            "--drain",
+            "20",
+        ];
+        flags.extend_from_slice(control);
+        let (dir, ok, err) = replay(&[&sim.base], &flags);
+        assert!(ok, "{control:?}: {err}");
+        let (last, unsent) = last_send_and_unsent(dir.path());
+        assert!(
+            last <= duration,
+            "{control:?}: a request was sent at {last} s of a {duration} s run"
+        );
+        assert!(
+            unsent >= 1,
+            "{control:?}: users were waiting for admission at the deadline, and are counted: {unsent}"
+        );
+        assert!(
+            err.contains("not sent"),
+            "{control:?}: said on stderr: {err}"
+        );
+    }
+}
+
+/// Two kv-cache-tester traces in 64-token blocks: `long` opens with a prompt of 2600 tokens (over
+/// twice a 1024-token --max-context), `short` with one of 640.
+fn warm_traces(dir: &std::path::Path) {
+    let ids = |from: u32, n: u32| {
+        (from..from + n)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let long = format!(
+        r#"{{"id": "long", "block_size": 64, "requests": [
+        {{"t": 0, "type": "s", "in": 2600, "out": 4, "hash_ids": [{}]}},
+        {{"t": 1, "type": "s", "in": 2700, "out": 4, "hash_ids": [{}]}}]}}"#,
+        ids(1, 41),
+        ids(1, 43)
+    );
+    let short = format!(
+        r#"{{"id": "short", "block_size": 64, "requests": [
+        {{"t": 0, "type": "s", "in": 640, "out": 4, "hash_ids": [{}]}}]}}"#,
+        ids(1001, 10)
+    );
+    common::write(dir, "long.json", &long);
+    common::write(dir, "short.json", &short);
+}
+
+#[test]
+fn the_warm_up_is_the_stated_share_of_what_is_sent_and_within_max_context() {
+    let traces = tempfile::tempdir().expect("tempdir");
+    warm_traces(traces.path());
+    // The server refuses any prompt longer than --max-context (plus the answer's few tokens):
+    // a warm-up cut from the untruncated 2600-token prompt would be refused.
+    let sim = SimServer::start(&["--instant", "--max-model-len", "1100"]);
+    let run = |share: &str| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = common::run(
+            common::kvsweep()
+                .args(["replay", "--url", &sim.base, "--traces"])
+                .arg(traces.path())
+                .args(["--engine-label", "sim", "--out"])
+                .arg(dir.path())
+                .args(["--users", "2", "--duration", "3", "--time-scale", "0"])
+                .args(["--max-context", "1024", "--on-long", "truncate"])
+                .args(["--warm-prefix-pct", share, "--reset-cache"]),
+        );
+        (dir, out)
+    };
+    let (dir, out) = run("0.5");
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert_eq!(
+        json(&dir.path().join("metadata.json"))["warmup_requests"],
+        2,
+        "both warm-ups were within the server's context"
+    );
+    let reqs = common::csv_rows(&dir.path().join("requests.csv"));
+    for session in ["long", "short"] {
+        let first = reqs
+            .iter()
+            .find(|r| r["session"] == session && r["request_index"] == "0")
+            .unwrap_or_else(|| panic!("{session}'s first turn in {reqs:?}"));
+        // What was sent: the prompt cut to 1024 (long) or whole (short), half of it warmed,
+        // in whole 64-token blocks (512 and 320 tokens: both whole).
+        let sent = f(first, "prompt_tokens");
+        assert_eq!(sent, if session == "long" { 1024.0 } else { 640.0 });
+        assert_eq!(
+            f(first, "cached_tokens"),
+            sent / 2.0,
+            "{session}: the server found half of what was sent cached: {first:?}"
+        );
+    }
+
+    // A percentage where a share is meant is refused, not clamped to everything.
+    let (_, out) = run("50");
+    assert!(!out.status.success());
+    let err = common::stderr(&out);
+    assert!(
+        err.contains("--warm-prefix-pct") && err.contains("not a share from 0 to 1"),
+        "{err}"
+    );
+}
+
+/// A kv-cache-tester trace whose 400-token session runs a 500-token subagent from 0.1 s for
+/// about three seconds (three turns a second apart), and sends its own second turn after 4 s.
+fn subagent_trace(dir: &std::path::Path, name: &str, first_id: u32) {
+    let ids = |n: u32| {
+        (first_id..first_id + n)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let (p, s) = (ids(7), ids(8));
+    let sub = (0..4)
+        .map(|k| {
+            format!(
+                r#"{{"t": {k}, "type": "s", "in": 500, "out": 4, "hash_ids": [{s}], "think_time": 1.0}}"#
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    common::write(
+        dir,
+        &format!("{name}.json"),
+        &format!(
+            r#"{{"id": "{name}", "block_size": 64, "requests": [
+            {{"t": 0, "type": "s", "in": 400, "out": 4, "hash_ids": [{p}]}},
+            {{"t": 0.1, "type": "subagent", "agent_id": "sub", "requests": [{sub}]}},
+            {{"t": 5, "type": "s", "in": 400, "out": 4, "hash_ids": [{p}], "think_time": 4.0}}]}}"#
+        ),
+    );
+}
+
+#[test]
+fn the_working_set_counts_a_parent_and_its_running_subagents() {
+    let traces = tempfile::tempdir().expect("tempdir");
+    subagent_trace(traces.path(), "a", 1);
+    subagent_trace(traces.path(), "b", 101);
+    let sim = SimServer::start(&["--instant"]);
+    let cap = 1000.0;
+    // The second user arrives at 1 s (--ramp-up 2), while the first one's subagent runs: its
+    // session (404 tokens) and subagent (504) leave no room for another 400-token session.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = common::run(
+        common::kvsweep()
+            .args(["replay", "--url", &sim.base, "--traces"])
+            .arg(traces.path())
+            .args(["--engine-label", "sim", "--out"])
+            .arg(dir.path())
+            .args(["--users", "2", "--ramp-up", "2", "--duration", "30"])
+            .args(["--max-working-set-tokens", "1000"]),
+    );
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let reqs = common::csv_rows(&dir.path().join("requests.csv"));
+    assert_eq!(reqs.len(), 12, "every turn of both sessions: {reqs:?}");
+
+    // Each context (a user's session, or one of its subagents) is live from its first send to
+    // its last answer (a session's: the last answer of the session or its subagents), holding
+    // the tokens of its latest turn.
+    let eps = 1e-4;
+    let users: HashSet<&String> = reqs.iter().map(|r| &r["user"]).collect();
+    assert_eq!(users.len(), 2);
+    let working_set_at = |t: f64, except_user: &str| -> f64 {
+        let mut live = 0.0;
+        for user in users.iter().filter(|u| u.as_str() != except_user) {
+            let rows: Vec<_> = reqs.iter().filter(|r| &&r["user"] == user).collect();
+            let contexts: HashSet<&String> = rows.iter().map(|r| &r["session"]).collect();
+            let session_end = rows.iter().map(|r| f(r, "done_s")).fold(0.0, f64::max);
+            for context in contexts {
+                let turns: Vec<_> = rows.iter().filter(|r| &r["session"] == context).collect();
+                let start = turns
+                    .iter()
+                    .map(|r| f(r, "sent_s"))
+                    .fold(f64::MAX, f64::min);
+                let end = if context.contains('/') {
+                    turns.iter().map(|r| f(r, "done_s")).fold(0.0, f64::max)
+                } else {
+                    session_end
+                };
+                let latest = turns
+                    .iter()
+                    .filter(|r| f(r, "sent_s") <= t)
+                    .max_by(|a, b| f(a, "sent_s").total_cmp(&f(b, "sent_s")));
+                if let Some(r) = latest
+                    && start <= t
+                    && t < end - eps
+                {
+                    live += f(r, "trace_input_tokens") + f(r, "trace_output_tokens");
+                }
+            }
+        }
+        live
+    };
+    // Each user's first send: what the cap admits.
+    for user in &users {
+        let first = reqs
+            .iter()
+            .filter(|r| &&r["user"] == user)
+            .min_by(|a, b| f(a, "sent_s").total_cmp(&f(b, "sent_s")))
+            .expect("a first send");
+        let t = f(first, "sent_s");
+        let live = working_set_at(t, user);
+        assert!(
+            live == 0.0 || live + f(first, "trace_input_tokens") <= cap,
+            "user {user} started at {t} s beside a working set of {live} tokens (cap {cap}): {reqs:?}"
+        );
+    }
+    // And the second user did wait: it started after the first one's subagent finished.
+    let starts: Vec<f64> = users
+        .iter()
+        .map(|u| {
+            reqs.iter()
+                .filter(|r| &&r["user"] == u)
+                .map(|r| f(r, "sent_s"))
+                .fold(f64::MAX, f64::min)
+        })
+        .collect();
+    assert!(
+        starts.iter().copied().fold(0.0, f64::max) > 2.5,
+        "the second user waited past its 1 s ramp-up: {starts:?}"
+    );
+}

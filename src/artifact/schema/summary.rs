@@ -33,6 +33,9 @@ pub struct RequestCounts {
     pub error_rate: f64,
     /// Sends past the first of a request (429 and 5xx back-off).
     pub rate_limited_resends: u64,
+    /// Requests due before `--duration` ended but still held by admission control then: not
+    /// sent (so in no other figure and not in requests.csv).
+    pub unsent_at_deadline: u64,
 }
 
 /// Per-second rates over the run.
@@ -133,7 +136,7 @@ pub struct Summary {
 
 impl JsonArtifact for Summary {
     const FILE: &'static str = "summary.json";
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
     fn format_version(&self) -> u32 {
         self.format_version
     }

@@ -113,6 +113,7 @@ impl SyntheticCell {
                 failed: self.failed,
                 error_rate: self.failed as f64 / total.max(1) as f64,
                 rate_limited_resends: 0,
+                unsent_at_deadline: 0,
             },
             throughput: Throughput {
                 requests_per_s: 1.0,

@@ -597,3 +597,50 @@ async fn a_trace_url_is_downloaded_first() {
         ok.1
     );
 }
+
+/// Issue #35's held-out check on the carried traces: each trace on its own, in both scopes, at
+/// caches from 4k tokens to all of it. Output KV never lowers the content or relaxed bound, nor
+/// the strict-prefix optimum given room for the largest answer on top (what an answer costs is
+/// room while it is generated, never a reuse).
+#[test]
+fn output_kv_never_lowers_the_bounds_on_the_carried_traces() {
+    use kvsweep::oracle::bounds;
+    use kvsweep::oracle::stream::{self, Scope};
+    use kvsweep::trace::{self, LoadOptions};
+    let folders =
+        ["traces/samples/kv-cache-tester", "traces/generated"].map(|f| repo_root().join(f));
+    let files = trace::list_files(&folders).expect("the carried traces");
+    assert!(files.len() >= 30, "{files:?}");
+    let mut raised = 0;
+    for file in &files {
+        let options = LoadOptions {
+            format: TraceFormat::Auto,
+            jsonl_block_size: None,
+            strict: true,
+        };
+        let set = trace::load(std::slice::from_ref(file), options).expect("a carried trace");
+        for scope in [Scope::Global, Scope::Session] {
+            let entries = stream::order(&set, scope, &|_| true);
+            let (on, off) = (
+                stream::reuse(&entries, true),
+                stream::reuse(&entries, false),
+            );
+            let block = u64::from(on.block_size);
+            let answer = entries.iter().map(|e| e.output_blocks(true)).max();
+            let answer = answer.unwrap_or(0) as u64;
+            for tokens in [4096, 16_384, 65_536, 262_144, 1 << 20, 1 << 40] {
+                let c = tokens / block;
+                let (a, b) = (bounds::hits(&on, &[c])[0], bounds::hits(&off, &[c])[0]);
+                let ctx = format!("{} {scope:?} C={c}: on {a:?}, off {b:?}", file.display());
+                assert!(a.content >= b.content && a.relaxed >= b.relaxed, "{ctx}");
+                assert!(
+                    bounds::greedy(&on, c + answer, true) >= b.strict_prefix,
+                    "{ctx}"
+                );
+                raised += usize::from(a.content > b.content);
+            }
+        }
+    }
+    // Answers are read: output KV raises the content bound of most traces.
+    assert!(raised > files.len(), "{raised}");
+}

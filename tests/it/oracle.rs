@@ -530,6 +530,77 @@ fn collect_sets_the_bound_for_what_each_cell_sent_beside_the_measured_rate() {
     assert!(report.contains("best possible"));
 }
 
+#[test]
+fn collect_reads_an_answer_after_a_side_request() {
+    // Issue #35 in collect's column: 10 blocks answering one block, a side request, then 12
+    // blocks that carry the answer as block 11.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let traces = dir.path().join("traces");
+    std::fs::create_dir_all(&traces).expect("mkdir");
+    let ids = |n: u64| (1..=n).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+    write(
+        &traces,
+        "conv.json",
+        &format!(
+            r#"{{"id": "conv", "block_size": 64, "requests": [
+                {{"t": 0, "type": "s", "in": 640, "out": 64, "hash_ids": [{}]}},
+                {{"t": 1, "type": "s", "in": 64, "out": 0, "hash_ids": [50]}},
+                {{"t": 2, "type": "s", "in": 768, "out": 0, "hash_ids": [{}]}}]}}"#,
+            ids(10),
+            ids(12)
+        ),
+    );
+    let cells = dir.path().join("cells");
+    let cell = common::cells::SyntheticCell::new("h200", 1, 1, "off").write(&cells);
+    let mut plan = CellPlan::read(&cell).expect("cell.json");
+    plan.traces = Some(traces.clone());
+    plan.trace_format = TraceFormat::Kvct;
+    plan.write(&cell).expect("write");
+    let mut requests = csv::Writer::from_path(cell.join(RequestRow::FILE)).expect("requests.csv");
+    for (i, (sent_s, tokens)) in [(0.0, 640), (1.0, 64), (2.0, 768)].into_iter().enumerate() {
+        requests
+            .serialize(RequestRow {
+                request_id: i as u64,
+                user: 0,
+                session: "conv".into(),
+                request_index: i as u32,
+                scheduled_s: sent_s,
+                sent_s,
+                done_s: sent_s + 0.5,
+                schedule_delay_ms: 0.0,
+                ttft_ms: Some(50.0),
+                e2e_ms: 500.0,
+                tpot_ms: None,
+                itl_mean_ms: None,
+                itl_max_ms: None,
+                trace_input_tokens: tokens,
+                trace_output_tokens: 0,
+                prompt_tokens: Some(tokens),
+                completion_tokens: Some(0),
+                cached_tokens: None,
+                status: Outcome::Ok,
+                http_status: 200,
+                error: String::new(),
+                endpoint: 0,
+                attempts: 1,
+                effective_ttft_ms: Some(50.0),
+                meets_slo: true,
+                format_version: RequestRow::VERSION,
+            })
+            .expect("a row");
+    }
+    requests.flush().expect("flush");
+    let out = dir.path().join("out");
+    kvsweep_ok(&["collect", s(&cells), "--out", s(&out)]);
+    let row = &csv_rows(&out.join("summary.csv"))[0];
+    // The last turn reads its 10 blocks and the answer's: 11 of 23 blocks.
+    assert!(
+        (num(row, "oracle_hit_rate") - 704.0 / 1472.0).abs() < 1e-9,
+        "{row:?}"
+    );
+    assert_eq!(row["oracle_hit_rate"], row["oracle_lru_hit_rate"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trace_url_is_downloaded_first() {
     use wiremock::matchers::{method, path};

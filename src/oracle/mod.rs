@@ -287,6 +287,7 @@ fn trace_meta(set: &TraceSet, input: &TraceInput) -> Value {
 pub fn definitions() -> Value {
     json!({
         "block": "whole blocks of the trace's block size; a block is its path of hash ids (prefix-trie semantics)",
+        "output_kv": "a request also writes its answer's whole blocks, named by the hash ids the first later prompt of its session that extends its prompt has at those positions; any later prompt with that path reads them",
         "hit_rate": "hit blocks × block size / input tokens",
         "content": "infinite cache: every block read before hits",
         "relaxed": "optimal offline cache of C blocks, any block may hit, running requests take no room (Belady with bypass)",

@@ -16,40 +16,32 @@ pub struct Step {
     pub touched: Vec<u64>,
 }
 
-/// Each request's keys, every path hashed from its root.
+/// Each request's keys, every path hashed from its root: its prompt's, then its answer's (named
+/// by the later prompt that carries them, or of its own where none does).
 pub fn steps(entries: &[Entry], include_output: bool) -> Vec<Step> {
-    let mut previous: HashMap<u32, (&[u64], Vec<u64>)> = HashMap::new();
-    let mut out = Vec::with_capacity(entries.len());
-    for (e, entry) in entries.iter().enumerate() {
-        let ids = &entry.request.hash_ids[..entry.blocks()];
-        let mut read: Vec<u64> = Vec::with_capacity(ids.len());
-        let mut parent = entry.seed;
-        for (j, &id) in ids.iter().enumerate() {
-            // Blocks are named by the session's history: the previous turn's blocks while the
-            // prompt repeats it, then its answer's blocks (which the prompt carries next).
-            let inherited = previous
-                .get(&entry.session)
-                .and_then(|(prev_ids, prev_keys)| {
-                    let repeats = j < prev_ids.len() && ids[..=j] == prev_ids[..=j];
-                    let extends = include_output
-                        && j >= prev_ids.len()
-                        && ids[..prev_ids.len()] == **prev_ids;
-                    (repeats || extends)
-                        .then(|| prev_keys.get(j).copied())
-                        .flatten()
-                });
-            parent = inherited.unwrap_or_else(|| child_key(parent, id));
-            read.push(parent);
-        }
-        let mut touched = read.clone();
-        for _ in 0..entry.output_blocks(include_output) {
-            parent = output_key(parent, e);
-            touched.push(parent);
-        }
-        previous.insert(entry.session, (ids, touched.clone()));
-        out.push(Step { read, touched });
-    }
-    out
+    entries
+        .iter()
+        .enumerate()
+        .map(|(e, entry)| {
+            let path = entry.named(include_output);
+            let mut parent = entry.seed;
+            let mut touched: Vec<u64> = path
+                .iter()
+                .map(|&id| {
+                    parent = child_key(parent, id);
+                    parent
+                })
+                .collect();
+            for _ in path.len() - entry.blocks()..entry.output_blocks(include_output) {
+                parent = output_key(parent, e);
+                touched.push(parent);
+            }
+            Step {
+                read: touched[..entry.blocks()].to_vec(),
+                touched,
+            }
+        })
+        .collect()
 }
 
 /// Blocks read that were touched before: the infinite-cache hits.

@@ -110,10 +110,24 @@ pub fn bound(dir: &Path, cache: &mut TraceCache, runners: &RunnerSet) -> Result<
         sent.push((row.sent_s, session, r));
     }
     sent.sort_by(|a, b| a.0.total_cmp(&b.0));
+    // Answers are named by what each session sent after them.
+    let mut by_session: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, (_, s, _)) in sent.iter().enumerate() {
+        by_session.entry(s.id.as_str()).or_default().push(i);
+    }
+    let mut paths: Vec<&[u64]> = vec![&[]; sent.len()];
+    for (_, indices) in by_session {
+        let requests: Vec<&TraceRequest> = indices.iter().map(|&i| &sent[i].2).collect();
+        let named = stream::written_paths(&requests, sent[indices[0]].1.block_size);
+        for (i, path) in indices.into_iter().zip(named) {
+            paths[i] = path;
+        }
+    }
     let mut ids: HashMap<&str, u32> = HashMap::new();
     let entries: Vec<stream::Entry> = sent
         .iter()
-        .map(|(t, s, r)| {
+        .zip(paths)
+        .map(|((t, s, r), path)| {
             let next = ids.len() as u32;
             stream::Entry {
                 time_s: *t,
@@ -121,6 +135,7 @@ pub fn bound(dir: &Path, cache: &mut TraceCache, runners: &RunnerSet) -> Result<
                 seed: crate::rng::mix(s.scope),
                 block_size: s.block_size,
                 request: r,
+                path,
             }
         })
         .collect();

@@ -8,8 +8,12 @@
 //! - *Scope* `global`: paths are shared by every session of one hash scope (a kv-cache-tester
 //!   file, a Mooncake file). `session`: each session has its own paths, so sessions never share.
 //! - *Output KV* (`include_output_kvcache`): a request also writes the whole blocks its answer
-//!   completes. The next request of the same session that extends the whole prompt reads them at
-//!   those positions, since its prompt carries the answer there.
+//!   completes. They are blocks like any other, named by their path: the first later prompt of
+//!   the session that extends the whole prompt carries the answer at those positions, so its hash
+//!   ids there name them, and any later request of the scope whose prompt has those hash ids at
+//!   those positions (the session's next turn, a turn after a side request, another session)
+//!   reads them. Answer blocks no later prompt of the session carries are written under names
+//!   of their own that nothing reads; they still take room.
 //! - Requests are served one after another in time order (sessions' own offsets from a common
 //!   start); the blocks of the request being served occupy the cache while it runs.
 //!
@@ -46,25 +50,83 @@ pub struct Entry<'a> {
     pub seed: u64,
     pub block_size: u32,
     pub request: &'a TraceRequest,
+    /// Hash ids of the blocks it writes that have a path: its prompt's whole blocks, then those
+    /// of its answer's whole blocks that a later prompt of its session carries (see
+    /// [`written_paths`]).
+    pub path: &'a [u64],
 }
 
 impl Entry<'_> {
     /// Whole blocks of the prompt that have a hash id: the blocks a cache can hold.
     pub fn blocks(&self) -> usize {
-        self.request
-            .hash_ids
-            .len()
-            .min((self.request.input_tokens / self.block_size) as usize)
+        prompt_blocks(self.request, self.block_size)
     }
 
     /// Whole blocks the answer completes after the prompt (0 without output KV).
     pub fn output_blocks(&self, include_output: bool) -> usize {
-        if !include_output {
-            return 0;
+        if include_output {
+            answer_blocks(self.request, self.block_size)
+        } else {
+            0
         }
-        let (input, output) = (self.request.input_tokens, self.request.output_tokens);
-        ((input + output) / self.block_size - input / self.block_size) as usize
     }
+
+    /// Hash ids of the blocks it writes that have a path: the prompt's, then (with output KV)
+    /// the named part of the answer's.
+    pub fn named(&self, include_output: bool) -> &[u64] {
+        if include_output {
+            self.path
+        } else {
+            &self.path[..self.blocks()]
+        }
+    }
+}
+
+/// Whole blocks of `request`'s prompt that have a hash id.
+fn prompt_blocks(request: &TraceRequest, block_size: u32) -> usize {
+    request
+        .hash_ids
+        .len()
+        .min((request.input_tokens / block_size) as usize)
+}
+
+/// Whole blocks `request`'s answer completes after its prompt.
+fn answer_blocks(request: &TraceRequest, block_size: u32) -> usize {
+    let (input, output) = (request.input_tokens, request.output_tokens);
+    ((input + output) / block_size - input / block_size) as usize
+}
+
+/// For each request of one session (in its order), [`Entry::path`]: the hash ids of its
+/// prompt's whole blocks, then of its answer's whole blocks as far as the first later request
+/// of the session whose prompt extends the whole prompt (and is longer) carries them. That
+/// prompt holds the answer at those positions, so its hash ids there are the answer blocks'
+/// names; a side request in between does not extend the prompt and is passed over. A prompt
+/// with fewer hash ids than whole blocks leaves its answer unnamed: where the answer starts
+/// has no path.
+///
+/// A request without such a successor scans the rest of its session; one that has it (most
+/// turns of a conversation: the next one) stops there, after a prefix comparison.
+pub fn written_paths<'a>(requests: &[&'a TraceRequest], block_size: u32) -> Vec<&'a [u64]> {
+    requests
+        .iter()
+        .enumerate()
+        .map(|(i, request)| {
+            let blocks = prompt_blocks(request, block_size);
+            let prompt = &request.hash_ids[..blocks];
+            let answer = answer_blocks(request, block_size);
+            if answer == 0 || blocks < (request.input_tokens / block_size) as usize {
+                return prompt;
+            }
+            requests[i + 1..]
+                .iter()
+                .find_map(|later| {
+                    let ids = &later.hash_ids[..prompt_blocks(later, block_size)];
+                    (ids.len() > blocks && ids.starts_with(prompt))
+                        .then(|| &ids[..ids.len().min(blocks + answer)])
+                })
+                .unwrap_or(prompt)
+        })
+        .collect()
 }
 
 /// The requests of `set` that `keep` accepts, in time order (ties in file order).
@@ -88,17 +150,21 @@ pub fn order<'a>(
             Scope::Global => mix(session.scope),
             Scope::Session => mix(session.scope ^ mix(u64::from(index) + 1)),
         };
+        // Answers are named from the whole session, whatever `keep` leaves out.
+        let requests: Vec<&TraceRequest> = session.requests.iter().collect();
+        let paths = written_paths(&requests, session.block_size);
         out.extend(
-            session
-                .requests
-                .iter()
-                .filter(|r| keep(r))
-                .map(|request| Entry {
+            requests
+                .into_iter()
+                .zip(paths)
+                .filter(|(r, _)| keep(r))
+                .map(|(request, path)| Entry {
                     time_s: start + request.offset_s,
                     session: index,
                     seed,
                     block_size: session.block_size,
                     request,
+                    path,
                 }),
         );
         for child in &session.children {
@@ -119,8 +185,9 @@ pub fn child_key(parent: u64, id: u64) -> u64 {
     mix(parent ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15))
 }
 
-/// The key of the next block the answer of request `writer` (its stream index) writes after
-/// the block keyed `parent`: answers are new content, even after an equal prompt.
+/// The key of the next answer block request `writer` (its stream index) writes after the block
+/// keyed `parent` where no later prompt names it: a block nothing reads, even after an equal
+/// prompt.
 pub fn output_key(parent: u64, writer: usize) -> u64 {
     mix(parent ^ mix(writer as u64 ^ 0x6F75_7470_7574_4B56))
 }
@@ -199,13 +266,13 @@ impl Owner {
     }
 }
 
-/// A session's latest request: its prompt's ids and the keys of every block it touched.
+/// A session's latest request: the hash ids of its named blocks and the keys of every block it
+/// touched (the named ones first).
 #[derive(Default)]
 struct Latest<'a> {
     request: Option<u32>,
-    ids: &'a [u64],
+    path: &'a [u64],
     keys: Vec<u64>,
-    output_blocks: usize,
 }
 
 /// Fenwick tree over stream positions: blocks whose last touch is each request.
@@ -231,49 +298,38 @@ impl Fenwick {
     }
 }
 
-/// The keys of `entry`'s blocks (prompt, then answer), reusing the first `shared` keys of its
-/// session's previous request.
+/// The keys of `entry`'s blocks: its named ones (`path`: prompt, then the answer a later prompt
+/// carries), then the rest of its answer; the first `shared` are its session's previous
+/// request's.
 fn keys_of(
     entry: &Entry,
     writer: usize,
+    path: &[u64],
     previous: &[u64],
     shared: usize,
     include_output: bool,
 ) -> Vec<u64> {
-    let blocks = entry.blocks();
-    let mut keys = Vec::with_capacity(blocks + entry.output_blocks(include_output));
+    let answer = entry.output_blocks(include_output);
+    let mut keys = Vec::with_capacity(entry.blocks() + answer);
     keys.extend_from_slice(&previous[..shared]);
     let mut parent = keys.last().copied().unwrap_or(entry.seed);
-    for &id in &entry.request.hash_ids[shared..blocks] {
+    for &id in &path[shared..] {
         parent = child_key(parent, id);
         keys.push(parent);
     }
-    for _ in 0..entry.output_blocks(include_output) {
+    for _ in path.len() - entry.blocks()..answer {
         parent = output_key(parent, writer);
         keys.push(parent);
     }
     keys
 }
 
-/// How many leading blocks `entry` shares with its session's previous request, answer included.
-fn shared_with(entry: &Entry, latest: &Latest, include_output: bool) -> usize {
-    if latest.request.is_none() {
-        return 0;
-    }
-    let ids = &entry.request.hash_ids[..entry.blocks()];
-    let common = ids
-        .iter()
-        .zip(latest.ids)
-        .take_while(|(a, b)| a == b)
-        .count();
-    if include_output && common == latest.ids.len() {
-        (common + latest.output_blocks).min(ids.len())
-    } else {
-        common
-    }
-}
-
 /// One pass over the stream: every request's runs.
+///
+/// A request touches its named blocks (its prompt's, then its answer's that a later prompt
+/// carries) as one path, so the blocks of any request's path touched again later are a prefix
+/// of it, whether a later prompt reads them or a later answer writes them; its unnamed answer
+/// blocks are touched once and never again.
 ///
 /// Hand-written rather than a generic LRU or trie crate: the per-session shortcut (a turn that
 /// extends the previous one reuses its keys and owners without a map lookup per block) is what
@@ -287,20 +343,34 @@ pub fn reuse(entries: &[Entry], include_output: bool) -> Reuse {
         .unwrap_or(0);
     let mut latest: Vec<Latest> = (0..sessions).map(|_| Latest::default()).collect();
     let mut owners: HashedMap<u32> = HashedMap::default();
-    // Blocks of each request's chain touched again later: always a prefix of the chain.
-    let mut reread = vec![0usize; entries.len()];
+    // Blocks of each request's path touched again later: always a prefix of the path.
+    let mut retouched = vec![0usize; entries.len()];
     let mut last_touch = Fenwick(vec![0; entries.len() + 1]);
     let mut accesses = Vec::with_capacity(entries.len());
     let mut runs: Vec<Run> = Vec::new();
     let mut froms: Vec<Option<u32>> = Vec::new();
+    // Groups of this request's path an earlier request touched last: (that request, blocks).
+    let mut groups: Vec<(u32, usize)> = Vec::new();
     for (e, entry) in entries.iter().enumerate() {
         let session = entry.session as usize;
         let me = Owner::Session(entry.session).pack();
-        let shared = shared_with(entry, &latest[session], include_output);
-        let keys = keys_of(entry, e, &latest[session].keys, shared, include_output);
+        let path = entry.named(include_output);
+        let shared = path
+            .iter()
+            .zip(latest[session].path)
+            .take_while(|(a, b)| a == b)
+            .count();
+        let keys = keys_of(
+            entry,
+            e,
+            path,
+            &latest[session].keys,
+            shared,
+            include_output,
+        );
         let blocks = entry.blocks();
         let previous = latest[session].request;
-        let unchanged = previous.map_or(0, |r| reread[r as usize].min(shared));
+        let unchanged = previous.map_or(0, |r| retouched[r as usize].min(shared));
         let resolve = |v: u32, latest: &[Latest]| match Owner::unpack(v) {
             Owner::Request(r) => r,
             Owner::Session(s) => latest[s as usize]
@@ -309,16 +379,15 @@ pub fn reuse(entries: &[Entry], include_output: bool) -> Reuse {
         };
         froms.clear();
         // Blocks other sessions touched since this session's previous turn, and blocks beyond
-        // what that turn had: where they were touched last is in the map.
-        for (j, &key) in keys.iter().enumerate() {
+        // what that turn had: where they were touched last is in the map. Unnamed answer
+        // blocks are never read, so the map does not keep them.
+        for (j, &key) in keys[..path.len()].iter().enumerate() {
             if (unchanged..shared).contains(&j) {
                 froms.push(previous);
                 continue;
             }
             let old = owners.insert(key, me);
-            if j < blocks {
-                froms.push(old.map(|v| resolve(v, &latest)));
-            }
+            froms.push(old.map(|v| resolve(v, &latest)));
         }
         // Blocks of the previous turn this one dropped: they stay touched last by that turn.
         if let Some(r) = previous {
@@ -332,6 +401,7 @@ pub fn reuse(entries: &[Entry], include_output: bool) -> Reuse {
         }
         let first_run = runs.len();
         let at_start = last_touch.prefix(e);
+        groups.clear();
         let mut j = 0;
         while j < froms.len() {
             let Some(from) = froms[j] else {
@@ -342,20 +412,23 @@ pub fn reuse(entries: &[Entry], include_output: bool) -> Reuse {
                 .find(|&k| froms[k] != Some(from))
                 .unwrap_or(froms.len());
             debug_assert_eq!(
-                reread[from as usize], j,
-                "a run starts where its chain was last read"
+                retouched[from as usize], j,
+                "a group starts where its path was last touched"
             );
-            runs.push(Run {
-                from,
-                blocks: (end - j) as u32,
-                lru_depth: (at_start - last_touch.prefix(from as usize + 1)) as u64,
-            });
+            // The prompt's part of the group is read; the answer's is only written over.
+            if j < blocks {
+                runs.push(Run {
+                    from,
+                    blocks: (end.min(blocks) - j) as u32,
+                    lru_depth: (at_start - last_touch.prefix(from as usize + 1)) as u64,
+                });
+            }
+            groups.push((from, end - j));
             j = end;
         }
-        for run in &runs[first_run..] {
-            let start = reread[run.from as usize];
-            reread[run.from as usize] = start + run.blocks as usize;
-            last_touch.add(run.from as usize, -i64::from(run.blocks));
+        for &(from, touched) in &groups {
+            retouched[from as usize] += touched;
+            last_touch.add(from as usize, -(touched as i64));
         }
         last_touch.add(e, keys.len() as i64);
         accesses.push(Access {
@@ -364,12 +437,10 @@ pub fn reuse(entries: &[Entry], include_output: bool) -> Reuse {
             working: keys.len() as u32,
             runs: first_run..runs.len(),
         });
-        let output_blocks = keys.len() - blocks;
         latest[session] = Latest {
             request: Some(e as u32),
-            ids: &entry.request.hash_ids[..blocks],
+            path,
             keys,
-            output_blocks,
         };
     }
     Reuse {

@@ -530,6 +530,77 @@ fn collect_sets_the_bound_for_what_each_cell_sent_beside_the_measured_rate() {
     assert!(report.contains("best possible"));
 }
 
+#[test]
+fn collect_reads_an_answer_after_a_side_request() {
+    // Issue #35 in collect's column: 10 blocks answering one block, a side request, then 12
+    // blocks that carry the answer as block 11.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let traces = dir.path().join("traces");
+    std::fs::create_dir_all(&traces).expect("mkdir");
+    let ids = |n: u64| (1..=n).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+    write(
+        &traces,
+        "conv.json",
+        &format!(
+            r#"{{"id": "conv", "block_size": 64, "requests": [
+                {{"t": 0, "type": "s", "in": 640, "out": 64, "hash_ids": [{}]}},
+                {{"t": 1, "type": "s", "in": 64, "out": 0, "hash_ids": [50]}},
+                {{"t": 2, "type": "s", "in": 768, "out": 0, "hash_ids": [{}]}}]}}"#,
+            ids(10),
+            ids(12)
+        ),
+    );
+    let cells = dir.path().join("cells");
+    let cell = common::cells::SyntheticCell::new("h200", 1, 1, "off").write(&cells);
+    let mut plan = CellPlan::read(&cell).expect("cell.json");
+    plan.traces = Some(traces.clone());
+    plan.trace_format = TraceFormat::Kvct;
+    plan.write(&cell).expect("write");
+    let mut requests = csv::Writer::from_path(cell.join(RequestRow::FILE)).expect("requests.csv");
+    for (i, (sent_s, tokens)) in [(0.0, 640), (1.0, 64), (2.0, 768)].into_iter().enumerate() {
+        requests
+            .serialize(RequestRow {
+                request_id: i as u64,
+                user: 0,
+                session: "conv".into(),
+                request_index: i as u32,
+                scheduled_s: sent_s,
+                sent_s,
+                done_s: sent_s + 0.5,
+                schedule_delay_ms: 0.0,
+                ttft_ms: Some(50.0),
+                e2e_ms: 500.0,
+                tpot_ms: None,
+                itl_mean_ms: None,
+                itl_max_ms: None,
+                trace_input_tokens: tokens,
+                trace_output_tokens: 0,
+                prompt_tokens: Some(tokens),
+                completion_tokens: Some(0),
+                cached_tokens: None,
+                status: Outcome::Ok,
+                http_status: 200,
+                error: String::new(),
+                endpoint: 0,
+                attempts: 1,
+                effective_ttft_ms: Some(50.0),
+                meets_slo: true,
+                format_version: RequestRow::VERSION,
+            })
+            .expect("a row");
+    }
+    requests.flush().expect("flush");
+    let out = dir.path().join("out");
+    kvsweep_ok(&["collect", s(&cells), "--out", s(&out)]);
+    let row = &csv_rows(&out.join("summary.csv"))[0];
+    // The last turn reads its 10 blocks and the answer's: 11 of 23 blocks.
+    assert!(
+        (num(row, "oracle_hit_rate") - 704.0 / 1472.0).abs() < 1e-9,
+        "{row:?}"
+    );
+    assert_eq!(row["oracle_hit_rate"], row["oracle_lru_hit_rate"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trace_url_is_downloaded_first() {
     use wiremock::matchers::{method, path};
@@ -596,4 +667,51 @@ async fn a_trace_url_is_downloaded_first() {
         "{}",
         ok.1
     );
+}
+
+/// Issue #35's held-out check on the carried traces: each trace on its own, in both scopes, at
+/// caches from 4k tokens to all of it. Output KV never lowers the content or relaxed bound, nor
+/// the strict-prefix optimum given room for the largest answer on top (what an answer costs is
+/// room while it is generated, never a reuse).
+#[test]
+fn output_kv_never_lowers_the_bounds_on_the_carried_traces() {
+    use kvsweep::oracle::bounds;
+    use kvsweep::oracle::stream::{self, Scope};
+    use kvsweep::trace::{self, LoadOptions};
+    let folders =
+        ["traces/samples/kv-cache-tester", "traces/generated"].map(|f| repo_root().join(f));
+    let files = trace::list_files(&folders).expect("the carried traces");
+    assert!(files.len() >= 30, "{files:?}");
+    let mut raised = 0;
+    for file in &files {
+        let options = LoadOptions {
+            format: TraceFormat::Auto,
+            jsonl_block_size: None,
+            strict: true,
+        };
+        let set = trace::load(std::slice::from_ref(file), options).expect("a carried trace");
+        for scope in [Scope::Global, Scope::Session] {
+            let entries = stream::order(&set, scope, &|_| true);
+            let (on, off) = (
+                stream::reuse(&entries, true),
+                stream::reuse(&entries, false),
+            );
+            let block = u64::from(on.block_size);
+            let answer = entries.iter().map(|e| e.output_blocks(true)).max();
+            let answer = answer.unwrap_or(0) as u64;
+            for tokens in [4096, 16_384, 65_536, 262_144, 1 << 20, 1 << 40] {
+                let c = tokens / block;
+                let (a, b) = (bounds::hits(&on, &[c])[0], bounds::hits(&off, &[c])[0]);
+                let ctx = format!("{} {scope:?} C={c}: on {a:?}, off {b:?}", file.display());
+                assert!(a.content >= b.content && a.relaxed >= b.relaxed, "{ctx}");
+                assert!(
+                    bounds::greedy(&on, c + answer, true) >= b.strict_prefix,
+                    "{ctx}"
+                );
+                raised += usize::from(a.content > b.content);
+            }
+        }
+    }
+    // Answers are read: output KV raises the content bound of most traces.
+    assert!(raised > files.len(), "{raised}");
 }

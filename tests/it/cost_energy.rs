@@ -387,7 +387,7 @@ fn the_cost_sentence_calls_noise_no_change_and_keeps_the_configuration() {
             let mut c = SyntheticCell::new("h100", tp, 2, offload);
             c.total_tps = total_tps;
             c.tpot_p50_ms = tpot;
-            c.write_repeat(&cells, k);
+            common::write_repeat(&c, &cells, k);
         }
     }
     let sentence = cost_sentence(&cells, 2);

@@ -136,7 +136,7 @@ fn collect_at(root: &Path, speed: f64) -> std::path::PathBuf {
             let mut c = SyntheticCell::new("h100", 2, 8, offload);
             c.total_tps = total_tps;
             c.tpot_p50_ms = 18.0 + f64::from(k);
-            accelerate(&c.write_repeat(&cells, k), speed);
+            accelerate(&common::write_repeat(&c, &cells, k), speed);
         }
     }
     let out = root.join("out");

@@ -162,18 +162,6 @@ impl SyntheticCell {
         dir
     }
 
-    /// Writes the cell's files as its repeat `k`, `cells/<name>/repeat-K`, as a sweep with
-    /// `repeats:` leaves them; returns that directory.
-    pub fn write_repeat(&self, cells: &Path, k: u32) -> PathBuf {
-        let cell = cells.join(&self.name);
-        let staging = cell.join(format!("staging-{k}"));
-        let written = self.write(&staging);
-        let dir = cell.join(format!("repeat-{k}"));
-        std::fs::rename(&written, &dir).expect("move the repeat into place");
-        std::fs::remove_dir(&staging).expect("remove the staging folder");
-        dir
-    }
-
     /// `requests.csv`: the cell's requests sent at an even pace over its 60 s, the failed ones
     /// among them, each taking the summary's E2E p50.
     fn write_requests(&self, dir: &Path) {

@@ -101,3 +101,16 @@ pub fn assert_shellcheck_clean<P: AsRef<std::ffi::OsStr>>(scripts: impl IntoIter
 pub mod aiperf;
 pub mod cells;
 pub mod sim;
+
+/// Writes `cell`'s files as its repeat `k`, `parent/<name>/repeat-K`, as a sweep with `repeats:`
+/// leaves them; returns that directory. (Not in `cells.rs`: the collect benchmark shares that
+/// file and has no repeats.)
+pub fn write_repeat(cell: &cells::SyntheticCell, parent: &Path, k: u32) -> PathBuf {
+    let dir = parent.join(&cell.name);
+    let staging = dir.join(format!("staging-{k}"));
+    let written = cell.write(&staging);
+    let repeat = dir.join(format!("repeat-{k}"));
+    std::fs::rename(&written, &repeat).expect("move the repeat into place");
+    std::fs::remove_dir(&staging).expect("remove the staging folder");
+    repeat
+}

@@ -124,7 +124,7 @@ struct UserState {
 }
 
 /// The figures of a finished virtual run.
-pub struct Outcome2 {
+pub struct VirtualRun {
     /// Virtual seconds from the start to the last answer (or the drain's end).
     pub duration_s: f64,
     pub requests: u64,
@@ -153,7 +153,7 @@ pub fn run(
     collector: &mut Collector,
     recorder: &mut Recorder,
     epoch: f64,
-) -> Result<Outcome2> {
+) -> Result<VirtualRun> {
     let mut sim = Sim {
         args,
         sessions,
@@ -224,7 +224,7 @@ pub fn run(
         }
     }
     recorder.scrape(epoch + now, &engine.metrics_text())?;
-    Ok(Outcome2 {
+    Ok(VirtualRun {
         duration_s: now,
         requests: sim.requests,
         abandoned: sim.in_flight.len(),

@@ -22,6 +22,9 @@ if [[ $(id -u) -eq 0 ]]; then
 else
   sudo scripts/start-slurm.sh
 fi
+# A real PostgreSQL for the history and gate tests (tests/it/history.rs).
+KVSWEEP_TEST_POSTGRES_URL=$(scripts/start-postgres.sh | tail -n 1)
+export KVSWEEP_TEST_POSTGRES_URL
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked --features external-tools -- -D warnings

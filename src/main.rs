@@ -12,7 +12,9 @@ use kvsweep::calibrate::CalibrateArgs;
 use kvsweep::cell::RunCellArgs;
 use kvsweep::collect::CollectArgs;
 use kvsweep::collect::compare::CompareArgs;
+use kvsweep::gate::GateArgs;
 use kvsweep::github::ArtifactsArgs;
+use kvsweep::history::HistoryArgs;
 use kvsweep::kvsize::KvSizeArgs;
 use kvsweep::metrics::MetricsCommand;
 use kvsweep::oracle::OracleArgs;
@@ -67,6 +69,10 @@ enum Command {
     Collect(CollectArgs),
     /// Compare two collected sweeps side by side.
     Compare(CompareArgs),
+    /// Store collected sweeps in a database and follow configurations across runs.
+    History(HistoryArgs),
+    /// Fail (exit 1) when a collected sweep regressed against a baseline beyond the noise.
+    Gate(GateArgs),
     /// Download a workflow run's cell artifacts from GitHub Actions.
     Artifacts(ArtifactsArgs),
     /// Analyze, convert, synthesize and generate traces.
@@ -119,6 +125,8 @@ fn dispatch(cli: Cli, rt: &Handle, shutdown: &Shutdown) -> Result<()> {
         }
         Command::Collect(args) => kvsweep::report::run_collect(args),
         Command::Compare(args) => kvsweep::collect::compare::run(args),
+        Command::History(args) => kvsweep::history::run(args),
+        Command::Gate(args) => kvsweep::gate::run(args),
         Command::Artifacts(args) => kvsweep::github::run(args, rt),
         Command::Trace(args) => kvsweep::trace::cli::run(args),
         Command::Traces(args) => kvsweep::trace_cache::run(args, rt),

@@ -98,7 +98,8 @@ pub enum Event {
 pub struct EngineConfig {
     pub max_num_seqs: usize,
     pub max_batched_tokens: usize,
-    /// Modelled time runs this many times faster than wall time.
+    /// Modelled time runs this many times faster than wall time (`--speed` over the testing
+    /// aid `--slowdown`).
     pub speed: f64,
     /// Every step takes no time at all.
     pub instant: bool,

@@ -98,6 +98,11 @@ pub struct SimArgs {
     /// many times shorter; /v1/models reports the speed (`sim_speed`) so results can say so.
     #[arg(long, default_value_t = 1.0)]
     pub speed: f64,
+    /// A testing aid: every engine step takes this many times longer than modelled (1.1: a
+    /// planted 10 % slowdown), so that the regression gate (`kvsweep gate`) can be shown to
+    /// catch a slower build. Not a model of anything; leave at 1 to measure.
+    #[arg(long, default_value_t = 1.0, value_name = "F")]
+    pub slowdown: f64,
     /// Every engine step takes no time and prefills are not chunked (for benchmarking clients).
     #[arg(long)]
     pub instant: bool,
@@ -259,6 +264,9 @@ pub fn setup(args: &SimArgs, runners: &RunnerSet) -> Result<SimSetup> {
     if args.block_size == 0 || args.speed.is_nan() || args.speed <= 0.0 {
         bail!("--block-size and --speed must be positive");
     }
+    if !(args.slowdown.is_finite() && args.slowdown > 0.0) {
+        bail!("--slowdown must be a positive factor (1 = as modelled)");
+    }
     let mut geometry = preset.geometry;
     geometry.dtype = match args.dtype {
         KvDtypeArg::Fp8 => KvDtype::Fp8,
@@ -349,7 +357,7 @@ async fn serve(
         EngineConfig {
             max_num_seqs: sim.max_num_seqs.max(1),
             max_batched_tokens: sim.max_num_batched_tokens.max(1),
-            speed: args.speed,
+            speed: args.speed / args.slowdown,
             instant: args.instant,
             flavor: args.metrics_flavor,
         },

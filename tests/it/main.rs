@@ -18,6 +18,7 @@ mod collect;
 mod cost_energy;
 mod defaults;
 mod fuzz_regressions;
+mod history;
 mod inferencex_master;
 mod llama_server;
 mod matrix;

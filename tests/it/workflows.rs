@@ -173,6 +173,28 @@ fn the_sweep_workflow_has_the_documented_shape() {
             .map(|s| s.starts_with("always()")),
         Some(true)
     );
+    // The optional gate runs only when a baseline is given, after the results are uploaded.
+    let collect_steps = jobs["collect"]["steps"]
+        .as_sequence()
+        .expect("collect steps");
+    let gate = collect_steps
+        .iter()
+        .position(|s| s.get("id").and_then(Value::as_str) == Some("gate"))
+        .expect("a gate step");
+    assert_eq!(
+        collect_steps[gate]["if"].as_str(),
+        Some("inputs.gate_baseline != ''")
+    );
+    assert!(
+        collect_steps[gate]["run"]
+            .as_str()
+            .is_some_and(|r| r.contains("kvsweep gate aggregated --baseline \"$BASELINE\""))
+    );
+    assert!(
+        collect_steps[..gate]
+            .iter()
+            .any(|s| s["with"]["name"].as_str() == Some("sweep-aggregated"))
+    );
     let gen_steps = jobs["generate-matrix"]["steps"]
         .as_sequence()
         .expect("steps");

@@ -1,0 +1,232 @@
+//! The gate on real repeated sweeps against the simulator: 20 pairs of sweeps of one
+//! configuration, 3 repeats each side. A/A (the same server twice) raises at most one false
+//! alarm in 20; a planted 10 % slowdown (`sim-server --slowdown 1.1`) is caught in at least
+//! 19 of 20; a 3 % slowdown under the 5 % margin is never failed.
+//!
+//! To stay cheap on two cores the sweeps are short replays (a few seconds, 16 users) run
+//! several pairs at a time against three simulators (as modelled, 3 % and 10 % slower), each
+//! collected in-process and gated with the command line.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::Instant;
+
+use super::s;
+use crate::common::{self, cells::plan, sim::SimServer};
+use kvsweep::artifact::schema::JsonArtifact;
+use kvsweep::spec::Cell;
+
+const PAIRS: usize = 20;
+const REPEATS: usize = 3;
+/// Pairs run at once.
+const WAVE: usize = 4;
+const USERS: u32 = 16;
+const DURATION_S: f64 = 3.0;
+/// Modelled time runs at this speed: steps of a few milliseconds, long against the client's
+/// own overheads on a loaded machine, short enough for hundreds of tokens a second.
+const SPEED: &str = "1";
+
+/// Sessions of 1 to 4 turns, 32 to 48 output tokens each (so TPOT and E2E are step-bound),
+/// 50 to 150 ms of think time apart.
+fn trace(dir: &Path) -> PathBuf {
+    let mut text = String::new();
+    for s in 0..64u32 {
+        let delay = 50 + 25 * (s % 5);
+        for k in 0..=(s % 4) {
+            let hash_ids: Vec<String> = (0..=k).map(|j| (s * 10 + j).to_string()).collect();
+            text.push_str(&format!(
+                "{{\"timestamp\":0,\"input_length\":{},\"output_length\":{},\"hash_ids\":[{}],\"session_id\":\"s{s}\",\"delay\":{delay}}}\n",
+                64 * (k + 1),
+                32 + 4 * (s % 5),
+                hash_ids.join(",")
+            ));
+        }
+    }
+    common::write(dir, "acceptance.jsonl", &text)
+}
+
+/// One side of a pair: a sweep of one cell, repeated, against one simulator.
+struct Side {
+    dir: PathBuf,
+    server: usize,
+}
+
+fn start_repeat(sim: &SimServer, traces: &Path, out: &Path, seed: usize) -> Child {
+    common::kvsweep()
+        .args([
+            "replay",
+            "--url",
+            &sim.base,
+            "--format",
+            "mooncake",
+            "--recycle",
+        ])
+        .args([
+            "--users",
+            &USERS.to_string(),
+            "--duration",
+            &DURATION_S.to_string(),
+        ])
+        .args([
+            "--drain",
+            "10",
+            "--warmup-window",
+            "1",
+            "--seed",
+            &seed.to_string(),
+        ])
+        .arg("--traces")
+        .arg(traces)
+        .arg("--out")
+        .arg(out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kvsweep replay starts")
+}
+
+fn finish_repeat(child: Child, out: &Path) {
+    let done = child.wait_with_output().expect("kvsweep replay runs");
+    assert!(done.status.success(), "{}", common::stderr(&done));
+    let cell = Cell {
+        name: "agentic".into(),
+        runner: Some("cpu".into()),
+        tp: 1,
+        ep: 0,
+        users: USERS,
+        offload: serde_json::from_value("off".into()).expect("an offload mode"),
+    };
+    plan(cell, DURATION_S.ceil() as u64)
+        .write(out)
+        .expect("cell.json");
+}
+
+/// Whether `kvsweep gate` fails `candidate` against `baseline` with a 5 % margin.
+fn gate_fails(candidate: &Path, baseline: &Path, out: &Path) -> bool {
+    let result = common::run(
+        common::kvsweep()
+            .args([
+                "gate",
+                s(candidate),
+                "--baseline",
+                s(baseline),
+                "--margin",
+                "0.05",
+            ])
+            .args(["--out", s(out), "--db", s(&out.with_extension("db"))])
+            .env_remove("GITHUB_STEP_SUMMARY"),
+    );
+    match result.status.code() {
+        Some(0) => false,
+        Some(1) if common::stderr(&result).contains("gate failed") => true,
+        _ => panic!("kvsweep gate errored: {}", common::stderr(&result)),
+    }
+}
+
+/// The gated metrics' changes of a gate's table, for the failure message.
+fn changes(out: &Path) -> String {
+    common::csv_rows(&out.join("gate.csv"))
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {:+.1}% p={}",
+                r["metric"],
+                r["change"].parse::<f64>().unwrap_or(f64::NAN) * 100.0,
+                &r["p_value"][..r["p_value"].len().min(6)]
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[test]
+fn the_gate_is_quiet_on_a_a_and_catches_a_planted_10_percent_slowdown() {
+    let started = Instant::now();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let traces = trace(dir.path());
+    let servers: Vec<SimServer> = ["1", "1.03", "1.1"]
+        .iter()
+        .map(|f| SimServer::start(&["--speed", SPEED, "--slowdown", *f]))
+        .collect();
+    // Per pair: the baseline, an A/A candidate (same server), 3 % and 10 % slower candidates.
+    let pairs: Vec<[Side; 4]> = (0..PAIRS)
+        .map(|p| {
+            let side = |name: &str, server| Side {
+                dir: dir.path().join(format!("pair{p}/{name}")),
+                server,
+            };
+            [
+                side("base", 0),
+                side("same", 0),
+                side("slow3", 1),
+                side("slow10", 2),
+            ]
+        })
+        .collect();
+    let mut seed = 0;
+    for wave in pairs.chunks(WAVE) {
+        let mut running = Vec::new();
+        for side in wave.iter().flatten() {
+            for k in 1..=REPEATS {
+                seed += 1;
+                let out = side.dir.join(format!("cells/agentic/repeat-{k}"));
+                running.push((
+                    start_repeat(&servers[side.server], &traces, &out, seed),
+                    out,
+                ));
+            }
+        }
+        for (child, out) in running {
+            finish_repeat(child, &out);
+        }
+    }
+    drop(servers);
+    let replayed = started.elapsed();
+    for side in pairs.iter().flatten() {
+        kvsweep::collect::collect(&[side.dir.join("cells")], &side.dir.join("collected"))
+            .unwrap_or_else(|e| panic!("collect {}: {e:#}", side.dir.display()));
+    }
+
+    let (mut false_alarms, mut caught, mut failed_small) = (Vec::new(), 0, Vec::new());
+    let mut missed = Vec::new();
+    for (p, [base, same, slow3, slow10]) in pairs.iter().enumerate() {
+        let b = base.dir.join("collected");
+        let gate = |side: &Side, name: &str| {
+            let out = dir.path().join(format!("gate/{p}-{name}"));
+            (
+                gate_fails(&side.dir.join("collected"), &b, &out),
+                changes(&out),
+            )
+        };
+        let (fails, why) = gate(same, "aa");
+        if fails {
+            false_alarms.push(format!("pair {p}: {why}"));
+        }
+        let (fails, why) = gate(slow3, "slow3");
+        if fails {
+            failed_small.push(format!("pair {p}: {why}"));
+        }
+        let (fails, why) = gate(slow10, "slow10");
+        if fails {
+            caught += 1;
+        } else {
+            missed.push(format!("pair {p}: {why}"));
+        }
+    }
+    eprintln!(
+        "gate acceptance: {PAIRS} pairs × {REPEATS} repeats: {} A/A false alarms, 10 % slowdown caught in {caught}, 3 % slowdown failed in {}; replays {:.1} s, whole test {:.1} s",
+        false_alarms.len(),
+        failed_small.len(),
+        replayed.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        false_alarms.len() <= 1,
+        "A/A false alarms: {false_alarms:#?}"
+    );
+    assert!(caught >= 19, "the 10 % slowdown was missed in: {missed:#?}");
+    assert!(
+        failed_small.is_empty(),
+        "a 3 % slowdown under a 5 % margin failed: {failed_small:#?}"
+    );
+}

@@ -33,6 +33,7 @@ pub mod oracle;
 pub mod pareto;
 pub mod paths;
 pub mod plot;
+pub mod recipe;
 pub mod render;
 pub mod repeats;
 pub mod replay;

@@ -109,7 +109,7 @@ fn dispatch(cli: Cli, rt: &Handle, shutdown: &Shutdown) -> Result<()> {
         Command::Slurm(args) => {
             kvsweep::slurm::run(args, &runners()?, cli.runners_dir.as_deref(), rt)
         }
-        Command::Collect(args) => kvsweep::report::run_collect(args),
+        Command::Collect(args) => kvsweep::report::run_collect(args, &runners()?),
         Command::Compare(args) => kvsweep::collect::compare::run(args),
         Command::Artifacts(args) => kvsweep::github::run(args, rt),
         Command::Trace(args) => kvsweep::trace::cli::run(args),

@@ -344,3 +344,40 @@ fn a_specs_figures_travel_in_cell_json_and_the_command_line_wins_over_them() {
     let rows = collect(&["--gpu-price", "neocloud=1.8"]);
     assert_figure(&rows, &off, "usd_per_mtok_total_neocloud", 0.2);
 }
+
+#[test]
+fn collect_prices_with_the_runners_given_by_runners_dir() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let [on, ..] = cells(&tmp.path().join("cells"));
+    // The built-in runners, with h200's hyperscaler price doubled.
+    let runners = tmp.path().join("runners");
+    std::fs::create_dir(&runners).expect("mkdir");
+    for entry in std::fs::read_dir(common::repo_root().join("runners")).expect("runners") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("runner");
+        let text = if path.ends_with("h200.yaml") {
+            assert!(
+                text.contains("usd_per_gpu_hour: 1.41"),
+                "h200's price moved"
+            );
+            text.replace("usd_per_gpu_hour: 1.41", "usd_per_gpu_hour: 2.82")
+        } else {
+            text
+        };
+        std::fs::write(runners.join(path.file_name().expect("name")), text).expect("write");
+    }
+    let out = tmp.path().join("out");
+    common::kvsweep_ok(&[
+        "--runners-dir",
+        runners.to_str().expect("utf-8"),
+        "collect",
+        tmp.path().join("cells").to_str().expect("utf-8"),
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    let rows = common::csv_rows(&out.join("summary.csv"));
+    assert_figure(&rows, &on, "usd_per_mtok_total_hyperscaler", 2.82 / 18.0);
+}

@@ -19,6 +19,7 @@ mod cost_energy;
 mod defaults;
 mod fuzz_regressions;
 mod inferencex_master;
+mod inferencex_recipes;
 mod llama_server;
 mod matrix;
 mod metrics;

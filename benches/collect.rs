@@ -39,9 +39,10 @@ fn main() {
     }
     let out = tmp.path().join("out");
     let runs = if bench { 5 } else { 1 };
+    let runners = kvsweep::runner::RunnerSet::builtin().expect("runners");
     let collect = best_of(runs, || {
-        let (c, _) =
-            kvsweep::report::collect_into(std::slice::from_ref(&dir), &out).expect("collect");
+        let (c, _) = kvsweep::report::collect_into(std::slice::from_ref(&dir), &out, &runners)
+            .expect("collect");
         assert_eq!(c.cells.len(), n);
     });
     let floor = best_of(runs, || {

@@ -38,6 +38,7 @@ pub mod pareto;
 pub mod paths;
 pub mod plot;
 pub mod predict;
+pub mod recipe;
 pub mod render;
 pub mod repeats;
 pub mod replay;

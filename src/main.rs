@@ -123,7 +123,7 @@ fn dispatch(cli: Cli, rt: &Handle, shutdown: &Shutdown) -> Result<()> {
         Command::Slurm(args) => {
             kvsweep::slurm::run(args, &runners()?, cli.runners_dir.as_deref(), rt)
         }
-        Command::Collect(args) => kvsweep::report::run_collect(args),
+        Command::Collect(args) => kvsweep::report::run_collect(args, &runners()?),
         Command::Compare(args) => kvsweep::collect::compare::run(args),
         Command::History(args) => kvsweep::history::run(args),
         Command::Gate(args) => kvsweep::gate::run(args),

@@ -180,5 +180,5 @@ pub fn run(
             format!("; not ok: {}", not_ok.join(", "))
         }
     );
-    crate::report::collect_sweep(&cells_dir, &args.out)
+    crate::report::collect_sweep(&cells_dir, &args.out, runners)
 }

@@ -154,7 +154,8 @@ async fn drive(
     let launch = plan.launch(runner)?;
     let kvsweep = std::env::current_exe().context("cannot find the kvsweep binary")?;
     let container = format!("kvsweep-{}-{}", plan.cell.name, std::process::id());
-    let cmd = engine::host_command(&launch, runner, plan.image.as_deref(), &kvsweep, &container)?;
+    let cmd = engine::host_command(&launch, runner, plan.image.as_deref())?;
+    let argv = cmd.argv(&engine::HostValues::here(&container, &kvsweep))?;
     let base = format!("http://127.0.0.1:{}", plan.port);
     let mut workload = plan.workload.clone();
     match &mut workload {
@@ -185,13 +186,8 @@ async fn drive(
     };
     let quoted =
         |argv: &[String]| shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_default();
-    let mut commands: Vec<String> = cmd
-        .env
-        .iter()
-        .map(|(k, v)| format!("export {k}={}", shlex::try_quote(v).unwrap_or_default()))
-        .collect();
     let env = cmd.env.clone();
-    commands.push(quoted(&cmd.argv));
+    let mut commands = vec![quoted(&argv)];
     let kv = kvsweep.display().to_string();
     commands.push(quoted(&[
         kv.clone(),
@@ -213,7 +209,7 @@ async fn drive(
         artifact::redact(&(commands.join("\n") + "\n"), &env),
     )?;
 
-    let mut engine = EngineProcess::spawn(&cmd.argv, &cmd.env, server_log, cmd.docker_container)?;
+    let mut engine = EngineProcess::spawn(&argv, server_log, cmd.docker.then_some(container))?;
     let tail = |engine: &EngineProcess| Some(process::log_tail(engine.log_path(), 30));
     let health_url = format!("{base}/health");
     let health = tokio::select! {

@@ -25,6 +25,7 @@ use serde::Serialize;
 
 use crate::artifact::schema::FormatError;
 use crate::pareto::{self, PANELS};
+use crate::runner::RunnerSet;
 use cells::{CellResult, Skipped};
 
 /// Aggregate cell artifacts into tables, Pareto frontiers, plots and an HTML report.
@@ -160,9 +161,16 @@ pub struct Collected {
     pub extracted: cells::Extracted,
 }
 
-/// Collects `paths` into `out`: the tables (`summary.csv`, `skipped.csv`, `pareto.csv`).
-pub fn collect(paths: &[PathBuf], out: &Path) -> Result<Collected> {
-    collect_priced(paths, out, &crate::economics::Override::default(), &[])
+/// Collects `paths` into `out`: the tables (`summary.csv`, `skipped.csv`, `pareto.csv`), with
+/// the cells' runners (prices, power, memory) looked up in `runners`.
+pub fn collect(paths: &[PathBuf], out: &Path, runners: &RunnerSet) -> Result<Collected> {
+    collect_priced(
+        paths,
+        out,
+        runners,
+        &crate::economics::Override::default(),
+        &[],
+    )
 }
 
 /// [`collect`], pricing the cells with `economics` in place of their runners' figures, and
@@ -170,16 +178,15 @@ pub fn collect(paths: &[PathBuf], out: &Path) -> Result<Collected> {
 pub fn collect_priced(
     paths: &[PathBuf],
     out: &Path,
+    runners: &RunnerSet,
     economics: &crate::economics::Override,
     aiperf: &[aiperf_cells::Placement],
 ) -> Result<Collected> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let runner_dir = std::env::var_os("KVSWEEP_RUNNERS_DIR").map(PathBuf::from);
-    let runners = crate::runner::RunnerSet::load(runner_dir.as_deref())?;
     let mut found = cells::find(&aiperf_cells::search_paths(paths, aiperf))?;
     let extracted = &mut found.extracted;
     let mut converted =
-        aiperf_cells::convert_all(&found.aiperf, aiperf, &runners, |t| extracted.keep(t))?;
+        aiperf_cells::convert_all(&found.aiperf, aiperf, runners, |t| extracted.keep(t))?;
     found.dirs.extend(converted.dirs());
     found.skipped.append(&mut converted.skipped);
     if found.dirs.is_empty() && found.skipped.is_empty() {
@@ -205,9 +212,9 @@ pub fn collect_priced(
                     tiers::fill(&mut c)?;
                     inferencex::fill(&mut c)?;
                     modelled_time::convert(&mut c);
-                    cost::fill(&mut c, &runners, economics)?;
+                    cost::fill(&mut c, runners, economics)?;
                     agentx_result::write_or_warn(dir, out, &c.name, &mut agentx_traces)?;
-                    match crate::oracle::replayed::bound(dir, &mut traces, &runners) {
+                    match crate::oracle::replayed::bound(dir, &mut traces, runners) {
                         Ok(Some(b)) => {
                             c.oracle_hit_rate = Some(b.strict_prefix);
                             c.oracle_lru_hit_rate = Some(b.lru);

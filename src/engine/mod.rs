@@ -14,6 +14,7 @@ pub use crate::kinds::EngineKind;
 use crate::kinds::{Offload, OffloadBackend};
 use crate::matrix_cell::Cell;
 use crate::paths::expand_home;
+use crate::recipe::Recipe;
 use crate::runner::{ContainerRuntime, EngineFlags, PLACEHOLDERS, Runner, Vendor};
 
 /// The program an engine command runs.
@@ -49,11 +50,16 @@ pub struct LaunchRequest<'a> {
     pub port: u16,
     /// The spec's own engine flags, last.
     pub extra_args: &'a [String],
+    /// A recorded InferenceX launch to start instead of the runner's flags.
+    pub recipe: Option<&'a Recipe>,
 }
 
 /// Builds the engine command for a cell: the engine's own flags, then the runner's flags for the
 /// engine, then the runner's flags for the cell's offload mode, then the spec's `engine_args`.
 pub fn launch(req: &LaunchRequest<'_>) -> Result<Launch> {
+    if let Some(recipe) = req.recipe {
+        return recipe_launch(req, recipe);
+    }
     let cell = req.cell;
     let runner = req.runner;
     let Some(engine_flags) = runner.engines.get(&req.engine) else {
@@ -143,41 +149,317 @@ pub fn launch(req: &LaunchRequest<'_>) -> Result<Launch> {
     Ok(Launch { program, args, env })
 }
 
-/// An engine command ready to run on this host: the program, wrapped in the runner's container.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HostCommand {
-    pub argv: Vec<String>,
-    /// Added to the environment of `argv` itself (bare engines; containers get theirs inside).
-    pub env: Vec<(String, String)>,
-    pub docker_container: Option<String>,
+/// A recorded InferenceX launch as the cell starts it: the script's program, arguments and
+/// environment, with the differences of [`crate::recipe::DELIBERATE_DIFFERENCES`] (the cell's port;
+/// vLLM's prompt-token details) and the spec's `engine_args` last.
+fn recipe_launch(req: &LaunchRequest<'_>, recipe: &Recipe) -> Result<Launch> {
+    let expected = match req.engine {
+        EngineKind::Vllm => "vllm",
+        EngineKind::Sglang => "python3",
+        other => bail!(
+            "recipe `{}` is an InferenceX launch; engine {other} has none",
+            recipe.name
+        ),
+    };
+    if recipe.program != expected {
+        bail!(
+            "recipe `{}` starts `{}`, not {} (`{expected}`)",
+            recipe.name,
+            recipe.program,
+            req.engine
+        );
+    }
+    let mut args = recipe.args.clone();
+    // `--port N` or `--port=N`.
+    if let Some(i) = args.iter().position(|a| a == "--port")
+        && let Some(value) = args.get_mut(i + 1)
+    {
+        *value = req.port.to_string();
+    } else if let Some(arg) = args.iter_mut().find(|a| a.starts_with("--port=")) {
+        *arg = format!("--port={}", req.port);
+    } else {
+        bail!(
+            "recipe `{}` sets no `--port`: the cell could not reach its engine",
+            recipe.name
+        );
+    }
+    if req.engine == EngineKind::Vllm && !args.iter().any(|a| a == PROMPT_TOKENS_DETAILS) {
+        args.push(PROMPT_TOKENS_DETAILS.into());
+    }
+    let mut env: Vec<(String, String)> = recipe
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if recipe.offload_from_runner {
+        let runner = req.runner;
+        let Some(mode) = runner.mode_flags(req.engine, req.cell.offload, req.backend) else {
+            bail!(
+                "runner `{}` defines no {} flags for offload `{}`, which recipe `{}` takes from it",
+                runner.name,
+                req.engine,
+                req.cell.offload,
+                recipe.name
+            );
+        };
+        let theirs = flag_values(&args);
+        let fill = |s: &str| fill_placeholders(s, req);
+        let ours: Vec<String> = mode.args.iter().map(|a| fill(a)).collect::<Result<_>>()?;
+        for (flag, value) in flag_values(&ours) {
+            let opposite = flag
+                .strip_prefix("--no-")
+                .map(|f| format!("--{f}"))
+                .unwrap_or_else(|| format!("--no-{}", &flag[2..]));
+            let clash = match theirs.iter().find(|(f, _)| *f == flag) {
+                Some((_, v)) => *v != value,
+                None => theirs.iter().any(|(f, _)| *f == opposite),
+            };
+            if clash {
+                bail!(
+                    "runner `{}` sets `{flag}{}` for offload `{}`, which conflicts with recipe `{}`'s `{}`",
+                    runner.name,
+                    value.map(|v| format!(" {v}")).unwrap_or_default(),
+                    req.cell.offload,
+                    recipe.name,
+                    args_of(&args, flag, &opposite)
+                );
+            }
+        }
+        args.extend(ours);
+        for (k, v) in &mode.env {
+            let v = fill(v)?;
+            match env.iter().find(|(ek, _)| ek == k) {
+                Some((_, theirs)) if *theirs != v => bail!(
+                    "runner `{}` sets {k}={v} for offload `{}`, which conflicts with recipe `{}`'s {k}={theirs}",
+                    runner.name,
+                    req.cell.offload,
+                    recipe.name
+                ),
+                Some(_) => {}
+                None => env.push((k.clone(), v)),
+            }
+        }
+    }
+    args.extend(req.extra_args.iter().cloned());
+    Ok(Launch {
+        program: Program::External(recipe.program.clone()),
+        args,
+        env,
+    })
 }
 
-/// Wraps a launch for the runner's container runtime, as `templates/run-cell.sh.j2` does:
-/// Docker (`docker run` with the vendor's device flags), enroot through Slurm's pyxis plugin
-/// (the squashed image in `KVSWEEP_ENROOT_SQSH`, which `kvsweep slurm submit` imports), or bare.
-pub fn host_command(
-    launch: &Launch,
-    runner: &Runner,
-    image: Option<&str>,
-    kvsweep: &Path,
-    container_name: &str,
-) -> Result<HostCommand> {
+/// The `--flag [value]` pairs of an argument list.
+fn flag_values(args: &[String]) -> Vec<(&str, Option<&str>)> {
+    args.iter()
+        .enumerate()
+        .filter(|(_, a)| a.starts_with("--"))
+        .map(|(i, a)| {
+            let value = args
+                .get(i + 1)
+                .filter(|v| !v.starts_with("--"))
+                .map(String::as_str);
+            (a.as_str(), value)
+        })
+        .collect()
+}
+
+/// How `flag` (or its `--no-` opposite) appears in `args`, for a message.
+fn args_of(args: &[String], flag: &str, opposite: &str) -> String {
+    flag_values(args)
+        .into_iter()
+        .find(|(f, _)| *f == flag || *f == opposite)
+        .map(|(f, v)| format!("{f}{}", v.map(|v| format!(" {v}")).unwrap_or_default()))
+        .unwrap_or_default()
+}
+
+/// vLLM's flag that puts cached prompt tokens into each answer's usage, which the replay reads.
+pub const PROMPT_TOKENS_DETAILS: &str = "--enable-prompt-tokens-details";
+
+/// A value the rendered script holds in a shell variable and `run-cell` knows itself, so that
+/// both print and start one command ([`host_command`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostVar {
+    /// The engine's Docker container (`$ENGINE_CONTAINER`).
+    ContainerName,
+    /// The Hugging Face cache on the host (`${HF_HOME:-$HOME/.cache/huggingface}`).
+    HfHome,
+    /// The squashed enroot image (`$SQSH`), imported once per node.
+    EnrootImage,
+    /// This kvsweep binary (`$KVSWEEP`), for the simulator.
+    Kvsweep,
+}
+
+impl HostVar {
+    /// How the script writes it: quoted, so a value with spaces stays one word.
+    fn shell(self) -> &'static str {
+        match self {
+            HostVar::ContainerName => "\"$ENGINE_CONTAINER\"",
+            HostVar::HfHome => "\"${HF_HOME:-$HOME/.cache/huggingface}\"",
+            HostVar::EnrootImage => "\"$SQSH\"",
+            HostVar::Kvsweep => "\"$KVSWEEP\"",
+        }
+    }
+}
+
+/// One piece of a command-line word.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    Text(String),
+    Var(HostVar),
+}
+
+/// One word of a host command: literal text and [`HostVar`]s, joined.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Word(pub Vec<Part>);
+
+impl Word {
+    fn text(s: impl Into<String>) -> Self {
+        Word(vec![Part::Text(s.into())])
+    }
+
+    fn var(v: HostVar) -> Self {
+        Word(vec![Part::Var(v)])
+    }
+
+    /// The word as a POSIX shell reads it back: text quoted, variables expanded.
+    pub fn shell(&self) -> Result<String> {
+        self.0
+            .iter()
+            .map(|p| match p {
+                Part::Text(t) if t.contains(['\n', '\r', '\t']) => Ok(ansi_c_quote(t)),
+                Part::Text(t) => shlex::try_quote(t)
+                    .map(|q| q.into_owned())
+                    .with_context(|| format!("cannot shell-quote {t:?}")),
+                Part::Var(v) => Ok(v.shell().to_owned()),
+            })
+            .collect()
+    }
+
+    /// The word with the variables' values.
+    fn resolve(&self, values: &HostValues) -> Result<String> {
+        self.0
+            .iter()
+            .map(|p| match p {
+                Part::Text(t) => Ok(t.clone()),
+                Part::Var(v) => values.get(*v),
+            })
+            .collect()
+    }
+}
+
+/// Bash's `$'...'` quoting, for a word with line breaks (a pretty-printed JSON config): the
+/// script keeps one line per flag, and bash reads the same bytes back.
+fn ansi_c_quote(text: &str) -> String {
+    let mut out = String::from("$'");
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// What `run-cell` puts where the script has a [`HostVar`].
+#[derive(Debug, Clone)]
+pub struct HostValues {
+    pub container_name: String,
+    pub hf_home: PathBuf,
+    /// `KVSWEEP_ENROOT_SQSH`, which `kvsweep slurm submit` sets after importing the image.
+    pub enroot_image: Option<String>,
+    pub kvsweep: PathBuf,
+}
+
+impl HostValues {
+    /// This host's values: `$HF_HOME` (else `~/.cache/huggingface`) and `KVSWEEP_ENROOT_SQSH`.
+    pub fn here(container_name: &str, kvsweep: &Path) -> Self {
+        let hf_home = std::env::var_os("HF_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                    .join(".cache/huggingface")
+            });
+        HostValues {
+            container_name: container_name.to_owned(),
+            hf_home,
+            enroot_image: std::env::var("KVSWEEP_ENROOT_SQSH").ok(),
+            kvsweep: kvsweep.to_path_buf(),
+        }
+    }
+
+    fn get(&self, var: HostVar) -> Result<String> {
+        Ok(match var {
+            HostVar::ContainerName => self.container_name.clone(),
+            HostVar::HfHome => self.hf_home.display().to_string(),
+            HostVar::EnrootImage => self.enroot_image.clone().context(
+                "an enroot runner needs the imported image in KVSWEEP_ENROOT_SQSH: run the cell through `kvsweep slurm submit`, which imports it",
+            )?,
+            HostVar::Kvsweep => self.kvsweep.display().to_string(),
+        })
+    }
+}
+
+/// An engine command on this host: the program, wrapped in the runner's container, as lines
+/// of words (a flag with its value on one line) for people reading the script.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostCommand {
+    pub lines: Vec<Vec<Word>>,
+    /// The engine's environment (inside the command already); kept to redact its secrets.
+    pub env: Vec<(String, String)>,
+    /// Whether the engine runs in a Docker container named [`HostVar::ContainerName`].
+    pub docker: bool,
+}
+
+impl HostCommand {
+    /// The command's lines as the script prints them.
+    pub fn shell_lines(&self) -> Result<Vec<String>> {
+        self.lines
+            .iter()
+            .map(|line| {
+                Ok(line
+                    .iter()
+                    .map(Word::shell)
+                    .collect::<Result<Vec<_>>>()?
+                    .join(" "))
+            })
+            .collect()
+    }
+
+    /// The argv `run-cell` starts, with this host's values.
+    pub fn argv(&self, values: &HostValues) -> Result<Vec<String>> {
+        self.lines
+            .iter()
+            .flatten()
+            .map(|w| w.resolve(values))
+            .collect()
+    }
+}
+
+/// Wraps a launch for the runner's container runtime: Docker (`docker run` with the vendor's
+/// device flags), enroot through Slurm's pyxis plugin (the squashed image that the script, or
+/// `kvsweep slurm submit`, imports), or bare (`env` sets the engine's variables). The one
+/// definition of the engine start: the rendered script prints it, `run-cell` starts it.
+pub fn host_command(launch: &Launch, runner: &Runner, image: Option<&str>) -> Result<HostCommand> {
     let program = match &launch.program {
-        Program::External(p) => p.clone(),
+        Program::External(p) => Word::text(p),
         Program::Kvsweep if runner.container == ContainerRuntime::None => {
-            kvsweep.display().to_string()
+            Word::var(HostVar::Kvsweep)
         }
         Program::Kvsweep => bail!(
             "the simulator runs on the host, but runner `{}` starts engines in containers",
             runner.name
         ),
     };
-    let hf_home = std::env::var_os("HF_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/huggingface")
-        });
-    let hf_mount = format!("{}:/root/.cache/huggingface", hf_home.display());
+    let texts = |items: &[&str]| items.iter().map(|s| Word::text(*s)).collect::<Vec<_>>();
+    let hf_mount = Word(vec![
+        Part::Var(HostVar::HfHome),
+        Part::Text(":/root/.cache/huggingface".into()),
+    ]);
     let needs_image = || {
         image.with_context(|| {
             format!(
@@ -186,27 +468,23 @@ pub fn host_command(
             )
         })
     };
-    let mut argv: Vec<String> = Vec::new();
-    let mut env = Vec::new();
-    let mut docker_container = None;
+    let env_words = || {
+        launch
+            .env
+            .iter()
+            .map(|(k, v)| Word::text(format!("{k}={v}")))
+    };
+    let mut lines: Vec<Vec<Word>> = Vec::new();
     match runner.container {
         ContainerRuntime::Docker => {
             let image = needs_image()?;
-            argv.extend(strings(&[
-                "docker",
-                "run",
-                "--rm",
-                "--init",
-                "--name",
-                container_name,
-                "--network",
-                "host",
-                "--ipc",
-                "host",
-            ]));
+            let mut first = texts(&["docker", "run", "--rm", "--init", "--name"]);
+            first.push(Word::var(HostVar::ContainerName));
+            first.extend(texts(&["--network", "host", "--ipc", "host"]));
+            lines.push(first);
             match runner.vendor {
-                Vendor::Nvidia => argv.extend(strings(&["--gpus", "all"])),
-                Vendor::Amd => argv.extend(strings(&[
+                Vendor::Nvidia => lines.push(texts(&["--gpus", "all"])),
+                Vendor::Amd => lines.push(texts(&[
                     "--device",
                     "/dev/kfd",
                     "--device",
@@ -218,41 +496,64 @@ pub fn host_command(
                 ])),
                 Vendor::Cpu => {}
             }
-            argv.extend(["-v".into(), hf_mount, "-e".into(), "HF_TOKEN".into()]);
-            for (k, v) in &launch.env {
-                argv.extend(["-e".into(), format!("{k}={v}")]);
-            }
-            argv.extend(["--entrypoint".into(), program, image.to_owned()]);
-            docker_container = Some(container_name.to_owned());
+            lines.push(vec![
+                Word::text("-v"),
+                hf_mount,
+                Word::text("-e"),
+                Word::text("HF_TOKEN"),
+            ]);
+            lines.extend(env_words().map(|kv| vec![Word::text("-e"), kv]));
+            lines.push(vec![Word::text("--entrypoint"), program, Word::text(image)]);
         }
         ContainerRuntime::Enroot => {
             needs_image()?;
-            let sqsh = std::env::var("KVSWEEP_ENROOT_SQSH").context(
-                "an enroot runner needs the imported image in KVSWEEP_ENROOT_SQSH: run the cell through `kvsweep slurm submit`, which imports it",
-            )?;
-            argv.extend(strings(&[
-                "srun",
-                "--overlap",
-                "--ntasks=1",
-                &format!("--container-image={sqsh}"),
-                "--no-container-mount-home",
-                &format!("--container-mounts={hf_mount}"),
-                "env",
-            ]));
-            argv.extend(launch.env.iter().map(|(k, v)| format!("{k}={v}")));
-            argv.push(program);
+            lines.push(vec![
+                Word::text("srun"),
+                Word::text("--overlap"),
+                Word::text("--ntasks=1"),
+                Word(vec![
+                    Part::Text("--container-image=".into()),
+                    Part::Var(HostVar::EnrootImage),
+                ]),
+                Word::text("--no-container-mount-home"),
+            ]);
+            let mut mounts = vec![Part::Text("--container-mounts=".into())];
+            mounts.extend(hf_mount.0);
+            lines.push(vec![Word(mounts)]);
+            lines.push(vec![Word::text("env")]);
+            lines.extend(env_words().map(|kv| vec![kv]));
+            lines.push(vec![program]);
         }
         ContainerRuntime::None => {
-            argv.push(program);
-            env.clone_from(&launch.env);
+            lines.push(vec![Word::text("env")]);
+            lines.extend(env_words().map(|kv| vec![kv]));
+            lines.push(vec![program]);
         }
     }
-    argv.extend(launch.args.iter().cloned());
+    lines.extend(
+        group_flags(&launch.args)
+            .into_iter()
+            .map(|g| g.into_iter().map(Word::text).collect()),
+    );
     Ok(HostCommand {
-        argv,
-        env,
-        docker_container,
+        lines,
+        env: launch.env.clone(),
+        docker: runner.container == ContainerRuntime::Docker,
     })
+}
+
+/// Groups an argument list into lines for people: a flag with its value, or a lone word.
+fn group_flags(args: &[String]) -> Vec<Vec<String>> {
+    let mut groups: Vec<Vec<String>> = Vec::new();
+    for arg in args {
+        match groups.last_mut() {
+            Some(last) if last.len() == 1 && last[0].starts_with('-') && !arg.starts_with('-') => {
+                last.push(arg.clone());
+            }
+            _ => groups.push(vec![arg.clone()]),
+        }
+    }
+    groups
 }
 
 /// The runner's program for the engine (`~/` expanded here), else the usual one on `PATH`.
@@ -336,6 +637,7 @@ mod tests {
             offload_gib: gib,
             port: 8000,
             extra_args: &[],
+            recipe: None,
         })
     }
 
@@ -408,22 +710,32 @@ mod tests {
         assert!(l.args.ends_with(&["--prefix-caching".into(), "off".into()]));
     }
 
-    fn host_on(runner: &str, engine: EngineKind, image: Option<&str>) -> Result<HostCommand> {
+    fn host_on(runner: &str, engine: EngineKind, image: Option<&str>) -> Result<Vec<String>> {
         let runners = RunnerSet::builtin().expect("runners");
         let runner = runners.get(runner).expect("runner");
         let l = launch_on(&runner.name, engine, &cell(2, 0, Offload::On), Some(100.0))?;
-        host_command(&l, runner, image, Path::new("/opt/kvsweep"), "kvsweep-c-1")
+        let values = HostValues {
+            container_name: "kvsweep-c-1".into(),
+            hf_home: PathBuf::from("/hf"),
+            enroot_image: Some("/cache/img.sqsh".into()),
+            kvsweep: PathBuf::from("/opt/kvsweep"),
+        };
+        host_command(&l, runner, image)?.argv(&values)
     }
 
     #[test]
     fn docker_runs_the_engine_with_the_vendor_devices_and_env_inside() {
         let h = host_on("b200", EngineKind::Vllm, Some("vllm/vllm-openai:v1")).expect("cmd");
-        let joined = h.argv.join(" ");
+        let joined = h.join(" ");
         assert!(
             joined.starts_with("docker run --rm --init --name kvsweep-c-1"),
             "{joined}"
         );
         assert!(joined.contains("--gpus all"), "{joined}");
+        assert!(
+            joined.contains("-v /hf:/root/.cache/huggingface"),
+            "{joined}"
+        );
         assert!(
             joined.contains("-e VLLM_USE_SIMPLE_KV_OFFLOAD=1"),
             "{joined}"
@@ -432,11 +744,9 @@ mod tests {
             joined.contains("--entrypoint vllm vllm/vllm-openai:v1 serve"),
             "{joined}"
         );
-        assert!(h.env.is_empty(), "the container gets the env, not docker");
-        assert_eq!(h.docker_container.as_deref(), Some("kvsweep-c-1"));
 
         let amd = host_on("mi355x", EngineKind::Vllm, Some("rocm/vllm:v1")).expect("cmd");
-        let joined = amd.argv.join(" ");
+        let joined = amd.join(" ");
         assert!(
             joined.contains("--device /dev/kfd --device /dev/dri"),
             "{joined}"
@@ -449,10 +759,127 @@ mod tests {
     }
 
     #[test]
+    fn enroot_runs_the_imported_image_and_the_script_prints_its_variable() {
+        let h = host_on("h200", EngineKind::Vllm, Some("vllm/vllm-openai:v1")).expect("cmd");
+        assert_eq!(h[..3], ["srun", "--overlap", "--ntasks=1"]);
+        assert_eq!(h[3], "--container-image=/cache/img.sqsh");
+        let runners = RunnerSet::builtin().expect("runners");
+        let l = launch_on("h200", EngineKind::Vllm, &cell(2, 0, Offload::Off), None).expect("l");
+        let cmd = host_command(&l, runners.get("h200").expect("h200"), Some("i")).expect("cmd");
+        let lines = cmd.shell_lines().expect("shell");
+        // The script's variables, quoted, where run-cell puts its values.
+        assert!(lines[0].starts_with("srun --overlap"), "{}", lines[0]);
+        assert!(
+            lines[0].contains("--container-image='\"$SQSH\""),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[1].contains("\"${HF_HOME:-$HOME/.cache/huggingface}\":/root/.cache/huggingface"),
+            "{}",
+            lines[1]
+        );
+    }
+
+    #[test]
     fn bare_engines_get_their_env_and_the_simulator_is_this_binary() {
         let h = host_on("cpu", EngineKind::Sim, None).expect("cmd");
-        assert_eq!(h.argv[0], "/opt/kvsweep");
-        assert_eq!(h.argv[1], "sim-server");
-        assert_eq!(h.docker_container, None);
+        assert_eq!(h[0], "env");
+        let at = h
+            .iter()
+            .position(|w| w == "/opt/kvsweep")
+            .expect("the binary");
+        assert_eq!(h[at + 1], "sim-server");
+    }
+
+    #[test]
+    fn a_recipe_starts_its_command_on_the_cells_port_with_its_env() {
+        let runners = RunnerSet::builtin().expect("runners");
+        let recipe = Recipe {
+            name: "m_fp4_b200_vllm_mtp".into(),
+            inferencex_commit: "abc".into(),
+            image: "vllm/vllm-openai:x".into(),
+            program: "vllm".into(),
+            args: ["serve", "m", "--port", "8889", "--block-size", "256"]
+                .map(String::from)
+                .to_vec(),
+            env: [("PYTHONHASHSEED".to_owned(), "42".to_owned())].into(),
+            offload_from_runner: false,
+        };
+        let c = cell(8, 0, Offload::On);
+        let extra = vec!["--seed".to_owned(), "1".to_owned()];
+        let req = LaunchRequest {
+            engine: EngineKind::Vllm,
+            model: "m",
+            served_name: None,
+            max_model_len: None,
+            runner: runners.get("b200").expect("b200"),
+            cell: &c,
+            backend: OffloadBackend::Native,
+            offload_gib: None,
+            port: 8000,
+            extra_args: &extra,
+            recipe: Some(&recipe),
+        };
+        let l = launch(&req).expect("launch");
+        assert_eq!(
+            l.args,
+            [
+                "serve",
+                "m",
+                "--port",
+                "8000",
+                "--block-size",
+                "256",
+                PROMPT_TOKENS_DETAILS,
+                "--seed",
+                "1"
+            ]
+        );
+        assert_eq!(l.env, [("PYTHONHASHSEED".to_owned(), "42".to_owned())]);
+        let sglang = launch(&LaunchRequest {
+            engine: EngineKind::Sglang,
+            ..req
+        });
+        assert!(
+            sglang
+                .expect_err("mismatch")
+                .to_string()
+                .contains("starts `vllm`")
+        );
+
+        // A native spec's recipe: the runner's offload flags join it, a clash is refused.
+        let mut named = recipe.clone();
+        named.offload_from_runner = true;
+        let off = cell(8, 0, Offload::Noprefix);
+        let l = launch(&LaunchRequest {
+            recipe: Some(&named),
+            cell: &off,
+            extra_args: &[],
+            ..req
+        })
+        .expect("noprefix");
+        assert!(
+            l.args.iter().any(|a| a == "--no-enable-prefix-caching"),
+            "{:?}",
+            l.args
+        );
+        named.args.push("--enable-prefix-caching".into());
+        let err = launch(&LaunchRequest {
+            recipe: Some(&named),
+            cell: &off,
+            extra_args: &[],
+            ..req
+        })
+        .expect_err("clash");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("runner `b200` sets `--no-enable-prefix-caching`"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("recipe `m_fp4_b200_vllm_mtp`'s `--enable-prefix-caching`"),
+            "{msg}"
+        );
     }
 }

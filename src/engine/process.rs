@@ -37,20 +37,15 @@ impl std::fmt::Display for HealthError {
 }
 
 impl EngineProcess {
-    /// Starts `argv` with `env` added, stdout and stderr going to `log`.
-    pub fn spawn(
-        argv: &[String],
-        env: &[(String, String)],
-        log: &Path,
-        docker_container: Option<String>,
-    ) -> Result<Self> {
+    /// Starts `argv` (which sets its own environment: `env`, or the container's), stdout and
+    /// stderr going to `log`.
+    pub fn spawn(argv: &[String], log: &Path, docker_container: Option<String>) -> Result<Self> {
         let (program, args) = argv.split_first().context("empty engine command")?;
         let out = std::fs::File::create(log)
             .with_context(|| format!("cannot create {}", log.display()))?;
         let err = out.try_clone()?;
         let child = tokio::process::Command::new(program)
             .args(args)
-            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)

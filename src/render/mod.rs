@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::artifact::schema::{JsonArtifact, Status};
 use crate::artifact::{CELL_FILES, SERVER_LOG_CAP_BYTES};
-use crate::engine::{self, LaunchRequest, Program};
+use crate::engine::{self, LaunchRequest};
 use crate::kinds::{EngineKind, Offload, TraceFormat};
 use crate::runner::{ContainerRuntime, Runner, RunnerSet};
 use crate::spec::{self, Cell, LoadOptions, Shape, SpecWorkload, Sweep, TraceSource};
@@ -117,6 +117,7 @@ impl CellPlan {
             offload_gib: self.offload_gib,
             port: self.port,
             extra_args: &self.engine_args,
+            recipe: self.recipe.as_ref(),
         })
     }
 }
@@ -151,7 +152,10 @@ pub fn plan(sweep: &Sweep, cell: &Cell, runner: &Runner, o: &CellOverrides) -> R
         (Some(t), _, _) => Some(TraceSource::Path(t.clone())),
         (None, Some(t), _) => Some(t.source.clone()),
         (None, None, Some(_)) => None,
-        (None, None, None) => bail!("the spec names no traces: give --traces PATH"),
+        (None, None, None) => match &s.missing_traces_hint {
+            Some(hint) => bail!("the spec names no traces: {hint}"),
+            None => bail!("the spec names no traces: give --traces PATH"),
+        },
     };
     let (traces, trace_url) = match source {
         // The script may run from another directory (a CI job, a Slurm node): no relative paths.
@@ -163,10 +167,18 @@ pub fn plan(sweep: &Sweep, cell: &Cell, runner: &Runner, o: &CellOverrides) -> R
         Some(TraceSource::Url(remote)) => (None, Some(remote)),
         None => (None, None),
     };
+    // An AgentX job's recorded launch, or a native spec's recipe for the cell's TP.
+    let recipe = s.recipe.clone().or_else(|| {
+        s.tp_recipes
+            .iter()
+            .find(|(tp, _)| *tp == cell.tp)
+            .map(|(_, r)| r.clone())
+    });
     let image = o
         .image
         .clone()
         .or_else(|| s.image.clone())
+        .or_else(|| recipe.as_ref().map(|r| r.image.clone()))
         .or_else(|| runner.images.get(&engine).cloned());
     if runner.container != ContainerRuntime::None && image.is_none() {
         bail!(
@@ -213,6 +225,7 @@ pub fn plan(sweep: &Sweep, cell: &Cell, runner: &Runner, o: &CellOverrides) -> R
         offload_backend: s.offload_backend,
         offload_gib,
         engine_args: s.engine_args.clone(),
+        recipe,
         duration_s,
         traces,
         trace_url,
@@ -310,11 +323,11 @@ struct ScriptContext<'a> {
     whitelist: &'a [&'a str],
     /// The `format_version` the script writes into status.json.
     status_format_version: u32,
-    /// `None` when the engine is this kvsweep binary.
-    engine_program: Option<String>,
-    /// Engine arguments grouped as `--flag value` pairs, one group per script line.
-    engine_args: Vec<Vec<String>>,
-    engine_env: Vec<(String, String)>,
+    /// The engine command ([`engine::host_command`], which `run-cell` starts too), as shell
+    /// text, one `--flag value` group a line.
+    engine_lines: Vec<String>,
+    /// Where the engine command comes from: a recorded InferenceX launch, or the runner's flags.
+    engine_source: String,
     /// The workload's command line, without what the script adds (`--url`, `--traces`...).
     workload_argv: Vec<String>,
     /// Where a replay cell's traces are, when the spec gives a path.
@@ -328,13 +341,21 @@ struct ScriptContext<'a> {
 /// Renders the script for a plan, with the built-in template or the one in `templates`.
 pub fn render_script(plan: &CellPlan, runner: &Runner, templates: Option<&Path>) -> Result<String> {
     let launch = plan.launch(runner)?;
-    let engine_program = match launch.program {
-        Program::External(p) => Some(p),
-        Program::Kvsweep if runner.container == ContainerRuntime::None => None,
-        Program::Kvsweep => bail!(
-            "the simulator runs on the host, but runner `{}` starts engines in containers",
-            runner.name
+    let engine_lines =
+        engine::host_command(&launch, runner, plan.image.as_deref())?.shell_lines()?;
+    let engine_source = match &plan.recipe {
+        Some(r) => format!(
+            "InferenceX's launch `{}` (commit {}, recorded in {}), with kvsweep's deliberate differences: {}",
+            r.name,
+            r.inferencex_commit,
+            crate::recipe::RECORDED_PATH,
+            crate::recipe::DELIBERATE_DIFFERENCES
+                .iter()
+                .map(|(what, _)| *what)
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
+        None => format!("runner {}'s flags for {}", runner.name, plan.engine),
     };
     let image = plan.image.clone().unwrap_or_default();
     let ctx = ScriptContext {
@@ -354,9 +375,8 @@ pub fn render_script(plan: &CellPlan, runner: &Runner, templates: Option<&Path>)
         server_log_cap_bytes: SERVER_LOG_CAP_BYTES,
         whitelist: CELL_FILES,
         status_format_version: Status::VERSION,
-        engine_program,
-        engine_args: group_flags(&launch.args),
-        engine_env: launch.env,
+        engine_lines,
+        engine_source,
         workload_argv: plan.workload.argv()?,
         traces: plan.traces.as_ref().map(|t| t.display().to_string()),
         trace_fetch: plan.trace_url.as_ref().map(RemoteTraces::fetch_args),
@@ -425,20 +445,6 @@ fn shell_join(words: Vec<String>) -> Result<String, minijinja::Error> {
         .map(|w| shell_quote(minijinja::Value::from(w)))
         .collect::<Result<_, _>>()?;
     Ok(quoted.join(" "))
-}
-
-/// Groups an argument list into lines for people: a flag with its value, or a lone word.
-fn group_flags(args: &[String]) -> Vec<Vec<String>> {
-    let mut groups: Vec<Vec<String>> = Vec::new();
-    for arg in args {
-        match groups.last_mut() {
-            Some(last) if last.len() == 1 && last[0].starts_with('-') && !arg.starts_with('-') => {
-                last.push(arg.clone());
-            }
-            _ => groups.push(vec![arg.clone()]),
-        }
-    }
-    groups
 }
 
 /// Which cell of which spec, as the command line names it.

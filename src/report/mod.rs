@@ -21,6 +21,7 @@ use crate::collect::prediction_error;
 use crate::collect::{self, CollectArgs, Collected, ParetoRow};
 use crate::pareto::{PANELS, Panel};
 use crate::plot::{Chart, Mark, PALETTE, Series};
+use crate::runner::RunnerSet;
 
 const TEMPLATE: &str = include_str!("../../templates/report.html.j2");
 const COST_TIERS_TEMPLATE: &str = include_str!("../../templates/report_cost_tiers.html.j2");
@@ -208,25 +209,36 @@ fn headline(cells: &[CellResult]) -> Vec<HeadlineRow> {
 
 /// Collects `paths` into `out` and draws the plots and `report.html` from what it found;
 /// returns the collected cells and the report's path.
-pub fn collect_into(paths: &[PathBuf], out: &Path) -> Result<(Collected, PathBuf)> {
-    collect_priced_into(paths, out, &crate::economics::Override::default(), &[])
+pub fn collect_into(
+    paths: &[PathBuf],
+    out: &Path,
+    runners: &RunnerSet,
+) -> Result<(Collected, PathBuf)> {
+    collect_priced_into(
+        paths,
+        out,
+        runners,
+        &crate::economics::Override::default(),
+        &[],
+    )
 }
 
 /// [`collect_into`] with price and power figures in place of the runners'.
 fn collect_priced_into(
     paths: &[PathBuf],
     out: &Path,
+    runners: &RunnerSet,
     economics: &crate::economics::Override,
     aiperf: &[collect::aiperf_cells::Placement],
 ) -> Result<(Collected, PathBuf)> {
-    let c = collect::collect_priced(paths, out, economics, aiperf)?;
+    let c = collect::collect_priced(paths, out, runners, economics, aiperf)?;
     let report = write(out, &c.cells, &c.skipped, &c.pareto)?;
     Ok((c, report))
 }
 
 /// The collect step at the end of `kvsweep sweep --local`: the sweep's cells into its folder.
-pub fn collect_sweep(cells_dir: &Path, out: &Path) -> Result<()> {
-    let (c, report) = collect_into(&[cells_dir.to_path_buf()], out)?;
+pub fn collect_sweep(cells_dir: &Path, out: &Path, runners: &RunnerSet) -> Result<()> {
+    let (c, report) = collect_into(&[cells_dir.to_path_buf()], out, runners)?;
     print_outcome(&c, &report, out);
     Ok(())
 }
@@ -245,10 +257,11 @@ fn print_outcome(c: &Collected, report: &Path, out: &Path) {
 }
 
 /// `kvsweep collect`.
-pub fn run_collect(args: &CollectArgs) -> Result<()> {
+pub fn run_collect(args: &CollectArgs, runners: &RunnerSet) -> Result<()> {
     let (c, report) = collect_priced_into(
         &args.paths,
         &args.out,
+        runners,
         &args.economics_override(),
         &args.aiperf_cells,
     )?;

@@ -2,10 +2,10 @@
 //! for master configs, as a GitHub job receives it in `toJSON(matrix)`) read as a one-cell sweep,
 //! so `render` and `run-cell` run it like any other cell.
 //!
-//! Only single-node jobs of frameworks `vllm` and `sglang` can run: the engine flags follow
-//! InferenceX's own launch scripts (`benchmarks/single_node/agentic/*.sh` at commit 843c6254f)
-//! for what is the job's and not the model's (parallelism, DP attention, MTP, the sequence cap),
-//! and our runner files for the rest (the offload backends and their sizes).
+//! Only single-node jobs of frameworks `vllm` and `sglang` can run. A job whose launch was
+//! recorded from InferenceX's own job script (`crate::recipe`) starts exactly that command; one
+//! without (another commit's job, a script the import did not find) says so and falls back to
+//! the runner's flags plus what is the job's (parallelism, DP attention, MTP, the sequence cap).
 
 use serde::Deserialize;
 
@@ -13,8 +13,11 @@ use super::{
     Cell, CellFields, LoadOptions, Model, OffloadBackend, OffloadBudget, Settings, Shape, Sweep,
     check_parallelism, find_runner, options,
 };
-use crate::kinds::{EngineKind, Offload};
+use super::{TraceSource, Traces};
+use crate::kinds::{EngineKind, Offload, TraceFormat};
+use crate::recipe::JobLaunch;
 use crate::runner::RunnerSet;
+use crate::trace_cache::RemoteTraces;
 use crate::yaml::{SpecError, YamlDoc};
 
 /// What renders; the message names it whenever a job does not.
@@ -36,8 +39,7 @@ const MTP_STEPS: u32 = 3;
 struct Job {
     image: String,
     model: String,
-    #[serde(rename = "model-prefix")]
-    _model_prefix: String,
+    model_prefix: String,
     precision: String,
     framework: String,
     runner: String,
@@ -65,8 +67,7 @@ struct Job {
     _decode: Option<serde_norway::Value>,
     #[serde(rename = "disagg")]
     _disagg: Option<bool>,
-    #[serde(rename = "router")]
-    _router: Option<serde_norway::Value>,
+    router: Option<serde_norway::Value>,
     #[serde(rename = "kv-p2p-transfer")]
     _kv_p2p_transfer: Option<String>,
     #[serde(rename = "run-eval")]
@@ -177,7 +178,66 @@ pub(super) fn load(doc: &YamlDoc, opts: LoadOptions<'_>) -> Result<Sweep, SpecEr
     if job.dp_attn && (2 * users) % tp != 0 {
         return Err(doc.error("conc", format!("DP attention needs 2 × conc divisible by tp, as InferenceX's scripts check (conc {users}, tp {tp})")));
     }
-    let engine_args = engine_args(engine, &job, tp, users);
+    let key = crate::recipe::JobKey {
+        runner: job.runner.clone(),
+        exp_name: job.exp_name.clone(),
+        framework: job.framework.clone(),
+        precision: job.precision.clone(),
+        tp,
+        ep: job.ep,
+        dp_attn: job.dp_attn,
+        router: job
+            .router
+            .as_ref()
+            .and_then(|r| r.get("name"))
+            .and_then(|n| n.as_str())
+            .map(str::to_owned),
+    };
+    let (recipe, engine_args, script_loader) = match crate::recipe::for_job(&key)
+        .map_err(|e| doc.error("exp-name", format!("{e:#}")))?
+    {
+        // InferenceX's LMCache scripts start LMCache servers beside the engine, which its
+        // recorded command then talks to; kvsweep starts none, so the runner's LMCache flags
+        // stand in.
+        JobLaunch::Recorded { recipe, .. } if backend == OffloadBackend::Lmcache => {
+            eprintln!(
+                "kvsweep: InferenceX's launch {} for {} talks to LMCache servers its script starts beside the engine, which kvsweep does not: the engine starts with runner {}'s LMCache flags and the job's parallelism instead",
+                recipe.name, job.exp_name, runner.name
+            );
+            (None, engine_args(engine, &job, tp, users), None)
+        }
+        JobLaunch::Recorded {
+            recipe,
+            weka_loader_override,
+            container_patches,
+        } => {
+            if !container_patches.is_empty() {
+                eprintln!(
+                    "kvsweep: InferenceX's script {} patches {} inside the image before it starts the engine; kvsweep starts the image as it is",
+                    recipe.name,
+                    container_patches.join(", ")
+                );
+            }
+            (Some(recipe), Vec::new(), weka_loader_override)
+        }
+        unrecorded => {
+            let why = match unrecorded {
+                JobLaunch::Unrecorded { script } => format!(
+                    "InferenceX's job script {script} is missing or stops before the engine at the recorded commit"
+                ),
+                _ => format!(
+                    "the job is not among those in {}",
+                    crate::recipe::RECORDED_PATH
+                ),
+            };
+            eprintln!(
+                "kvsweep: no recorded InferenceX launch for {} on {} ({why}): the engine starts with runner {}'s flags and the job's parallelism, not InferenceX's command",
+                job.exp_name, job.runner, runner.name
+            );
+            (None, engine_args(engine, &job, tp, users), None)
+        }
+    };
+    let (traces, missing_traces_hint) = corpus_traces(doc, &job.model_prefix, script_loader)?;
     let offload_budget = (offload == Offload::On).then(|| {
         // total-cpu-dram-gb is decimal GB; budgets are GiB.
         OffloadBudget::Gib(job.total_cpu_dram_gb as f64 * 1e9 / f64::from(1u32 << 30))
@@ -198,9 +258,12 @@ pub(super) fn load(doc: &YamlDoc, opts: LoadOptions<'_>) -> Result<Sweep, SpecEr
             image: Some(job.image),
             precision: Some(job.precision),
             duration_s: job.duration,
-            traces: None,
-            workload: options::replay(doc, &indexmap::IndexMap::new())?,
+            traces,
+            missing_traces_hint,
+            workload: options::replay(doc, &agentx_replay())?,
             engine_args,
+            recipe,
+            tp_recipes: Vec::new(),
             offload_budget,
             offload_backend: backend,
             economics: None,
@@ -211,6 +274,61 @@ pub(super) fn load(doc: &YamlDoc, opts: LoadOptions<'_>) -> Result<Sweep, SpecEr
         matrix_field: String::new(),
         matrix_location: (1, 1),
     })
+}
+
+/// InferenceX's replay of an AgentX job (`build_replay_cmd`): the AgentX scenario over the chat
+/// API (the cell sets the users to `conc` and the duration to the job's).
+fn agentx_replay() -> indexmap::IndexMap<String, serde_norway::Value> {
+    [("scenario", "agentx"), ("api", "chat")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), serde_norway::Value::String(v.to_owned())))
+        .collect()
+}
+
+/// Environment variables that name where this machine fetches InferenceX's corpus from: the
+/// URL (`{dataset}` stands for the Hugging Face dataset) and the sha256 of what it serves.
+pub const CORPUS_URL_VAR: &str = "KVSWEEP_AGENTX_TRACES_URL";
+pub const CORPUS_SHA256_VAR: &str = "KVSWEEP_AGENTX_TRACES_SHA256";
+
+/// The corpus InferenceX replays for the job (`resolve_trace_source`: the model prefix, the
+/// script's `WEKA_LOADER_OVERRIDE`, else the environment's), named by URL and sha256 for the
+/// trace cache when [`CORPUS_URL_VAR`] and [`CORPUS_SHA256_VAR`] say where it is; otherwise no
+/// traces, and a hint naming the corpus for the error that asks for `--traces`.
+fn corpus_traces(
+    doc: &YamlDoc,
+    model_prefix: &str,
+    script_loader: Option<String>,
+) -> Result<(Option<Traces>, Option<String>), SpecError> {
+    let loader = script_loader.or_else(|| std::env::var("WEKA_LOADER_OVERRIDE").ok());
+    let corpus = crate::recipe::corpus(model_prefix, loader.as_deref())
+        .map_err(|e| doc.error("model-prefix", format!("{e:#}")))?;
+    let url = std::env::var(CORPUS_URL_VAR).ok();
+    let sha256 = std::env::var(CORPUS_SHA256_VAR).ok();
+    match (url, sha256) {
+        (Some(url), Some(sha256)) => {
+            let url = url.replace("{dataset}", &corpus.dataset);
+            let remote = RemoteTraces::new(&url, Some(&sha256), None).map_err(|e| {
+                doc.error(
+                    "model-prefix",
+                    format!("{CORPUS_URL_VAR} / {CORPUS_SHA256_VAR}: {e}"),
+                )
+            })?;
+            Ok((
+                Some(Traces {
+                    source: TraceSource::Url(remote),
+                    format: TraceFormat::Auto,
+                }),
+                None,
+            ))
+        }
+        _ => Ok((
+            None,
+            Some(format!(
+                "InferenceX replays the Hugging Face dataset {} (AIPerf loader {}) for this job: give --traces PATH to a copy, or set {CORPUS_URL_VAR} (`{{dataset}}` is replaced by the dataset) and {CORPUS_SHA256_VAR} so that each cell fetches it, checked, into the trace cache",
+                corpus.dataset, corpus.loader
+            )),
+        )),
+    }
 }
 
 /// Our backend for an AgentX `kv-offload-backend.name` on `engine`.

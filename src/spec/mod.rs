@@ -105,11 +105,19 @@ pub struct Settings {
     pub precision: Option<String>,
     pub duration_s: u64,
     pub traces: Option<Traces>,
+    /// Why a spec without traces has none and where they are, for the error that asks for
+    /// `--traces` (an AgentX job names InferenceX's corpus).
+    pub missing_traces_hint: Option<String>,
     /// What each cell runs against its engine, typed, before the cell sets its own part.
     pub workload: SpecWorkload,
     /// Extra engine flags every cell's engine command ends with (the spec's `engine_args`), for
     /// what a runner file should not fix for every sweep: the simulator's `--speed`, say.
     pub engine_args: Vec<String>,
+    /// The recorded InferenceX launch every cell's engine starts with (an AgentX job's own, or
+    /// the one a native spec names with `recipe:`), in place of the runner's engine flags.
+    pub recipe: Option<crate::recipe::Recipe>,
+    /// A native spec's `recipe:`, resolved for each TP of its cells.
+    pub tp_recipes: Vec<(u32, crate::recipe::Recipe)>,
     pub offload_budget: Option<OffloadBudget>,
     pub offload_backend: OffloadBackend,
     /// When a cell's figures are a trustworthy point (the spec's `validity:`, else defaults).

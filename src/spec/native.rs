@@ -36,6 +36,9 @@ struct NativeSpec {
     /// Appended to every cell's engine command, after the runner's flags.
     #[serde(default)]
     engine_args: Vec<String>,
+    /// A recorded InferenceX launch (its job script's name, `dsv4_fp4_b200_vllm_mtp`) every
+    /// cell starts instead of the runner's engine flags; the runner still adds its offload flags.
+    recipe: Option<String>,
     offload_gb: Option<f64>,
     offload_dram_fraction: Option<f64>,
     #[serde(default)]
@@ -193,6 +196,10 @@ pub(super) fn load(doc: &YamlDoc, opts: LoadOptions<'_>) -> Result<Sweep, SpecEr
         .filter(|c| opts.runner.is_none() || c.runner.as_deref() == opts.runner)
         .collect();
 
+    let tp_recipes = match &spec.recipe {
+        Some(name) => tp_recipes(doc, &spec, name, &cells)?,
+        None => Vec::new(),
+    };
     let matrix_loc = doc.locate("tp");
     Ok(Sweep {
         path: doc.path().to_path_buf(),
@@ -205,8 +212,11 @@ pub(super) fn load(doc: &YamlDoc, opts: LoadOptions<'_>) -> Result<Sweep, SpecEr
             precision: spec.precision.clone(),
             duration_s: spec.duration_s.unwrap_or(DEFAULT_DURATION_S),
             traces,
+            missing_traces_hint: None,
             workload,
             engine_args: spec.engine_args.clone(),
+            recipe: None,
+            tp_recipes,
             offload_budget,
             offload_backend: spec.offload_backend,
             validity,
@@ -217,6 +227,45 @@ pub(super) fn load(doc: &YamlDoc, opts: LoadOptions<'_>) -> Result<Sweep, SpecEr
         matrix_field: "tp".to_owned(),
         matrix_location: (matrix_loc.line, matrix_loc.column),
     })
+}
+
+/// The launch of recipe `name` for each TP the cells use, checked against the spec's engine and
+/// image.
+fn tp_recipes(
+    doc: &YamlDoc,
+    spec: &NativeSpec,
+    name: &str,
+    cells: &[Cell],
+) -> Result<Vec<(u32, crate::recipe::Recipe)>, SpecError> {
+    let mut tps: Vec<u32> = cells.iter().map(|c| c.tp).collect();
+    tps.sort_unstable();
+    tps.dedup();
+    let mut out = Vec::new();
+    for tp in tps {
+        let recipe =
+            crate::recipe::for_tp(name, tp).map_err(|e| doc.error("recipe", format!("{e:#}")))?;
+        let program = match spec.engine {
+            EngineKind::Vllm => "vllm",
+            EngineKind::Sglang => "python3",
+            other => {
+                return Err(doc.error(
+                    "recipe",
+                    format!("recipes are InferenceX's vLLM and SGLang launches; engine is {other}"),
+                ));
+            }
+        };
+        if recipe.program != program {
+            return Err(doc.error(
+                "recipe",
+                format!(
+                    "recipe `{name}` starts `{}`, not engine {} (`{program}`)",
+                    recipe.program, spec.engine
+                ),
+            ));
+        }
+        out.push((tp, recipe));
+    }
+    Ok(out)
 }
 
 /// The spec's `economics:`, every figure a positive number.

@@ -423,3 +423,40 @@ fn the_cost_sentence_compares_the_same_configuration_and_names_a_cheaper_one() {
         "At 8 users, offload on changed the cost per million total tokens at equal or better interactivity from $0.0903 (tp 1, 50.0 tok/s/user) to $0.0722 (tp 1, 50.0 tok/s/user): -20 %. The cheapest offload-on configuration as interactive, tp 2, 100.0 tok/s/user, costs $0.0602 (-33 % against offload off)."
     );
 }
+
+#[test]
+fn collect_prices_with_the_runners_given_by_runners_dir() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let [on, ..] = cells(&tmp.path().join("cells"));
+    // The built-in runners, with h200's hyperscaler price doubled.
+    let runners = tmp.path().join("runners");
+    std::fs::create_dir(&runners).expect("mkdir");
+    for entry in std::fs::read_dir(common::repo_root().join("runners")).expect("runners") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("runner");
+        let text = if path.ends_with("h200.yaml") {
+            assert!(
+                text.contains("usd_per_gpu_hour: 1.41"),
+                "h200's price moved"
+            );
+            text.replace("usd_per_gpu_hour: 1.41", "usd_per_gpu_hour: 2.82")
+        } else {
+            text
+        };
+        std::fs::write(runners.join(path.file_name().expect("name")), text).expect("write");
+    }
+    let out = tmp.path().join("out");
+    common::kvsweep_ok(&[
+        "--runners-dir",
+        runners.to_str().expect("utf-8"),
+        "collect",
+        tmp.path().join("cells").to_str().expect("utf-8"),
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    let rows = common::csv_rows(&out.join("summary.csv"));
+    assert_figure(&rows, &on, "usd_per_mtok_total_hyperscaler", 2.82 / 18.0);
+}

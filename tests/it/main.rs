@@ -20,6 +20,7 @@ mod defaults;
 mod fuzz_regressions;
 mod history;
 mod inferencex_master;
+mod inferencex_recipes;
 mod llama_server;
 mod matrix;
 mod metrics;

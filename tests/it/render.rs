@@ -211,7 +211,7 @@ fn check_flags(r: &Rendered) {
             "{what}"
         ),
         "cpu" => assert!(
-            has("start_bg \"$SERVER_LOG\" env") && !has("docker run"),
+            has("start_bg \"$SERVER_LOG\" \\\n  env \\\n") && !has("docker run"),
             "{what}"
         ),
         other => panic!("unexpected runner {other}"),
@@ -351,7 +351,7 @@ fn a_specs_engine_args_end_the_engine_command() {
     let script = render_cell(dir.path(), &spec, "eos_cpu_tp1_users2_offloadon");
     let engine: Vec<&str> = script
         .lines()
-        .skip_while(|l| !l.contains("# 1. Start the engine."))
+        .skip_while(|l| !l.contains("# 1. Start the engine"))
         .take_while(|l| !l.starts_with("ENGINE_PID="))
         .map(str::trim)
         .collect();
@@ -387,7 +387,7 @@ fn a_template_directory_overrides_the_built_in_template() {
     write(
         dir.path(),
         "run-cell.sh.j2",
-        "#!/bin/sh\necho {{ cell.name | sh }} {{ engine_args | length }}",
+        "#!/bin/sh\necho {{ cell.name | sh }} {{ engine_lines | length }}",
     );
     let spec = common::repo_root().join("sweeps/local-sim.yaml");
     let out = dir.path().join("out");
@@ -404,7 +404,7 @@ fn a_template_directory_overrides_the_built_in_template() {
     let text = std::fs::read_to_string(out.join("run.sh")).expect("script");
     assert_eq!(
         text,
-        "#!/bin/sh\necho local-sim_cpu_tp2_users32_offloadoff 7\n"
+        "#!/bin/sh\necho local-sim_cpu_tp2_users32_offloadoff 9\n"
     );
 }
 

@@ -1,7 +1,8 @@
 //! `kvsweep render` on one AgentX job of an InferenceX master config (an object of the list
-//! `kvsweep matrix` prints, as a GitHub job receives it): the engine command carries the job's
-//! parallelism, MTP and offload settings, the image and model are the job's, and jobs we do not
-//! run are refused with what is supported.
+//! `kvsweep matrix` prints, as a GitHub job receives it): the engine command is InferenceX's
+//! recorded one (the job's parallelism, MTP, offload and the model's own flags), the image and
+//! model are the job's, the replay is InferenceX's, and jobs we do not run are refused with what
+//! is supported.
 
 use std::io::Read as _;
 use std::path::Path;
@@ -99,10 +100,16 @@ fn a_vllm_dep_mtp_job_with_simple_cpu_offload_renders_inferencexs_flags() {
         format!("serve {}", j["model"].as_str().expect("model")),
         format!("--tensor-parallel-size 1 --data-parallel-size {tp}"),
         "--enable-expert-parallel".into(),
-        r#"--speculative-config '{"method": "mtp", "num_speculative_tokens": 3}'"#.into(),
+        // InferenceX's own flags for the model, from its job script.
+        "--kv-cache-dtype fp8 --block-size 256 --max-model-len 1048576".into(),
+        r#""rejection_sample_method": "synthetic", "synthetic_acceptance_length": 2.49"#.into(),
         format!("--max-num-seqs {}", 2 * conc / tp),
         // InferenceX's CPU_BYTES_PER_RANK: total-cpu-dram-gb (decimal) over the GPUs.
-        format!("\"cpu_bytes_to_use_per_rank\":{}", gb * 1_000_000_000 / tp),
+        format!("\"cpu_bytes_to_use_per_rank\": {}", gb * 1_000_000_000 / tp),
+        r#""enable_cross_layers_blocks": "true""#.into(),
+        "PYTHONHASHSEED=42".into(),
+        "VLLM_USE_V2_MODEL_RUNNER=1".into(),
+        "--enable-prompt-tokens-details".into(),
     ] {
         assert!(line.contains(&expected), "{expected}\nnot in: {line}");
     }
@@ -128,14 +135,14 @@ fn an_sglang_hicache_job_renders_hierarchical_cache_dp_attention_and_eagle() {
     assert_eq!(j["kv-offload-backend"]["name"], "hicache");
     let line = engine_line(&render(dir.path(), &j, &[]).expect("renders"));
     let tp = j["tp"].as_u64().expect("tp");
-    let gb = j["total-cpu-dram-gb"].as_f64().expect("gb");
-    let per_gpu_gib = (gb * 1e9 / f64::from(1u32 << 30) / tp as f64).floor();
     for expected in [
         format!("--model-path {}", j["model"].as_str().expect("model")),
         format!("--tp {tp}"),
-        format!("--enable-dp-attention --dp-size {tp}"),
-        format!("--enable-hierarchical-cache --hicache-size {per_gpu_gib}"),
+        format!("--dp {tp}"),
+        "--enable-dp-attention".into(),
+        "--enable-hierarchical-cache".into(),
         "--speculative-algorithm EAGLE --speculative-num-steps 3".into(),
+        "--mem-fraction-static".into(),
     ] {
         assert!(line.contains(&expected), "{expected}\nnot in: {line}");
     }

@@ -749,3 +749,126 @@ fn fetches_that_start_together_download_once() {
     );
     assert_eq!(server.hits("/t/trace_0019.json"), 1);
 }
+
+/// A single-node AgentX job of the fixture master configs (InferenceX's generator output).
+fn agentx_job(framework: &str, runner: &str) -> serde_json::Value {
+    use std::io::Read as _;
+    let path = repo_root().join("tests/fixtures/inferencex/golden/agentic.json.gz");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(path).expect("golden"))
+        .read_to_string(&mut text)
+        .expect("gzip");
+    let jobs: Vec<serde_json::Value> = serde_json::from_str(&text).expect("json");
+    jobs.into_iter()
+        .find(|j| j["framework"] == framework && j["runner"] == runner && j.get("tp").is_some())
+        .expect("a job")
+}
+
+#[test]
+fn an_agentx_job_fetches_inferencexs_corpus_checked_before_its_engine_starts() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let job = agentx_job("vllm", "cluster:b200-dgxc");
+    let cell = job["exp-name"].as_str().expect("exp-name").to_owned();
+    let spec = write(dir.path(), "job.json", &job.to_string());
+    let trace = sample("trace_0012.json");
+    // `{dataset}` stands for the dataset InferenceX replays for the model (dsv4: the 1M corpus).
+    server.serve(
+        "/semianalysisai/cc-traces-weka-062126.json",
+        Answer::Short(trace.clone(), trace.len() / 2),
+    );
+    let url = format!("{}/{{dataset}}.json", server.base);
+    let sha = sha256_hex(&trace);
+    let run_cell = |sha: &str, out: &Path| {
+        common::kvsweep()
+            .env("KVSWEEP_AGENTX_TRACES_URL", &url)
+            .env("KVSWEEP_AGENTX_TRACES_SHA256", sha)
+            .env("KVSWEEP_CACHE", dir.path().join("cache"))
+            .arg("run-cell")
+            .arg(&spec)
+            .args(["--cell", &cell, "--out"])
+            .arg(out)
+            .output()
+            .expect("run-cell starts")
+    };
+    // A cut download, then a wrong checksum: the cell fails before the engine (docker on b200,
+    // not here) is started, and says why.
+    let cut = dir.path().join("cut");
+    let out = run_cell(&sha, &cut);
+    assert!(!out.status.success());
+    let status = json(&cut.join("status.json"));
+    assert_eq!(status["status"], "failed");
+    assert!(
+        status["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("was cut after"),
+        "{status}"
+    );
+    assert!(!cut.join("server.log").exists(), "no engine was started");
+
+    server.serve(
+        "/semianalysisai/cc-traces-weka-062126.json",
+        Answer::Whole(trace.clone()),
+    );
+    let wrong = dir.path().join("wrong");
+    let out = run_cell(&"0".repeat(64), &wrong);
+    assert!(!out.status.success());
+    let status = json(&wrong.join("status.json"));
+    assert!(
+        status["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("sha256 mismatch"),
+        "{status}"
+    );
+    assert!(!wrong.join("server.log").exists(), "no engine was started");
+
+    // The rendered script names the corpus by URL and digest and fetches it first; the replay
+    // is InferenceX's (AgentX scenario, chat, conc users, the job's duration).
+    let rendered = dir.path().join("rendered");
+    let out = common::kvsweep()
+        .env("KVSWEEP_AGENTX_TRACES_URL", &url)
+        .env("KVSWEEP_AGENTX_TRACES_SHA256", &sha)
+        .arg("render")
+        .arg(&spec)
+        .args(["--cell", &cell, "--out"])
+        .arg(&rendered)
+        .output()
+        .expect("render");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(rendered.join("run.sh")).expect("run.sh");
+    let fetch = format!(
+        "traces fetch {}/semianalysisai/cc-traces-weka-062126.json --sha256 {sha}",
+        server.base
+    );
+    assert!(text.contains(&fetch), "{text}");
+    let replay = text
+        .lines()
+        .find(|l| l.starts_with("replay_cmd=("))
+        .expect("replay line");
+    for flag in [
+        "--scenario agentx".to_owned(),
+        "--api chat".to_owned(),
+        format!("--users {}", job["conc"]),
+        format!("--duration {}", job["duration"]),
+    ] {
+        assert!(replay.contains(&flag), "{flag} not in {replay}");
+    }
+
+    // Without a URL and digest, the job names the corpus it needs.
+    let err = common::kvsweep()
+        .env_remove("KVSWEEP_AGENTX_TRACES_URL")
+        .arg("render")
+        .arg(&spec)
+        .args(["--cell", &cell, "--out"])
+        .arg(dir.path().join("none"))
+        .output()
+        .expect("render");
+    assert!(!err.status.success());
+    assert!(
+        stderr(&err).contains("semianalysisai/cc-traces-weka-062126 (AIPerf loader semianalysis_cc_traces_weka_062126)"),
+        "{}",
+        stderr(&err)
+    );
+}

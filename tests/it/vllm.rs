@@ -99,9 +99,12 @@ fn check_flags(cases: &[Value]) -> HashMap<String, Value> {
     results
 }
 
-/// The distinct vLLM command lines kvsweep renders for the single-node vLLM AgentX jobs of the
-/// InferenceX master configs (tests/fixtures/inferencex), on runners/b200.yaml, as checker
-/// cases; those with MTP or decode context parallelism are checked on an MLA + MTP geometry.
+/// The distinct vLLM command lines kvsweep renders from its runner file for the single-node vLLM
+/// AgentX jobs of the InferenceX master configs (tests/fixtures/inferencex), on
+/// runners/b200.yaml, as checker cases; those with MTP or decode context parallelism are checked
+/// on an MLA + MTP geometry. Jobs that start InferenceX's recorded command are left out: their
+/// flags are those of InferenceX's GPU images (tests/it/inferencex_recipes.rs compares them with
+/// the recording), not of the CPU vLLM here.
 fn agentx_cases() -> Vec<Value> {
     use std::io::Read as _;
     let runners = RunnerSet::builtin().expect("built-in runners");
@@ -138,6 +141,9 @@ fn agentx_cases() -> Vec<Value> {
         };
         let mut plan =
             kvsweep::render::plan(&sweep, &sweep.cells[0], runner, &overrides).expect("plan");
+        if plan.recipe.is_some() {
+            continue;
+        }
         plan.model = "MODEL".into();
         let launch = plan.launch(runner).expect("launch");
         // Jobs that differ only in users differ only in the sequence cap: check one of them.
@@ -204,6 +210,7 @@ fn rendered_cases() -> Vec<Value> {
                     offload_gib: Some(64.0),
                     port: 8000,
                     extra_args: &[],
+                    recipe: None,
                 })
                 .expect("launch");
                 assert!(matches!(launch.program, Program::External(_)));
@@ -243,10 +250,10 @@ fn every_rendered_vllm_command_line_passes_vllms_own_parser_and_config_validatio
 
     let mut cases = rendered_cases();
     let agentx = agentx_cases();
-    assert!(agentx.len() >= 8, "{} AgentX cases", agentx.len());
+    assert!(!agentx.is_empty(), "no AgentX job on the runner's flags");
     cases.extend(agentx);
     let rendered = cases.len();
-    assert!(rendered >= 28, "{rendered} cases");
+    assert!(rendered >= 21, "{rendered} cases");
     // The checker must be able to fail: a flag vLLM does not have, and the offloading extra
     // config that vLLM 0.32 no longer takes (num_cpu_blocks instead of cpu_bytes_to_use).
     let serve = |extra: &[&str]| -> Vec<String> {

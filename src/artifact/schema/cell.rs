@@ -8,6 +8,7 @@ use super::{JsonArtifact, required};
 use crate::economics::SpecEconomics;
 use crate::kinds::{EngineKind, OffloadBackend, TraceFormat};
 use crate::matrix_cell::Cell;
+use crate::recipe::Recipe;
 use crate::trace_cache::RemoteTraces;
 use crate::validity::ValidityThresholds;
 use crate::workload::Workload;
@@ -38,6 +39,9 @@ pub struct CellPlan {
     pub offload_gib: Option<f64>,
     /// The spec's `engine_args`, appended to the engine command.
     pub engine_args: Vec<String>,
+    /// The InferenceX launch the engine starts with, in place of the runner's flags.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipe: Option<Recipe>,
     pub duration_s: u64,
     /// Where a replay cell finds its traces on the machine that runs it, as an absolute path.
     /// `None` for a tester cell, and for traces named by URL until `run-cell` has fetched them.

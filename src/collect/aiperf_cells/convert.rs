@@ -330,6 +330,7 @@ fn cell_plan(
         offload_backend: OffloadBackend::default(),
         offload_gib: None,
         engine_args: Vec::new(),
+        recipe: None,
         duration_s,
         traces: None,
         trace_url: None,

@@ -25,6 +25,7 @@ pub fn plan(cell: Cell, duration_s: u64) -> CellPlan {
         offload_backend: OffloadBackend::default(),
         offload_gib: None,
         engine_args: Vec::new(),
+        recipe: None,
         duration_s,
         traces: None,
         trace_url: None,

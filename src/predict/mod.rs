@@ -273,5 +273,5 @@ pub fn run(args: &PredictArgs, runners: &RunnerSet) -> Result<()> {
         sweep.settings.name,
         started.elapsed().as_secs_f64()
     );
-    crate::report::collect_sweep(&cells_dir, &args.out)
+    crate::report::collect_sweep(&cells_dir, &args.out, runners)
 }

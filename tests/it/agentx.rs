@@ -582,7 +582,15 @@ fn a_parents_turn_waits_for_the_subagents_that_end_before_it() {
         ],
     );
     assert!(ok, "{err}");
-    let rows = requests(&out);
+    let all = requests(&out);
+    // The first play of the tree: before the lane replays trace_0277 again.
+    let replay = all
+        .iter()
+        .filter(|r| r["session"] == "trace_0277" && r["request_index"] == "0")
+        .map(|r| num(r, "sent_s"))
+        .nth(1)
+        .unwrap_or(f64::INFINITY);
+    let rows: Vec<_> = all.iter().filter(|r| num(r, "sent_s") < replay).collect();
     let sent = |turn: &str| {
         rows.iter()
             .find(|r| r["session"] == "trace_0277" && r["request_index"] == turn)

@@ -184,8 +184,12 @@ fn the_gate_is_quiet_on_a_a_and_catches_a_planted_10_percent_slowdown() {
     let replayed = started.elapsed();
     let runners = kvsweep::runner::RunnerSet::builtin().expect("the built-in runners");
     for side in pairs.iter().flatten() {
-        kvsweep::collect::collect(&[side.dir.join("cells")], &side.dir.join("collected"), &runners)
-            .unwrap_or_else(|e| panic!("collect {}: {e:#}", side.dir.display()));
+        kvsweep::collect::collect(
+            &[side.dir.join("cells")],
+            &side.dir.join("collected"),
+            &runners,
+        )
+        .unwrap_or_else(|e| panic!("collect {}: {e:#}", side.dir.display()));
     }
 
     let (mut false_alarms, mut caught, mut failed_small) = (Vec::new(), 0, Vec::new());

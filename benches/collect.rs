@@ -3,23 +3,12 @@
 //!
 //! `cargo bench --bench collect` measures; under `cargo test` it collects 20 cells once.
 
+mod timing;
+
 #[path = "../tests/it/common/cells.rs"]
 mod cells;
 
-use std::time::{Duration, Instant};
-
 use cells::SyntheticCell;
-
-fn best_of(n: usize, mut f: impl FnMut()) -> Duration {
-    (0..n)
-        .map(|_| {
-            let start = Instant::now();
-            f();
-            start.elapsed()
-        })
-        .min()
-        .unwrap_or_default()
-}
 
 fn main() {
     let bench = std::env::args().any(|a| a == "--bench");
@@ -40,12 +29,12 @@ fn main() {
     let out = tmp.path().join("out");
     let runs = if bench { 5 } else { 1 };
     let runners = kvsweep::runner::RunnerSet::builtin().expect("runners");
-    let collect = best_of(runs, || {
+    let collect = timing::best_of(runs, || {
         let (c, _) = kvsweep::report::collect_into(std::slice::from_ref(&dir), &out, &runners)
             .expect("collect");
         assert_eq!(c.cells.len(), n);
     });
-    let floor = best_of(runs, || {
+    let floor = timing::best_of(runs, || {
         let mut total = 0.0;
         for entry in std::fs::read_dir(&dir).expect("dir") {
             let text = std::fs::read_to_string(entry.expect("entry").path().join("summary.json"))

@@ -4,8 +4,9 @@
 //!
 //! `cargo bench --bench metrics` measures; under `cargo test` it parses once.
 
+mod timing;
+
 use std::fmt::Write as _;
-use std::time::{Duration, Instant};
 
 use kvsweep::metrics::parse::parse;
 use kvsweep::metrics::schema::{Engine, snapshot};
@@ -50,17 +51,6 @@ fn exposition() -> String {
     out
 }
 
-fn best_of(n: usize, mut f: impl FnMut()) -> Duration {
-    (0..n)
-        .map(|_| {
-            let start = Instant::now();
-            f();
-            start.elapsed()
-        })
-        .min()
-        .unwrap_or_default()
-}
-
 fn main() {
     let text = exposition();
     let s = snapshot(Engine::Vllm, &parse(&text));
@@ -68,11 +58,11 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let ours = best_of(200, || {
+    let ours = timing::best_of(200, || {
         let e = parse(&text);
         std::hint::black_box(snapshot(Engine::Vllm, &e));
     });
-    let floor = best_of(200, || {
+    let floor = timing::best_of(200, || {
         std::hint::black_box(text.lines().filter(|l| !l.starts_with('#')).count());
     });
     println!(

@@ -28,19 +28,21 @@ export KVSWEEP_TEST_POSTGRES_URL
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked --features external-tools -- -D warnings
-# The real engines (vLLM, llama.cpp) take both cores for minutes: they run after the rest, alone,
-# so that the tests that watch the replay's timing do not share the machine with them.
-REAL_ENGINES=(vllm::every_rendered_vllm_command_line vllm::rendered_vllm_cells llama_server::)
+# The real engines (vLLM, llama.cpp) take both cores for minutes, and so does the gate's
+# acceptance test (240 short replays, a dozen at a time): they run after the rest, alone, so that
+# the tests that watch the replay's timing do not share the machine with them.
+ALONE=(vllm::every_rendered_vllm_command_line vllm::rendered_vllm_cells llama_server::
+  history::acceptance::)
 skips=()
-for t in "${REAL_ENGINES[@]}"; do skips+=(--skip "$t"); done
+for t in "${ALONE[@]}"; do skips+=(--skip "$t"); done
 cargo test --all-targets --locked --features external-tools -- "${skips[@]}"
 real_log=$(mktemp)
 trap 'rm -f "$real_log"' EXIT
-cargo test --locked --features external-tools --test it -- "${REAL_ENGINES[@]}" 2>&1 | tee "$real_log"
+cargo test --locked --features external-tools --test it -- "${ALONE[@]}" 2>&1 | tee "$real_log"
 # A renamed test would leave its name here matching nothing, and this pass would pass empty.
-for t in "${REAL_ENGINES[@]}"; do
+for t in "${ALONE[@]}"; do
   grep -q "^test ${t}.* \.\.\. ok\$" "$real_log" || {
-    echo "error: no real-engine test named ${t} ran (scripts/test.sh REAL_ENGINES)" >&2
+    echo "error: no test named ${t} ran (scripts/test.sh ALONE)" >&2
     exit 1
   }
 done

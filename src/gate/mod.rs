@@ -139,6 +139,10 @@ pub fn run(args: &GateArgs) -> Result<()> {
             args.baseline.clone(),
         ),
     };
+    eprintln!(
+        "gate: {} against the baseline {baseline_name}",
+        args.candidate.display()
+    );
     let report = compare(
         &candidate.cells,
         &baseline_cells,

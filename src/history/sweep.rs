@@ -111,10 +111,10 @@ pub fn config_key(row: &IndexMap<String, String>) -> String {
 /// Reads a collected sweep: `dir/summary.csv` (or `dir` itself when it is that file) and the
 /// `repeats.csv` beside it.
 pub fn read(dir: &Path) -> Result<Sweep> {
-    let summary_path = if dir.is_dir() {
-        dir.join("summary.csv")
-    } else {
+    let summary_path = if dir.is_file() {
         dir.to_path_buf()
+    } else {
+        dir.join("summary.csv")
     };
     let base = summary_path.parent().unwrap_or(Path::new("."));
     let summary_bytes = std::fs::read(&summary_path).with_context(|| {

@@ -221,14 +221,16 @@ fn decode_trace(dir: &Path) -> PathBuf {
 }
 
 /// `kvsweep sweep --local` of a one-cell spec, 3 repeats of 4 users for 5 s, against the
-/// simulator at `speed`, with replay seed 7; returns the running sweep.
-fn start_sweep(dir: &Path, side: &str, speed: &str, traces: &Path) -> (PathBuf, Child) {
+/// simulator at speed 1 with every step `slowdown` times longer (a planted regression: a
+/// slower `--speed` would not do, collect reads simulated figures in the modelled hardware's
+/// time), with replay seed 7; returns the running sweep.
+fn start_sweep(dir: &Path, side: &str, slowdown: &str, traces: &Path) -> (PathBuf, Child) {
     let spec = common::write(
         dir,
         &format!("{side}.yaml"),
         &format!(
             "name: rep\nmodel:\n  name: llama-3.1-8b\n  preset: llama-3.1-8b\nengine: sim\n\
-             runners: [cpu]\nduration_s: 5\nrepeats: 3\nengine_args: [--speed, \"{speed}\"]\n\
+             runners: [cpu]\nduration_s: 5\nrepeats: 3\nengine_args: [--speed, \"1\", --slowdown, \"{slowdown}\"]\n\
              traces:\n  path: {}\n  format: mooncake\n\
              replay:\n  time_scale: 0\n  drain: 2\n  recycle: true\n  seed: 7\n\
              tp: [1]\nusers: [4]\noffload: [\"off\"]\n",
@@ -254,9 +256,9 @@ fn repeats_sample_their_own_seeds_and_compare_tells_a_slower_server_from_a_rerun
     let dir = tempfile::tempdir().expect("tempdir");
     let traces = decode_trace(dir.path());
     // Two sweeps of the same build and settings (A/A), and one whose simulator is 10 % slower.
-    let runs: Vec<(PathBuf, Child)> = [("a", "1"), ("a_again", "1"), ("slower", "0.9")]
+    let runs: Vec<(PathBuf, Child)> = [("a", "1"), ("a_again", "1"), ("slower", "1.1")]
         .iter()
-        .map(|(side, speed)| start_sweep(dir.path(), side, speed, &traces))
+        .map(|(side, slowdown)| start_sweep(dir.path(), side, slowdown, &traces))
         .collect();
     let mut outs = Vec::new();
     for (out, child) in runs {

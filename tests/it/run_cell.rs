@@ -300,7 +300,7 @@ fn planted_tokens_never_reach_the_cell_artifact() {
     assert!(out.status.success(), "{}", common::stderr(&out));
     let commands = std::fs::read_to_string(f.out().join("commands.txt")).expect("commands");
     assert!(
-        commands.contains("export SIM_API_TOKEN=[redacted]"),
+        commands.contains("env 'SIM_API_TOKEN=[redacted]' "),
         "{commands}"
     );
     for entry in std::fs::read_dir(f.out()).expect("out") {

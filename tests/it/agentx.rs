@@ -419,9 +419,7 @@ fn agentx_matches_aiperf_inferencex_agentx_mvp_side_by_side() {
                 let (_, _, other) = theirs
                     .iter()
                     .find(|(s, u, _)| s == c && u == t)
-                    .unwrap_or_else(|| {
-                        panic!("{}: {who} did not profile {c} turn {t}", l.session)
-                    });
+                    .unwrap_or_else(|| panic!("{}: {who} did not profile {c} turn {t}", l.session));
                 // kvsweep's prompt is the trace's tokens exactly; AIPerf's
                 // `input_sequence_length` is its builtin tokenizer's count of the text it
                 // synthesized for them, a few tokens off.

@@ -29,8 +29,8 @@ export KVSWEEP_TEST_POSTGRES_URL
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked --features external-tools -- -D warnings
 # The real engines (vLLM, llama.cpp) take both cores for minutes, and so does the gate's
-# acceptance test (240 short replays, a dozen at a time): they run after the rest, alone, so that
-# the tests that watch the replay's timing do not share the machine with them.
+# acceptance test (240 short replays, eight at a time): they run after the rest, one at a time, so
+# that no test that watches timing shares the machine with them.
 ALONE=(vllm::every_rendered_vllm_command_line vllm::rendered_vllm_cells llama_server::
   history::acceptance::)
 skips=()
@@ -38,7 +38,8 @@ for t in "${ALONE[@]}"; do skips+=(--skip "$t"); done
 cargo test --all-targets --locked --features external-tools -- "${skips[@]}"
 real_log=$(mktemp)
 trap 'rm -f "$real_log"' EXIT
-cargo test --locked --features external-tools --test it -- "${ALONE[@]}" 2>&1 | tee "$real_log"
+cargo test --locked --features external-tools --test it -- --test-threads 1 "${ALONE[@]}" 2>&1 |
+  tee "$real_log"
 # A renamed test would leave its name here matching nothing, and this pass would pass empty.
 for t in "${ALONE[@]}"; do
   grep -q "^test ${t}.* \.\.\. ok\$" "$real_log" || {

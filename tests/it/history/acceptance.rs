@@ -3,7 +3,7 @@
 //! alarm in 20; a planted 10 % slowdown (`sim-server --slowdown 1.1`) is caught in at least
 //! 19 of 20; a 3 % slowdown under the 5 % margin is never failed.
 //!
-//! To stay cheap on two cores the sweeps are short replays (a few seconds, 16 users) run
+//! To stay cheap on two cores the sweeps are short replays (4 s, 8 users) run
 //! two pairs at a time against four simulators (two as modelled, 3 % and 10 % slower), each
 //! collected in-process and gated with the command line.
 
@@ -22,7 +22,7 @@ const REPEATS: usize = 3;
 /// starve two cores (with all 12 repeats of 4 pairs at once, some replays finished no request
 /// within their 3 s, and repeats run at the same time on one server measured one moment).
 const WAVE: usize = 2;
-const USERS: u32 = 16;
+const USERS: u32 = 8;
 const DURATION_S: f64 = 4.0;
 /// Modelled time runs at a quarter of wall time: steps of 10–20 ms, long against the client's
 /// and the timer's overheads on a loaded machine, and few enough tokens a second that eight

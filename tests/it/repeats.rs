@@ -13,20 +13,14 @@ use kvsweep::spec::Cell;
 /// sessions unlike each other, so that runs with different seeds (which shuffle the sessions)
 /// are different samples of the workload, as repeats on real hardware are.
 fn trace(dir: &Path) -> PathBuf {
-    let mut text = String::new();
-    for s in 0..50u32 {
-        let delay = 100 + 50 * (s % 5);
-        for k in 0..=(s % 7) {
-            let hash_ids: Vec<String> = (0..=k).map(|j| (s * 10 + j).to_string()).collect();
-            text.push_str(&format!(
-                "{{\"timestamp\":0,\"input_length\":{},\"output_length\":{},\"hash_ids\":[{}],\"session_id\":\"s{s}\",\"delay\":{delay}}}\n",
-                64 * (k + 1),
-                4 + 4 * (s % 3),
-                hash_ids.join(",")
-            ));
-        }
+    common::SessionTrace {
+        sessions: 50,
+        turns_mod: 7,
+        prompt_block: 64,
+        output: (4, 4, 3),
+        delay: Some((100, 50)),
     }
-    common::write(dir, "think.jsonl", &text)
+    .write(dir, "think.jsonl")
 }
 
 /// One run of the 8-user cell `healthy` into `out`, with `users` replay users for `duration` s,
@@ -205,19 +199,14 @@ fn repeated_cells_give_intervals_that_hold_a_long_run_and_compare_tests_the_diff
 /// A Mooncake trace of 40 sessions of 1 to 5 turns with 16 to 48 output tokens: decode-bound at
 /// a few users, and sessions unlike each other, so that two seeds sample different workloads.
 fn decode_trace(dir: &Path) -> PathBuf {
-    let mut text = String::new();
-    for s in 0..40u32 {
-        for k in 0..=(s % 5) {
-            let hash_ids: Vec<String> = (0..=k).map(|j| (s * 10 + j).to_string()).collect();
-            text.push_str(&format!(
-                "{{\"timestamp\":0,\"input_length\":{},\"output_length\":{},\"hash_ids\":[{}],\"session_id\":\"s{s}\"}}\n",
-                512 * (k + 1),
-                16 + 8 * (s % 5),
-                hash_ids.join(",")
-            ));
-        }
+    common::SessionTrace {
+        sessions: 40,
+        turns_mod: 5,
+        prompt_block: 512,
+        output: (16, 8, 5),
+        delay: None,
     }
-    common::write(dir, "decode.jsonl", &text)
+    .write(dir, "decode.jsonl")
 }
 
 /// `kvsweep sweep --local` of a one-cell spec, 3 repeats of 4 users for 5 s, against the

@@ -114,3 +114,43 @@ pub fn write_repeat(cell: &cells::SyntheticCell, parent: &Path, k: u32) -> PathB
     std::fs::remove_dir(&staging).expect("remove the staging folder");
     repeat
 }
+
+/// A Mooncake trace of short multi-turn sessions, each unlike the others, so that replays with
+/// different seeds (which shuffle the sessions) sample different workloads.
+pub struct SessionTrace {
+    pub sessions: u32,
+    /// Turns of session `s`: `s % turns_mod + 1`.
+    pub turns_mod: u32,
+    /// Turn `k`'s prompt is `prompt_block × (k + 1)` tokens over the hash ids `s*10 ..= s*10+k`
+    /// (each turn extends the one before).
+    pub prompt_block: u32,
+    /// Output tokens of session `s`: `output.0 + output.1 × (s % output.2)`.
+    pub output: (u32, u32, u32),
+    /// Think time before each turn of session `s` in ms, `delay.0 + delay.1 × (s % 5)`; none
+    /// when `None`.
+    pub delay: Option<(u32, u32)>,
+}
+
+impl SessionTrace {
+    /// Writes the trace as `dir/name`.
+    pub fn write(&self, dir: &Path, name: &str) -> PathBuf {
+        let mut text = String::new();
+        for s in 0..self.sessions {
+            let delay = self
+                .delay
+                .map(|(base, step)| format!(",\"delay\":{}", base + step * (s % 5)))
+                .unwrap_or_default();
+            for k in 0..=(s % self.turns_mod) {
+                let hash_ids: Vec<String> = (0..=k).map(|j| (s * 10 + j).to_string()).collect();
+                let (base, step, modulo) = self.output;
+                text.push_str(&format!(
+                    "{{\"timestamp\":0,\"input_length\":{},\"output_length\":{},\"hash_ids\":[{}],\"session_id\":\"s{s}\"{delay}}}\n",
+                    self.prompt_block * (k + 1),
+                    base + step * (s % modulo),
+                    hash_ids.join(",")
+                ));
+            }
+        }
+        write(dir, name, &text)
+    }
+}

@@ -33,20 +33,14 @@ const SPEED: &str = "0.25";
 /// Sessions of 1 to 4 turns, 32 to 48 output tokens each (so TPOT and E2E are step-bound),
 /// 50 to 150 ms of think time apart.
 fn trace(dir: &Path) -> PathBuf {
-    let mut text = String::new();
-    for s in 0..64u32 {
-        let delay = 50 + 25 * (s % 5);
-        for k in 0..=(s % 4) {
-            let hash_ids: Vec<String> = (0..=k).map(|j| (s * 10 + j).to_string()).collect();
-            text.push_str(&format!(
-                "{{\"timestamp\":0,\"input_length\":{},\"output_length\":{},\"hash_ids\":[{}],\"session_id\":\"s{s}\",\"delay\":{delay}}}\n",
-                64 * (k + 1),
-                32 + 4 * (s % 5),
-                hash_ids.join(",")
-            ));
-        }
+    common::SessionTrace {
+        sessions: 64,
+        turns_mod: 4,
+        prompt_block: 64,
+        output: (32, 4, 5),
+        delay: Some((50, 25)),
     }
-    common::write(dir, "acceptance.jsonl", &text)
+    .write(dir, "acceptance.jsonl")
 }
 
 /// One side of a pair: a sweep of one cell, repeated, against one simulator.

@@ -8,7 +8,7 @@
 //! vLLM's start (about 100 s on 2 cores) dominates the time, so one engine serves every cell
 //! with the prefix cache on, in turn, through `run-cell --server` (each replay empties the prefix
 //! cache first, and each cell's metrics count from its own first scrape), and a second start
-//! serves the `noprefix` cell: two starts and six replays of 40 s, about 9 minutes.
+//! serves the `noprefix` cell: two starts and six replays of 40 s, about 8 minutes.
 //!
 //! `KVSWEEP_VALIDATION_DIR=DIR` (new or empty) keeps the measured cells, the calibration, the
 //! predictions and the collected tables there instead of in a temporary directory, to read or
@@ -31,30 +31,31 @@ const DURATION: &str = "40";
 const FIT_USERS: [u32; 2] = [1, 4];
 
 /// Per metric: the goal of issue #31 for the median |error| over the held-out cells (percent;
-/// points for the hit rate), and the band the test holds it to. Three runs on a 2-core machine
-/// shared with other builds gave medians of 21–27 % for TTFT p50, 1–15 % for TPOT p50, 3–10 %
-/// for E2E p50, 7–11 % for total tok/s and 0.6–1.5 points for the hit rate (README, "Calibrate
+/// points for the hit rate), and the band the test holds it to. Four runs on a 2-core machine
+/// shared with other builds gave medians of 10–27 % for TTFT p50, 1–15 % for TPOT p50, 3–11 %
+/// for E2E p50, 7–11 % for total tok/s and 0.6–3.0 points for the hit rate (README, "Calibrate
 /// and predict"): the same cell measured twice differs by up to 25 % in TPOT and 50 % in E2E
-/// there, and each held-out cell has only 11 to 32 requests. The bands are twice the goals, and
-/// three times for TTFT p50, whose median sits above its goal (the step model overcharges the
-/// cold 12,000-token prefills of the `noprefix` cell and undercharges the short cached ones).
-/// A model that has lost a term misses by far more: without its prefill cost a cached TTFT is
-/// one 3 ms step against 50–120 ms measured, without the per-sequence decode cost the TPOT at
-/// 6 users is at most a third of the measured.
+/// there, each held-out cell has only 11 to 33 requests, and one request more or less moves a
+/// cell's hit rate by 3 points. The bands are twice the goals, three times for TTFT p50, whose
+/// median sits above its goal in most runs (the step model overcharges the cold 12,000-token
+/// prefills of the `noprefix` cell and undercharges the short cached ones), and 2.5 times for
+/// the hit rate. A model that has lost a term misses by far more: without its prefill cost a
+/// cached TTFT is one 3 ms step against 50–120 ms measured, without the per-sequence decode cost
+/// the TPOT at 6 users is at most a third of the measured, without prefix caching the hit rate
+/// is 0 against 0.63–0.86.
 const GOALS: [(&str, f64, f64); 5] = [
     ("ttft_p50_ms", 15.0, 45.0),
     ("tpot_p50_ms", 10.0, 20.0),
     ("e2e_p50_ms", 10.0, 20.0),
     ("total_tps_per_gpu", 10.0, 20.0),
-    ("server_hit_rate", 2.0, 4.0),
+    ("server_hit_rate", 2.0, 5.0),
 ];
 
 /// One sweep spec of the test: sweeps/local-vllm.yaml with its name, traces, users and offload
 /// modes replaced.
 fn spec(dir: &Path, name: &str, traces: &Path, users: &str, offload: &str) -> PathBuf {
-    let text = std::fs::read_to_string(common::repo_root().join("sweeps/local-vllm.yaml"))
+    let mut replaced = std::fs::read_to_string(common::repo_root().join("sweeps/local-vllm.yaml"))
         .expect("sweeps/local-vllm.yaml");
-    let mut replaced = text.clone();
     for (from, to) in [
         ("name: local-vllm", format!("name: {name}")),
         (

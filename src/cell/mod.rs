@@ -3,10 +3,10 @@
 //! Does what the rendered runner script does, with the same plan ([`render::plan`]) and engine
 //! command ([`engine::launch`]): start the engine, wait for `/health`, scrape its metrics beside
 //! the replay, stop everything in order and leave the cell's artifact directory. With `--server`
-//! it starts no engine and runs the cell against one already serving (one engine start for several
-//! cells in turn: the replay empties its prefix cache first, and the metrics count from the
-//! recorder's first scrape). Failures are results: the status says `ok`, `partial` (stopped early, everything so far kept) or `failed`,
-//! with the reason and the end of the server log.
+//! it starts no engine and runs the cell against one already serving (one engine start for
+//! several cells in turn: the replay empties its prefix cache first, and the metrics count from
+//! the recorder's first scrape). Failures are results: the status says `ok`, `partial` (stopped
+//! early, everything so far kept) or `failed`, with the reason and the end of the server log.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -270,13 +270,17 @@ async fn drive(
         engine.as_ref().map(|e| process::log_tail(e.log_path(), 30))
     };
     let health_url = format!("{base}/health");
+    let healthy = async {
+        match engine.as_mut() {
+            Some(e) => e
+                .wait_healthy(&health_url, plan.health_timeout_s)
+                .await
+                .map_err(|e| e.to_string()),
+            None => serving(&base).await,
+        }
+    };
     let health = tokio::select! {
-        h = async {
-            match engine.as_mut() {
-                Some(e) => e.wait_healthy(&health_url, plan.health_timeout_s).await.map_err(|e| e.to_string()),
-                None => serving(&base).await,
-            }
-        } => h,
+        h = healthy => h,
         why = stop_when(interrupt.clone()) => Err(why),
     };
     if let Err(why) = health {
@@ -313,7 +317,8 @@ async fn drive(
         tokio::select! {
             r = &mut replay => break r,
             _ = watch_engine.tick() => {
-                if engine_exit.is_none() && let Some(st) = engine.as_mut().and_then(EngineProcess::exited) {
+                let exited = engine.as_mut().and_then(EngineProcess::exited);
+                if engine_exit.is_none() && let Some(st) = exited {
                     engine_exit = Some(st);
                     stop_tx.send_replace(Some(format!("the engine exited mid-run ({st})")));
                 }

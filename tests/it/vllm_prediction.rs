@@ -31,7 +31,7 @@ const DURATION: &str = "40";
 const FIT_USERS: [u32; 2] = [1, 4];
 
 /// Per metric: the goal of issue #31 for the median |error| over the held-out cells (percent;
-/// points for the hit rate), and the band the test holds it to. Four runs on a 2-core machine
+/// points for the hit rate), and the band the test holds it to. Five runs on a 2-core machine
 /// shared with other builds gave medians of 10–27 % for TTFT p50, 1–15 % for TPOT p50, 3–11 %
 /// for E2E p50, 7–11 % for total tok/s and 0.6–3.0 points for the hit rate (README, "Calibrate
 /// and predict"): the same cell measured twice differs by up to 25 % in TPOT and 50 % in E2E

@@ -30,9 +30,10 @@ cargo fmt --all -- --check
 cargo clippy --all-targets --locked --features external-tools -- -D warnings
 # The real engines (vLLM, llama.cpp) take both cores for minutes, and so does the gate's
 # acceptance test (240 short replays, eight at a time): they run after the rest, one at a time, so
-# that no test that watches timing shares the machine with them.
+# that no test that watches timing shares the machine with them (vllm_prediction times vLLM's
+# steps itself: a second engine beside it would be in its figures).
 ALONE=(vllm::every_rendered_vllm_command_line vllm::rendered_vllm_cells llama_server::
-  history::acceptance::)
+  history::acceptance:: vllm_prediction::predictions_of_held_out_vllm_cells)
 skips=()
 for t in "${ALONE[@]}"; do skips+=(--skip "$t"); done
 cargo test --all-targets --locked --features external-tools -- "${skips[@]}"

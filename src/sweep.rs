@@ -151,7 +151,13 @@ pub fn run(
             eta.map(|e| format!(", about {e} left")).unwrap_or_default()
         );
         plan.port = cell::free_port()?;
-        let status = runtime.block_on(cell::run_planned(&plan, runner, &dir, interrupt.clone()))?;
+        let status = runtime.block_on(cell::run_planned(
+            &plan,
+            runner,
+            &dir,
+            interrupt.clone(),
+            None,
+        ))?;
         ran += 1;
         eprintln!(
             "[{n}/{total}] {}: {} ({})",

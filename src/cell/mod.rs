@@ -2,9 +2,11 @@
 //!
 //! Does what the rendered runner script does, with the same plan ([`render::plan`]) and engine
 //! command ([`engine::launch`]): start the engine, wait for `/health`, scrape its metrics beside
-//! the replay, stop everything in order and leave the cell's artifact directory. Failures are
-//! results: the status says `ok`, `partial` (stopped early, everything so far kept) or `failed`,
-//! with the reason and the end of the server log.
+//! the replay, stop everything in order and leave the cell's artifact directory. With `--server`
+//! it starts no engine and runs the cell against one already serving (one engine start for
+//! several cells in turn: the replay empties its prefix cache first, and the metrics count from
+//! the recorder's first scrape). Failures are results: the status says `ok`, `partial` (stopped
+//! early, everything so far kept) or `failed`, with the reason and the end of the server log.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -46,6 +48,11 @@ pub struct RunCellArgs {
     /// Run the cell this many times (over the spec's `repeats:`), into OUT/repeat-K/.
     #[arg(long)]
     pub repeats: Option<u32>,
+    /// An engine already serving at this URL (http://host:port) with the cell's settings:
+    /// run-cell starts and stops none, and records the metrics and the replay against it. Its
+    /// flags are not checked: it must have been started with the cell's engine command.
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
     #[command(flatten)]
     pub overrides: CellOverrides,
 }
@@ -61,12 +68,14 @@ pub fn free_port() -> Result<u16> {
 }
 
 /// Runs a planned cell into `out` and returns its status (also written to `out/status.json`).
-/// `interrupt` carries a reason when the cell must stop early (a signal).
+/// `interrupt` carries a reason when the cell must stop early (a signal); `server`, the URL of
+/// an engine already serving the cell (none is started then).
 pub async fn run_planned(
     plan: &CellPlan,
     runner: &Runner,
     out: &Path,
     interrupt: watch::Receiver<Option<String>>,
+    server: Option<&str>,
 ) -> Result<Status> {
     if out.exists()
         && std::fs::read_dir(out)
@@ -102,7 +111,13 @@ pub async fn run_planned(
     let server_log = work.path().join("server.log");
 
     let result = match fetched {
-        Ok(()) => drive(plan, runner, out, &server_log, interrupt, &mut status).await,
+        Ok(()) => {
+            let engine = match server {
+                Some(url) => Engine::Serving(url.trim_end_matches('/').to_owned()),
+                None => Engine::Start(&server_log),
+            };
+            drive(plan, runner, out, engine, interrupt, &mut status).await
+        }
         Err(e) => Err(e),
     };
     if let Err(e) = result {
@@ -142,12 +157,36 @@ pub async fn fetch_traces(plan: &mut CellPlan) -> Result<()> {
     Ok(())
 }
 
+/// The engine a cell runs against.
+enum Engine<'a> {
+    /// Started for the cell, its output into this log, and stopped after it.
+    Start(&'a Path),
+    /// Already serving at this base URL (`run-cell --server`): neither started nor stopped.
+    Serving(String),
+}
+
+/// Whether the server at `base` answers `/health` (an engine run-cell did not start).
+async fn serving(base: &str) -> Result<(), String> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| format!("no HTTP client: {e}"))?;
+    match client.get(format!("{base}/health")).send().await {
+        Ok(r) if r.status().is_success() => Ok(()),
+        Ok(r) => Err(format!(
+            "the server at {base} answered /health with {}",
+            r.status()
+        )),
+        Err(e) => Err(format!("the server at {base} does not answer /health: {e}")),
+    }
+}
+
 /// The steps between the directory being ready and the engine being stopped.
 async fn drive(
     plan: &CellPlan,
     runner: &Runner,
     out: &Path,
-    server_log: &Path,
+    engine: Engine<'_>,
     interrupt: watch::Receiver<Option<String>>,
     status: &mut Status,
 ) -> Result<()> {
@@ -156,7 +195,10 @@ async fn drive(
     let container = format!("kvsweep-{}-{}", plan.cell.name, std::process::id());
     let cmd = engine::host_command(&launch, runner, plan.image.as_deref())?;
     let argv = cmd.argv(&engine::HostValues::here(&container, &kvsweep))?;
-    let base = format!("http://127.0.0.1:{}", plan.port);
+    let base = match &engine {
+        Engine::Start(_) => format!("http://127.0.0.1:{}", plan.port),
+        Engine::Serving(url) => url.clone(),
+    };
     let mut workload = plan.workload.clone();
     match &mut workload {
         Workload::Test(t) => {
@@ -187,7 +229,13 @@ async fn drive(
     let quoted =
         |argv: &[String]| shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_default();
     let env = cmd.env.clone();
-    let mut commands = vec![quoted(&argv)];
+    let mut commands = vec![match &engine {
+        Engine::Start(_) => quoted(&argv),
+        Engine::Serving(url) => format!(
+            "# not started: {url} served the cell (run-cell --server), its engine command being {}",
+            quoted(&argv)
+        ),
+    }];
     let kv = kvsweep.display().to_string();
     commands.push(quoted(&[
         kv.clone(),
@@ -209,15 +257,36 @@ async fn drive(
         artifact::redact(&(commands.join("\n") + "\n"), &env),
     )?;
 
-    let mut engine = EngineProcess::spawn(&argv, server_log, cmd.docker.then_some(container))?;
-    let tail = |engine: &EngineProcess| Some(process::log_tail(engine.log_path(), 30));
+    // `None`: an engine run-cell did not start, which it neither watches nor stops.
+    let mut engine = match engine {
+        Engine::Start(log) => Some(EngineProcess::spawn(
+            &argv,
+            log,
+            cmd.docker.then_some(container),
+        )?),
+        Engine::Serving(_) => None,
+    };
+    let tail = |engine: &Option<EngineProcess>| {
+        engine.as_ref().map(|e| process::log_tail(e.log_path(), 30))
+    };
     let health_url = format!("{base}/health");
+    let healthy = async {
+        match engine.as_mut() {
+            Some(e) => e
+                .wait_healthy(&health_url, plan.health_timeout_s)
+                .await
+                .map_err(|e| e.to_string()),
+            None => serving(&base).await,
+        }
+    };
     let health = tokio::select! {
-        h = engine.wait_healthy(&health_url, plan.health_timeout_s) => h.map_err(|e| e.to_string()),
+        h = healthy => h,
         why = stop_when(interrupt.clone()) => Err(why),
     };
     if let Err(why) = health {
-        engine.stop().await;
+        if let Some(e) = engine.as_mut() {
+            e.stop().await;
+        }
         status.status = CellState::Failed;
         status.reason = why;
         status.server_log_tail = tail(&engine);
@@ -248,7 +317,8 @@ async fn drive(
         tokio::select! {
             r = &mut replay => break r,
             _ = watch_engine.tick() => {
-                if engine_exit.is_none() && let Some(st) = engine.exited() {
+                let exited = engine.as_mut().and_then(EngineProcess::exited);
+                if engine_exit.is_none() && let Some(st) = exited {
                     engine_exit = Some(st);
                     stop_tx.send_replace(Some(format!("the engine exited mid-run ({st})")));
                 }
@@ -262,7 +332,9 @@ async fn drive(
         Ok(Err(e)) => eprintln!("kvsweep: the metrics scraper stopped: {e:#}"),
         Err(e) => eprintln!("kvsweep: the metrics scraper panicked: {e}"),
     }
-    engine.stop().await;
+    if let Some(e) = engine.as_mut() {
+        e.stop().await;
+    }
 
     match outcome {
         Ok(o) => {
@@ -349,7 +421,7 @@ pub fn run(
 ) -> Result<()> {
     let (sweep, cell, runner) = render::select(&args.cell, runners)?;
     let mut plan = render::plan(&sweep, &cell, runner, &args.overrides)?;
-    let fixed_port = plan.port != 0;
+    let fixed_port = plan.port != 0 || args.server.is_some();
     let interrupt = shutdown.watch()?;
     let n = repeats::resolve(args.repeats, sweep.settings.repeats)?;
     let mut status = Status::new(CellState::Failed, "not run");
@@ -362,7 +434,13 @@ pub fn run(
             workload: repeats::workload(&plan.workload, k, n),
             ..plan.clone()
         };
-        status = runtime.block_on(run_planned(&repeat, runner, &out, interrupt.clone()))?;
+        status = runtime.block_on(run_planned(
+            &repeat,
+            runner,
+            &out,
+            interrupt.clone(),
+            args.server.as_deref(),
+        ))?;
         if status.status != CellState::Ok {
             break;
         }

@@ -2,7 +2,9 @@
 //!
 //! Every `--interval` it scrapes `/metrics`, maps the engine's names onto one schema
 //! ([`schema`]) and appends a row of cumulative values to `metrics_raw.csv` and a row of interval
-//! values (rates, the interval's hit rate, mean latencies from histogram deltas) to `metrics.csv`;
+//! values (rates, the interval's hit rate, mean latencies from histogram deltas) to `metrics.csv`,
+//! whose counters count from the recorder's first scrape (so a server that served before, one
+//! engine serving several cells in turn, gives each recording only its own traffic);
 //! where a GPU telemetry tool exists, [`gpu`] samples the GPUs into `gpu.csv` on the same beat.
 //! Rows before the server's first activity are kept out of `metrics.csv`, whose relative time
 //! starts at the first active sample. An unreachable endpoint is retried with backoff and shows as
@@ -206,6 +208,35 @@ fn raw_values(s: &Snapshot) -> [Option<f64>; 24] {
     ]
 }
 
+/// A counter's increase since `base`, the recorder's first scrape; a drop below it is a
+/// restarted server, counted from zero.
+fn since(cur: Option<f64>, base: Option<f64>) -> Option<f64> {
+    match (cur, base) {
+        (Some(c), Some(b)) if c >= b => Some(c - b),
+        (c, _) => c,
+    }
+}
+
+/// Puts `row`'s cumulative counters (from `cur`) on the recorder's start: their increases since
+/// `base`. Rates and interval figures are differences already and stay as they are.
+fn count_from(row: &mut MetricsRow, cur: &Snapshot, base: &Snapshot) {
+    row.preemptions = since(cur.preemptions, base.preemptions);
+    row.prefix_queries = since(cur.prefix_queries, base.prefix_queries);
+    row.prefix_hits = since(cur.prefix_hits, base.prefix_hits);
+    row.prefix_hits_device = since(cur.prefix_hits_device, base.prefix_hits_device);
+    row.prefix_hits_host = since(cur.prefix_hits_host, base.prefix_hits_host);
+    row.prefix_hits_other = since(cur.prefix_hits_other, base.prefix_hits_other);
+    row.prompt_tokens = since(cur.prompt_tokens, base.prompt_tokens);
+    row.generation_tokens = since(cur.generation_tokens, base.generation_tokens);
+    row.prompt_compute = since(cur.prompt_compute, base.prompt_compute);
+    row.prompt_cache_hit = since(cur.prompt_cache_hit, base.prompt_cache_hit);
+    row.prompt_external = since(cur.prompt_external, base.prompt_external);
+    row.offload_bytes_to_cpu = since(cur.offload_bytes_to_cpu, base.offload_bytes_to_cpu);
+    row.offload_bytes_to_gpu = since(cur.offload_bytes_to_gpu, base.offload_bytes_to_gpu);
+    row.offload_seconds_to_cpu = since(cur.offload_seconds_to_cpu, base.offload_seconds_to_cpu);
+    row.offload_seconds_to_gpu = since(cur.offload_seconds_to_gpu, base.offload_seconds_to_gpu);
+}
+
 /// Whether the server did anything in the interval: the end of the idle prefix.
 fn active(cur: &Snapshot, prev: &Snapshot) -> bool {
     cur.running.unwrap_or(0.0) > 0.0
@@ -222,6 +253,8 @@ pub struct Recorder {
     /// The engine's cache configuration, from the first scrape that states it.
     cache_config: Option<serde_json::Value>,
     prev: Option<(f64, Snapshot)>,
+    /// The first scrape: `metrics.csv`'s counters count from it.
+    base: Option<Snapshot>,
     /// Time of the first active sample; `None` while the server is still idle.
     first_active: Option<f64>,
     names: BTreeSet<String>,
@@ -239,6 +272,7 @@ impl Recorder {
             engine: None,
             cache_config: None,
             prev: None,
+            base: None,
             first_active: None,
             names: BTreeSet::new(),
             scrapes_ok: 0,
@@ -271,13 +305,15 @@ impl Recorder {
         let mut raw = vec![format!("{t:.3}"), "1".into(), String::new()];
         raw.extend(raw_values(&cur).iter().map(|v| cell(*v)));
         self.raw.append(&raw)?;
+        let base = *self.base.get_or_insert(cur);
         if let Some((pt, prev)) = self.prev {
             if self.first_active.is_none() && active(&cur, &prev) {
                 self.first_active = Some(t);
             }
             if let Some(t0) = self.first_active {
-                self.rows
-                    .append_row(&derive(t, t - t0, &cur, &prev, t - pt))?;
+                let mut row = derive(t, t - t0, &cur, &prev, t - pt);
+                count_from(&mut row, &cur, &base);
+                self.rows.append_row(&row)?;
             }
         }
         self.prev = Some((t, cur));

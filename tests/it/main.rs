@@ -49,4 +49,5 @@ mod trace_tools;
 mod traces_fetch;
 mod validity;
 mod vllm;
+mod vllm_prediction;
 mod workflows;

@@ -185,6 +185,44 @@ fn leading_idle_rows_are_trimmed_and_missing_metrics_listed() {
 }
 
 #[test]
+fn counters_count_from_the_first_scrape_of_a_server_that_served_before() {
+    // One engine serving cells in turn: the second cell's recorder starts on counters the first
+    // cell left, and its metrics.csv holds only its own traffic; metrics_raw.csv the server's.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut rec = Recorder::create(dir.path()).expect("recorder");
+    let scrape = |running: u32, queries: u32, hits: u32| {
+        format!(
+            "vllm:num_requests_running {running}\nvllm:prompt_tokens_total {queries}\n\
+             vllm:prefix_cache_queries_total {queries}\nvllm:prefix_cache_hits_total {hits}\n"
+        )
+    };
+    rec.scrape(100.0, &scrape(0, 50_000, 40_000))
+        .expect("scrape");
+    rec.scrape(101.0, &scrape(2, 60_000, 49_000))
+        .expect("scrape");
+    rec.scrape(102.0, &scrape(1, 64_000, 50_000))
+        .expect("scrape");
+    let rows = common::csv_rows(&dir.path().join("metrics.csv"));
+    let last = rows.last().expect("rows");
+    assert_eq!(
+        (
+            last["prefix_queries"].as_str(),
+            last["prefix_hits"].as_str(),
+            last["prompt_tokens"].as_str()
+        ),
+        ("14000", "10000", "14000")
+    );
+    assert_eq!(last["interval_hit_rate"], "0.25");
+    assert_eq!(last["running"], "1", "gauges are the server's readings");
+    let raw = common::csv_rows(&dir.path().join("metrics_raw.csv"));
+    assert_eq!(raw[2]["prefix_hits"], "50000");
+    // A restarted server (counters below the first scrape's) counts from zero again.
+    rec.scrape(103.0, &scrape(1, 3_000, 1_000)).expect("scrape");
+    let rows = common::csv_rows(&dir.path().join("metrics.csv"));
+    assert_eq!(rows.last().expect("rows")["prefix_queries"], "3000");
+}
+
+#[test]
 fn a_live_scrape_of_the_simulator_records_its_activity() {
     let sim = SimServer::start(&["--instant"]);
     let dir = tempfile::tempdir().expect("tempdir");

@@ -154,6 +154,60 @@ fn a_good_cell_leaves_its_whole_artifact_and_a_zip_of_it() {
 }
 
 #[test]
+fn cells_run_in_turn_against_one_server_given_by_url() {
+    let f = Fixture::new(&["--instant"], 2, 3);
+    let sim = common::sim::SimServer::start(&["--runner", "h100", "--instant"]);
+    let run = |name: &str| -> PathBuf {
+        let out = f.dir.path().join(name);
+        let result = common::run(
+            common::kvsweep()
+                .env("KVSWEEP_RUNNERS_DIR", f.dir.path().join("runners"))
+                .arg("run-cell")
+                .arg(f.dir.path().join("spec.yaml"))
+                .args([
+                    "--cell",
+                    "rc_cpu_tp1_users2_offloadoff",
+                    "--server",
+                    &sim.base,
+                ])
+                .arg("--out")
+                .arg(&out),
+        );
+        assert!(result.status.success(), "{}", common::stderr(&result));
+        assert_eq!(json(&out.join("status.json"))["status"], "ok");
+        out
+    };
+    let (first, second) = (run("first"), run("second"));
+    // Nothing was started, so there is no server log, and the server outlives both cells.
+    assert!(!second.join("server.log").exists());
+    let commands = std::fs::read_to_string(second.join("commands.txt")).expect("commands");
+    assert!(commands.starts_with("# not started: "), "{commands}");
+    assert!(commands.contains(&sim.base), "{commands}");
+    let health = common::run(Command::new("curl").args(["-fsS", &sim.url("/health")]));
+    assert!(health.status.success(), "the server still serves");
+    // Each cell's metrics count its own traffic only, not the server's since its start.
+    let tokens = |dir: &Path, file: &str| -> f64 {
+        common::csv_rows(&dir.join(file)).last().expect("rows")["prompt_tokens"]
+            .parse()
+            .expect("prompt_tokens")
+    };
+    let own: f64 = common::csv_rows(&second.join("requests.csv"))
+        .iter()
+        .map(|r| r["prompt_tokens"].parse::<f64>().unwrap_or(0.0))
+        .sum();
+    let counted = tokens(&second, "metrics.csv");
+    let server = tokens(&second, "metrics_raw.csv");
+    assert!(
+        (counted - own).abs() <= 0.05 * own,
+        "metrics.csv {counted}, the cell's requests {own}"
+    );
+    assert!(
+        server >= counted + tokens(&first, "metrics.csv") * 0.95,
+        "the server's own counter ({server}) holds both cells"
+    );
+}
+
+#[test]
 fn a_bad_engine_flag_fails_within_the_health_timeout_with_the_log_tail() {
     let f = Fixture::new(&["--frobnicate"], 2, 4);
     let out = f.run("rc_cpu_tp1_users2_offloadoff", &[]);

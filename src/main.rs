@@ -10,6 +10,7 @@ use tokio::runtime::Handle;
 
 use kvsweep::calibrate::CalibrateArgs;
 use kvsweep::cell::RunCellArgs;
+use kvsweep::cell::finish::CellCommand;
 use kvsweep::collect::CollectArgs;
 use kvsweep::collect::compare::CompareArgs;
 use kvsweep::gate::GateArgs;
@@ -57,6 +58,8 @@ enum Command {
     Metrics(MetricsCommand),
     /// Run one sweep cell end to end on this machine.
     RunCell(RunCellArgs),
+    /// Steps of a cell that its runner script hands to kvsweep (`cell finish`).
+    Cell(CellCommand),
     /// Run a whole sweep locally, then collect and report.
     Sweep(SweepArgs),
     /// Fit the simulator's time model to measured cells of one engine, model, runner and TP.
@@ -117,6 +120,7 @@ fn dispatch(cli: Cli, rt: &Handle, shutdown: &Shutdown) -> Result<()> {
         Command::Replay(args) => kvsweep::replay::run(args, rt, shutdown),
         Command::Metrics(args) => kvsweep::metrics::command(args, rt, shutdown),
         Command::RunCell(args) => kvsweep::cell::run(args, &runners()?, rt, shutdown),
+        Command::Cell(args) => kvsweep::cell::finish::run(args),
         Command::Sweep(args) => kvsweep::sweep::run(args, &runners()?, rt, shutdown),
         Command::Calibrate(args) => kvsweep::calibrate::run(args),
         Command::Predict(args) => kvsweep::predict::run(args, &runners()?),

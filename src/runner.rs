@@ -41,7 +41,7 @@ pub enum Vendor {
 }
 
 /// How the engine process is started on the node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum ContainerRuntime {
     Docker,

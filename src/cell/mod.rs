@@ -8,17 +8,18 @@
 //! the recorder's first scrape). Failures are results: the status says `ok`, `partial` (stopped
 //! early, everything so far kept) or `failed`, with the reason and the end of the server log.
 
+pub mod finish;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail};
-use serde_json::{Value, json};
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 
 use crate::artifact::schema::{CellState, JsonArtifact, Status};
-use crate::artifact::{self, SERVER_LOG_CAP_BYTES, write_json_atomic};
+use crate::artifact;
 use crate::engine;
 use crate::engine::process::{self, EngineProcess};
 use crate::metrics::{self, MetricsArgs};
@@ -57,10 +58,6 @@ pub struct RunCellArgs {
     pub overrides: CellOverrides,
 }
 
-fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
-}
-
 /// A free local port for an engine started on this host.
 pub fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
@@ -92,7 +89,7 @@ pub async fn run_planned(
     let started = SystemTime::now();
     let mut status = Status {
         cell: Some(plan.cell.name.clone()),
-        started_at: Some(rfc3339(started)),
+        started_at: Some(finish::rfc3339(started)),
         ..Status::new(CellState::Running, "the cell has not finished")
     };
     status.write(out)?;
@@ -124,23 +121,18 @@ pub async fn run_planned(
         status.status = CellState::Failed;
         status.reason = format!("{e:#}");
     }
-    if server_log.exists() {
-        let kept = out.join("server.log");
-        process::copy_tail(&server_log, &kept, SERVER_LOG_CAP_BYTES)?;
-        let text = std::fs::read(&kept).unwrap_or_default();
-        let clean = artifact::redact(&String::from_utf8_lossy(&text), &[]);
-        if clean.as_bytes() != text {
-            std::fs::write(&kept, clean)?;
-        }
-    }
-    status.server_log_tail = status
-        .server_log_tail
-        .take()
-        .map(|t| artifact::redact(&t, &[]));
-    write_json_atomic(&out.join("versions.json"), &versions(plan, runner))?;
-    status.finished_at = Some(rfc3339(SystemTime::now()));
-    status.write(out)?;
-    artifact::prune(out)?;
+    // The engine's environment, for redacting its secrets (none when its command did not build).
+    let engine_env = plan
+        .host_command(runner)
+        .map(|c| c.env)
+        .unwrap_or_default();
+    let versions = finish::versions(plan, runner.container, crate::VERSION);
+    let what = finish::Finish {
+        server_log: Some(&server_log),
+        engine_env: &engine_env,
+        versions: &versions,
+    };
+    finish::finish(out, &mut status, &what)?;
     Ok(status)
 }
 
@@ -190,10 +182,9 @@ async fn drive(
     interrupt: watch::Receiver<Option<String>>,
     status: &mut Status,
 ) -> Result<()> {
-    let launch = plan.launch(runner)?;
     let kvsweep = std::env::current_exe().context("cannot find the kvsweep binary")?;
     let container = format!("kvsweep-{}-{}", plan.cell.name, std::process::id());
-    let cmd = engine::host_command(&launch, runner, plan.image.as_deref())?;
+    let cmd = plan.host_command(runner)?;
     let argv = cmd.argv(&engine::HostValues::here(&container, &kvsweep))?;
     let base = match &engine {
         Engine::Start(_) => format!("http://127.0.0.1:{}", plan.port),
@@ -267,7 +258,9 @@ async fn drive(
         Engine::Serving(_) => None,
     };
     let tail = |engine: &Option<EngineProcess>| {
-        engine.as_ref().map(|e| process::log_tail(e.log_path(), 30))
+        engine
+            .as_ref()
+            .map(|e| process::log_tail(e.log_path(), finish::LOG_TAIL_LINES))
     };
     let health_url = format!("{base}/health");
     let healthy = async {
@@ -389,29 +382,6 @@ async fn run_workload(workload: Workload, stop: StopSignal) -> Result<ReplayOutc
     }
 }
 
-/// `versions.json`: what ran, for comparing results across runs.
-fn versions(plan: &CellPlan, runner: &Runner) -> Value {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "unknown".into());
-    let driver = std::process::Command::new("nvidia-smi")
-        .args(["--query-gpu=driver_version", "--format=csv,noheader"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.lines().next().map(str::to_owned))
-        .unwrap_or_else(|| "unknown".into());
-    json!({
-        "kvsweep": crate::VERSION,
-        "engine": plan.engine,
-        "image": plan.image,
-        "container": runner.container,
-        "host": host,
-        "gpu_driver": driver,
-    })
-}
-
 /// Resolves the cell, picks a port where asked, and runs it.
 pub fn run(
     args: &RunCellArgs,
@@ -450,15 +420,7 @@ pub fn run(
         eprintln!("kvsweep: packed {bytes} bytes into {}", zip.display());
     }
     let name = &plan.cell.name;
-    eprintln!(
-        "kvsweep: cell {name} finished: {} ({}); results in {}",
-        status.status.as_str(),
-        status.reason,
-        args.out.display()
-    );
-    if let Some(tail) = &status.server_log_tail {
-        eprintln!("kvsweep: last lines of the server log:\n{tail}");
-    }
+    finish::announce(name, &status, &args.out);
     if status.status != CellState::Ok {
         bail!("cell {name} {}: {}", status.status.as_str(), status.reason);
     }

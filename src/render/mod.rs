@@ -11,7 +11,6 @@ use minijinja::{Environment, UndefinedBehavior};
 use serde::{Deserialize, Serialize};
 
 use crate::artifact::schema::{JsonArtifact, Status};
-use crate::artifact::{CELL_FILES, SERVER_LOG_CAP_BYTES};
 use crate::engine::{self, LaunchRequest};
 use crate::kinds::{EngineKind, Offload, TraceFormat};
 use crate::runner::{ContainerRuntime, Runner, RunnerSet};
@@ -119,6 +118,12 @@ impl CellPlan {
             extra_args: &self.engine_args,
             recipe: self.recipe.as_ref(),
         })
+    }
+
+    /// The engine start of this cell on `runner`, in its container: the one definition that the
+    /// script prints (`engine_lines`) and run-cell starts.
+    pub fn host_command(&self, runner: &Runner) -> Result<engine::HostCommand> {
+        engine::host_command(&self.launch(runner)?, runner, self.image.as_deref())
     }
 }
 
@@ -319,8 +324,6 @@ struct ScriptContext<'a> {
     image_file: String,
     port: u16,
     health_timeout_s: u64,
-    server_log_cap_bytes: u64,
-    whitelist: &'a [&'a str],
     /// The `format_version` the script writes into status.json.
     status_format_version: u32,
     /// The engine command ([`engine::host_command`], which `run-cell` starts too), as shell
@@ -340,9 +343,7 @@ struct ScriptContext<'a> {
 
 /// Renders the script for a plan, with the built-in template or the one in `templates`.
 pub fn render_script(plan: &CellPlan, runner: &Runner, templates: Option<&Path>) -> Result<String> {
-    let launch = plan.launch(runner)?;
-    let engine_lines =
-        engine::host_command(&launch, runner, plan.image.as_deref())?.shell_lines()?;
+    let engine_lines = plan.host_command(runner)?.shell_lines()?;
     let engine_source = match &plan.recipe {
         Some(r) => format!(
             "InferenceX's launch `{}` (commit {}, recorded in {}), with kvsweep's deliberate differences: {}",
@@ -372,8 +373,6 @@ pub fn render_script(plan: &CellPlan, runner: &Runner, templates: Option<&Path>)
         image: &image,
         port: plan.port,
         health_timeout_s: plan.health_timeout_s,
-        server_log_cap_bytes: SERVER_LOG_CAP_BYTES,
-        whitelist: CELL_FILES,
         status_format_version: Status::VERSION,
         engine_lines,
         engine_source,

@@ -3,7 +3,8 @@
 //!
 //! The engine is the simulator's command line, served by a stand-in `kvsweep` (a shell script given
 //! through KVSWEEP_BIN) whose engine is a tiny Python HTTP server, so these tests check the
-//! script's orchestration, not the simulator.
+//! script's orchestration, not the simulator. The stand-in hands `kvsweep cell finish` to the
+//! real binary: the finish step is kvsweep's, shared with run-cell.
 
 use crate::common;
 
@@ -13,13 +14,13 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{kvsweep_ok, repo_root, require_tool, write};
-use kvsweep::artifact::schema::{JsonArtifact, Status};
+use kvsweep::artifact::schema::{JsonArtifact, Status, Versions};
 
 const FAKE_KVSWEEP: &str = r#"#!/usr/bin/env bash
 set -euo pipefail
 arg_after() { local want=$1 prev=""; shift; for a in "$@"; do [[ "$prev" == "$want" ]] && { echo "$a"; return; }; prev=$a; done; }
 case "${1:-}" in
-  --version) echo "kvsweep 9.9.9 (fake)" ;;
+  cell) exec "$REAL_KVSWEEP" "$@" ;;
   sim-server)
     printf '%s\n' "$@" >"$FAKE_STATE/engine-argv"
     # An engine that prints what it was given, secrets included.
@@ -107,6 +108,7 @@ impl Cell {
         cmd.arg(self.dir.path().join("cell/run.sh"))
             .env("KVSWEEP_BIN", self.dir.path().join("fake-kvsweep"))
             .env("FAKE_STATE", self.dir.path())
+            .env("REAL_KVSWEEP", env!("CARGO_BIN_EXE_kvsweep"))
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -195,11 +197,11 @@ fn a_good_run_leaves_only_the_whitelisted_files_and_status_ok() {
     assert_eq!(cell_json["cell"]["users"], 8);
     assert_eq!(cell_json["engine"], "sim");
     assert_eq!(cell_json["offload_gib"], 256.0);
-    let versions: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(cell.results().join("versions.json")).expect("versions.json"),
-    )
-    .expect("versions.json is JSON");
-    assert_eq!(versions["kvsweep"], "kvsweep 9.9.9 (fake)");
+    let versions = Versions::read(&cell.results()).expect("versions.json reads as Versions");
+    // Written by the kvsweep that finished the cell, naming the one that rendered the script.
+    assert_eq!(versions.kvsweep, kvsweep::VERSION);
+    assert_eq!(versions.rendered_by, kvsweep::VERSION);
+    assert_eq!(versions.engine, kvsweep::engine::EngineKind::Sim);
     assert!(
         std::fs::read_to_string(cell.results().join("server.log"))
             .expect("log")
@@ -239,12 +241,29 @@ fn an_engine_that_dies_fails_fast_with_its_log_tail() {
         "the engine exited before it became healthy"
     );
     assert!(common::stderr(&out).contains("fake engine: unknown flag --frobnicate"));
+    // As run-cell's: the log's end in status.json too.
+    let tail = status["server_log_tail"].as_str().expect("server_log_tail");
+    assert!(tail.contains("unknown flag --frobnicate"), "{status}");
     let log = std::fs::read_to_string(cell.results().join("server.log")).expect("server.log");
     assert!(log.contains("unknown flag --frobnicate"));
     assert!(
         cell.state("replay-argv").is_empty(),
         "the replay must not start"
     );
+}
+
+#[test]
+#[cfg_attr(not(feature = "external-tools"), ignore = "needs python3 and curl")]
+fn a_kvsweep_that_cannot_finish_the_cell_still_leaves_a_failed_status() {
+    let cell = Cell::render(&[]);
+    let missing = cell.dir.path().join("no-such-kvsweep");
+    let out = cell.run(&[("REAL_KVSWEEP", missing.to_str().expect("utf-8"))]);
+    // The replay went well, but without kvsweep's finish step the cell is no result.
+    assert_eq!(out.status.code(), Some(1), "{}", common::stderr(&out));
+    let status = cell.status();
+    assert_eq!(status["status"], "failed");
+    assert_eq!(status["reason"], "kvsweep cell finish did not run");
+    assert_eq!(status["exit_code"], 0);
 }
 
 #[test]

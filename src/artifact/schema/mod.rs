@@ -13,6 +13,7 @@ mod prediction;
 mod rows;
 mod status;
 mod summary;
+mod versions;
 
 use std::path::{Path, PathBuf};
 
@@ -33,6 +34,7 @@ pub use summary::{
     CacheUse, ClientCpu, EndpointSummary, Goodput, Quantiles, RequestCounts, Summary, Throughput,
     summary_definitions,
 };
+pub use versions::Versions;
 
 /// A file a reader could not take: which file, and which field was missing, misnamed or
 /// mistyped. `collect` stops on this one (a cell that merely failed is skipped instead).

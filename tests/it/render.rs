@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{kvsweep_err, kvsweep_ok, write};
-use kvsweep::engine::EngineKind;
+use kvsweep::engine::{EngineKind, HostValues};
+use kvsweep::render::{self, CellOverrides, CellSelector};
 use kvsweep::runner::RunnerSet;
 use kvsweep::spec::{Offload, OffloadBackend};
 
@@ -47,6 +48,9 @@ struct Rendered {
     backend: OffloadBackend,
     offload: Offload,
     tp: u32,
+    /// The spec and the cell it was rendered from.
+    spec: PathBuf,
+    cell: String,
     script: PathBuf,
     text: String,
 }
@@ -73,7 +77,10 @@ fn render_all(dir: &Path) -> Vec<Rendered> {
                 if modes.is_empty() {
                     continue;
                 }
-                let name = format!("{runner_name}-{engine}-{backend}");
+                // One spec file per combination: the native backend's plain modes and its
+                // offload-on mode are two specs.
+                let modes_name: Vec<String> = modes.iter().map(ToString::to_string).collect();
+                let name = format!("{runner_name}-{engine}-{backend}-{}", modes_name.join("-"));
                 let spec = write(
                     dir,
                     &format!("{name}.yaml"),
@@ -106,6 +113,8 @@ fn render_all(dir: &Path) -> Vec<Rendered> {
                         backend,
                         offload,
                         tp: u32::try_from(entry["tp"].as_u64().expect("tp")).expect("small"),
+                        spec: PathBuf::from(spec),
+                        cell: cell.to_owned(),
                         script,
                         text,
                     });
@@ -137,6 +146,76 @@ fn every_runner_engine_and_offload_mode_renders_a_clean_script() {
 
     for r in &rendered {
         check_flags(r);
+    }
+}
+
+/// The words bash reads from the engine start the script prints (`start_bg "$SERVER_LOG" ...`
+/// up to `ENGINE_PID=`), with the script's variables set as `values` says.
+fn script_engine_argv(script: &str, values: &HostValues) -> Vec<String> {
+    let start = script
+        .find("start_bg \"$SERVER_LOG\"")
+        .expect("an engine start in the script");
+    let end = start + script[start..].find("\nENGINE_PID=$BG_PID").expect("ENGINE_PID");
+    let words = &script[start + "start_bg \"$SERVER_LOG\"".len()..end];
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!("printf '%s\\0' {words}"))
+        .env("ENGINE_CONTAINER", &values.container_name)
+        .env("HOME", "/root")
+        .env("HF_HOME", &values.hf_home)
+        .env("SQSH", values.enroot_image.as_deref().expect("sqsh"))
+        .env("KVSWEEP", &values.kvsweep)
+        .output()
+        .expect("bash");
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .split_terminator('\0')
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn every_runner_and_engine_starts_the_same_engine_from_the_script_and_run_cell() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runners = RunnerSet::builtin().expect("runners");
+    let values = HostValues {
+        container_name: "kvsweep-cell-7".into(),
+        hf_home: "/hf home".into(),
+        enroot_image: Some("/enroot/image.sqsh".into()),
+        kvsweep: "/opt/kvsweep".into(),
+    };
+    let rendered = render_all(dir.path());
+    let mut seen = std::collections::HashSet::new();
+    for r in &rendered {
+        let what = format!("{} {} {} {}", r.runner, r.engine, r.offload, r.backend);
+        let sel = CellSelector {
+            spec: r.spec.clone(),
+            cell: r.cell.clone(),
+            key: None,
+            runner: None,
+        };
+        let (sweep, cell, runner) = render::select(&sel, &runners).expect("select");
+        // `render`'s default port, which run-cell is given here too.
+        let overrides = CellOverrides {
+            port: 8000,
+            ..CellOverrides::default()
+        };
+        let plan = render::plan(&sweep, &cell, runner, &overrides).expect("plan");
+        // What run-cell starts: the plan's host command with this host's values.
+        let run_cell = plan
+            .host_command(runner)
+            .expect("host command")
+            .argv(&values)
+            .expect("argv");
+        assert_eq!(script_engine_argv(&r.text, &values), run_cell, "{what}");
+        seen.insert((r.runner.clone(), r.engine));
+    }
+    // Every engine of every runner was compared.
+    for name in runners.names() {
+        for engine in runners.get(name).expect("runner").engines.keys() {
+            assert!(seen.contains(&(name.to_owned(), *engine)), "{name} {engine}");
+        }
     }
 }
 

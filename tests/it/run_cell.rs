@@ -9,6 +9,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::{json, repo_root, write};
+use kvsweep::artifact::schema::{JsonArtifact, Versions};
 
 /// A one-cell native spec against the simulator, and a runners dir whose `cpu` runner adds
 /// `sim_args` to the simulator's command line.
@@ -371,5 +372,129 @@ fn planted_tokens_never_reach_the_cell_artifact() {
         let mut text = String::new();
         std::io::Read::read_to_string(&mut entry, &mut text).ok();
         assert!(!text.contains("tok_planted_in_the_runner_1234") && !text.contains(hf));
+    }
+}
+
+/// A directory holding executable `name`s that print `line`, for a PATH of stand-in tools.
+fn stub_tools(dir: &Path, tools: &[(&str, &str)]) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).expect("mkdir");
+    for (name, line) in tools {
+        let path = write(dir, name, &format!("#!/bin/sh\necho '{line}'\n"));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    dir.to_path_buf()
+}
+
+/// `dir` first, then this process's PATH.
+fn path_with(dir: &Path) -> String {
+    let rest = std::env::var_os("PATH").unwrap_or_default();
+    let paths = std::iter::once(dir.to_path_buf()).chain(std::env::split_paths(&rest));
+    std::env::join_paths(paths)
+        .expect("a PATH")
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+#[cfg_attr(not(feature = "external-tools"), ignore = "needs curl")]
+fn the_script_and_run_cell_record_the_same_engine_start_and_versions() {
+    common::require_tool("curl");
+    let f = Fixture::new(&["--instant"], 1, 2);
+    let cell = "rc_cpu_tp1_users1_offloadoff";
+    let nvidia = stub_tools(&f.dir.path().join("bin"), &[("nvidia-smi", "555.42.06")]);
+    let path = path_with(&nvidia);
+    let runners = f.dir.path().join("runners");
+    let spec = f.dir.path().join("spec.yaml");
+    // One fixed port for both, so that the engine command lines can match word for word.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+        .to_string();
+
+    let ran = common::run(
+        common::kvsweep()
+            .env("KVSWEEP_RUNNERS_DIR", &runners)
+            .env("PATH", &path)
+            .arg("run-cell")
+            .arg(&spec)
+            .args(["--cell", cell, "--port", &port, "--out"])
+            .arg(f.out()),
+    );
+    assert!(ran.status.success(), "{}", common::stderr(&ran));
+
+    let script_dir = f.dir.path().join("script");
+    let rendered = common::run(
+        common::kvsweep()
+            .env("KVSWEEP_RUNNERS_DIR", &runners)
+            .arg("render")
+            .arg(&spec)
+            .args(["--cell", cell, "--port", &port, "--out"])
+            .arg(&script_dir),
+    );
+    assert!(rendered.status.success(), "{}", common::stderr(&rendered));
+    let results = f.dir.path().join("script-results");
+    let script = common::run(
+        Command::new("bash")
+            .arg(script_dir.join("run.sh"))
+            .env("KVSWEEP_BIN", env!("CARGO_BIN_EXE_kvsweep"))
+            .env("KVSWEEP_RESULTS", &results)
+            .env("PATH", &path),
+    );
+    assert!(script.status.success(), "{}", common::stderr(&script));
+    assert_eq!(json(&results.join("status.json"))["status"], "ok");
+
+    // The same versions.json from both: one probe found the stand-in nvidia-smi for each.
+    let from_run_cell = Versions::read(&f.out()).expect("run-cell's versions.json");
+    let from_script = Versions::read(&results).expect("the script's versions.json");
+    assert_eq!(from_script, from_run_cell);
+    assert_eq!(from_script.gpu_driver, "555.42.06");
+    assert_eq!(from_script.rendered_by, kvsweep::VERSION);
+    assert_eq!(from_script.kvsweep, kvsweep::VERSION);
+
+    // The engine start each recorded first in commands.txt, as the shell reads it back.
+    let engine_words = |dir: &Path| -> Vec<String> {
+        let text = std::fs::read_to_string(dir.join("commands.txt")).expect("commands.txt");
+        let first = text.lines().next().expect("a first command").to_owned();
+        shlex::split(&first).unwrap_or_else(|| panic!("not shell words: {first}"))
+    };
+    let started = engine_words(&f.out());
+    assert!(started.iter().any(|w| w == "sim-server"), "{started:?}");
+    assert_eq!(engine_words(&results), started);
+}
+
+#[test]
+fn the_gpu_driver_comes_from_nvidia_smi_else_amd_smi_else_unknown() {
+    // A finished cell's plan, to finish again in directories of its own.
+    let f = Fixture::new(&["--instant"], 1, 2);
+    let ran = f.run("rc_cpu_tp1_users1_offloadoff", &[]);
+    assert!(ran.status.success(), "{}", common::stderr(&ran));
+    let amd_line = "AMDSMI Tool: 24.6.2 | ROCm version: 6.2.0";
+    let cases = [
+        ("both", vec![("nvidia-smi", "570.1"), ("amd-smi", amd_line)], "570.1"),
+        ("amd", vec![("amd-smi", amd_line)], amd_line),
+        ("none", vec![], "unknown"),
+    ];
+    for (name, tools, driver) in cases {
+        let dir = f.dir.path().join(format!("finish-{name}"));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::copy(f.out().join("cell.json"), dir.join("cell.json")).expect("copy");
+        write(&dir, "raw_dump.jsonl", "not on the whitelist");
+        // Only the stand-ins on PATH: a real nvidia-smi on this machine must not answer.
+        let bin = stub_tools(&f.dir.path().join(format!("bin-{name}")), &tools);
+        let out = common::run(
+            common::kvsweep()
+                .env("PATH", &bin)
+                .args(["cell", "finish"])
+                .arg(&dir)
+                .args(["--status", "ok", "--reason", "completed", "--exit-code", "0"])
+                .args(["--rendered-by", "0.0.1 (render)", "--container", "none"]),
+        );
+        assert!(out.status.success(), "{}", common::stderr(&out));
+        let versions = Versions::read(&dir).expect("versions.json");
+        assert_eq!(versions.gpu_driver, driver, "{name}");
+        assert_eq!(versions.rendered_by, "0.0.1 (render)");
+        assert_eq!(files(&dir), ["cell.json", "status.json", "versions.json"]);
     }
 }

@@ -18,8 +18,8 @@ use anyhow::{Context, Result, bail};
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 
-use crate::artifact::schema::{CellState, JsonArtifact, Status};
 use crate::artifact;
+use crate::artifact::schema::{CellState, JsonArtifact, Status};
 use crate::engine;
 use crate::engine::process::{self, EngineProcess};
 use crate::metrics::{self, MetricsArgs};
@@ -122,10 +122,7 @@ pub async fn run_planned(
         status.reason = format!("{e:#}");
     }
     // The engine's environment, for redacting its secrets (none when its command did not build).
-    let engine_env = plan
-        .host_command(runner)
-        .map(|c| c.env)
-        .unwrap_or_default();
+    let engine_env = plan.host_command(runner).map(|c| c.env).unwrap_or_default();
     let versions = finish::versions(plan, runner.container, crate::VERSION);
     let what = finish::Finish {
         server_log: Some(&server_log),

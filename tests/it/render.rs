@@ -155,7 +155,10 @@ fn script_engine_argv(script: &str, values: &HostValues) -> Vec<String> {
     let start = script
         .find("start_bg \"$SERVER_LOG\"")
         .expect("an engine start in the script");
-    let end = start + script[start..].find("\nENGINE_PID=$BG_PID").expect("ENGINE_PID");
+    let end = start
+        + script[start..]
+            .find("\nENGINE_PID=$BG_PID")
+            .expect("ENGINE_PID");
     let words = &script[start + "start_bg \"$SERVER_LOG\"".len()..end];
     let out = Command::new("bash")
         .arg("-c")
@@ -214,7 +217,10 @@ fn every_runner_and_engine_starts_the_same_engine_from_the_script_and_run_cell()
     // Every engine of every runner was compared.
     for name in runners.names() {
         for engine in runners.get(name).expect("runner").engines.keys() {
-            assert!(seen.contains(&(name.to_owned(), *engine)), "{name} {engine}");
+            assert!(
+                seen.contains(&(name.to_owned(), *engine)),
+                "{name} {engine}"
+            );
         }
     }
 }

@@ -472,7 +472,11 @@ fn the_gpu_driver_comes_from_nvidia_smi_else_amd_smi_else_unknown() {
     assert!(ran.status.success(), "{}", common::stderr(&ran));
     let amd_line = "AMDSMI Tool: 24.6.2 | ROCm version: 6.2.0";
     let cases = [
-        ("both", vec![("nvidia-smi", "570.1"), ("amd-smi", amd_line)], "570.1"),
+        (
+            "both",
+            vec![("nvidia-smi", "570.1"), ("amd-smi", amd_line)],
+            "570.1",
+        ),
         ("amd", vec![("amd-smi", amd_line)], amd_line),
         ("none", vec![], "unknown"),
     ];
@@ -488,7 +492,14 @@ fn the_gpu_driver_comes_from_nvidia_smi_else_amd_smi_else_unknown() {
                 .env("PATH", &bin)
                 .args(["cell", "finish"])
                 .arg(&dir)
-                .args(["--status", "ok", "--reason", "completed", "--exit-code", "0"])
+                .args([
+                    "--status",
+                    "ok",
+                    "--reason",
+                    "completed",
+                    "--exit-code",
+                    "0",
+                ])
                 .args(["--rendered-by", "0.0.1 (render)", "--container", "none"]),
         );
         assert!(out.status.success(), "{}", common::stderr(&out));

@@ -13,7 +13,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-/// Files a cell's artifact directory may hold; the runner script deletes anything else.
+/// Files a cell's artifact directory may hold; the finish step ([`prune`]) deletes anything else.
 /// `tester` is a directory: a synthetic test cell's results (`kvsweep test`), all kept.
 pub const CELL_FILES: &[&str] = &[
     "cell.json",

@@ -1,8 +1,9 @@
 //! `kvsweep run-cell`: one sweep cell end to end, in-process.
 //!
-//! Does what the rendered runner script does, with the same plan ([`render::plan`]) and engine
-//! command ([`engine::launch`]): start the engine, wait for `/health`, scrape its metrics beside
-//! the replay, stop everything in order and leave the cell's artifact directory. With `--server`
+//! Does what the rendered runner script does, with the same plan ([`render::plan`]), engine
+//! command ([`CellPlan::host_command`]) and finish step ([`finish::finish`]): start the engine,
+//! wait for `/health`, scrape its metrics beside the replay, stop everything in order and leave
+//! the cell's artifact directory. With `--server`
 //! it starts no engine and runs the cell against one already serving (one engine start for
 //! several cells in turn: the replay empties its prefix cache first, and the metrics count from
 //! the recorder's first scrape). Failures are results: the status says `ok`, `partial` (stopped

@@ -27,8 +27,8 @@ impl CellState {
     }
 }
 
-/// `status.json`, written by `kvsweep replay`, `kvsweep run-cell` and the runner script (each
-/// fills what it knows; a bare replay knows no cell name).
+/// `status.json`, written by `kvsweep replay`, `kvsweep run-cell` and the runner script through
+/// `kvsweep cell finish` (each fills what it knows; a bare replay knows no cell name).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Status {
     pub format_version: u32,

@@ -358,3 +358,138 @@ impl Tally {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SLO: Slo = Slo {
+        ttft_s: 1.0,
+        decode_tps: 10.0,
+    };
+
+    /// A successful request sent at `sent_s` with TTFT `ttft_ms` and 5 output tokens 20 ms
+    /// apart (50 tokens/s), to `endpoint`.
+    fn ok(id: u64, sent_s: f64, ttft_ms: f64, endpoint: usize) -> RequestRecord {
+        RequestRecord {
+            id,
+            user: 0,
+            session: format!("s{id}"),
+            index: 0,
+            endpoint,
+            scheduled_s: sent_s,
+            sent_s,
+            attempts: 1,
+            fresh: false,
+            done_s: sent_s + 1.0,
+            ttft_ms: Some(ttft_ms),
+            e2e_ms: ttft_ms + 80.0,
+            gaps_ms: vec![20.0; 4],
+            trace_input_tokens: 100,
+            trace_output_tokens: 5,
+            prompt_tokens: Some(100),
+            completion_tokens: Some(5),
+            cached_tokens: Some(25),
+            outcome: Outcome::Ok,
+            http_status: 200,
+            error: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_summary_counts_what_was_sent_after_the_warm_up_window() {
+        let mut t = Tally::new("sim", &[], SLO, 2.0);
+        t.add(&ok(0, 1.0, 100.0, 0)); // in the warm-up window
+        t.add(&ok(1, 3.0, 100.0, 0));
+        t.add(&ok(2, 4.0, 3000.0, 0)); // over the TTFT objective
+        let failed = RequestRecord {
+            outcome: Outcome::Error,
+            attempts: 3,
+            ..ok(3, 5.0, 0.0, 0)
+        };
+        t.add(&failed);
+        let s = t.summary(12.0, true);
+        assert_eq!(
+            (s.requests.total, s.requests.ok, s.requests.failed),
+            (3, 2, 1)
+        );
+        assert_eq!(
+            s.requests.rate_limited_resends,
+            6 - 3,
+            "attempts past the first"
+        );
+        assert_eq!(s.warmup_requests, 1);
+        assert!(s.simulated && s.completed);
+        // Rates over the run less the window.
+        assert!((s.throughput.requests_per_s - 2.0 / 10.0).abs() < 1e-9);
+        assert_eq!((s.cache.prompt_tokens, s.cache.cached_tokens), (200, 50));
+        assert_eq!(s.cache.hit_rate, Some(0.25));
+        assert_eq!(s.goodput.good_requests, 1);
+        assert_eq!(s.goodput.fraction, Some(0.5));
+        assert_eq!(s.itl_ms.count, 8, "every gap of every successful request");
+        assert!((s.tpot_ms.p50.expect("p50") - 20.0).abs() < 0.1);
+        assert!((s.interactivity_tokens_per_s.p50.expect("p50") - 50.0).abs() < 0.1);
+        assert!(s.adaptive.is_none() && s.open_loop.is_none());
+        // The same records give the same rows: the row says whether the SLO was met.
+        assert!(ok(1, 3.0, 100.0, 0).row(&SLO).meets_slo);
+        assert!(!ok(2, 4.0, 3000.0, 0).row(&SLO).meets_slo);
+        assert!(!failed.row(&SLO).meets_slo);
+    }
+
+    #[test]
+    fn a_closed_period_has_a_row_for_all_and_one_per_endpoint_and_the_next_starts_empty() {
+        let urls = ["http://a".to_owned(), "http://b".to_owned()];
+        let mut t = Tally::new("vllm", &urls, SLO, 0.0);
+        t.add(&ok(0, 0.5, 100.0, 0));
+        t.add(&ok(1, 0.6, 300.0, 1));
+        t.add(&ok(2, 0.7, 200.0, 1));
+        let (rows, closed) = t.close_period(2.0, 3, (Some(0.5), None));
+        let endpoints: Vec<&str> = rows.iter().map(|r| r.endpoint.as_str()).collect();
+        assert_eq!(endpoints, ["all", "http://a", "http://b"]);
+        assert_eq!(
+            rows.iter().map(|r| r.requests).collect::<Vec<_>>(),
+            [3, 1, 2]
+        );
+        assert!(
+            rows.iter()
+                .all(|r| r.itpm_fill == Some(0.5) && r.users == 3)
+        );
+        assert!((rows[0].requests_per_s - 1.5).abs() < 1e-9);
+        assert_eq!(
+            (closed.index, closed.ttft.len(), closed.decode_n),
+            (0, 3, 3)
+        );
+        assert_eq!(t.period_start_s(), 2.0);
+        let (rows, closed) = t.close_period(4.0, 3, (None, None));
+        assert_eq!((rows[0].period, rows[0].requests, closed.index), (1, 0, 1));
+        assert_eq!(
+            (rows[0].ttft_p50_ms, rows[0].goodput_fraction),
+            (None, None)
+        );
+        // The run's figures span both periods, per endpoint too.
+        let s = t.summary(4.0, false);
+        assert_eq!(
+            s.endpoints.iter().map(|e| e.requests).collect::<Vec<_>>(),
+            [1, 2]
+        );
+        assert_eq!(t.progress().requests, 3);
+    }
+
+    #[test]
+    fn first_turns_count_the_cache_they_found() {
+        let mut t = Tally::new("vllm", &[], SLO, 0.0);
+        t.add(&RequestRecord {
+            fresh: true,
+            ..ok(0, 0.0, 10.0, 0)
+        });
+        t.add(&ok(1, 0.0, 10.0, 0));
+        assert_eq!(
+            t.first_turns(),
+            FirstTurns {
+                sessions: 1,
+                prompt_tokens: 100,
+                cached_tokens: 25
+            }
+        );
+    }
+}

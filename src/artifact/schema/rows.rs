@@ -257,58 +257,67 @@ pub struct MetricsRawRow {
     #[serde(serialize_with = "one_or_zero", deserialize_with = "from_one_or_zero")]
     pub ok: bool,
     pub error: String,
-    #[serde(serialize_with = "shortest_opt")]
+    #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
     pub running: Option<f64>,
-    #[serde(serialize_with = "shortest_opt")]
+    #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
     pub waiting: Option<f64>,
-    #[serde(serialize_with = "shortest_opt")]
+    #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
     pub kv_cache_usage: Option<f64>,
-    #[serde(serialize_with = "shortest_opt")]
+    #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
     pub preemptions: Option<f64>,
-    #[serde(serialize_with = "shortest_opt")]
+    #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
     pub prefix_queries: Option<f64>,
-    #[serde(serialize_with = "shortest_opt")]
+    #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
     pub prefix_hits: Option<f64>,
-    #[serde(serialize_with = "shortest_opt")]
+    #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
     pub prefix_hits_device: Option<f64>,
-    #[serde(serialize_with = "shortest_opt")]
+    #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
     pub prefix_hits_host: Option<f64>,
-    #[serde(serialize_with = "shortest_opt")]
+    #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
     pub prefix_hits_other: Option<f64>,
-    #[serde(serialize_with = "shortest_opt")]
+    #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
     pub prompt_tokens: Option<f64>,
-    #[serde(serialize_with = "shortest_opt")]
+    #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
     pub generation_tokens: Option<f64>,
-    #[serde(serialize_with = "shortest_opt")]
+    #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
     pub prompt_compute: Option<f64>,
-    #[serde(serialize_with = "shortest_opt")]
+    #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
     pub prompt_cache_hit: Option<f64>,
-    #[serde(serialize_with = "shortest_opt")]
+    #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
     pub prompt_external: Option<f64>,
-    #[serde(serialize_with = "shortest_opt")]
+    #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
     pub offload_bytes_to_cpu: Option<f64>,
-    #[serde(serialize_with = "shortest_opt")]
+    #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
     pub offload_bytes_to_gpu: Option<f64>,
-    #[serde(serialize_with = "shortest_opt")]
+    #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
     pub offload_seconds_to_cpu: Option<f64>,
-    #[serde(serialize_with = "shortest_opt")]
+    #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
     pub offload_seconds_to_gpu: Option<f64>,
-    #[serde(serialize_with = "shortest_opt")]
+    #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
     pub ttft_sum: Option<f64>,
-    #[serde(serialize_with = "shortest_opt")]
+    #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
     pub ttft_count: Option<f64>,
-    #[serde(serialize_with = "shortest_opt")]
+    #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
     pub itl_sum: Option<f64>,
-    #[serde(serialize_with = "shortest_opt")]
+    #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
     pub itl_count: Option<f64>,
-    #[serde(serialize_with = "shortest_opt")]
+    #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
     pub queue_sum: Option<f64>,
-    #[serde(serialize_with = "shortest_opt")]
+    #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
     pub queue_count: Option<f64>,
     pub format_version: u32,
 }
 
 impl MetricsRawRow {
+    /// Every row of `dir/metrics_raw.csv`; a missing or misnamed column fails naming the file.
+    pub fn read(dir: &std::path::Path) -> anyhow::Result<Vec<Self>> {
+        super::read_csv_rows(
+            &dir.join(Self::FILE),
+            |r: &Self| r.format_version,
+            Self::VERSION,
+        )
+    }
+
     pub const FILE: &'static str = "metrics_raw.csv";
     pub const VERSION: u32 = 1;
     /// The header row, in field order.

@@ -149,7 +149,7 @@ impl PeriodRow {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::artifact::schema::{JsonArtifact, Metadata};
+    use crate::artifact::schema::{JsonArtifact, Metadata, MetricsRawRow};
     use crate::kinds::Api;
     use crate::workload::replay::Timing;
 
@@ -290,5 +290,29 @@ mod tests {
             e.contains("metadata.json") && e.contains("field `timing`"),
             "{e}"
         );
+    }
+
+    /// The agentx fixture cells were written by an older replay (`timing: "ThinkOnly"`): their
+    /// metadata still reads, and their rows read as this build's types.
+    #[test]
+    fn the_fixture_cells_read_through_the_typed_rows() {
+        let cells =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/agentx/cells");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&cells).expect("fixture cells") {
+            let dir = entry.expect("entry").path();
+            assert!(!PeriodRow::read(&dir).expect("periods.csv").is_empty());
+            assert!(
+                !MetricsRawRow::read(&dir)
+                    .expect("metrics_raw.csv")
+                    .is_empty()
+            );
+            assert_eq!(
+                Metadata::read(&dir).expect("metadata.json").timing,
+                Timing::ThinkOnly
+            );
+            seen += 1;
+        }
+        assert_eq!(seen, 3);
     }
 }

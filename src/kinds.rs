@@ -117,10 +117,11 @@ impl fmt::Display for OffloadBackend {
 }
 
 /// Which endpoint prompts go to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Api {
     /// `/v1/completions` with token-id prompts: exact lengths, no tokenizer involved.
+    #[default]
     Completions,
     /// `/v1/chat/completions` with text.
     Chat,

@@ -52,6 +52,7 @@ pub mod spec;
 pub mod stats;
 pub mod student_t;
 pub mod sweep;
+pub mod tally;
 pub mod testers;
 pub mod tokenizer;
 pub mod trace;

@@ -24,7 +24,7 @@ use serde_json::json;
 use tokio::runtime::Handle;
 
 use crate::artifact::CsvLog;
-use crate::artifact::schema::MetricsRow;
+use crate::artifact::schema::{MetricsRawRow, MetricsRow};
 use crate::shutdown::Shutdown;
 
 use schema::{Engine, Snapshot};
@@ -79,40 +79,6 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
         .filter(|v| *v > 0.0 && v.is_finite())
         .map(|v| Duration::from_secs_f64(v * scale))
         .ok_or_else(|| format!("`{s}` is not an interval: use e.g. 1s, 500ms or 2"))
-}
-
-const RAW_COLUMNS: &[&str] = &[
-    "time",
-    "ok",
-    "error",
-    "running",
-    "waiting",
-    "kv_cache_usage",
-    "preemptions",
-    "prefix_queries",
-    "prefix_hits",
-    "prefix_hits_device",
-    "prefix_hits_host",
-    "prefix_hits_other",
-    "prompt_tokens",
-    "generation_tokens",
-    "prompt_compute",
-    "prompt_cache_hit",
-    "prompt_external",
-    "offload_bytes_to_cpu",
-    "offload_bytes_to_gpu",
-    "offload_seconds_to_cpu",
-    "offload_seconds_to_gpu",
-    "ttft_sum",
-    "ttft_count",
-    "itl_sum",
-    "itl_count",
-    "queue_sum",
-    "queue_count",
-];
-
-fn cell(v: Option<f64>) -> String {
-    v.map(|v| format!("{v}")).unwrap_or_default()
 }
 
 /// The increase of a counter, treating a drop as a restart from zero.
@@ -179,33 +145,37 @@ pub fn derive(t: f64, rel_s: f64, cur: &Snapshot, prev: &Snapshot, dt: f64) -> M
     }
 }
 
-fn raw_values(s: &Snapshot) -> [Option<f64>; 24] {
-    [
-        s.running,
-        s.waiting,
-        s.kv_usage,
-        s.preemptions,
-        s.prefix_queries,
-        s.prefix_hits,
-        s.prefix_hits_device,
-        s.prefix_hits_host,
-        s.prefix_hits_other,
-        s.prompt_tokens,
-        s.generation_tokens,
-        s.prompt_compute,
-        s.prompt_cache_hit,
-        s.prompt_external,
-        s.offload_bytes_to_cpu,
-        s.offload_bytes_to_gpu,
-        s.offload_seconds_to_cpu,
-        s.offload_seconds_to_gpu,
-        s.ttft_sum,
-        s.ttft_count,
-        s.itl_sum,
-        s.itl_count,
-        s.queue_sum,
-        s.queue_count,
-    ]
+fn raw_row(t: f64, s: &Snapshot) -> MetricsRawRow {
+    MetricsRawRow {
+        time: t,
+        ok: true,
+        error: String::new(),
+        running: s.running,
+        waiting: s.waiting,
+        kv_cache_usage: s.kv_usage,
+        preemptions: s.preemptions,
+        prefix_queries: s.prefix_queries,
+        prefix_hits: s.prefix_hits,
+        prefix_hits_device: s.prefix_hits_device,
+        prefix_hits_host: s.prefix_hits_host,
+        prefix_hits_other: s.prefix_hits_other,
+        prompt_tokens: s.prompt_tokens,
+        generation_tokens: s.generation_tokens,
+        prompt_compute: s.prompt_compute,
+        prompt_cache_hit: s.prompt_cache_hit,
+        prompt_external: s.prompt_external,
+        offload_bytes_to_cpu: s.offload_bytes_to_cpu,
+        offload_bytes_to_gpu: s.offload_bytes_to_gpu,
+        offload_seconds_to_cpu: s.offload_seconds_to_cpu,
+        offload_seconds_to_gpu: s.offload_seconds_to_gpu,
+        ttft_sum: s.ttft_sum,
+        ttft_count: s.ttft_count,
+        itl_sum: s.itl_sum,
+        itl_count: s.itl_count,
+        queue_sum: s.queue_sum,
+        queue_count: s.queue_count,
+        format_version: MetricsRawRow::VERSION,
+    }
 }
 
 /// A counter's increase since `base`, the recorder's first scrape; a drop below it is a
@@ -267,7 +237,7 @@ impl Recorder {
     pub fn create(dir: &std::path::Path) -> Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         Ok(Self {
-            raw: CsvLog::create(&dir.join("metrics_raw.csv"), RAW_COLUMNS)?,
+            raw: CsvLog::create(&dir.join(MetricsRawRow::FILE), MetricsRawRow::COLUMNS)?,
             rows: CsvLog::create(&dir.join(MetricsRow::FILE), MetricsRow::COLUMNS)?,
             engine: None,
             cache_config: None,
@@ -302,9 +272,7 @@ impl Recorder {
             self.cache_config = schema::cache_config(engine, &e);
         }
         let cur = schema::snapshot(engine, &e);
-        let mut raw = vec![format!("{t:.3}"), "1".into(), String::new()];
-        raw.extend(raw_values(&cur).iter().map(|v| cell(*v)));
-        self.raw.append(&raw)?;
+        self.raw.append_row(&raw_row(t, &cur))?;
         let base = *self.base.get_or_insert(cur);
         if let Some((pt, prev)) = self.prev {
             if self.first_active.is_none() && active(&cur, &prev) {
@@ -325,13 +293,12 @@ impl Recorder {
     /// Records a failed scrape as a gap.
     pub fn failure(&mut self, t: f64, error: &str) -> Result<()> {
         self.scrapes_failed += 1;
-        let mut raw = vec![
-            format!("{t:.3}"),
-            "0".into(),
-            error.replace(['\n', '\r'], " "),
-        ];
-        raw.extend(std::iter::repeat_n(String::new(), RAW_COLUMNS.len() - 3));
-        self.raw.append(&raw)?;
+        self.raw.append_row(&MetricsRawRow {
+            time: t,
+            error: error.replace(['\n', '\r'], " "),
+            format_version: MetricsRawRow::VERSION,
+            ..MetricsRawRow::default()
+        })?;
         self.raw.flush()?;
         Ok(())
     }

@@ -23,10 +23,11 @@ use tokio::sync::mpsc;
 
 use crate::metrics::Recorder;
 use crate::openai::client::Outcome;
-use crate::replay::output::{Collector, RequestRecord};
+use crate::replay::output::Collector;
 use crate::replay::{ReplayArgs, Timing, pass_scope};
 use crate::rng::mix;
 use crate::sim::{Event, Request, VirtualEngine, VirtualTime, block_hashes, natural_output_len};
+use crate::tally::RequestRecord;
 use crate::trace::prompt::{PromptBuilder, PromptState, TokenRange};
 use crate::trace::{Session, TraceRequest};
 use crate::workload::replay::OnLong;
@@ -174,7 +175,7 @@ pub fn run(
         requests: 0,
     };
     for user in 0..args.users {
-        // As `replay::schedule::ramp_delay`: the users spread evenly over --ramp-up.
+        // As `replay::timing::ramp_delay`: the users spread evenly over --ramp-up.
         let delay = args.ramp_up.max(0.0) * f64::from(user) / f64::from(args.users.max(1));
         sim.push(delay, Wake::User(user));
     }
@@ -495,7 +496,7 @@ impl Sim<'_> {
     }
 
     /// When player `p` sends its next request after an answer at `done`: the `--timing`
-    /// strategy's wait, as `replay::schedule::due` computes it.
+    /// strategy's wait, as `replay::timing::due` computes it.
     fn next_send(&self, p: usize, done: f64) -> f64 {
         let a = self.args;
         let pl = &self.players[p];

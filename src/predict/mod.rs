@@ -156,7 +156,7 @@ pub fn predict_cell(
         args.assessment_period.max(0.1),
         &engine_label,
         &[format!("predicted:{}", calibration_path.display())],
-        args.control.clone(),
+        &args.control,
         args.warmup_window,
     )?;
     let mut recorder = Recorder::create(out)?;

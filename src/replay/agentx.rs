@@ -30,7 +30,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::schedule::{endpoint_index, pass_scope};
+use super::timing::{endpoint_index, pass_scope};
 use super::trajectory::{Resume, Snapshot, Stream, Timeline};
 use crate::artifact::schema::{LaneStart, SubagentStart};
 use crate::openai::client::{self, Outcome, PromptBody, PromptEncoding};

@@ -282,13 +282,6 @@ impl Admission {
     }
 }
 
-/// Whether a finished request met the SLO: effective TTFT (queueing in the client included)
-/// and decode speed.
-pub fn meets_slo(args: &ControlArgs, effective_ttft_ms: Option<f64>, tpot_ms: Option<f64>) -> bool {
-    effective_ttft_ms.is_some_and(|t| t <= args.slo_ttft * 1000.0)
-        && tpot_ms.is_none_or(|t| t <= 0.0 || 1000.0 / t >= args.slo_decode_tps)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

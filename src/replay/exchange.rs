@@ -4,9 +4,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::control;
-use super::output::RequestRecord;
 use super::state::Run;
 use crate::openai::client::{self, PromptBody};
+use crate::tally::RequestRecord;
 
 /// Waits for admission, sends one request (again after a 429, honouring Retry-After), and
 /// hands its record to the collector. The time spent waiting counts in the schedule delay and

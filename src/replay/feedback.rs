@@ -4,9 +4,8 @@
 use std::collections::VecDeque;
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
-use serde_json::{Value, json};
 
+use crate::artifact::schema::{Adaptive, AdaptiveStep};
 use crate::workload::control::{ControlArgs, TtftMetric};
 
 /// Stops a run after a wall of errors: `max` in a row, all within `window`.
@@ -50,17 +49,6 @@ impl Breaker {
     }
 }
 
-/// One decision of the adaptive controller, for summary.json.
-#[derive(Debug, Clone, Serialize)]
-pub struct Step {
-    pub period: u32,
-    pub users: u32,
-    pub ttft_ms: Option<f64>,
-    pub decode_tps: Option<f64>,
-    pub within_target: bool,
-    pub next_users: u32,
-}
-
 /// The adaptive user controller.
 ///
 /// After each change of the user count it waits `ttft_window` periods, then judges the TTFT
@@ -80,7 +68,7 @@ pub struct Controller {
     good: Option<u32>,
     bad: Option<u32>,
     recent: VecDeque<(Histogram<u64>, f64, u64)>,
-    pub history: Vec<Step>,
+    pub history: Vec<AdaptiveStep>,
 }
 
 impl Controller {
@@ -168,7 +156,7 @@ impl Controller {
             (Some(g), Some(b)) => g + (b - g) / 2,
         }
         .min(self.max_users);
-        self.history.push(Step {
+        self.history.push(AdaptiveStep {
             period,
             users: c,
             ttft_ms,
@@ -183,18 +171,18 @@ impl Controller {
     }
 
     /// The controller's part of summary.json.
-    pub fn summary(&self) -> Value {
-        json!({
-            "target_ttft_ms": self.target_ms,
-            "ttft_metric": self.metric,
-            "ttft_window_periods": self.window,
-            "max_users": self.max_users,
-            "capacity_users": self.good,
-            "smallest_users_over_target": self.bad,
-            "settled": matches!((self.good, self.bad), (Some(g), Some(b)) if b <= g + 1)
+    pub fn summary(&self) -> Adaptive {
+        Adaptive {
+            target_ttft_ms: self.target_ms,
+            ttft_metric: self.metric,
+            ttft_window_periods: self.window,
+            max_users: self.max_users,
+            capacity_users: self.good,
+            smallest_users_over_target: self.bad,
+            settled: matches!((self.good, self.bad), (Some(g), Some(b)) if b <= g + 1)
                 || self.good == Some(self.max_users),
-            "steps": self.history,
-        })
+            steps: self.history.clone(),
+        }
     }
 }
 

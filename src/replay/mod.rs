@@ -24,6 +24,7 @@ mod saturation;
 mod schedule;
 mod state;
 mod target;
+mod timing;
 mod trajectory;
 mod warmup;
 
@@ -32,12 +33,11 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
-use serde_json::json;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
 use crate::artifact::schema::{
-    AgentxRecord, CellState, JsonArtifact, Metadata, Simulator, Status, TraceSetInfo,
+    AgentxRecord, CellState, JsonArtifact, Metadata, OpenLoop, Simulator, Status, TraceSetInfo,
 };
 use crate::openai::client::{Outcome, PromptEncoding};
 use crate::openai::preflight::{Endpoint, Prompts};
@@ -45,13 +45,14 @@ use crate::openai::vocabulary;
 use crate::rng::mix;
 use crate::shutdown::Shutdown;
 pub use crate::shutdown::StopSignal;
+use crate::tally::RequestRecord;
 use crate::trace::{self, Session};
-use output::{Collector, FLUSH_EVERY, RequestRecord};
+use output::{Collector, FLUSH_EVERY};
 use progress::Progress;
 use state::{Prompting, Run};
 
 pub use crate::workload::replay::{OnLong, ReplayArgs, Timing};
-pub use schedule::pass_scope;
+pub use timing::pass_scope;
 
 /// How a replay ended; `status.json` in its output directory says the same.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,10 +101,10 @@ pub async fn replay(args: ReplayArgs, mut stop: StopSignal) -> Result<ReplayOutc
         kvsweep_version: crate::VERSION.to_owned(),
         engine: args.engine_label.clone(),
         url: args.url.clone(),
-        api: format!("{:?}", args.api).to_lowercase(),
+        api: args.api,
         users: args.users,
         duration_s: args.duration,
-        timing: format!("{:?}", args.timing),
+        timing: args.timing,
         time_scale: args.time_scale,
         seed: args.seed,
         prompt_token_ids: matches!(prompts.encoding, PromptEncoding::Ids)
@@ -178,7 +179,7 @@ pub async fn replay(args: ReplayArgs, mut stop: StopSignal) -> Result<ReplayOutc
         args.assessment_period.max(0.1),
         &engine,
         &args.url,
-        args.control.clone(),
+        &args.control,
         args.warmup_window,
     )?;
     let (tx, rx) = mpsc::unbounded_channel();
@@ -213,14 +214,19 @@ pub async fn replay(args: ReplayArgs, mut stop: StopSignal) -> Result<ReplayOutc
     let completed = reason.is_none();
     if let Some(rate) = args.control.request_rate {
         let started = run.arrivals.load(Ordering::Relaxed);
-        collector.set_open_loop(json!({
-            "requested_sessions_per_s": rate,
-            "arrival": format!("{:?}", args.control.arrival).to_lowercase(),
-            "sessions_started": started,
+        collector.set_open_loop(OpenLoop {
+            requested_sessions_per_s: rate,
+            arrival: args.control.arrival,
+            sessions_started: started,
             // Arrivals stop at --duration; without one they run the whole replay.
-            "achieved_sessions_per_s": started as f64
-                / if args.duration > 0.0 { args.duration.min(duration) } else { duration }.max(1e-9),
-        }));
+            achieved_sessions_per_s: started as f64
+                / if args.duration > 0.0 {
+                    args.duration.min(duration)
+                } else {
+                    duration
+                }
+                .max(1e-9),
+        });
     }
     let unsent = run.unsent_at_deadline.load(Ordering::Relaxed);
     collector.set_unsent_at_deadline(unsent);

@@ -3,8 +3,6 @@
 
 use std::io::IsTerminal;
 
-use super::output;
-
 /// Seconds between log lines when stderr is not a terminal.
 const LOG_EVERY_S: f64 = 10.0;
 
@@ -30,7 +28,7 @@ impl Progress {
         }
     }
 
-    pub(super) fn show(&self, now_s: f64, users: usize, p: output::Progress) {
+    pub(super) fn show(&self, now_s: f64, users: usize, p: crate::tally::Progress) {
         let msg = message(now_s, users, &p);
         match &self.bar {
             Some(bar) => {
@@ -62,7 +60,7 @@ impl Progress {
     }
 }
 /// The progress line: users, requests and their rate so far, TTFT, hit rate and errors.
-fn message(now_s: f64, users: usize, p: &output::Progress) -> String {
+fn message(now_s: f64, users: usize, p: &crate::tally::Progress) -> String {
     format!(
         "users {users}  requests {}  {:.1} req/s  TTFT p50 {:.0} ms  hit rate {:.1}%  errors {}",
         p.requests,
@@ -79,7 +77,7 @@ mod tests {
 
     #[test]
     fn the_line_gives_the_rate_hit_rate_and_errors() {
-        let p = output::Progress {
+        let p = crate::tally::Progress {
             requests: 50,
             errors: 2,
             ttft_p50_ms: 123.4,
@@ -89,7 +87,7 @@ mod tests {
             message(10.0, 4, &p),
             "users 4  requests 50  5.0 req/s  TTFT p50 123 ms  hit rate 87.5%  errors 2"
         );
-        assert!(message(0.0, 0, &output::Progress::default()).contains("0.0 req/s"));
+        assert!(message(0.0, 0, &crate::tally::Progress::default()).contains("0.0 req/s"));
     }
 
     #[test]

@@ -14,10 +14,10 @@ use crate::trace::prompt::PromptBuilder;
 
 use super::control;
 use super::idle_gap::SystemIdle;
-use super::output::RequestRecord;
 use super::trajectory::Resume;
 use crate::openai::client::PromptEncoding;
 use crate::openai::preflight::Endpoint;
+use crate::tally::RequestRecord;
 use crate::workload::replay::ReplayArgs;
 
 /// How the run's prompts are made and named: what the preflight and the flags settled.

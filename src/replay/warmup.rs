@@ -14,7 +14,7 @@ use crate::rng::mix;
 use crate::trace::Session;
 use crate::trace::prompt::{PromptBuilder, PromptState};
 
-use super::schedule::{as_sent, endpoint_index, pass_scope};
+use super::timing::{as_sent, endpoint_index, pass_scope};
 use crate::openai::client::{self, Outcome, PromptBody, PromptEncoding};
 use crate::openai::preflight::{Endpoint, Preflight};
 use crate::workload::replay::ReplayArgs;

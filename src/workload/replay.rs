@@ -12,10 +12,11 @@ use serde::{Deserialize, Serialize};
 use super::{agentx, control};
 use crate::kinds::{Api, TraceFormat};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Timing {
     /// Wait only the trace's think time between a response and the next request.
+    #[default]
     ThinkOnly,
     /// Think time plus the original API time × --api-time-scale.
     ApiScaled,

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::sim::SimServer;
+use kvsweep::artifact::schema::MetricsRawRow;
 use kvsweep::metrics::parse::parse;
 use kvsweep::metrics::schema::{Engine, detect, snapshot};
 use kvsweep::metrics::{Recorder, derive};
@@ -151,10 +152,10 @@ fn leading_idle_rows_are_trimmed_and_missing_metrics_listed() {
         "vllm:num_requests_running 1\nvllm:num_requests_waiting 0\nvllm:prompt_tokens_total 900\n",
     )
     .expect("scrape");
-    let raw = common::csv_rows(&dir.path().join("metrics_raw.csv"));
+    let raw = MetricsRawRow::read(dir.path()).expect("metrics_raw.csv");
     assert_eq!(raw.len(), 5);
-    assert_eq!(raw[2]["ok"], "0");
-    assert_eq!(raw[2]["error"], "connection refused");
+    assert!(!raw[2].ok);
+    assert_eq!(raw[2].error, "connection refused");
     let rows = common::csv_rows(&dir.path().join("metrics.csv"));
     assert_eq!(
         rows.len(),
@@ -214,8 +215,8 @@ fn counters_count_from_the_first_scrape_of_a_server_that_served_before() {
     );
     assert_eq!(last["interval_hit_rate"], "0.25");
     assert_eq!(last["running"], "1", "gauges are the server's readings");
-    let raw = common::csv_rows(&dir.path().join("metrics_raw.csv"));
-    assert_eq!(raw[2]["prefix_hits"], "50000");
+    let raw = MetricsRawRow::read(dir.path()).expect("metrics_raw.csv");
+    assert_eq!(raw[2].prefix_hits, Some(50_000.0));
     // A restarted server (counters below the first scrape's) counts from zero again.
     rec.scrape(103.0, &scrape(1, 3_000, 1_000)).expect("scrape");
     let rows = common::csv_rows(&dir.path().join("metrics.csv"));
@@ -369,8 +370,8 @@ fn an_unreachable_endpoint_without_gpu_tools_is_recorded_not_fatal() {
     assert_eq!(meta["gpu_telemetry"]["available"], false);
     assert!(meta["scrapes_failed"].as_u64().expect("count") >= 1);
     assert!(!dir.path().join("gpu.csv").exists());
-    let raw = common::csv_rows(&dir.path().join("metrics_raw.csv"));
-    assert!(raw.iter().all(|r| r["ok"] == "0" && !r["error"].is_empty()));
+    let raw = MetricsRawRow::read(dir.path()).expect("metrics_raw.csv");
+    assert!(raw.iter().all(|r| !r.ok && !r.error.is_empty()));
 }
 
 #[test]

@@ -9,6 +9,8 @@ use std::path::PathBuf;
 
 use common::json;
 use common::sim::SimServer;
+use kvsweep::artifact::schema::{JsonArtifact, PeriodRow, Summary};
+use kvsweep::workload::control::Arrival;
 
 fn traces() -> PathBuf {
     common::repo_root().join("traces/samples/kv-cache-tester")
@@ -71,36 +73,34 @@ fn the_adaptive_controller_settles_on_the_largest_user_count_within_the_target()
         ],
     );
     assert!(ok, "{err}");
-    let a = json(&dir.path().join("summary.json"))["adaptive"].clone();
-    let steps = a["steps"].as_array().expect("steps");
-    let capacity = a["capacity_users"].as_u64().expect("a capacity") as u32;
-    assert_eq!(a["settled"], true, "{a:#}");
-    assert!((1..16).contains(&capacity), "{a:#}");
+    let a = Summary::read(dir.path())
+        .expect("summary.json")
+        .adaptive
+        .expect("the controller's state");
+    let steps = &a.steps;
+    let capacity = a.capacity_users.expect("a capacity");
+    assert!(a.settled, "{a:#?}");
+    assert!((1..16).contains(&capacity), "{a:#?}");
     // Stated bound: ttft_window × (2·log2(max_users) + 2) = 10 decisions, plus the periods in
     // which nothing finished (they wait for an answer).
     let settled_at = steps
         .iter()
-        .position(|s| s["users"] == capacity && s["next_users"] == capacity)
+        .position(|s| s.users == capacity && s.next_users == capacity)
         .expect("a step holding the capacity");
     assert!(
         settled_at <= 10 + 4,
-        "settled after {settled_at} steps: {a:#}"
+        "settled after {settled_at} steps: {a:#?}"
     );
     // One more user than the capacity missed the target at some point.
     assert!(
-        steps
-            .iter()
-            .any(|s| s["users"].as_u64() > Some(u64::from(capacity)) && s["within_target"] == false),
-        "{a:#}"
+        steps.iter().any(|s| s.users > capacity && !s.within_target),
+        "{a:#?}"
     );
     // Once there, the controller holds: the last steps stay at the capacity.
     let tail = &steps[steps.len().saturating_sub(3)..];
-    assert!(tail.iter().all(|s| s["users"] == capacity), "{a:#}");
-    let periods = common::csv_rows(&dir.path().join("periods.csv"));
-    assert!(
-        periods.iter().any(|p| f(p, "users") > 1.0),
-        "users were added"
-    );
+    assert!(tail.iter().all(|s| s.users == capacity), "{a:#?}");
+    let periods = PeriodRow::read(dir.path()).expect("periods.csv");
+    assert!(periods.iter().any(|p| p.users > 1), "users were added");
 }
 
 #[test]
@@ -147,8 +147,8 @@ fn token_budgets_hold_over_a_window_to_the_bucket_bound() {
         output <= 600_000.0 / 60.0 * (window + 0.6) + 2_000.0,
         "{output}"
     );
-    let periods = common::csv_rows(&dir.path().join("periods.csv"));
-    assert!(periods.iter().any(|p| !p["itpm_fill"].is_empty()));
+    let periods = PeriodRow::read(dir.path()).expect("periods.csv");
+    assert!(periods.iter().any(|p| p.itpm_fill.is_some()));
 }
 
 #[test]
@@ -407,11 +407,13 @@ fn open_loop_arrivals_start_sessions_at_the_requested_rate() {
         ],
     );
     assert!(ok, "{err}");
-    let o = json(&dir.path().join("summary.json"))["open_loop"].clone();
-    let started = o["sessions_started"].as_u64().expect("started");
-    assert!((18..=21).contains(&started), "{o}");
-    let achieved = o["achieved_sessions_per_s"].as_f64().expect("rate");
-    assert!((3.6..=4.2).contains(&achieved), "{o}");
+    let o = Summary::read(dir.path())
+        .expect("summary.json")
+        .open_loop
+        .expect("open-loop figures");
+    assert!((18..=21).contains(&o.sessions_started), "{o:?}");
+    assert!((3.6..=4.2).contains(&o.achieved_sessions_per_s), "{o:?}");
+    assert_eq!(o.arrival, Arrival::Constant, "as asked");
 }
 
 #[test]
@@ -453,9 +455,9 @@ fn sessions_stick_to_one_endpoint_and_each_endpoint_has_its_own_rows() {
     assert!(by_session.values().all(|e| e.len() == 1), "{by_session:?}");
     let used: HashSet<&String> = reqs.iter().map(|r| &r["endpoint"]).collect();
     assert_eq!(used.len(), 2, "both endpoints served sessions");
-    let periods = common::csv_rows(&dir.path().join("periods.csv"));
+    let periods = PeriodRow::read(dir.path()).expect("periods.csv");
     for e in ["all", a.base.as_str(), b.base.as_str()] {
-        assert!(periods.iter().any(|p| p["endpoint"] == e), "rows for {e}");
+        assert!(periods.iter().any(|p| p.endpoint == e), "rows for {e}");
     }
     let summary = json(&dir.path().join("summary.json"));
     assert_eq!(summary["endpoints"].as_array().expect("endpoints").len(), 2);

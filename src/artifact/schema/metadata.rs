@@ -4,6 +4,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{JsonArtifact, required};
+use crate::kinds::Api;
+use crate::workload::replay::Timing;
 
 /// Who owns the simulated server's models in its `/v1/models` answer.
 const SIMULATOR_OWNER: &str = "kvsweep-sim";
@@ -62,10 +64,14 @@ pub struct Metadata {
     #[serde(deserialize_with = "required")]
     pub engine: Option<String>,
     pub url: Vec<String>,
-    pub api: String,
+    /// As the command line spells it (`chat`, `completions`).
+    pub api: Api,
     pub users: u32,
     pub duration_s: f64,
-    pub timing: String,
+    /// As the command line spells it (`think-only`); the Rust names (`ThinkOnly`) that older
+    /// replays wrote are still read.
+    #[serde(deserialize_with = "timing_either_spelling")]
+    pub timing: Timing,
     pub time_scale: f64,
     pub seed: u64,
     /// The lowest and highest token id of completions prompts (none for chat).
@@ -107,6 +113,20 @@ impl JsonArtifact for Metadata {
     const VERSION: u32 = 1;
     fn format_version(&self) -> u32 {
         self.format_version
+    }
+}
+
+/// Reads `timing` as the command line spells it, or as the Rust name older replays wrote
+/// (`ThinkOnly`, `ApiScaled`, `Original`): those artifacts are kept and still collected.
+fn timing_either_spelling<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Timing, D::Error> {
+    let text = String::deserialize(d)?;
+    match text.as_str() {
+        "ThinkOnly" => Ok(Timing::ThinkOnly),
+        "ApiScaled" => Ok(Timing::ApiScaled),
+        "Original" => Ok(Timing::Original),
+        _ => Timing::deserialize(serde::de::value::StrDeserializer::<D::Error>::new(&text)),
     }
 }
 

@@ -10,6 +10,7 @@ mod cell;
 mod gpu;
 mod metadata;
 mod prediction;
+mod replay;
 mod rows;
 mod status;
 mod summary;
@@ -28,7 +29,8 @@ pub use cell::CellPlan;
 pub use gpu::GpuRow;
 pub use metadata::{Metadata, Simulator, TraceSetInfo};
 pub use prediction::Prediction;
-pub use rows::{MetricsRow, Outcome, RequestRow};
+pub use replay::{Adaptive, AdaptiveStep, OpenLoop, PeriodRow};
+pub use rows::{MetricsRawRow, MetricsRow, Outcome, RequestRow};
 pub use status::{CellState, Status};
 pub use summary::{
     CacheUse, ClientCpu, EndpointSummary, Goodput, Quantiles, RequestCounts, Summary, Throughput,

@@ -1,4 +1,4 @@
-//! The rows of `requests.csv` and `metrics.csv`.
+//! The rows of `requests.csv`, `metrics.csv` and `metrics_raw.csv`.
 
 use serde::{Deserialize, Serialize};
 
@@ -23,14 +23,14 @@ impl Outcome {
 }
 
 /// Writes a float with a fixed number of decimals, as the CSV files always had them.
-fn fixed<const D: usize, S: serde::Serializer>(
+pub(super) fn fixed<const D: usize, S: serde::Serializer>(
     v: &f64,
     s: S,
 ) -> std::result::Result<S::Ok, S::Error> {
     s.collect_str(&format_args!("{v:.D$}"))
 }
 
-fn fixed_opt<const D: usize, S: serde::Serializer>(
+pub(super) fn fixed_opt<const D: usize, S: serde::Serializer>(
     v: &Option<f64>,
     s: S,
 ) -> std::result::Result<S::Ok, S::Error> {
@@ -229,6 +229,126 @@ impl MetricsRow {
         "ttft_mean_ms",
         "itl_mean_ms",
         "queue_mean_ms",
+        "format_version",
+    ];
+}
+
+/// Writes a flag as `1` or `0`, as `metrics_raw.csv` always had it.
+fn one_or_zero<S: serde::Serializer>(v: &bool, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(if *v { "1" } else { "0" })
+}
+
+fn from_one_or_zero<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<bool, D::Error> {
+    match String::deserialize(d)?.as_str() {
+        "1" => Ok(true),
+        "0" => Ok(false),
+        other => Err(serde::de::Error::custom(format!("`{other}` is not 1 or 0"))),
+    }
+}
+
+/// One row of `metrics_raw.csv`: one scrape of the server's `/metrics`, its values as the
+/// server gave them (cumulative counters, not differences), or a failed scrape (`ok` 0, the
+/// `error`, no values).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MetricsRawRow {
+    /// Unix seconds of the scrape.
+    #[serde(serialize_with = "fixed::<3, _>")]
+    pub time: f64,
+    #[serde(serialize_with = "one_or_zero", deserialize_with = "from_one_or_zero")]
+    pub ok: bool,
+    pub error: String,
+    #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
+    pub running: Option<f64>,
+    #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
+    pub waiting: Option<f64>,
+    #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
+    pub kv_cache_usage: Option<f64>,
+    #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
+    pub preemptions: Option<f64>,
+    #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
+    pub prefix_queries: Option<f64>,
+    #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
+    pub prefix_hits: Option<f64>,
+    #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
+    pub prefix_hits_device: Option<f64>,
+    #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
+    pub prefix_hits_host: Option<f64>,
+    #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
+    pub prefix_hits_other: Option<f64>,
+    #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
+    pub prompt_tokens: Option<f64>,
+    #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
+    pub generation_tokens: Option<f64>,
+    #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
+    pub prompt_compute: Option<f64>,
+    #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
+    pub prompt_cache_hit: Option<f64>,
+    #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
+    pub prompt_external: Option<f64>,
+    #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
+    pub offload_bytes_to_cpu: Option<f64>,
+    #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
+    pub offload_bytes_to_gpu: Option<f64>,
+    #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
+    pub offload_seconds_to_cpu: Option<f64>,
+    #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
+    pub offload_seconds_to_gpu: Option<f64>,
+    #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
+    pub ttft_sum: Option<f64>,
+    #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
+    pub ttft_count: Option<f64>,
+    #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
+    pub itl_sum: Option<f64>,
+    #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
+    pub itl_count: Option<f64>,
+    #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
+    pub queue_sum: Option<f64>,
+    #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
+    pub queue_count: Option<f64>,
+    pub format_version: u32,
+}
+
+impl MetricsRawRow {
+    /// Every row of `dir/metrics_raw.csv`; a missing or misnamed column fails naming the file.
+    pub fn read(dir: &std::path::Path) -> anyhow::Result<Vec<Self>> {
+        super::read_csv_rows(
+            &dir.join(Self::FILE),
+            |r: &Self| r.format_version,
+            Self::VERSION,
+        )
+    }
+
+    pub const FILE: &'static str = "metrics_raw.csv";
+    pub const VERSION: u32 = 1;
+    /// The header row, in field order.
+    pub const COLUMNS: &'static [&'static str] = &[
+        "time",
+        "ok",
+        "error",
+        "running",
+        "waiting",
+        "kv_cache_usage",
+        "preemptions",
+        "prefix_queries",
+        "prefix_hits",
+        "prefix_hits_device",
+        "prefix_hits_host",
+        "prefix_hits_other",
+        "prompt_tokens",
+        "generation_tokens",
+        "prompt_compute",
+        "prompt_cache_hit",
+        "prompt_external",
+        "offload_bytes_to_cpu",
+        "offload_bytes_to_gpu",
+        "offload_seconds_to_cpu",
+        "offload_seconds_to_gpu",
+        "ttft_sum",
+        "ttft_count",
+        "itl_sum",
+        "itl_count",
+        "queue_sum",
+        "queue_count",
         "format_version",
     ];
 }

@@ -1,10 +1,8 @@
 //! `summary.json`: a replay's figures over the whole run.
 
+use super::{Adaptive, JsonArtifact, OpenLoop, required};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
-
-use super::{JsonArtifact, required};
 
 /// Count, mean and percentiles of one latency (or speed) over a run; only `count` when empty.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -115,12 +113,12 @@ pub struct Summary {
     pub schedule_delay_ms: Quantiles,
     pub cache: CacheUse,
     pub goodput: Goodput,
-    /// The adaptive controller's state, when it ran (its own shape, for people).
+    /// The adaptive controller's state, when it ran.
     #[serde(deserialize_with = "required")]
-    pub adaptive: Option<Value>,
+    pub adaptive: Option<Adaptive>,
     /// The open-loop arrival figures, when sessions arrived at a rate.
     #[serde(deserialize_with = "required")]
-    pub open_loop: Option<Value>,
+    pub open_loop: Option<OpenLoop>,
     /// Per endpoint, when the run had more than one.
     pub endpoints: Vec<EndpointSummary>,
     /// Requests sent in the first this many seconds are in requests.csv but not in these

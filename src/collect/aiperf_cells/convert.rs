@@ -14,12 +14,13 @@ use crate::aiperf::schema::{
     PROFILE_EXPORT_FILE as AGGREGATE_FILE, RECORDS_FILE, SERVER_METRICS_FILE,
 };
 use crate::aiperf::{CreditPhase, MetricValueKind, ProfileExport, RecordInfo};
+use crate::artifact::CsvLog;
 use crate::artifact::schema::{
-    CellPlan, CellState, ClientCpu, FormatError, JsonArtifact, MetricsRow, Outcome, Status,
+    CellPlan, CellState, FormatError, JsonArtifact, MetricsRow, Outcome, RequestRow, Status,
 };
 use crate::kinds::{OffloadBackend, TraceFormat};
 use crate::matrix_cell::Cell;
-use crate::replay::output::{Collector, RequestRecord};
+use crate::tally::{RequestRecord, Slo, Tally};
 use crate::validity::ValidityThresholds;
 
 /// A format error in one of the AIPerf files of `dir`.
@@ -215,53 +216,31 @@ pub fn convert(src: &Path, placement: &Placement, cell_dir: &Path) -> Result<Str
         )
     });
     let planned_s = warmup_window_s + profiling.duration.unwrap_or(duration_s - warmup_window_s);
-    // The replay that stands for the run: its users and duration; the run-time flags point at
-    // the AIPerf directory, whose input config names AIPerf's own dataset and server.
-    let src_text = src.display().to_string();
-    let workload = crate::workload::parse(
-        &[
-            "replay",
-            "--model",
-            &model,
-            "--api",
-            "chat",
-            "--users",
-            &users.to_string(),
-            "--duration",
-            &format!("{planned_s:.3}"),
-            "--traces",
-            &src_text,
-            "--out",
-            &src_text,
-            "--url",
-            "http://aiperf.invalid",
-        ]
-        .map(str::to_owned),
-    )
-    .context("the replay workload that stands for the AIPerf run")?;
+    let workload = stand_in_workload(src, &model, users, planned_s)?;
     let crate::workload::Workload::Replay(replay_args) = &workload else {
         bail!("`replay` parsed as another workload");
     };
-    let mut collector = Collector::create(
-        cell_dir,
-        duration_s + 1.0,
+    let mut tally = Tally::new(
         placement.engine.as_str(),
         &[],
-        replay_args.control.clone(),
+        Slo::of(&replay_args.control),
         warmup_window_s,
-    )?;
+    );
+    std::fs::create_dir_all(cell_dir)
+        .with_context(|| format!("cannot create {}", cell_dir.display()))?;
+    let mut requests = CsvLog::create(&cell_dir.join(RequestRow::FILE), RequestRow::COLUMNS)?;
     let mut by_end: Vec<&RequestRecord> = converted.iter().map(|(_, r)| r).collect();
     by_end.sort_by(|a, b| a.done_s.total_cmp(&b.done_s));
     for r in by_end {
-        collector.add(r)?;
+        requests.append_row(&r.row(tally.slo()))?;
+        tally.add(r);
     }
-    collector.flush()?;
+    requests.flush()?;
     // Absent flags: AIPerf did not say the run was cut short.
     let cancelled = aggregate.was_cancelled == Some(true);
     let completed = !cancelled && aggregate.is_complete != Some(false);
-    let mut summary = collector.summary(duration_s, completed);
-    // Not measured: AIPerf does not record its client's CPU use (`cores: 0` says so).
-    summary.client_cpu = ClientCpu::default();
+    // `client_cpu` stays empty (`cores: 0`): AIPerf does not record its client's CPU use.
+    let summary = tally.summary(duration_s, completed);
     summary.write(cell_dir)?;
 
     let plan = cell_plan(
@@ -303,6 +282,41 @@ pub fn convert(src: &Path, placement: &Placement, cell_dir: &Path) -> Result<Str
     );
     status.write(cell_dir)?;
     Ok(name)
+}
+
+/// The replay workload that stands for an AIPerf run in its `cell.json`: its model, users and
+/// duration, the replay's defaults otherwise (the SLO goodput is judged against among them).
+/// `cell.json` holds a workload command line, so this one is parsed as the command line would
+/// be; its run-time flags point at the AIPerf directory, whose input config names AIPerf's own
+/// dataset and server.
+fn stand_in_workload(
+    src: &Path,
+    model: &str,
+    users: u32,
+    planned_s: f64,
+) -> Result<crate::workload::Workload> {
+    let src = src.display().to_string();
+    let users = users.to_string();
+    let duration = format!("{planned_s:.3}");
+    let argv = [
+        "replay",
+        "--model",
+        model,
+        "--api",
+        "chat",
+        "--users",
+        &users,
+        "--duration",
+        &duration,
+        "--traces",
+        &src,
+        "--out",
+        &src,
+        "--url",
+        "http://aiperf.invalid",
+    ];
+    crate::workload::parse(&argv.map(str::to_owned))
+        .context("the replay workload that stands for the AIPerf run")
 }
 
 /// The `cell.json` of an AIPerf run: where the placement says it ran, what it replayed

@@ -5,9 +5,9 @@
 //! Pareto points come from the same code as kvsweep's own cells.
 //!
 //! The conversion: each per-request record of `profile_export.jsonl` becomes the
-//! [`RequestRecord`](crate::replay::output::RequestRecord) kvsweep's replay would have made of
-//! that request, and the replay's own collector writes `requests.csv` and `summary.json` from
-//! them; `cell.json` and `status.json` say what AIPerf's input config and the user's placement
+//! [`RequestRecord`](crate::tally::RequestRecord) kvsweep's replay would have made of that
+//! request, and the replay's own [`Tally`](crate::tally::Tally) adds them up into `requests.csv`
+//! rows and `summary.json`; `cell.json` and `status.json` say what AIPerf's input config and the user's placement
 //! ([`Placement`]) say about the run.
 //!
 //! What AIPerf's records lack, and how it is handled:

@@ -8,6 +8,7 @@
 use serde::Serialize;
 
 use super::cells::{CellResult, MeasuredBy};
+use crate::kinds::{EngineKind, Offload};
 
 /// Columns of `prediction_error.csv`.
 pub const COLUMNS: &[&str] = &["cell", "metric", "predicted", "measured", "error", "unit"];
@@ -28,21 +29,30 @@ type Getter = fn(&CellResult) -> Option<f64>;
 
 /// The metrics compared, and whether each is a rate compared in points.
 const METRICS: &[(&str, Getter, bool)] = &[
-    ("ttft_p50_ms", |c| c.ttft_p50_ms, false),
-    ("ttft_p90_ms", |c| c.ttft_p90_ms, false),
-    ("ttft_p99_ms", |c| c.ttft_p99_ms, false),
-    ("tpot_p50_ms", |c| c.tpot_p50_ms, false),
-    ("itl_p50_ms", |c| c.itl_p50_ms, false),
-    ("e2e_p50_ms", |c| c.e2e_p50_ms, false),
-    ("e2e_p90_ms", |c| c.e2e_p90_ms, false),
-    ("total_tps_per_gpu", |c| Some(c.total_tps_per_gpu), false),
-    ("output_tps_per_gpu", |c| Some(c.output_tps_per_gpu), false),
-    ("server_hit_rate", |c| c.server_hit_rate, true),
+    ("ttft_p50_ms", |c| c.figures.ttft_p50_ms, false),
+    ("ttft_p90_ms", |c| c.figures.ttft_p90_ms, false),
+    ("ttft_p99_ms", |c| c.figures.ttft_p99_ms, false),
+    ("tpot_p50_ms", |c| c.figures.tpot_p50_ms, false),
+    ("itl_p50_ms", |c| c.figures.itl_p50_ms, false),
+    ("e2e_p50_ms", |c| c.figures.e2e_p50_ms, false),
+    ("e2e_p90_ms", |c| c.figures.e2e_p90_ms, false),
+    (
+        "total_tps_per_gpu",
+        |c| Some(c.figures.total_tps_per_gpu),
+        false,
+    ),
+    (
+        "output_tps_per_gpu",
+        |c| Some(c.figures.output_tps_per_gpu),
+        false,
+    ),
+    ("server_hit_rate", |c| c.figures.server_hit_rate, true),
 ];
 
 /// What makes two cells the same configuration.
-fn config(c: &CellResult) -> (&str, &str, &str, u32, u32, &str) {
-    (&c.runner, &c.engine, &c.model, c.tp, c.users, &c.offload)
+fn config(c: &CellResult) -> (&str, EngineKind, &str, u32, u32, Offload) {
+    let k = &c.config;
+    (&k.runner, k.engine, &k.model, k.tp, k.users, k.offload)
 }
 
 /// Every metric of every measured cell that has a predicted twin; empty when there is none.

@@ -211,3 +211,34 @@ pub fn write(path: &Path, cells: &[CellResult]) -> Result<()> {
     w.flush()
         .with_context(|| format!("cannot write {}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_column_is_named_once_and_every_metric_is_a_column() {
+        let names: Vec<&str> = columns().collect();
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
+        for m in Metric::ALL {
+            assert!(names.contains(&m.column()), "{m:?}");
+        }
+        assert_eq!(
+            names[..9],
+            [
+                "cell",
+                "runner",
+                "model",
+                "engine",
+                "precision",
+                "tp",
+                "ep",
+                "users",
+                "offload"
+            ]
+        );
+    }
+}

@@ -293,3 +293,35 @@ impl CellResult {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_configuration_keeps_its_stored_key_and_parses_back_from_its_row() {
+        let c = Configuration {
+            runner: "h100".into(),
+            model: "llama-3.1-8b".into(),
+            engine: EngineKind::LlamaServer,
+            precision: None,
+            tp: 2,
+            ep: 0,
+            users: 16,
+            offload: Offload::Noprefix,
+        };
+        // The history's stored trends are keyed by this exact text.
+        assert_eq!(
+            c.key(),
+            "runner=h100 model=llama-3.1-8b engine=llama-server precision= tp=2 ep=0 users=16 offload=noprefix"
+        );
+        let values = c.values();
+        let field = |name: &str| {
+            let i = Configuration::COLUMNS.iter().position(|c| *c == name)?;
+            Some(values[i].as_ref())
+        };
+        assert_eq!(Configuration::parse(field).unwrap(), c);
+        let e = Configuration::parse(|n| if n == "users" { None } else { field(n) }).unwrap_err();
+        assert!(format!("{e:#}").contains("no column `users`"), "{e:#}");
+    }
+}

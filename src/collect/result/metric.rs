@@ -114,13 +114,6 @@ metrics! {
         |c, v| if let Some(p) = c.cost.as_mut() { p.cost.joules_per_total_token = Some(v) };
 }
 
-impl Metric {
-    /// The metric a `summary.csv` column name names, if it is one.
-    pub fn from_column(name: &str) -> Option<Metric> {
-        Metric::ALL.iter().copied().find(|m| m.column() == name)
-    }
-}
-
 /// $ per million tokens under price `kind` ([`crate::economics::PriceKind::ALL`] order) of
 /// `tokens` (0 total, 1 input, 2 output).
 pub fn usd(c: &CellResult, kind: usize, tokens: usize) -> Option<f64> {

@@ -120,7 +120,7 @@ pub struct CellResult {
     /// artifact directory collected as a cell, `collect::aiperf_cells`).
     pub measured_by: MeasuredBy,
     pub figures: Figures,
-    /// InferenceX's AgentX metrics (`collect::inferencex`), where the cell has request rows.
+    /// InferenceX's AgentX metrics (`collect::inferencex`): empty without `requests.csv`.
     pub agentx: AgentX,
     /// The oracle's hit-rate bound on the cell's replayed traces (`oracle::replayed`).
     pub oracle: Option<OracleBound>,
@@ -171,7 +171,6 @@ pub struct Figures {
     pub e2e_p99_ms: Option<f64>,
     /// 1000 / TPOT p50: output tokens per second one user sees.
     pub interactivity: Option<f64>,
-    /// Share of prompt tokens the client saw reused (`summary.json`).
     pub client_hit_rate: Option<f64>,
     /// Prefix-cache hits over queries, as the server counted them (`metrics.csv`).
     pub server_hit_rate: Option<f64>,
@@ -183,20 +182,21 @@ pub struct Figures {
 /// per-GPU throughput over the profiled requests' span.
 #[derive(Debug, Clone, Default)]
 pub struct AgentX {
+    /// 1 / percentile(E2E latency / output tokens): output tokens/s/user, slow tail at P90.
     pub e2e_norm_intvty_p50: Option<f64>,
     pub e2e_norm_intvty_p90: Option<f64>,
     pub e2e_norm_intvty_p99: Option<f64>,
+    /// Tokens of the successful requests over first start to last end, per GPU (TP × PP × PCP).
     pub input_tps_per_gpu: Option<f64>,
     pub output_tps_per_gpu: Option<f64>,
     pub total_tps_per_gpu: Option<f64>,
 }
 
-/// The best hit rates any cache of the cell's capacity could reach on its replayed traces.
+/// The best hit rate any cache of the cell's size could reach on the requests it sent
+/// (`kvsweep oracle`'s exact strict-prefix bound), and what LRU reaches there.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct OracleBound {
-    /// Strict-prefix reuse with an unbounded-lifetime cache of this capacity.
     pub hit_rate: f64,
-    /// The same capacity under LRU eviction.
     pub lru_hit_rate: f64,
     /// The cell's KV capacity the bound assumes: HBM after weights at 0.9 utilization, plus
     /// the offload tier when on.

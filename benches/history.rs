@@ -10,7 +10,7 @@ mod timing;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use kvsweep::collect::cells::SUMMARY_COLUMNS;
+use kvsweep::collect::summary;
 use kvsweep::history::store::{History, RunMeta};
 use kvsweep::history::sweep;
 
@@ -18,11 +18,12 @@ use kvsweep::history::sweep;
 /// `repeats` > 1 a repeats.csv row per numeric column.
 fn collected(dir: &Path, cells: usize, repeats: u32, jitter: f64) {
     std::fs::create_dir_all(dir).expect("mkdir");
-    let mut summary = SUMMARY_COLUMNS.join(",") + "\n";
+    let columns: Vec<&str> = summary::columns().collect();
+    let mut summary = columns.join(",") + "\n";
     let mut spread = String::from("cell,metric,n,mean,sd,ci95_low,ci95_high\n");
     for i in 0..cells {
         let name = format!("cell{i}");
-        let row: Vec<String> = SUMMARY_COLUMNS
+        let row: Vec<String> = columns
             .iter()
             .enumerate()
             .map(|(k, c)| match *c {
@@ -45,7 +46,7 @@ fn collected(dir: &Path, cells: usize, repeats: u32, jitter: f64) {
         summary.push_str(&row.join(","));
         summary.push('\n');
         if repeats > 1 {
-            for (k, c) in SUMMARY_COLUMNS.iter().enumerate().skip(14).take(37) {
+            for (k, c) in columns.iter().enumerate().skip(14).take(37) {
                 let mean = (k + 1) as f64 * 10.0 * (1.0 + jitter);
                 let _ = writeln!(spread, "{name},{c},{repeats},{mean},{},,", mean * 0.01);
             }

@@ -1,8 +1,7 @@
 //! Pareto frontiers: the cells no other cell beats on both throughput and latency.
 //!
-//! Each panel puts a throughput per GPU on x (more is better) and a latency or interactivity on
-//! y (the cost and energy panels: interactivity on x, cost or tok/s per MW on y); a cell is on
-//! the frontier when no cell has at least its x and at least as good a y, with one of them
+//! x is better higher, y as [`Better`] says (the panels: `collect::panels`); a point is on the
+//! frontier when no point has at least its x and at least as good a y, with one of them
 //! strictly better. Identical points do not dominate each other, so duplicates are
 //! on (or off) the frontier together.
 
@@ -15,88 +14,6 @@ pub enum Better {
     Lower,
     Higher,
 }
-
-/// One of the InferenceX panels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Panel {
-    pub id: &'static str,
-    pub title: &'static str,
-    pub x_label: &'static str,
-    pub y_label: &'static str,
-    /// The `summary.csv` columns plotted.
-    pub x_column: &'static str,
-    pub y_column: &'static str,
-    pub better: Better,
-}
-
-pub const PANELS: [Panel; 7] = [
-    // InferenceX's AgentX default view (collect::inferencex): E2E-normalized interactivity P90
-    // on x, the North Star frontier every other panel's frontier is gated by.
-    Panel {
-        id: "agentx_tput_vs_e2e_norm_intvty",
-        title: "Throughput vs E2E-normalized interactivity",
-        x_label: "E2E-normalized interactivity P90 (output tokens/s per user)",
-        y_label: "total tokens/s per GPU",
-        x_column: "e2e_norm_intvty_p90",
-        y_column: "total_tps_per_gpu",
-        better: Better::Higher,
-    },
-    Panel {
-        id: "ttft_vs_input_tput",
-        title: "TTFT vs input throughput",
-        x_label: "input tokens/s per GPU",
-        y_label: "TTFT p50 (ms)",
-        x_column: "input_tps_per_gpu",
-        y_column: "ttft_p50_ms",
-        better: Better::Lower,
-    },
-    Panel {
-        id: "interactivity_vs_output_tput",
-        title: "Interactivity vs output throughput",
-        x_label: "output tokens/s per GPU",
-        y_label: "interactivity (tokens/s per user, 1000 / TPOT p50)",
-        x_column: "output_tps_per_gpu",
-        y_column: "interactivity",
-        better: Better::Higher,
-    },
-    Panel {
-        id: "interactivity_vs_total_tput",
-        title: "Interactivity vs total throughput",
-        x_label: "total tokens/s per GPU",
-        y_label: "interactivity (tokens/s per user, 1000 / TPOT p50)",
-        x_column: "total_tps_per_gpu",
-        y_column: "interactivity",
-        better: Better::Higher,
-    },
-    Panel {
-        id: "e2e_vs_total_tput",
-        title: "End-to-end latency vs total throughput",
-        x_label: "total tokens/s per GPU",
-        y_label: "E2E latency p50 (ms)",
-        x_column: "total_tps_per_gpu",
-        y_column: "e2e_p50_ms",
-        better: Better::Lower,
-    },
-    // What a buyer compares (collect::cost): interactivity on x, more is better.
-    Panel {
-        id: "cost_vs_interactivity",
-        title: "Cost per million tokens vs interactivity",
-        x_label: "interactivity (tokens/s per user, 1000 / TPOT p50)",
-        y_label: "$ per million total tokens (hyperscaler price)",
-        x_column: "interactivity",
-        y_column: "usd_per_mtok_total_hyperscaler",
-        better: Better::Lower,
-    },
-    Panel {
-        id: "tps_per_mw_vs_interactivity",
-        title: "Tokens/s per MW vs interactivity",
-        x_label: "interactivity (tokens/s per user, 1000 / TPOT p50)",
-        y_label: "total tokens/s per MW",
-        x_column: "interactivity",
-        y_column: "tps_per_mw",
-        better: Better::Higher,
-    },
-];
 
 /// Whether each point is on the frontier (x higher is better; y as `better` says).
 /// O(n log n): sort by x descending and keep the best y seen among strictly larger x.

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+use super::panels::{PANELS, Panel};
 use super::significance::{self, Spread};
-use crate::pareto::{self, PANELS};
+use crate::pareto;
 use crate::plot::{Chart, Mark, PALETTE, Series};
 
 /// Compare two collected sweeps: ratios at matched cells and frontier overlays.
@@ -240,8 +241,8 @@ pub fn run(args: &CompareArgs) -> Result<()> {
 }
 
 /// Each side's cells and frontier on one panel.
-fn overlay(panel: &pareto::Panel, a: &[Row], b: &[Row], a_label: &str, b_label: &str) -> Chart {
-    let (x_col, y_col) = (panel.x_column, panel.y_column);
+fn overlay(panel: &Panel, a: &[Row], b: &[Row], a_label: &str, b_label: &str) -> Chart {
+    let (x_col, y_col) = (panel.x.column(), panel.y.column());
     let mut series = Vec::new();
     for (i, (rows, label)) in [(a, a_label), (b, b_label)].into_iter().enumerate() {
         let pts: Vec<(f64, f64)> = rows

@@ -17,6 +17,8 @@ use crate::economics::{Economics, EnergyBasis, Override, PriceKind};
 use crate::runner::RunnerSet;
 
 use super::cells::CellResult;
+pub use super::result::CellCost;
+use super::result::Priced;
 
 /// Throughput per GPU of the hardware priced, tok/s.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -24,18 +26,6 @@ pub struct PerGpuRates {
     pub input: f64,
     pub output: f64,
     pub total: f64,
-}
-
-/// A cell's cost and energy figures; `None` where a rate is zero.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CellCost {
-    /// $ per million (total, input, output) tokens, per price in [`PriceKind::ALL`] order.
-    pub usd_per_mtok: [[Option<f64>; 3]; 3],
-    pub tps_per_mw: Option<f64>,
-    pub power_w_per_gpu: f64,
-    pub joules_per_output_token: Option<f64>,
-    pub joules_per_total_token: Option<f64>,
-    pub basis: EnergyBasis,
 }
 
 /// $ per million tokens at `tps_per_gpu`: price per GPU-hour / (tok/s/GPU × 3600 / 10⁶).
@@ -115,7 +105,7 @@ pub fn fill(cell: &mut CellResult, runners: &RunnerSet, over: &Override) -> Resu
         .and_then(|s| s.runner);
     let priced_as = match (cell.simulated, sim_runner) {
         (true, Some(modelled)) => modelled,
-        _ => cell.runner.clone(),
+        _ => cell.config.runner.clone(),
     };
     let Some(economics) = runners.get(&priced_as).and_then(|r| r.economics.as_ref()) else {
         return Ok(());
@@ -128,12 +118,12 @@ pub fn fill(cell: &mut CellResult, runners: &RunnerSet, over: &Override) -> Resu
     }
     .overridden(over);
     let rates = PerGpuRates {
-        input: cell.input_tps_per_gpu,
-        output: cell.output_tps_per_gpu,
-        total: cell.total_tps_per_gpu,
+        input: cell.figures.input_tps_per_gpu,
+        output: cell.figures.output_tps_per_gpu,
+        total: cell.figures.total_tps_per_gpu,
     };
     let measured = match &meta {
-        Some(m) if !cell.simulated => gpu_power(&dir, m.started_at, cell.duration_s)?,
+        Some(m) if !cell.simulated => gpu_power(&dir, m.started_at, cell.figures.duration_s)?,
         _ => None,
     };
     let (power, basis) = match (measured, cell.simulated) {
@@ -141,7 +131,10 @@ pub fn fill(cell: &mut CellResult, runners: &RunnerSet, over: &Override) -> Resu
         (Some(w), false) => (w, EnergyBasis::Measured),
         (None, false) => (economics.power.kw_per_gpu * 1000.0, EnergyBasis::Estimated),
     };
-    cell.set_cost(&cell_cost(&economics, rates, power, basis), &priced_as);
+    cell.cost = Some(Priced {
+        cost: cell_cost(&economics, rates, power, basis),
+        priced_as,
+    });
     Ok(())
 }
 
@@ -154,34 +147,6 @@ fn gpu_power(dir: &Path, started_at: f64, duration_s: f64) -> Result<Option<f64>
     let rows = read_csv_rows(&path, |_: &GpuRow| GpuRow::VERSION, GpuRow::VERSION)
         .with_context(|| format!("the GPU power of {}", dir.display()))?;
     Ok(measured_power_w(&rows, started_at, started_at + duration_s))
-}
-
-impl CellResult {
-    /// Copies `c` into the summary's cost and energy columns.
-    fn set_cost(&mut self, c: &CellCost, priced_as: &str) {
-        let [h, n, r] = c.usd_per_mtok;
-        [
-            self.usd_per_mtok_total_hyperscaler,
-            self.usd_per_mtok_input_hyperscaler,
-            self.usd_per_mtok_output_hyperscaler,
-        ] = h;
-        [
-            self.usd_per_mtok_total_neocloud,
-            self.usd_per_mtok_input_neocloud,
-            self.usd_per_mtok_output_neocloud,
-        ] = n;
-        [
-            self.usd_per_mtok_total_rental_3y,
-            self.usd_per_mtok_input_rental_3y,
-            self.usd_per_mtok_output_rental_3y,
-        ] = r;
-        self.tps_per_mw = c.tps_per_mw;
-        self.power_w_per_gpu = Some(c.power_w_per_gpu);
-        self.joules_per_output_token = c.joules_per_output_token;
-        self.joules_per_total_token = c.joules_per_total_token;
-        self.energy_basis = Some(c.basis);
-        self.priced_as = Some(priced_as.to_owned());
-    }
 }
 
 #[cfg(test)]

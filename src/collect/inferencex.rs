@@ -21,11 +21,13 @@
 use anyhow::Result;
 
 use super::cells::CellResult;
+use super::panels::Panel;
+use super::result::Metric;
 use crate::artifact::schema::{Outcome, RequestRow, read_csv_rows};
-use crate::pareto::{self, Better, Panel};
+use crate::pareto::{self, Better};
 
-/// The `summary.csv` column of the North Star x-axis: E2E-normalized interactivity P90.
-pub const NORTH_STAR_COLUMN: &str = "e2e_norm_intvty_p90";
+/// The North Star x-axis: E2E-normalized interactivity P90.
+pub const NORTH_STAR: Metric = Metric::E2eNormIntvtyP90;
 
 /// E2E-normalized interactivity at the percentiles the summary reports, output tokens/s/user.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -126,18 +128,18 @@ pub fn fill(c: &mut CellResult) -> Result<()> {
     let input_tokens = |r: &RequestRow| f64::from(r.prompt_tokens.unwrap_or(r.trace_input_tokens));
     let latency: Vec<(f64, f64)> = ok.iter().map(|r| (r.e2e_ms, output_tokens(r))).collect();
     if let Some(e) = e2e_norm_interactivity(&latency) {
-        c.e2e_norm_intvty_p50 = Some(e.p50);
-        c.e2e_norm_intvty_p90 = Some(e.p90);
-        c.e2e_norm_intvty_p99 = Some(e.p99);
+        c.agentx.e2e_norm_intvty_p50 = Some(e.p50);
+        c.agentx.e2e_norm_intvty_p90 = Some(e.p90);
+        c.agentx.e2e_norm_intvty_p99 = Some(e.p99);
     }
     let spans: Vec<(f64, f64, f64, f64)> = ok
         .iter()
         .map(|r| (r.sent_s, r.done_s, input_tokens(r), output_tokens(r)))
         .collect();
-    if let Some(t) = per_gpu_throughput(&spans, gpu_count(c.tp)) {
-        c.agentx_input_tps_per_gpu = Some(t.input);
-        c.agentx_output_tps_per_gpu = Some(t.output);
-        c.agentx_total_tps_per_gpu = Some(t.total);
+    if let Some(t) = per_gpu_throughput(&spans, gpu_count(c.config.tp)) {
+        c.agentx.input_tps_per_gpu = Some(t.input);
+        c.agentx.output_tps_per_gpu = Some(t.output);
+        c.agentx.total_tps_per_gpu = Some(t.total);
     }
     Ok(())
 }
@@ -146,11 +148,21 @@ pub fn fill(c: &mut CellResult) -> Result<()> {
 /// every AgentX metric against an interactivity x-axis, so a panel with a throughput on x
 /// (kvsweep's throughput-vs-latency panels) compares that throughput, and one with
 /// interactivity on x compares its y.
-fn panel_metric(panel: &Panel) -> (&'static str, Better) {
-    if panel.x_column.ends_with("_per_gpu") {
-        (panel.x_column, Better::Higher)
+fn panel_metric(panel: &Panel) -> (Metric, Better) {
+    use Metric::*;
+    let throughput_on_x = matches!(
+        panel.x,
+        InputTpsPerGpu
+            | OutputTpsPerGpu
+            | TotalTpsPerGpu
+            | AgentxInputTpsPerGpu
+            | AgentxOutputTpsPerGpu
+            | AgentxTotalTpsPerGpu
+    );
+    if throughput_on_x {
+        (panel.x, Better::Higher)
     } else {
-        (panel.y_column, panel.better)
+        (panel.y, panel.better)
     }
 }
 
@@ -167,8 +179,7 @@ pub fn north_star(panel: &Panel, cells: &[&CellResult], on: &mut [bool]) {
             if !c.valid {
                 return None;
             }
-            Some((c.column(NORTH_STAR_COLUMN)?, c.column(metric)?))
-                .filter(|(x, y)| x.is_finite() && y.is_finite())
+            Some((NORTH_STAR.of(c)?, metric.of(c)?)).filter(|(x, y)| x.is_finite() && y.is_finite())
         })
         .collect();
     let placed: Vec<(f64, f64)> = points.iter().flatten().copied().collect();

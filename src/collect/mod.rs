@@ -12,9 +12,12 @@ pub mod compare;
 pub mod cost;
 pub mod inferencex;
 pub mod modelled_time;
+pub mod panels;
 pub mod prediction_error;
 pub mod repeats;
+pub mod result;
 pub mod significance;
+pub mod summary;
 pub mod tiers;
 pub mod validity;
 
@@ -24,9 +27,10 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use crate::artifact::schema::FormatError;
-use crate::pareto::{self, PANELS};
+use crate::pareto;
 use crate::runner::RunnerSet;
 use cells::{CellResult, Skipped};
+use panels::{PANELS, Panel};
 
 /// Aggregate cell artifacts into tables, Pareto frontiers, plots and an HTML report.
 #[derive(Debug, Clone, clap::Args)]
@@ -79,9 +83,8 @@ pub struct ParetoRow {
 }
 
 /// A panel's (x, y) for a cell; `None` where the cell lacks the measurement.
-pub fn panel_point(panel: &pareto::Panel, c: &CellResult) -> Option<(f64, f64)> {
-    Some((c.column(panel.x_column)?, c.column(panel.y_column)?))
-        .filter(|(x, y)| x.is_finite() && y.is_finite())
+pub fn panel_point(panel: &Panel, c: &CellResult) -> Option<(f64, f64)> {
+    Some((panel.x.of(c)?, panel.y.of(c)?)).filter(|(x, y)| x.is_finite() && y.is_finite())
 }
 
 /// Frontiers of every panel, per (runner, offload mode) and pooled per runner (`RUNNER/all`).
@@ -89,8 +92,8 @@ pub fn pareto_rows(cells: &[CellResult]) -> Vec<ParetoRow> {
     let mut groups: Vec<(String, Vec<&CellResult>)> = Vec::new();
     for c in cells {
         for key in [
-            format!("{}/{}", c.runner, c.mode()),
-            format!("{}/all", c.runner),
+            format!("{}/{}", c.config.runner, c.mode()),
+            format!("{}/all", c.config.runner),
         ] {
             match groups.iter_mut().find(|(k, _)| *k == key) {
                 Some((_, members)) => members.push(c),
@@ -216,9 +219,11 @@ pub fn collect_priced(
                     agentx_result::write_or_warn(dir, out, &c.name, &mut agentx_traces)?;
                     match crate::oracle::replayed::bound(dir, &mut traces, runners) {
                         Ok(Some(b)) => {
-                            c.oracle_hit_rate = Some(b.strict_prefix);
-                            c.oracle_lru_hit_rate = Some(b.lru);
-                            c.oracle_capacity_tokens = Some(b.capacity_tokens);
+                            c.oracle = Some(result::OracleBound {
+                                hit_rate: b.strict_prefix,
+                                lru_hit_rate: b.lru,
+                                capacity_tokens: b.capacity_tokens,
+                            });
                         }
                         Ok(None) => {}
                         Err(e) => eprintln!("warning: no oracle bound for {}: {e:#}", c.name),
@@ -242,12 +247,19 @@ pub fn collect_priced(
         }
     }
     let (mut results, repeat_rows) = repeats::merge(results);
+    // Offload by its name, as the table has always been ordered.
     results.sort_by(|a, b| {
-        (&a.runner, &a.offload, a.tp, a.users, &a.name)
-            .cmp(&(&b.runner, &b.offload, b.tp, b.users, &b.name))
+        let (x, y) = (&a.config, &b.config);
+        (&x.runner, x.offload.as_str(), x.tp, x.users, &a.name).cmp(&(
+            &y.runner,
+            y.offload.as_str(),
+            y.tp,
+            y.users,
+            &b.name,
+        ))
     });
     skipped.sort_by(|a, b| a.cell.cmp(&b.cell));
-    write_csv(&out.join("summary.csv"), &results, cells::SUMMARY_COLUMNS)?;
+    summary::write(&out.join("summary.csv"), &results)?;
     write_csv(
         &out.join("repeats.csv"),
         &repeat_rows,

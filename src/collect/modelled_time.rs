@@ -19,48 +19,53 @@ pub fn convert(cell: &mut CellResult) {
     let Some(speed) = cell.sim_speed else {
         return;
     };
+    let (f, a) = (&mut cell.figures, &mut cell.agentx);
+    let (to_host, from_host) = match cell.tiers.as_mut() {
+        Some(t) => (&mut t.to_host_gb_s, &mut t.from_host_gb_s),
+        None => (&mut None, &mut None),
+    };
     for rate in [
-        &mut cell.input_tps,
-        &mut cell.output_tps,
-        &mut cell.total_tps,
-        &mut cell.input_tps_per_gpu,
-        &mut cell.output_tps_per_gpu,
-        &mut cell.total_tps_per_gpu,
+        &mut f.input_tps,
+        &mut f.output_tps,
+        &mut f.total_tps,
+        &mut f.input_tps_per_gpu,
+        &mut f.output_tps_per_gpu,
+        &mut f.total_tps_per_gpu,
     ] {
         *rate /= speed;
     }
     for rate in [
-        &mut cell.interactivity,
-        &mut cell.e2e_norm_intvty_p50,
-        &mut cell.e2e_norm_intvty_p90,
-        &mut cell.e2e_norm_intvty_p99,
-        &mut cell.agentx_input_tps_per_gpu,
-        &mut cell.agentx_output_tps_per_gpu,
-        &mut cell.agentx_total_tps_per_gpu,
-        &mut cell.offload_to_host_gb_s,
-        &mut cell.offload_from_host_gb_s,
+        &mut f.interactivity,
+        &mut a.e2e_norm_intvty_p50,
+        &mut a.e2e_norm_intvty_p90,
+        &mut a.e2e_norm_intvty_p99,
+        &mut a.input_tps_per_gpu,
+        &mut a.output_tps_per_gpu,
+        &mut a.total_tps_per_gpu,
+        to_host,
+        from_host,
     ]
     .into_iter()
     .flatten()
     {
         *rate /= speed;
     }
-    for span in [&mut cell.duration_s, &mut cell.warmup_window_s] {
+    for span in [&mut f.duration_s, &mut cell.warmup_window_s] {
         *span *= speed;
     }
     for latency in [
-        &mut cell.ttft_p50_ms,
-        &mut cell.ttft_p90_ms,
-        &mut cell.ttft_p99_ms,
-        &mut cell.tpot_p50_ms,
-        &mut cell.tpot_p90_ms,
-        &mut cell.tpot_p99_ms,
-        &mut cell.itl_p50_ms,
-        &mut cell.itl_p90_ms,
-        &mut cell.itl_p99_ms,
-        &mut cell.e2e_p50_ms,
-        &mut cell.e2e_p90_ms,
-        &mut cell.e2e_p99_ms,
+        &mut f.ttft_p50_ms,
+        &mut f.ttft_p90_ms,
+        &mut f.ttft_p99_ms,
+        &mut f.tpot_p50_ms,
+        &mut f.tpot_p90_ms,
+        &mut f.tpot_p99_ms,
+        &mut f.itl_p50_ms,
+        &mut f.itl_p90_ms,
+        &mut f.itl_p99_ms,
+        &mut f.e2e_p50_ms,
+        &mut f.e2e_p90_ms,
+        &mut f.e2e_p99_ms,
     ]
     .into_iter()
     .flatten()

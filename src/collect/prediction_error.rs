@@ -8,6 +8,8 @@
 use serde::Serialize;
 
 use super::cells::{CellResult, MeasuredBy};
+use super::result::Metric;
+use crate::kinds::{EngineKind, Offload};
 
 /// Columns of `prediction_error.csv`.
 pub const COLUMNS: &[&str] = &["cell", "metric", "predicted", "measured", "error", "unit"];
@@ -24,25 +26,24 @@ pub struct ErrorRow {
     pub unit: &'static str,
 }
 
-type Getter = fn(&CellResult) -> Option<f64>;
-
 /// The metrics compared, and whether each is a rate compared in points.
-const METRICS: &[(&str, Getter, bool)] = &[
-    ("ttft_p50_ms", |c| c.ttft_p50_ms, false),
-    ("ttft_p90_ms", |c| c.ttft_p90_ms, false),
-    ("ttft_p99_ms", |c| c.ttft_p99_ms, false),
-    ("tpot_p50_ms", |c| c.tpot_p50_ms, false),
-    ("itl_p50_ms", |c| c.itl_p50_ms, false),
-    ("e2e_p50_ms", |c| c.e2e_p50_ms, false),
-    ("e2e_p90_ms", |c| c.e2e_p90_ms, false),
-    ("total_tps_per_gpu", |c| Some(c.total_tps_per_gpu), false),
-    ("output_tps_per_gpu", |c| Some(c.output_tps_per_gpu), false),
-    ("server_hit_rate", |c| c.server_hit_rate, true),
+const METRICS: &[(Metric, bool)] = &[
+    (Metric::TtftP50Ms, false),
+    (Metric::TtftP90Ms, false),
+    (Metric::TtftP99Ms, false),
+    (Metric::TpotP50Ms, false),
+    (Metric::ItlP50Ms, false),
+    (Metric::E2eP50Ms, false),
+    (Metric::E2eP90Ms, false),
+    (Metric::TotalTpsPerGpu, false),
+    (Metric::OutputTpsPerGpu, false),
+    (Metric::ServerHitRate, true),
 ];
 
 /// What makes two cells the same configuration.
-fn config(c: &CellResult) -> (&str, &str, &str, u32, u32, &str) {
-    (&c.runner, &c.engine, &c.model, c.tp, c.users, &c.offload)
+fn config(c: &CellResult) -> (&str, EngineKind, &str, u32, u32, Offload) {
+    let k = &c.config;
+    (&k.runner, k.engine, &k.model, k.tp, k.users, k.offload)
 }
 
 /// Every metric of every measured cell that has a predicted twin; empty when there is none.
@@ -58,11 +59,11 @@ pub fn rows(cells: &[CellResult]) -> Vec<ErrorRow> {
         else {
             continue;
         };
-        for (metric, get, points) in METRICS {
-            let (Some(p), Some(m)) = (get(predicted), get(measured)) else {
+        for &(metric, points) in METRICS {
+            let (Some(p), Some(m)) = (metric.of(predicted), metric.of(measured)) else {
                 continue;
             };
-            let (error, unit) = if *points {
+            let (error, unit) = if points {
                 ((p - m) * 100.0, "points")
             } else if m != 0.0 {
                 ((p - m) / m * 100.0, "%")
@@ -71,7 +72,7 @@ pub fn rows(cells: &[CellResult]) -> Vec<ErrorRow> {
             };
             out.push(ErrorRow {
                 cell: measured.name.clone(),
-                metric,
+                metric: metric.column(),
                 predicted: p,
                 measured: m,
                 error,
@@ -94,13 +95,14 @@ pub struct MedianError {
 pub fn medians(rows: &[ErrorRow]) -> Vec<MedianError> {
     METRICS
         .iter()
-        .filter_map(|(metric, _, _)| {
+        .filter_map(|(metric, _)| {
+            let metric = metric.column();
             let mut v: Vec<f64> = rows
                 .iter()
-                .filter(|r| r.metric == *metric)
+                .filter(|r| r.metric == metric)
                 .map(|r| r.error.abs())
                 .collect();
-            let unit = rows.iter().find(|r| r.metric == *metric)?.unit;
+            let unit = rows.iter().find(|r| r.metric == metric)?.unit;
             v.sort_by(f64::total_cmp);
             let n = v.len();
             let median = if n % 2 == 1 {

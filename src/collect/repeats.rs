@@ -10,74 +10,11 @@ use indexmap::IndexMap;
 use serde::Serialize;
 
 use super::cells::CellResult;
+use super::result::Metric;
 use crate::student_t::Sample;
 
 /// The confidence level of the intervals.
 pub const LEVEL: f64 = 0.95;
-
-type Get = fn(&CellResult) -> Option<f64>;
-type Set = fn(&mut CellResult, f64);
-
-macro_rules! plain {
-    ($f:ident) => {
-        (
-            stringify!($f),
-            (|c: &CellResult| Some(c.$f)) as Get,
-            (|c: &mut CellResult, v: f64| c.$f = v) as Set,
-        )
-    };
-}
-macro_rules! optional {
-    ($f:ident) => {
-        (
-            stringify!($f),
-            (|c: &CellResult| c.$f) as Get,
-            (|c: &mut CellResult, v: f64| c.$f = Some(v)) as Set,
-        )
-    };
-}
-
-/// The `summary.csv` columns averaged over repeats (and given intervals); the others are the
-/// first repeat's (the cell's settings) or, for request counts, summed.
-const METRICS: [(&str, Get, Set); 37] = [
-    plain!(error_rate),
-    plain!(duration_s),
-    plain!(input_tps),
-    plain!(output_tps),
-    plain!(total_tps),
-    plain!(input_tps_per_gpu),
-    plain!(output_tps_per_gpu),
-    plain!(total_tps_per_gpu),
-    optional!(ttft_p50_ms),
-    optional!(ttft_p90_ms),
-    optional!(ttft_p99_ms),
-    optional!(tpot_p50_ms),
-    optional!(tpot_p90_ms),
-    optional!(tpot_p99_ms),
-    optional!(itl_p50_ms),
-    optional!(itl_p90_ms),
-    optional!(itl_p99_ms),
-    optional!(e2e_p50_ms),
-    optional!(e2e_p90_ms),
-    optional!(e2e_p99_ms),
-    optional!(interactivity),
-    optional!(e2e_norm_intvty_p50),
-    optional!(e2e_norm_intvty_p90),
-    optional!(e2e_norm_intvty_p99),
-    optional!(agentx_input_tps_per_gpu),
-    optional!(agentx_output_tps_per_gpu),
-    optional!(agentx_total_tps_per_gpu),
-    optional!(client_hit_rate),
-    optional!(server_hit_rate),
-    optional!(offload_bytes),
-    optional!(oracle_hit_rate),
-    optional!(usd_per_mtok_total_hyperscaler),
-    optional!(usd_per_mtok_total_neocloud),
-    optional!(usd_per_mtok_total_rental_3y),
-    optional!(tps_per_mw),
-    optional!(joules_per_output_token),
-    optional!(joules_per_total_token),
-];
 
 /// One row of `repeats.csv`: a metric of a repeated cell.
 #[derive(Debug, Clone, Serialize)]
@@ -132,8 +69,8 @@ pub fn merge(results: Vec<CellResult>) -> (Vec<CellResult>, Vec<RepeatRow>) {
         }
         let mut cell = group[0].clone();
         cell.repeats = group.len() as u32;
-        cell.requests_ok = group.iter().map(|c| c.requests_ok).sum();
-        cell.requests_failed = group.iter().map(|c| c.requests_failed).sum();
+        cell.figures.requests_ok = group.iter().map(|c| c.figures.requests_ok).sum();
+        cell.figures.requests_failed = group.iter().map(|c| c.figures.requests_failed).sum();
         cell.valid = group.iter().all(|c| c.valid);
         cell.invalid_reasons = group
             .iter()
@@ -142,16 +79,16 @@ pub fn merge(results: Vec<CellResult>) -> (Vec<CellResult>, Vec<RepeatRow>) {
             .map(|(k, c)| format!("repeat {}: {}", k + 1, c.invalid_reasons))
             .collect::<Vec<_>>()
             .join("; ");
-        for (metric, get, set) in METRICS {
-            let values: Vec<f64> = group.iter().filter_map(get).collect();
+        for &metric in Metric::ALL {
+            let values: Vec<f64> = group.iter().filter_map(|c| metric.of(c)).collect();
             let Some(s) = Sample::of(&values) else {
                 continue;
             };
-            set(&mut cell, s.mean);
+            metric.set(&mut cell, s.mean);
             let hw = s.half_width(LEVEL);
             rows.push(RepeatRow {
                 cell: name.clone(),
-                metric,
+                metric: metric.column(),
                 n: s.n,
                 mean: s.mean,
                 sd: s.sd,

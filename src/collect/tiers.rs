@@ -12,14 +12,7 @@ use anyhow::Result;
 use crate::artifact::schema::{MetricsRow, read_csv_rows};
 
 use super::cells::CellResult;
-
-/// Prompt tokens by where they came from, cumulative at one scrape.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct TierTokens {
-    pub hbm: Option<f64>,
-    pub host: Option<f64>,
-    pub computed: Option<f64>,
-}
+pub use super::result::{CellTiers, TierTokens};
 
 impl TierTokens {
     /// The split at one row of `metrics.csv`.
@@ -44,17 +37,6 @@ impl TierTokens {
             computed: rate(self.computed, before.computed),
         }
     }
-}
-
-/// A cell's cache-tier figures over its run.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct CellTiers {
-    /// Prompt tokens over the whole run (the server's counters at the last scrape).
-    pub tokens: TierTokens,
-    /// Mean KV offload bandwidth over the scraped window, GB/s; `None` where the engine does
-    /// not report the bytes.
-    pub to_host_gb_s: Option<f64>,
-    pub from_host_gb_s: Option<f64>,
 }
 
 /// The tier figures of a cell's `metrics.csv` rows (in scrape order); `None` without rows.
@@ -90,11 +72,7 @@ pub fn fill(cell: &mut CellResult) -> Result<()> {
     let Some(t) = cell_tiers(&metrics_rows(&cell.dir)?) else {
         return Ok(());
     };
-    cell.prompt_tokens_hbm = t.tokens.hbm;
-    cell.prompt_tokens_host = t.tokens.host;
-    cell.prompt_tokens_computed = t.tokens.computed;
-    cell.offload_to_host_gb_s = t.to_host_gb_s;
-    cell.offload_from_host_gb_s = t.from_host_gb_s;
+    cell.tiers = Some(t);
     Ok(())
 }
 

@@ -232,7 +232,7 @@ pub fn compare(
     let models = |cells: &[CellRecord]| {
         cells
             .iter()
-            .map(|c| c.model.clone())
+            .map(|c| c.configuration.model.clone())
             .collect::<BTreeSet<_>>()
     };
     let (cand_models, base_models) = (models(candidate), models(baseline));
@@ -270,7 +270,10 @@ pub fn compare(
     let mut rows = Vec::new();
     let mut new_configs = Vec::new();
     for cand in candidate {
-        let Some(base) = baseline.iter().find(|b| b.config == cand.config) else {
+        let Some(base) = baseline
+            .iter()
+            .find(|b| b.configuration == cand.configuration)
+        else {
             new_configs.push(cand.config.clone());
             continue;
         };

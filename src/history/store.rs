@@ -7,6 +7,7 @@ use indexmap::IndexMap;
 use super::db::{Db, Location, Param, Value};
 use super::migrations;
 use super::sweep::{CellRecord, Sweep};
+use crate::collect::cells::Configuration;
 
 /// What a stored sweep ran: the build, the CI run, the image and engine, the spec.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -113,9 +114,9 @@ impl History {
                             Param::from(id),
                             Param::from(c.config.clone()),
                             Param::from(c.cell.clone()),
-                            Param::from(c.runner.clone()),
-                            Param::from(c.model.clone()),
-                            Param::from(c.engine.clone()),
+                            Param::from(c.configuration.runner.clone()),
+                            Param::from(c.configuration.model.clone()),
+                            Param::from(c.configuration.engine.as_str()),
                             Param::from(i64::from(c.simulated)),
                             Param::from(c.measured_by.clone()),
                             Param::from(c.repeats),
@@ -228,11 +229,11 @@ fn cell_of(r: &[Value]) -> Result<CellRecord> {
     let cell = r[1].text()?.to_owned();
     let summary: IndexMap<String, String> = serde_json::from_str(r[8].text()?)
         .with_context(|| format!("stored summary of cell `{cell}` is not a JSON object"))?;
+    let configuration = Configuration::parse(|c| summary.get(c).map(String::as_str))
+        .with_context(|| format!("stored summary of cell `{cell}`"))?;
     Ok(CellRecord {
         config: r[0].text()?.to_owned(),
-        runner: r[2].text()?.to_owned(),
-        model: r[3].text()?.to_owned(),
-        engine: r[4].text()?.to_owned(),
+        configuration,
         simulated: r[5].int()? != 0,
         measured_by: r[6].text()?.to_owned(),
         repeats: r[7].int()?,

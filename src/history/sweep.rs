@@ -10,33 +10,22 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::collect::cells::Configuration;
+use crate::collect::summary;
 use crate::student_t::Sample;
 
-/// The summary.csv columns that say which configuration a cell measured: cells of two sweeps
-/// with the same values are the same configuration.
-pub const CONFIG_COLUMNS: &[&str] = &[
-    "runner",
-    "model",
-    "engine",
-    "precision",
-    "tp",
-    "ep",
-    "users",
-    "offload",
-];
-
-/// The other columns the history needs from every row.
+/// The columns the history needs from every row besides the configuration's.
 const REQUIRED_COLUMNS: &[&str] = &["cell", "simulated", "measured_by", "repeats"];
 
 /// One configuration's measurements in one sweep.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CellRecord {
-    /// `runner=… model=… engine=… precision=… tp=… ep=… users=… offload=…`.
+    /// `runner=… model=… engine=… precision=… tp=… ep=… users=… offload=…`
+    /// ([`Configuration::key`]): what the history stores it under.
     pub config: String,
+    /// The configuration itself, as collect typed it: what the gate matches cells by.
+    pub configuration: Configuration,
     pub cell: String,
-    pub runner: String,
-    pub model: String,
-    pub engine: String,
     pub simulated: bool,
     pub measured_by: String,
     pub repeats: i64,
@@ -99,15 +88,6 @@ struct RepeatRow {
     sd: f64,
 }
 
-/// The configuration key of a summary row.
-pub fn config_key(row: &IndexMap<String, String>) -> String {
-    CONFIG_COLUMNS
-        .iter()
-        .map(|c| format!("{c}={}", row.get(*c).map_or("", String::as_str)))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// Reads a collected sweep: `dir/summary.csv` (or `dir` itself when it is that file) and the
 /// `repeats.csv` beside it.
 pub fn read(dir: &Path) -> Result<Sweep> {
@@ -157,12 +137,21 @@ pub fn read(dir: &Path) -> Result<Sweep> {
         .headers()
         .with_context(|| format!("{file}: cannot read the header line"))?
         .clone();
-    for column in CONFIG_COLUMNS.iter().chain(REQUIRED_COLUMNS) {
+    for column in Configuration::COLUMNS.iter().chain(REQUIRED_COLUMNS) {
         if !headers.iter().any(|h| h == *column) {
             bail!(
                 "{file}: no column `{column}`: is this a summary.csv that `kvsweep collect` wrote?"
             );
         }
+    }
+    // A column collect never writes is a file of another kind (or of a newer kvsweep).
+    if let Some(unknown) = headers
+        .iter()
+        .find(|h| !summary::columns().any(|c| c == *h))
+    {
+        bail!(
+            "{file}: unknown column `{unknown}`: is this a summary.csv that `kvsweep collect` wrote?"
+        );
     }
     let mut cells: Vec<CellRecord> = Vec::new();
     // Configuration → the cell that measured it, to refuse a second.
@@ -190,7 +179,9 @@ pub fn read(dir: &Path) -> Result<Sweep> {
             )
         })?;
         let cell = field("cell");
-        let config = config_key(&summary);
+        let configuration = Configuration::parse(|c| summary.get(c).map(String::as_str))
+            .with_context(|| format!("{file}: line {line}"))?;
+        let config = configuration.key();
         if let Some(other) = seen.insert(config.clone(), cell.clone()) {
             bail!(
                 "{file}: line {line}: cell `{cell}` has the same configuration as `{other}` ({config}): the history and the gate need one cell per configuration"
@@ -198,9 +189,7 @@ pub fn read(dir: &Path) -> Result<Sweep> {
         }
         cells.push(CellRecord {
             config,
-            runner: field("runner"),
-            model: field("model"),
-            engine: field("engine"),
+            configuration,
             simulated,
             measured_by: field("measured_by"),
             repeats,

@@ -15,8 +15,10 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::collect::cells::CellResult;
+use crate::collect::panels::Panel;
 use crate::collect::repeats::LEVEL;
-use crate::pareto::Panel;
+use crate::collect::result::Metric;
+use crate::kinds::Offload;
 use crate::plot::Chart;
 
 /// The cost and energy section of the page.
@@ -34,21 +36,23 @@ pub struct CostSection {
 /// figures (the `cpu` runner), and the page says so instead of drawing an empty chart.
 pub fn unpriced_panel(panel: &Panel, chart: &Chart) -> bool {
     matches!(
-        panel.y_column,
-        "usd_per_mtok_total_hyperscaler" | "tps_per_mw"
+        panel.y,
+        Metric::UsdPerMtokTotalHyperscaler | Metric::TpsPerMw
     ) && chart.series.iter().all(|s| s.points.is_empty())
 }
 
 /// A cell's label in sentences and on chart points: its configuration.
 pub fn config_label(c: &CellResult) -> String {
-    match c.ep {
-        0 => format!("tp {}", c.tp),
-        ep => format!("tp {} ep {ep}", c.tp),
+    match c.config.ep {
+        0 => format!("tp {}", c.config.tp),
+        ep => format!("tp {} ep {ep}", c.config.tp),
     }
 }
 
 fn cost(c: &CellResult) -> Option<f64> {
-    c.usd_per_mtok_total_hyperscaler.filter(|v| v.is_finite())
+    Metric::UsdPerMtokTotalHyperscaler
+        .of(c)
+        .filter(|v| v.is_finite())
 }
 
 /// The cheapest of `cells`.
@@ -77,8 +81,8 @@ fn change(before: f64, after: f64) -> String {
 }
 
 /// `c`'s figure `value` of `metric` as its repeats' interval; a point for a single run.
-fn interval(c: &CellResult, metric: &str, value: f64) -> (f64, f64) {
-    match c.spread.get(metric).and_then(|s| s.half_width(LEVEL)) {
+fn interval(c: &CellResult, metric: Metric, value: f64) -> (f64, f64) {
+    match c.spread.get(&metric).and_then(|s| s.half_width(LEVEL)) {
         Some(h) => (value - h, value + h),
         None => (value, value),
     }
@@ -88,7 +92,7 @@ fn interval(c: &CellResult, metric: &str, value: f64) -> (f64, f64) {
 fn within_noise(
     a: &CellResult,
     b: &CellResult,
-    metric: &str,
+    metric: Metric,
     get: fn(&CellResult) -> Option<f64>,
 ) -> bool {
     let (Some(va), Some(vb)) = (get(a), get(b)) else {
@@ -100,13 +104,13 @@ fn within_noise(
 
 /// Whether `c` is at least as interactive as `floor`, counting noise as equal.
 fn as_interactive(c: &CellResult, floor: &CellResult) -> bool {
-    let get = |c: &CellResult| c.interactivity.filter(|v| v.is_finite());
+    let get = |c: &CellResult| c.figures.interactivity.filter(|v| v.is_finite());
     get(c).unwrap_or(0.0) >= get(floor).unwrap_or(0.0)
-        || within_noise(c, floor, "interactivity", get)
+        || within_noise(c, floor, Metric::Interactivity, get)
 }
 
 fn same_cost(a: &CellResult, b: &CellResult) -> bool {
-    within_noise(a, b, "usd_per_mtok_total_hyperscaler", cost)
+    within_noise(a, b, Metric::UsdPerMtokTotalHyperscaler, cost)
 }
 
 /// "tp 1, 41.0 tok/s/user".
@@ -114,7 +118,7 @@ fn at(c: &CellResult) -> String {
     format!(
         "{}, {:.1} tok/s/user",
         config_label(c),
-        c.interactivity.unwrap_or(f64::NAN)
+        c.figures.interactivity.unwrap_or(f64::NAN)
     )
 }
 
@@ -122,11 +126,11 @@ fn at(c: &CellResult) -> String {
 /// interactivity from $0.520 (tp 1, 41.0 tok/s/user) to $0.230 (tp 1, 55.0 tok/s/user): -56 %."
 /// or, within noise, "... left the cost ... unchanged within the repeats' 95 % intervals: ...".
 fn sentence(users: u32, subject: &str, cells: &[&CellResult]) -> Option<String> {
-    let mode = |m: &'static str| cells.iter().copied().filter(move |c| c.offload == m);
-    let off = cheapest(mode("off"))?;
-    mode("on").find(|c| cost(c).is_some())?;
+    let mode = |m: Offload| cells.iter().copied().filter(move |c| c.config.offload == m);
+    let off = cheapest(mode(Offload::Off))?;
+    mode(Offload::On).find(|c| cost(c).is_some())?;
     let off_cost = cost(off)?;
-    let as_good = || mode("on").filter(|c| cost(c).is_some() && as_interactive(c, off));
+    let as_good = || mode(Offload::On).filter(|c| cost(c).is_some() && as_interactive(c, off));
     let Some(cheapest_on) = cheapest(as_good()) else {
         return Some(format!(
             "At {users} users{subject}, no offload-on configuration reached offload off's interactivity ({}): offload off costs {} per million total tokens there.",
@@ -134,13 +138,14 @@ fn sentence(users: u32, subject: &str, cells: &[&CellResult]) -> Option<String> 
             dollars(off_cost)
         ));
     };
-    let same_config = as_good().find(|c| (c.tp, c.ep) == (off.tp, off.ep));
+    let same_config =
+        as_good().find(|c| (c.config.tp, c.config.ep) == (off.config.tp, off.config.ep));
     let on = same_config.unwrap_or(cheapest_on);
     let on_cost = cost(on)?;
     let mut text = if same_cost(off, on) {
         let repeated = [off, on]
             .iter()
-            .any(|c| c.spread.contains_key("usd_per_mtok_total_hyperscaler"));
+            .any(|c| c.spread.contains_key(&Metric::UsdPerMtokTotalHyperscaler));
         let within = if repeated {
             " within the repeats' 95 % intervals"
         } else {
@@ -163,8 +168,9 @@ fn sentence(users: u32, subject: &str, cells: &[&CellResult]) -> Option<String> 
             change(off_cost, on_cost),
         )
     };
-    let cheaper_elsewhere =
-        (cheapest_on.tp, cheapest_on.ep) != (on.tp, on.ep) && !same_cost(on, cheapest_on);
+    let cheaper_elsewhere = (cheapest_on.config.tp, cheapest_on.config.ep)
+        != (on.config.tp, on.config.ep)
+        && !same_cost(on, cheapest_on);
     if cheaper_elsewhere && let Some(c) = cost(cheapest_on) {
         text.push_str(&format!(
             " The cheapest offload-on configuration as interactive, {}, costs {} ({} against offload off).",
@@ -181,7 +187,11 @@ pub fn section(cells: &[CellResult]) -> CostSection {
     let mut groups: BTreeMap<(&str, &str, u32), Vec<&CellResult>> = BTreeMap::new();
     for c in cells {
         groups
-            .entry((c.runner.as_str(), c.model.as_str(), c.users))
+            .entry((
+                c.config.runner.as_str(),
+                c.config.model.as_str(),
+                c.config.users,
+            ))
             .or_default()
             .push(c);
     }
@@ -203,14 +213,14 @@ pub fn section(cells: &[CellResult]) -> CostSection {
         .collect();
     let mut unpriced: Vec<String> = cells
         .iter()
-        .filter(|c| c.priced_as.is_none())
-        .map(|c| c.runner.clone())
+        .filter(|c| c.cost.is_none())
+        .map(|c| c.config.runner.clone())
         .collect();
     unpriced.sort_unstable();
     unpriced.dedup();
     CostSection {
         sentences,
-        any: cells.iter().any(|c| c.priced_as.is_some()),
+        any: cells.iter().any(|c| c.cost.is_some()),
         unpriced,
     }
 }

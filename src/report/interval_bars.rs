@@ -5,8 +5,9 @@ use plotters::style::RGBColor;
 
 use crate::collect::ParetoRow;
 use crate::collect::cells::CellResult;
+use crate::collect::panels::Panel;
 use crate::collect::repeats::LEVEL;
-use crate::pareto::Panel;
+use crate::collect::result::Metric;
 use crate::plot::Series;
 
 /// The interval bars of `rows`' cells on `panel`: none for a cell run once.
@@ -21,15 +22,15 @@ pub fn bars(
         let Some(cell) = cells.iter().find(|c| c.name == r.cell) else {
             continue;
         };
-        let half = |column: &str| cell.spread.get(column).and_then(|s| s.half_width(LEVEL));
-        if let Some(h) = half(panel.y_column) {
+        let half = |metric: Metric| cell.spread.get(&metric).and_then(|s| s.half_width(LEVEL));
+        if let Some(h) = half(panel.y) {
             out.push(Series::line(
                 "",
                 vec![(r.x, r.y - h), (r.x, r.y + h)],
                 color,
             ));
         }
-        if let Some(h) = half(panel.x_column) {
+        if let Some(h) = half(panel.x) {
             out.push(Series::line(
                 "",
                 vec![(r.x - h, r.y), (r.x + h, r.y)],

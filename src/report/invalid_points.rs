@@ -36,7 +36,7 @@ pub fn series(rows: &[&ParetoRow], cells: &[&CellResult]) -> Option<Series> {
                     .iter()
                     .find(|c| c.name == r.cell)
                     .map_or_else(String::new, |c| {
-                        format!("  {}u ✗{}", c.users, c.measured_by.point_label())
+                        format!("  {}u ✗{}", c.config.users, c.measured_by.point_label())
                     })
             })
             .collect(),

@@ -17,9 +17,9 @@ use plotters::style::RGBColor;
 use serde::Serialize;
 
 use crate::collect::cells::{CellResult, MeasuredBy, Skipped};
+use crate::collect::panels::{PANELS, Panel};
 use crate::collect::prediction_error;
 use crate::collect::{self, CollectArgs, Collected, ParetoRow};
-use crate::pareto::{PANELS, Panel};
 use crate::plot::{Chart, Mark, PALETTE, Series};
 use crate::runner::RunnerSet;
 
@@ -53,9 +53,9 @@ fn subject(cells: &[&CellResult]) -> String {
     let simulated = cells.iter().any(|c| c.simulated);
     format!(
         "{} on {} ({}){}",
-        join(&|c| &c.model),
-        join(&|c| &c.runner),
-        join(&|c| &c.engine),
+        join(&|c| &c.config.model),
+        join(&|c| &c.config.runner),
+        join(&|c| c.config.engine.as_str()),
         if simulated { ", simulated" } else { "" }
     )
 }
@@ -87,7 +87,7 @@ pub fn panel_chart(
                     format!(
                         "  {} {}u{}",
                         cost::config_label(c),
-                        c.users,
+                        c.config.users,
                         c.measured_by.point_label()
                     )
                 })
@@ -185,21 +185,24 @@ fn headline(cells: &[CellResult]) -> Vec<HeadlineRow> {
     // An invalid point is no one's best.
     for c in cells.iter().filter(|c| c.valid) {
         groups
-            .entry((c.runner.as_str(), c.offload.as_str()))
+            .entry((c.config.runner.as_str(), c.config.offload.as_str()))
             .or_default()
             .push(c);
     }
     groups
         .into_iter()
         .map(|((runner, offload), g)| {
-            let hits: Vec<f64> = g.iter().filter_map(|c| c.client_hit_rate).collect();
+            let hits: Vec<f64> = g.iter().filter_map(|c| c.figures.client_hit_rate).collect();
             HeadlineRow {
                 runner: runner.into(),
                 offload: offload.into(),
                 cells: g.len(),
-                best_total_tps_per_gpu: g.iter().map(|c| c.total_tps_per_gpu).fold(0.0, f64::max),
-                best_interactivity: best(g.iter().map(|c| c.interactivity), false),
-                best_ttft_p50_ms: best(g.iter().map(|c| c.ttft_p50_ms), true),
+                best_total_tps_per_gpu: g
+                    .iter()
+                    .map(|c| c.figures.total_tps_per_gpu)
+                    .fold(0.0, f64::max),
+                best_interactivity: best(g.iter().map(|c| c.figures.interactivity), false),
+                best_ttft_p50_ms: best(g.iter().map(|c| c.figures.ttft_p50_ms), true),
                 mean_client_hit_rate: (!hits.is_empty())
                     .then(|| hits.iter().sum::<f64>() / hits.len() as f64),
             }
@@ -279,12 +282,15 @@ pub fn write(
     let plots = out.join("plots");
     std::fs::create_dir_all(&plots)
         .with_context(|| format!("cannot create {}", plots.display()))?;
-    let mut runners: Vec<&str> = cells.iter().map(|c| c.runner.as_str()).collect();
+    let mut runners: Vec<&str> = cells.iter().map(|c| c.config.runner.as_str()).collect();
     runners.sort_unstable();
     runners.dedup();
     let mut panels = Vec::new();
     for runner in &runners {
-        let members: Vec<&CellResult> = cells.iter().filter(|c| c.runner == *runner).collect();
+        let members: Vec<&CellResult> = cells
+            .iter()
+            .filter(|c| c.config.runner == *runner)
+            .collect();
         for panel in &PANELS {
             let chart = panel_chart(panel, runner, &members, pareto);
             if cost::unpriced_panel(panel, &chart) {

@@ -15,6 +15,7 @@ use anyhow::Result;
 
 use crate::artifact::schema::{JsonArtifact, Metadata};
 use crate::collect::cells::CellResult;
+use crate::kinds::Offload;
 
 /// One tp's offload-on and offload-off cells at the story's user count.
 #[derive(Debug, Clone)]
@@ -66,7 +67,7 @@ pub fn offload_stories(cells: &[CellResult]) -> Vec<OffloadStory> {
     let mut groups: BTreeMap<(&str, &str), Vec<&CellResult>> = BTreeMap::new();
     for c in cells {
         groups
-            .entry((c.model.as_str(), c.runner.as_str()))
+            .entry((c.config.model.as_str(), c.config.runner.as_str()))
             .or_default()
             .push(c);
     }
@@ -82,24 +83,27 @@ pub fn offload_stories(cells: &[CellResult]) -> Vec<OffloadStory> {
 
 /// `subject` follows the user count in the sentence: empty, or " with MODEL on RUNNER".
 fn story(cells: &[&CellResult], subject: &str) -> Option<OffloadStory> {
-    let find = |tp: u32, ep: u32, users: u32, offload: &str| {
-        cells
-            .iter()
-            .find(|c| c.tp == tp && c.ep == ep && c.users == users && c.offload == offload)
+    let find = |tp: u32, ep: u32, users: u32, offload: Offload| {
+        cells.iter().find(|c| {
+            c.config.tp == tp
+                && c.config.ep == ep
+                && c.config.users == users
+                && c.config.offload == offload
+        })
     };
     let pairs_at = |users: u32| -> Vec<Pair> {
         let mut pairs: Vec<Pair> = cells
             .iter()
-            .filter(|c| c.users == users && c.offload == "on")
+            .filter(|c| c.config.users == users && c.config.offload == Offload::On)
             .filter_map(|on| {
-                let off = find(on.tp, on.ep, users, "off")?;
+                let off = find(on.config.tp, on.config.ep, users, Offload::Off)?;
                 Some(Pair {
-                    tp: on.tp,
-                    ep: on.ep,
-                    hit_off: off.client_hit_rate,
-                    hit_on: on.client_hit_rate,
-                    tps_off: off.total_tps_per_gpu,
-                    tps_on: on.total_tps_per_gpu,
+                    tp: on.config.tp,
+                    ep: on.config.ep,
+                    hit_off: off.figures.client_hit_rate,
+                    hit_on: on.figures.client_hit_rate,
+                    tps_off: off.figures.total_tps_per_gpu,
+                    tps_on: on.figures.total_tps_per_gpu,
                 })
             })
             .collect();
@@ -110,7 +114,7 @@ fn story(cells: &[&CellResult], subject: &str) -> Option<OffloadStory> {
     };
     let users = cells
         .iter()
-        .map(|c| c.users)
+        .map(|c| c.config.users)
         .filter(|&u| !pairs_at(u).is_empty())
         .max()?;
     let pairs = pairs_at(users);

@@ -34,11 +34,8 @@ pub struct TierSection {
 
 /// Shares of a cell's prompt tokens by tier; `None` where it has no split.
 fn shares(c: &CellResult) -> Option<[Option<f64>; 3]> {
-    let parts = [
-        c.prompt_tokens_hbm,
-        c.prompt_tokens_host,
-        c.prompt_tokens_computed,
-    ];
+    let t = &c.tiers.as_ref()?.tokens;
+    let parts = [t.hbm, t.host, t.computed];
     let total: f64 = parts.iter().flatten().sum();
     (total > 0.0).then(|| parts.map(|p| p.map(|v| v / total)))
 }
@@ -86,7 +83,14 @@ pub fn cell_chart(cell: &CellResult) -> Result<Option<Chart>> {
 fn share_chart(cells: &[CellResult], i: usize, what: &str) -> Chart {
     let mut keys: Vec<(&str, &str, u32, u32)> = cells
         .iter()
-        .map(|c| (c.runner.as_str(), c.offload.as_str(), c.tp, c.ep))
+        .map(|c| {
+            (
+                c.config.runner.as_str(),
+                c.config.offload.as_str(),
+                c.config.tp,
+                c.config.ep,
+            )
+        })
         .collect();
     keys.sort_unstable();
     keys.dedup();
@@ -98,9 +102,14 @@ fn share_chart(cells: &[CellResult], i: usize, what: &str) -> Chart {
             let mut points: Vec<(f64, f64)> = cells
                 .iter()
                 .filter(|c| {
-                    (c.runner.as_str(), c.offload.as_str(), c.tp, c.ep) == (runner, mode, tp, ep)
+                    (
+                        c.config.runner.as_str(),
+                        c.config.offload.as_str(),
+                        c.config.tp,
+                        c.config.ep,
+                    ) == (runner, mode, tp, ep)
                 })
-                .filter_map(|c| Some((f64::from(c.users), shares(c)?[i]? * 100.0)))
+                .filter_map(|c| Some((f64::from(c.config.users), shares(c)?[i]? * 100.0)))
                 .collect();
             points.sort_by(|a, b| a.0.total_cmp(&b.0));
             let config = match ep {
@@ -139,13 +148,13 @@ pub fn section(cells: &[CellResult], plots: &Path) -> Result<TierSection> {
             TierRow {
                 cell: c.name.clone(),
                 config: super::cost::config_label(c),
-                users: c.users,
-                offload: c.offload.clone(),
+                users: c.config.users,
+                offload: c.config.offload.to_string(),
                 hbm,
                 host,
                 computed,
-                to_host_gb_s: c.offload_to_host_gb_s,
-                from_host_gb_s: c.offload_from_host_gb_s,
+                to_host_gb_s: c.tiers.as_ref().and_then(|t| t.to_host_gb_s),
+                from_host_gb_s: c.tiers.as_ref().and_then(|t| t.from_host_gb_s),
             }
         })
         .collect();

@@ -630,6 +630,26 @@ fn bad_input_is_a_clear_error_and_leaves_the_database_unchanged() {
     common::write(&broken, "summary.csv", "cell,runner\nx,h100\n");
     let e = err(&["history", "add", s(&broken), "--db", s(&db)]);
     assert!(e.contains("summary.csv: no column `model`"), "{e}");
+    // A column collect never writes, and a configuration value that is not one, name the file.
+    let header =
+        "cell,runner,model,engine,precision,tp,ep,users,offload,simulated,measured_by,repeats";
+    common::write(
+        &broken,
+        "summary.csv",
+        &format!("{header},colour\nx,h100,m,vllm,,1,0,2,on,false,kvsweep,1,red\n"),
+    );
+    let e = err(&["history", "add", s(&broken), "--db", s(&db)]);
+    assert!(e.contains("summary.csv: unknown column `colour`"), "{e}");
+    common::write(
+        &broken,
+        "summary.csv",
+        &format!("{header}\nx,h100,m,vllm,,1,0,2,sideways,false,kvsweep,1\n"),
+    );
+    let e = err(&["history", "add", s(&broken), "--db", s(&db)]);
+    assert!(
+        e.contains("summary.csv: line 2") && e.contains("`sideways` is not on, off or noprefix"),
+        "{e}"
+    );
     assert_eq!(bytes(&db), before);
     let e = err(&["history", "list", "--db", s(&dir.path().join("absent.db"))]);
     assert!(e.contains("no history database at"), "{e}");

@@ -21,7 +21,6 @@ use kvsweep::oracle::OracleArgs;
 use kvsweep::predict::PredictArgs;
 use kvsweep::render::RenderArgs;
 use kvsweep::replay::ReplayArgs;
-use kvsweep::workload::replay::ReplayCommand;
 use kvsweep::runner::RunnerSet;
 use kvsweep::shutdown::Shutdown;
 use kvsweep::sim::SimArgs;
@@ -30,6 +29,7 @@ use kvsweep::spec::matrix::MatrixArgs;
 use kvsweep::sweep::SweepArgs;
 use kvsweep::trace::cli::TraceArgs;
 use kvsweep::trace_cache::TracesArgs;
+use kvsweep::workload::replay::ReplayCommand;
 use kvsweep::workload::tester::{TestArgs, TestCommand};
 
 /// Benchmark LLM inference servers on agentic multi-turn workloads, with and without KV-cache

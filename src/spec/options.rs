@@ -6,10 +6,10 @@ use indexmap::IndexMap;
 use serde::Serialize;
 use serde_norway::Value;
 
+use crate::workload::Workload;
 use crate::workload::options::{self as typed, OptionError};
 use crate::workload::replay::ReplayArgs;
 use crate::workload::tester::{CacheRateArgs, SinglePromptArgs, TestArgs, Tester, WorkingSetArgs};
-use crate::workload::Workload;
 use crate::yaml::{SpecError, YamlDoc};
 
 /// The workload a spec's cells run, before each cell sets its own part (users, duration, the

@@ -177,7 +177,10 @@ mod tests {
         };
         let argv = w.plan_argv(&at).expect("argv");
         assert_eq!(argv[..2], ["replay", "--plan"]);
-        assert!(argv.windows(2).any(|p| p == ["--traces", "traces"]), "{argv:?}");
+        assert!(
+            argv.windows(2).any(|p| p == ["--traces", "traces"]),
+            "{argv:?}"
+        );
         assert!(argv.windows(2).any(|p| p == ["--out", "res"]), "{argv:?}");
         let test = parsed(&["test", "single-prompt", "--output-dir", "o"]);
         let argv = test.plan_argv(&at).expect("argv");

@@ -63,7 +63,10 @@ where
                 Some(near) => format!(" (did you mean `{near}`?)"),
                 None => String::new(),
             };
-            return Err(OptionError::at(key, format!("unknown option `{key}`{hint}")));
+            return Err(OptionError::at(
+                key,
+                format!("unknown option `{key}`{hint}"),
+            ));
         }
         // The option alone over the defaults: a wrong value is found at its own key.
         let mut one = defaults.values.clone();
@@ -172,8 +175,9 @@ mod tests {
             &["traces", "out"],
         )
         .expect("options");
-        let flags = crate::workload::replay::parse(&["--max-users", "8", "--warm-prefix-pct", "0.5"])
-            .expect("parses");
+        let flags =
+            crate::workload::replay::parse(&["--max-users", "8", "--warm-prefix-pct", "0.5"])
+                .expect("parses");
         // The same arguments as the flags give, less the required ones (placeholders here).
         assert_eq!(
             ReplayArgs {

@@ -349,6 +349,65 @@ mod tests {
         assert!(parse_argv(&["replay", "--traces", "t"]).is_err());
     }
 
+    /// `kvsweep replay ARGS` as main parses it, converted into the replay's arguments.
+    fn command(argv: &[&str]) -> Result<ReplayArgs> {
+        use clap::Parser;
+
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            command: ReplayCommand,
+        }
+        let cli = Cli::try_parse_from([&["replay"], argv].concat())?;
+        ReplayArgs::try_from(cli.command)
+    }
+
+    #[test]
+    fn a_plan_gives_the_workload_and_the_flags_where_it_runs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let planned = parse(&["--users", "6", "--seed", "4", "--api", "chat"]).expect("parses");
+        let plan = dir.path().join("cell.json");
+        let workload = super::super::Workload::Replay(planned.clone());
+        let json = serde_json::json!({ "workload": workload });
+        std::fs::write(&plan, json.to_string()).expect("write");
+        let plan = plan.to_str().expect("utf-8");
+        let run = [
+            "--plan",
+            plan,
+            "--traces",
+            "here",
+            "--out",
+            "o2",
+            "--url",
+            "http://h:1",
+        ];
+        let args = command(&run).expect("runs the plan");
+        assert_eq!(
+            args,
+            ReplayArgs {
+                url: vec!["http://h:1".into()],
+                traces: vec!["here".into()],
+                out: "o2".into(),
+                ..planned
+            }
+        );
+        let err = command(&[&run[..], &["--users", "2"]].concat()).expect_err("a second say");
+        assert!(
+            err.to_string()
+                .contains("--users cannot be given with --plan"),
+            "{err}"
+        );
+        let flags = command(&["--traces", "t", "--out", "o", "--users", "2"]).expect("flags");
+        assert_eq!(flags.users, 2);
+        let err = command(&["--traces", "t", "--out", "o", "--warm-prefix-pct", "50"])
+            .expect_err("a percentage");
+        assert!(
+            err.to_string()
+                .starts_with("--warm-prefix-pct: 50 is not a share"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn zero_users_is_refused() {
         let a = parse(&["--users", "0"]).expect("parses");

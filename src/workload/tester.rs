@@ -67,7 +67,10 @@ impl TryFrom<TestCommand> for TestArgs {
             );
         };
         let common = args.tester.common_mut().ok_or_else(|| {
-            anyhow::anyhow!("the plan {}'s tester runs against no server", plan.display())
+            anyhow::anyhow!(
+                "the plan {}'s tester runs against no server",
+                plan.display()
+            )
         })?;
         common.url = command.url;
         common.output_dir = output_dir;
@@ -289,5 +292,53 @@ impl Tester {
             Tester::WorkingSet(a) => Some(&mut a.common),
             Tester::Report(_) | Tester::Combine(_) => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `kvsweep test ARGS` as main parses it, converted into the tester's arguments.
+    fn command(argv: &[&str]) -> Result<TestArgs> {
+        use clap::Parser;
+
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            command: TestCommand,
+        }
+        let cli = Cli::try_parse_from([&["test"], argv].concat())?;
+        TestArgs::try_from(cli.command)
+    }
+
+    #[test]
+    fn a_plan_gives_the_test_and_the_flags_where_it_runs() {
+        let named = command(&[
+            "single-prompt",
+            "--output-dir",
+            "o",
+            "--num-iterations",
+            "2",
+        ])
+        .expect("a named test");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let plan = dir.path().join("cell.json");
+        let json = serde_json::json!({ "workload": super::super::Workload::Test(named.clone()) });
+        std::fs::write(&plan, json.to_string()).expect("write");
+        let plan = plan.to_str().expect("utf-8");
+        let mut args = command(&["--plan", plan, "--url", "http://h:1", "--output-dir", "d"])
+            .expect("runs the plan");
+        let common = args.tester.common_mut().expect("a server test");
+        assert_eq!(
+            (common.url.as_str(), common.output_dir.to_str()),
+            ("http://h:1", Some("d"))
+        );
+        common.url = "http://127.0.0.1:8000".into();
+        common.output_dir = "o".into();
+        assert_eq!(args, named);
+        assert!(command(&["--plan", plan]).is_err(), "where the files go");
+        assert!(command(&[]).is_err(), "neither a test nor a plan");
+        assert!(command(&["--url", "http://h:1", "single-prompt", "--output-dir", "o"]).is_err());
     }
 }

@@ -338,7 +338,9 @@ fn sweep_cells_replay_the_trace_output_lengths_unless_the_spec_says_not_to() {
             .expect("utf-8"),
     ]);
     assert!(
-        err.contains("field `replay.ignore_eos`: invalid type: string \"sometimes\", expected a boolean"),
+        err.contains(
+            "field `replay.ignore_eos`: invalid type: string \"sometimes\", expected a boolean"
+        ),
         "{err}"
     );
 }

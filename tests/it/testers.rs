@@ -559,7 +559,11 @@ fn a_tester_cell_renders_a_clean_script_and_specs_say_what_is_wrong() {
     ]);
     let script = std::fs::read_to_string(out.join("run.sh")).expect("run.sh");
     let test = &common::script_plan(&script)["workload"]["test"]["tester"]["cache-rate"];
-    assert_eq!(test["context_sizes"], serde_json::json!([8000, 32000]), "{test}");
+    assert_eq!(
+        test["context_sizes"],
+        serde_json::json!([8000, 32000]),
+        "{test}"
+    );
     assert_eq!(test["working_set_size"], 2_000_000, "{test}");
     assert!(
         script.contains(

@@ -30,7 +30,8 @@ use kvsweep::spec::matrix::MatrixArgs;
 use kvsweep::sweep::SweepArgs;
 use kvsweep::trace::cli::TraceArgs;
 use kvsweep::trace_cache::TracesArgs;
-use kvsweep::workload::tester::TestArgs;
+use kvsweep::workload::replay::ReplayCommand;
+use kvsweep::workload::tester::{TestArgs, TestCommand};
 
 /// Benchmark LLM inference servers on agentic multi-turn workloads, with and without KV-cache
 /// offload, across a sweep of configurations, and turn the results into Pareto frontiers.
@@ -53,7 +54,7 @@ enum Command {
     /// Run the simulated OpenAI-compatible inference server.
     SimServer(SimArgs),
     /// Replay agentic traces against a server and measure it.
-    Replay(ReplayArgs),
+    Replay(ReplayCommand),
     /// Scrape a server's Prometheus metrics while a cell runs.
     Metrics(MetricsCommand),
     /// Run one sweep cell end to end on this machine.
@@ -87,7 +88,7 @@ enum Command {
     /// KV-cache bytes per token and tokens per GPU for a model.
     KvSize(KvSizeArgs),
     /// Synthetic cache testers: single-prompt, cache-rate, working-set.
-    Test(TestArgs),
+    Test(TestCommand),
 }
 
 fn main() -> ExitCode {
@@ -117,7 +118,9 @@ fn dispatch(cli: Cli, rt: &Handle, shutdown: &Shutdown) -> Result<()> {
         Command::Matrix(args) => kvsweep::spec::matrix::run(args, &runners()?),
         Command::Render(args) => kvsweep::render::run(args, &runners()?),
         Command::SimServer(args) => kvsweep::sim::run(args, &runners()?, rt, shutdown),
-        Command::Replay(args) => kvsweep::replay::run(args, rt, shutdown),
+        Command::Replay(args) => {
+            kvsweep::replay::run(&ReplayArgs::try_from(args.clone())?, rt, shutdown)
+        }
         Command::Metrics(args) => kvsweep::metrics::command(args, rt, shutdown),
         Command::RunCell(args) => kvsweep::cell::run(args, &runners()?, rt, shutdown),
         Command::Cell(args) => kvsweep::cell::finish::run(args),
@@ -136,6 +139,6 @@ fn dispatch(cli: Cli, rt: &Handle, shutdown: &Shutdown) -> Result<()> {
         Command::Traces(args) => kvsweep::trace_cache::run(args, rt),
         Command::Oracle(args) => kvsweep::oracle::run(args, &runners()?, rt),
         Command::KvSize(args) => kvsweep::kvsize::run(args, &runners()?),
-        Command::Test(args) => kvsweep::testers::run(args, rt),
+        Command::Test(args) => kvsweep::testers::run(&TestArgs::try_from(args.clone())?, rt),
     }
 }

@@ -236,9 +236,16 @@ async fn drive(
         "--interval".into(),
         "1s".into(),
     ]));
+    // The plan (cell.json, in `out`) says what runs; the command only where.
+    let at = crate::workload::RunAt {
+        plan: &out.join(<CellPlan as JsonArtifact>::FILE),
+        url: &base,
+        traces: plan.traces.as_deref(),
+        out,
+    };
     commands.push(quoted(
         &std::iter::once(kv)
-            .chain(workload.full_argv()?)
+            .chain(workload.plan_argv(&at)?)
             .collect::<Vec<_>>(),
     ));
     std::fs::write(

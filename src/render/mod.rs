@@ -289,6 +289,8 @@ fn cell_workload(spec: &SpecWorkload, cell: &CellWorkload<'_>) -> Result<Workloa
             r.url = vec![url];
             r.traces = cell.traces.map(Path::to_path_buf).into_iter().collect();
             r.out = PathBuf::from(".");
+            r.check()
+                .map_err(|e| anyhow::anyhow!("`replay.{}`: {}", e.field, e.message))?;
         }
         Workload::Test(t) => {
             let common = t
@@ -331,8 +333,6 @@ struct ScriptContext<'a> {
     engine_lines: Vec<String>,
     /// Where the engine command comes from: a recorded InferenceX launch, or the runner's flags.
     engine_source: String,
-    /// The workload's command line, without what the script adds (`--url`, `--traces`...).
-    workload_argv: Vec<String>,
     /// Where a replay cell's traces are, when the spec gives a path.
     traces: Option<String>,
     /// `kvsweep` arguments that fetch a replay cell's traces named by URL and print their path.
@@ -376,7 +376,6 @@ pub fn render_script(plan: &CellPlan, runner: &Runner, templates: Option<&Path>)
         status_format_version: Status::VERSION,
         engine_lines,
         engine_source,
-        workload_argv: plan.workload.argv()?,
         traces: plan.traces.as_ref().map(|t| t.display().to_string()),
         trace_fetch: plan.trace_url.as_ref().map(RemoteTraces::fetch_args),
         tester: plan.workload.tester_kind(),

@@ -42,7 +42,7 @@ pub struct ControlArgs {
 
     /// Before timing, send this share (0 to 1: 0.5 is half) of the first prompt each starting
     /// session sends, after --max-context, once (0: off).
-    #[arg(long, default_value_t = 0.0, value_parser = share, help_heading = "Warm start")]
+    #[arg(long, default_value_t = 0.0, help_heading = "Warm start")]
     pub warm_prefix_pct: f64,
     /// Start users part-way into their session: at least this share of it skipped.
     #[arg(long, default_value_t = 0.0, help_heading = "Warm start")]
@@ -107,17 +107,8 @@ pub struct ControlArgs {
     pub arrival: Arrival,
 }
 
-/// Parses a share from 0 to 1, refusing anything else: a percentage given by mistake (`50`)
-/// would otherwise mean far more than meant.
-pub fn share(text: &str) -> Result<f64, String> {
-    let v: f64 = text
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{text}` is not a number"))?;
-    check_share(v)
-}
-
-/// `v` when it is a share from 0 to 1, else why not.
+/// `v` when it is a share from 0 to 1, else why not: a percentage given by mistake (`50`)
+/// would otherwise mean far more than meant ([`super::replay::ReplayArgs::check`]).
 pub fn check_share(v: f64) -> Result<f64, String> {
     if (0.0..=1.0).contains(&v) {
         Ok(v)

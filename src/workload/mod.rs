@@ -2,21 +2,23 @@
 //! with its arguments typed.
 //!
 //! The arguments live here, apart from the replay and the testers that run them, so that a
-//! cell's plan (cell.json, in [`crate::artifact`]) can carry them typed: a spec's `replay:` and
-//! `tester:` options become these structs when the spec loads, travel in the plan, and become a
-//! command line only where a script needs one ([`Workload::argv`], used by render).
+//! cell's plan (cell.json, in [`crate::artifact`]) carries them as data: a spec's `replay:` and
+//! `tester:` options deserialize into these structs when the spec loads, the command line's
+//! flags parse into them, and a cell's script hands the plan itself to `kvsweep replay --plan`
+//! (or `kvsweep test --plan`) instead of spelling it back out as flags.
 
 pub mod agentx;
-pub mod argv;
 pub mod control;
+pub mod options;
 pub mod replay;
 pub mod tester;
 
-use anyhow::{Result, bail};
+use std::path::Path;
+
+use anyhow::{Context, Result};
 use clap::Parser;
 use serde::{Deserialize, Serialize};
 
-use self::argv::Choice;
 use self::replay::ReplayArgs;
 use self::tester::{TestArgs, Tester};
 
@@ -41,81 +43,64 @@ pub fn parse(argv: &[String]) -> Result<Workload, clap::Error> {
     WorkloadFlags::try_parse_from(argv).map(|f| f.command)
 }
 
-/// The flags a cell's runner adds itself, where the cell runs: the server's URL, where the
-/// traces are and where the results go.
-const REPLAY_RUN_TIME: &[&str] = &["url", "traces", "out"];
-const TESTER_RUN_TIME: &[&str] = &["url", "output_dir"];
+/// The part of a cell's plan (cell.json) that says what runs; the rest of the plan is the
+/// engine's and the report's, read elsewhere ([`crate::artifact`]).
+#[derive(Deserialize)]
+struct PlanWorkload {
+    workload: Workload,
+}
 
-/// The flags a cell sets itself (render), written out even at their defaults so that a script
-/// says what its cell runs.
-const REPLAY_CELL_SET: &[&str] = &[
-    "model",
-    "api",
-    "users",
-    "duration",
-    "format",
-    "engine_label",
-];
-const TESTER_CELL_SET: &[&str] = &["model", "api"];
+/// The workload of the cell plan at `path` (a cell.json), for `--plan`.
+pub fn read_plan(path: &Path) -> Result<Workload> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the plan {}", path.display()))?;
+    let plan: PlanWorkload = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a cell plan", path.display()))?;
+    Ok(plan.workload)
+}
 
-/// The field names of the on/off flags (`--recycle`) of `replay` or `test KIND`, which take no
-/// value on the command line.
-pub fn switches(head: &[&str]) -> Vec<String> {
-    use clap::{ArgAction, Subcommand};
-    let mut command = Some(Workload::augment_subcommands(clap::Command::new("kvsweep")));
-    for name in head {
-        command = command.and_then(|c| c.find_subcommand(name).cloned());
-    }
-    command
-        .map(|c| {
-            c.get_arguments()
-                .filter(|a| matches!(a.get_action(), ArgAction::SetTrue))
-                .map(|a| a.get_id().to_string())
-                .collect()
-        })
-        .unwrap_or_default()
+/// Where a cell's workload runs: what `--plan` leaves to the command line.
+pub struct RunAt<'a> {
+    pub plan: &'a Path,
+    pub url: &'a str,
+    /// A replay's traces (a tester has none).
+    pub traces: Option<&'a Path>,
+    /// The cell's results directory; a tester writes into its `tester/`.
+    pub out: &'a Path,
 }
 
 impl Workload {
-    /// The command line (`replay ...` or `test KIND ...`) that parses back into this workload,
-    /// without the flags the runner adds where the cell runs (`--url`, `--traces`, `--out`,
-    /// `--output-dir`), and without flags left at their defaults.
-    pub fn argv(&self) -> Result<Vec<String>> {
-        self.command_line(true)
-    }
-
-    /// The whole command line, the flags set where the cell runs included (commands.txt).
-    pub fn full_argv(&self) -> Result<Vec<String>> {
-        self.command_line(false)
-    }
-
-    fn command_line(&self, leave_out_run_time: bool) -> Result<Vec<String>> {
-        let choice = |always, run_time: &'static [&'static str]| Choice {
-            always,
-            leave_out: match leave_out_run_time {
-                true => run_time,
-                false => &[],
-            },
-        };
-        let (head, flags) = match self {
-            Workload::Replay(a) => {
-                let choice = choice(REPLAY_CELL_SET, REPLAY_RUN_TIME);
-                (vec!["replay"], argv::flags(a, &choice)?)
+    /// The `kvsweep` arguments that run this workload from its plan file (commands.txt): the
+    /// plan says what runs, the flags where.
+    pub fn plan_argv(&self, at: &RunAt<'_>) -> Result<Vec<String>> {
+        let path = |p: &Path| p.display().to_string();
+        Ok(match self {
+            Workload::Replay(_) => {
+                let traces = at
+                    .traces
+                    .context("the cell replays traces but its plan names none")?;
+                vec![
+                    "replay".into(),
+                    "--plan".into(),
+                    path(at.plan),
+                    "--traces".into(),
+                    path(traces),
+                    "--url".into(),
+                    at.url.to_owned(),
+                    "--out".into(),
+                    path(at.out),
+                ]
             }
-            Workload::Test(t) => {
-                let choice = choice(TESTER_CELL_SET, TESTER_RUN_TIME);
-                let flags = match &t.tester {
-                    Tester::SinglePrompt(a) => argv::flags(a, &choice)?,
-                    Tester::CacheRate(a) => argv::flags(a, &choice)?,
-                    Tester::WorkingSet(a) => argv::flags(a, &choice)?,
-                    Tester::Report(_) | Tester::Combine(_) => {
-                        bail!("`kvsweep test report` and `combine` are not a cell's workload")
-                    }
-                };
-                (vec!["test", t.tester.name()], flags)
-            }
-        };
-        Ok(head.into_iter().map(str::to_owned).chain(flags).collect())
+            Workload::Test(_) => vec![
+                "test".into(),
+                "--plan".into(),
+                path(at.plan),
+                "--url".into(),
+                at.url.to_owned(),
+                "--output-dir".into(),
+                path(&at.out.join("tester")),
+            ],
+        })
     }
 
     /// The seed that fixes what the workload sends (session order, prompt content; a tester's
@@ -156,181 +141,6 @@ mod tests {
         parse(&argv).expect("parses")
     }
 
-    /// `w`'s command line plus the flags set where the cell runs, parsed back.
-    fn round_trip(w: &Workload, run_time: &[&str]) -> Workload {
-        let mut argv = w.argv().expect("a command line");
-        argv.extend(run_time.iter().map(|s| (*s).to_owned()));
-        parse(&argv).unwrap_or_else(|e| panic!("{argv:?} does not parse: {e}"))
-    }
-
-    #[test]
-    fn a_replay_with_every_kind_of_flag_comes_back_the_same() {
-        let w = parsed(&[
-            "replay",
-            "--url",
-            "http://a:1",
-            "--url",
-            "http://b:2",
-            "--model",
-            "m",
-            "--api",
-            "chat",
-            "--traces",
-            "t1",
-            "--traces",
-            "t2",
-            "--format",
-            "bailian",
-            "--block-size",
-            "16",
-            "--strict",
-            "--users",
-            "7",
-            "--duration",
-            "12.5",
-            "--timing",
-            "api-scaled",
-            "--on-long",
-            "truncate",
-            "--time-scale",
-            "0.05",
-            "--seed",
-            "9",
-            "--ignore-eos",
-            "--out",
-            "o",
-            "--engine-label",
-            "vllm",
-            "--max-users",
-            "16",
-            "--ttft-metric",
-            "p99",
-            "--reset-cache",
-            "--request-rate",
-            "0.5",
-            "--arrival",
-            "constant",
-            "--max-working-set-tokens",
-            "100000",
-        ]);
-        let run_time = [
-            "--url",
-            "http://a:1",
-            "--url",
-            "http://b:2",
-            "--traces",
-            "t1",
-            "--traces",
-            "t2",
-            "--out",
-            "o",
-        ];
-        assert_eq!(round_trip(&w, &run_time), w);
-        let full = w.full_argv().expect("a command line");
-        assert_eq!(parse(&full).expect("parses"), w);
-    }
-
-    #[test]
-    fn defaults_and_run_time_flags_stay_off_the_command_line() {
-        let w = parsed(&["replay", "--traces", "t", "--out", "o", "--users", "3"]);
-        assert_eq!(
-            w.argv().expect("argv"),
-            [
-                "replay",
-                "--api",
-                "completions",
-                "--format",
-                "auto",
-                "--users",
-                "3",
-                "--duration",
-                "0"
-            ]
-        );
-        let full = w.full_argv().expect("argv");
-        assert!(full.windows(2).any(|p| p == ["--traces", "t"]), "{full:?}");
-        assert!(full.windows(2).any(|p| p == ["--out", "o"]), "{full:?}");
-    }
-
-    #[test]
-    fn every_cell_tester_comes_back_the_same() {
-        let run_time = ["--output-dir", "out"];
-        for w in [
-            parsed(&[
-                "test",
-                "single-prompt",
-                "--output-dir",
-                "out",
-                "--api",
-                "chat",
-                "--context-sizes",
-                "1000",
-                "--context-sizes",
-                "2000",
-                "--num-iterations",
-                "2",
-            ]),
-            parsed(&[
-                "test",
-                "cache-rate",
-                "--output-dir",
-                "out",
-                "--context-sizes",
-                "4000",
-                "--working-set-size",
-                "80000",
-                "--cache-hit-rates",
-                "0",
-                "--cache-hit-rates",
-                "50",
-                "--mode",
-                "fixed",
-                "--reinit-strategy",
-                "per-cache-rate",
-                "--ttft-metric",
-                "max",
-                "--random-working-set-selection",
-                "--max-ttft",
-                "1.5",
-            ]),
-            parsed(&[
-                "test",
-                "working-set",
-                "--output-dir",
-                "out",
-                "--context-sizes",
-                "8000",
-                "--min-working-set-size",
-                "10000",
-                "--max-working-set-size",
-                "90000",
-                "--scale",
-                "geometric",
-                "--kv-bytes-per-token",
-                "131072",
-            ]),
-        ] {
-            assert_eq!(round_trip(&w, &run_time), w);
-            assert!(w.tester_kind().is_some());
-        }
-    }
-
-    #[test]
-    fn switches_are_the_flags_without_a_value() {
-        let replay = switches(&["replay"]);
-        assert!(replay.iter().any(|s| s == "recycle"), "{replay:?}");
-        assert!(replay.iter().any(|s| s == "reset_cache"), "{replay:?}");
-        assert!(!replay.iter().any(|s| s == "users"), "{replay:?}");
-        let cache_rate = switches(&["test", "cache-rate"]);
-        assert!(
-            cache_rate
-                .iter()
-                .any(|s| s == "random_working_set_selection"),
-            "{cache_rate:?}"
-        );
-        assert!(switches(&["nonsense"]).is_empty());
-    }
-
     #[test]
     fn a_plan_carries_the_workload_as_json_and_back() {
         let w = parsed(&[
@@ -349,5 +159,33 @@ mod tests {
             "{json}"
         );
         assert_eq!(serde_json::from_str::<Workload>(&json).expect("reads"), w);
+    }
+
+    #[test]
+    fn a_plan_file_gives_its_workload_and_the_command_that_runs_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let w = parsed(&["replay", "--traces", "t", "--out", "o", "--users", "3"]);
+        let plan = dir.path().join("cell.json");
+        let json = serde_json::json!({"format_version": 2, "workload": w, "port": 1});
+        std::fs::write(&plan, json.to_string()).expect("write");
+        assert_eq!(read_plan(&plan).expect("reads"), w);
+        let at = RunAt {
+            plan: &plan,
+            url: "http://127.0.0.1:9",
+            traces: Some(Path::new("traces")),
+            out: Path::new("res"),
+        };
+        let argv = w.plan_argv(&at).expect("argv");
+        assert_eq!(argv[..2], ["replay", "--plan"]);
+        assert!(
+            argv.windows(2).any(|p| p == ["--traces", "traces"]),
+            "{argv:?}"
+        );
+        assert!(argv.windows(2).any(|p| p == ["--out", "res"]), "{argv:?}");
+        let test = parsed(&["test", "single-prompt", "--output-dir", "o"]);
+        let argv = test.plan_argv(&at).expect("argv");
+        assert_eq!(argv[..2], ["test", "--plan"]);
+        assert_eq!(argv.last().map(String::as_str), Some("res/tester"));
+        assert!(read_plan(&dir.path().join("none.json")).is_err());
     }
 }

@@ -132,26 +132,48 @@ pub struct ReplayArgs {
     pub agentx: Box<agentx::AgentxArgs>,
 }
 
+/// A value no run can use: the field it is in and why. The command line names the field by its
+/// flag (`--warm-prefix-pct: ...`, the `Display` form), a spec by its key (`replay.warm_prefix_pct`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("--{}: {message}", field.replace('_', "-"))]
+pub struct Invalid {
+    /// The field name (`warm_prefix_pct`).
+    pub field: &'static str,
+    pub message: String,
+}
+
 impl ReplayArgs {
-    /// Refuses what clap's types let through but no run can do.
-    pub fn validate(&self) -> Result<()> {
+    /// Refuses what the types let through but no run can do: the one check of these values,
+    /// whether they came from flags, a spec or a plan.
+    pub fn check(&self) -> Result<(), Invalid> {
+        let invalid = |field, message: String| Err(Invalid { field, message });
         if self.users == 0 {
-            bail!("--users must be at least 1");
+            return invalid("users", "must be at least 1".into());
         }
         if !(self.warmup_window.is_finite() && self.warmup_window >= 0.0) {
-            bail!("--warmup-window must be a number of seconds at least 0");
+            return invalid(
+                "warmup_window",
+                "must be a number of seconds at least 0".into(),
+            );
         }
-        // A plan read back from cell.json did not go through the flag's parser.
-        control::check_share(self.control.warm_prefix_pct)
-            .map_err(|e| anyhow::anyhow!("--warm-prefix-pct: {e}"))?;
+        if let Err(e) = control::check_share(self.control.warm_prefix_pct) {
+            return invalid("warm_prefix_pct", e);
+        }
         if self.duration > 0.0 && self.warmup_window >= self.duration {
-            bail!(
-                "--warmup-window {} leaves nothing of --duration {} to measure",
-                self.warmup_window,
-                self.duration
+            return invalid(
+                "warmup_window",
+                format!(
+                    "{} s leaves nothing of the {} s duration to measure",
+                    self.warmup_window, self.duration
+                ),
             );
         }
         Ok(())
+    }
+
+    /// [`ReplayArgs::check`], as an error that names the flag.
+    pub fn validate(&self) -> Result<()> {
+        Ok(self.check()?)
     }
 
     /// The user count a closed-loop run starts with: `--users`, or with the adaptive controller
@@ -161,6 +183,100 @@ impl ReplayArgs {
             (Some(max), start) => start.unwrap_or(1).clamp(1, max.max(1)),
             (None, _) => self.users,
         }
+    }
+}
+
+/// `kvsweep replay`'s command line: the replay's flags, or a cell's plan (`--plan cell.json`,
+/// what a cell's script runs) with only where it runs (`--url`, `--traces`, `--out`) as flags.
+/// It converts into [`ReplayArgs`], the plan's own form.
+#[derive(Debug, Clone)]
+pub struct ReplayCommand {
+    plan: Option<PathBuf>,
+    args: ReplayArgs,
+    /// The fields whose flags the command line gave (not left at their defaults).
+    given: Vec<String>,
+}
+
+/// What a replay run from a plan takes from its command line.
+const WHERE_IT_RUNS: &[&str] = &["plan", "url", "traces", "out"];
+
+impl clap::Args for ReplayCommand {
+    fn augment_args(command: clap::Command) -> clap::Command {
+        ReplayArgs::augment_args(
+            command.arg(
+                clap::Arg::new("plan")
+                    .long("plan")
+                    .value_name("CELL_JSON")
+                    .value_parser(clap::value_parser!(PathBuf))
+                    .help(
+                        "Replay the workload of a cell's plan (its cell.json); the flags then \
+                         only say where: --url, --traces, --out",
+                    ),
+            ),
+        )
+    }
+
+    fn augment_args_for_update(command: clap::Command) -> clap::Command {
+        Self::augment_args(command)
+    }
+}
+
+impl clap::FromArgMatches for ReplayCommand {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let given = matches
+            .ids()
+            .filter(|id| {
+                matches.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine)
+            })
+            .map(|id| id.to_string())
+            .collect();
+        Ok(ReplayCommand {
+            plan: matches.get_one::<PathBuf>("plan").cloned(),
+            args: ReplayArgs::from_arg_matches(matches)?,
+            given,
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl TryFrom<ReplayCommand> for ReplayArgs {
+    type Error = anyhow::Error;
+
+    /// The flags' replay, or the plan's with the flags' `--url`, `--traces` and `--out`;
+    /// checked either way.
+    fn try_from(command: ReplayCommand) -> Result<Self> {
+        let args = match &command.plan {
+            None => command.args,
+            Some(path) => {
+                if let Some(id) = command
+                    .given
+                    .iter()
+                    .find(|id| !WHERE_IT_RUNS.contains(&id.as_str()))
+                {
+                    bail!(
+                        "--{} cannot be given with --plan: the plan {} says what the replay runs, the flags only where (--url, --traces, --out)",
+                        id.replace('_', "-"),
+                        path.display()
+                    );
+                }
+                let super::Workload::Replay(mut plan) = super::read_plan(path)? else {
+                    bail!(
+                        "the plan {} runs a synthetic test: give it to `kvsweep test --plan`",
+                        path.display()
+                    );
+                };
+                plan.url = command.args.url;
+                plan.traces = command.args.traces;
+                plan.out = command.args.out;
+                plan
+            }
+        };
+        args.validate()?;
+        Ok(args)
     }
 }
 
@@ -232,6 +348,65 @@ mod tests {
     fn traces_and_out_are_required() {
         assert!(parse_argv(&["replay", "--out", "o"]).is_err());
         assert!(parse_argv(&["replay", "--traces", "t"]).is_err());
+    }
+
+    /// `kvsweep replay ARGS` as main parses it, converted into the replay's arguments.
+    fn command(argv: &[&str]) -> Result<ReplayArgs> {
+        use clap::Parser;
+
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            command: ReplayCommand,
+        }
+        let cli = Cli::try_parse_from([&["replay"], argv].concat())?;
+        ReplayArgs::try_from(cli.command)
+    }
+
+    #[test]
+    fn a_plan_gives_the_workload_and_the_flags_where_it_runs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let planned = parse(&["--users", "6", "--seed", "4", "--api", "chat"]).expect("parses");
+        let plan = dir.path().join("cell.json");
+        let workload = super::super::Workload::Replay(planned.clone());
+        let json = serde_json::json!({ "workload": workload });
+        std::fs::write(&plan, json.to_string()).expect("write");
+        let plan = plan.to_str().expect("utf-8");
+        let run = [
+            "--plan",
+            plan,
+            "--traces",
+            "here",
+            "--out",
+            "o2",
+            "--url",
+            "http://h:1",
+        ];
+        let args = command(&run).expect("runs the plan");
+        assert_eq!(
+            args,
+            ReplayArgs {
+                url: vec!["http://h:1".into()],
+                traces: vec!["here".into()],
+                out: "o2".into(),
+                ..planned
+            }
+        );
+        let err = command(&[&run[..], &["--users", "2"]].concat()).expect_err("a second say");
+        assert!(
+            err.to_string()
+                .contains("--users cannot be given with --plan"),
+            "{err}"
+        );
+        let flags = command(&["--traces", "t", "--out", "o", "--users", "2"]).expect("flags");
+        assert_eq!(flags.users, 2);
+        let err = command(&["--traces", "t", "--out", "o", "--warm-prefix-pct", "50"])
+            .expect_err("a percentage");
+        assert!(
+            err.to_string()
+                .starts_with("--warm-prefix-pct: 50 is not a share"),
+            "{err}"
+        );
     }
 
     #[test]

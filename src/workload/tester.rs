@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::kinds::Api;
@@ -27,6 +28,54 @@ pub enum Tester {
     Report(ReportArgs),
     /// Overlay several cache-rate runs (A/B of configurations).
     Combine(CombineArgs),
+}
+
+/// `kvsweep test`'s command line: a tester and its flags, or a cell's plan (`--plan
+/// cell.json`, what a cell's script runs) with only where it runs as flags. It converts into
+/// [`TestArgs`], the plan's own form.
+#[derive(Debug, Clone, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct TestCommand {
+    /// Run the test of a cell's plan (its cell.json) instead of one named here.
+    #[arg(long, value_name = "CELL_JSON", requires = "output_dir")]
+    pub plan: Option<PathBuf>,
+    /// With --plan: the server's base URL.
+    #[arg(long, requires = "plan", default_value = "http://127.0.0.1:8000")]
+    pub url: String,
+    /// With --plan: where the test's files go.
+    #[arg(long, requires = "plan")]
+    pub output_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub tester: Option<Tester>,
+}
+
+impl TryFrom<TestCommand> for TestArgs {
+    type Error = anyhow::Error;
+
+    /// The tester named on the command line, or the plan's with the flags' `--url` and
+    /// `--output-dir`.
+    fn try_from(command: TestCommand) -> Result<Self> {
+        let (plan, output_dir) = match (command.tester, command.plan, command.output_dir) {
+            (Some(tester), _, _) => return Ok(TestArgs { tester }),
+            (None, Some(plan), Some(dir)) => (plan, dir),
+            (None, _, _) => bail!("give a test (`kvsweep test KIND ...`) or a cell's --plan"),
+        };
+        let super::Workload::Test(mut args) = super::read_plan(&plan)? else {
+            bail!(
+                "the plan {} runs a replay: give it to `kvsweep replay --plan`",
+                plan.display()
+            );
+        };
+        let common = args.tester.common_mut().ok_or_else(|| {
+            anyhow::anyhow!(
+                "the plan {}'s tester runs against no server",
+                plan.display()
+            )
+        })?;
+        common.url = command.url;
+        common.output_dir = output_dir;
+        Ok(args)
+    }
 }
 
 /// Server and output settings every tester shares.
@@ -243,5 +292,53 @@ impl Tester {
             Tester::WorkingSet(a) => Some(&mut a.common),
             Tester::Report(_) | Tester::Combine(_) => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `kvsweep test ARGS` as main parses it, converted into the tester's arguments.
+    fn command(argv: &[&str]) -> Result<TestArgs> {
+        use clap::Parser;
+
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            command: TestCommand,
+        }
+        let cli = Cli::try_parse_from([&["test"], argv].concat())?;
+        TestArgs::try_from(cli.command)
+    }
+
+    #[test]
+    fn a_plan_gives_the_test_and_the_flags_where_it_runs() {
+        let named = command(&[
+            "single-prompt",
+            "--output-dir",
+            "o",
+            "--num-iterations",
+            "2",
+        ])
+        .expect("a named test");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let plan = dir.path().join("cell.json");
+        let json = serde_json::json!({ "workload": super::super::Workload::Test(named.clone()) });
+        std::fs::write(&plan, json.to_string()).expect("write");
+        let plan = plan.to_str().expect("utf-8");
+        let mut args = command(&["--plan", plan, "--url", "http://h:1", "--output-dir", "d"])
+            .expect("runs the plan");
+        let common = args.tester.common_mut().expect("a server test");
+        assert_eq!(
+            (common.url.as_str(), common.output_dir.to_str()),
+            ("http://h:1", Some("d"))
+        );
+        common.url = "http://127.0.0.1:8000".into();
+        common.output_dir = "o".into();
+        assert_eq!(args, named);
+        assert!(command(&["--plan", plan]).is_err(), "where the files go");
+        assert!(command(&[]).is_err(), "neither a test nor a plan");
+        assert!(command(&["--url", "http://h:1", "single-prompt", "--output-dir", "o"]).is_err());
     }
 }

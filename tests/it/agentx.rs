@@ -564,12 +564,9 @@ fn a_spec_runs_the_scenario_with_replay_scenario_agentx() {
         out.to_str().expect("utf-8"),
     ]);
     let script = std::fs::read_to_string(out.join("run.sh")).expect("script");
-    let replay = script
-        .lines()
-        .find(|l| l.starts_with("replay_cmd=("))
-        .expect("a replay command");
-    assert!(replay.contains(" --scenario agentx "), "{replay}");
-    assert!(replay.contains(" --warmup-requests-per-lane 1"), "{replay}");
+    let replay = &common::script_plan(&script)["workload"]["replay"];
+    assert_eq!(replay["scenario"], "agentx", "{replay}");
+    assert_eq!(replay["warmup_requests_per_lane"], 1, "{replay}");
     let bad = common::write(
         dir.path(),
         "bad.yaml",

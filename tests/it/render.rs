@@ -307,9 +307,15 @@ fn check_flags(r: &Rendered) {
         assert!(has(" --enable-prompt-tokens-details"), "{what}");
     }
     // Replays follow the trace's output lengths.
-    assert!(has("--engine-label") && has(" --ignore-eos"), "{what}");
+    let replay = &common::script_plan(t)["workload"]["replay"];
+    assert_eq!(replay["engine_label"], r.engine.to_string(), "{what}");
+    assert_eq!(replay["ignore_eos"], true, "{what}");
     assert!(
-        has("--model '/models/my model.gguf'") || r.engine == EngineKind::Sim,
+        has(r#"replay --plan "$OUT_DIR/cell.json" --traces "$TRACES" --url"#),
+        "{what}"
+    );
+    assert!(
+        replay["model"] == "/models/my model.gguf" || r.engine == EngineKind::Sim,
         "{what}"
     );
 }
@@ -357,16 +363,16 @@ fn inferencex_spec_renders_with_command_line_settings() {
     assert!(text.contains("--enable-expert-parallel"));
     assert!(text.contains("\nTRACES=/data/traces\n"), "{text}");
     let replay = rendered_replay_of(&text);
-    for flag in [
-        " --users 8 ",
-        " --duration 600 ",
-        " --format auto ",
-        " --engine-label vllm ",
-        " --ignore-eos ",
+    for (field, value) in [
+        ("users", serde_json::json!(8)),
+        ("duration", serde_json::json!(600.0)),
+        ("format", serde_json::json!("auto")),
+        ("engine_label", serde_json::json!("vllm")),
+        ("ignore_eos", serde_json::json!(true)),
     ] {
-        assert!(replay.contains(flag), "{flag} in {replay}");
+        assert_eq!(replay[field], value, "{field} in {replay}");
     }
-    assert!(text.contains("replay_cmd+=(--traces \"$TRACES\" --url"));
+    assert!(text.contains(r#"replay --plan "$OUT_DIR/cell.json" --traces "$TRACES" --url"#));
 }
 
 /// The runner script `render` writes for `cell` of the spec at `spec`, in `dir/out`.
@@ -383,8 +389,8 @@ fn render_cell(dir: &Path, spec: &Path, cell: &str) -> String {
     std::fs::read_to_string(out.join("run.sh")).expect("script")
 }
 
-/// The replay arguments `render` gives one cell of `spec`.
-fn rendered_replay(dir: &Path, spec: &str) -> String {
+/// The replay `render` plans for one cell of `spec`.
+fn rendered_replay(dir: &Path, spec: &str) -> serde_json::Value {
     let spec_path = write(dir, "spec.yaml", spec);
     rendered_replay_of(&render_cell(
         dir,
@@ -404,13 +410,12 @@ fn sweep_cells_replay_the_trace_output_lengths_unless_the_spec_says_not_to() {
         )
     };
     let default = rendered_replay(dir.path(), &spec("time_scale: 0.5"));
-    assert!(default.contains(" --ignore-eos "), "{default}");
-    assert!(default.contains(" --time-scale 0.5 "), "{default}");
-    // Given as true, the flag is not repeated (the replay would refuse it twice).
+    assert_eq!(default["ignore_eos"], true, "{default}");
+    assert_eq!(default["time_scale"], 0.5, "{default}");
     let on = rendered_replay(dir.path(), &spec("ignore_eos: true"));
-    assert_eq!(on.matches("--ignore-eos").count(), 1, "{on}");
+    assert_eq!(on["ignore_eos"], true, "{on}");
     let off = rendered_replay(dir.path(), &spec("ignore-eos: false"));
-    assert!(!off.contains("--ignore-eos"), "{off}");
+    assert_eq!(off["ignore_eos"], false, "{off}");
     let err = kvsweep_err(&[
         "matrix",
         write(dir.path(), "bad.yaml", &spec("ignore_eos: sometimes"))
@@ -418,7 +423,9 @@ fn sweep_cells_replay_the_trace_output_lengths_unless_the_spec_says_not_to() {
             .expect("utf-8"),
     ]);
     assert!(
-        err.contains("field `replay.ignore_eos`: must be true or false"),
+        err.contains(
+            "field `replay.ignore_eos`: invalid type: string \"sometimes\", expected a boolean"
+        ),
         "{err}"
     );
 }
@@ -520,27 +527,24 @@ fn a_local_model_directory_is_served_under_the_spec_name_with_its_tokenizer_and_
     assert!(text.contains("  --served-model-name tiny \\\n"), "{text}");
     assert!(text.contains("  --max-model-len 4096 \\\n"), "{text}");
     let replay = rendered_replay_of(&text);
-    assert!(replay.contains(" --model tiny "), "{replay}");
-    assert!(replay.contains(" --api completions "), "{replay}");
-    assert!(
-        replay.contains(&format!(" --tokenizer {}/tokenizer.json", model.display())),
+    assert_eq!(replay["model"], "tiny", "{replay}");
+    assert_eq!(replay["api"], "completions", "{replay}");
+    assert_eq!(
+        replay["tokenizer"],
+        format!("{}/tokenizer.json", model.display()),
         "{replay}"
     );
-    assert!(replay.ends_with(" --reset-cache)"), "{replay}");
+    assert_eq!(replay["reset_cache"], true, "{replay}");
 
     // A spec that chooses the API gets that one only.
     let chat = rendered_replay(
         dir.path(),
         &spec("api: chat").replace("name: local", "name: eos"),
     );
-    assert_eq!(chat.matches("--api").count(), 1, "{chat}");
-    assert!(chat.contains("--api chat"), "{chat}");
+    assert_eq!(chat["api"], "chat", "{chat}");
 }
 
-fn rendered_replay_of(script: &str) -> String {
-    script
-        .lines()
-        .find(|l| l.starts_with("replay_cmd=("))
-        .expect("a replay command")
-        .to_owned()
+/// The replay a rendered script's plan runs.
+fn rendered_replay_of(script: &str) -> serde_json::Value {
+    common::script_plan(script)["workload"]["replay"].clone()
 }

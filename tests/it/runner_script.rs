@@ -41,6 +41,7 @@ case "${1:-}" in
   replay)
     out=$(arg_after --out "$@")
     printf '%s\n' "$@" >"$FAKE_STATE/replay-argv"
+    cp "$(arg_after --plan "$@")" "$FAKE_STATE/replay-plan"
     echo $$ >"$FAKE_STATE/replay-pid"
     echo "request_id,ttft_ms" >"$out/requests.csv"
     echo "a large raw dump" >"$out/raw_dump.jsonl"
@@ -183,11 +184,32 @@ fn a_good_run_leaves_only_the_whitelisted_files_and_status_ok() {
         lines[1].contains(" metrics --url http://127.0.0.1:"),
         "{commands}"
     );
+    // The replay runs the plan the results keep; the command says only where.
+    let plan_path = cell.results().join("cell.json");
     assert!(
-        lines[2].contains(
-            " replay --model llama-3.1-8b --api completions --format kvct --users 8 --duration 14 "
-        ),
+        lines[2].contains(&format!(" replay --plan {} --traces ", plan_path.display())),
         "{commands}"
+    );
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&plan_path).expect("cell.json"))
+            .expect("json");
+    let replay = &plan["workload"]["replay"];
+    assert_eq!(
+        (
+            &replay["model"],
+            &replay["api"],
+            &replay["format"],
+            &replay["users"],
+            &replay["duration"]
+        ),
+        (
+            &serde_json::json!("llama-3.1-8b"),
+            &serde_json::json!("completions"),
+            &serde_json::json!("kvct"),
+            &serde_json::json!(8),
+            &serde_json::json!(14.0)
+        ),
+        "{replay}"
     );
 
     let cell_json: serde_json::Value = serde_json::from_str(
@@ -354,8 +376,9 @@ fn hostile_values_reach_the_engine_intact_and_inject_nothing() {
     let args: Vec<&str> = argv.lines().collect();
     let i = args.iter().position(|a| *a == "--model").expect("--model");
     assert_eq!(args[i + 1], hostile);
-    let replay = cell.state("replay-argv");
-    assert!(replay.lines().any(|l| l == hostile));
+    let plan: serde_json::Value =
+        serde_json::from_str(&cell.state("replay-plan")).expect("the replay's plan");
+    assert_eq!(plan["workload"]["replay"]["model"], hostile.as_str());
 }
 
 #[test]

@@ -339,7 +339,7 @@ fn unknown_replay_option_is_found_when_the_spec_loads() {
         &format!("{NATIVE}replay:\n  max_users: 8\n  max_userz: 4\n"),
         &[],
         "14:3: field `replay.max_userz`",
-        "unexpected argument '--max-userz' found (as a `kvsweep replay` option)",
+        "unknown option `max_userz` (did you mean `max_users`?)",
     );
 }
 
@@ -349,7 +349,7 @@ fn bad_replay_value_is_found_when_the_spec_loads() {
         &format!("{NATIVE}replay:\n  max_users: lots\n"),
         &[],
         "13:3: field `replay.max_users`",
-        "invalid value 'lots' for '--max-users <MAX_USERS>'",
+        "invalid type: string \"lots\", expected u32",
     );
 }
 
@@ -362,6 +362,29 @@ fn unknown_tester_option_is_found_when_the_spec_loads() {
         ),
         &[],
         "13:3: field `tester.hit_ratez`",
-        "unexpected argument '--hit-ratez' found (as a `kvsweep test cache-rate` option)",
+        "unknown option `hit_ratez`",
+    );
+}
+
+#[test]
+fn a_replay_value_out_of_range_is_named_by_its_key() {
+    expect_error(
+        &format!("{NATIVE}replay:\n  seed: 3\n  warm_prefix_pct: 50\n"),
+        &[],
+        "14:3: field `replay.warm_prefix_pct`",
+        "50 is not a share from 0 to 1",
+    );
+}
+
+#[test]
+fn a_required_tester_option_left_out_is_named() {
+    expect_error(
+        &format!(
+            "{}tester:\n  kind: cache-rate\n  context_sizes: [4000]\n",
+            NATIVE.replace("traces: {path: traces}\n", "")
+        ),
+        &[],
+        "11:1: field `tester`",
+        "missing option `working_set_size`",
     );
 }

@@ -558,13 +558,17 @@ fn a_tester_cell_renders_a_clean_script_and_specs_say_what_is_wrong() {
         s(&out),
     ]);
     let script = std::fs::read_to_string(out.join("run.sh")).expect("run.sh");
-    assert!(
-        script.contains("test cache-rate")
-            && script.contains("--context-sizes 8000 --context-sizes 32000"),
-        "{script}"
+    let test = &common::script_plan(&script)["workload"]["test"]["tester"]["cache-rate"];
+    assert_eq!(
+        test["context_sizes"],
+        serde_json::json!([8000, 32000]),
+        "{test}"
     );
+    assert_eq!(test["working_set_size"], 2_000_000, "{test}");
     assert!(
-        script.contains(r#"--output-dir "$OUT_DIR/tester""#),
+        script.contains(
+            r#"test --plan "$OUT_DIR/cell.json" --url "$BASE_URL" --output-dir "$OUT_DIR/tester""#
+        ),
         "{script}"
     );
     common::assert_shellcheck_clean([out.join("run.sh")]);

@@ -549,7 +549,7 @@ fn the_rendered_script_fetches_the_traces_then_replays_them() {
     );
     assert!(text.contains(&step), "no fetch step in:\n{text}");
     assert!(
-        text.contains("replay_cmd+=(--traces \"$TRACES\" --url"),
+        text.contains(r#"replay --plan "$OUT_DIR/cell.json" --traces "$TRACES" --url"#),
         "{text}"
     );
     let shellcheck = common::run(
@@ -843,18 +843,15 @@ fn an_agentx_job_fetches_inferencexs_corpus_checked_before_its_engine_starts() {
         server.base
     );
     assert!(text.contains(&fetch), "{text}");
-    let replay = text
-        .lines()
-        .find(|l| l.starts_with("replay_cmd=("))
-        .expect("replay line");
-    for flag in [
-        "--scenario agentx".to_owned(),
-        "--api chat".to_owned(),
-        format!("--users {}", job["conc"]),
-        format!("--duration {}", job["duration"]),
-    ] {
-        assert!(replay.contains(&flag), "{flag} not in {replay}");
-    }
+    let replay = &common::script_plan(&text)["workload"]["replay"];
+    assert_eq!(replay["scenario"], "agentx", "{replay}");
+    assert_eq!(replay["api"], "chat", "{replay}");
+    assert_eq!(replay["users"], job["conc"], "{replay}");
+    assert_eq!(
+        replay["duration"].as_f64(),
+        job["duration"].as_f64(),
+        "{replay}"
+    );
 
     // Without a URL and digest, the job names the corpus it needs.
     let err = common::kvsweep()

@@ -549,8 +549,15 @@ fn rendered_vllm_cells_run_for_real_through_their_script_and_run_cell() {
     ]));
     assert!(out.status.success(), "run-cell: {}", common::stderr(&out));
     let commands = std::fs::read_to_string(by_run_cell.join("commands.txt")).expect("commands");
-    assert!(commands.contains("--api chat"), "{commands}");
-    assert!(commands.contains("tokenizer.json"), "{commands}");
+    assert!(commands.contains(" replay --plan "), "{commands}");
+    let replay = &common::json(&by_run_cell.join("cell.json"))["workload"]["replay"];
+    assert_eq!(replay["api"], "chat", "{replay}");
+    assert!(
+        replay["tokenizer"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("tokenizer.json")),
+        "{replay}"
+    );
     check_cell(&by_run_cell, true);
 
     // 3. Collect and report the two cells.

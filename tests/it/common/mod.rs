@@ -154,3 +154,15 @@ impl SessionTrace {
         write(dir, name, &text)
     }
 }
+
+/// The plan a rendered runner script writes into its results (cell.json, a here-document in the
+/// script), which its `kvsweep replay --plan` or `kvsweep test --plan` runs.
+pub fn script_plan(script: &str) -> serde_json::Value {
+    let start = "<<'KVSWEEP_CELL_JSON'\n";
+    let body = script
+        .split_once(start)
+        .and_then(|(_, rest)| rest.split_once("\nKVSWEEP_CELL_JSON\n"))
+        .map(|(json, _)| json)
+        .expect("the script writes cell.json");
+    serde_json::from_str(body).expect("cell.json in the script is JSON")
+}

@@ -28,10 +28,11 @@ fn main() {
     }
     let out = tmp.path().join("out");
     let runs = if bench { 5 } else { 1 };
-    let runners = kvsweep::runner::RunnerSet::builtin().expect("runners");
+    let runners = kvsweep::base::runner::RunnerSet::builtin().expect("runners");
     let collect = timing::best_of(runs, || {
-        let (c, _) = kvsweep::report::collect_into(std::slice::from_ref(&dir), &out, &runners)
-            .expect("collect");
+        let (c, _) =
+            kvsweep::results::report::collect_into(std::slice::from_ref(&dir), &out, &runners)
+                .expect("collect");
         assert_eq!(c.cells.len(), n);
     });
     let floor = timing::best_of(runs, || {

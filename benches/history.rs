@@ -10,9 +10,9 @@ mod timing;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use kvsweep::collect::summary;
-use kvsweep::history::store::{History, RunMeta};
-use kvsweep::history::sweep;
+use kvsweep::results::collect::summary;
+use kvsweep::results::history::store::{History, RunMeta};
+use kvsweep::results::history::sweep;
 
 /// A collected sweep of `cells` configurations: every summary.csv column filled, and with
 /// `repeats` > 1 a repeats.csv row per numeric column.
@@ -120,21 +120,21 @@ fn main() {
     drop(history);
     let candidate = tmp.path().join("candidate");
     collected(&candidate, gate_cells, 1, 0.001);
-    let args = kvsweep::gate::GateArgs {
+    let args = kvsweep::results::gate::GateArgs {
         candidate: candidate.clone(),
         baseline: "db:main".into(),
         margin: 0.05,
         alpha: 0.05,
         noise_floor: 0.01,
-        metrics: kvsweep::gate::DEFAULT_METRICS
+        metrics: kvsweep::results::gate::DEFAULT_METRICS
             .iter()
             .map(|m| m.to_string())
             .collect(),
         out: tmp.path().join("gate"),
-        db: kvsweep::history::DbArg { db: url },
+        db: kvsweep::results::history::DbArg { db: url },
     };
     let gate = timing::best_of(times, || {
-        kvsweep::gate::run(&args).expect("the gate passes")
+        kvsweep::results::gate::run(&args).expect("the gate passes")
     });
     let read = timing::best_of(times, || {
         assert_eq!(

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use kvsweep::spec::master::{self, Filters};
+use kvsweep::plan::spec::master::{self, Filters};
 
 const JOBS: usize = 1820;
 

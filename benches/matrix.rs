@@ -8,8 +8,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use kvsweep::runner::RunnerSet;
-use kvsweep::spec::{self, LoadOptions, matrix};
+use kvsweep::base::runner::RunnerSet;
+use kvsweep::plan::spec::{self, LoadOptions, matrix};
 
 const USERS: u32 = 1250;
 

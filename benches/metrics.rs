@@ -8,8 +8,8 @@ mod timing;
 
 use std::fmt::Write as _;
 
-use kvsweep::metrics::parse::parse;
-use kvsweep::metrics::schema::{Engine, snapshot};
+use kvsweep::run::metrics::parse::parse;
+use kvsweep::run::metrics::schema::{Engine, snapshot};
 
 /// A vLLM-like exposition of about 200 KB: the usual metrics for 40 model/engine label sets.
 fn exposition() -> String {

@@ -10,11 +10,13 @@ mod common;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use kvsweep::oracle::buckets;
-use kvsweep::oracle::config::{Anchors, BucketDeployment, Config, Deployment, ModelProfile, Tier};
-use kvsweep::oracle::stream::Scope;
-use kvsweep::spec::TraceFormat;
-use kvsweep::trace::{self, LoadOptions};
+use kvsweep::data::trace::{self, LoadOptions};
+use kvsweep::plan::spec::TraceFormat;
+use kvsweep::results::oracle::buckets;
+use kvsweep::results::oracle::config::{
+    Anchors, BucketDeployment, Config, Deployment, ModelProfile, Tier,
+};
+use kvsweep::results::oracle::stream::Scope;
 
 fn config() -> Config {
     let mut profile = ModelProfile::from_preset("llama-3.1-70b").expect("preset");
@@ -98,7 +100,7 @@ fn main() {
     let mut analyze: Vec<f64> = (0..3)
         .map(|_| {
             let start = Instant::now();
-            kvsweep::trace::analyze::analyze(
+            kvsweep::data::trace::analyze::analyze(
                 &big,
                 LoadOptions {
                     format: TraceFormat::Auto,

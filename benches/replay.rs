@@ -17,7 +17,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kvsweep::trace::prompt::{PromptBuilder, PromptState, TokenRange};
+use kvsweep::data::trace::prompt::{PromptBuilder, PromptState, TokenRange};
 
 fn prompt_build() -> (Duration, Duration) {
     let b = PromptBuilder {

@@ -9,8 +9,8 @@ mod common;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use kvsweep::spec::TraceFormat;
-use kvsweep::trace::{LoadOptions, analyze};
+use kvsweep::data::trace::{LoadOptions, analyze};
+use kvsweep::plan::spec::TraceFormat;
 
 fn opts() -> LoadOptions {
     LoadOptions {

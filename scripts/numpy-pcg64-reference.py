@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Prints the numpy reference values that src/rng/numpy.rs's tests hold as constants.
+"""Prints the numpy reference values that src/base/rng/numpy.rs's tests hold as constants.
 
 AIPerf 0.13.0 draws each AgentX lane's sampling instant with
 `np.random.default_rng(seed).uniform(lo, hi)`, the seed being the first 8 bytes (big-endian) of

@@ -5,10 +5,10 @@
 
 use std::path::Path;
 
-use crate::kinds;
-use crate::runner::RunnerSet;
-use crate::spec::{self, LoadOptions};
-use crate::trace::{self, TraceSet};
+use crate::base::kinds;
+use crate::base::runner::RunnerSet;
+use crate::data::trace::{self, TraceSet};
+use crate::plan::spec::{self, LoadOptions};
 
 /// A sweep spec (either shape), checked against the built-in runners (read once).
 pub fn spec(data: &[u8]) {
@@ -49,7 +49,7 @@ pub fn mooncake(data: &[u8]) {
 /// An SSE stream, fed in two pieces split where the first byte says.
 pub fn sse(data: &[u8]) {
     let split = data.first().map_or(0, |b| usize::from(*b)).min(data.len());
-    let mut scanner = crate::openai::client::SseScanner::default();
+    let mut scanner = crate::run::openai::client::SseScanner::default();
     let mut events = 0usize;
     for piece in [&data[..split], &data[split..]] {
         scanner.feed(piece, |_| events += 1);
@@ -59,7 +59,7 @@ pub fn sse(data: &[u8]) {
 /// A Prometheus text exposition.
 pub fn prometheus(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
-    let parsed = crate::metrics::parse::parse(&text);
+    let parsed = crate::run::metrics::parse::parse(&text);
     let _ = parsed.sum("vllm:prefix_cache_hits_total");
 }
 
@@ -72,5 +72,5 @@ pub fn artifact_zip(data: &[u8]) {
     if std::fs::write(&zip, data).is_err() {
         return;
     }
-    let _ = crate::archive::extract_zip(&zip, &dir.path().join("out"), 1 << 20);
+    let _ = crate::base::archive::extract_zip(&zip, &dir.path().join("out"), 1 << 20);
 }

@@ -1,65 +1,31 @@
 //! kvsweep: benchmark LLM inference servers on agentic multi-turn workloads, with and without
 //! KV-cache offload, across a sweep of configurations.
 //!
-//! The data flows spec → matrix → render → engine → replay → metrics → collect → pareto/plot →
-//! report; each stage is a module and they exchange plain types. The one file format between
-//! stages is the cell artifact directory ([`artifact`]).
+//! The crate is folders by layer, each importing only the layers below it (the `module_graph`
+//! test fails on an import upward, and on any cycle between modules):
 //!
-//! Stages import each other as a tree (the `module_graph` test fails on any cycle); what several
-//! of them need lives below them all: the words a sweep is made of ([`kinds`]), the OpenAI client
-//! and preflight ([`openai`]), the seeded RNG ([`rng`]), hashing ([`hash`]), statistics
-//! ([`stats`]), the KV-capacity formula ([`capacity`]), GPU prices and power ([`economics`]) and the shutdown signal ([`shutdown`]).
+//! - [`base`]: the shared vocabulary (engine kinds, offload modes, runners, the workload as
+//!   planned, RNG, statistics) and small utilities;
+//! - [`data`]: the files between stages: traces, the cell artifact directory and the tally of
+//!   its figures, AIPerf's exports;
+//! - [`plan`]: spec → matrix → cell plan → runner script, with the engine's command line;
+//! - [`run`]: the replay engine, testers, metrics recorder, simulator, run-cell, Slurm, GitHub;
+//! - [`results`]: artifacts → collect → Pareto, report, history and gate, and the oracle;
+//! - [`cli`]: commands that drive several layers (sweep, predict, calibrate).
+//!
+//! A request goes trace ([`data::trace`]) → schedule and send ([`run::replay`]) → `requests.csv`
+//! ([`data::artifact`]) → a cell's figures ([`results::collect`]) → frontier and report
+//! ([`results::pareto`], [`results::report`]).
 
-pub mod aiperf;
-pub mod archive;
-pub mod artifact;
-pub mod calibrate;
-pub mod capacity;
-pub mod cell;
-pub mod collect;
-pub mod economics;
-pub mod engine;
+pub mod base;
+pub mod cli;
+pub mod data;
 pub mod fuzz;
-pub mod gate;
-pub mod github;
-pub mod hash;
-pub mod history;
-pub mod kinds;
-pub mod kvsize;
-pub mod matrix_cell;
-pub mod metrics;
-pub mod model;
 #[cfg(test)]
 mod module_graph;
-pub mod numpy_random;
-pub mod openai;
-pub mod oracle;
-pub mod pareto;
-pub mod paths;
-pub mod plot;
-pub mod predict;
-pub mod recipe;
-pub mod render;
-pub mod repeats;
-pub mod replay;
-pub mod report;
-pub mod rng;
-pub mod runner;
-pub mod shutdown;
-pub mod sim;
-pub mod slurm;
-pub mod spec;
-pub mod stats;
-pub mod student_t;
-pub mod sweep;
-pub mod tally;
-pub mod testers;
-pub mod tokenizer;
-pub mod trace;
-pub mod trace_cache;
-pub mod validity;
-pub mod workload;
-pub mod yaml;
+pub mod plan;
+pub mod results;
+pub mod run;
 
 /// Version and the git commit the binary was built from.
 pub const VERSION: &str = concat!(

@@ -8,30 +8,30 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use tokio::runtime::Handle;
 
-use kvsweep::calibrate::CalibrateArgs;
-use kvsweep::cell::RunCellArgs;
-use kvsweep::cell::finish::CellCommand;
-use kvsweep::collect::CollectArgs;
-use kvsweep::collect::compare::CompareArgs;
-use kvsweep::gate::GateArgs;
-use kvsweep::github::ArtifactsArgs;
-use kvsweep::history::HistoryArgs;
-use kvsweep::kvsize::KvSizeArgs;
-use kvsweep::metrics::MetricsCommand;
-use kvsweep::oracle::OracleArgs;
-use kvsweep::predict::PredictArgs;
-use kvsweep::render::RenderArgs;
-use kvsweep::replay::ReplayArgs;
-use kvsweep::runner::RunnerSet;
-use kvsweep::shutdown::Shutdown;
-use kvsweep::sim::SimArgs;
-use kvsweep::slurm::SlurmArgs;
-use kvsweep::spec::matrix::MatrixArgs;
-use kvsweep::sweep::SweepArgs;
-use kvsweep::trace::cli::TraceArgs;
-use kvsweep::trace_cache::TracesArgs;
-use kvsweep::workload::replay::ReplayCommand;
-use kvsweep::workload::tester::{TestArgs, TestCommand};
+use kvsweep::base::runner::RunnerSet;
+use kvsweep::base::shutdown::Shutdown;
+use kvsweep::base::workload::replay::ReplayCommand;
+use kvsweep::base::workload::tester::{TestArgs, TestCommand};
+use kvsweep::cli::calibrate::CalibrateArgs;
+use kvsweep::cli::predict::PredictArgs;
+use kvsweep::cli::sweep::SweepArgs;
+use kvsweep::data::trace::cli::TraceArgs;
+use kvsweep::data::trace_cache::TracesArgs;
+use kvsweep::plan::kvsize::KvSizeArgs;
+use kvsweep::plan::render::RenderArgs;
+use kvsweep::plan::spec::matrix::MatrixArgs;
+use kvsweep::results::collect::CollectArgs;
+use kvsweep::results::collect::compare::CompareArgs;
+use kvsweep::results::gate::GateArgs;
+use kvsweep::results::history::HistoryArgs;
+use kvsweep::results::oracle::OracleArgs;
+use kvsweep::run::github::ArtifactsArgs;
+use kvsweep::run::metrics::MetricsCommand;
+use kvsweep::run::replay::ReplayArgs;
+use kvsweep::run::run_cell::RunCellArgs;
+use kvsweep::run::run_cell::finish::CellCommand;
+use kvsweep::run::sim::SimArgs;
+use kvsweep::run::slurm::SlurmArgs;
 
 /// Benchmark LLM inference servers on agentic multi-turn workloads, with and without KV-cache
 /// offload, across a sweep of configurations, and turn the results into Pareto frontiers.
@@ -115,30 +115,30 @@ fn start(cli: Cli) -> Result<()> {
 fn dispatch(cli: Cli, rt: &Handle, shutdown: &Shutdown) -> Result<()> {
     let runners = || RunnerSet::load(cli.runners_dir.as_deref());
     match &cli.command {
-        Command::Matrix(args) => kvsweep::spec::matrix::run(args, &runners()?),
-        Command::Render(args) => kvsweep::render::run(args, &runners()?),
-        Command::SimServer(args) => kvsweep::sim::run(args, &runners()?, rt, shutdown),
+        Command::Matrix(args) => kvsweep::plan::spec::matrix::run(args, &runners()?),
+        Command::Render(args) => kvsweep::plan::render::run(args, &runners()?),
+        Command::SimServer(args) => kvsweep::run::sim::run(args, &runners()?, rt, shutdown),
         Command::Replay(args) => {
-            kvsweep::replay::run(&ReplayArgs::try_from(args.clone())?, rt, shutdown)
+            kvsweep::run::replay::run(&ReplayArgs::try_from(args.clone())?, rt, shutdown)
         }
-        Command::Metrics(args) => kvsweep::metrics::command(args, rt, shutdown),
-        Command::RunCell(args) => kvsweep::cell::run(args, &runners()?, rt, shutdown),
-        Command::Cell(args) => kvsweep::cell::finish::run(args),
-        Command::Sweep(args) => kvsweep::sweep::run(args, &runners()?, rt, shutdown),
-        Command::Calibrate(args) => kvsweep::calibrate::run(args),
-        Command::Predict(args) => kvsweep::predict::run(args, &runners()?),
+        Command::Metrics(args) => kvsweep::run::metrics::command(args, rt, shutdown),
+        Command::RunCell(args) => kvsweep::run::run_cell::run(args, &runners()?, rt, shutdown),
+        Command::Cell(args) => kvsweep::run::run_cell::finish::run(args),
+        Command::Sweep(args) => kvsweep::cli::sweep::run(args, &runners()?, rt, shutdown),
+        Command::Calibrate(args) => kvsweep::cli::calibrate::run(args),
+        Command::Predict(args) => kvsweep::cli::predict::run(args, &runners()?),
         Command::Slurm(args) => {
-            kvsweep::slurm::run(args, &runners()?, cli.runners_dir.as_deref(), rt)
+            kvsweep::run::slurm::run(args, &runners()?, cli.runners_dir.as_deref(), rt)
         }
-        Command::Collect(args) => kvsweep::report::run_collect(args, &runners()?),
-        Command::Compare(args) => kvsweep::collect::compare::run(args),
-        Command::History(args) => kvsweep::history::run(args),
-        Command::Gate(args) => kvsweep::gate::run(args),
-        Command::Artifacts(args) => kvsweep::github::run(args, rt),
-        Command::Trace(args) => kvsweep::trace::cli::run(args),
-        Command::Traces(args) => kvsweep::trace_cache::run(args, rt),
-        Command::Oracle(args) => kvsweep::oracle::run(args, &runners()?, rt),
-        Command::KvSize(args) => kvsweep::kvsize::run(args, &runners()?),
-        Command::Test(args) => kvsweep::testers::run(&TestArgs::try_from(args.clone())?, rt),
+        Command::Collect(args) => kvsweep::results::report::run_collect(args, &runners()?),
+        Command::Compare(args) => kvsweep::results::collect::compare::run(args),
+        Command::History(args) => kvsweep::results::history::run(args),
+        Command::Gate(args) => kvsweep::results::gate::run(args),
+        Command::Artifacts(args) => kvsweep::run::github::run(args, rt),
+        Command::Trace(args) => kvsweep::data::trace::cli::run(args),
+        Command::Traces(args) => kvsweep::data::trace_cache::run(args, rt),
+        Command::Oracle(args) => kvsweep::results::oracle::run(args, &runners()?, rt),
+        Command::KvSize(args) => kvsweep::plan::kvsize::run(args, &runners()?),
+        Command::Test(args) => kvsweep::run::testers::run(&TestArgs::try_from(args.clone())?, rt),
     }
 }

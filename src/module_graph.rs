@@ -1,9 +1,11 @@
-//! The crate's modules must import each other as a tree (a DAG): a cycle means modules that
-//! cannot be understood, tested or moved apart. This test reads `src/**/*.rs`, takes every
-//! `crate::` and `super::` path outside comments and test modules, builds the graph of the
-//! top-level modules (`src/X.rs` or `src/X/`) and, inside each, of its child modules
-//! (`src/X/Y.rs` or `src/X/Y/`), and fails naming each cycle with the file and line of every
-//! import that closes it.
+//! The crate's folders are layers ([`LAYERS`]: vocabulary at the bottom, then data, planning,
+//! running, results, commands), and each imports only the layers below it; inside a layer its
+//! modules, and inside a module its children, import each other as a tree (a DAG): a cycle
+//! means modules that cannot be understood, tested or moved apart. This test reads
+//! `src/**/*.rs`, takes every `crate::` and `super::` path outside comments and test modules,
+//! builds the graph of the layers (`src/L/`), of the modules of each layer (`src/L/X.rs` or
+//! `src/L/X/`) and of each module's children (`src/L/X/Y.rs` or `src/L/X/Y/`), and fails naming
+//! each upward import and each cycle with the file and line of every import that makes it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -113,8 +115,8 @@ fn paths(rest: &str, depth: usize) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// Segments of a module path kept: the top-level module and its child.
-const DEPTH: usize = 2;
+/// Segments of a module path kept: the layer, its module and that module's child.
+const DEPTH: usize = 3;
 
 /// The module paths (from the crate root, at most [`DEPTH`] segments) that a file at `module`
 /// refers to through `crate::` and `super::` paths.
@@ -198,9 +200,11 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
 /// Edges between distinct modules, each with the first place that makes it.
 type Graph = BTreeMap<String, BTreeMap<String, String>>;
 
-/// The import graphs: of the top-level modules (key `""`), and of the child modules of each
-/// top-level module with children (key: its name). A child's imports of its parent's own items
-/// are not edges; those of a sibling (or of anything inside one) are.
+/// The import graphs, keyed by the module whose children they join: `""` for the layers,
+/// `"run"` for the modules of a layer, `"run/replay"` for a module's children. An import
+/// joins the two modules where its path and the importing file's path part: `run/replay/output`
+/// importing `run/metrics/schema` is the edge `replay -> metrics` inside `run`; imports of an
+/// ancestor's own items are no edge.
 fn graphs(src: &Path) -> BTreeMap<String, Graph> {
     let files = rust_files(src);
     let modules: Vec<Vec<String>> = files
@@ -213,48 +217,61 @@ fn graphs(src: &Path) -> BTreeMap<String, Graph> {
         .collect();
     let mut out: BTreeMap<String, Graph> = BTreeMap::new();
     for (file, module) in files.iter().zip(&modules) {
-        let Some(top) = module.first() else {
+        if module.is_empty() {
             continue; // lib.rs and main.rs declare modules; they are not one
-        };
+        }
+        let file_module = module;
+        let module = &module[..module.len().min(DEPTH)];
         let relative = file.strip_prefix(src).expect("under src");
         let text = std::fs::read_to_string(file)
             .unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
-        let at = |line| format!("src/{}:{line}", relative.display());
-        out.entry(String::new())
-            .or_default()
-            .entry(top.clone())
-            .or_default();
-        let child = module.get(1);
-        if let Some(child) = child {
-            out.entry(top.clone())
+        for depth in 0..module.len() {
+            out.entry(module[..depth].join("/"))
                 .or_default()
-                .entry(child.clone())
+                .entry(module[depth].clone())
                 .or_default();
         }
-        for r in references(module, &text) {
-            let Some(target) = r.path.first() else {
-                continue;
-            };
-            if !known.contains(&r.path[..1]) {
+        for r in references(file_module, &text) {
+            let shared = module
+                .iter()
+                .zip(&r.path)
+                .take_while(|(a, b)| a == b)
+                .count();
+            if shared >= module.len()
+                || shared >= r.path.len()
+                || !known.contains(&r.path[..=shared])
+            {
                 continue;
             }
-            if target != top {
-                out.entry(String::new())
-                    .or_default()
-                    .entry(top.clone())
-                    .or_default()
-                    .entry(target.clone())
-                    .or_insert_with(|| at(r.line));
-            } else if let (Some(child), Some(to)) = (child, r.path.get(1))
-                && to != child
-                && known.contains(&r.path[..2])
-            {
-                out.entry(top.clone())
-                    .or_default()
-                    .entry(child.clone())
-                    .or_default()
-                    .entry(to.clone())
-                    .or_insert_with(|| at(r.line));
+            out.entry(module[..shared].join("/"))
+                .or_default()
+                .entry(module[shared].clone())
+                .or_default()
+                .entry(r.path[shared].clone())
+                .or_insert_with(|| format!("src/{}:{}", relative.display(), r.line));
+        }
+    }
+    out
+}
+
+/// The layers, bottom first: a module imports its own layer and the ones before it. Files at
+/// the crate root beside them (the fuzz entry points) sit above every layer.
+const LAYERS: [&str; 6] = ["base", "data", "plan", "run", "results", "cli"];
+
+/// The imports that go up the layers, or reach a root file or a folder [`LAYERS`] does not
+/// place, each with where it is.
+fn upward_imports(layers: &Graph) -> Vec<String> {
+    let rank = |m: &str| LAYERS.iter().position(|l| *l == m);
+    let mut out = Vec::new();
+    for (from, edges) in layers {
+        for (to, at) in edges {
+            let upward = match (rank(from), rank(to)) {
+                (Some(a), Some(b)) => b > a,
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+            if upward {
+                out.push(format!("{from} -> {to} ({at})"));
             }
         }
     }
@@ -316,14 +333,14 @@ fn modules_import_each_other_without_cycles() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let all = graphs(&src);
     assert!(
-        all[""].len() > 10,
+        all["run"].len() > 5,
         "the scan found the modules: {:?}",
-        all[""].keys()
+        all["run"].keys()
     );
     assert!(
-        all["oracle"].len() > 5,
+        all["results/oracle"].len() > 5,
         "and their children: {:?}",
-        all["oracle"].keys()
+        all["results/oracle"].keys()
     );
     let mut report = String::new();
     for (within, g) in &all {
@@ -341,6 +358,47 @@ fn modules_import_each_other_without_cycles() {
 }
 
 #[test]
+fn each_layer_imports_only_the_layers_below() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let all = graphs(&src);
+    let folders: Vec<&String> = all[""]
+        .keys()
+        .filter(|m| src.join(m).is_dir() && !LAYERS.contains(&m.as_str()))
+        .collect();
+    assert!(
+        folders.is_empty(),
+        "folders under src/ that are no layer (place them in module_graph::LAYERS): {folders:?}"
+    );
+    let upward = upward_imports(&all[""]);
+    assert!(
+        upward.is_empty(),
+        "imports up the layers:\n{}",
+        upward.join("\n")
+    );
+}
+
+#[test]
+fn an_upward_import_is_named() {
+    let mut g = Graph::new();
+    let mut edge = |a: &str, b: &str| {
+        g.entry(a.to_owned())
+            .or_default()
+            .insert(b.to_owned(), format!("src/{a}/x.rs:7"));
+    };
+    edge("run", "plan");
+    edge("plan", "results");
+    edge("fuzz", "run");
+    edge("data", "fuzz");
+    assert_eq!(
+        upward_imports(&g),
+        [
+            "data -> fuzz (src/data/x.rs:7)",
+            "plan -> results (src/plan/x.rs:7)"
+        ]
+    );
+}
+
+#[test]
 fn crate_and_super_paths_are_resolved_to_module_paths() {
     let m = |s: &str| s.split('/').map(str::to_owned).collect::<Vec<_>>();
     let targets = |module: &[String], text: &str| {
@@ -353,21 +411,31 @@ fn crate_and_super_paths_are_resolved_to_module_paths() {
     assert_eq!(targets(&m("a"), "use crate::b;"), ["b"]);
     assert_eq!(
         targets(&m("a"), "use crate::{b, c::d::{E, F}};"),
-        ["b", "c/d"]
+        ["b", "c/d/E", "c/d/F"]
     );
-    assert_eq!(targets(&m("a"), "use crate::c::{d, e::F};"), ["c/d", "c/e"]);
+    assert_eq!(
+        targets(&m("a"), "use crate::c::{d, e::F::G};"),
+        ["c/d", "c/e/F"]
+    );
     assert_eq!(targets(&m("a"), "let x = crate::b::f();"), ["b/f"]);
     assert_eq!(
         targets(&m("a"), "use super::b;"),
         ["b"],
         "super of a top module"
     );
-    assert_eq!(targets(&m("a/x"), "use super::y::Z;"), ["a/y"], "a sibling");
-    assert_eq!(targets(&m("a/x"), "use super::{y, z::W};"), ["a/y", "a/z"]);
+    assert_eq!(
+        targets(&m("a/x"), "use super::y::Z;"),
+        ["a/y/Z"],
+        "a sibling"
+    );
+    assert_eq!(
+        targets(&m("a/x"), "use super::{y, z::W};"),
+        ["a/y", "a/z/W"]
+    );
     assert_eq!(targets(&m("a/x/y"), "use super::super::z;"), ["a/z"]);
     assert_eq!(
-        targets(&m("a/x/y"), "use super::Q;"),
-        ["a/x"],
+        targets(&m("a/x/y/w"), "use super::Q;"),
+        ["a/x/y"],
         "its own parent"
     );
     assert_eq!(targets(&m("a/x"), "use super::super::b;"), ["b"]);

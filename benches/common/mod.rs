@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 /// The sample traces of the shared folder.
 pub fn sample_traces() -> Vec<PathBuf> {
     let samples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("traces/samples/kv-cache-tester");
-    kvsweep::trace::list_files(&[samples]).expect("sample traces")
+    kvsweep::data::trace::list_files(&[samples]).expect("sample traces")
 }
 
 /// `files` copied into `dir` over and over (as `cN_NAME`) until the copies pass `bytes`: a large

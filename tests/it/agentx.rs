@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use common::aiperf::carried_traces as traces;
 use common::sim::SimServer;
-use kvsweep::artifact::schema::{AgentxRecord, JsonArtifact};
+use kvsweep::data::artifact::schema::{AgentxRecord, JsonArtifact};
 
 /// Runs `kvsweep replay` with `extra` into `dir/kv`; returns the directory, whether it
 /// succeeded and its stderr.

@@ -7,7 +7,7 @@ use crate::common;
 use std::path::Path;
 
 use common::cells::SyntheticCell;
-use kvsweep::artifact::schema::{JsonArtifact, Outcome, RequestRow, Summary};
+use kvsweep::data::artifact::schema::{JsonArtifact, Outcome, RequestRow, Summary};
 
 /// Writes `requests.csv` into `dir`: ten successful requests, request `i` sent at `i + 1` s and
 /// done at `i + 3` s (a 1..12 s span), each of `e2e_ms` with 1000 prompt and `osl` completion

@@ -7,9 +7,9 @@ use crate::common;
 
 use std::path::{Path, PathBuf};
 
-use kvsweep::aiperf::{CreditPhase, read_profile_export, read_records, read_server_metrics};
-use kvsweep::artifact::schema::{CellPlan, JsonArtifact};
-use kvsweep::collect::agentx_result::{Identity, aggregate};
+use kvsweep::data::aiperf::{CreditPhase, read_profile_export, read_records, read_server_metrics};
+use kvsweep::data::artifact::schema::{CellPlan, JsonArtifact};
+use kvsweep::results::collect::agentx_result::{Identity, aggregate};
 use serde_json::Value;
 
 fn fixture() -> PathBuf {
@@ -122,10 +122,10 @@ fn agentx_results() -> Collected {
     let cells = cells(dir.path());
     let out = dir.path().join("collect");
     // One trace cache for every cell, as collect keeps it.
-    let mut traces = kvsweep::collect::agentx_result::TraceHitsCache::default();
+    let mut traces = kvsweep::results::collect::agentx_result::TraceHitsCache::default();
     for cell in std::fs::read_dir(&cells).expect("cells") {
         let cell = cell.expect("entry").path();
-        kvsweep::collect::agentx_result::write(&cell, &out, &mut traces)
+        kvsweep::results::collect::agentx_result::write(&cell, &out, &mut traces)
             .expect("AgentX results")
             .expect("an AgentX cell");
     }
@@ -383,9 +383,10 @@ fn each_repeat_of_a_cell_gets_its_own_result_file() {
             let f = f.expect("file").path();
             std::fs::copy(&f, repeat.join(f.file_name().expect("name"))).expect("copy");
         }
-        let path = kvsweep::collect::agentx_result::write(&repeat, &out, &mut Default::default())
-            .expect("AgentX results")
-            .expect("an AgentX cell");
+        let path =
+            kvsweep::results::collect::agentx_result::write(&repeat, &out, &mut Default::default())
+                .expect("AgentX results")
+                .expect("an AgentX cell");
         names.push(
             path.file_name()
                 .expect("name")
@@ -404,8 +405,8 @@ fn each_repeat_of_a_cell_gets_its_own_result_file() {
 /// formats agree, and an export loses nothing collect needs.
 #[test]
 fn a_cells_aiperf_export_reads_back_to_the_cells_own_figures() {
-    use kvsweep::artifact::schema::Summary;
-    use kvsweep::collect::aiperf_cells::{Placement, convert};
+    use kvsweep::data::artifact::schema::Summary;
+    use kvsweep::results::collect::aiperf_cells::{Placement, convert};
     let c = agentx_results();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut checked = 0;

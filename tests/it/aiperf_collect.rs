@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 
 use common::cells::SyntheticCell;
 use common::sim::SimServer;
-use kvsweep::aiperf::{CreditPhase, RecordInfo, read_profile_export, read_records};
-use kvsweep::artifact::schema::JsonArtifact;
-use kvsweep::spec::Cell;
+use kvsweep::data::aiperf::{CreditPhase, RecordInfo, read_profile_export, read_records};
+use kvsweep::data::artifact::schema::JsonArtifact;
+use kvsweep::plan::spec::Cell;
 
 /// The real AIPerf 0.13.0 AgentX run against the simulator the AIPerf schema is checked on.
 fn fixture() -> PathBuf {

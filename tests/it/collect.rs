@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::Path;
 
 use common::cells::SyntheticCell;
-use kvsweep::artifact::schema::{CellState, JsonArtifact, Status};
+use kvsweep::data::artifact::schema::{CellState, JsonArtifact, Status};
 
 /// Zips a cell directory's files at the archive's root, as an uploaded artifact is.
 fn zip_dir(dir: &Path, zip_path: &Path) {

@@ -9,8 +9,10 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use common::cells::SyntheticCell;
-use kvsweep::artifact::schema::{CellPlan, GpuRow, JsonArtifact, Metadata, MetricsRow, Summary};
-use kvsweep::engine::EngineKind;
+use kvsweep::data::artifact::schema::{
+    CellPlan, GpuRow, JsonArtifact, Metadata, MetricsRow, Summary,
+};
+use kvsweep::plan::engine::EngineKind;
 
 /// Makes a synthetic cell a real vLLM cell (not simulated) whose replay started at unix 1000.
 fn as_vllm(dir: &Path) {

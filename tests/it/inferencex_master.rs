@@ -7,7 +7,7 @@ use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use clap::Parser as _;
-use kvsweep::spec::master::{self, Filters};
+use kvsweep::plan::spec::master::{self, Filters};
 
 use crate::common::{kvsweep, run, stderr, stdout};
 

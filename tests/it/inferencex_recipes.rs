@@ -2,7 +2,7 @@
 //! InferenceX's job scripts by `scripts/import-inferencex-recipes.sh`) renders as the same
 //! engine command: the job of the fixture job list, rendered, starts the recorded program with
 //! the recorded arguments (JSON values equal as objects) and environment, differing only where
-//! `kvsweep::recipe::DELIBERATE_DIFFERENCES` says. And the script's engine command is the one
+//! `kvsweep::base::recipe::DELIBERATE_DIFFERENCES` says. And the script's engine command is the one
 //! `run-cell` starts.
 
 use std::collections::BTreeMap;
@@ -11,10 +11,10 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use kvsweep::engine::{self, HostValues};
-use kvsweep::recipe::DELIBERATE_DIFFERENCES;
-use kvsweep::render::{self, CellOverrides, CellSelector};
-use kvsweep::runner::RunnerSet;
+use kvsweep::base::recipe::DELIBERATE_DIFFERENCES;
+use kvsweep::base::runner::RunnerSet;
+use kvsweep::plan::engine::{self, HostValues};
+use kvsweep::plan::render::{self, CellOverrides, CellSelector};
 
 use crate::common::repo_root;
 
@@ -395,9 +395,9 @@ fn a_native_spec_sweeps_its_axes_on_a_recorded_launch_with_the_runners_offload_f
     let runners = RunnerSet::builtin().expect("runners");
     let dir = tempfile::tempdir().expect("tempdir");
     let spec = recipe_spec(dir.path(), "8", "");
-    let sweep = kvsweep::spec::load(
+    let sweep = kvsweep::plan::spec::load(
         &spec,
-        kvsweep::spec::LoadOptions {
+        kvsweep::plan::spec::LoadOptions {
             key: None,
             runner: None,
             runners: &runners,
@@ -428,7 +428,7 @@ fn a_native_spec_sweeps_its_axes_on_a_recorded_launch_with_the_runners_offload_f
         // Its own offload connector is out; the runner's flags for the cell's mode are in.
         assert!(!args.contains("SimpleCPUOffloadConnector"), "{args}");
         match cell.offload {
-            kvsweep::kinds::Offload::On => {
+            kvsweep::base::kinds::Offload::On => {
                 assert!(args.contains("--kv_offloading_size 1000"), "{args}")
             }
             _ => assert!(args.contains("--no-enable-prefix-caching"), "{args}"),
@@ -443,9 +443,9 @@ fn a_native_spec_sweeps_its_axes_on_a_recorded_launch_with_the_runners_offload_f
 
     // A TP the recipe has no launch for is refused with those it has.
     let spec = recipe_spec(dir.path(), "2", "");
-    let err = kvsweep::spec::load(
+    let err = kvsweep::plan::spec::load(
         &spec,
-        kvsweep::spec::LoadOptions {
+        kvsweep::plan::spec::LoadOptions {
             key: None,
             runner: None,
             runners: &runners,

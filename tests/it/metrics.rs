@@ -8,10 +8,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::sim::SimServer;
-use kvsweep::artifact::schema::MetricsRawRow;
-use kvsweep::metrics::parse::parse;
-use kvsweep::metrics::schema::{Engine, detect, snapshot};
-use kvsweep::metrics::{Recorder, derive};
+use kvsweep::data::artifact::schema::MetricsRawRow;
+use kvsweep::run::metrics::parse::parse;
+use kvsweep::run::metrics::schema::{Engine, detect, snapshot};
+use kvsweep::run::metrics::{Recorder, derive};
 
 fn fixture(name: &str) -> String {
     std::fs::read_to_string(

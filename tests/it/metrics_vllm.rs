@@ -5,9 +5,9 @@
 
 use crate::common;
 
-use kvsweep::metrics::Recorder;
-use kvsweep::metrics::parse::parse;
-use kvsweep::metrics::schema::{Engine, detect, snapshot};
+use kvsweep::run::metrics::Recorder;
+use kvsweep::run::metrics::parse::parse;
+use kvsweep::run::metrics::schema::{Engine, detect, snapshot};
 use serde_json::{Value, json};
 
 fn fixture(name: &str) -> String {

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use common::cells::SyntheticCell;
-use kvsweep::artifact::schema::{
+use kvsweep::data::artifact::schema::{
     CellPlan, JsonArtifact, Metadata, MetricsRow, Quantiles, RequestRow, Simulator, Summary,
     read_csv_rows,
 };

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use common::{csv_rows, json, kvsweep, kvsweep_err, kvsweep_ok, repo_root, run, write};
-use kvsweep::artifact::schema::{CellPlan, JsonArtifact, Outcome, RequestRow};
-use kvsweep::spec::TraceFormat;
+use kvsweep::data::artifact::schema::{CellPlan, JsonArtifact, Outcome, RequestRow};
+use kvsweep::plan::spec::TraceFormat;
 use serde_json::Value;
 
 fn samples() -> String {
@@ -675,9 +675,9 @@ async fn a_trace_url_is_downloaded_first() {
 /// room while it is generated, never a reuse).
 #[test]
 fn output_kv_never_lowers_the_bounds_on_the_carried_traces() {
-    use kvsweep::oracle::bounds;
-    use kvsweep::oracle::stream::{self, Scope};
-    use kvsweep::trace::{self, LoadOptions};
+    use kvsweep::data::trace::{self, LoadOptions};
+    use kvsweep::results::oracle::bounds;
+    use kvsweep::results::oracle::stream::{self, Scope};
     let folders =
         ["traces/samples/kv-cache-tester", "traces/generated"].map(|f| repo_root().join(f));
     let files = trace::list_files(&folders).expect("the carried traces");

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{kvsweep_err, kvsweep_ok, write};
-use kvsweep::engine::{EngineKind, HostValues};
-use kvsweep::render::{self, CellOverrides, CellSelector};
-use kvsweep::runner::RunnerSet;
-use kvsweep::spec::{Offload, OffloadBackend};
+use kvsweep::base::runner::RunnerSet;
+use kvsweep::plan::engine::{EngineKind, HostValues};
+use kvsweep::plan::render::{self, CellOverrides, CellSelector};
+use kvsweep::plan::spec::{Offload, OffloadBackend};
 
 /// A native spec for one runner, engine and backend, sweeping every offload mode the runner
 /// defines, with a 500 GiB offload budget.

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 
 use crate::common::{self, cells::plan, sim::SimServer};
-use kvsweep::artifact::schema::JsonArtifact;
-use kvsweep::spec::Cell;
+use kvsweep::data::artifact::schema::JsonArtifact;
+use kvsweep::plan::spec::Cell;
 
 /// A Mooncake trace of 50 sessions of 1 to 7 small turns, 100 to 300 ms of think time apart:
 /// sessions unlike each other, so that runs with different seeds (which shuffle the sessions)
@@ -259,7 +259,9 @@ fn repeats_sample_their_own_seeds_and_compare_tells_a_slower_server_from_a_rerun
 
     // Each repeat ran its own seed, derived from the spec's and the repeat's number, and says so
     // in its plan and its metadata; the first keeps the spec's.
-    let seeds: Vec<u64> = (1..=3).map(|k| kvsweep::repeats::seed(7, k)).collect();
+    let seeds: Vec<u64> = (1..=3)
+        .map(|k| kvsweep::base::repeats::seed(7, k))
+        .collect();
     assert_eq!(seeds[0], 7);
     let cell = a.join("cells/rep_cpu_tp1_users4_offloadoff");
     for (k, seed) in (1..=3).zip(&seeds) {

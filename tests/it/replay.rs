@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::sim::SimServer;
 use common::{json, kvsweep, run, write};
-use kvsweep::artifact::schema::PeriodRow;
+use kvsweep::data::artifact::schema::PeriodRow;
 
 fn sample(name: &str) -> PathBuf {
     common::repo_root()
@@ -54,7 +54,7 @@ fn replay_samples(
     sim: &SimServer,
     files: &[&str],
     extra: &[&str],
-) -> (tempfile::TempDir, kvsweep::trace::TraceSet) {
+) -> (tempfile::TempDir, kvsweep::data::trace::TraceSet) {
     let dir = tempfile::tempdir().expect("tempdir");
     let paths: Vec<PathBuf> = files.iter().map(|f| sample(f)).collect();
     let mut args: Vec<&str> = vec!["--users", "3", "--time-scale", "0"];
@@ -64,18 +64,25 @@ fn replay_samples(
     }
     let out = replay(sim, dir.path(), &args);
     assert!(out.status.success(), "{}", common::stderr(&out));
-    let opts = kvsweep::trace::LoadOptions {
-        format: kvsweep::spec::TraceFormat::Auto,
+    let opts = kvsweep::data::trace::LoadOptions {
+        format: kvsweep::plan::spec::TraceFormat::Auto,
         jsonl_block_size: Some(512),
         strict: true,
     };
-    (dir, kvsweep::trace::load(&paths, opts).expect("traces"))
+    (
+        dir,
+        kvsweep::data::trace::load(&paths, opts).expect("traces"),
+    )
 }
 
 /// Cached tokens an unbounded vLLM-style cache gives request `i` of a session: the longest run of
 /// leading hash ids it shares with an earlier request, in 16-token blocks, never the last token.
-fn predicted_hits(requests: &[kvsweep::trace::TraceRequest], i: usize, block_size: u32) -> u64 {
-    let full = |r: &kvsweep::trace::TraceRequest| {
+fn predicted_hits(
+    requests: &[kvsweep::data::trace::TraceRequest],
+    i: usize,
+    block_size: u32,
+) -> u64 {
+    let full = |r: &kvsweep::data::trace::TraceRequest| {
         r.hash_ids.len().min((r.input_tokens / block_size) as usize)
     };
     let mine = &requests[i].hash_ids[..full(&requests[i])];
@@ -115,7 +122,7 @@ fn every_prompt_has_the_trace_length_and_exactly_the_predicted_cache_hits() {
         "llama-3.1-8b",
     ]);
     let (dir, set) = replay_samples(&sim, &files, &[]);
-    let sessions: HashMap<&str, &kvsweep::trace::Session> =
+    let sessions: HashMap<&str, &kvsweep::data::trace::Session> =
         set.sessions.iter().map(|s| (s.id.as_str(), s)).collect();
     let rows = rows(dir.path());
     assert_eq!(
@@ -491,10 +498,10 @@ fn chat_prompts_are_exact_too() {
     let files = ["trace_0538.json", "trace_0057.json", "trace_0460.json"];
     let sim = SimServer::start(&["--instant", "--kv-cache-gb", "100000"]);
     let (dir, set) = replay_samples(&sim, &files, &["--api", "chat"]);
-    let sessions: HashMap<&str, &kvsweep::trace::Session> =
+    let sessions: HashMap<&str, &kvsweep::data::trace::Session> =
         set.sessions.iter().map(|s| (s.id.as_str(), s)).collect();
     // The simulator's template starts "<|im_start|>user\n": its tokens come before the message.
-    let tok = kvsweep::tokenizer::Tokenizer::load(None).expect("o200k");
+    let tok = kvsweep::base::tokenizer::Tokenizer::load(None).expect("o200k");
     let head = tok.encode("<|im_start|>user\n").expect("encode").len() as u64;
     let meta = json(&dir.path().join("metadata.json"));
     let template = meta["chat_template_tokens"]
@@ -519,7 +526,7 @@ fn chat_prompts_are_exact_too() {
         // Shared message tokens: the common hash blocks, cut by the message's own length (the
         // template's tokens come out of the message). The template's head is shared by all.
         let message = u64::from(req.input_tokens) - template;
-        let full = |r: &kvsweep::trace::TraceRequest| {
+        let full = |r: &kvsweep::data::trace::TraceRequest| {
             r.hash_ids
                 .len()
                 .min((r.input_tokens / session.block_size) as usize)
@@ -536,7 +543,7 @@ fn chat_prompts_are_exact_too() {
             .max()
             .unwrap_or(0) as u64;
         let earlier_message =
-            |p: &kvsweep::trace::TraceRequest| u64::from(p.input_tokens) - template;
+            |p: &kvsweep::data::trace::TraceRequest| u64::from(p.input_tokens) - template;
         let shared = (blocks * u64::from(session.block_size)).min(message).min(
             session.requests[..i]
                 .iter()

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 
 use common::json;
 use common::sim::SimServer;
-use kvsweep::artifact::schema::{JsonArtifact, PeriodRow, Summary};
-use kvsweep::workload::control::Arrival;
+use kvsweep::base::workload::control::Arrival;
+use kvsweep::data::artifact::schema::{JsonArtifact, PeriodRow, Summary};
 
 fn traces() -> PathBuf {
     common::repo_root().join("traces/samples/kv-cache-tester")

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use common::cells::SyntheticCell;
 use common::sim::SimServer;
-use kvsweep::artifact::schema::{JsonArtifact, Metadata, Summary};
+use kvsweep::data::artifact::schema::{JsonArtifact, Metadata, Summary};
 
 /// A synthetic cell with the given client hit rate and total tok/s (across its GPUs).
 fn cell(dir: &Path, tp: u32, users: u32, offload: &'static str, hit: f64, total_tps: f64) {

@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::{json, repo_root, write};
-use kvsweep::artifact::schema::{JsonArtifact, Versions};
+use kvsweep::data::artifact::schema::{JsonArtifact, Versions};
 
 /// A one-cell native spec against the simulator, and a runners dir whose `cpu` runner adds
 /// `sim_args` to the simulator's command line.

@@ -14,7 +14,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{kvsweep_ok, repo_root, require_tool, write};
-use kvsweep::artifact::schema::{JsonArtifact, Status, Versions};
+use kvsweep::data::artifact::schema::{JsonArtifact, Status, Versions};
 
 const FAKE_KVSWEEP: &str = r#"#!/usr/bin/env bash
 set -euo pipefail
@@ -223,7 +223,7 @@ fn a_good_run_leaves_only_the_whitelisted_files_and_status_ok() {
     // Written by the kvsweep that finished the cell, naming the one that rendered the script.
     assert_eq!(versions.kvsweep, kvsweep::VERSION);
     assert_eq!(versions.rendered_by, kvsweep::VERSION);
-    assert_eq!(versions.engine, kvsweep::engine::EngineKind::Sim);
+    assert_eq!(versions.engine, kvsweep::plan::engine::EngineKind::Sim);
     assert!(
         std::fs::read_to_string(cell.results().join("server.log"))
             .expect("log")

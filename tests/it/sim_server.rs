@@ -391,10 +391,10 @@ async fn streams_follow_the_openai_shape() {
     assert_eq!(status, 200, "explicit nulls are accepted: {body}");
     assert_eq!(body["object"], "chat.completion");
     // "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n" under o200k_base.
-    let tok = kvsweep::tokenizer::Tokenizer::load(None).expect("o200k");
+    let tok = kvsweep::base::tokenizer::Tokenizer::load(None).expect("o200k");
     let expected = tok
-        .encode(&kvsweep::tokenizer::render_chat(&[
-            kvsweep::tokenizer::ChatMessage {
+        .encode(&kvsweep::base::tokenizer::render_chat(&[
+            kvsweep::base::tokenizer::ChatMessage {
                 role: "user".into(),
                 content: "hi".into(),
             },

@@ -37,10 +37,10 @@ fn prompt(session: u32, turn: u32, request: &Value) -> Vec<u32> {
     let mut ids: Vec<u32> = Vec::with_capacity(input as usize);
     for h in request["hash_ids"].as_array().expect("hash_ids") {
         let h = u32::try_from(h.as_u64().expect("hash id")).expect("fits");
-        let base = kvsweep::rng::mix((u64::from(session) << 32) | u64::from(h));
+        let base = kvsweep::base::rng::mix((u64::from(session) << 32) | u64::from(h));
         ids.extend((0..TRACE_BLOCK).map(|j| ((base + u64::from(j)) % 190_000) as u32 + 1));
     }
-    let unique = kvsweep::rng::mix(0xF111 ^ (u64::from(session) << 40) ^ u64::from(turn));
+    let unique = kvsweep::base::rng::mix(0xF111 ^ (u64::from(session) << 40) ^ u64::from(turn));
     let mut j = 0;
     while ids.len() < input as usize {
         ids.push(((unique + j) % 190_000) as u32 + 1);

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use common::sim::SimServer;
 use common::{csv_rows, kvsweep, kvsweep_err, kvsweep_ok, run, write};
-use kvsweep::trace::{LoadOptions, Session, TraceSet};
+use kvsweep::data::trace::{LoadOptions, Session, TraceSet};
 use serde_json::Value;
 
 /// Two conversations. Chat 1 (at 0 s) is answered by 2 (3 s), then 3 (7 s); 4 (5 s) is a second
@@ -39,10 +39,10 @@ fn chats(dir: &Path) -> PathBuf {
 }
 
 fn load(path: &Path, jsonl_block_size: Option<u32>) -> TraceSet {
-    kvsweep::trace::load(
+    kvsweep::data::trace::load(
         &[path.to_path_buf()],
         LoadOptions {
-            format: kvsweep::spec::TraceFormat::Auto,
+            format: kvsweep::plan::spec::TraceFormat::Auto,
             jsonl_block_size,
             strict: true,
         },
@@ -201,10 +201,10 @@ fn convert_writes_the_conversations_as_mooncake_and_kv_cache_tester() {
         "--out",
         s(&kvct),
     ]);
-    let back = kvsweep::trace::load(
+    let back = kvsweep::data::trace::load(
         &[kvct],
         LoadOptions {
-            format: kvsweep::spec::TraceFormat::Auto,
+            format: kvsweep::plan::spec::TraceFormat::Auto,
             jsonl_block_size: None,
             strict: true,
         },

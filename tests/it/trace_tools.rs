@@ -6,7 +6,7 @@ use crate::common;
 use std::path::{Path, PathBuf};
 
 use common::{kvsweep_ok, repo_root, write};
-use kvsweep::trace::analyze::{Growth, growth};
+use kvsweep::data::trace::analyze::{Growth, growth};
 
 fn samples() -> PathBuf {
     repo_root().join("traces/samples/kv-cache-tester")
@@ -96,10 +96,10 @@ fn duplicate_traces_are_found_whatever_their_names() {
 
 /// The shared-prefix length, in tokens, of every ordered pair of distinct requests in `file`.
 fn sharing(file: &Path) -> Vec<(u32, u32, u32)> {
-    let set = kvsweep::trace::load(
+    let set = kvsweep::data::trace::load(
         &[file.to_path_buf()],
-        kvsweep::trace::LoadOptions {
-            format: kvsweep::spec::TraceFormat::Auto,
+        kvsweep::data::trace::LoadOptions {
+            format: kvsweep::plan::spec::TraceFormat::Auto,
             jsonl_block_size: Some(512),
             strict: true,
         },

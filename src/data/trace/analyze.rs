@@ -21,7 +21,7 @@ use crate::base::stats::percentile;
 
 /// mean, std, min, p25, median, p75, p90, p99, max of a list.
 #[derive(Debug, Clone, Serialize, Default, PartialEq)]
-pub struct Dist {
+struct Dist {
     pub count: usize,
     pub mean: f64,
     pub std_dev: f64,

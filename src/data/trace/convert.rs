@@ -23,7 +23,7 @@ use crate::base::hash::chain;
 
 /// Names target blocks after source prefix paths.
 #[derive(Default)]
-pub struct Reblocker {
+struct Reblocker {
     ids: HashMap<(u64, u32), u64>,
     next: u64,
 }

@@ -68,7 +68,7 @@ pub fn search_paths(paths: &[PathBuf], placements: &[Placement]) -> Vec<PathBuf>
 
 /// An AIPerf run converted into a kvsweep cell directory for this collect.
 #[derive(Debug)]
-pub struct ConvertedCell {
+struct ConvertedCell {
     /// The cell directory collect reads.
     pub dir: PathBuf,
     /// AIPerf's own verdict, when it judged the run not valid for submission.

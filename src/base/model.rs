@@ -90,7 +90,7 @@ const fn gqa(
 
 /// Built-in presets, from the models' published `config.json`. KV dtype is bf16 unless a spec
 /// overrides it.
-pub const PRESETS: &[Preset] = &[
+const PRESETS: &[Preset] = &[
     Preset {
         name: "llama-3.1-8b",
         geometry: gqa(32, 8, 128, 4096, 8, 8),

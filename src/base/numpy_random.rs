@@ -79,7 +79,7 @@ impl DefaultRng {
     }
 
     /// The next raw 64-bit output (`PCG64.random_raw()`).
-    pub fn next_u64(&mut self) -> u64 {
+    fn next_u64(&mut self) -> u64 {
         self.0.next_u64()
     }
 

@@ -234,7 +234,7 @@ pub fn for_job(key: &JobKey) -> Result<JobLaunch> {
 
 /// The recorded launches of the job script `name` (`dsv4_fp4_b200_vllm_mtp`), one per distinct
 /// command the script gave for InferenceX's jobs.
-pub fn by_name(name: &str) -> Result<Vec<Recipe>> {
+fn by_name(name: &str) -> Result<Vec<Recipe>> {
     let r = recorded()?;
     let found: Vec<Recipe> = r
         .launches

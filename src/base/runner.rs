@@ -274,7 +274,7 @@ impl RunnerSet {
         Ok(Self { runners })
     }
 
-    pub fn from_dir(dir: &Path) -> Result<Self, SpecError> {
+    fn from_dir(dir: &Path) -> Result<Self, SpecError> {
         let unreadable = |e: std::io::Error| SpecError {
             file: dir.to_path_buf(),
             line: 0,

@@ -70,7 +70,7 @@ pub fn t_cdf(t: f64, df: f64) -> f64 {
 }
 
 /// The `p` quantile (0 < p < 1) of the Student t distribution with `df` degrees of freedom.
-pub fn t_quantile(p: f64, df: f64) -> f64 {
+fn t_quantile(p: f64, df: f64) -> f64 {
     if p == 0.5 {
         return 0.0;
     }

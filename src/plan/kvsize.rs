@@ -26,7 +26,7 @@ pub struct KvSizeArgs {
     pub dtype: DtypeArg,
     /// Weight element type (for what is left of HBM).
     #[arg(long, value_enum, default_value_t = DtypeArg::Bf16)]
-    pub weight_dtype: DtypeArg,
+    weight_dtype: DtypeArg,
     /// Parameters in billions, instead of the estimate from config.json.
     #[arg(long)]
     pub params_b: Option<f64>,
@@ -67,7 +67,7 @@ pub struct KvSize {
     pub kv_bytes_per_token: u64,
     pub params_b: f64,
     /// True when `params_b` was estimated from the config's shapes.
-    pub params_estimated: bool,
+    params_estimated: bool,
     pub fit: Option<Fit>,
 }
 
@@ -77,13 +77,13 @@ pub struct Fit {
     pub runner: String,
     pub tp: u32,
     pub hbm_gb_per_gpu: f64,
-    pub weights_gb_per_gpu: f64,
-    pub kv_gb_per_gpu: f64,
+    weights_gb_per_gpu: f64,
+    kv_gb_per_gpu: f64,
     pub kv_bytes_per_token_per_gpu: f64,
     pub tokens_per_gpu: u64,
     /// Every GPU of a TP group holds a shard of the same tokens.
-    pub tokens_per_tp_group: u64,
-    pub tp_groups_per_node: u32,
+    tokens_per_tp_group: u64,
+    tp_groups_per_node: u32,
     pub tokens_per_node: u64,
 }
 
@@ -95,7 +95,7 @@ fn field(config: &Value, names: &[&str]) -> Option<f64> {
 
 /// The KV geometry and parameter count of a Hugging Face config (its `text_config` for
 /// multimodal models). Hybrid models list `layer_types`: only full-attention layers count.
-pub fn from_hf_config(config: &Value) -> Result<(Geometry, f64)> {
+fn from_hf_config(config: &Value) -> Result<(Geometry, f64)> {
     let c = config.get("text_config").unwrap_or(config);
     let need = |names: &[&str]| {
         field(c, names).with_context(|| format!("config.json has no `{}`", names[0]))

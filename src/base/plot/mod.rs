@@ -12,7 +12,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 /// The size plots are drawn at: legible on a laptop screen and in a report.
-pub const SIZE: (u32, u32) = (1600, 1000);
+const SIZE: (u32, u32) = (1600, 1000);
 
 static FONT: &[u8] = include_bytes!("../../../assets/fonts/DejaVuSans.ttf");
 

@@ -40,10 +40,10 @@ pub struct AgentxArgs {
     /// Each lane starts its trace at a turn drawn from at least this share of its turns, with
     /// the cache primed up to there [agentx: 0.25].
     #[arg(long, help_heading = "AgentX scenario")]
-    pub trajectory_start_min_ratio: Option<f64>,
+    trajectory_start_min_ratio: Option<f64>,
     /// ... and at most this share [agentx: 0.75].
     #[arg(long, help_heading = "AgentX scenario")]
-    pub trajectory_start_max_ratio: Option<f64>,
+    trajectory_start_max_ratio: Option<f64>,
     /// One-token requests each lane sends past its start turn, without waits, before profiling
     /// starts [agentx: 10].
     #[arg(long, help_heading = "AgentX scenario")]
@@ -51,11 +51,11 @@ pub struct AgentxArgs {
     /// Longest time, seconds, the whole replay may sit with nothing in flight: every pending
     /// wait is moved earlier by the excess [agentx: 10].
     #[arg(long, help_heading = "AgentX scenario")]
-    pub system_idle_gap_cap: Option<f64>,
+    system_idle_gap_cap: Option<f64>,
     /// Longest wait, seconds, inside one trajectory tree (its turns and subagents)
     /// [agentx: 300].
     #[arg(long, help_heading = "AgentX scenario")]
-    pub trace_idle_gap_cap: Option<f64>,
+    trace_idle_gap_cap: Option<f64>,
     #[arg(long, value_enum, help_heading = "AgentX scenario")]
     pub cache_bust: Option<CacheBust>,
     /// Stop the run (failed) once more than this share of profiled requests failed, counted

@@ -30,9 +30,9 @@ use crate::run::sim::calibration::{Calibration, FitInfo, Identity, Limits, Term,
 
 /// The fewest cells, and distinct user counts among them, a fit needs: with one load level the
 /// per-sequence decode cost cannot be told from the step overhead.
-pub const MIN_CELLS: usize = 2;
+const MIN_CELLS: usize = 2;
 /// The fewest successful requests with two or more output tokens over all cells.
-pub const MIN_REQUESTS: usize = 20;
+const MIN_REQUESTS: usize = 20;
 
 /// Fit the simulator's time model to measured cells of one engine, model, runner and TP.
 #[derive(Debug, Clone, clap::Args)]

@@ -120,7 +120,7 @@ fn sim_args(plan: &CellPlan, runner: &Runner) -> Result<SimArgs> {
 }
 
 /// Predicts one planned cell into `out` with `calibration`.
-pub fn predict_cell(
+fn predict_cell(
     plan: &CellPlan,
     runner: &Runner,
     calibration: &Calibration,

@@ -31,7 +31,7 @@ use crate::data::artifact::schema::{
 use crate::data::trace::{self, LoadOptions};
 
 /// The name AIPerf's scenario goes by, which kvsweep's `--scenario agentx` follows.
-pub const AGENTX_SCENARIO: &str = "inferencex-agentx-mvp";
+const AGENTX_SCENARIO: &str = "inferencex-agentx-mvp";
 
 /// A cell's AIPerf export files.
 #[derive(Debug, Clone)]

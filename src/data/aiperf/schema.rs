@@ -392,18 +392,18 @@ pub struct TimeRange {
 /// `ServerMetricsEndpointInfo`: scrape statistics of one endpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServerMetricsEndpointInfo {
-    pub total_fetches: u64,
-    pub first_fetch_ns: u64,
-    pub last_fetch_ns: u64,
-    pub avg_fetch_latency_ms: f64,
-    pub unique_updates: u64,
-    pub first_update_ns: u64,
-    pub last_update_ns: u64,
+    total_fetches: u64,
+    first_fetch_ns: u64,
+    last_fetch_ns: u64,
+    avg_fetch_latency_ms: f64,
+    unique_updates: u64,
+    first_update_ns: u64,
+    last_update_ns: u64,
     pub duration_seconds: f64,
-    pub avg_update_interval_ms: f64,
+    avg_update_interval_ms: f64,
     /// `None` with fewer than two intervals.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub median_update_interval_ms: Option<f64>,
+    median_update_interval_ms: Option<f64>,
 }
 
 /// One metric family (`GaugeMetricData` | `CounterMetricData` | `HistogramMetricData` |
@@ -564,27 +564,27 @@ pub struct HistogramStats {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub avg: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub count_rate: Option<f64>,
+    count_rate: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sum_rate: Option<f64>,
+    sum_rate: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub p1_estimate: Option<f64>,
+    p1_estimate: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub p5_estimate: Option<f64>,
+    p5_estimate: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub p10_estimate: Option<f64>,
+    p10_estimate: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub p25_estimate: Option<f64>,
+    p25_estimate: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub p50_estimate: Option<f64>,
+    p50_estimate: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub p75_estimate: Option<f64>,
+    p75_estimate: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub p90_estimate: Option<f64>,
+    p90_estimate: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub p95_estimate: Option<f64>,
+    p95_estimate: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub p99_estimate: Option<f64>,
+    p99_estimate: Option<f64>,
 }
 
 /// `HistogramTimeslice`: the histogram over one window.

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 /// Files a cell's artifact directory may hold; the finish step ([`prune`]) deletes anything else.
 /// `tester` is a directory: a synthetic test cell's results (`kvsweep test`), all kept.
-pub const CELL_FILES: &[&str] = &[
+const CELL_FILES: &[&str] = &[
     "cell.json",
     "status.json",
     "requests.csv",
@@ -36,7 +36,7 @@ pub const CELL_FILES: &[&str] = &[
 /// Whether an environment variable's value is a secret, by its name: one of its `_`-separated
 /// words is TOKEN, SECRET, PASSWORD, PASSWD or KEY (`HF_TOKEN`, `AWS_SECRET_ACCESS_KEY`, not
 /// `TOKENIZER_PATH`).
-pub fn is_secret_name(name: &str) -> bool {
+fn is_secret_name(name: &str) -> bool {
     name.to_ascii_uppercase()
         .split('_')
         .any(|w| matches!(w, "TOKEN" | "SECRET" | "PASSWORD" | "PASSWD" | "KEY"))

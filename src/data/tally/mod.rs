@@ -108,7 +108,7 @@ impl RequestRecord {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Slo {
     /// Seconds to the first token, schedule delay included.
-    pub ttft_s: f64,
+    ttft_s: f64,
     /// Output tokens per second one user sees (1000 / TPOT).
     pub decode_tps: f64,
 }

@@ -24,7 +24,7 @@ use crate::base::stats::percentile;
 struct Dist {
     pub count: usize,
     pub mean: f64,
-    pub std_dev: f64,
+    std_dev: f64,
     pub min: f64,
     pub p25: f64,
     pub median: f64,

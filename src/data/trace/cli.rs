@@ -55,7 +55,7 @@ pub struct ConvertArgs {
     pub block_size: Option<u32>,
     /// Tokens per hash id in JSON Lines input [default: 512 for Mooncake, 16 for Qwen-Bailian].
     #[arg(long)]
-    pub input_block_size: Option<u32>,
+    input_block_size: Option<u32>,
     /// A .jsonl file (mooncake) or a directory (kvct).
     #[arg(long)]
     pub out: PathBuf,
@@ -91,10 +91,10 @@ pub struct GenerateArgs {
     pub seed: u64,
     /// Clip every prompt to this many tokens.
     #[arg(long, default_value_t = u32::MAX)]
-    pub max_input_tokens: u32,
+    max_input_tokens: u32,
     /// Also write the profile used.
     #[arg(long)]
-    pub save_profile: Option<PathBuf>,
+    save_profile: Option<PathBuf>,
     #[arg(long)]
     pub out: PathBuf,
 }

@@ -36,7 +36,7 @@ impl Reblocker {
 
     /// The ids of a request of `input` tokens whose `ids` name `src`-token blocks in `scope`,
     /// for `dst`-token blocks; `partial` adds an id for a last, partly filled block.
-    pub fn reblock(
+    fn reblock(
         &mut self,
         scope: u64,
         ids: &[u64],

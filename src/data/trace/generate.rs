@@ -65,14 +65,14 @@ pub struct Profile {
     pub p_append: f64,
     pub p_replace_tail: f64,
     pub p_drop_back: f64,
-    pub append_tokens: Quantiles,
-    pub replace_keep_share: Quantiles,
-    pub replace_size_ratio: Quantiles,
-    pub drop_size_ratio: Quantiles,
+    append_tokens: Quantiles,
+    replace_keep_share: Quantiles,
+    replace_size_ratio: Quantiles,
+    drop_size_ratio: Quantiles,
     pub think_time_s: Quantiles,
     pub output_tokens: Quantiles,
-    pub subagents_per_session: f64,
-    pub subagent_turns: Quantiles,
+    subagents_per_session: f64,
+    subagent_turns: Quantiles,
 }
 
 impl Profile {

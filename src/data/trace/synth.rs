@@ -20,17 +20,17 @@ use serde_json::Value;
 pub struct SynthParams {
     /// Divide timestamps (and think times) by this.
     #[arg(long, default_value_t = 1.0)]
-    pub speedup_ratio: f64,
+    speedup_ratio: f64,
     #[arg(long, default_value_t = 1.0)]
-    pub prefix_len_multiplier: f64,
+    prefix_len_multiplier: f64,
     #[arg(long, default_value_t = 1)]
-    pub prefix_root_multiplier: u32,
+    prefix_root_multiplier: u32,
     #[arg(long, default_value_t = 1.0)]
-    pub prompt_len_multiplier: f64,
+    prompt_len_multiplier: f64,
     #[arg(long)]
-    pub max_isl: Option<u32>,
+    max_isl: Option<u32>,
     #[arg(long)]
-    pub max_osl: Option<u32>,
+    max_osl: Option<u32>,
     /// Seeds the prefix-root assignment.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

@@ -24,7 +24,7 @@ use tokio::runtime::Handle;
 use crate::base::archive;
 
 /// The most bytes a trace archive may unpack to (the public kv-cache-tester corpus is 460 MB).
-pub const MAX_UNPACKED_BYTES: u64 = 16 * 1024 * 1024 * 1024;
+const MAX_UNPACKED_BYTES: u64 = 16 * 1024 * 1024 * 1024;
 
 /// Traces to download: checked when made, so a spec error points at its field before any cell runs.
 /// Read back (from `cell.json`) through the same checks.

@@ -287,8 +287,8 @@ fn agentx_replay() -> indexmap::IndexMap<String, serde_norway::Value> {
 
 /// Environment variables that name where this machine fetches InferenceX's corpus from: the
 /// URL (`{dataset}` stands for the Hugging Face dataset) and the sha256 of what it serves.
-pub const CORPUS_URL_VAR: &str = "KVSWEEP_AGENTX_TRACES_URL";
-pub const CORPUS_SHA256_VAR: &str = "KVSWEEP_AGENTX_TRACES_SHA256";
+const CORPUS_URL_VAR: &str = "KVSWEEP_AGENTX_TRACES_URL";
+const CORPUS_SHA256_VAR: &str = "KVSWEEP_AGENTX_TRACES_SHA256";
 
 /// The corpus InferenceX replays for the job (`resolve_trace_source`: the model prefix, the
 /// script's `WEKA_LOADER_OVERRIDE`, else the environment's), named by URL and sha256 for the

@@ -100,7 +100,7 @@ pub fn to_json(cells: &[Cell]) -> Value {
 }
 
 /// A plain aligned table for people.
-pub fn to_table(cells: &[Cell]) -> String {
+fn to_table(cells: &[Cell]) -> String {
     let header = ["NAME", "RUNNER", "TP", "EP", "USERS", "OFFLOAD"];
     let rows: Vec<[String; 6]> = cells
         .iter()

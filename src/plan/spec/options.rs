@@ -39,7 +39,7 @@ const RESERVED_REPLAY_KEYS: &[&str] = &[
 const RESERVED_TESTER_KEYS: &[&str] = &["url", "output_dir", "model", "api", "force_restart"];
 
 /// The testers a cell can run.
-pub const TESTER_KINDS: &[&str] = &["single-prompt", "cache-rate", "working-set"];
+const TESTER_KINDS: &[&str] = &["single-prompt", "cache-rate", "working-set"];
 
 /// The replay a spec's cells run, from its `replay:` options. A sweep's replays ask for exactly
 /// each request's trace output length (`--ignore-eos`) unless the spec says `ignore_eos: false`:

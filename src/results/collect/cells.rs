@@ -117,7 +117,7 @@ fn walk(path: &Path, depth: usize, found: &mut Found) -> Result<()> {
 }
 
 /// Whether `dir` holds an AIPerf run's artifacts (`collect::aiperf_cells` makes a cell of it).
-pub fn is_aiperf_dir(dir: &Path) -> bool {
+fn is_aiperf_dir(dir: &Path) -> bool {
     use crate::data::aiperf::schema::{PROFILE_EXPORT_FILE, RECORDS_FILE};
     dir.join(RECORDS_FILE).is_file() && dir.join(PROFILE_EXPORT_FILE).is_file()
 }

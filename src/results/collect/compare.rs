@@ -24,15 +24,15 @@ pub struct CompareArgs {
     pub out: PathBuf,
     /// Keep only A's rows where COLUMN=VALUE (repeatable); that column is then not matched on.
     #[arg(long = "a-where", value_name = "COLUMN=VALUE")]
-    pub a_where: Vec<String>,
+    a_where: Vec<String>,
     /// Keep only B's rows where COLUMN=VALUE (repeatable).
     #[arg(long = "b-where", value_name = "COLUMN=VALUE")]
-    pub b_where: Vec<String>,
+    b_where: Vec<String>,
     /// Names for A and B in the table and plots.
     #[arg(long, default_value = "A")]
-    pub a_label: String,
+    a_label: String,
     #[arg(long, default_value = "B")]
-    pub b_label: String,
+    b_label: String,
 }
 
 /// The columns a cell is matched on, less those a filter fixes.

@@ -34,7 +34,7 @@ pub fn usd_per_mtok(usd_per_gpu_hour: f64, tps_per_gpu: f64) -> Option<f64> {
 }
 
 /// The figures of a cell that served `rates` per GPU at `power_w_per_gpu`.
-pub fn cell_cost(
+fn cell_cost(
     economics: &Economics,
     rates: PerGpuRates,
     power_w_per_gpu: f64,
@@ -57,7 +57,7 @@ pub fn cell_cost(
 /// Mean power per GPU over `[start, end]` (unix seconds): each GPU's samples in the window
 /// integrated by the trapezoid rule over the span they cover, averaged over the GPUs. `None`
 /// where no GPU has a power sample in the window.
-pub fn measured_power_w(rows: &[GpuRow], start: f64, end: f64) -> Option<f64> {
+fn measured_power_w(rows: &[GpuRow], start: f64, end: f64) -> Option<f64> {
     let mut gpus: Vec<(&str, Vec<(f64, f64)>)> = Vec::new();
     for r in rows {
         let Some(w) = r.power_w.filter(|w| w.is_finite()) else {

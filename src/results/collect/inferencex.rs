@@ -27,7 +27,7 @@ use crate::data::artifact::schema::{Outcome, RequestRow, read_csv_rows};
 use crate::results::pareto::{self, Better};
 
 /// The North Star x-axis: E2E-normalized interactivity P90.
-pub const NORTH_STAR: Metric = Metric::E2eNormIntvtyP90;
+const NORTH_STAR: Metric = Metric::E2eNormIntvtyP90;
 
 /// E2E-normalized interactivity at the percentiles the summary reports, output tokens/s/user.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -61,7 +61,7 @@ pub fn percentile(values: &[f64], p: f64) -> Option<f64> {
 
 /// E2E-normalized interactivity of `(e2e_ms, output_tokens)` pairs; `None` when no pair has a
 /// positive, finite latency and output length (such a run has no canonical frontier point).
-pub fn e2e_norm_interactivity(requests: &[(f64, f64)]) -> Option<E2eNormInteractivity> {
+fn e2e_norm_interactivity(requests: &[(f64, f64)]) -> Option<E2eNormInteractivity> {
     let seconds_per_token: Vec<f64> = requests
         .iter()
         .filter(|(e2e_ms, osl)| {
@@ -85,10 +85,7 @@ pub fn gpu_count(tp: u32) -> u32 {
 
 /// Per-GPU throughput of `(start_s, end_s, input_tokens, output_tokens)` requests: token sums
 /// over `max(end) − min(start)`, divided by `gpus`; `None` for no requests or an empty span.
-pub fn per_gpu_throughput(
-    requests: &[(f64, f64, f64, f64)],
-    gpus: u32,
-) -> Option<PerGpuThroughput> {
+fn per_gpu_throughput(requests: &[(f64, f64, f64, f64)], gpus: u32) -> Option<PerGpuThroughput> {
     let start = requests.iter().map(|r| r.0).reduce(f64::min)?;
     let end = requests.iter().map(|r| r.1).reduce(f64::max)?;
     let span = end - start;

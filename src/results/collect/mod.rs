@@ -45,11 +45,11 @@ pub struct CollectArgs {
     /// A price per GPU-hour in place of every runner's, as KIND=USD (KIND: hyperscaler,
     /// neocloud, rental_3y); repeatable.
     #[arg(long = "gpu-price", value_name = "KIND=USD", value_parser = crate::base::economics::parse_price)]
-    pub gpu_prices: Vec<(crate::base::economics::PriceKind, f64)>,
+    gpu_prices: Vec<(crate::base::economics::PriceKind, f64)>,
     /// Power per GPU all-in, kW, in place of every runner's (used where no GPU power was
     /// measured).
     #[arg(long = "gpu-power-kw", value_name = "KW", value_parser = crate::base::economics::parse_power_kw)]
-    pub gpu_power_kw: Option<f64>,
+    gpu_power_kw: Option<f64>,
     /// An AIPerf run (a folder holding profile_export.jsonl and profile_export_aiperf.json, or
     /// a folder above it) to collect as a cell, with where it ran, which AIPerf does not record:
     /// DIR:runner=R,tp=N,offload=on|off|noprefix,engine=vllm|sglang|llama-server|sim, optionally
@@ -83,12 +83,12 @@ pub struct ParetoRow {
 }
 
 /// A panel's (x, y) for a cell; `None` where the cell lacks the measurement.
-pub fn panel_point(panel: &Panel, c: &CellResult) -> Option<(f64, f64)> {
+fn panel_point(panel: &Panel, c: &CellResult) -> Option<(f64, f64)> {
     Some((panel.x.of(c)?, panel.y.of(c)?)).filter(|(x, y)| x.is_finite() && y.is_finite())
 }
 
 /// Frontiers of every panel, per (runner, offload mode) and pooled per runner (`RUNNER/all`).
-pub fn pareto_rows(cells: &[CellResult]) -> Vec<ParetoRow> {
+fn pareto_rows(cells: &[CellResult]) -> Vec<ParetoRow> {
     let mut groups: Vec<(String, Vec<&CellResult>)> = Vec::new();
     for c in cells {
         for key in [

@@ -87,7 +87,7 @@ pub fn rows(cells: &[CellResult]) -> Vec<ErrorRow> {
 #[derive(Debug, Clone, Serialize)]
 pub struct MedianError {
     pub metric: &'static str,
-    pub median_abs_error: f64,
+    median_abs_error: f64,
     pub unit: &'static str,
     pub cells: usize,
 }

@@ -40,7 +40,7 @@ impl TierTokens {
 }
 
 /// The tier figures of a cell's `metrics.csv` rows (in scrape order); `None` without rows.
-pub fn cell_tiers(rows: &[MetricsRow]) -> Option<CellTiers> {
+fn cell_tiers(rows: &[MetricsRow]) -> Option<CellTiers> {
     let (first, last) = (rows.first()?, rows.last()?);
     let dt = last.time - first.time;
     let mean = |a: Option<f64>, b: Option<f64>| {

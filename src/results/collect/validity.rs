@@ -103,7 +103,7 @@ pub fn judge(e: &Evidence<'_>) -> Verdict {
 
 /// An error the server gave for a prompt longer than its context (vLLM's and the simulator's
 /// "maximum context length" message, SGLang's and llama.cpp's "context length"/"context size").
-pub fn is_context_overflow(r: &RequestRow) -> bool {
+fn is_context_overflow(r: &RequestRow) -> bool {
     if r.status == Outcome::Ok {
         return false;
     }

@@ -8,7 +8,7 @@ use super::verdict::Outcome;
 use super::{Report, Row};
 
 /// The line a workflow looks for to find the gate's previous comment.
-pub const COMMENT_MARKER: &str = "<!-- kvsweep-gate -->";
+const COMMENT_MARKER: &str = "<!-- kvsweep-gate -->";
 
 fn headline(report: &Report) -> String {
     let n = report.regressions().count();

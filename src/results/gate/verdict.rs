@@ -126,7 +126,7 @@ pub struct Verdict {
 
 /// Welch's test of two sides, `a` the baseline: the one-sided p-value of "the means differ by
 /// no more than `margin` of the baseline's, in the direction they moved".
-pub fn welch_beyond(a: &Side, b: &Side, margin: f64) -> Option<f64> {
+fn welch_beyond(a: &Side, b: &Side, margin: f64) -> Option<f64> {
     let se2 = a.var + b.var;
     if se2 <= 0.0 || !se2.is_finite() {
         return None;

@@ -20,10 +20,9 @@ const MICRO_TRACES: u64 = 200;
 #[derive(Debug, Clone, Default)]
 pub struct BucketAudit {
     pub label: String,
-    pub sample_requests: usize,
-    pub sample_blocks: usize,
+    sample_requests: usize,
     pub capacities: Vec<u64>,
-    pub mismatches: Vec<String>,
+    mismatches: Vec<String>,
     pub ordered: bool,
     pub monotone: bool,
 }
@@ -80,7 +79,7 @@ pub fn run(a: &AuditArgs, runtime: &tokio::runtime::Handle) -> Result<()> {
 
 /// Recomputes a bucket's sample with the reference solvers, and checks the full result's
 /// ordering and monotonicity.
-pub fn audit_sample(
+fn audit_sample(
     entries: &[stream::Entry],
     include_output: bool,
     request_limit: usize,
@@ -156,7 +155,6 @@ pub fn audit_sample(
     BucketAudit {
         label: result.label.clone(),
         sample_requests: take,
-        sample_blocks: blocks.min(SAMPLE_BLOCK_LIMIT),
         capacities,
         mismatches,
         ordered,

@@ -67,15 +67,15 @@ pub struct PlanRow {
     pub prefill_savings: f64,
     pub tps_gain_factor: f64,
     /// Zero-hit cards that would deliver what the deployment delivers with its hits.
-    pub equivalent_cards: f64,
-    pub current_total_tps: Option<f64>,
+    equivalent_cards: f64,
+    current_total_tps: Option<f64>,
     pub baseline_per_card_tps: Option<f64>,
-    pub per_card_tps: Option<f64>,
-    pub cluster_tps_capacity: Option<f64>,
+    per_card_tps: Option<f64>,
+    cluster_tps_capacity: Option<f64>,
     pub planning_target_total_tps: Option<f64>,
     pub min_cards: Option<u32>,
-    pub min_machines: Option<u32>,
-    pub hit_rate_at_min_cards: Option<f64>,
+    min_machines: Option<u32>,
+    hit_rate_at_min_cards: Option<f64>,
 }
 
 /// One bucket's results.
@@ -86,7 +86,7 @@ pub struct BucketResult {
     pub upper_tokens: Option<u64>,
     pub requests: usize,
     pub input_tokens: u64,
-    pub reread_blocks: u64,
+    reread_blocks: u64,
     pub bucket: BucketDeployment,
     pub anchors: Anchors,
     pub capacity: Capacity,
@@ -148,7 +148,7 @@ pub fn analyze(set: &TraceSet, config: &Config) -> Result<Analysis> {
 }
 
 /// The reuse of the requests of one bucket.
-pub fn bucket_reuse(set: &TraceSet, config: &Config, b: &BucketDeployment) -> Reuse {
+fn bucket_reuse(set: &TraceSet, config: &Config, b: &BucketDeployment) -> Reuse {
     let entries = stream::order(set, config.scope, &|r| {
         b.contains(u64::from(r.input_tokens))
     });
@@ -169,7 +169,7 @@ fn tier_result(reuse: &Reuse, label: &str, tokens: f64, hits: Hits) -> TierResul
 }
 
 /// The bounds of `reuse` at each `(label, tokens)` capacity.
-pub fn at_capacities(reuse: &Reuse, capacities: &[(String, f64)]) -> Vec<TierResult> {
+fn at_capacities(reuse: &Reuse, capacities: &[(String, f64)]) -> Vec<TierResult> {
     let blocks: Vec<u64> = capacities
         .iter()
         .map(|(_, t)| (t / f64::from(reuse.block_size.max(1))).floor() as u64)

@@ -35,11 +35,11 @@ pub struct Trial {
     pub lru_like: f64,
     /// Root mean square over targets of the strict-prefix and LRU errors.
     pub rmse: f64,
-    pub max_abs_error: f64,
+    max_abs_error: f64,
 }
 
 /// Scores `scenario` against the targets.
-pub fn score(scenario: &Scenario, targets: &[Target]) -> Trial {
+fn score(scenario: &Scenario, targets: &[Target]) -> Trial {
     let mut sq = 0.0;
     let mut max: f64 = 0.0;
     for t in targets {
@@ -58,7 +58,7 @@ pub fn score(scenario: &Scenario, targets: &[Target]) -> Trial {
 }
 
 /// Every grid point, and the best.
-pub fn grid_search(scenario: &Scenario, targets: &[Target]) -> (Vec<Trial>, Trial) {
+fn grid_search(scenario: &Scenario, targets: &[Target]) -> (Vec<Trial>, Trial) {
     let mut trials = Vec::new();
     for zi in 0..=40 {
         for li in 0..=50 {
@@ -76,7 +76,7 @@ pub fn grid_search(scenario: &Scenario, targets: &[Target]) -> (Vec<Trial>, Tria
 }
 
 /// The scenario structure a trace shows (its sessions as agents).
-pub fn structure(set: &TraceSet, base: &Scenario) -> Scenario {
+fn structure(set: &TraceSet, base: &Scenario) -> Scenario {
     let entries = stream::order(set, Scope::Global, &|_| true);
     let mut sessions: HashMap<u32, Vec<&stream::Entry>> = HashMap::new();
     for e in &entries {

@@ -57,7 +57,7 @@ impl Scenario {
     }
 
     /// Mean prompt length.
-    pub fn mean_input(&self) -> f64 {
+    fn mean_input(&self) -> f64 {
         self.session().0 / f64::from(self.turns())
     }
 

@@ -17,13 +17,13 @@ use super::config::{Anchors, Deployment, GIB, KvShape, Tier, TpsUnit};
 /// The KV capacity of a deployment, in tokens, per tier (HBM first).
 #[derive(Debug, Clone, Serialize)]
 pub struct Capacity {
-    pub hbm_kv_bytes_per_card: f64,
+    hbm_kv_bytes_per_card: f64,
     pub hbm_tokens: f64,
     pub tiers: Vec<(String, f64)>,
 }
 
 /// KV budget of one card, bytes.
-pub fn kv_bytes_per_card(d: &Deployment, shape: &KvShape) -> Result<f64> {
+fn kv_bytes_per_card(d: &Deployment, shape: &KvShape) -> Result<f64> {
     if let Some(gb) = d.hbm_kv_gb_per_card {
         return Ok(gb * GIB);
     }

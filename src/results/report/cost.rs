@@ -29,7 +29,7 @@ pub struct CostSection {
     /// Whether any cell has cost figures.
     pub any: bool,
     /// The runners whose cells have no price or power figures.
-    pub unpriced: Vec<String>,
+    unpriced: Vec<String>,
 }
 
 /// Whether `chart` is a cost or energy panel with no point: its runner has no price or power

@@ -28,7 +28,7 @@ const COST_TIERS_TEMPLATE: &str = include_str!("../../../templates/report_cost_t
 
 /// Sweeps with more cells than this get no per-cell charts in the page: a thousand cells' charts
 /// would make it unusable (and slow to write); `kvsweep metrics plot CELL_DIR` draws one cell's.
-pub const MAX_CELLS_WITH_CHARTS: usize = 48;
+const MAX_CELLS_WITH_CHARTS: usize = 48;
 
 /// One colour per offload mode, the same in every chart.
 fn mode_color(mode: &str) -> RGBColor {
@@ -62,12 +62,7 @@ fn subject(cells: &[&CellResult]) -> String {
 
 /// The panel chart of one runner: each offload mode's cells as points labelled with their
 /// configuration and users (`tp 2 32u`), and that mode's frontier as a line.
-pub fn panel_chart(
-    panel: &Panel,
-    runner: &str,
-    cells: &[&CellResult],
-    pareto: &[ParetoRow],
-) -> Chart {
+fn panel_chart(panel: &Panel, runner: &str, cells: &[&CellResult], pareto: &[ParetoRow]) -> Chart {
     let mut modes: Vec<String> = cells.iter().map(|c| c.mode()).collect();
     modes.sort_unstable();
     modes.dedup();

@@ -46,10 +46,10 @@ pub struct DownloadArgs {
     pub out: PathBuf,
     /// The GitHub REST API.
     #[arg(long, env = "GITHUB_API_URL", default_value = "https://api.github.com")]
-    pub api_url: String,
+    api_url: String,
     /// Refuse artifacts larger than this (compressed or extracted).
     #[arg(long, default_value_t = ZIP_EXPAND_CAP)]
-    pub max_bytes: u64,
+    max_bytes: u64,
 }
 
 const ATTEMPTS: u32 = 4;

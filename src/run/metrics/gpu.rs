@@ -189,7 +189,7 @@ fn parse_rocm_smi(out: &str) -> Result<Vec<GpuSample>> {
 }
 
 /// The first telemetry tool on `PATH`, with its full path.
-pub fn find_tool() -> Option<(GpuTool, PathBuf)> {
+fn find_tool() -> Option<(GpuTool, PathBuf)> {
     let path = std::env::var_os("PATH")?;
     GpuTool::ALL.into_iter().find_map(|tool| {
         std::env::split_paths(&path)

@@ -63,7 +63,7 @@ pub fn start_turn(ratio: (f64, f64), key: u64, n: usize) -> Option<usize> {
 
 /// How many one-token turns follow the start turn `k` of `n` in the warm-up: `wanted`, but
 /// leaving at least one turn to profile.
-pub fn extra_warmup(k: usize, n: usize, wanted: u32) -> usize {
+fn extra_warmup(k: usize, n: usize, wanted: u32) -> usize {
     (wanted as usize).min(n.saturating_sub(k + 2))
 }
 

@@ -29,7 +29,7 @@ use crate::data::trace::Session;
 const JOIN_EPSILON_S: f64 = 1e-6;
 
 /// `_seed_for_trace_lane`: the first 8 bytes, big-endian, of sha256("{seed}:{trace}:{lane}").
-pub fn lane_seed(seed: u64, trace: &str, lane: usize) -> u64 {
+fn lane_seed(seed: u64, trace: &str, lane: usize) -> u64 {
     let digest = Sha256::digest(format!("{seed}:{trace}:{lane}").as_bytes());
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);
@@ -282,7 +282,7 @@ pub struct Snapshot {
     /// The root's resume point; `None` when all its turns were before t*.
     pub root: Option<Stream>,
     /// The root's next turn joins a live subagent: it waits for it.
-    pub root_gated: bool,
+    root_gated: bool,
     /// Subagents live at t*.
     pub children: Vec<Stream>,
     /// Subagents spawned after t*, from their first turn.
@@ -323,7 +323,7 @@ impl Snapshot {
     /// Seconds after the lane's profiling start that `stream` sends its first turn, under
     /// `--burst-phase-starts`: the lane's earliest dispatchable stream at once, the others at
     /// their recorded spacing from it.
-    pub fn burst_delay_s(&self, stream: &Stream) -> f64 {
+    fn burst_delay_s(&self, stream: &Stream) -> f64 {
         let earliest = self
             .children
             .iter()

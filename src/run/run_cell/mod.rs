@@ -46,7 +46,7 @@ pub struct RunCellArgs {
     pub zip: Option<PathBuf>,
     /// The most bytes the zip may hold before packing is refused.
     #[arg(long, default_value_t = artifact::ZIP_CAP_BYTES)]
-    pub zip_cap_bytes: u64,
+    zip_cap_bytes: u64,
     /// Run the cell this many times (over the spec's `repeats:`), into OUT/repeat-K/.
     #[arg(long)]
     pub repeats: Option<u32>,

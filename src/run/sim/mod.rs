@@ -60,7 +60,7 @@ pub struct SimArgs {
     pub model: String,
     /// Name the API serves the model as (default: the preset name).
     #[arg(long)]
-    pub served_model_name: Option<String>,
+    served_model_name: Option<String>,
     /// KV cache and weight dtype.
     #[arg(long, value_enum, default_value = "bf16")]
     pub dtype: KvDtypeArg,
@@ -72,7 +72,7 @@ pub struct SimArgs {
     pub gpu_memory_utilization: f64,
     /// KV-cache size in GB, instead of what is left of HBM after the weights.
     #[arg(long)]
-    pub kv_cache_gb: Option<f64>,
+    kv_cache_gb: Option<f64>,
     /// Host memory for the offload tier, GiB across the TP group (0: no tier).
     #[arg(long, default_value_t = 0.0)]
     pub offload_gb: f64,
@@ -114,10 +114,10 @@ pub struct SimArgs {
     pub tokenizer: Option<PathBuf>,
     /// Metric names to expose on /metrics.
     #[arg(long, value_enum, default_value = "vllm")]
-    pub metrics_flavor: Flavor,
+    metrics_flavor: Flavor,
     /// Largest request body accepted, in MiB (413 above).
     #[arg(long, default_value_t = 64)]
-    pub max_body_mb: usize,
+    max_body_mb: usize,
     /// Share of requests answered with --fail-status instead of being served.
     #[arg(long, default_value_t = 0.0)]
     pub fail_rate: f64,
@@ -126,7 +126,7 @@ pub struct SimArgs {
     pub fail_status: u16,
     /// Pause this long after a stream's first token (or before a non-streamed answer).
     #[arg(long, default_value_t = 0)]
-    pub stall_ms: u64,
+    stall_ms: u64,
     /// Share of requests that stall (with --stall-ms).
     #[arg(long, default_value_t = 1.0)]
     pub stall_rate: f64,
@@ -135,7 +135,7 @@ pub struct SimArgs {
     pub drop_stream_rate: f64,
     /// /health answers 503 (and completions are refused) for this long after start.
     #[arg(long, default_value_t = 0.0)]
-    pub startup_delay_s: f64,
+    startup_delay_s: f64,
     /// Crash (exit with status 101, mid-stream for any open request) this many seconds after
     /// start: an engine dying under load, for testing what a cell records then.
     #[arg(long)]

@@ -59,10 +59,10 @@ pub struct SubmitArgs {
     pub runner: Option<String>,
     /// How many array tasks of a job may run at once.
     #[arg(long, default_value_t = 4)]
-    pub max_parallel: u32,
+    max_parallel: u32,
     /// Render the scripts and print the sbatch commands without submitting.
     #[arg(long)]
-    pub dry_run: bool,
+    dry_run: bool,
     /// Wait in the foreground until every cell has finished (Ctrl-C cancels this sweep's jobs).
     #[arg(long)]
     pub wait: bool,
@@ -116,7 +116,7 @@ pub struct Manifest {
     pub key: Option<String>,
     pub runner: Option<String>,
     pub runners_dir: Option<PathBuf>,
-    pub max_parallel: u32,
+    max_parallel: u32,
     /// The submit's overrides, which every task (and every resubmitted one) applies; render
     /// turns them into `kvsweep run-cell` flags for the script.
     pub overrides: CellOverrides,

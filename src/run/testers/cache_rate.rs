@@ -31,7 +31,7 @@ pub fn detail_columns() -> Vec<&'static str> {
     c
 }
 
-pub const PHASE_COLUMNS: &[&str] = &[
+const PHASE_COLUMNS: &[&str] = &[
     "step",
     "phase",
     "concurrency",
@@ -75,7 +75,7 @@ pub fn detail_rows(
         .collect()
 }
 
-pub fn phase_row(step: &str, phase: &str, c: usize, st: &Stats, within: bool) -> Vec<String> {
+fn phase_row(step: &str, phase: &str, c: usize, st: &Stats, within: bool) -> Vec<String> {
     vec![
         step.to_owned(),
         phase.to_owned(),

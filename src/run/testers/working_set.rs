@@ -50,7 +50,7 @@ pub fn sizes(args: &WorkingSetArgs) -> Result<Vec<u64>> {
 pub struct Cliff {
     pub last_fit_tokens: u64,
     pub first_miss_tokens: u64,
-    pub last_fit_bytes: Option<f64>,
+    last_fit_bytes: Option<f64>,
     pub first_miss_bytes: Option<f64>,
 }
 

@@ -69,7 +69,7 @@ pub trait JsonArtifact: Serialize + DeserializeOwned {
 }
 
 /// Parses a JSON artifact at `path`; the error names the file and the path of the field.
-pub fn read_json<T: JsonArtifact>(path: &Path) -> Result<T> {
+fn read_json<T: JsonArtifact>(path: &Path) -> Result<T> {
     let fail = |message: String| FormatError {
         file: path.to_path_buf(),
         message,

@@ -100,7 +100,7 @@ impl<'a> Fields<'a> {
         }
     }
 
-    pub fn int_of(&self, key: &str, node: &Node) -> Result<i64, SpecError> {
+    fn int_of(&self, key: &str, node: &Node) -> Result<i64, SpecError> {
         match node.value {
             Value::Int(i) => Ok(i),
             _ => Err(self.wrong(key, node, "an integer")),

@@ -86,7 +86,7 @@ impl Identity {
 
     /// `RESULT_FILENAME` as InferenceX's `benchmark-tmpl.yml` builds it:
     /// `EXP_NAME_PRECISION_FRAMEWORK_tpT-pp1-dcp1-pcp1-epE-dpafalse_disagg-false_spec-none_concC_RUNNER`.
-    pub fn result_filename(&self) -> String {
+    fn result_filename(&self) -> String {
         format!(
             "{}_{}_{}_tp{}-pp1-dcp1-pcp1-ep{}-dpafalse_disagg-false_spec-none_conc{}_{}",
             self.exp_name,
@@ -106,7 +106,7 @@ impl Identity {
     /// The environment InferenceX's processor reads, as `NAME=value` lines a shell sources
     /// (`set -a; . inferencex.env`): with it, `process_agentic_result.py` run on the exports
     /// makes the aggregate kvsweep wrote.
-    pub fn env_file(&self) -> String {
+    fn env_file(&self) -> String {
         let backend_metadata = self
             .kv_offload_backend
             .as_ref()
@@ -151,7 +151,7 @@ impl Identity {
 
 /// `round_floats(obj, 5)`: every finite float rounded to 5 decimals, an integral one of
 /// magnitude ≥ 1 written as an integer.
-pub fn round_floats(v: Value) -> Value {
+fn round_floats(v: Value) -> Value {
     match v {
         Value::Number(n) if n.is_f64() => {
             let x = n.as_f64().unwrap_or(f64::NAN);

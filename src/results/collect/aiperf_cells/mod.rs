@@ -72,7 +72,7 @@ struct ConvertedCell {
     /// The cell directory collect reads.
     pub dir: PathBuf,
     /// AIPerf's own verdict, when it judged the run not valid for submission.
-    pub aiperf_verdict: Option<String>,
+    aiperf_verdict: Option<String>,
     /// The simulator's speed its placement gave (`speed=`).
     pub sim_speed: Option<f64>,
 }

@@ -11,6 +11,7 @@ const SUBCOMMANDS: &[&str] = &[
     "replay",
     "metrics",
     "run-cell",
+    "cell",
     "sweep",
     "slurm",
     "collect",
@@ -20,6 +21,11 @@ const SUBCOMMANDS: &[&str] = &[
     "oracle",
     "kv-size",
     "test",
+    "calibrate",
+    "predict",
+    "history",
+    "gate",
+    "traces",
 ];
 
 #[test]

@@ -12,7 +12,7 @@
 //!   beside it (their count and context, averaged over the window) and the uncached prompts of
 //!   the requests whose prefill overlapped the window.
 //!
-//! Both are linear in the unknowns, so one non-negative least-squares fit ([`lsq`]) on the
+//! Both are linear in the unknowns, so one non-negative least-squares fit (`lsq.rs`) on the
 //! relative residuals (each equation divided by its measurement: a 10 ms TTFT counts as much as
 //! a 10 s one) gives them all. The engine's scheduling limits and KV capacity are settings,
 //! taken from the flags and from the engine's `cache_config_info` metric (metrics_meta.json),

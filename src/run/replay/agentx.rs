@@ -2,7 +2,7 @@
 //! (`--scenario agentx`; the rules and their flags are [`crate::base::workload::agentx`]).
 //!
 //! Sources, each rule with the one it follows:
-//! - Start position: AIPerf 0.13.0's wall-clock snapshot ([`super::trajectory`]): each lane draws
+//! - Start position: AIPerf 0.13.0's wall-clock snapshot (`trajectory.rs`): each lane draws
 //!   an instant t* in [min, max] of its trace's span with numpy's generator seeded from
 //!   sha256("{seed}:{trace}:{lane}"), and every stream live there (the root, subagents in flight)
 //!   resumes at its first turn after t* (`timing/trajectory_source.py`,

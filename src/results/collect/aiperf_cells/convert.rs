@@ -7,9 +7,11 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
+use indexmap::IndexMap;
 
 use super::Placement;
-use crate::base::kinds::{OffloadBackend, TraceFormat};
+use crate::base::kinds::{Api, OffloadBackend, TraceFormat};
+use crate::base::workload::replay::ReplayArgs;
 use crate::base::matrix_cell::Cell;
 use crate::base::validity::ValidityThresholds;
 use crate::data::aiperf::input_config::InputConfig;
@@ -286,38 +288,26 @@ pub fn convert(src: &Path, placement: &Placement, cell_dir: &Path) -> Result<Str
 }
 
 /// The replay workload that stands for an AIPerf run in its `cell.json`: its model, users and
-/// duration, the replay's defaults otherwise (the SLO goodput is judged against among them).
-/// `cell.json` holds a workload command line, so this one is parsed as the command line would
-/// be; its run-time flags point at the AIPerf directory, whose input config names AIPerf's own
-/// dataset and server.
+/// duration, the replay's defaults otherwise (the SLO goodput is judged against among them),
+/// built as a spec's `replay:` options are. Its traces and output point at the AIPerf
+/// directory, whose input config names AIPerf's own dataset; its URL is no server of ours.
 fn stand_in_workload(
     src: &Path,
     model: &str,
     users: u32,
     planned_s: f64,
 ) -> Result<crate::base::workload::Workload> {
-    let src = src.display().to_string();
-    let users = users.to_string();
-    let duration = format!("{planned_s:.3}");
-    let argv = [
-        "replay",
-        "--model",
-        model,
-        "--api",
-        "chat",
-        "--users",
-        &users,
-        "--duration",
-        &duration,
-        "--traces",
-        &src,
-        "--out",
-        &src,
-        "--url",
-        "http://aiperf.invalid",
-    ];
-    crate::base::workload::parse(&argv.map(str::to_owned))
-        .context("the replay workload that stands for the AIPerf run")
+    let mut args: ReplayArgs =
+        crate::base::workload::options::from_options(&IndexMap::new(), &["traces", "out"])
+            .map_err(|e| anyhow::anyhow!("the replay's defaults: {}", e.message))?;
+    args.model = Some(model.to_owned());
+    args.api = Api::Chat;
+    args.users = users;
+    args.duration = planned_s;
+    args.traces = vec![src.to_owned()];
+    args.out = src.to_owned();
+    args.url = vec!["http://aiperf.invalid".to_owned()];
+    Ok(crate::base::workload::Workload::Replay(args))
 }
 
 /// The `cell.json` of an AIPerf run: where the placement says it ran, what it replayed

@@ -16,10 +16,10 @@ use anyhow::{Context, Result, bail};
 use indexmap::IndexMap;
 
 use super::records::{self, Timeline};
-use super::schema::{
-    AggregateEntry, CreditPhase, ErrorDetailsCount, JsonMetricResult, PROFILE_EXPORT_FILE,
-    ProfileExport, RECORDS_FILE, RecordInfo, RunMetadata, SERVER_METRICS_FILE, ServerMetricsExport,
-};
+use super::schema::aggregate::{AggregateEntry, JsonMetricResult, ProfileExport, RunMetadata};
+use super::schema::record::{ErrorDetailsCount, RecordInfo};
+use super::schema::server_export::ServerMetricsExport;
+use super::schema::{CreditPhase, PROFILE_EXPORT_FILE, RECORDS_FILE, SERVER_METRICS_FILE};
 use super::server_metrics::{self, Window};
 use super::submission;
 use super::theoretical::TheoreticalHits;

@@ -14,14 +14,17 @@ pub mod server_metrics;
 pub mod submission;
 pub mod theoretical;
 
-pub use schema::{
-    AggregateEntry, CounterMetric, CounterSeries, CounterStats, CounterTimeslice, CreditPhase,
-    ErrorDetails, ErrorDetailsCount, GaugeMetric, GaugeSeries, GaugeStats, GaugeTimeslice,
-    HistogramMetric, HistogramSeries, HistogramStats, HistogramTimeslice, JsonMetricResult,
-    MetricValue, MetricValueKind, ProfileExport, RecordInfo, RecordMetadata, RunMetadata,
-    ServerMetric, ServerMetricsEndpointInfo, ServerMetricsExport, ServerMetricsSummary, TimeRange,
-    read_profile_export, read_records, read_server_metrics,
+pub use schema::aggregate::{AggregateEntry, JsonMetricResult, ProfileExport, RunMetadata};
+pub use schema::record::{
+    ErrorDetails, ErrorDetailsCount, MetricValue, MetricValueKind, RecordInfo, RecordMetadata,
 };
+pub use schema::server_export::{
+    CounterMetric, CounterSeries, CounterStats, CounterTimeslice, GaugeMetric, GaugeSeries,
+    GaugeStats, GaugeTimeslice, HistogramMetric, HistogramSeries, HistogramStats,
+    HistogramTimeslice, ServerMetric, ServerMetricsEndpointInfo, ServerMetricsExport,
+    ServerMetricsSummary, TimeRange,
+};
+pub use schema::{CreditPhase, read_profile_export, read_records, read_server_metrics};
 
 /// Unix seconds as an ISO-8601 UTC time with microseconds, the precision of AIPerf's
 /// `datetime.isoformat()`.

@@ -11,7 +11,8 @@ use std::collections::HashMap;
 
 use indexmap::IndexMap;
 
-use super::schema::{CreditPhase, ErrorDetails, MetricValue, RecordInfo, RecordMetadata};
+use super::schema::CreditPhase;
+use super::schema::record::{ErrorDetails, MetricValue, RecordInfo, RecordMetadata};
 use crate::data::artifact::schema::{Outcome, RequestRow};
 
 /// Where a cell's requests sit in wall-clock time and which ones were warm-up.

@@ -15,10 +15,10 @@
 
 use indexmap::IndexMap;
 
-use super::schema::{
-    CounterMetric, CounterSeries, CounterStats, CounterTimeslice, CreditPhase, GaugeMetric,
-    GaugeSeries, GaugeStats, GaugeTimeslice, ServerMetric, ServerMetricsExport,
-    ServerMetricsSummary, TimeRange,
+use super::schema::CreditPhase;
+use super::schema::server_export::{
+    CounterMetric, CounterSeries, CounterStats, CounterTimeslice, GaugeMetric, GaugeSeries,
+    GaugeStats, GaugeTimeslice, ServerMetric, ServerMetricsExport, ServerMetricsSummary, TimeRange,
 };
 use crate::data::artifact::schema::MetricsRow;
 

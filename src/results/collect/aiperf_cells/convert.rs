@@ -11,9 +11,9 @@ use indexmap::IndexMap;
 
 use super::Placement;
 use crate::base::kinds::{Api, OffloadBackend, TraceFormat};
-use crate::base::workload::replay::ReplayArgs;
 use crate::base::matrix_cell::Cell;
 use crate::base::validity::ValidityThresholds;
+use crate::base::workload::replay::ReplayArgs;
 use crate::data::aiperf::input_config::InputConfig;
 use crate::data::aiperf::schema::{
     PROFILE_EXPORT_FILE as AGGREGATE_FILE, RECORDS_FILE, SERVER_METRICS_FILE,

@@ -31,7 +31,7 @@ fn main() {
     let runners = kvsweep::base::runner::RunnerSet::builtin().expect("runners");
     let collect = timing::best_of(runs, || {
         let (c, _) =
-            kvsweep::results::report::collect_into(std::slice::from_ref(&dir), &out, &runners)
+            kvsweep::cli::collect::collect_into(std::slice::from_ref(&dir), &out, &runners)
                 .expect("collect");
         assert_eq!(c.cells.len(), n);
     });

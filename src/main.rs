@@ -130,7 +130,7 @@ fn dispatch(cli: Cli, rt: &Handle, shutdown: &Shutdown) -> Result<()> {
         Command::Slurm(args) => {
             kvsweep::run::slurm::run(args, &runners()?, cli.runners_dir.as_deref(), rt)
         }
-        Command::Collect(args) => kvsweep::results::report::run_collect(args, &runners()?),
+        Command::Collect(args) => kvsweep::cli::collect::run(args, &runners()?),
         Command::Compare(args) => kvsweep::results::collect::compare::run(args),
         Command::History(args) => kvsweep::results::history::run(args),
         Command::Gate(args) => kvsweep::results::gate::run(args),

@@ -186,5 +186,5 @@ pub fn run(
             format!("; not ok: {}", not_ok.join(", "))
         }
     );
-    crate::results::report::collect_sweep(&cells_dir, &args.out, runners)
+    crate::cli::collect::collect_sweep(&cells_dir, &args.out, runners)
 }

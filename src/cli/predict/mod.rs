@@ -278,5 +278,5 @@ pub fn run(args: &PredictArgs, runners: &RunnerSet) -> Result<()> {
         sweep.settings.name,
         started.elapsed().as_secs_f64()
     );
-    crate::results::report::collect_sweep(&cells_dir, &args.out, runners)
+    crate::cli::collect::collect_sweep(&cells_dir, &args.out, runners)
 }

@@ -10,7 +10,7 @@ use std::path::{Component, Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 /// Extracts a zip into `dest`, with the refusals above.
-pub fn extract_zip(zip_path: &Path, dest: &Path, cap: u64) -> Result<()> {
+pub(crate) fn extract_zip(zip_path: &Path, dest: &Path, cap: u64) -> Result<()> {
     let file =
         File::open(zip_path).with_context(|| format!("cannot open {}", zip_path.display()))?;
     let mut archive = zip::ZipArchive::new(file)
@@ -45,7 +45,7 @@ pub fn extract_zip(zip_path: &Path, dest: &Path, cap: u64) -> Result<()> {
 
 /// Extracts a gzip-compressed tar archive into `dest`, with the refusals above. The pax headers
 /// that `git archive` (and so GitHub) writes are read as metadata, not unpacked.
-pub fn extract_tar_gz(tar_path: &Path, dest: &Path, cap: u64) -> Result<()> {
+pub(crate) fn extract_tar_gz(tar_path: &Path, dest: &Path, cap: u64) -> Result<()> {
     let file =
         File::open(tar_path).with_context(|| format!("cannot open {}", tar_path.display()))?;
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));

@@ -5,12 +5,12 @@
 /// Bytes left for the KV cache on `gpus` GPUs of `hbm_gb_per_gpu` GB (10⁹ bytes) each, of
 /// which the engine may use the share `utilization` (vLLM's `--gpu-memory-utilization`), once
 /// `weight_bytes` of weights are loaded on them. Negative when the weights do not fit.
-pub fn kv_bytes(hbm_gb_per_gpu: f64, gpus: f64, utilization: f64, weight_bytes: f64) -> f64 {
+pub(crate) fn kv_bytes(hbm_gb_per_gpu: f64, gpus: f64, utilization: f64, weight_bytes: f64) -> f64 {
     hbm_gb_per_gpu * 1e9 * gpus * utilization - weight_bytes
 }
 
 /// Bytes of `params_b` billion parameters stored in `bytes_per_param` bytes each.
-pub fn weight_bytes(params_b: f64, bytes_per_param: f64) -> f64 {
+pub(crate) fn weight_bytes(params_b: f64, bytes_per_param: f64) -> f64 {
     params_b * 1e9 * bytes_per_param
 }
 

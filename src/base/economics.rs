@@ -20,7 +20,7 @@ pub struct Economics {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PowerFigure {
-    pub kw_per_gpu: f64,
+    pub(crate) kw_per_gpu: f64,
     pub source: String,
     /// When the source said it (`YYYY-MM` or `YYYY-MM-DD`).
     pub date: String,
@@ -56,7 +56,7 @@ pub enum PriceKind {
 }
 
 impl PriceKind {
-    pub const ALL: [PriceKind; 3] = [
+    pub(crate) const ALL: [PriceKind; 3] = [
         PriceKind::Hyperscaler,
         PriceKind::Neocloud,
         PriceKind::Rental3y,
@@ -91,7 +91,7 @@ impl Prices {
 
 impl Economics {
     /// The first figure that is not a positive finite number, as (field, value).
-    pub fn invalid_figure(&self) -> Option<(String, f64)> {
+    pub(crate) fn invalid_figure(&self) -> Option<(String, f64)> {
         let mut figures = vec![("power.kw_per_gpu".to_owned(), self.power.kw_per_gpu)];
         for kind in PriceKind::ALL {
             figures.push((
@@ -105,7 +105,7 @@ impl Economics {
     }
 
     /// These figures with a spec's in place of theirs.
-    pub fn with_spec(&self, spec: &SpecEconomics) -> Economics {
+    pub(crate) fn with_spec(&self, spec: &SpecEconomics) -> Economics {
         let mut e = self.clone();
         if let Some(power) = &spec.power {
             e.power = power.clone();
@@ -117,7 +117,7 @@ impl Economics {
     }
 
     /// These figures with `o`'s in place of theirs.
-    pub fn overridden(&self, o: &Override) -> Economics {
+    pub(crate) fn overridden(&self, o: &Override) -> Economics {
         let mut e = self.clone();
         if let Some(kw) = o.power_kw_per_gpu {
             e.power = PowerFigure {
@@ -174,7 +174,7 @@ pub struct SpecPrices {
 
 impl SpecEconomics {
     /// The first figure that is not a positive finite number, as (field, value).
-    pub fn invalid_figure(&self) -> Option<(String, f64)> {
+    pub(crate) fn invalid_figure(&self) -> Option<(String, f64)> {
         let mut figures: Vec<(String, f64)> = self
             .power
             .iter()
@@ -206,14 +206,14 @@ impl SpecEconomics {
 /// Figures given in place of a runner's (`kvsweep collect --gpu-price`, `--gpu-power-kw`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Override {
-    pub power_kw_per_gpu: Option<f64>,
+    pub(crate) power_kw_per_gpu: Option<f64>,
     pub prices: Vec<(PriceKind, f64)>,
     /// Where they came from, for the report (e.g. "kvsweep collect --gpu-price").
     pub source: String,
 }
 
 /// Parses `KIND=USD` (`neocloud=2.10`), the form of `--gpu-price`.
-pub fn parse_price(text: &str) -> Result<(PriceKind, f64), String> {
+pub(crate) fn parse_price(text: &str) -> Result<(PriceKind, f64), String> {
     let (kind, usd) = text
         .split_once('=')
         .ok_or_else(|| format!("`{text}`: expected KIND=USD_PER_GPU_HOUR, e.g. neocloud=2.10"))?;
@@ -230,7 +230,7 @@ pub fn parse_price(text: &str) -> Result<(PriceKind, f64), String> {
 }
 
 /// Parses a power per GPU in kW, the form of `--gpu-power-kw`.
-pub fn parse_power_kw(text: &str) -> Result<f64, String> {
+pub(crate) fn parse_power_kw(text: &str) -> Result<f64, String> {
     let kw: f64 = text
         .trim()
         .parse()

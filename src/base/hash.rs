@@ -7,7 +7,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 /// A hasher that passes a `u64` key through unchanged.
 #[derive(Default)]
-pub struct PassThrough(u64);
+pub(crate) struct PassThrough(u64);
 
 impl Hasher for PassThrough {
     fn finish(&self) -> u64 {
@@ -25,8 +25,8 @@ impl Hasher for PassThrough {
     }
 }
 
-pub type HashedMap<V> = HashMap<u64, V, BuildHasherDefault<PassThrough>>;
-pub type HashedSet = HashSet<u64, BuildHasherDefault<PassThrough>>;
+pub(crate) type HashedMap<V> = HashMap<u64, V, BuildHasherDefault<PassThrough>>;
+pub(crate) type HashedSet = HashSet<u64, BuildHasherDefault<PassThrough>>;
 
 /// A chain hash: the id of the prefix path ending in `id` after the path `parent` (0 for none),
 /// so equal ids at different places in a prompt name different prefixes.

@@ -31,7 +31,7 @@ impl EngineKind {
     }
 
     /// How long to wait for `/health` by default: real engines load weights and compile graphs.
-    pub fn default_health_timeout_s(self) -> u64 {
+    pub(crate) fn default_health_timeout_s(self) -> u64 {
         match self {
             EngineKind::Vllm | EngineKind::Sglang => 1800,
             EngineKind::LlamaServer => 300,
@@ -40,7 +40,7 @@ impl EngineKind {
     }
 
     /// The endpoint that empties the prefix cache between runs, where the engine has one.
-    pub fn reset_path(self) -> Option<&'static str> {
+    pub(crate) fn reset_path(self) -> Option<&'static str> {
         match self {
             EngineKind::Vllm | EngineKind::Sim => Some("/reset_prefix_cache"),
             EngineKind::Sglang => Some("/flush_cache"),
@@ -50,7 +50,7 @@ impl EngineKind {
 
     /// The `--api` the replay should use: token ids where the engine accepts them (exact prompt
     /// lengths, no tokenizer mismatch), chat otherwise.
-    pub fn replay_api(self) -> Api {
+    pub(crate) fn replay_api(self) -> Api {
         match self {
             EngineKind::Vllm | EngineKind::Sim => Api::Completions,
             EngineKind::Sglang | EngineKind::LlamaServer => Api::Chat,

@@ -45,7 +45,7 @@ pub struct Geometry {
     /// Parameters in billions; 0 when unknown (hand-given geometry).
     pub params_b: u32,
     /// Parameters used per token, in billions (less than `params_b` for mixture-of-experts).
-    pub active_params_b: u32,
+    pub(crate) active_params_b: u32,
     /// Model (residual) width, for attention FLOPs.
     pub hidden: u32,
 }
@@ -133,7 +133,7 @@ pub fn preset(name: &str) -> Option<&'static Preset> {
 }
 
 /// Names of all presets, for error messages and `--help`.
-pub fn preset_names() -> Vec<&'static str> {
+pub(crate) fn preset_names() -> Vec<&'static str> {
     PRESETS.iter().map(|p| p.name).collect()
 }
 

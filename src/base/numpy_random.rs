@@ -66,7 +66,7 @@ fn seed_sequence_state(entropy: u64) -> [u64; 4] {
 }
 
 /// numpy's `Generator(PCG64(seed))`, as far as AIPerf uses it.
-pub struct DefaultRng(Pcg64);
+pub(crate) struct DefaultRng(Pcg64);
 
 impl DefaultRng {
     /// `np.random.default_rng(seed)`.
@@ -85,7 +85,7 @@ impl DefaultRng {
 
     /// `Generator.uniform(low, high)`: `low + (high - low) * next_double`, the double from the
     /// top 53 bits.
-    pub fn uniform(&mut self, low: f64, high: f64) -> f64 {
+    pub(crate) fn uniform(&mut self, low: f64, high: f64) -> f64 {
         let unit = (self.next_u64() >> 11) as f64 * (1.0 / 9_007_199_254_740_992.0);
         low + (high - low) * unit
     }

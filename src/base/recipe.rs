@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 const RECORDED: &str = include_str!("../../runners/inferencex-recipes/launches.json");
 
 /// Where the recordings live, for messages.
-pub const RECORDED_PATH: &str = "runners/inferencex-recipes/launches.json";
+pub(crate) const RECORDED_PATH: &str = "runners/inferencex-recipes/launches.json";
 
 /// What a cell started from a recipe does differently from InferenceX's script, and why. The
 /// README lists the same; the render test allows these and nothing else.
@@ -39,7 +39,7 @@ pub struct Recipe {
     /// The job script's name without `.sh`: `dsv4_fp4_b200_vllm_mtp`.
     pub name: String,
     /// The InferenceX commit the script was recorded at.
-    pub inferencex_commit: String,
+    pub(crate) inferencex_commit: String,
     pub image: String,
     /// The program the script runs (`vllm`, `python3` for `-m sglang.launch_server`).
     pub program: String,
@@ -50,7 +50,7 @@ pub struct Recipe {
     /// A native spec's recipe: the runner adds its flags for the cell's offload mode (the
     /// launch was recorded without an offload connector).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub offload_from_runner: bool,
+    pub(crate) offload_from_runner: bool,
 }
 
 /// Flags that put a KV offload tier in an engine command.
@@ -126,14 +126,14 @@ struct Recorded {
 /// precisions, parallelism and routers).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub struct JobKey {
+pub(crate) struct JobKey {
     pub runner: String,
     pub exp_name: String,
     pub framework: String,
     pub precision: String,
     pub tp: u32,
     pub ep: u32,
-    pub dp_attn: bool,
+    pub(crate) dp_attn: bool,
     /// The router's name, if the job has one.
     pub router: Option<String>,
 }
@@ -192,7 +192,7 @@ impl RecordedLaunch {
 
 /// What the recordings say about one job.
 #[derive(Debug)]
-pub enum JobLaunch {
+pub(crate) enum JobLaunch {
     Recorded {
         recipe: Recipe,
         /// The AIPerf corpus loader the script names instead of its model's default.
@@ -207,7 +207,7 @@ pub enum JobLaunch {
 }
 
 /// The recorded launch of the job `key`.
-pub fn for_job(key: &JobKey) -> Result<JobLaunch> {
+pub(crate) fn for_job(key: &JobKey) -> Result<JobLaunch> {
     let r = recorded()?;
     if let Some(job) = r.jobs.iter().find(|j| j.key == *key) {
         let launch = r.launches.get(job.launch).with_context(|| {
@@ -262,7 +262,7 @@ fn by_name(name: &str) -> Result<Vec<Recipe>> {
 /// recorded at that GPU count, one without an offload tier if there is one, sized for the most
 /// concurrent sequences; its offload flags (the connector, HiCache's) are taken out, and the
 /// runner adds its own for the cell's offload mode (`offload_from_runner`).
-pub fn for_tp(name: &str, tp: u32) -> Result<Recipe> {
+pub(crate) fn for_tp(name: &str, tp: u32) -> Result<Recipe> {
     let all = by_name(name)?;
     let mut tps: Vec<u32> = all.iter().filter_map(Recipe::gpus).collect();
     tps.sort_unstable();

@@ -62,7 +62,7 @@ pub fn cell_of(run_dir: &Path) -> &Path {
 }
 
 /// The repeats a run asks for: `--repeats` over the spec's `repeats:`; at least 1.
-pub fn resolve(flag: Option<u32>, spec: u32) -> Result<u32> {
+pub(crate) fn resolve(flag: Option<u32>, spec: u32) -> Result<u32> {
     let n = flag.unwrap_or(spec);
     if n == 0 {
         bail!("--repeats must be at least 1");

@@ -24,7 +24,7 @@ const BUILTIN: &[(&str, &str)] = &[
 ];
 
 /// Placeholders a runner's flags may use; render substitutes them per cell.
-pub const PLACEHOLDERS: &[&str] = &[
+pub(crate) const PLACEHOLDERS: &[&str] = &[
     "{{offload_gib}}",
     "{{offload_gib_per_gpu}}",
     "{{offload_bytes_per_rank}}",
@@ -59,13 +59,13 @@ pub struct Runner {
     /// Human-readable accelerator name, for report titles.
     pub gpu: String,
     pub gpus_per_node: u32,
-    pub hbm_gb_per_gpu: f64,
+    pub(crate) hbm_gb_per_gpu: f64,
     pub hbm_bandwidth_tb_s: f64,
     /// Dense BF16 peak per GPU, for the simulator's roofline.
-    pub bf16_tflops: f64,
-    pub host_dram_gb: f64,
+    pub(crate) bf16_tflops: f64,
+    pub(crate) host_dram_gb: f64,
     /// Host↔GPU copy bandwidth per GPU in practice (GB/s), for the offload-tier model.
-    pub host_link_gb_s: f64,
+    pub(crate) host_link_gb_s: f64,
     pub slurm: SlurmSettings,
     pub container: ContainerRuntime,
     pub github: GithubSettings,
@@ -90,7 +90,7 @@ pub struct SlurmSettings {
     pub account: Option<String>,
     /// Nodes known to fail pinned host allocations (cudaMallocHost/mlock).
     #[serde(default)]
-    pub exclude_nodes: Vec<String>,
+    pub(crate) exclude_nodes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -133,7 +133,7 @@ pub struct OffloadFlags {
     /// Modes this engine cannot run on this runner, with the reason: a spec asking for one is
     /// refused when it is checked, instead of an engine that dies minutes into its start-up.
     #[serde(default)]
-    pub unsupported: IndexMap<Offload, String>,
+    pub(crate) unsupported: IndexMap<Offload, String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -147,7 +147,7 @@ pub struct ModeFlags {
 
 impl Runner {
     /// The flags for one offload mode, or `None` when this runner cannot run that combination.
-    pub fn mode_flags(
+    pub(crate) fn mode_flags(
         &self,
         engine: EngineKind,
         offload: Offload,
@@ -162,7 +162,7 @@ impl Runner {
     }
 
     /// Why this runner cannot run `engine` in `offload` mode, where its file says.
-    pub fn unsupported_reason(&self, engine: EngineKind, offload: Offload) -> Option<&str> {
+    pub(crate) fn unsupported_reason(&self, engine: EngineKind, offload: Offload) -> Option<&str> {
         let flags = &self.engines.get(&engine)?.offload;
         flags.unsupported.get(&offload).map(String::as_str)
     }

@@ -75,7 +75,7 @@ impl Shutdown {
 }
 
 /// A stop signal that fires when `rx` carries a reason (never, if its sender is gone without one).
-pub fn stop_when(mut rx: watch::Receiver<Option<String>>) -> StopSignal {
+pub(crate) fn stop_when(mut rx: watch::Receiver<Option<String>>) -> StopSignal {
     Box::pin(async move {
         loop {
             if let Some(why) = rx.borrow_and_update().clone() {

@@ -15,7 +15,7 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// The mean and the population standard deviation (numpy's `std`, Python's
 /// `statistics.pstdev`) of `v`; `None` for no values.
-pub fn mean_pstdev(v: &[f64]) -> Option<(f64, f64)> {
+pub(crate) fn mean_pstdev(v: &[f64]) -> Option<(f64, f64)> {
     if v.is_empty() {
         return None;
     }

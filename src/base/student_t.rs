@@ -38,7 +38,7 @@ impl Sample {
 
     /// Half-width of the two-sided `level` (e.g. 0.95) t-interval of the mean; `None` for fewer
     /// than two values.
-    pub fn half_width(&self, level: f64) -> Option<f64> {
+    pub(crate) fn half_width(&self, level: f64) -> Option<f64> {
         (self.n > 1).then(|| {
             let df = (self.n - 1) as f64;
             t_quantile(0.5 + level / 2.0, df) * self.sd / (self.n as f64).sqrt()
@@ -48,7 +48,7 @@ impl Sample {
 
 /// Welch's unequal-variance t-test of two means: the two-sided p-value, `None` when either side
 /// has fewer than two values or both have no spread.
-pub fn welch_p_value(a: &Sample, b: &Sample) -> Option<f64> {
+pub(crate) fn welch_p_value(a: &Sample, b: &Sample) -> Option<f64> {
     if a.n < 2 || b.n < 2 {
         return None;
     }
@@ -63,7 +63,7 @@ pub fn welch_p_value(a: &Sample, b: &Sample) -> Option<f64> {
 }
 
 /// The Student t CDF with `df` degrees of freedom.
-pub fn t_cdf(t: f64, df: f64) -> f64 {
+pub(crate) fn t_cdf(t: f64, df: f64) -> f64 {
     let x = df / (df + t * t);
     let tail = 0.5 * incomplete_beta(df / 2.0, 0.5, x);
     if t >= 0.0 { 1.0 - tail } else { tail }

@@ -57,7 +57,7 @@ impl Tokenizer {
     }
 
     /// Number of token ids; ids at or above it are rejected.
-    pub fn vocab_size(&self) -> u32 {
+    pub(crate) fn vocab_size(&self) -> u32 {
         match self {
             Tokenizer::Tiktoken(_) => O200K_VOCAB,
             Tokenizer::HuggingFace(tok) => {

@@ -11,28 +11,28 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub struct ValidityThresholds {
     /// Fewest completed (successful, past the warm-up) requests a point needs.
-    pub min_requests: u64,
+    pub(crate) min_requests: u64,
     /// Fewest completed requests per user: with fewer, the point is a handful of users' luck.
-    pub min_requests_per_user: f64,
+    pub(crate) min_requests_per_user: f64,
     /// Largest share of failed requests.
-    pub max_error_rate: f64,
+    pub(crate) max_error_rate: f64,
     /// Largest share of requests the server refused for exceeding its context length.
-    pub max_context_overflow_rate: f64,
+    pub(crate) max_context_overflow_rate: f64,
     /// Largest p99 of the client's schedule delay (sent minus scheduled), ms: past it the client,
     /// not the server, set the pace.
-    pub max_schedule_delay_p99_ms: f64,
+    pub(crate) max_schedule_delay_p99_ms: f64,
     /// Largest share of its cores the replay may want over its run (CPU time plus time waiting
     /// for a core): past it the client was saturated.
-    pub max_client_cpu: f64,
+    pub(crate) max_client_cpu: f64,
     /// Largest relative change of completed-request throughput from the middle third of the
     /// measured window to the last third (a change also has to be larger than counting noise).
-    pub max_steady_state_change: f64,
+    pub(crate) max_steady_state_change: f64,
     /// Requests in flight in the last third over the middle third, past which the queue is
     /// growing (together with `max_ttft_growth`): the server is over-saturated.
-    pub max_in_flight_growth: f64,
+    pub(crate) max_in_flight_growth: f64,
     /// TTFT median in the last third over the middle third, past which the queue is growing
     /// (together with `max_in_flight_growth`).
-    pub max_ttft_growth: f64,
+    pub(crate) max_ttft_growth: f64,
 }
 
 impl Default for ValidityThresholds {
@@ -54,22 +54,22 @@ impl Default for ValidityThresholds {
 /// A spec's `validity:` mapping: any of the thresholds, the others at their defaults.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ValidityOverrides {
-    pub min_requests: Option<u64>,
-    pub min_requests_per_user: Option<f64>,
-    pub max_error_rate: Option<f64>,
-    pub max_context_overflow_rate: Option<f64>,
-    pub max_schedule_delay_p99_ms: Option<f64>,
-    pub max_client_cpu: Option<f64>,
-    pub max_steady_state_change: Option<f64>,
-    pub max_in_flight_growth: Option<f64>,
-    pub max_ttft_growth: Option<f64>,
+pub(crate) struct ValidityOverrides {
+    pub(crate) min_requests: Option<u64>,
+    pub(crate) min_requests_per_user: Option<f64>,
+    pub(crate) max_error_rate: Option<f64>,
+    pub(crate) max_context_overflow_rate: Option<f64>,
+    pub(crate) max_schedule_delay_p99_ms: Option<f64>,
+    pub(crate) max_client_cpu: Option<f64>,
+    pub(crate) max_steady_state_change: Option<f64>,
+    pub(crate) max_in_flight_growth: Option<f64>,
+    pub(crate) max_ttft_growth: Option<f64>,
 }
 
 impl ValidityOverrides {
     /// The thresholds with these overrides applied, or the name of the first field that is not a
     /// finite number at least 0.
-    pub fn resolve(&self) -> Result<ValidityThresholds, &'static str> {
+    pub(crate) fn resolve(&self) -> Result<ValidityThresholds, &'static str> {
         let d = ValidityThresholds::default();
         let pick = |name: &'static str, v: Option<f64>, default: f64| match v {
             Some(x) if !(x.is_finite() && x >= 0.0) => Err(name),

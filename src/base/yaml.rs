@@ -48,7 +48,7 @@ pub struct Location {
 }
 
 /// A YAML file's text plus the position of every field in it.
-pub struct YamlDoc {
+pub(crate) struct YamlDoc {
     path: PathBuf,
     text: String,
     positions: HashMap<String, Location>,
@@ -56,7 +56,7 @@ pub struct YamlDoc {
 
 impl SpecError {
     /// A file that cannot be read at all: the error has no position.
-    pub fn unreadable(path: &Path, e: &std::io::Error) -> Self {
+    pub(crate) fn unreadable(path: &Path, e: &std::io::Error) -> Self {
         SpecError {
             file: path.to_path_buf(),
             line: 0,
@@ -75,7 +75,7 @@ impl YamlDoc {
     }
 
     /// Indexes text that came from `path` (used for embedded files too).
-    pub fn from_text(path: &Path, text: String) -> Result<Self, SpecError> {
+    pub(crate) fn from_text(path: &Path, text: String) -> Result<Self, SpecError> {
         let mut index = PositionIndex::default();
         Parser::new_from_str(&text)
             .load(&mut index, false)
@@ -103,7 +103,7 @@ impl YamlDoc {
     }
 
     /// The position of `field` (a dotted path), or of its nearest ancestor that has one.
-    pub fn locate(&self, field: &str) -> Location {
+    pub(crate) fn locate(&self, field: &str) -> Location {
         let mut probe = field;
         loop {
             if let Some(loc) = self.positions.get(probe) {

@@ -36,7 +36,7 @@ fn collect_priced_into(
 }
 
 /// The collect step at the end of `kvsweep sweep --local`: the sweep's cells into its folder.
-pub fn collect_sweep(cells_dir: &Path, out: &Path, runners: &RunnerSet) -> Result<()> {
+pub(crate) fn collect_sweep(cells_dir: &Path, out: &Path, runners: &RunnerSet) -> Result<()> {
     let (c, report) = collect_into(&[cells_dir.to_path_buf()], out, runners)?;
     print_outcome(&c, &report, out);
     Ok(())

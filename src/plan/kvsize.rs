@@ -37,7 +37,7 @@ pub struct KvSizeArgs {
     pub tp: u32,
     /// Share of HBM the engine may use (vLLM's --gpu-memory-utilization).
     #[arg(long, default_value_t = 0.9)]
-    pub gpu_memory_utilization: f64,
+    pub(crate) gpu_memory_utilization: f64,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -76,7 +76,7 @@ pub struct KvSize {
 pub struct Fit {
     pub runner: String,
     pub tp: u32,
-    pub hbm_gb_per_gpu: f64,
+    pub(crate) hbm_gb_per_gpu: f64,
     weights_gb_per_gpu: f64,
     kv_gb_per_gpu: f64,
     pub kv_bytes_per_token_per_gpu: f64,

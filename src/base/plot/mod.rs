@@ -43,7 +43,7 @@ fn tick(v: f64) -> String {
 
 /// How a series is drawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mark {
+pub(crate) enum Mark {
     Line,
     Points,
     LineAndPoints,
@@ -51,13 +51,13 @@ pub enum Mark {
 
 /// One named series of (x, y) points.
 #[derive(Debug, Clone)]
-pub struct Series {
+pub(crate) struct Series {
     pub label: String,
     pub points: Vec<(f64, f64)>,
     pub color: RGBColor,
-    pub mark: Mark,
+    pub(crate) mark: Mark,
     /// A label per point, drawn beside it (e.g. the cell's users); empty for none.
-    pub point_labels: Vec<String>,
+    pub(crate) point_labels: Vec<String>,
 }
 
 impl Series {
@@ -74,15 +74,15 @@ impl Series {
 
 /// A chart: title, axis names and series sharing the axes.
 #[derive(Debug, Clone)]
-pub struct Chart {
+pub(crate) struct Chart {
     pub title: String,
-    pub x_label: String,
-    pub y_label: String,
+    pub(crate) x_label: String,
+    pub(crate) y_label: String,
     pub series: Vec<Series>,
 }
 
 /// Colours that stay apart for the usual handful of series (Tableau 10).
-pub const PALETTE: [RGBColor; 6] = [
+pub(crate) const PALETTE: [RGBColor; 6] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),

@@ -21,7 +21,7 @@ pub enum Scenario {
 /// What a cache bust changes so that a run finds nothing cached by an earlier one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
-pub enum CacheBust {
+pub(crate) enum CacheBust {
     /// Nothing: the same seed sends the same prompts, run after run.
     None,
     /// Every play's first-turn prefix gets a per-run marker (AIPerf `--cache-bust
@@ -57,11 +57,11 @@ pub struct AgentxArgs {
     #[arg(long, help_heading = "AgentX scenario")]
     trace_idle_gap_cap: Option<f64>,
     #[arg(long, value_enum, help_heading = "AgentX scenario")]
-    pub cache_bust: Option<CacheBust>,
+    pub(crate) cache_bust: Option<CacheBust>,
     /// Stop the run (failed) once more than this share of profiled requests failed, counted
     /// from max(users, 10) requests on [agentx: 0.10].
     #[arg(long, help_heading = "AgentX scenario")]
-    pub failed_request_threshold: Option<f64>,
+    pub(crate) failed_request_threshold: Option<f64>,
 }
 
 /// The rules a replay runs by, once the scenario's values and the explicit flags are merged.
@@ -72,8 +72,8 @@ pub struct Rules {
     pub warmup_requests_per_lane: u32,
     pub system_idle_gap_cap_s: Option<f64>,
     pub trace_idle_gap_cap_s: Option<f64>,
-    pub cache_bust: CacheBust,
-    pub failed_request_threshold: Option<f64>,
+    pub(crate) cache_bust: CacheBust,
+    pub(crate) failed_request_threshold: Option<f64>,
     /// Lanes take a new trace when theirs ends (AIPerf recycles a lane once its tree drains).
     pub recycle: bool,
     /// Requests ask for exactly the trace's output length (the scenario's
@@ -81,7 +81,7 @@ pub struct Rules {
     pub ignore_eos: bool,
     /// A parent's turn waits for the subagents that started before it to finish (AIPerf gates
     /// a parent's join turn on its children).
-    pub join_subagents: bool,
+    pub(crate) join_subagents: bool,
 }
 
 impl AgentxArgs {

@@ -51,7 +51,7 @@ struct PlanWorkload {
 }
 
 /// The workload of the cell plan at `path` (a cell.json), for `--plan`.
-pub fn read_plan(path: &Path) -> Result<Workload> {
+pub(crate) fn read_plan(path: &Path) -> Result<Workload> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the plan {}", path.display()))?;
     let plan: PlanWorkload = serde_json::from_str(&text)
@@ -60,7 +60,7 @@ pub fn read_plan(path: &Path) -> Result<Workload> {
 }
 
 /// Where a cell's workload runs: what `--plan` leaves to the command line.
-pub struct RunAt<'a> {
+pub(crate) struct RunAt<'a> {
     pub plan: &'a Path,
     pub url: &'a str,
     /// A replay's traces (a tester has none).
@@ -72,7 +72,7 @@ pub struct RunAt<'a> {
 impl Workload {
     /// The `kvsweep` arguments that run this workload from its plan file (commands.txt): the
     /// plan says what runs, the flags where.
-    pub fn plan_argv(&self, at: &RunAt<'_>) -> Result<Vec<String>> {
+    pub(crate) fn plan_argv(&self, at: &RunAt<'_>) -> Result<Vec<String>> {
         let path = |p: &Path| p.display().to_string();
         Ok(match self {
             Workload::Replay(_) => {
@@ -124,7 +124,7 @@ impl Workload {
     }
 
     /// The synthetic test this workload runs, when it is one (`cache-rate`, ...).
-    pub fn tester_kind(&self) -> Option<&'static str> {
+    pub(crate) fn tester_kind(&self) -> Option<&'static str> {
         match self {
             Workload::Replay(_) => None,
             Workload::Test(t) => Some(t.tester.name()),

@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 
 /// Why a map of options does not make the arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OptionError {
+pub(crate) struct OptionError {
     /// The option as the map spells it; `None` when the map as a whole is wrong.
     pub key: Option<String>,
     pub message: String,
@@ -35,14 +35,14 @@ impl OptionError {
 }
 
 /// The field name an option names: `max-users` and `max_users` are both `max_users`.
-pub fn field_name(key: &str) -> String {
+pub(crate) fn field_name(key: &str) -> String {
     key.replace('-', "_")
 }
 
 /// The arguments `T` with `options` set and every other field at its flag's default. Options
 /// whose flag is required must be in `options`; names in `reserved` are refused (the caller
 /// sets them itself).
-pub fn from_options<T>(
+pub(crate) fn from_options<T>(
     options: &IndexMap<String, Value>,
     reserved: &[&str],
 ) -> Result<T, OptionError>

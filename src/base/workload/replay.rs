@@ -68,15 +68,15 @@ pub struct ReplayArgs {
     /// Spread the users' first requests evenly over this many seconds instead of sending them all
     /// at once.
     #[arg(long, default_value_t = 0.0)]
-    pub ramp_up: f64,
+    pub(crate) ramp_up: f64,
     /// Requests sent in the first this many seconds are recorded in requests.csv but left out of
     /// summary.json's figures: the server's caches and queues are still filling.
     #[arg(long, default_value_t = 0.0)]
-    pub warmup_window: f64,
+    pub(crate) warmup_window: f64,
     /// From this many seconds on, stop the run when it is over-saturated (requests in flight and
     /// TTFT both rising through the run): such a point can only be invalid. 0: never.
     #[arg(long, default_value_t = 0.0)]
-    pub stop_when_saturated: f64,
+    pub(crate) stop_when_saturated: f64,
     /// Seconds after --duration to wait for answers still streaming; requests still running then
     /// are abandoned (counted in metadata.json, not in requests.csv).
     #[arg(long, default_value_t = 30.0)]
@@ -90,10 +90,10 @@ pub struct ReplayArgs {
     #[arg(long, default_value_t = 1.0)]
     pub time_scale: f64,
     #[arg(long, default_value_t = 1.0)]
-    pub api_time_scale: f64,
+    pub(crate) api_time_scale: f64,
     /// Longest single wait, seconds (before --time-scale).
     #[arg(long, default_value_t = 600.0)]
-    pub max_delay: f64,
+    pub(crate) max_delay: f64,
     /// Longest prompt, tokens (0: no limit).
     #[arg(long, default_value_t = 0)]
     pub max_context: u32,
@@ -101,7 +101,7 @@ pub struct ReplayArgs {
     pub on_long: OnLong,
     /// Leave out sessions with fewer requests.
     #[arg(long, default_value_t = 1)]
-    pub min_requests: usize,
+    pub(crate) min_requests: usize,
     /// Fixes session order and prompt content.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -110,13 +110,13 @@ pub struct ReplayArgs {
     pub ignore_eos: bool,
     /// Send every request at its trace timestamp, without waiting for earlier answers (Mooncake style).
     #[arg(long)]
-    pub fixed_schedule: bool,
+    pub(crate) fixed_schedule: bool,
     /// Seconds before an unanswered request counts as a timeout.
     #[arg(long, default_value_t = 600.0)]
-    pub request_timeout: f64,
+    pub(crate) request_timeout: f64,
     /// Seconds per row of periods.csv.
     #[arg(long, default_value_t = 30.0)]
-    pub assessment_period: f64,
+    pub(crate) assessment_period: f64,
     /// Results directory.
     #[arg(long)]
     pub out: PathBuf,
@@ -172,13 +172,13 @@ impl ReplayArgs {
     }
 
     /// [`ReplayArgs::check`], as an error that names the flag.
-    pub fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         Ok(self.check()?)
     }
 
     /// The user count a closed-loop run starts with: `--users`, or with the adaptive controller
     /// (`--max-users`) `--start-users` (default 1) kept within 1..=max.
-    pub fn initial_users(&self) -> u32 {
+    pub(crate) fn initial_users(&self) -> u32 {
         match (self.control.max_users, self.control.start_users) {
             (Some(max), start) => start.unwrap_or(1).clamp(1, max.max(1)),
             (None, _) => self.users,

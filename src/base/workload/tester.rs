@@ -44,7 +44,7 @@ pub struct TestCommand {
     pub url: String,
     /// With --plan: where the test's files go.
     #[arg(long, requires = "plan")]
-    pub output_dir: Option<PathBuf>,
+    pub(crate) output_dir: Option<PathBuf>,
     #[command(subcommand)]
     pub tester: Option<Tester>,
 }
@@ -102,18 +102,18 @@ pub struct Common {
     pub seed: u64,
     /// Seconds before an unanswered request counts as a timeout.
     #[arg(long, default_value_t = 600.0)]
-    pub request_timeout: f64,
+    pub(crate) request_timeout: f64,
     #[arg(long)]
-    pub output_dir: PathBuf,
+    pub(crate) output_dir: PathBuf,
     /// Ignore progress.json and start over.
     #[arg(long)]
-    pub force_restart: bool,
+    pub(crate) force_restart: bool,
 }
 
 /// Which TTFT figure the limit applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
-pub enum TtftMetric {
+pub(crate) enum TtftMetric {
     Max,
     Avg,
     P95,
@@ -129,7 +129,7 @@ pub struct ReportArgs {
 pub struct CombineArgs {
     /// cache-rate output directories.
     #[arg(long, required = true, num_args = 1..)]
-    pub output_dirs: Vec<PathBuf>,
+    pub(crate) output_dirs: Vec<PathBuf>,
     /// A label per directory (default: the directory names).
     #[arg(long, num_args = 1..)]
     pub labels: Vec<String>,
@@ -166,7 +166,7 @@ pub enum Mode {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
-pub enum Reinit {
+pub(crate) enum Reinit {
     /// Warm the working set once per context size.
     Once,
     /// Warm it again before every hit rate.
@@ -189,14 +189,14 @@ pub struct CacheRateArgs {
     pub working_set_size: u64,
     /// Target hit rates, percent.
     #[arg(long, num_args = 1.., default_values_t = (0..=20).map(|i| i * 5).collect::<Vec<u32>>())]
-    pub cache_hit_rates: Vec<u32>,
+    pub(crate) cache_hit_rates: Vec<u32>,
     #[arg(long, value_enum, default_value = "sustained")]
     pub mode: Mode,
     #[arg(long, value_enum, default_value = "once")]
-    pub reinit_strategy: Reinit,
+    pub(crate) reinit_strategy: Reinit,
     /// Pick prefixes at random instead of round-robin.
     #[arg(long)]
-    pub random_working_set_selection: bool,
+    pub(crate) random_working_set_selection: bool,
 }
 
 /// Concurrency and timing of a measured load, shared by cache-rate and working-set.
@@ -206,28 +206,28 @@ pub struct LoadShape {
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
     #[arg(long, default_value_t = 2)]
-    pub start_concurrency: usize,
+    pub(crate) start_concurrency: usize,
     #[arg(long, default_value_t = 2)]
-    pub concurrency_increment: usize,
+    pub(crate) concurrency_increment: usize,
     #[arg(long, default_value_t = 1000)]
-    pub max_concurrency: usize,
+    pub(crate) max_concurrency: usize,
     /// Concurrency of the warm-up pass over the working set.
     #[arg(long, default_value_t = 16)]
-    pub init_concurrency: usize,
+    pub(crate) init_concurrency: usize,
     /// TTFT limit, seconds.
     #[arg(long, default_value_t = 2.0)]
-    pub max_ttft: f64,
+    pub(crate) max_ttft: f64,
     #[arg(long, value_enum, default_value = "p95")]
-    pub ttft_metric: TtftMetric,
+    pub(crate) ttft_metric: TtftMetric,
     /// Most seconds one hit rate may take (the ramp stops there).
     #[arg(long, default_value_t = 300.0)]
-    pub test_duration: f64,
+    pub(crate) test_duration: f64,
     /// Seconds per concurrency level of the ramp, and per measurement.
     #[arg(long, default_value_t = 60.0)]
-    pub ramp_duration: f64,
+    pub(crate) ramp_duration: f64,
     /// Measurements at the peak concurrency.
     #[arg(long, default_value_t = 3)]
-    pub num_retries: u32,
+    pub(crate) num_retries: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -257,7 +257,7 @@ pub struct WorkingSetArgs {
     pub scale: Scale,
     /// Target hit rates, percent.
     #[arg(long, num_args = 1.., default_values_t = vec![100u32])]
-    pub cache_hit_rates: Vec<u32>,
+    pub(crate) cache_hit_rates: Vec<u32>,
     /// Concurrent requests.
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
@@ -269,7 +269,7 @@ pub struct WorkingSetArgs {
     pub kv_bytes_per_token: Option<f64>,
     /// A model preset whose KV bytes per token size the cliffs in bytes.
     #[arg(long)]
-    pub kv_model: Option<String>,
+    pub(crate) kv_model: Option<String>,
 }
 
 impl Tester {
@@ -285,7 +285,7 @@ impl Tester {
     }
 
     /// The server and output settings of a tester that runs against a server.
-    pub fn common_mut(&mut self) -> Option<&mut Common> {
+    pub(crate) fn common_mut(&mut self) -> Option<&mut Common> {
         match self {
             Tester::SinglePrompt(a) => Some(&mut a.common),
             Tester::CacheRate(a) => Some(&mut a.common),

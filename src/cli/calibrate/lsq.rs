@@ -10,14 +10,14 @@
 /// The solution: coefficients, their standard errors (`None` for one held at zero) and the
 /// RMS residual of the (weighted) rows.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Solution {
-    pub coefficients: Vec<f64>,
-    pub std_errors: Vec<Option<f64>>,
-    pub rms_residual: f64,
+pub(crate) struct Solution {
+    pub(crate) coefficients: Vec<f64>,
+    pub(crate) std_errors: Vec<Option<f64>>,
+    pub(crate) rms_residual: f64,
 }
 
 /// Solves min ‖X b − y‖ with b ≥ 0, for `rows` of (x, y). `None` when no column is usable.
-pub fn solve_nonnegative(rows: &[(Vec<f64>, f64)], unknowns: usize) -> Option<Solution> {
+pub(crate) fn solve_nonnegative(rows: &[(Vec<f64>, f64)], unknowns: usize) -> Option<Solution> {
     let mut active: Vec<bool> = (0..unknowns)
         .map(|j| rows.iter().any(|(x, _)| x[j] != 0.0))
         .collect();

@@ -143,7 +143,7 @@ pub struct ServerRules {
     pub max_model_len: usize,
     /// The simulated model's `--seed`, where it stops on its own (`sim::natural_output_len`);
     /// `None` for a real engine's cell (its requests run to the trace's output length).
-    pub natural_stop_seed: Option<u64>,
+    pub(crate) natural_stop_seed: Option<u64>,
 }
 
 /// Runs the replay `args` over `sessions` against `engine`; records go to `collector`, the

@@ -55,7 +55,7 @@ pub struct PredictArgs {
 }
 
 /// The identity a cell's plan asks a calibration for.
-pub fn identity_of(plan: &CellPlan) -> Identity {
+pub(crate) fn identity_of(plan: &CellPlan) -> Identity {
     Identity {
         engine: plan.engine.to_string(),
         model: plan.model.clone(),

@@ -35,11 +35,11 @@ const AGENTX_SCENARIO: &str = "inferencex-agentx-mvp";
 
 /// A cell's AIPerf export files.
 #[derive(Debug, Clone)]
-pub struct CellExports {
+pub(crate) struct CellExports {
     pub records: Vec<RecordInfo>,
     pub profile: ProfileExport,
     /// `None` for a cell without a vLLM-named `metrics.csv`.
-    pub server_metrics: Option<ServerMetricsExport>,
+    pub(crate) server_metrics: Option<ServerMetricsExport>,
 }
 
 impl CellExports {
@@ -68,7 +68,7 @@ impl CellExports {
 pub struct TraceHitsCache(HashMap<(PathBuf, String, Option<u32>), Option<Rc<TheoreticalHits>>>);
 
 /// The exports of the replay cell in `dir`.
-pub fn from_cell(dir: &Path, cache: &mut TraceHitsCache) -> Result<CellExports> {
+pub(crate) fn from_cell(dir: &Path, cache: &mut TraceHitsCache) -> Result<CellExports> {
     let plan = CellPlan::read(dir)?;
     let Workload::Replay(args) = &plan.workload else {
         bail!(

@@ -10,27 +10,27 @@ use crate::data::artifact::schema::parse_json;
 
 /// `input_config`: the model list and the phases.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct InputConfig {
+pub(crate) struct InputConfig {
     pub models: Models,
     pub phases: Vec<PhaseConfig>,
 }
 
 /// `input_config.models`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct Models {
+pub(crate) struct Models {
     pub items: Vec<ModelItem>,
 }
 
 /// `input_config.models.items[]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct ModelItem {
+pub(crate) struct ModelItem {
     pub name: String,
 }
 
 /// `input_config.phases[]`: one phase of the run (`kind` profiling or warmup); a phase that is
 /// not concurrency-driven has no `concurrency`, one stopped by request count no `duration`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct PhaseConfig {
+pub(crate) struct PhaseConfig {
     pub kind: String,
     #[serde(default)]
     pub concurrency: Option<u32>,

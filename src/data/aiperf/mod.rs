@@ -28,7 +28,7 @@ pub use schema::{CreditPhase, read_profile_export, read_records, read_server_met
 
 /// Unix seconds as an ISO-8601 UTC time with microseconds, the precision of AIPerf's
 /// `datetime.isoformat()`.
-pub fn iso_time(unix_s: f64) -> String {
+pub(crate) fn iso_time(unix_s: f64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(unix_s.max(0.0));
     humantime::format_rfc3339_micros(t).to_string()
 }

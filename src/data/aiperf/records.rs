@@ -19,7 +19,7 @@ use crate::data::artifact::schema::{Outcome, RequestRow};
 #[derive(Debug, Clone, Copy)]
 pub struct Timeline {
     /// Unix seconds of the replay's time zero (`requests.csv` times are seconds from it).
-    pub start_unix_s: f64,
+    pub(crate) start_unix_s: f64,
     /// Requests sent before this many seconds are the warm-up window's (`summary.json`).
     pub warmup_window_s: f64,
 }

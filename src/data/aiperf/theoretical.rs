@@ -17,7 +17,7 @@ use crate::data::trace::Session;
 
 /// (hit blocks, total blocks) of each request, by (kvsweep session id, request index).
 #[derive(Debug, Default)]
-pub struct TheoreticalHits(HashMap<(String, u32), (u64, u64)>);
+pub(crate) struct TheoreticalHits(HashMap<(String, u32), (u64, u64)>);
 
 impl TheoreticalHits {
     /// The counts of every request of `roots` (each a trace file's session tree).

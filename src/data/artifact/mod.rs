@@ -45,7 +45,7 @@ fn is_secret_name(name: &str) -> bool {
 /// `text` with the value of every secret in `env` (and in this process's environment) replaced
 /// by `[redacted]`: what goes into commands.txt, server.log and status.json. Values shorter than
 /// six characters are left alone (they would redact ordinary words).
-pub fn redact(text: &str, env: &[(String, String)]) -> String {
+pub(crate) fn redact(text: &str, env: &[(String, String)]) -> String {
     let mut out = text.to_owned();
     let process: Vec<(String, String)> = std::env::vars().collect();
     for (name, value) in env.iter().chain(&process) {
@@ -60,7 +60,7 @@ pub fn redact(text: &str, env: &[(String, String)]) -> String {
 pub const SERVER_LOG_CAP_BYTES: u64 = 5 * 1024 * 1024;
 
 /// Writes JSON through a temporary file and a rename, so readers see the old or the new file.
-pub fn write_json_atomic(path: &Path, value: &impl Serialize) -> Result<()> {
+pub(crate) fn write_json_atomic(path: &Path, value: &impl Serialize) -> Result<()> {
     let tmp = path.with_extension("json.tmp");
     let mut f = File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
     serde_json::to_writer_pretty(&mut f, value)?;
@@ -107,7 +107,7 @@ impl CsvLog {
     }
 
     /// Queues one typed row (a [`schema`] row type, in the header's order).
-    pub fn append_row(&mut self, row: &impl Serialize) -> Result<()> {
+    pub(crate) fn append_row(&mut self, row: &impl Serialize) -> Result<()> {
         self.pending.serialize(row)?;
         self.spill()
     }
@@ -146,12 +146,12 @@ impl CsvLog {
 }
 
 /// Default cap on a packed cell artifact.
-pub const ZIP_CAP_BYTES: u64 = 512 * 1024 * 1024;
+pub(crate) const ZIP_CAP_BYTES: u64 = 512 * 1024 * 1024;
 
 /// Packs exactly the whitelisted files of a cell directory into `zip_path`, refusing to write
 /// more than `cap` bytes of input (an artifact that large means something is being recorded
 /// that should not be).
-pub fn pack_zip(dir: &Path, zip_path: &Path, cap: u64) -> Result<u64> {
+pub(crate) fn pack_zip(dir: &Path, zip_path: &Path, cap: u64) -> Result<u64> {
     // Whitelisted files, and the files directly inside a whitelisted directory.
     let mut files: Vec<(String, u64)> = Vec::new();
     for name in CELL_FILES {
@@ -221,7 +221,7 @@ pub fn prune(dir: &Path) -> Result<()> {
 }
 
 /// The most bytes one artifact zip may expand to.
-pub const ZIP_EXPAND_CAP: u64 = 4 * 1024 * 1024 * 1024;
+pub(crate) const ZIP_EXPAND_CAP: u64 = 4 * 1024 * 1024 * 1024;
 
 #[cfg(test)]
 mod tests {

@@ -37,7 +37,7 @@ pub struct RequestRecord {
     pub done_s: f64,
     pub ttft_ms: Option<f64>,
     pub e2e_ms: f64,
-    pub gaps_ms: Vec<f64>,
+    pub(crate) gaps_ms: Vec<f64>,
     pub trace_input_tokens: u32,
     pub trace_output_tokens: u32,
     pub prompt_tokens: Option<u32>,
@@ -110,7 +110,7 @@ pub struct Slo {
     /// Seconds to the first token, schedule delay included.
     ttft_s: f64,
     /// Output tokens per second one user sees (1000 / TPOT).
-    pub decode_tps: f64,
+    pub(crate) decode_tps: f64,
 }
 
 impl Slo {
@@ -134,11 +134,11 @@ impl Slo {
 }
 
 /// A closed assessment period, for the adaptive controller.
-pub struct ClosedPeriod {
+pub(crate) struct ClosedPeriod {
     pub index: u32,
     pub ttft: Histogram<u64>,
-    pub decode_tps_sum: f64,
-    pub decode_n: u64,
+    pub(crate) decode_tps_sum: f64,
+    pub(crate) decode_n: u64,
 }
 
 /// What the progress line shows: the run's figures so far.
@@ -153,7 +153,7 @@ pub struct Progress {
 /// Sessions' first turns on their first replay, and the prompt tokens the server found cached
 /// in them: a cache left warm by an earlier run shows here.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct FirstTurns {
+pub(crate) struct FirstTurns {
     pub sessions: u64,
     pub prompt_tokens: u64,
     pub cached_tokens: u64,
@@ -202,7 +202,7 @@ impl Tally {
         }
     }
 
-    pub fn slo(&self) -> &Slo {
+    pub(crate) fn slo(&self) -> &Slo {
         &self.slo
     }
 
@@ -231,14 +231,14 @@ impl Tally {
     }
 
     /// When the current period began, seconds from the start.
-    pub fn period_start_s(&self) -> f64 {
+    pub(crate) fn period_start_s(&self) -> f64 {
         self.period_start_s
     }
 
     /// Closes the current period at `now_s`, with `users` active and the token buckets at
     /// `fill`: its `periods.csv` rows (all endpoints, then each of several) and what the
     /// adaptive controller judges. The next period starts at `now_s`.
-    pub fn close_period(
+    pub(crate) fn close_period(
         &mut self,
         now_s: f64,
         users: usize,

@@ -44,17 +44,17 @@ pub(super) struct Window {
     pub cached_tokens: u64,
     pub output_tokens: u64,
     pub ttft: Histogram<u64>,
-    pub itl: Histogram<u64>,
+    pub(crate) itl: Histogram<u64>,
     pub tpot: Histogram<u64>,
     pub e2e: Histogram<u64>,
     /// Tokens per second one user sees, ×1000 (the histogram records integers).
     pub interactivity: Histogram<u64>,
-    pub schedule_delay: Histogram<u64>,
-    pub effective_ttft: Histogram<u64>,
+    pub(crate) schedule_delay: Histogram<u64>,
+    pub(crate) effective_ttft: Histogram<u64>,
     pub good: u64,
-    pub good_output_tokens: u64,
-    pub decode_tps_sum: f64,
-    pub decode_n: u64,
+    pub(crate) good_output_tokens: u64,
+    pub(crate) decode_tps_sum: f64,
+    pub(crate) decode_n: u64,
 }
 
 impl Window {
@@ -143,7 +143,7 @@ impl Window {
     }
 
     /// This window as a `periods.csv` row from `start_s` to `end_s`.
-    pub fn period_row(&self, period: u32, span: (f64, f64), users: usize) -> PeriodRow {
+    pub(crate) fn period_row(&self, period: u32, span: (f64, f64), users: usize) -> PeriodRow {
         let (start_s, end_s) = span;
         let seconds = (end_s - start_s).max(1e-9);
         let ok = self.ok();

@@ -93,7 +93,7 @@ fn sessions_flat<'a>(
 }
 
 /// Writes the set as one Mooncake JSONL file with `block_size`-token blocks.
-pub fn to_mooncake(set: &TraceSet, block_size: u32, out: &Path) -> Result<usize> {
+pub(crate) fn to_mooncake(set: &TraceSet, block_size: u32, out: &Path) -> Result<usize> {
     let mut flat = Vec::new();
     for s in &set.sessions {
         sessions_flat(s, 0.0, &mut flat);
@@ -154,7 +154,7 @@ fn kvct_requests(rb: &mut Reblocker, s: &Session, block_size: u32) -> Vec<serde_
 }
 
 /// Writes every session as a kv-cache-tester file in `dir`; returns how many were written.
-pub fn to_kvct(set: &TraceSet, block_size: u32, dir: &Path) -> Result<usize> {
+pub(crate) fn to_kvct(set: &TraceSet, block_size: u32, dir: &Path) -> Result<usize> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut names: HashMap<String, u32> = HashMap::new();
     for s in &set.sessions {
@@ -190,7 +190,7 @@ pub fn to_kvct(set: &TraceSet, block_size: u32, dir: &Path) -> Result<usize> {
 }
 
 /// Checks that a block size can be re-blocked from `src`.
-pub fn check_blocks(src: u32, dst: u32) -> Result<()> {
+pub(crate) fn check_blocks(src: u32, dst: u32) -> Result<()> {
     if dst == 0 || (!src.is_multiple_of(dst) && !dst.is_multiple_of(src)) {
         bail!(
             "cannot re-block {src}-token blocks into {dst}-token blocks: one must divide the other"

@@ -61,7 +61,7 @@ impl Quantiles {
 pub struct Profile {
     pub block_size: u32,
     pub turns: Quantiles,
-    pub first_input: Quantiles,
+    pub(crate) first_input: Quantiles,
     pub p_append: f64,
     pub p_replace_tail: f64,
     pub p_drop_back: f64,

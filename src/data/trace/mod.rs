@@ -34,7 +34,7 @@ pub struct TraceRequest {
     /// `delay`, the gap after the parent's arrival in Qwen-Bailian).
     pub think_time_s: f64,
     /// How long the original API call took (kv-cache-tester `api_time`; 0 when unknown).
-    pub api_time_s: f64,
+    pub(crate) api_time_s: f64,
 }
 
 /// One conversation: what one simulated user replays.
@@ -148,7 +148,7 @@ pub fn list_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
 }
 
 /// The format of one file's text under `opts`.
-pub fn file_format(file: &Path, text: &str, opts: LoadOptions) -> TraceFormat {
+pub(crate) fn file_format(file: &Path, text: &str, opts: LoadOptions) -> TraceFormat {
     match opts.format {
         TraceFormat::Auto => detect(file, text),
         other => other,
@@ -156,7 +156,7 @@ pub fn file_format(file: &Path, text: &str, opts: LoadOptions) -> TraceFormat {
 }
 
 /// Parses one file's text into `set`; `index` (its place in the set) makes its hash scope.
-pub fn parse_file(
+pub(crate) fn parse_file(
     file: &Path,
     text: &str,
     index: usize,
@@ -182,7 +182,7 @@ pub fn parse_file(
 
 /// `work(index, file)` for every file, on as many threads as there are cores, a file at a time
 /// per thread; the results in file order.
-pub fn per_file_parallel<T: Send>(
+pub(crate) fn per_file_parallel<T: Send>(
     files: &[PathBuf],
     work: impl Fn(usize, &Path) -> T + Sync,
 ) -> Vec<T> {

@@ -47,11 +47,11 @@ impl PromptState {
 
     /// Hands the tokens out for a request without copying them; [`PromptState::restore`] takes
     /// them back once the request is done.
-    pub fn lend(&mut self) -> std::sync::Arc<Vec<u32>> {
+    pub(crate) fn lend(&mut self) -> std::sync::Arc<Vec<u32>> {
         std::sync::Arc::new(std::mem::take(&mut self.tokens))
     }
 
-    pub fn restore(&mut self, tokens: std::sync::Arc<Vec<u32>>) {
+    pub(crate) fn restore(&mut self, tokens: std::sync::Arc<Vec<u32>>) {
         self.tokens =
             std::sync::Arc::try_unwrap(tokens).unwrap_or_else(|shared| shared.as_ref().clone());
     }
@@ -126,7 +126,7 @@ pub struct ChatWords {
 
 impl ChatWords {
     /// Collects round-trip-safe words from the tokenizer's vocabulary.
-    pub fn from_tokenizer(tok: &Tokenizer, range: TokenRange) -> anyhow::Result<Self> {
+    pub(crate) fn from_tokenizer(tok: &Tokenizer, range: TokenRange) -> anyhow::Result<Self> {
         let mut words = Vec::new();
         for id in 0..tok.vocab_size() {
             let Ok(text) = tok.decode(&[id]) else {

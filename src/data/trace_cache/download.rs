@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 
 /// What arrived.
-pub struct Downloaded {
+pub(crate) struct Downloaded {
     pub bytes: u64,
     /// Lowercase hex.
     pub sha256: String,
@@ -19,7 +19,7 @@ pub struct Downloaded {
 
 /// Downloads `url` into `path` (created), with a progress bar on a terminal. A connection that
 /// ends before the announced length, or stalls for two minutes, is an error.
-pub async fn to_file(url: &str, path: &Path) -> Result<Downloaded> {
+pub(crate) async fn to_file(url: &str, path: &Path) -> Result<Downloaded> {
     let client = reqwest::Client::builder()
         .user_agent(concat!("kvsweep/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(30))

@@ -166,7 +166,7 @@ impl RemoteTraces {
     }
 
     /// The `kvsweep` arguments that fetch these traces and print where they are.
-    pub fn fetch_args(&self) -> Vec<String> {
+    pub(crate) fn fetch_args(&self) -> Vec<String> {
         let mut args = vec!["traces".to_owned(), "fetch".to_owned(), self.url.clone()];
         if let Some(sha) = &self.sha256 {
             args.extend(["--sha256".to_owned(), sha.clone()]);
@@ -263,7 +263,7 @@ fn top_level(entry: &Path) -> Vec<String> {
 
 /// The trace cache directory: `$KVSWEEP_CACHE`, else `$XDG_CACHE_HOME/kvsweep/traces`, else
 /// `~/.cache/kvsweep/traces`.
-pub fn cache_dir() -> Result<PathBuf> {
+pub(crate) fn cache_dir() -> Result<PathBuf> {
     let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
     if let Some(dir) = var("KVSWEEP_CACHE") {
         return Ok(PathBuf::from(dir));
@@ -419,7 +419,7 @@ pub struct FetchArgs {
     pub path: Option<String>,
     /// The trace cache [default: $XDG_CACHE_HOME/kvsweep/traces or ~/.cache/kvsweep/traces].
     #[arg(long, env = "KVSWEEP_CACHE", value_name = "DIR")]
-    pub cache_dir: Option<PathBuf>,
+    pub(crate) cache_dir: Option<PathBuf>,
 }
 
 /// `kvsweep traces fetch`, on `runtime`.

@@ -151,7 +151,7 @@ pub struct HostCommand {
 
 impl HostCommand {
     /// The command's lines as the script prints them.
-    pub fn shell_lines(&self) -> Result<Vec<String>> {
+    pub(crate) fn shell_lines(&self) -> Result<Vec<String>> {
         self.lines
             .iter()
             .map(|line| {

@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 const STOP_GRACE: Duration = Duration::from_secs(30);
 
 /// The engine's process, its log and, when it runs in Docker, its container's name.
-pub struct EngineProcess {
+pub(crate) struct EngineProcess {
     child: tokio::process::Child,
     pid: i32,
     log: PathBuf,
@@ -20,7 +20,7 @@ pub struct EngineProcess {
 
 /// Why an engine never became healthy.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HealthError {
+pub(crate) enum HealthError {
     Exited(String),
     TimedOut(u64),
 }
@@ -65,7 +65,7 @@ impl EngineProcess {
         })
     }
 
-    pub fn log_path(&self) -> &Path {
+    pub(crate) fn log_path(&self) -> &Path {
         &self.log
     }
 
@@ -74,13 +74,12 @@ impl EngineProcess {
         self.child.try_wait().ok().flatten()
     }
 
-    /// Waits until the engine exits.
-    pub async fn wait(&mut self) -> std::io::Result<ExitStatus> {
-        self.child.wait().await
-    }
-
     /// Polls `url` until it answers 200, the engine exits, or `timeout_s` passes.
-    pub async fn wait_healthy(&mut self, url: &str, timeout_s: u64) -> Result<(), HealthError> {
+    pub(crate) async fn wait_healthy(
+        &mut self,
+        url: &str,
+        timeout_s: u64,
+    ) -> Result<(), HealthError> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()
@@ -147,7 +146,7 @@ pub fn log_tail(path: &Path, lines: usize) -> String {
 }
 
 /// Copies the last `cap` bytes of `from` to `to`.
-pub fn copy_tail(from: &Path, to: &Path, cap: u64) -> Result<()> {
+pub(crate) fn copy_tail(from: &Path, to: &Path, cap: u64) -> Result<()> {
     use std::io::{Read, Seek, SeekFrom};
     let mut f =
         std::fs::File::open(from).with_context(|| format!("cannot read {}", from.display()))?;

@@ -68,7 +68,7 @@ pub struct CellOverrides {
 impl CellOverrides {
     /// The flags that give these overrides again, for a command run elsewhere (an sbatch task).
     /// The port is left out: each task picks its own.
-    pub fn to_args(&self) -> Vec<String> {
+    pub(crate) fn to_args(&self) -> Vec<String> {
         let mut args = Vec::new();
         let mut push = |flag: &str, value: Option<String>| {
             if let Some(v) = value {
@@ -400,7 +400,7 @@ pub fn render_script(plan: &CellPlan, runner: &Runner, templates: Option<&Path>)
 }
 
 /// An image reference made safe as a file name, for the enroot squash file.
-pub fn image_file_name(image: &str) -> String {
+pub(crate) fn image_file_name(image: &str) -> String {
     image
         .chars()
         .map(|c| {
@@ -415,7 +415,7 @@ pub fn image_file_name(image: &str) -> String {
 
 /// A template environment for shell scripts: undefined values are errors, and the `sh` and
 /// `sh_words` filters quote values for a POSIX shell.
-pub fn shell_environment() -> Environment<'static> {
+pub(crate) fn shell_environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.add_filter("sh", shell_quote);

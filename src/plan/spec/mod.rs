@@ -77,7 +77,7 @@ pub enum TraceSource {
 /// Host memory for the offload tier of one cell.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum OffloadBudget {
+pub(crate) enum OffloadBudget {
     /// GiB in total across the cell's TP group.
     Gib(f64),
     /// A fraction of the runner's host DRAM per node.
@@ -86,7 +86,7 @@ pub enum OffloadBudget {
 
 impl OffloadBudget {
     /// The budget in GiB on `runner`.
-    pub fn gib(self, runner: &Runner) -> f64 {
+    pub(crate) fn gib(self, runner: &Runner) -> f64 {
         match self {
             OffloadBudget::Gib(gib) => gib,
             OffloadBudget::DramFraction(f) => runner.host_dram_gb * f,
@@ -107,7 +107,7 @@ pub struct Settings {
     pub traces: Option<Traces>,
     /// Why a spec without traces has none and where they are, for the error that asks for
     /// `--traces` (an AgentX job names InferenceX's corpus).
-    pub missing_traces_hint: Option<String>,
+    pub(crate) missing_traces_hint: Option<String>,
     /// What each cell runs against its engine, typed, before the cell sets its own part.
     pub workload: SpecWorkload,
     /// Extra engine flags every cell's engine command ends with (the spec's `engine_args`), for
@@ -117,8 +117,8 @@ pub struct Settings {
     /// the one a native spec names with `recipe:`), in place of the runner's engine flags.
     pub recipe: Option<crate::base::recipe::Recipe>,
     /// A native spec's `recipe:`, resolved for each TP of its cells.
-    pub tp_recipes: Vec<(u32, crate::base::recipe::Recipe)>,
-    pub offload_budget: Option<OffloadBudget>,
+    pub(crate) tp_recipes: Vec<(u32, crate::base::recipe::Recipe)>,
+    pub(crate) offload_budget: Option<OffloadBudget>,
     pub offload_backend: OffloadBackend,
     /// When a cell's figures are a trustworthy point (the spec's `validity:`, else defaults).
     pub validity: crate::base::validity::ValidityThresholds,
@@ -129,7 +129,7 @@ pub struct Settings {
 }
 
 /// Default cell duration, as in the InferenceX workflow.
-pub const DEFAULT_DURATION_S: u64 = 1800;
+pub(crate) const DEFAULT_DURATION_S: u64 = 1800;
 
 /// A loaded, checked sweep.
 #[derive(Debug, Clone)]
@@ -149,7 +149,7 @@ impl Sweep {
     }
 
     /// An error about the whole matrix, located at the spec's selected entry.
-    pub fn matrix_error(&self, message: impl Into<String>) -> SpecError {
+    pub(crate) fn matrix_error(&self, message: impl Into<String>) -> SpecError {
         SpecError {
             file: self.path.clone(),
             line: self.matrix_location.0,

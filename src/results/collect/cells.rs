@@ -35,11 +35,11 @@ pub struct Found {
     pub aiperf: Vec<PathBuf>,
     pub skipped: Vec<Skipped>,
     /// Where zips were unpacked: `dirs` inside them last as long as this.
-    pub extracted: Extracted,
+    pub(crate) extracted: Extracted,
 }
 
 /// Zips unpacked into temporary folders, removed when this is dropped.
-pub struct Extracted(Vec<tempfile::TempDir>);
+pub(crate) struct Extracted(Vec<tempfile::TempDir>);
 
 impl Extracted {
     /// Keeps `dir` (and what collect read from it) until this is dropped.
@@ -48,7 +48,7 @@ impl Extracted {
     }
 }
 
-pub fn dir_name(dir: &Path) -> String {
+pub(crate) fn dir_name(dir: &Path) -> String {
     dir.file_name().map_or_else(
         || dir.display().to_string(),
         |n| n.to_string_lossy().into_owned(),

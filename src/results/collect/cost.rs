@@ -22,14 +22,14 @@ use super::result::Priced;
 
 /// Throughput per GPU of the hardware priced, tok/s.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct PerGpuRates {
+pub(crate) struct PerGpuRates {
     pub input: f64,
     pub output: f64,
     pub total: f64,
 }
 
 /// $ per million tokens at `tps_per_gpu`: price per GPU-hour / (tok/s/GPU × 3600 / 10⁶).
-pub fn usd_per_mtok(usd_per_gpu_hour: f64, tps_per_gpu: f64) -> Option<f64> {
+pub(crate) fn usd_per_mtok(usd_per_gpu_hour: f64, tps_per_gpu: f64) -> Option<f64> {
     (tps_per_gpu > 0.0).then(|| usd_per_gpu_hour / (tps_per_gpu * 3600.0 / 1e6))
 }
 

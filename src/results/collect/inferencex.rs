@@ -31,7 +31,7 @@ const NORTH_STAR: Metric = Metric::E2eNormIntvtyP90;
 
 /// E2E-normalized interactivity at the percentiles the summary reports, output tokens/s/user.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct E2eNormInteractivity {
+pub(crate) struct E2eNormInteractivity {
     pub p50: f64,
     pub p90: f64,
     pub p99: f64,
@@ -39,7 +39,7 @@ pub struct E2eNormInteractivity {
 
 /// Per-GPU throughput as InferenceX computes it, tokens/s.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct PerGpuThroughput {
+pub(crate) struct PerGpuThroughput {
     pub input: f64,
     pub output: f64,
     pub total: f64,
@@ -79,7 +79,7 @@ fn e2e_norm_interactivity(requests: &[(f64, f64)]) -> Option<E2eNormInteractivit
 
 /// A kvsweep cell's GPU count as InferenceX's `_gpu_shape` counts a single-node run:
 /// `TP × PP × PCP`, with PP = PCP = 1 (kvsweep does not run pipeline or context parallelism).
-pub fn gpu_count(tp: u32) -> u32 {
+pub(crate) fn gpu_count(tp: u32) -> u32 {
     tp.max(1)
 }
 
@@ -168,7 +168,7 @@ fn panel_metric(panel: &Panel) -> (Metric, Better) {
 /// E2E-normalized interactivity P90 among the group's valid cells. A cell without that figure
 /// (or an invalid one) cannot be a North Star winner;
 /// a group where no cell has it (cells without per-request records) keeps its frontier as is.
-pub fn north_star(panel: &Panel, cells: &[&CellResult], on: &mut [bool]) {
+pub(crate) fn north_star(panel: &Panel, cells: &[&CellResult], on: &mut [bool]) {
     let (metric, better) = panel_metric(panel);
     let points: Vec<Option<(f64, f64)>> = cells
         .iter()

@@ -62,7 +62,7 @@ pub struct CollectArgs {
 
 impl CollectArgs {
     /// The price and power figures given on the command line.
-    pub fn economics_override(&self) -> crate::base::economics::Override {
+    pub(crate) fn economics_override(&self) -> crate::base::economics::Override {
         crate::base::economics::Override {
             power_kw_per_gpu: self.gpu_power_kw,
             prices: self.gpu_prices.clone(),
@@ -161,7 +161,7 @@ pub struct Collected {
     pub prediction_error: Vec<prediction_error::ErrorRow>,
     /// Zipped cells unpacked for this collect: their folders (`CellResult::dir`) stay readable
     /// (server metrics for the report's charts) until this is dropped.
-    pub extracted: cells::Extracted,
+    _extracted: cells::Extracted,
 }
 
 /// Collects `paths` into `out`: the tables (`summary.csv`, `skipped.csv`, `pareto.csv`), with
@@ -178,7 +178,7 @@ pub fn collect(paths: &[PathBuf], out: &Path, runners: &RunnerSet) -> Result<Col
 
 /// [`collect`], pricing the cells with `economics` in place of their runners' figures, and
 /// placing AIPerf runs with `aiperf`.
-pub fn collect_priced(
+pub(crate) fn collect_priced(
     paths: &[PathBuf],
     out: &Path,
     runners: &RunnerSet,
@@ -289,6 +289,6 @@ pub fn collect_priced(
         skipped,
         pareto,
         prediction_error: errors,
-        extracted: found.extracted,
+        _extracted: found.extracted,
     })
 }

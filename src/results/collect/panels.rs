@@ -7,18 +7,18 @@ use crate::results::pareto::Better;
 
 /// One of the InferenceX panels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Panel {
+pub(crate) struct Panel {
     pub id: &'static str,
     pub title: &'static str,
-    pub x_label: &'static str,
-    pub y_label: &'static str,
+    pub(crate) x_label: &'static str,
+    pub(crate) y_label: &'static str,
     /// The figures plotted.
     pub x: Metric,
     pub y: Metric,
     pub better: Better,
 }
 
-pub const PANELS: [Panel; 7] = [
+pub(crate) const PANELS: [Panel; 7] = [
     // InferenceX's AgentX default view (collect::inferencex): E2E-normalized interactivity P90
     // on x, the North Star frontier every other panel's frontier is gated by.
     Panel {

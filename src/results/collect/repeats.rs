@@ -14,11 +14,11 @@ use super::result::Metric;
 use crate::base::student_t::Sample;
 
 /// The confidence level of the intervals.
-pub const LEVEL: f64 = 0.95;
+pub(crate) const LEVEL: f64 = 0.95;
 
 /// One row of `repeats.csv`: a metric of a repeated cell.
 #[derive(Debug, Clone, Serialize)]
-pub struct RepeatRow {
+pub(crate) struct RepeatRow {
     pub cell: String,
     pub metric: &'static str,
     pub n: usize,
@@ -31,7 +31,7 @@ pub struct RepeatRow {
 }
 
 /// Columns of `repeats.csv`, in order.
-pub const REPEAT_COLUMNS: &[&str] = &[
+pub(crate) const REPEAT_COLUMNS: &[&str] = &[
     "cell",
     "metric",
     "n",
@@ -43,11 +43,11 @@ pub const REPEAT_COLUMNS: &[&str] = &[
 ];
 
 /// What the intervals of `repeats.csv` cover, for the report and `compare`.
-pub const COVERS: &str = "each repeat is a fresh engine replaying its own seed (session order and prompt content), so the 95 % interval covers the workload's sampling and run-to-run noise, not timing jitter alone";
+pub(crate) const COVERS: &str = "each repeat is a fresh engine replaying its own seed (session order and prompt content), so the 95 % interval covers the workload's sampling and run-to-run noise, not timing jitter alone";
 
 /// Merges the repeats of each cell (the `repeat-K/` runs of one cell folder) into one result;
 /// returns the merged results, in first-seen order, and the `repeats.csv` rows.
-pub fn merge(results: Vec<CellResult>) -> (Vec<CellResult>, Vec<RepeatRow>) {
+pub(crate) fn merge(results: Vec<CellResult>) -> (Vec<CellResult>, Vec<RepeatRow>) {
     let mut groups: IndexMap<PathBuf, Vec<CellResult>> = IndexMap::new();
     for r in results {
         let key = crate::base::repeats::cell_of(&r.dir).to_path_buf();

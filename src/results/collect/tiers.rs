@@ -29,7 +29,7 @@ impl TierTokens {
     }
 
     /// What moved between `before` and `self`, per second over `dt`.
-    pub fn rate_since(&self, before: &Self, dt: f64) -> Self {
+    pub(crate) fn rate_since(&self, before: &Self, dt: f64) -> Self {
         let rate = |a: Option<f64>, b: Option<f64>| Some(((a? - b?) / dt).max(0.0));
         Self {
             hbm: rate(self.hbm, before.hbm),
@@ -55,7 +55,7 @@ fn cell_tiers(rows: &[MetricsRow]) -> Option<CellTiers> {
 }
 
 /// A cell's `metrics.csv` rows; empty where it has none.
-pub fn metrics_rows(dir: &std::path::Path) -> Result<Vec<MetricsRow>> {
+pub(crate) fn metrics_rows(dir: &std::path::Path) -> Result<Vec<MetricsRow>> {
     let path = dir.join(MetricsRow::FILE);
     if !path.exists() {
         return Ok(Vec::new());

@@ -78,7 +78,7 @@ pub fn summary(report: &Report) -> String {
 }
 
 /// The PR comment: the verdict and only what changed beyond the margin significantly.
-pub fn pr_comment(report: &Report) -> String {
+pub(crate) fn pr_comment(report: &Report) -> String {
     let mut s = format!(
         "{COMMENT_MARKER}\n### {}\n\n{}\n\n",
         headline(report),

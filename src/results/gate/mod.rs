@@ -68,9 +68,9 @@ pub struct Row {
     pub cell: String,
     pub metric: String,
     pub baseline: f64,
-    pub baseline_n: usize,
+    pub(crate) baseline_n: usize,
     pub candidate: f64,
-    pub candidate_n: usize,
+    pub(crate) candidate_n: usize,
     pub verdict: Verdict,
 }
 
@@ -82,7 +82,7 @@ pub struct Report {
     pub rules: Rules,
     pub rows: Vec<Row>,
     /// Candidate configurations the baseline does not have.
-    pub new_configs: Vec<String>,
+    pub(crate) new_configs: Vec<String>,
 }
 
 impl Report {

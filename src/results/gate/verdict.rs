@@ -41,7 +41,7 @@ pub struct Side {
     /// Variance of the mean.
     pub var: f64,
     /// Degrees of freedom of the variance estimate.
-    pub df: f64,
+    pub(crate) df: f64,
     /// How many runs the mean is of.
     pub n: usize,
 }
@@ -59,7 +59,7 @@ pub struct Rules {
 
 impl Side {
     /// A side from its repeats; `None` for a single run (no spread of its own).
-    pub fn of_repeats(s: &Sample, floor: f64) -> Option<Self> {
+    pub(crate) fn of_repeats(s: &Sample, floor: f64) -> Option<Self> {
         (s.n > 1).then(|| {
             let sd = s.sd.max(floor * s.mean.abs());
             Side {
@@ -73,7 +73,7 @@ impl Side {
 
     /// A single run, its noise the spread of the configuration's stored single values
     /// (`history`: the stored runs' means); `None` with fewer than two of them.
-    pub fn of_history(value: &Sample, history: &[f64], floor: f64) -> Option<Self> {
+    pub(crate) fn of_history(value: &Sample, history: &[f64], floor: f64) -> Option<Self> {
         let h = Sample::of(history).filter(|h| h.n > 1)?;
         // The stored values are means of each run's repeats; their spread is an upper bound
         // on the spread of one run's mean, which is what this side is.

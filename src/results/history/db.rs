@@ -50,7 +50,7 @@ impl Location {
 
 /// The two SQL dialects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
+pub(crate) enum Dialect {
     Sqlite,
     Postgres,
 }
@@ -58,9 +58,8 @@ pub enum Dialect {
 /// A statement parameter, typed even when null (PostgreSQL checks a parameter's type against
 /// its column's).
 #[derive(Debug, Clone)]
-pub enum Param {
+pub(crate) enum Param {
     Int(Option<i64>),
-    Real(Option<f64>),
     Text(Option<String>),
 }
 
@@ -107,7 +106,7 @@ impl Value {
             other => bail!("expected text in the history database, found {other:?}"),
         }
     }
-    pub fn opt_text(&self) -> Result<Option<&str>> {
+    pub(crate) fn opt_text(&self) -> Result<Option<&str>> {
         match self {
             Value::Null => Ok(None),
             other => other.text().map(Some),
@@ -144,7 +143,7 @@ impl Db {
         }
     }
 
-    pub fn dialect(&self) -> Dialect {
+    pub(crate) fn dialect(&self) -> Dialect {
         match self {
             Db::Sqlite(_) => Dialect::Sqlite,
             Db::Postgres { .. } => Dialect::Postgres,
@@ -161,7 +160,7 @@ impl Db {
     }
 
     /// Runs one statement; returns its rows (none for a plain INSERT).
-    pub fn query(&mut self, sql: &str, params: &[Param]) -> Result<Vec<Vec<Value>>> {
+    pub(crate) fn query(&mut self, sql: &str, params: &[Param]) -> Result<Vec<Vec<Value>>> {
         match self {
             Db::Sqlite(c) => {
                 let mut stmt = c.prepare_cached(sql)?;
@@ -264,16 +263,14 @@ fn sqlite_param(p: &Param) -> rusqlite::types::Value {
     use rusqlite::types::Value as V;
     match p {
         Param::Int(Some(v)) => V::Integer(*v),
-        Param::Real(Some(v)) => V::Real(*v),
         Param::Text(Some(v)) => V::Text(v.clone()),
-        Param::Int(None) | Param::Real(None) | Param::Text(None) => V::Null,
+        Param::Int(None) | Param::Text(None) => V::Null,
     }
 }
 
 fn postgres_param(p: &Param) -> &(dyn postgres::types::ToSql + Sync) {
     match p {
         Param::Int(v) => v,
-        Param::Real(v) => v,
         Param::Text(v) => v,
     }
 }

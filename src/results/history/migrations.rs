@@ -113,7 +113,7 @@ pub fn version(db: &mut Db) -> Result<i64> {
 }
 
 /// Brings `db` to the latest schema; refuses a newer one, leaving it untouched.
-pub fn apply(db: &mut Db, place: &str) -> Result<()> {
+pub(crate) fn apply(db: &mut Db, place: &str) -> Result<()> {
     let found = version(db).with_context(|| format!("cannot read the schema of {place}"))?;
     if found > latest() {
         bail!(

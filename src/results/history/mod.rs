@@ -106,7 +106,7 @@ pub struct TrendArgs {
 }
 
 /// Now, RFC 3339 in UTC to the second.
-pub fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 
@@ -205,7 +205,7 @@ fn short(commit: Option<&str>) -> &str {
 
 /// The stored configurations `filter` names: a cell name, or COLUMN=VALUE filters all of
 /// which the configuration meets.
-pub fn matching_configs(history: &mut History, filter: &str) -> Result<Vec<String>> {
+pub(crate) fn matching_configs(history: &mut History, filter: &str) -> Result<Vec<String>> {
     let configs = history.configs()?;
     let terms: Vec<&str> = filter.split([' ', ',']).filter(|t| !t.is_empty()).collect();
     let by_filter: Vec<String> = if terms.iter().all(|t| t.contains('=')) {

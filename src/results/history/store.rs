@@ -186,7 +186,11 @@ impl History {
     }
 
     /// A configuration's measurements, oldest run first, at most the newest `limit`.
-    pub fn config_runs(&mut self, config: &str, limit: i64) -> Result<Vec<(Run, CellRecord)>> {
+    pub(crate) fn config_runs(
+        &mut self,
+        config: &str,
+        limit: i64,
+    ) -> Result<Vec<(Run, CellRecord)>> {
         let rows = self.db.query(
             &format!(
                 "SELECT {RUN_COLUMNS}, {CELL_COLUMNS} FROM runs r JOIN cells ON cells.run = r.id \

@@ -51,7 +51,7 @@ impl CellRecord {
     }
 
     /// The spread as stored: `{metric: [n, mean, sd]}`.
-    pub fn spread_json(&self) -> String {
+    pub(crate) fn spread_json(&self) -> String {
         let map: BTreeMap<&String, (usize, f64, f64)> = self
             .spread
             .iter()
@@ -61,7 +61,7 @@ impl CellRecord {
     }
 
     /// Parses [`Self::spread_json`]'s text back.
-    pub fn parse_spread(text: &str) -> Result<BTreeMap<String, Sample>> {
+    pub(crate) fn parse_spread(text: &str) -> Result<BTreeMap<String, Sample>> {
         let map: BTreeMap<String, (usize, f64, f64)> = serde_json::from_str(text)?;
         Ok(map
             .into_iter()

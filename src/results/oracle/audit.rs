@@ -18,18 +18,17 @@ const MICRO_TRACES: u64 = 200;
 
 /// One bucket's cross-check.
 #[derive(Debug, Clone, Default)]
-pub struct BucketAudit {
-    pub label: String,
+pub(crate) struct BucketAudit {
     sample_requests: usize,
-    pub capacities: Vec<u64>,
+    pub(crate) capacities: Vec<u64>,
     mismatches: Vec<String>,
     pub ordered: bool,
-    pub monotone: bool,
+    pub(crate) monotone: bool,
 }
 
 /// The brute-force check of the strict-prefix optimum.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct BruteForce {
+pub(crate) struct BruteForce {
     pub cases: usize,
     pub agree: usize,
 }
@@ -153,7 +152,6 @@ fn audit_sample(
             && w[0].relaxed <= w[1].relaxed
     });
     BucketAudit {
-        label: result.label.clone(),
         sample_requests: take,
         capacities,
         mismatches,
@@ -163,7 +161,7 @@ fn audit_sample(
 }
 
 /// The strict-prefix optimum by exhaustive search against the greedy, on micro traces.
-pub fn brute_force() -> BruteForce {
+pub(crate) fn brute_force() -> BruteForce {
     let mut out = BruteForce::default();
     for seed in 0..MICRO_TRACES {
         let set = naive::micro_trace(seed);

@@ -25,7 +25,7 @@ use super::stream::Reuse;
 /// Hit blocks of every bound at one capacity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct Hits {
-    pub capacity_blocks: u64,
+    pub(crate) capacity_blocks: u64,
     pub content: u64,
     pub relaxed: u64,
     pub strict_prefix: u64,

@@ -20,7 +20,7 @@ const BOTTLENECK_THRESHOLD: f64 = 0.01;
 #[derive(Debug, Clone, Serialize)]
 pub struct TierResult {
     pub label: String,
-    pub capacity_tokens: f64,
+    pub(crate) capacity_tokens: f64,
     pub hits: Hits,
     pub content: f64,
     pub relaxed: f64,
@@ -64,8 +64,8 @@ pub struct PlanRow {
     pub policy: Policy,
     pub tier: String,
     pub hit_rate: f64,
-    pub prefill_savings: f64,
-    pub tps_gain_factor: f64,
+    pub(crate) prefill_savings: f64,
+    pub(crate) tps_gain_factor: f64,
     /// Zero-hit cards that would deliver what the deployment delivers with its hits.
     equivalent_cards: f64,
     current_total_tps: Option<f64>,
@@ -73,7 +73,7 @@ pub struct PlanRow {
     per_card_tps: Option<f64>,
     cluster_tps_capacity: Option<f64>,
     pub planning_target_total_tps: Option<f64>,
-    pub min_cards: Option<u32>,
+    pub(crate) min_cards: Option<u32>,
     min_machines: Option<u32>,
     hit_rate_at_min_cards: Option<f64>,
 }
@@ -274,7 +274,7 @@ fn plan_row(
 /// A plan row from a hit rate; `rate_at` gives the hit rate of a smaller or larger deployment
 /// (cards), for the minimum-card search.
 #[allow(clippy::too_many_arguments)]
-pub fn plan_from_rate(
+pub(crate) fn plan_from_rate(
     config: &Config,
     kv: &KvShape,
     d: &super::config::Deployment,
@@ -315,7 +315,7 @@ pub fn plan_from_rate(
 }
 
 /// planning_strict_prefix.csv and planning_lru.csv from (bucket or deployment, plan) rows.
-pub fn write_plans(plans: &[(String, PlanRow)], dir: &Path) -> Result<()> {
+pub(crate) fn write_plans(plans: &[(String, PlanRow)], dir: &Path) -> Result<()> {
     let header = [
         "Bucket",
         "Tier",
@@ -361,7 +361,7 @@ pub fn write_plans(plans: &[(String, PlanRow)], dir: &Path) -> Result<()> {
 }
 
 /// A CSV table built row by row.
-pub struct Table {
+pub(crate) struct Table {
     header: Vec<String>,
     rows: Vec<Vec<String>>,
 }
@@ -405,7 +405,7 @@ fn optf(x: Option<f64>) -> String {
 }
 
 /// hit_summary.csv, tier_summary.csv, planning_*.csv and summary.csv.
-pub fn write_tables(analysis: &Analysis, dir: &Path) -> Result<()> {
+pub(crate) fn write_tables(analysis: &Analysis, dir: &Path) -> Result<()> {
     let mut hit = Table::new(&[
         "Bucket",
         "Lower Tokens",

@@ -22,7 +22,7 @@ use crate::data::trace::TraceSet;
 pub struct Target {
     pub bucket: String,
     pub tier: String,
-    pub capacity_tokens: f64,
+    pub(crate) capacity_tokens: f64,
     pub content: f64,
     pub strict_prefix: f64,
     pub lru: f64,
@@ -30,9 +30,9 @@ pub struct Target {
 
 /// One point of the grid search.
 #[derive(Debug, Clone, Copy, Serialize)]
-pub struct Trial {
+pub(crate) struct Trial {
     pub zipf_s: f64,
-    pub lru_like: f64,
+    pub(crate) lru_like: f64,
     /// Root mean square over targets of the strict-prefix and LRU errors.
     pub rmse: f64,
     max_abs_error: f64,

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::stream::Scope;
 use crate::base::model::{self, Attention};
 
-pub const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+pub(crate) const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
 /// The whole config file.
 #[derive(Debug, Clone, Serialize)]
@@ -50,24 +50,24 @@ pub struct ModelProfile {
     #[serde(default)]
     pub preset: Option<String>,
     #[serde(default)]
-    pub n_layers: Option<u32>,
+    pub(crate) n_layers: Option<u32>,
     #[serde(default)]
-    pub n_kv_heads: Option<u32>,
+    pub(crate) n_kv_heads: Option<u32>,
     #[serde(default)]
     pub head_dim: Option<u32>,
     /// Multi-head latent attention: the latent and RoPE key widths instead of KV heads.
     #[serde(default)]
-    pub kv_lora_rank: Option<u32>,
+    pub(crate) kv_lora_rank: Option<u32>,
     #[serde(default)]
-    pub qk_rope_head_dim: Option<u32>,
+    pub(crate) qk_rope_head_dim: Option<u32>,
     #[serde(default = "two")]
-    pub dtype_bytes: f64,
+    pub(crate) dtype_bytes: f64,
     /// The engine's block size (informational: the trace's block size is what hits are counted in).
     #[serde(default)]
     pub block_size: Option<u32>,
     /// Hybrid models: layers with a token-linear KV cache.
     #[serde(default)]
-    pub kv_cache_layer_count: Option<u32>,
+    pub(crate) kv_cache_layer_count: Option<u32>,
     /// Bytes of KV one token takes (whole model), instead of the shape fields; split evenly
     /// over a replica's cards.
     #[serde(default)]
@@ -75,11 +75,11 @@ pub struct ModelProfile {
     #[serde(default = "one")]
     pub tp_size: u32,
     #[serde(default = "one")]
-    pub pp_size: u32,
+    pub(crate) pp_size: u32,
     #[serde(default)]
-    pub parameter_count: Option<f64>,
+    pub(crate) parameter_count: Option<f64>,
     #[serde(default = "two")]
-    pub weight_dtype_bytes: f64,
+    pub(crate) weight_dtype_bytes: f64,
 }
 
 fn one() -> u32 {
@@ -94,12 +94,12 @@ fn two() -> f64 {
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct KvShape {
     /// All layers, all heads: what a host tier stores per token.
-    pub bytes_per_token: f64,
+    pub(crate) bytes_per_token: f64,
     /// One card's shard (heads split by TP, layers by PP; an MLA latent is not split by TP).
-    pub bytes_per_token_per_card: f64,
+    pub(crate) bytes_per_token_per_card: f64,
     /// Weights one card holds, bytes (0 when unknown).
-    pub weight_bytes_per_card: f64,
-    pub cards_per_replica: u32,
+    pub(crate) weight_bytes_per_card: f64,
+    pub(crate) cards_per_replica: u32,
 }
 
 impl ModelProfile {

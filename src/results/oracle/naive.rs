@@ -13,7 +13,7 @@ pub struct Step {
     /// Its prompt's whole blocks, from the first.
     pub read: Vec<u64>,
     /// Every block it touches: the prompt's, then the answer's.
-    pub touched: Vec<u64>,
+    pub(crate) touched: Vec<u64>,
 }
 
 /// Each request's keys, every path hashed from its root: its prompt's, then its answer's (named
@@ -119,7 +119,7 @@ pub fn greedy(steps: &[Step], capacity: u64, running_holds_room: bool) -> u64 {
 
 /// The strict-prefix optimum by trying every set of intervals (`None` past 14 intervals):
 /// each request counts only the prefix of its blocks whose intervals are all kept.
-pub fn brute_force(steps: &[Step], capacity: u64) -> Option<u64> {
+pub(crate) fn brute_force(steps: &[Step], capacity: u64) -> Option<u64> {
     let all = intervals(steps);
     if all.len() > 14 {
         return None;
@@ -184,7 +184,7 @@ pub fn session(id: &str, scope: u64, requests: Vec<TraceRequest>) -> Session {
 
 /// A tiny trace set (block size 4) whose conversations grow, replace their tail, drop back and
 /// share a system prefix: small enough for [`brute_force`].
-pub fn micro_trace(seed: u64) -> TraceSet {
+pub(crate) fn micro_trace(seed: u64) -> TraceSet {
     let mut state = seed;
     let mut next = move |n: u64| {
         state = mix(state);

@@ -18,7 +18,7 @@ use super::config::{Anchors, Deployment, GIB, KvShape, Tier, TpsUnit};
 #[derive(Debug, Clone, Serialize)]
 pub struct Capacity {
     hbm_kv_bytes_per_card: f64,
-    pub hbm_tokens: f64,
+    pub(crate) hbm_tokens: f64,
     pub tiers: Vec<(String, f64)>,
 }
 
@@ -46,7 +46,7 @@ fn kv_bytes_per_card(d: &Deployment, shape: &KvShape) -> Result<f64> {
 }
 
 /// Machines that hold `cards` cards.
-pub fn machines(cards: u32, cards_per_machine: u32) -> u32 {
+pub(crate) fn machines(cards: u32, cards_per_machine: u32) -> u32 {
     cards.div_ceil(cards_per_machine.max(1))
 }
 
@@ -71,8 +71,8 @@ pub fn capacity(d: &Deployment, cards: u32, shape: &KvShape, tiers: &[Tier]) -> 
 /// TPS conversion of one hit rate.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Gain {
-    pub prefill_savings: f64,
-    pub tps_gain_factor: f64,
+    pub(crate) prefill_savings: f64,
+    pub(crate) tps_gain_factor: f64,
 }
 
 /// Savings are capped at 99 % so a hit rate of 1 stays finite.
@@ -85,7 +85,7 @@ pub fn gain(hit_rate: f64, alpha: f64) -> Gain {
 }
 
 /// `total_tps` as a cluster total.
-pub fn cluster_tps(anchors: &Anchors, d: &Deployment) -> Option<f64> {
+pub(crate) fn cluster_tps(anchors: &Anchors, d: &Deployment) -> Option<f64> {
     let tps = anchors.total_tps?;
     Some(
         match anchors.total_tps_unit.unwrap_or(TpsUnit::ClusterTotal) {
@@ -101,7 +101,7 @@ pub fn cluster_tps(anchors: &Anchors, d: &Deployment) -> Option<f64> {
 /// The fewest cards (whole replicas) whose TPS, with the hit rate their own capacity gives,
 /// meets `target`; `hit_rate_at` maps a card count to its hit rate. `None` when even
 /// `limit` cards do not.
-pub fn min_cards(
+pub(crate) fn min_cards(
     target: f64,
     baseline_per_card: f64,
     alpha: f64,

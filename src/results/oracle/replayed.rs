@@ -22,7 +22,7 @@ const GPU_MEMORY_UTILIZATION: f64 = 0.9;
 /// A cell's bounds.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CellBound {
-    pub capacity_tokens: f64,
+    pub(crate) capacity_tokens: f64,
     pub content: f64,
     pub strict_prefix: f64,
     pub lru: f64,

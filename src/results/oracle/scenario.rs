@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 /// How the share of private reuse grows with the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum CurveMode {
+pub(crate) enum CurveMode {
     Linear,
     #[default]
     PowerLawFit,
@@ -16,8 +16,8 @@ pub enum CurveMode {
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PolicyEfficiency {
-    pub lru_like: f64,
+pub(crate) struct PolicyEfficiency {
+    pub(crate) lru_like: f64,
 }
 
 impl Default for PolicyEfficiency {
@@ -32,15 +32,15 @@ impl Default for PolicyEfficiency {
 pub struct Scenario {
     pub concurrent_agents: f64,
     pub shared_prefix_tokens: f64,
-    pub avg_new_tokens_per_turn: f64,
+    pub(crate) avg_new_tokens_per_turn: f64,
     pub avg_turns_per_session: f64,
-    pub private_window_tokens: f64,
+    pub(crate) private_window_tokens: f64,
     #[serde(default)]
-    pub curve_mode: CurveMode,
+    pub(crate) curve_mode: CurveMode,
     #[serde(default = "default_zipf")]
     pub zipf_s: f64,
     #[serde(default)]
-    pub policy_efficiency: PolicyEfficiency,
+    pub(crate) policy_efficiency: PolicyEfficiency,
 }
 
 fn default_zipf() -> f64 {

@@ -43,7 +43,7 @@ pub enum Scope {
 /// One request, placed in the stream.
 #[derive(Debug, Clone, Copy)]
 pub struct Entry<'a> {
-    pub time_s: f64,
+    pub(crate) time_s: f64,
     /// Index of its session in the stream (subagents are sessions of their own).
     pub session: u32,
     /// Seed of the key space its paths live in.
@@ -181,14 +181,14 @@ pub fn order<'a>(
 }
 
 /// The key of the block with hash id `id` after the block keyed `parent`.
-pub fn child_key(parent: u64, id: u64) -> u64 {
+pub(crate) fn child_key(parent: u64, id: u64) -> u64 {
     mix(parent ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15))
 }
 
 /// The key of the next answer block request `writer` (its stream index) writes after the block
 /// keyed `parent` where no later prompt names it: a block nothing reads, even after an equal
 /// prompt.
-pub fn output_key(parent: u64, writer: usize) -> u64 {
+pub(crate) fn output_key(parent: u64, writer: usize) -> u64 {
     mix(parent ^ mix(writer as u64 ^ 0x6F75_7470_7574_4B56))
 }
 
@@ -201,15 +201,13 @@ pub struct Run {
     /// Distinct blocks touched more recently than the group's first block, when the request
     /// starts: under LRU with capacity `C` the first `C - lru_depth` blocks of the group are
     /// still cached.
-    pub lru_depth: u64,
+    pub(crate) lru_depth: u64,
 }
 
 /// One request's figures.
 #[derive(Debug, Clone)]
-pub struct Access {
+pub(crate) struct Access {
     pub input_tokens: u64,
-    /// Blocks it may hit (its whole prompt blocks).
-    pub blocks: u32,
     /// Blocks it holds while it runs: its prompt and, with output KV, its answer.
     pub working: u32,
     /// Its runs in [`Reuse::runs`], shallowest (most recently touched) first.
@@ -220,7 +218,7 @@ pub struct Access {
 #[derive(Debug, Clone, Default)]
 pub struct Reuse {
     pub block_size: u32,
-    pub accesses: Vec<Access>,
+    pub(crate) accesses: Vec<Access>,
     pub runs: Vec<Run>,
 }
 
@@ -433,7 +431,6 @@ pub fn reuse(entries: &[Entry], include_output: bool) -> Reuse {
         last_touch.add(e, keys.len() as i64);
         accesses.push(Access {
             input_tokens: u64::from(entry.request.input_tokens),
-            blocks: blocks as u32,
             working: keys.len() as u32,
             runs: first_run..runs.len(),
         });

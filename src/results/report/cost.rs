@@ -23,9 +23,9 @@ use crate::results::collect::result::Metric;
 
 /// The cost and energy section of the page.
 #[derive(Debug, Serialize)]
-pub struct CostSection {
+pub(crate) struct CostSection {
     /// One per (runner, model, user count) with both modes priced.
-    pub sentences: Vec<String>,
+    pub(crate) sentences: Vec<String>,
     /// Whether any cell has cost figures.
     pub any: bool,
     /// The runners whose cells have no price or power figures.
@@ -34,7 +34,7 @@ pub struct CostSection {
 
 /// Whether `chart` is a cost or energy panel with no point: its runner has no price or power
 /// figures (the `cpu` runner), and the page says so instead of drawing an empty chart.
-pub fn unpriced_panel(panel: &Panel, chart: &Chart) -> bool {
+pub(crate) fn unpriced_panel(panel: &Panel, chart: &Chart) -> bool {
     matches!(
         panel.y,
         Metric::UsdPerMtokTotalHyperscaler | Metric::TpsPerMw
@@ -42,7 +42,7 @@ pub fn unpriced_panel(panel: &Panel, chart: &Chart) -> bool {
 }
 
 /// A cell's label in sentences and on chart points: its configuration.
-pub fn config_label(c: &CellResult) -> String {
+pub(crate) fn config_label(c: &CellResult) -> String {
     match c.config.ep {
         0 => format!("tp {}", c.config.tp),
         ep => format!("tp {} ep {ep}", c.config.tp),
@@ -183,7 +183,7 @@ fn sentence(users: u32, subject: &str, cells: &[&CellResult]) -> Option<String> 
 }
 
 /// The section for `cells`.
-pub fn section(cells: &[CellResult]) -> CostSection {
+pub(crate) fn section(cells: &[CellResult]) -> CostSection {
     let mut groups: BTreeMap<(&str, &str, u32), Vec<&CellResult>> = BTreeMap::new();
     for c in cells {
         groups

@@ -11,7 +11,7 @@ use crate::results::collect::repeats::LEVEL;
 use crate::results::collect::result::Metric;
 
 /// The interval bars of `rows`' cells on `panel`: none for a cell run once.
-pub fn bars(
+pub(crate) fn bars(
     panel: &Panel,
     rows: &[&ParetoRow],
     cells: &[&CellResult],

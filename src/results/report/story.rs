@@ -54,7 +54,7 @@ impl Pair {
 
 /// Offload on against off at the highest user count that ran both, for one model on one runner.
 #[derive(Debug, Clone, Serialize)]
-pub struct OffloadStory {
+pub(crate) struct OffloadStory {
     /// The opening sentence.
     pub sentence: String,
     /// One line per tp, when the sentence averages several.
@@ -63,7 +63,7 @@ pub struct OffloadStory {
 
 /// The offload story of each model and runner whose cells ran offload on and off at some user
 /// count (a collect may gather several sweeps); the sentences name them when there are several.
-pub fn offload_stories(cells: &[CellResult]) -> Vec<OffloadStory> {
+pub(crate) fn offload_stories(cells: &[CellResult]) -> Vec<OffloadStory> {
     let mut groups: BTreeMap<(&str, &str), Vec<&CellResult>> = BTreeMap::new();
     for c in cells {
         groups
@@ -212,7 +212,7 @@ fn thousands(v: f64) -> String {
 /// which collect read from each cell's `metadata.json` and turned its figures into the modelled
 /// hardware's time with) and the replay's `time_scale` (`metadata.json`).
 #[derive(Debug, Default)]
-pub struct SimClock {
+pub(crate) struct SimClock {
     /// Distinct speeds, ascending; empty when no cell recorded one.
     speeds: Vec<f64>,
     /// Distinct time scales of the replays, ascending.
@@ -240,7 +240,7 @@ impl SimClock {
     }
 
     /// What the report says about simulated time, or `None` when no cell recorded its speed.
-    pub fn note(&self) -> Option<String> {
+    pub(crate) fn note(&self) -> Option<String> {
         let (&slow, &fast) = (self.speeds.first()?, self.speeds.last()?);
         if slow == 1.0 && fast == 1.0 {
             return Some("The simulator ran in real time.".into());

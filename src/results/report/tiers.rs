@@ -13,7 +13,7 @@ use crate::results::collect::tiers::{TierTokens, metrics_rows};
 
 /// One cell's row of the tier table: shares of its prompt tokens.
 #[derive(Debug, Serialize)]
-pub struct TierRow {
+pub(crate) struct TierRow {
     pub cell: String,
     pub config: String,
     pub users: u32,
@@ -21,13 +21,13 @@ pub struct TierRow {
     pub hbm: Option<f64>,
     pub host: Option<f64>,
     pub computed: Option<f64>,
-    pub to_host_gb_s: Option<f64>,
-    pub from_host_gb_s: Option<f64>,
+    pub(crate) to_host_gb_s: Option<f64>,
+    pub(crate) from_host_gb_s: Option<f64>,
 }
 
 /// The tier section: the summary charts (SVG) and the table.
 #[derive(Debug, Serialize)]
-pub struct TierSection {
+pub(crate) struct TierSection {
     pub charts: Vec<String>,
     pub rows: Vec<TierRow>,
 }
@@ -42,7 +42,7 @@ fn shares(c: &CellResult) -> Option<[Option<f64>; 3]> {
 
 /// The chart of one cell: prompt tokens per second from each tier, per scrape interval, in
 /// the modelled hardware's time for a simulator that ran faster (as the cell's row).
-pub fn cell_chart(cell: &CellResult) -> Result<Option<Chart>> {
+pub(crate) fn cell_chart(cell: &CellResult) -> Result<Option<Chart>> {
     let rows = metrics_rows(&cell.dir)?;
     let speed = cell.sim_speed.unwrap_or(1.0);
     let mut hbm = Vec::new();
@@ -140,7 +140,7 @@ fn share_chart(cells: &[CellResult], i: usize, what: &str) -> Chart {
 
 /// The section for `cells`: charts only when some cell has a tier split, also saved as
 /// `plots/tiers_{hbm,host,computed}.png|svg`.
-pub fn section(cells: &[CellResult], plots: &Path) -> Result<TierSection> {
+pub(crate) fn section(cells: &[CellResult], plots: &Path) -> Result<TierSection> {
     let rows: Vec<TierRow> = cells
         .iter()
         .map(|c| {

@@ -24,7 +24,8 @@ pub const COLUMNS: &[&str] = &[
 
 /// A vendor telemetry tool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GpuTool {
+#[allow(clippy::enum_variant_names)] // the tools are named so: nvidia-smi, amd-smi, rocm-smi
+pub(crate) enum GpuTool {
     NvidiaSmi,
     AmdSmi,
     RocmSmi,
@@ -89,7 +90,7 @@ impl GpuTool {
 
 /// One GPU at one moment; `None` where the tool reported the value as unsupported.
 #[derive(Debug, Clone, PartialEq)]
-pub struct GpuSample {
+pub(crate) struct GpuSample {
     pub gpu: String,
     pub util_pct: Option<f64>,
     pub mem_used_mib: Option<f64>,
@@ -206,7 +207,7 @@ fn is_executable(p: &Path) -> bool {
 }
 
 /// Samples the GPUs each interval and appends them to `gpu.csv`.
-pub struct GpuRecorder {
+pub(crate) struct GpuRecorder {
     tool: GpuTool,
     program: PathBuf,
     out: CsvLog,
@@ -292,7 +293,7 @@ impl GpuRecorder {
 }
 
 /// `metrics_meta.json`'s GPU entry where no tool exists.
-pub fn unavailable_meta() -> Value {
+pub(crate) fn unavailable_meta() -> Value {
     json!({
         "available": false,
         "reason": "no nvidia-smi, amd-smi or rocm-smi on PATH: no gpu.csv",

@@ -62,7 +62,7 @@ pub struct MetricsArgs {
     pub duration: Option<f64>,
     /// Stop when this process has exited.
     #[arg(long)]
-    pub until_pid: Option<u32>,
+    pub(crate) until_pid: Option<u32>,
 }
 
 fn parse_interval(s: &str) -> Result<Duration, String> {

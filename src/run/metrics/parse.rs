@@ -23,7 +23,7 @@ impl<'a> Sample<'a> {
 
     /// Every label as (name, value), in the order written (escapes are left as written); a
     /// malformed label ends the list.
-    pub fn label_pairs(&self) -> impl Iterator<Item = (&'a str, &'a str)> + use<'a> {
+    pub(crate) fn label_pairs(&self) -> impl Iterator<Item = (&'a str, &'a str)> + use<'a> {
         let mut rest = self.labels;
         std::iter::from_fn(move || {
             if rest.trim().is_empty() {
@@ -78,7 +78,7 @@ impl<'a> Exposition<'a> {
     }
 
     /// The sum over samples of a name whose label `key` is `value`.
-    pub fn sum_where(&self, name: &str, key: &str, value: &str) -> Option<f64> {
+    pub(crate) fn sum_where(&self, name: &str, key: &str, value: &str) -> Option<f64> {
         let mut found = false;
         let total = self
             .named(name)

@@ -217,7 +217,7 @@ fn charts(metrics: &Table, gpu: Option<&Table>, server: &Server) -> Vec<(&'stati
 }
 
 /// The charts of a cell's results directory, each with its file name.
-pub fn cell_charts(dir: &Path) -> Result<Vec<(&'static str, Chart)>> {
+pub(crate) fn cell_charts(dir: &Path) -> Result<Vec<(&'static str, Chart)>> {
     let metrics_path = dir.join("metrics.csv");
     if !metrics_path.exists() {
         bail!(

@@ -102,7 +102,7 @@ pub struct Snapshot {
     pub ttft_count: Option<f64>,
     pub itl_sum: Option<f64>,
     pub itl_count: Option<f64>,
-    pub queue_sum: Option<f64>,
+    pub(crate) queue_sum: Option<f64>,
     pub queue_count: Option<f64>,
 }
 

@@ -31,20 +31,20 @@ pub struct Measured {
     pub gaps: Vec<Duration>,
     pub e2e: Duration,
     pub usage: Option<Usage>,
-    pub content_chunks: u32,
+    pub(crate) content_chunks: u32,
     pub http_status: u16,
     pub error: Option<String>,
-    pub timed_out: bool,
+    pub(crate) timed_out: bool,
     /// The answer's stream ended in transport, before the server finished it.
-    pub broke_off: bool,
+    pub(crate) broke_off: bool,
     /// A 429 or 503's Retry-After, in seconds.
-    pub retry_after: Option<Duration>,
+    pub(crate) retry_after: Option<Duration>,
 }
 
 impl Measured {
     /// A failure that says nothing about the request itself (rate limiting, a server error, a
     /// timeout, a stream cut in transport), so the same request may well succeed again.
-    pub fn is_transient(&self) -> bool {
+    pub(crate) fn is_transient(&self) -> bool {
         self.http_status == 429 || self.http_status >= 500 || self.timed_out || self.broke_off
     }
 
@@ -117,7 +117,7 @@ impl PromptBody {
     }
 
     /// Bytes of the whole body, for `Content-Length`.
-    pub fn content_length(&self) -> u64 {
+    pub(crate) fn content_length(&self) -> u64 {
         let prompt: u64 = match &self.encoding {
             PromptEncoding::Ids => {
                 let digits: u64 = self
@@ -196,13 +196,13 @@ struct Details {
 
 /// Splits a byte stream into server-sent events, reusing one buffer.
 #[derive(Default)]
-pub struct SseScanner {
+pub(crate) struct SseScanner {
     buf: Vec<u8>,
 }
 
 impl SseScanner {
     /// Feeds bytes; calls `on_data` with each complete event's `data:` payload.
-    pub fn feed(&mut self, bytes: &[u8], mut on_data: impl FnMut(&[u8])) {
+    pub(crate) fn feed(&mut self, bytes: &[u8], mut on_data: impl FnMut(&[u8])) {
         self.buf.extend_from_slice(bytes);
         let mut start = 0;
         // Events end at a blank line: "\n\n", or "\r\n\r\n" from servers that use CRLF.

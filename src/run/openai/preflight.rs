@@ -41,7 +41,7 @@ const PREFLIGHT_ATTEMPTS: u32 = 8;
 pub struct Prompts {
     /// `/v1/completions` or `/v1/chat/completions`.
     pub path: &'static str,
-    pub encoding: PromptEncoding,
+    pub(crate) encoding: PromptEncoding,
     /// The ids prompts are built from: for completions, inside the vocabulary of `--tokenizer`
     /// where one is given; for chat, indices into the tokenizer's words.
     pub range: TokenRange,
@@ -85,7 +85,7 @@ pub struct Target {
     /// `/v1/completions` or `/v1/chat/completions` of the server.
     pub url: String,
     pub base: String,
-    pub encoding: PromptEncoding,
+    pub(crate) encoding: PromptEncoding,
     pub model: String,
     /// Prompt tokens the chat template adds (0 for completions).
     pub template_tokens: u32,
@@ -269,7 +269,7 @@ pub async fn reset_cache(client: &reqwest::Client, base: &str, engine: &str) -> 
     )
 }
 /// Whether a `/v1/models` answer is kvsweep's simulator's (its models are owned by `kvsweep-sim`).
-pub fn lists_simulator(models: &Value) -> bool {
+pub(crate) fn lists_simulator(models: &Value) -> bool {
     models["data"]
         .as_array()
         .is_some_and(|d| d.iter().any(|m| m["owned_by"] == "kvsweep-sim"))

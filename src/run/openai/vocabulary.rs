@@ -15,7 +15,7 @@ const MIN_IDS: u32 = 256;
 /// The range of completions token ids for a vocabulary of `vocab_size` ids: the default range
 /// where it fits, else the vocabulary's upper three quarters (its low ids are where tokenizers
 /// keep special tokens and raw bytes).
-pub fn ids_within(vocab_size: u32) -> Result<TokenRange> {
+pub(crate) fn ids_within(vocab_size: u32) -> Result<TokenRange> {
     let default = TokenRange::default();
     if default.lo + default.span <= vocab_size {
         return Ok(default);
@@ -36,7 +36,7 @@ pub fn highest(range: TokenRange) -> u32 {
 
 /// Whether a server's error message blames the vocabulary (vLLM: "Token id N is out of
 /// vocabulary"; kvsweep's simulator says the same).
-pub fn blames_vocabulary(error: &str) -> bool {
+pub(crate) fn blames_vocabulary(error: &str) -> bool {
     error.to_ascii_lowercase().contains("vocab")
 }
 

@@ -34,7 +34,7 @@ fn runqueue_wait_s() -> f64 {
 }
 
 /// Where the run's CPU, run-queue and wall clocks started.
-pub struct CpuClock {
+pub(crate) struct CpuClock {
     cpu_s: f64,
     wait_s: f64,
     wall: Instant,

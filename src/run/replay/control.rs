@@ -59,7 +59,7 @@ impl TokenBucket {
 }
 
 /// What admission needs to know about a request.
-pub struct AdmitRequest {
+pub(crate) struct AdmitRequest {
     pub user: u32,
     /// Which of the user's contexts it extends: 0 for its session, `k + 1` for the session's
     /// `k`-th subagent, which runs beside it with a context of its own.
@@ -67,7 +67,7 @@ pub struct AdmitRequest {
     pub input_tokens: u32,
     pub output_tokens: u32,
     /// Prompt tokens the server is not expected to have cached.
-    pub new_tokens: u32,
+    pub(crate) new_tokens: u32,
 }
 
 #[derive(Debug, Default)]
@@ -85,7 +85,7 @@ struct Gate {
 }
 
 /// Admission control shared by every user of a run.
-pub struct Admission {
+pub(crate) struct Admission {
     args: ControlArgs,
     start: Instant,
     period_s: f64,
@@ -94,14 +94,14 @@ pub struct Admission {
 }
 
 /// A request admitted and in flight; dropping it releases its slots.
-pub struct Permit<'a> {
+pub(crate) struct Permit<'a> {
     admission: &'a Admission,
     decoding: bool,
 }
 
 impl Permit<'_> {
     /// The request's first token arrived: it moves from prefill to decode.
-    pub fn first_token(&mut self) {
+    pub(crate) fn first_token(&mut self) {
         if self.decoding {
             return;
         }
@@ -149,7 +149,7 @@ impl Admission {
     }
 
     /// Waits until every limit lets `req` through, then takes its share of each.
-    pub async fn admit(&self, req: &AdmitRequest) -> Permit<'_> {
+    pub(crate) async fn admit(&self, req: &AdmitRequest) -> Permit<'_> {
         loop {
             let notified = self.changed.notified();
             tokio::pin!(notified);
@@ -260,14 +260,14 @@ impl Admission {
     }
 
     /// A subagent finished: its context leaves the working set; its parent's stays.
-    pub fn leave_context(&self, user: u32, context: u32) {
+    pub(crate) fn leave_context(&self, user: u32, context: u32) {
         if self.lock().working_set.remove(&(user, context)).is_some() {
             self.changed.notify_waiters();
         }
     }
 
     /// Token-bucket fill levels (share of capacity) for periods.csv.
-    pub fn bucket_fill(&self) -> (Option<f64>, Option<f64>) {
+    pub(crate) fn bucket_fill(&self) -> (Option<f64>, Option<f64>) {
         let mut g = self.lock();
         let now = Instant::now();
         let fill = |b: &mut Option<TokenBucket>| {

@@ -9,7 +9,7 @@ use crate::base::workload::control::{ControlArgs, TtftMetric};
 use crate::data::artifact::schema::{Adaptive, AdaptiveStep};
 
 /// Stops a run after a wall of errors: `max` in a row, all within `window`.
-pub struct Breaker {
+pub(crate) struct Breaker {
     max: u32,
     window: f64,
     streak: u32,
@@ -58,7 +58,7 @@ impl Breaker {
 /// the former once they are one apart: that count is the capacity. A held count that later
 /// misses the target (the cache filled, say) reopens the search below it. It therefore settles
 /// within `ttft_window × (2·log2(max_users) + 2)` periods.
-pub struct Controller {
+pub(crate) struct Controller {
     max_users: u32,
     target_ms: f64,
     metric: TtftMetric,
@@ -87,18 +87,20 @@ impl Controller {
         }
     }
 
-    pub fn users(&self) -> u32 {
+    #[cfg(test)]
+    fn users(&self) -> u32 {
         self.current
     }
 
     /// The largest user count seen to hold the target.
-    pub fn capacity(&self) -> Option<u32> {
+    #[cfg(test)]
+    fn capacity(&self) -> Option<u32> {
         self.good
     }
 
     /// Feeds a closed period: its TTFT histogram (µs), summed decode speeds and their count.
     /// Returns the new user count when it changes.
-    pub fn on_period(
+    pub(crate) fn on_period(
         &mut self,
         period: u32,
         ttft: &Histogram<u64>,

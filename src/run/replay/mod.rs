@@ -294,7 +294,7 @@ pub async fn replay(args: ReplayArgs, mut stop: StopSignal) -> Result<ReplayOutc
 /// Loads the traces and keeps the sessions with at least `--min-requests`, in the seed's order;
 /// AgentX lanes keep the file-name order (AIPerf's weka loader samples its traces sequentially:
 /// lane `i` takes trace `i`, wrapping).
-pub fn load_sessions(args: &ReplayArgs) -> Result<(trace::TraceSet, Vec<Session>)> {
+pub(crate) fn load_sessions(args: &ReplayArgs) -> Result<(trace::TraceSet, Vec<Session>)> {
     let set = trace::load(
         &args.traces,
         trace::LoadOptions {

@@ -28,7 +28,7 @@ pub struct Collector {
     requests: CsvLog,
     periods: CsvLog,
     tally: Tally,
-    pub period_s: f64,
+    pub(crate) period_s: f64,
     /// The share of first turns' prompts expected cached (`--warm-prefix-pct`).
     warm_prefix_pct: f64,
     adaptive: Option<Adaptive>,
@@ -77,7 +77,7 @@ impl Collector {
 
     /// Closes the current period at `now_s` with `users` active and the token buckets at
     /// `fill`, if it is over (or `force`); returns it when closed.
-    pub fn close_period(
+    pub(crate) fn close_period(
         &mut self,
         now_s: f64,
         users: usize,
@@ -97,17 +97,17 @@ impl Collector {
     }
 
     /// The adaptive controller's state, for summary.json.
-    pub fn set_adaptive(&mut self, a: Adaptive) {
+    pub(crate) fn set_adaptive(&mut self, a: Adaptive) {
         self.adaptive = Some(a);
     }
 
     /// Requests admission still held when the deadline came, which were not sent.
-    pub fn set_unsent_at_deadline(&mut self, n: u64) {
+    pub(crate) fn set_unsent_at_deadline(&mut self, n: u64) {
         self.unsent_at_deadline = n;
     }
 
     /// The open-loop arrival figures, for summary.json.
-    pub fn set_open_loop(&mut self, o: OpenLoop) {
+    pub(crate) fn set_open_loop(&mut self, o: OpenLoop) {
         self.open_loop = Some(o);
     }
 
@@ -134,7 +134,7 @@ impl Collector {
         self.tally.error_rate()
     }
 
-    pub fn write_summary(&self, duration_s: f64, completed: bool) -> Result<()> {
+    pub(crate) fn write_summary(&self, duration_s: f64, completed: bool) -> Result<()> {
         self.summary(duration_s, completed).write(&self.dir)
     }
 
@@ -151,4 +151,4 @@ impl Collector {
 }
 
 /// How often the collector flushes `requests.csv`.
-pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
+pub(crate) const FLUSH_EVERY: Duration = Duration::from_secs(1);

@@ -8,7 +8,7 @@ use crate::base::validity::ValidityThresholds;
 /// What the watch has seen: the requests in flight once a tick, and each answer's TTFT by when
 /// its first token came (by send time, the late requests of a growing queue have not answered
 /// yet and the last third would hold only the lucky ones).
-pub struct SaturationWatch {
+pub(crate) struct SaturationWatch {
     after_s: f64,
     in_flight_growth: f64,
     ttft_growth: f64,
@@ -29,7 +29,7 @@ impl SaturationWatch {
         })
     }
 
-    pub fn record_ttft(&mut self, sent_s: f64, ttft_ms: f64) {
+    pub(crate) fn record_ttft(&mut self, sent_s: f64, ttft_ms: f64) {
         self.ttft.push((sent_s + ttft_ms / 1000.0, ttft_ms));
     }
 

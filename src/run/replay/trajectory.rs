@@ -173,7 +173,7 @@ impl Timeline {
     }
 
     /// The parent turn that joins each subagent (`None`: joined only at the session's end).
-    pub fn join_turns(&self) -> Vec<Option<usize>> {
+    pub(crate) fn join_turns(&self) -> Vec<Option<usize>> {
         self.children
             .iter()
             .map(|c| c.as_ref().and_then(|c| c.joins_at))
@@ -260,16 +260,16 @@ impl Timeline {
 /// A stream resumed at t*: it profiles from `next_turn` (the turn before it, if any, is primed)
 /// `offset_s` after t*.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Stream {
+pub(crate) struct Stream {
     /// `None` for the root, else the subagent's index among the session's children.
     pub child: Option<usize>,
-    pub next_turn: usize,
+    pub(crate) next_turn: usize,
     pub offset_s: f64,
 }
 
 impl Stream {
     /// The turn primed before timing: the stream's last one before t*.
-    pub fn primed_turn(&self) -> Option<usize> {
+    pub(crate) fn primed_turn(&self) -> Option<usize> {
         self.next_turn.checked_sub(1)
     }
 }
@@ -291,11 +291,11 @@ pub struct Snapshot {
 
 /// Where a lane's first play resumes after the AgentX warm-up.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Resume {
+pub(crate) struct Resume {
     /// The root's first profiled turn (its turn count when it has none left).
-    pub root_from: usize,
+    pub(crate) root_from: usize,
     /// Seconds after the lane's profiling start that the root sends it.
-    pub root_delay_s: f64,
+    pub(crate) root_delay_s: f64,
     /// The subagents to run: (child index, first turn, seconds after the lane's profiling
     /// start); the others are history.
     pub children: Vec<(usize, usize, f64)>,

@@ -16,7 +16,7 @@ use crate::data::artifact::{self, SERVER_LOG_CAP_BYTES};
 use crate::plan::engine::process;
 
 /// How many lines of the server log a status keeps when the engine is why the cell failed.
-pub const LOG_TAIL_LINES: usize = 30;
+pub(crate) const LOG_TAIL_LINES: usize = 30;
 
 /// Steps of a cell that the rendered runner script hands to kvsweep.
 #[derive(Debug, clap::Args)]
@@ -56,7 +56,7 @@ pub struct FinishArgs {
     pub started_at: Option<String>,
     /// The engine's log; its end is kept as server.log. Missing when no engine was started.
     #[arg(long)]
-    pub server_log: Option<PathBuf>,
+    pub(crate) server_log: Option<PathBuf>,
     /// The engine is why the cell failed: status.json and stderr get the log's last lines.
     #[arg(long)]
     pub server_log_tail: bool,
@@ -71,9 +71,9 @@ pub struct FinishArgs {
 /// What the finish step keeps besides the status.
 pub struct Finish<'a> {
     /// The engine's own log (in a work directory); `None` when no engine was started.
-    pub server_log: Option<&'a Path>,
+    pub(crate) server_log: Option<&'a Path>,
     /// The engine's environment, whose secrets are redacted as this process's are.
-    pub engine_env: &'a [(String, String)],
+    pub(crate) engine_env: &'a [(String, String)],
     pub versions: &'a Versions,
 }
 
@@ -165,12 +165,12 @@ fn first_line(program: &str, args: &[&str]) -> Option<String> {
 }
 
 /// RFC 3339 in UTC, to the second.
-pub fn rfc3339(t: SystemTime) -> String {
+pub(crate) fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
 /// Says on stderr how a cell ended, with the server log's end where the engine is why.
-pub fn announce(name: &str, status: &Status, dir: &Path) {
+pub(crate) fn announce(name: &str, status: &Status, dir: &Path) {
     eprintln!(
         "kvsweep: cell {name} finished: {} ({}); results in {}",
         status.status.as_str(),

@@ -68,7 +68,7 @@ pub fn free_port() -> Result<u16> {
 /// Runs a planned cell into `out` and returns its status (also written to `out/status.json`).
 /// `interrupt` carries a reason when the cell must stop early (a signal); `server`, the URL of
 /// an engine already serving the cell (none is started then).
-pub async fn run_planned(
+pub(crate) async fn run_planned(
     plan: &CellPlan,
     runner: &Runner,
     out: &Path,
@@ -137,7 +137,7 @@ pub async fn run_planned(
 /// Downloads a replay cell's traces into the trace cache when the spec names them by URL and
 /// the cache does not hold them yet, and points the plan at them (so `cell.json` says where
 /// they were read from).
-pub async fn fetch_traces(plan: &mut CellPlan) -> Result<()> {
+pub(crate) async fn fetch_traces(plan: &mut CellPlan) -> Result<()> {
     if plan.traces.is_none()
         && let Some(remote) = &plan.trace_url
     {

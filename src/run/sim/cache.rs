@@ -13,7 +13,7 @@ use crate::base::hash::PassThrough;
 
 use lru::LruCache;
 
-pub type BlockId = u32;
+pub(crate) type BlockId = u32;
 
 type HashIndex<V> = crate::base::hash::HashedMap<V>;
 
@@ -38,11 +38,11 @@ pub fn block_hashes(tokens: &[u32], block_size: usize) -> Vec<u64> {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheConfig {
-    pub hbm_blocks: usize,
+    pub(crate) hbm_blocks: usize,
     /// 0 when there is no offload tier.
-    pub offload_blocks: usize,
+    pub(crate) offload_blocks: usize,
     pub block_size: usize,
-    pub prefix_caching: bool,
+    pub(crate) prefix_caching: bool,
 }
 
 /// Where a new request's prompt tokens come from.
@@ -50,16 +50,16 @@ pub struct CacheConfig {
 pub struct Allocation {
     pub blocks: Vec<BlockId>,
     /// Prompt tokens found in HBM.
-    pub hbm_hit_tokens: usize,
+    pub(crate) hbm_hit_tokens: usize,
     /// Prompt tokens loaded from the offload tier.
-    pub offload_hit_tokens: usize,
+    pub(crate) offload_hit_tokens: usize,
 }
 
 /// Block movements since the last [`PrefixCache::take_transfers`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Transfers {
-    pub stored_blocks: u64,
-    pub loaded_blocks: u64,
+pub(crate) struct Transfers {
+    pub(crate) stored_blocks: u64,
+    pub(crate) loaded_blocks: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -176,14 +176,18 @@ impl PrefixCache {
     }
 
     /// Blocks needed to hold `tokens` tokens.
-    pub fn blocks_for(&self, tokens: usize) -> usize {
+    pub(crate) fn blocks_for(&self, tokens: usize) -> usize {
         tokens.div_ceil(self.config.block_size)
     }
 
     /// Finds the cached prefix of a prompt and allocates its blocks, or returns `None` (and changes
     /// nothing) when HBM cannot hold it now. As in vLLM, the last prompt token is always computed,
     /// so at most `(len - 1) / block_size` blocks can hit.
-    pub fn allocate_prompt(&mut self, hashes: &[u64], prompt_len: usize) -> Option<Allocation> {
+    pub(crate) fn allocate_prompt(
+        &mut self,
+        hashes: &[u64],
+        prompt_len: usize,
+    ) -> Option<Allocation> {
         let needed = self.blocks_for(prompt_len);
         let max_hits = if self.config.prefix_caching {
             (prompt_len.saturating_sub(1) / self.config.block_size).min(hashes.len())
@@ -239,12 +243,12 @@ impl PrefixCache {
     }
 
     /// One more block for a growing sequence, or `None` when HBM is full.
-    pub fn allocate_one(&mut self) -> Option<BlockId> {
+    pub(crate) fn allocate_one(&mut self) -> Option<BlockId> {
         (self.available() > 0).then(|| self.take_fresh())
     }
 
     /// Records that a block now holds the full block with hash `hash` (a decoded block filled up).
-    pub fn register(&mut self, block: BlockId, hash: u64) {
+    pub(crate) fn register(&mut self, block: BlockId, hash: u64) {
         if !self.config.prefix_caching {
             return;
         }
@@ -283,7 +287,7 @@ impl PrefixCache {
         }
     }
 
-    pub fn take_transfers(&mut self) -> Transfers {
+    pub(crate) fn take_transfers(&mut self) -> Transfers {
         std::mem::take(&mut self.transfers)
     }
 

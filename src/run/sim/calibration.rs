@@ -168,7 +168,7 @@ impl Calibration {
     }
 
     /// Refuses to describe a cell of another engine, model, hardware or TP, naming both.
-    pub fn check_identity(&self, cell: &Identity, path: &Path) -> Result<()> {
+    pub(crate) fn check_identity(&self, cell: &Identity, path: &Path) -> Result<()> {
         if &self.identity != cell {
             bail!(
                 "calibration {} is for {}, not for the cell's {}: calibrate on cells of the same engine, model, runner and TP",

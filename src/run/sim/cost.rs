@@ -54,16 +54,16 @@ struct Fitted {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StepWork {
     /// New prompt tokens computed this step.
-    pub prefill_tokens: u64,
+    pub(crate) prefill_tokens: u64,
     /// Σ over prefill chunks of chunk × (context before it + chunk / 2): attention pairs.
-    pub prefill_pairs: u64,
+    pub(crate) prefill_pairs: u64,
     /// Σ over prefill chunks of the context before them (KV read).
-    pub prefill_context: u64,
-    pub decode_seqs: u64,
+    pub(crate) prefill_context: u64,
+    pub(crate) decode_seqs: u64,
     /// Σ over decoding sequences of their context length.
-    pub decode_context: u64,
+    pub(crate) decode_context: u64,
     /// Tokens copied back from the offload tier before this step.
-    pub loaded_tokens: u64,
+    pub(crate) loaded_tokens: u64,
 }
 
 impl CostModel {
@@ -107,7 +107,7 @@ impl CostModel {
     }
 
     /// Modelled seconds for a step.
-    pub fn step_seconds(&self, w: &StepWork) -> f64 {
+    pub(crate) fn step_seconds(&self, w: &StepWork) -> f64 {
         if let Some(f) = &self.calibrated {
             return f.overhead
                 + f.prefill_token * w.prefill_tokens as f64
@@ -128,7 +128,7 @@ impl CostModel {
     }
 
     /// Seconds to copy `tokens` tokens of KV between host and GPU.
-    pub fn transfer_seconds(&self, tokens: u64) -> f64 {
+    pub(crate) fn transfer_seconds(&self, tokens: u64) -> f64 {
         tokens as f64 * self.kv_bytes_per_token / self.host_bytes_per_s
     }
 

@@ -21,7 +21,7 @@ use super::cost::{CostModel, StepWork};
 use super::metrics::{self, Counters, Flavor, Gauges};
 
 /// A point in time the engine can measure durations between.
-pub trait Clock: Copy {
+pub(crate) trait Clock: Copy {
     /// Seconds from `earlier` to `self` (never negative).
     fn seconds_since(self, earlier: Self) -> f64;
 }
@@ -53,14 +53,14 @@ pub enum Command {
 
 /// A request the loop should serve.
 pub struct Request<T> {
-    pub prompt_len: usize,
+    pub(crate) prompt_len: usize,
     /// Chained hashes of the prompt's full blocks.
     pub hashes: Vec<u64>,
     /// Output tokens to generate.
-    pub output_len: u32,
+    pub(crate) output_len: u32,
     /// Whether reaching `output_len` is a natural stop (`stop`) or the length limit (`length`).
-    pub natural_stop: bool,
-    pub arrived: T,
+    pub(crate) natural_stop: bool,
+    pub(crate) arrived: T,
     pub events: mpsc::UnboundedSender<Event>,
 }
 
@@ -95,9 +95,9 @@ pub enum Event {
 }
 
 #[derive(Debug, Clone, Copy)]
-pub struct EngineConfig {
+pub(crate) struct EngineConfig {
     pub max_num_seqs: usize,
-    pub max_batched_tokens: usize,
+    pub(crate) max_batched_tokens: usize,
     /// Modelled time runs this many times faster than wall time (`--speed` over the testing
     /// aid `--slowdown`).
     pub speed: f64,
@@ -193,7 +193,7 @@ impl<T: Clock> Engine<T> {
     }
 
     /// The engine's `/metrics` text now.
-    pub fn metrics_text(&self) -> String {
+    pub(crate) fn metrics_text(&self) -> String {
         let gauges = Gauges {
             running: self.running.len(),
             waiting: self.waiting.len(),

@@ -37,7 +37,7 @@ impl Histogram {
         }
     }
 
-    pub fn observe(&mut self, v: f64) {
+    pub(crate) fn observe(&mut self, v: f64) {
         if let Some(i) = self.bounds.iter().position(|b| v <= *b) {
             self.counts[i] += 1;
         }
@@ -75,21 +75,21 @@ pub struct Counters {
     pub prompt_tokens: u64,
     pub generation_tokens: u64,
     /// Prompt tokens looked up in the prefix cache.
-    pub cache_queries: u64,
+    pub(crate) cache_queries: u64,
     /// Prompt tokens found in HBM.
-    pub cache_hits: u64,
+    pub(crate) cache_hits: u64,
     /// Prompt tokens loaded from the offload tier.
-    pub offload_hits: u64,
+    pub(crate) offload_hits: u64,
     pub preemptions: u64,
-    pub finished_stop: u64,
-    pub finished_length: u64,
-    pub finished_abort: u64,
+    pub(crate) finished_stop: u64,
+    pub(crate) finished_length: u64,
+    pub(crate) finished_abort: u64,
     pub offload_bytes_to_cpu: u64,
     pub offload_bytes_to_gpu: u64,
     pub offload_seconds_to_cpu: f64,
     pub offload_seconds_to_gpu: f64,
     pub ttft: Histogram,
-    pub itl: Histogram,
+    pub(crate) itl: Histogram,
     pub e2e: Histogram,
     pub queue: Histogram,
 }

@@ -39,7 +39,7 @@ use http::{AppState, Faults, OutputVocab};
 use metrics::Flavor;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum OnOff {
+pub(crate) enum OnOff {
     On,
     Off,
 }
@@ -69,7 +69,7 @@ pub struct SimArgs {
     pub tp: u32,
     /// Share of HBM the engine may use (weights + KV cache).
     #[arg(long, default_value_t = 0.9)]
-    pub gpu_memory_utilization: f64,
+    pub(crate) gpu_memory_utilization: f64,
     /// KV-cache size in GB, instead of what is left of HBM after the weights.
     #[arg(long)]
     kv_cache_gb: Option<f64>,
@@ -77,7 +77,7 @@ pub struct SimArgs {
     #[arg(long, default_value_t = 0.0)]
     pub offload_gb: f64,
     #[arg(long, value_enum, default_value = "on")]
-    pub prefix_caching: OnOff,
+    pub(crate) prefix_caching: OnOff,
     #[arg(long, default_value_t = 16)]
     pub block_size: usize,
     #[arg(long, default_value_t = 131_072)]
@@ -120,7 +120,7 @@ pub struct SimArgs {
     max_body_mb: usize,
     /// Share of requests answered with --fail-status instead of being served.
     #[arg(long, default_value_t = 0.0)]
-    pub fail_rate: f64,
+    pub(crate) fail_rate: f64,
     /// Status of injected failures (429 and 503 carry Retry-After: 1).
     #[arg(long, default_value_t = 500)]
     pub fail_status: u16,
@@ -129,10 +129,10 @@ pub struct SimArgs {
     stall_ms: u64,
     /// Share of requests that stall (with --stall-ms).
     #[arg(long, default_value_t = 1.0)]
-    pub stall_rate: f64,
+    pub(crate) stall_rate: f64,
     /// Share of streams cut off half-way, without `[DONE]`.
     #[arg(long, default_value_t = 0.0)]
-    pub drop_stream_rate: f64,
+    pub(crate) drop_stream_rate: f64,
     /// /health answers 503 (and completions are refused) for this long after start.
     #[arg(long, default_value_t = 0.0)]
     startup_delay_s: f64,
@@ -160,7 +160,7 @@ pub struct SimSetup {
 }
 
 /// The setup a calibration fixes: its step model, KV capacity and scheduling limits.
-pub fn calibrated_setup(args: &SimArgs, c: &Calibration) -> SimSetup {
+pub(crate) fn calibrated_setup(args: &SimArgs, c: &Calibration) -> SimSetup {
     let l = &c.limits;
     let block_bytes = (l.kv_bytes_per_token.max(1) * l.block_size as u64) as f64;
     SimSetup {
@@ -185,7 +185,7 @@ pub fn calibrated_setup(args: &SimArgs, c: &Calibration) -> SimSetup {
 
 /// Where the simulated model stops on its own for `prompt` (a request without `ignore_eos`),
 /// as the HTTP server decides it with `--seed seed`.
-pub fn natural_output_len(seed: u64, prompt: &[u32]) -> u32 {
+pub(crate) fn natural_output_len(seed: u64, prompt: &[u32]) -> u32 {
     http::natural_len(seed, http::prompt_key(prompt))
 }
 
@@ -229,13 +229,13 @@ impl VirtualEngine {
         self.0.block_size()
     }
 
-    pub fn metrics_text(&self) -> String {
+    pub(crate) fn metrics_text(&self) -> String {
         self.0.metrics_text()
     }
 }
 
 /// Sizes the cache and the cost model. Errors when the model does not fit the simulated GPUs.
-pub fn setup(args: &SimArgs, runners: &RunnerSet) -> Result<SimSetup> {
+pub(crate) fn setup(args: &SimArgs, runners: &RunnerSet) -> Result<SimSetup> {
     if let Some(path) = &args.calibration {
         return Ok(calibrated_setup(args, &Calibration::load(path)?));
     }

@@ -15,7 +15,7 @@ use crate::data::artifact::schema::{CellState, JsonArtifact, Status};
 /// Where a cell of a submitted sweep stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum TaskState {
+pub(crate) enum TaskState {
     Pending,
     Running,
     Ok,
@@ -40,11 +40,11 @@ impl TaskState {
         }
     }
 
-    pub fn is_active(self) -> bool {
+    pub(crate) fn is_active(self) -> bool {
         matches!(self, TaskState::Pending | TaskState::Running)
     }
 
-    pub fn needs_rerun(self) -> bool {
+    pub(crate) fn needs_rerun(self) -> bool {
         matches!(
             self,
             TaskState::Partial | TaskState::Failed | TaskState::Unfinished | TaskState::Missing
@@ -54,7 +54,7 @@ impl TaskState {
 
 /// One cell's state, with the array task it belongs to.
 #[derive(Debug, Clone, Serialize)]
-pub struct CellStatus {
+pub(crate) struct CellStatus {
     pub cell: String,
     pub state: TaskState,
     /// `JOBID_INDEX` of the cell's latest submission.
@@ -82,7 +82,7 @@ fn parse_gres(entry: &str) -> Option<(String, Option<String>, u32)> {
 
 /// Refuses, before anything is submitted, a GRES request no node of the partition can meet.
 /// Where `sinfo` is missing or says nothing, sbatch is left to decide.
-pub fn check_gres(runner: &Runner, gres: &str) -> Result<()> {
+pub(crate) fn check_gres(runner: &Runner, gres: &str) -> Result<()> {
     let Some((_, want_type, want)) = parse_gres(gres) else {
         return Ok(());
     };
@@ -176,7 +176,7 @@ fn queued(m: &Manifest) -> Result<HashMap<String, String>> {
 }
 
 /// Every cell of the manifest, by its latest submission.
-pub fn cell_states(m: &Manifest) -> Result<Vec<CellStatus>> {
+pub(crate) fn cell_states(m: &Manifest) -> Result<Vec<CellStatus>> {
     let queue = queued(m)?;
     let mut latest: Vec<(String, String)> = Vec::new();
     for job in &m.jobs {
@@ -231,7 +231,7 @@ fn from_status(dir: &Path) -> Result<(TaskState, String)> {
 }
 
 /// `3 ok, 1 running, 2 pending`.
-pub fn tally(states: &[CellStatus]) -> String {
+pub(crate) fn tally(states: &[CellStatus]) -> String {
     let mut counts: Vec<(TaskState, usize)> = Vec::new();
     for s in states {
         match counts.iter_mut().find(|(k, _)| *k == s.state) {

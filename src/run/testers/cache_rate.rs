@@ -17,7 +17,7 @@ use crate::base::workload::tester::{CacheRateArgs, LoadShape, Mode, Reinit};
 
 /// Columns of the per-request CSVs: where a request belongs, then [`SAMPLE_COLUMNS`], then
 /// `error`.
-pub fn detail_columns() -> Vec<&'static str> {
+pub(crate) fn detail_columns() -> Vec<&'static str> {
     let mut c = vec![
         "step",
         "phase",
@@ -49,7 +49,7 @@ const PHASE_COLUMNS: &[&str] = &[
     "within_ttft_limit",
 ];
 
-pub fn detail_rows(
+pub(crate) fn detail_rows(
     step: &str,
     phase: &str,
     ctx: u32,
@@ -240,7 +240,7 @@ pub async fn run(args: &CacheRateArgs) -> Result<()> {
 }
 
 /// `summary_ctx{C}.csv` (the measurements at the peak, averaged) and the plots.
-pub fn summarize(dir: &Path, contexts: &[u32]) -> Result<()> {
+pub(crate) fn summarize(dir: &Path, contexts: &[u32]) -> Result<()> {
     let mut input_by_ctx = Vec::new();
     let mut output_by_ctx = Vec::new();
     for &ctx in contexts {

@@ -20,7 +20,7 @@ pub struct Ask {
     /// Names the prefix: equal ids give byte-identical leading chunks.
     pub prefix: u64,
     /// Tokens of the prefix the prompt starts with (whole chunks).
-    pub shared_tokens: u32,
+    pub(crate) shared_tokens: u32,
     pub context_tokens: u32,
     /// Makes the rest of the prompt unique; equal keys repeat it exactly.
     pub unique: u64,
@@ -109,7 +109,7 @@ impl Load {
     }
 
     /// `tokens` rounded down to whole chunks.
-    pub fn aligned(&self, tokens: u32) -> u32 {
+    pub(crate) fn aligned(&self, tokens: u32) -> u32 {
         tokens / self.chunk * self.chunk
     }
 
@@ -186,7 +186,7 @@ impl Load {
     }
 
     /// `concurrency` closed-loop workers send `next(i)` (i counts requests) for `duration`.
-    pub async fn for_duration(
+    pub(crate) async fn for_duration(
         &self,
         concurrency: usize,
         duration: Duration,
@@ -230,13 +230,13 @@ pub struct Stats {
     pub requests: usize,
     pub failed: usize,
     pub seconds: f64,
-    pub input_tps: f64,
-    pub output_tps: f64,
-    pub ttft_avg_ms: f64,
+    pub(crate) input_tps: f64,
+    pub(crate) output_tps: f64,
+    pub(crate) ttft_avg_ms: f64,
     pub ttft_p50_ms: f64,
-    pub ttft_p95_ms: f64,
-    pub ttft_max_ms: f64,
-    pub itl_avg_ms: f64,
+    pub(crate) ttft_p95_ms: f64,
+    pub(crate) ttft_max_ms: f64,
+    pub(crate) itl_avg_ms: f64,
     pub e2e_p50_ms: f64,
     /// Cached prompt tokens over prompt tokens, as the server reported them.
     pub hit_rate: f64,

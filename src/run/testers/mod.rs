@@ -34,7 +34,7 @@ pub fn run(args: &TestArgs, runtime: &Handle) -> Result<()> {
 }
 
 /// The tester, in the caller's runtime (run-cell runs it as a cell's workload).
-pub async fn run_async(args: &TestArgs) -> Result<()> {
+pub(crate) async fn run_async(args: &TestArgs) -> Result<()> {
     match &args.tester {
         Tester::SinglePrompt(a) => single_prompt::run(a).await,
         Tester::CacheRate(a) => cache_rate::run(a).await,
@@ -45,7 +45,7 @@ pub async fn run_async(args: &TestArgs) -> Result<()> {
 }
 
 /// A line chart of named series, saved as PNG (nothing is drawn for no points).
-pub fn plot_lines(
+pub(crate) fn plot_lines(
     path: &Path,
     title: &str,
     x_label: &str,

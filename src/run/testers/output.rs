@@ -63,7 +63,7 @@ impl Progress {
         Ok(progress)
     }
 
-    pub fn is_done(&self, step: &str) -> bool {
+    pub(crate) fn is_done(&self, step: &str) -> bool {
         self.done.contains(step)
     }
 
@@ -132,7 +132,7 @@ pub fn append(path: &Path, header: &[&str], rows: &[Vec<String>]) -> Result<()> 
 }
 
 /// Reads back the rows of a CSV as column → value maps (for summaries and plots).
-pub fn read_rows(path: &Path) -> Result<Vec<std::collections::HashMap<String, String>>> {
+pub(crate) fn read_rows(path: &Path) -> Result<Vec<std::collections::HashMap<String, String>>> {
     if !path.is_file() {
         return Ok(Vec::new());
     }
@@ -150,7 +150,7 @@ pub fn opt(x: Option<f64>) -> String {
 }
 
 /// `run_command.sh`: the command line that made this directory, to run it again.
-pub fn write_command(dir: &Path) -> Result<()> {
+pub(crate) fn write_command(dir: &Path) -> Result<()> {
     let args: Vec<String> = std::env::args()
         .map(|a| shlex::try_quote(&a).map_or(a.clone(), |q| q.into_owned()))
         .collect();
@@ -168,7 +168,7 @@ pub fn write_command(dir: &Path) -> Result<()> {
 
 /// `index.html` under `root`: every tester run below it (a directory with `progress.json`),
 /// its settings and summary tables, and links to its plots.
-pub fn write_index(root: &Path) -> Result<PathBuf> {
+pub(crate) fn write_index(root: &Path) -> Result<PathBuf> {
     let mut runs = Vec::new();
     collect_runs(root, 0, &mut runs);
     runs.sort();

@@ -92,7 +92,7 @@ pub async fn run(args: &SinglePromptArgs) -> Result<()> {
 }
 
 /// `summary.csv` and the plots, from `single_prompt_results.csv` (so they can be redrawn).
-pub fn summarize(dir: &std::path::Path) -> Result<()> {
+pub(crate) fn summarize(dir: &std::path::Path) -> Result<()> {
     let rows = output::read_rows(&dir.join("single_prompt_results.csv"))?;
     let mut sizes: Vec<u32> = rows
         .iter()

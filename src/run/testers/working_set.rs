@@ -239,7 +239,7 @@ pub async fn run(args: &WorkingSetArgs) -> Result<()> {
 
 /// The two cliffs of one context size.
 #[derive(Debug, Clone, Serialize)]
-pub struct Cliffs {
+pub(crate) struct Cliffs {
     /// Where hits from HBM collapse (all hits, when the server does not tell tiers apart).
     pub hbm: Option<Cliff>,
     /// Where all hits collapse, when an offload tier held them past the HBM cliff.
@@ -247,7 +247,7 @@ pub struct Cliffs {
 }
 
 /// `cliffs.json` and the plots, from the summaries; the highest target hit rate is used.
-pub fn summarize(
+pub(crate) fn summarize(
     dir: &Path,
     contexts: &[u32],
     bytes_per_token: Option<f64>,

@@ -14,39 +14,39 @@ use super::record::ErrorDetailsCount;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProfileExport {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub schema_version: Option<String>,
+    pub(crate) schema_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aiperf_version: Option<String>,
+    pub(crate) aiperf_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub benchmark_id: Option<String>,
+    pub(crate) benchmark_id: Option<String>,
     /// The resolved configuration (AIPerf's `BenchmarkConfig`), kept as written: InferenceX
     /// does not read it, and its shape changes with every AIPerf release.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub input_config: Option<serde_json::Value>,
+    pub(crate) input_config: Option<serde_json::Value>,
     /// Seed, trial and command line of the run (`RunInfo`), kept as written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub run_info: Option<serde_json::Value>,
+    pub(crate) run_info: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub was_cancelled: Option<bool>,
+    pub(crate) was_cancelled: Option<bool>,
     /// False when the run degraded before finishing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub is_complete: Option<bool>,
+    pub(crate) is_complete: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub incomplete_reason: Option<String>,
+    pub(crate) incomplete_reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_summary: Option<Vec<ErrorDetailsCount>>,
     /// Local (naive) ISO-8601 time of the profiling phase's start, as Python's
     /// `datetime.isoformat()` writes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub start_time: Option<String>,
+    pub(crate) start_time: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub end_time: Option<String>,
+    pub(crate) end_time: Option<String>,
     /// DAG (subagent) orchestration counters, kept as written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub branch_stats: Option<serde_json::Value>,
+    pub(crate) branch_stats: Option<serde_json::Value>,
     /// Metrics of the warm-up requests alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub warmup_metrics: Option<IndexMap<String, JsonMetricResult>>,
+    pub(crate) warmup_metrics: Option<IndexMap<String, JsonMetricResult>>,
     /// Dataset provenance and the scenario's verdict; absent when neither applies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<RunMetadata>,
@@ -93,11 +93,11 @@ pub struct JsonMetricResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub avg: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub p1: Option<f64>,
+    pub(crate) p1: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub p5: Option<f64>,
+    pub(crate) p5: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub p10: Option<f64>,
+    pub(crate) p10: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub p25: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -128,7 +128,7 @@ pub struct JsonMetricResult {
 
 impl JsonMetricResult {
     /// A derived scalar: `unit` and `avg` only.
-    pub fn scalar(unit: &str, avg: f64) -> Self {
+    pub(crate) fn scalar(unit: &str, avg: f64) -> Self {
         JsonMetricResult {
             unit: unit.to_owned(),
             avg: Some(avg),

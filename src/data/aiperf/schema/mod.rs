@@ -35,9 +35,9 @@ pub enum CreditPhase {
 }
 
 /// The file names AIPerf 0.13.0 writes under `--output-artifact-dir`.
-pub const RECORDS_FILE: &str = "profile_export.jsonl";
-pub const PROFILE_EXPORT_FILE: &str = "profile_export_aiperf.json";
-pub const SERVER_METRICS_FILE: &str = "server_metrics_export.json";
+pub(crate) const RECORDS_FILE: &str = "profile_export.jsonl";
+pub(crate) const PROFILE_EXPORT_FILE: &str = "profile_export_aiperf.json";
+pub(crate) const SERVER_METRICS_FILE: &str = "server_metrics_export.json";
 
 /// Reads `profile_export.jsonl`; a line that does not fit fails naming the file, the line and
 /// the field.

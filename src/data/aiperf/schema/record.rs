@@ -31,12 +31,12 @@ impl RecordInfo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecordMetadata {
     /// The session's index in the benchmark (the request's, for single-turn datasets).
-    pub session_num: u64,
+    pub(crate) session_num: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub x_request_id: Option<String>,
+    pub(crate) x_request_id: Option<String>,
     /// Shared by every request of one session (conversation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub x_correlation_id: Option<String>,
+    pub(crate) x_correlation_id: Option<String>,
     /// The dataset's conversation id; for weka traces the trace id, with `::sa:<agent>` for a
     /// subagent's conversation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -47,46 +47,46 @@ pub struct RecordMetadata {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_trace_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source_outer_idx: Option<u64>,
+    pub(crate) source_outer_idx: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source_inner_idx: Option<u64>,
+    pub(crate) source_inner_idx: Option<u64>,
     /// The loader's classification (`weka_main`, `weka_subagent`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source_kind: Option<String>,
+    pub(crate) source_kind: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub credit_issued_ns: Option<u64>,
+    pub(crate) credit_issued_ns: Option<u64>,
     pub request_start_ns: u64,
     /// First byte of a streamed answer, when the server acknowledged one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_ack_ns: Option<u64>,
+    pub(crate) request_ack_ns: Option<u64>,
     /// The end of the request, or the time of its error.
     pub request_end_ns: u64,
-    pub worker_id: String,
-    pub record_processor_id: String,
+    pub(crate) worker_id: String,
+    pub(crate) record_processor_id: String,
     pub benchmark_phase: CreditPhase,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase_index: Option<u64>,
+    pub(crate) phase_index: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub profiling_index: Option<u64>,
+    pub(crate) profiling_index: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase_name: Option<String>,
+    pub(crate) phase_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase_kind: Option<CreditPhase>,
+    pub(crate) phase_kind: Option<CreditPhase>,
     /// AIPerf defaults it to false and always writes it.
     #[serde(default)]
-    pub was_cancelled: bool,
+    pub(crate) was_cancelled: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cancellation_time_ns: Option<u64>,
+    pub(crate) cancellation_time_ns: Option<u64>,
     /// AIPerf defaults it to false and always writes it.
     #[serde(default)]
-    pub context_overflow_skip: bool,
+    pub(crate) context_overflow_skip: bool,
     /// 0 for a root session, +1 per subagent level; AIPerf defaults it to 0 and always
     /// writes it.
     #[serde(default)]
-    pub agent_depth: u32,
+    pub(crate) agent_depth: u32,
     /// The `x_correlation_id` of the session that spawned this subagent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent_correlation_id: Option<String>,
+    pub(crate) parent_correlation_id: Option<String>,
     /// The `x_correlation_id` of the root of this record's session tree.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root_correlation_id: Option<String>,
@@ -146,12 +146,12 @@ pub struct ErrorDetails {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<i64>,
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
-    pub error_type: Option<String>,
+    pub(crate) error_type: Option<String>,
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cause: Option<String>,
+    pub(crate) cause: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cause_chain: Option<Vec<String>>,
+    pub(crate) cause_chain: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details: Option<serde_json::Value>,
 }
@@ -159,6 +159,6 @@ pub struct ErrorDetails {
 /// `aiperf.common.models.ErrorDetailsCount`: one kind of error and how often it happened.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorDetailsCount {
-    pub error_details: ErrorDetails,
+    pub(crate) error_details: ErrorDetails,
     pub count: u64,
 }

@@ -12,46 +12,46 @@ use super::CreditPhase;
 /// (endpoint + labels).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServerMetricsExport {
-    pub schema_version: String,
+    pub(crate) schema_version: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aiperf_version: Option<String>,
+    pub(crate) aiperf_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub benchmark_id: Option<String>,
+    pub(crate) benchmark_id: Option<String>,
     pub summary: ServerMetricsSummary,
     /// The phase `metrics` covers (always profiling in 0.13.0).
-    pub metrics_phase: CreditPhase,
+    pub(crate) metrics_phase: CreditPhase,
     /// Family name (`vllm:prefix_cache_hits`) → its series.
     pub metrics: IndexMap<String, ServerMetric>,
     /// The same over the warm-up phase; absent when none ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub warmup_metrics: Option<IndexMap<String, ServerMetric>>,
+    pub(crate) warmup_metrics: Option<IndexMap<String, ServerMetric>>,
     /// The user configuration, kept as written.
     #[serde(default)]
-    pub input_config: serde_json::Value,
+    pub(crate) input_config: serde_json::Value,
 }
 
 /// `ServerMetricsSummary`: which endpoints were scraped, when, and how often.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServerMetricsSummary {
-    pub endpoints_configured: Vec<String>,
-    pub endpoints_successful: Vec<String>,
+    pub(crate) endpoints_configured: Vec<String>,
+    pub(crate) endpoints_successful: Vec<String>,
     /// Local (naive) ISO-8601 times, as Python's `datetime.isoformat()` writes them.
-    pub start_time: String,
-    pub end_time: String,
+    pub(crate) start_time: String,
+    pub(crate) end_time: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoint_info: Option<IndexMap<String, ServerMetricsEndpointInfo>>,
+    pub(crate) endpoint_info: Option<IndexMap<String, ServerMetricsEndpointInfo>>,
     /// Phase name → the nanosecond range it aggregated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase_time_ranges: Option<IndexMap<String, TimeRange>>,
+    pub(crate) phase_time_ranges: Option<IndexMap<String, TimeRange>>,
 }
 
 /// `TimeRangeFilter`: a nanosecond range, open where a bound is absent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TimeRange {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub start_ns: Option<u64>,
+    pub(crate) start_ns: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub end_ns: Option<u64>,
+    pub(crate) end_ns: Option<u64>,
 }
 
 /// `ServerMetricsEndpointInfo`: scrape statistics of one endpoint.
@@ -64,7 +64,7 @@ pub struct ServerMetricsEndpointInfo {
     unique_updates: u64,
     first_update_ns: u64,
     last_update_ns: u64,
-    pub duration_seconds: f64,
+    pub(crate) duration_seconds: f64,
     avg_update_interval_ms: f64,
     /// `None` with fewer than two intervals.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -107,14 +107,14 @@ pub type HistogramMetric = MetricFamily<HistogramSeries>;
 pub struct MetricSeries<Stats, Slice> {
     /// The full `/metrics` URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoint_url: Option<String>,
+    pub(crate) endpoint_url: Option<String>,
     /// Absent when the series has no labels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<IndexMap<String, String>>,
     #[serde(default = "none", skip_serializing_if = "Option::is_none")]
-    pub stats: Option<Stats>,
+    pub(crate) stats: Option<Stats>,
     #[serde(default = "none", skip_serializing_if = "Option::is_none")]
-    pub timeslices: Option<Vec<Slice>>,
+    pub(crate) timeslices: Option<Vec<Slice>>,
 }
 
 /// A gauge's series.
@@ -140,11 +140,11 @@ pub struct GaugeStats {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub std: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub p1: Option<f64>,
+    pub(crate) p1: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub p5: Option<f64>,
+    pub(crate) p5: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub p10: Option<f64>,
+    pub(crate) p10: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub p25: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -162,11 +162,11 @@ pub struct GaugeStats {
 /// `GaugeTimeslice`: the gauge over one `--slice-duration` window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GaugeTimeslice {
-    pub start_ns: u64,
-    pub end_ns: u64,
+    pub(crate) start_ns: u64,
+    pub(crate) end_ns: u64,
     /// `false` for a partial (last) slice; absent means complete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub is_complete: Option<bool>,
+    pub(crate) is_complete: Option<bool>,
     pub avg: f64,
     pub min: f64,
     pub max: f64,
@@ -182,22 +182,22 @@ pub struct CounterStats {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rate_avg: Option<f64>,
+    pub(crate) rate_avg: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rate_min: Option<f64>,
+    pub(crate) rate_min: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rate_max: Option<f64>,
+    pub(crate) rate_max: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rate_std: Option<f64>,
+    pub(crate) rate_std: Option<f64>,
 }
 
 /// `CounterTimeslice`: the counter's increase over one window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CounterTimeslice {
-    pub start_ns: u64,
-    pub end_ns: u64,
+    pub(crate) start_ns: u64,
+    pub(crate) end_ns: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub is_complete: Option<bool>,
+    pub(crate) is_complete: Option<bool>,
     pub total: f64,
     pub rate: f64,
 }
@@ -206,16 +206,16 @@ pub struct CounterTimeslice {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistogramSeries {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoint_url: Option<String>,
+    pub(crate) endpoint_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<IndexMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stats: Option<HistogramStats>,
+    pub(crate) stats: Option<HistogramStats>,
     /// Upper bound (`"0.3"`, `"+Inf"`) → cumulative count increase over the phase.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub buckets: Option<IndexMap<String, u64>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeslices: Option<Vec<HistogramTimeslice>>,
+    pub(crate) timeslices: Option<Vec<HistogramTimeslice>>,
 }
 
 /// `HistogramStats`: count and sum increase over the phase, and percentiles estimated from
@@ -255,10 +255,10 @@ pub struct HistogramStats {
 /// `HistogramTimeslice`: the histogram over one window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistogramTimeslice {
-    pub start_ns: u64,
-    pub end_ns: u64,
+    pub(crate) start_ns: u64,
+    pub(crate) end_ns: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub is_complete: Option<bool>,
+    pub(crate) is_complete: Option<bool>,
     pub count: u64,
     pub sum: f64,
     pub avg: f64,

@@ -48,7 +48,7 @@ pub struct AgentxRecord {
     #[serde(deserialize_with = "required")]
     pub trace_idle_gap_cap_s: Option<f64>,
     #[serde(deserialize_with = "required")]
-    pub failed_request_threshold: Option<f64>,
+    pub(crate) failed_request_threshold: Option<f64>,
     /// The per-run marker mixed into every prompt (`--cache-bust first-turn-prefix`), if any.
     #[serde(deserialize_with = "required")]
     pub cache_bust_marker: Option<u64>,

@@ -39,7 +39,7 @@ pub struct Simulator {
 impl Simulator {
     /// What a `/v1/models` answer says of the simulator: `None` when no model in it is the
     /// simulator's (owned by `kvsweep-sim`, or with its `sim_speed` or `sim_runner`).
-    pub fn from_models(models: &Value) -> Option<Self> {
+    pub(crate) fn from_models(models: &Value) -> Option<Self> {
         models["data"].as_array()?.iter().find_map(|m| {
             let own = m["owned_by"] == SIMULATOR_OWNER
                 || m.get("sim_speed").is_some()

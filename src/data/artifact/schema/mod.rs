@@ -88,7 +88,7 @@ fn read_json<T: JsonArtifact>(path: &Path) -> Result<T> {
 }
 
 /// Parses JSON text into `T`, saying at which field it fails.
-pub fn parse_json<T: DeserializeOwned>(text: &str) -> std::result::Result<T, String> {
+pub(crate) fn parse_json<T: DeserializeOwned>(text: &str) -> std::result::Result<T, String> {
     let de = &mut serde_json::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let at = e.path().to_string();

@@ -12,10 +12,10 @@ pub struct Prediction {
     /// The calibration file the simulator used.
     pub calibration: String,
     /// What it was fitted to: engine, model, runner and TP.
-    pub calibrated_for: String,
+    pub(crate) calibrated_for: String,
     /// Virtual seconds the cell modelled, and the wall seconds the prediction took.
-    pub modelled_s: f64,
-    pub wall_s: f64,
+    pub(crate) modelled_s: f64,
+    pub(crate) wall_s: f64,
 }
 
 impl JsonArtifact for Prediction {

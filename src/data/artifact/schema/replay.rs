@@ -18,7 +18,7 @@ pub struct AdaptiveStep {
     #[serde(deserialize_with = "required")]
     pub ttft_ms: Option<f64>,
     #[serde(deserialize_with = "required")]
-    pub decode_tps: Option<f64>,
+    pub(crate) decode_tps: Option<f64>,
     pub within_target: bool,
     pub next_users: u32,
 }
@@ -26,15 +26,15 @@ pub struct AdaptiveStep {
 /// The adaptive controller's state (`summary.json` → `adaptive`), when it ran.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Adaptive {
-    pub target_ttft_ms: f64,
-    pub ttft_metric: TtftMetric,
-    pub ttft_window_periods: u32,
+    pub(crate) target_ttft_ms: f64,
+    pub(crate) ttft_metric: TtftMetric,
+    pub(crate) ttft_window_periods: u32,
     pub max_users: u32,
     /// The largest user count seen to hold the target.
     #[serde(deserialize_with = "required")]
     pub capacity_users: Option<u32>,
     #[serde(deserialize_with = "required")]
-    pub smallest_users_over_target: Option<u32>,
+    pub(crate) smallest_users_over_target: Option<u32>,
     /// The search has closed: the capacity is one below the smallest count over the target
     /// (or the maximum held).
     pub settled: bool,
@@ -45,7 +45,7 @@ pub struct Adaptive {
 /// rate (`--request-rate`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OpenLoop {
-    pub requested_sessions_per_s: f64,
+    pub(crate) requested_sessions_per_s: f64,
     pub arrival: Arrival,
     pub sessions_started: u64,
     pub achieved_sessions_per_s: f64,
@@ -81,24 +81,24 @@ pub struct PeriodRow {
     #[serde(serialize_with = "fixed_opt::<3, _>", deserialize_with = "required")]
     pub itl_p99_ms: Option<f64>,
     #[serde(serialize_with = "fixed_opt::<3, _>", deserialize_with = "required")]
-    pub tpot_mean_ms: Option<f64>,
+    pub(crate) tpot_mean_ms: Option<f64>,
     #[serde(serialize_with = "fixed_opt::<4, _>", deserialize_with = "required")]
     pub cache_hit_rate: Option<f64>,
     #[serde(serialize_with = "fixed_opt::<3, _>", deserialize_with = "required")]
-    pub schedule_delay_p99_ms: Option<f64>,
+    pub(crate) schedule_delay_p99_ms: Option<f64>,
     #[serde(serialize_with = "fixed_opt::<3, _>", deserialize_with = "required")]
-    pub effective_ttft_p50_ms: Option<f64>,
+    pub(crate) effective_ttft_p50_ms: Option<f64>,
     #[serde(serialize_with = "fixed_opt::<3, _>", deserialize_with = "required")]
-    pub effective_ttft_p99_ms: Option<f64>,
+    pub(crate) effective_ttft_p99_ms: Option<f64>,
     #[serde(serialize_with = "fixed::<3, _>")]
-    pub goodput_requests_per_s: f64,
+    pub(crate) goodput_requests_per_s: f64,
     #[serde(serialize_with = "fixed_opt::<4, _>", deserialize_with = "required")]
-    pub goodput_fraction: Option<f64>,
+    pub(crate) goodput_fraction: Option<f64>,
     /// Token-bucket fill levels (share of capacity), when `--itpm`/`--otpm` are set.
     #[serde(serialize_with = "fixed_opt::<4, _>", deserialize_with = "required")]
     pub itpm_fill: Option<f64>,
     #[serde(serialize_with = "fixed_opt::<4, _>", deserialize_with = "required")]
-    pub otpm_fill: Option<f64>,
+    pub(crate) otpm_fill: Option<f64>,
     /// `all`, or the endpoint's URL.
     pub endpoint: String,
     pub format_version: u32,

@@ -302,7 +302,7 @@ pub struct MetricsRawRow {
     #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
     pub itl_count: Option<f64>,
     #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
-    pub queue_sum: Option<f64>,
+    pub(crate) queue_sum: Option<f64>,
     #[serde(serialize_with = "shortest_opt", deserialize_with = "super::required")]
     pub queue_count: Option<f64>,
     pub format_version: u32,

@@ -58,9 +58,9 @@ pub struct CacheUse {
 /// Requests that met the service-level objectives.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Goodput {
-    pub slo_ttft_s: f64,
-    pub slo_decode_tps: f64,
-    pub good_requests: u64,
+    pub(crate) slo_ttft_s: f64,
+    pub(crate) slo_decode_tps: f64,
+    pub(crate) good_requests: u64,
     pub requests_per_s: f64,
     pub output_tokens_per_s: f64,
     /// Good requests over successful ones; `None` when none succeeded.
@@ -82,16 +82,16 @@ pub struct EndpointSummary {
 /// The replay process's CPU use over its run (user + system), against the cores it may use.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClientCpu {
-    pub cpu_s: f64,
+    pub(crate) cpu_s: f64,
     /// Time its threads were ready to run but waited for a core (Linux schedstat; 0 elsewhere).
-    pub runqueue_wait_s: f64,
-    pub wall_s: f64,
+    pub(crate) runqueue_wait_s: f64,
+    pub(crate) wall_s: f64,
     pub cores: u32,
     /// `cpu_s / (wall_s * cores)`: 1 is every core busy for the whole run.
-    pub utilization: f64,
+    pub(crate) utilization: f64,
     /// `(cpu_s + runqueue_wait_s) / (wall_s * cores)`: how much of its cores the client wanted;
     /// near or past 1, the client was saturated.
-    pub demand: f64,
+    pub(crate) demand: f64,
 }
 
 /// `summary.json`: a replay's figures over the whole run, rewritten at each period's end.

@@ -7,8 +7,8 @@ use super::yaml11::{Document, Node, Value};
 use crate::base::yaml::SpecError;
 
 /// A mapping being read: its keys, the document for errors, and its dotted path.
-pub struct Fields<'a> {
-    pub doc: &'a Document,
+pub(crate) struct Fields<'a> {
+    pub(crate) doc: &'a Document,
     pub node: &'a Node,
     pub map: &'a IndexMap<String, Node>,
     pub path: String,
@@ -75,7 +75,7 @@ impl<'a> Fields<'a> {
     }
 
     /// An error about the mapping as a whole.
-    pub fn error_here(&self, message: impl Into<String>) -> SpecError {
+    pub(crate) fn error_here(&self, message: impl Into<String>) -> SpecError {
         self.doc.error(self.node, &self.path, message)
     }
 
@@ -93,7 +93,7 @@ impl<'a> Fields<'a> {
             .ok_or_else(|| self.error_here(format!("missing required field `{key}`")))
     }
 
-    pub fn str_of(&self, key: &str, node: &'a Node) -> Result<&'a str, SpecError> {
+    pub(crate) fn str_of(&self, key: &str, node: &'a Node) -> Result<&'a str, SpecError> {
         match &node.value {
             Value::Str(s) => Ok(s),
             _ => Err(self.wrong(key, node, "a string")),
@@ -107,39 +107,39 @@ impl<'a> Fields<'a> {
         }
     }
 
-    pub fn bool_of(&self, key: &str, node: &Node) -> Result<bool, SpecError> {
+    pub(crate) fn bool_of(&self, key: &str, node: &Node) -> Result<bool, SpecError> {
         match node.value {
             Value::Bool(b) => Ok(b),
             _ => Err(self.wrong(key, node, "true or false")),
         }
     }
 
-    pub fn req_str(&self, key: &str) -> Result<&'a str, SpecError> {
+    pub(crate) fn req_str(&self, key: &str) -> Result<&'a str, SpecError> {
         self.str_of(key, self.required(key)?)
     }
 
-    pub fn req_int(&self, key: &str) -> Result<i64, SpecError> {
+    pub(crate) fn req_int(&self, key: &str) -> Result<i64, SpecError> {
         self.int_of(key, self.required(key)?)
     }
 
-    pub fn req_bool(&self, key: &str) -> Result<bool, SpecError> {
+    pub(crate) fn req_bool(&self, key: &str) -> Result<bool, SpecError> {
         self.bool_of(key, self.required(key)?)
     }
 
-    pub fn opt_int(&self, key: &str) -> Result<Option<i64>, SpecError> {
+    pub(crate) fn opt_int(&self, key: &str) -> Result<Option<i64>, SpecError> {
         self.present(key).map(|n| self.int_of(key, n)).transpose()
     }
 
-    pub fn opt_bool(&self, key: &str) -> Result<Option<bool>, SpecError> {
+    pub(crate) fn opt_bool(&self, key: &str) -> Result<Option<bool>, SpecError> {
         self.present(key).map(|n| self.bool_of(key, n)).transpose()
     }
 
-    pub fn opt_str(&self, key: &str) -> Result<Option<&'a str>, SpecError> {
+    pub(crate) fn opt_str(&self, key: &str) -> Result<Option<&'a str>, SpecError> {
         self.present(key).map(|n| self.str_of(key, n)).transpose()
     }
 
     /// A strictly positive int with a default (`pp`, `dcp-size`, `pcp-size`): null is refused.
-    pub fn positive_or_one(&self, key: &str) -> Result<i64, SpecError> {
+    pub(crate) fn positive_or_one(&self, key: &str) -> Result<i64, SpecError> {
         match self.raw(key) {
             None => Ok(1),
             Some(n) => {
@@ -153,7 +153,7 @@ impl<'a> Fields<'a> {
     }
 
     /// One of `choices`, with a default when absent; null is refused.
-    pub fn choice(
+    pub(crate) fn choice(
         &self,
         key: &str,
         choices: &[&str],
@@ -182,7 +182,7 @@ impl<'a> Fields<'a> {
     }
 
     /// A list of ints (`conc-list`); null reads as absent.
-    pub fn int_list(&self, key: &str) -> Result<Option<Vec<i64>>, SpecError> {
+    pub(crate) fn int_list(&self, key: &str) -> Result<Option<Vec<i64>>, SpecError> {
         let Some(node) = self.present(key) else {
             return Ok(None);
         };

@@ -12,7 +12,7 @@ const BYTES_PER_MIB: i128 = 1024 * 1024;
 const BYTES_PER_GB: i128 = 1_000_000_000;
 
 /// The budget of one point's server on `runner` (0 unless it offloads to DRAM).
-pub fn dram_offload_gb(
+pub(crate) fn dram_offload_gb(
     a: &Agentic,
     p: &Point,
     runner: &str,

@@ -21,7 +21,7 @@ pub enum SeqLens {
 }
 
 impl SeqLens {
-    pub fn isl_osl(self) -> (i64, i64) {
+    pub(crate) fn isl_osl(self) -> (i64, i64) {
         match self {
             SeqLens::OneKOneK => (1024, 1024),
             SeqLens::EightKOneK => (8192, 1024),
@@ -30,7 +30,7 @@ impl SeqLens {
 }
 
 /// The short name of a sequence-length pair in an exp-name (`8k1k`, else `ISL_OSL`).
-pub fn seq_len_name(isl: i64, osl: i64) -> String {
+pub(crate) fn seq_len_name(isl: i64, osl: i64) -> String {
     match (isl, osl) {
         (1024, 1024) => "1k1k".into(),
         (8192, 1024) => "8k1k".into(),
@@ -90,7 +90,7 @@ pub struct Filters {
 
 impl Filters {
     /// Whether any filter differs from its default (they only apply to master configs).
-    pub fn any_set(&self) -> bool {
+    pub(crate) fn any_set(&self) -> bool {
         !self.scenario_type.is_empty()
             || !self.model_prefix.is_empty()
             || !self.precision.is_empty()
@@ -108,7 +108,7 @@ impl Filters {
     }
 
     /// Neither `--single-node` nor `--multi-node` means both.
-    pub fn wants_node_kind(&self, multinode: bool) -> bool {
+    pub(crate) fn wants_node_kind(&self, multinode: bool) -> bool {
         let both = !self.single_node && !self.multi_node;
         both || if multinode {
             self.multi_node
@@ -117,7 +117,7 @@ impl Filters {
         }
     }
 
-    pub fn wants_scenario(&self, s: ScenarioType) -> bool {
+    pub(crate) fn wants_scenario(&self, s: ScenarioType) -> bool {
         self.scenario_type.is_empty() || self.scenario_type.contains(&s)
     }
 
@@ -144,7 +144,7 @@ impl Filters {
 
     /// Fixed-seq-len single-node concurrencies; `None` skips the point. A range is clipped to
     /// the bounds before stepping; a list falls back to `[max-conc]` when nothing is below it.
-    pub fn fixed_single_conc(&self, conc: &Conc) -> Option<Vec<i64>> {
+    pub(crate) fn fixed_single_conc(&self, conc: &Conc) -> Option<Vec<i64>> {
         match conc {
             Conc::List(list) => {
                 let mut values = list.clone();
@@ -192,7 +192,7 @@ impl Filters {
 
     /// Fixed-seq-len multi-node concurrencies: stepped first, then filtered, `[max-conc]` when
     /// nothing is below it.
-    pub fn fixed_multi_conc(&self, conc: &Conc) -> Option<Vec<i64>> {
+    pub(crate) fn fixed_multi_conc(&self, conc: &Conc) -> Option<Vec<i64>> {
         let mut values = self.listed_or_stepped(conc);
         if let Some(min) = self.min_conc {
             if min <= 0 {
@@ -215,7 +215,7 @@ impl Filters {
     }
 
     /// Agentic concurrencies: stepped, then plainly filtered; `None` when none are left.
-    pub fn agentic_conc(&self, conc: &Conc) -> Option<Vec<i64>> {
+    pub(crate) fn agentic_conc(&self, conc: &Conc) -> Option<Vec<i64>> {
         let mut values = self.listed_or_stepped(conc);
         if let Some(min) = self.min_conc {
             values.retain(|&c| c >= min);

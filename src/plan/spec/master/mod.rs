@@ -49,7 +49,7 @@ pub fn generate(configs: &[PathBuf], filters: &Filters) -> Result<Vec<Value>> {
 }
 
 /// [`generate`] on already parsed master configs.
-pub fn generate_docs(docs: &[Document], filters: &Filters) -> Result<Vec<Value>> {
+pub(crate) fn generate_docs(docs: &[Document], filters: &Filters) -> Result<Vec<Value>> {
     let entries = config::load(docs)?;
     let runner_doc = Document::read(&filters.runner_config).with_context(|| {
         format!(

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use super::yaml11::{Node, Value};
 
 /// `json.dumps(value)`.
-pub fn dumps(value: &Value) -> String {
+pub(crate) fn dumps(value: &Value) -> String {
     let mut out = String::new();
     write_value(&mut out, value);
     out

@@ -9,13 +9,13 @@ use crate::base::yaml::SpecError;
 
 /// Hardware facts of one runner label.
 #[derive(Debug, Clone, Copy)]
-pub struct Hardware {
-    pub available_cpu_dram_mib: i64,
+pub(crate) struct Hardware {
+    pub(crate) available_cpu_dram_mib: i64,
     pub gpus_per_node: i64,
 }
 
 #[derive(Debug, Clone)]
-pub struct RunnerConfig {
+pub(crate) struct RunnerConfig {
     pub labels: IndexMap<String, Vec<String>>,
     pub hardware: IndexMap<String, Hardware>,
 }
@@ -98,7 +98,7 @@ impl RunnerConfig {
     }
 
     /// The runner nodes of a label (none when the label is unknown).
-    pub fn nodes(&self, label: &str) -> &[String] {
+    pub(crate) fn nodes(&self, label: &str) -> &[String] {
         self.labels.get(label).map_or(&[], Vec::as_slice)
     }
 }

@@ -31,7 +31,7 @@ pub struct Node {
 }
 
 impl Node {
-    pub fn as_map(&self) -> Option<&IndexMap<String, Node>> {
+    pub(crate) fn as_map(&self) -> Option<&IndexMap<String, Node>> {
         match &self.value {
             Value::Map(m) => Some(m),
             _ => None,
@@ -43,7 +43,7 @@ impl Node {
     }
 
     /// Python's type name for the value, for error messages.
-    pub fn type_name(&self) -> &'static str {
+    pub(crate) fn type_name(&self) -> &'static str {
         match self.value {
             Value::Null => "null",
             Value::Bool(_) => "bool",

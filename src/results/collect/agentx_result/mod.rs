@@ -285,7 +285,7 @@ pub fn write(
 
 /// [`write()`] for `collect`: a cell whose files do not fit their format stops the collect (as
 /// everywhere in collect); any other failure is a warning, the cell's other results stand.
-pub fn write_or_warn(
+pub(crate) fn write_or_warn(
     dir: &Path,
     out: &Path,
     cell: &str,

@@ -54,7 +54,7 @@ use placement::placement_for;
 
 /// The paths collect searches: the given ones, and each placement's folder not already under
 /// one of them (so `--aiperf-cell DIR:...` alone collects DIR).
-pub fn search_paths(paths: &[PathBuf], placements: &[Placement]) -> Vec<PathBuf> {
+pub(crate) fn search_paths(paths: &[PathBuf], placements: &[Placement]) -> Vec<PathBuf> {
     let canonical = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
     let given: Vec<PathBuf> = paths.iter().map(|p| canonical(p)).collect();
     let mut all = paths.to_vec();
@@ -79,7 +79,7 @@ struct ConvertedCell {
 
 /// The AIPerf runs of one collect, converted.
 #[derive(Debug, Default)]
-pub struct Converted {
+pub(crate) struct Converted {
     cells: Vec<ConvertedCell>,
     /// AIPerf-format folders that are no AIPerf run: kvsweep's own exports of its cells (a
     /// previous collect's `agentx/*/aiperf_artifacts`), whose cells collect reads themselves.
@@ -95,7 +95,7 @@ impl Converted {
     /// Marks a cell made from an AIPerf run as measured by AIPerf, with AIPerf's own verdict
     /// among its invalid reasons and the simulator's speed its placement gave; any other cell
     /// is left as it is.
-    pub fn mark<'c>(&self, c: &'c mut CellResult) -> &'c mut CellResult {
+    pub(crate) fn mark<'c>(&self, c: &'c mut CellResult) -> &'c mut CellResult {
         let Some(run) = self.cells.iter().find(|r| r.dir == c.dir) else {
             return c;
         };
@@ -130,7 +130,7 @@ fn exported_by_kvsweep(aggregate: &ProfileExport) -> bool {
 /// directory in a temporary folder handed to `keep`; a placement that reaches no AIPerf
 /// directory or names a runner `runners` lacks is an error, as is a directory no placement
 /// reaches.
-pub fn convert_all(
+pub(crate) fn convert_all(
     found: &[PathBuf],
     placements: &[Placement],
     runners: &crate::base::runner::RunnerSet,

@@ -17,7 +17,7 @@ macro_rules! metrics {
 
         impl Metric {
             /// Every metric, in `repeats.csv`'s order.
-            pub const ALL: &'static [Metric] = &[$(Metric::$m,)*];
+            pub(crate) const ALL: &'static [Metric] = &[$(Metric::$m,)*];
 
             /// Its `summary.csv` column (and `repeats.csv` metric) name.
             pub fn column(self) -> &'static str {
@@ -116,7 +116,7 @@ metrics! {
 
 /// $ per million tokens under price `kind` ([`crate::base::economics::PriceKind::ALL`] order) of
 /// `tokens` (0 total, 1 input, 2 output).
-pub fn usd(c: &CellResult, kind: usize, tokens: usize) -> Option<f64> {
+pub(crate) fn usd(c: &CellResult, kind: usize, tokens: usize) -> Option<f64> {
     c.cost
         .as_ref()
         .and_then(|p| p.cost.usd_per_mtok[kind][tokens])

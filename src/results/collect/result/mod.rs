@@ -151,24 +151,24 @@ pub struct Figures {
     pub requests_failed: u64,
     pub error_rate: f64,
     pub duration_s: f64,
-    pub input_tps: f64,
-    pub output_tps: f64,
+    pub(crate) input_tps: f64,
+    pub(crate) output_tps: f64,
     pub total_tps: f64,
-    pub input_tps_per_gpu: f64,
+    pub(crate) input_tps_per_gpu: f64,
     pub output_tps_per_gpu: f64,
     pub total_tps_per_gpu: f64,
     pub ttft_p50_ms: Option<f64>,
     pub ttft_p90_ms: Option<f64>,
     pub ttft_p99_ms: Option<f64>,
     pub tpot_p50_ms: Option<f64>,
-    pub tpot_p90_ms: Option<f64>,
-    pub tpot_p99_ms: Option<f64>,
+    pub(crate) tpot_p90_ms: Option<f64>,
+    pub(crate) tpot_p99_ms: Option<f64>,
     pub itl_p50_ms: Option<f64>,
-    pub itl_p90_ms: Option<f64>,
+    pub(crate) itl_p90_ms: Option<f64>,
     pub itl_p99_ms: Option<f64>,
     pub e2e_p50_ms: Option<f64>,
     pub e2e_p90_ms: Option<f64>,
-    pub e2e_p99_ms: Option<f64>,
+    pub(crate) e2e_p99_ms: Option<f64>,
     /// 1000 / TPOT p50: output tokens per second one user sees.
     pub interactivity: Option<f64>,
     pub client_hit_rate: Option<f64>,
@@ -187,7 +187,7 @@ pub struct AgentX {
     pub e2e_norm_intvty_p90: Option<f64>,
     pub e2e_norm_intvty_p99: Option<f64>,
     /// Tokens of the successful requests over first start to last end, per GPU (TP × PP × PCP).
-    pub input_tps_per_gpu: Option<f64>,
+    pub(crate) input_tps_per_gpu: Option<f64>,
     pub output_tps_per_gpu: Option<f64>,
     pub total_tps_per_gpu: Option<f64>,
 }
@@ -197,10 +197,10 @@ pub struct AgentX {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct OracleBound {
     pub hit_rate: f64,
-    pub lru_hit_rate: f64,
+    pub(crate) lru_hit_rate: f64,
     /// The cell's KV capacity the bound assumes: HBM after weights at 0.9 utilization, plus
     /// the offload tier when on.
-    pub capacity_tokens: f64,
+    pub(crate) capacity_tokens: f64,
 }
 
 /// A cell's cost and energy, and the runner whose figures priced it (a simulator cell's
@@ -216,12 +216,12 @@ pub struct Priced {
 pub struct CellCost {
     /// $ per million (total, input, output) tokens, per price in
     /// [`crate::base::economics::PriceKind::ALL`] order.
-    pub usd_per_mtok: [[Option<f64>; 3]; 3],
+    pub(crate) usd_per_mtok: [[Option<f64>; 3]; 3],
     pub tps_per_mw: Option<f64>,
     pub power_w_per_gpu: f64,
     pub joules_per_output_token: Option<f64>,
     pub joules_per_total_token: Option<f64>,
-    pub basis: EnergyBasis,
+    pub(crate) basis: EnergyBasis,
 }
 
 /// Prompt tokens by where they came from (`collect::tiers`), cumulative at one scrape.
@@ -239,8 +239,8 @@ pub struct CellTiers {
     pub tokens: TierTokens,
     /// Mean KV offload bandwidth over the scraped window, GB/s; `None` where the engine does
     /// not report the bytes.
-    pub to_host_gb_s: Option<f64>,
-    pub from_host_gb_s: Option<f64>,
+    pub(crate) to_host_gb_s: Option<f64>,
+    pub(crate) from_host_gb_s: Option<f64>,
 }
 
 /// The tool whose requests and timings a cell's figures are (`summary.csv` → `measured_by`).
@@ -256,7 +256,7 @@ pub enum MeasuredBy {
 
 impl MeasuredBy {
     /// What a chart's point label adds, so an AIPerf point is never taken for kvsweep's.
-    pub fn point_label(self) -> &'static str {
+    pub(crate) fn point_label(self) -> &'static str {
         match self {
             MeasuredBy::Kvsweep => "",
             MeasuredBy::Aiperf => " (AIPerf)",

@@ -33,16 +33,16 @@ use crate::base::tokenizer::Tokenizer;
 
 /// Injected failures, each decided per request from the seed.
 #[derive(Debug, Clone, Copy)]
-pub struct Faults {
-    pub fail_rate: f64,
+pub(crate) struct Faults {
+    pub(crate) fail_rate: f64,
     pub fail_status: StatusCode,
     pub stall: Duration,
-    pub stall_rate: f64,
-    pub drop_stream_rate: f64,
+    pub(crate) stall_rate: f64,
+    pub(crate) drop_stream_rate: f64,
 }
 
 /// Everything a handler needs.
-pub struct AppState {
+pub(crate) struct AppState {
     pub engine: mpsc::UnboundedSender<Command>,
     pub tokenizer: Tokenizer,
     pub vocab: OutputVocab,
@@ -57,7 +57,7 @@ pub struct AppState {
     pub runner: String,
     pub seed: u64,
     pub faults: Faults,
-    pub ready_at: Instant,
+    pub(crate) ready_at: Instant,
     pub created: u64,
     pub requests: AtomicU64,
 }

@@ -22,11 +22,11 @@ use component::{component, component_scope, non_empty_str};
 use point::seq_len;
 
 /// The label prefix every agentic config's runner must have (one exact hardware fleet).
-pub const CLUSTER_LABEL_PREFIX: &str = "cluster:";
+pub(crate) const CLUSTER_LABEL_PREFIX: &str = "cluster:";
 
 /// Where a search-space point came from, for errors found while expanding it.
 #[derive(Debug, Clone)]
-pub struct Origin {
+pub(crate) struct Origin {
     pub file: std::path::PathBuf,
     pub line: usize,
     pub column: usize,
@@ -64,30 +64,30 @@ pub enum Conc {
 /// A prefill or decode worker: the map as written plus the parallelism defaults the generator
 /// appends (`pp`, `dcp-size`, `pcp-size`), and the typed fields it reads.
 #[derive(Debug, Clone)]
-pub struct Worker {
+pub(crate) struct Worker {
     pub map: IndexMap<String, Node>,
-    pub num_worker: i64,
+    pub(crate) num_worker: i64,
     pub tp: i64,
     pub pp: i64,
-    pub pcp: i64,
+    pub(crate) pcp: i64,
     pub ep: i64,
-    pub dp_attn: bool,
+    pub(crate) dp_attn: bool,
     pub hardware: Option<String>,
 }
 
 /// Single-node parallelism of a point.
 #[derive(Debug, Clone)]
-pub struct SingleTopology {
+pub(crate) struct SingleTopology {
     pub tp: i64,
     pub pp: i64,
     pub dcp: i64,
-    pub pcp: i64,
+    pub(crate) pcp: i64,
     pub ep: Option<i64>,
-    pub dp_attn: Option<bool>,
+    pub(crate) dp_attn: Option<bool>,
 }
 
 #[derive(Debug, Clone)]
-pub enum Topology {
+pub(crate) enum Topology {
     Single(SingleTopology),
     Multi {
         prefill: Box<Worker>,
@@ -98,20 +98,20 @@ pub enum Topology {
 /// One search-space point of either scenario.
 #[derive(Debug, Clone)]
 pub struct Point {
-    pub topology: Topology,
-    pub spec_decoding: String,
+    pub(crate) topology: Topology,
+    pub(crate) spec_decoding: String,
     pub conc: Conc,
     /// `router` / `kv-p2p-transfer` as written (a null here hides the top-level value).
     pub router: Option<Node>,
-    pub kv_p2p_transfer: Option<Node>,
+    pub(crate) kv_p2p_transfer: Option<Node>,
     /// Agentic only: `kv-offloading` as written, and the backend when not null.
     pub kv_offloading: Option<Node>,
     pub kv_offload_backend: Option<Node>,
-    pub origin: Origin,
+    pub(crate) origin: Origin,
 }
 
 #[derive(Debug, Clone)]
-pub struct SeqLen {
+pub(crate) struct SeqLen {
     pub isl: i64,
     pub osl: i64,
     pub points: Vec<Point>,
@@ -120,7 +120,7 @@ pub struct SeqLen {
 #[derive(Debug, Clone)]
 pub struct Agentic {
     /// `dram-utilization` as Python's `str(float)` prints it (the generator computes on that text).
-    pub dram_utilization: Option<String>,
+    pub(crate) dram_utilization: Option<String>,
     pub points: Vec<Point>,
 }
 
@@ -134,16 +134,16 @@ pub struct MasterEntry {
     pub precision: String,
     pub framework: String,
     pub runner: String,
-    pub multinode: bool,
-    pub disagg: bool,
+    pub(crate) multinode: bool,
+    pub(crate) disagg: bool,
     pub router: Option<Node>,
-    pub kv_p2p_transfer: Option<Node>,
-    pub fixed_seq_len: Vec<SeqLen>,
+    pub(crate) kv_p2p_transfer: Option<Node>,
+    pub(crate) fixed_seq_len: Vec<SeqLen>,
     pub agentic: Vec<Agentic>,
 }
 
 /// Does this parsed file have the master-config shape (entries with `scenarios`)?
-pub fn is_master(doc: &Document) -> bool {
+pub(crate) fn is_master(doc: &Document) -> bool {
     doc.root.as_map().is_some_and(|top| {
         top.values()
             .any(|v| v.as_map().is_some_and(|m| m.contains_key("scenarios")))

@@ -153,7 +153,7 @@ pub struct Progress {
 /// Sessions' first turns on their first replay, and the prompt tokens the server found cached
 /// in them: a cache left warm by an earlier run shows here.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub(crate) struct FirstTurns {
+pub struct FirstTurns {
     pub sessions: u64,
     pub prompt_tokens: u64,
     pub cached_tokens: u64,

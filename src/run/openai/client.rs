@@ -205,12 +205,7 @@ impl SseScanner {
     pub(crate) fn feed(&mut self, bytes: &[u8], mut on_data: impl FnMut(&[u8])) {
         self.buf.extend_from_slice(bytes);
         let mut start = 0;
-        // Events end at a blank line: "\n\n", or "\r\n\r\n" from servers that use CRLF.
-        while let Some((end, sep)) = [&b"\n\n"[..], &b"\r\n\r\n"[..]]
-            .iter()
-            .filter_map(|sep| find(&self.buf[start..], sep).map(|at| (at, sep.len())))
-            .min()
-        {
+        while let Some((end, sep)) = event_end(&self.buf[start..]) {
             let event = &self.buf[start..start + end];
             for line in event.split(|&b| b == b'\n') {
                 let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -222,6 +217,26 @@ impl SseScanner {
         }
         self.buf.drain(..start);
     }
+}
+
+/// Where the first event in `b` ends and how long the blank line after it is: "\n\n", or
+/// "\r\n\r\n" from servers that use CRLF. Both are looked for in one pass from the start:
+/// searching for each separator over the whole rest of the buffer, once per event, made a chunk
+/// of many LF-separated events quadratic (the CRLF search ran to the end every time; it was
+/// most of the replay client's time in `cargo bench --bench replay`).
+fn event_end(b: &[u8]) -> Option<(usize, usize)> {
+    let mut from = 0;
+    while let Some(at) = b[from..].iter().position(|&c| c == b'\n') {
+        let p = from + at;
+        match b.get(p + 1) {
+            Some(b'\n') => return Some((p, 2)),
+            Some(b'\r') if p > 0 && b[p - 1] == b'\r' && b.get(p + 2) == Some(&b'\n') => {
+                return Some((p - 1, 4));
+            }
+            _ => from = p + 1,
+        }
+    }
+    None
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -417,6 +432,34 @@ mod tests {
         let mut seen = Vec::new();
         s.feed(b"data: x\n\ndata: [DONE]\n\n", |d| seen.push(d.to_vec()));
         assert_eq!(seen, [b"x".to_vec(), b"[DONE]".to_vec()]);
+    }
+
+    #[test]
+    fn the_first_blank_line_is_found_as_the_two_separate_searches_found_it() {
+        // Every string of up to 8 bytes over {a, \r, \n}: the one-pass scan against the
+        // first "\n\n" or "\r\n\r\n", whichever starts first.
+        let two_searches = |b: &[u8]| {
+            [&b"\n\n"[..], &b"\r\n\r\n"[..]]
+                .iter()
+                .filter_map(|sep| find(b, sep).map(|at| (at, sep.len())))
+                .min()
+        };
+        let mut checked = 0;
+        for len in 0..=8u32 {
+            for code in 0..3usize.pow(len) {
+                let b: Vec<u8> = (0..len)
+                    .map(|i| b"a\r\n"[code / 3usize.pow(i) % 3])
+                    .collect();
+                assert_eq!(
+                    event_end(&b),
+                    two_searches(&b),
+                    "{:?}",
+                    String::from_utf8_lossy(&b)
+                );
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, (0..=8).map(|n| 3usize.pow(n)).sum::<usize>());
     }
 
     #[test]
